@@ -1,0 +1,330 @@
+"""One training run as a typed, validated config: YAML in, dataclasses out, YAML back.
+
+Why dataclasses and a hand-made checker: every key a user can write is a field here with its
+type, so an unknown key or a wrong type is rejected before anything starts, with a message that
+names the file and the dotted key (`model.image_size: expected int, got str 'big'`).
+`training_args` is the exception on purpose: any `transformers.TrainingArguments` field passes
+through, checked against that dataclass instead of a copy of it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from detr_core.errors import UserInputError
+from detr_core.yaml_io import dump_yaml, load_yaml_mapping
+
+IouLoss = Literal["giou", "diou", "ciou"]
+DEFAULT_CONFIG_PATH = Path(__file__).with_name("defaults") / "run.yaml"
+
+
+@dataclass
+class SplitPaths:
+    """A COCO split on disk: annotation JSON and the folder its `file_name`s are relative to."""
+
+    annotations: str
+    images: str
+
+
+@dataclass
+class SyntheticConfig:
+    """Parameters of the embedded synthetic shapes dataset (see `detr_core.data.synthetic`)."""
+
+    num_train: int = 1000
+    num_val: int = 64
+    num_test: int = 128
+    image_size: int = 96
+    min_objects: int = 1
+    max_objects: int = 3
+    seed: int = 0
+    cache_dir: str | None = None
+
+
+@dataclass
+class DataConfig:
+    """Either `synthetic` (generated once, cached) or COCO `train` + `val` (+ optional `test`)."""
+
+    synthetic: SyntheticConfig | None = None
+    train: SplitPaths | None = None
+    val: SplitPaths | None = None
+    test: SplitPaths | None = None
+
+
+@dataclass
+class ModelConfig:
+    """Where the weights come from and the input resolution.
+
+    `checkpoint` is a Hub name or a `save_pretrained` folder; `preset: tiny` builds a small DETR
+    from random weights offline. `image_size` is the longest edge after resizing; images are
+    padded to a square canvas of that size. `config_overrides` sets `DetrConfig` fields.
+    """
+
+    preset: Literal["tiny"] | None = None
+    checkpoint: str | None = None
+    image_size: int = 96
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def _default_train_augmentation() -> list[Any]:
+    return [
+        {"HorizontalFlip": {"p": 0.5}},
+        {"ColorJitter": {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.02,
+                         "p": 0.5}},
+    ]
+
+
+@dataclass
+class AugmentationConfig:
+    """albumentations transforms by class name, per split; boxes use COCO bbox params."""
+
+    train: list[Any] = field(default_factory=_default_train_augmentation)
+    val: list[Any] = field(default_factory=list)
+    min_area: float = 4.0
+    min_visibility: float = 0.0
+
+
+@dataclass
+class EvaluationConfig:
+    """Test-metric settings: detections below `score_threshold` are not counted as found."""
+
+    score_threshold: float = 0.5
+    batch_size: int = 16
+
+
+@dataclass
+class RunConfig:
+    """Everything one fine-tuning run needs; one YAML file is one of these."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    iou_loss: IouLoss = "giou"
+    freeze_backbone: bool = False
+    training_args: dict[str, Any] = field(default_factory=dict)
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    seed: int = 42
+    num_threads: int | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# dict -> dataclass with validation
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check `value` against annotation `tp`; build nested dataclasses; raise naming `key`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, key, source)
+            except UserInputError:
+                continue
+        _fail(source, key, f"expected {_type_name(tp)}, got {_describe(value)}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            _fail(source, key, f"must be one of {_type_name(tp)}, got {_describe(value)}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            _fail(source, key, f"expected a mapping, got {_describe(value)}")
+        return _build(tp, value, key, source)
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            _fail(source, key, f"expected a mapping, got {_describe(value)}")
+        return dict(value)
+    if origin is list or tp is list:
+        if not isinstance(value, list):
+            _fail(source, key, f"expected a list, got {_describe(value)}")
+        return list(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            _fail(source, key, f"expected true or false, got {_describe(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(source, key, f"expected an integer, got {_describe(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            _fail(source, key, f"expected a number, got {_describe(value)}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            _fail(source, key, f"expected a string, got {_describe(value)}")
+        return value
+    if tp is Any:
+        return value
+    raise TypeError(f"unsupported annotation {tp!r} for {key}")  # a bug here, not user input
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _fail(source: str, key: str, problem: str) -> typing.NoReturn:
+    raise UserInputError(f"{source}: {key}: {problem}")
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str, source: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            known = ", ".join(sorted(names))
+            _fail(source, dotted, f"unknown key (known keys here: {known})")
+        kwargs[key] = _convert(value, hints[key], dotted, source)
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        _fail(source, f"{prefix}.{missing[0]}" if prefix else missing[0], "required key is missing")
+    return cls(**kwargs)
+
+
+def _check_semantics(cfg: RunConfig, source: str) -> None:
+    data = cfg.data
+    if data.synthetic is None and data.train is None:
+        _fail(source, "data", "give either `synthetic:` or `train:` and `val:` COCO splits")
+    if data.synthetic is not None and (data.train or data.val or data.test):
+        _fail(source, "data", "`synthetic` and COCO paths (`train`/`val`/`test`) exclude each other")
+    if data.train is not None and data.val is None:
+        _fail(source, "data.val", "required when `data.train` is given")
+    if data.synthetic is not None:
+        syn = data.synthetic
+        for name in ("num_train", "num_val", "image_size", "min_objects"):
+            if getattr(syn, name) < 1:
+                _fail(source, f"data.synthetic.{name}", "must be >= 1")
+        if syn.num_test < 0:
+            _fail(source, "data.synthetic.num_test", "must be >= 0")
+        if syn.max_objects < syn.min_objects:
+            _fail(source, "data.synthetic.max_objects", "must be >= data.synthetic.min_objects")
+        if syn.image_size < 32:
+            _fail(source, "data.synthetic.image_size", "must be >= 32 pixels")
+    model = cfg.model
+    if (model.preset is None) == (model.checkpoint is None):
+        _fail(source, "model", "give exactly one of `preset: tiny` or `checkpoint: NAME_OR_DIR`")
+    if model.image_size < 32:
+        _fail(source, "model.image_size", "must be >= 32 pixels")
+    if cfg.num_threads is not None and cfg.num_threads < 1:
+        _fail(source, "num_threads", "must be >= 1 (or null for all cores)")
+    if not 0.0 <= cfg.evaluation.score_threshold <= 1.0:
+        _fail(source, "evaluation.score_threshold", "must be within [0, 1]")
+    from detr_core.training_args import check_training_args  # heavy import, only when needed
+
+    check_training_args(cfg.training_args, source)
+
+
+def run_config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
+    """Validate a run-config mapping and return it typed; `source` names it in error messages."""
+    if not isinstance(raw, dict):
+        raise UserInputError(f"{source}: top level must be a mapping")
+    cfg = _build(RunConfig, raw, "", source)
+    _check_semantics(cfg, source)
+    return cfg
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read and validate one run YAML; relative data/model paths are resolved against its folder."""
+    path = Path(path)
+    raw = load_yaml_mapping(path)
+    cfg = run_config_from_dict(raw, source=str(path))
+    return resolve_paths(cfg, path.resolve().parent)
+
+
+def load_default_run_config() -> RunConfig:
+    """The embedded default: synthetic shapes + tiny preset, runs offline on a CPU."""
+    return load_run_config(DEFAULT_CONFIG_PATH)
+
+
+def _resolve(path: str, base: Path) -> str:
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
+    """Return a copy whose data paths (and a checkpoint that is a local folder) are absolute.
+
+    Tune trials run in their own working directory, so every user path is made absolute once.
+    """
+    cfg = copy.deepcopy(cfg)
+    for split in ("train", "val", "test"):
+        paths = getattr(cfg.data, split)
+        if paths is not None:
+            paths.annotations = _resolve(paths.annotations, base)
+            paths.images = _resolve(paths.images, base)
+    if cfg.data.synthetic is not None and cfg.data.synthetic.cache_dir is not None:
+        cfg.data.synthetic.cache_dir = _resolve(cfg.data.synthetic.cache_dir, base)
+    ckpt = cfg.model.checkpoint
+    if ckpt is not None and (ckpt.startswith((".", "/", "~")) or (base / ckpt).exists()):
+        cfg.model.checkpoint = _resolve(ckpt, base)
+    return cfg
+
+
+def run_config_to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """Plain nested dict of `cfg` (fields with None dropped where they mean 'not given')."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if v is not None or k == "num_threads"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(dataclasses.asdict(cfg))
+
+
+def save_run_config(cfg: RunConfig, path: str | Path, header: str = "") -> None:
+    """Write `cfg` as YAML that `load_run_config` reads back to an equal config."""
+    dump_yaml(run_config_to_dict(cfg), path, header=header)
+
+
+def set_dotted(raw: dict[str, Any], dotted_key: str, value: Any) -> None:
+    """Set `a.b.c` in a nested dict, creating intermediate mappings (used for searched values)."""
+    parts = dotted_key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep copy of `raw` with each dotted key of `overrides` set (fixed + sampled values)."""
+    merged = copy.deepcopy(raw)
+    for key, value in overrides.items():
+        set_dotted(merged, key, value)
+    return merged

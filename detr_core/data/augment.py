@@ -1,0 +1,50 @@
+"""albumentations pipelines from YAML: `[{HorizontalFlip: {p: 0.5}}, {ColorJitter: {...}}]`.
+
+Boxes travel with the image in COCO pixel format; boxes clipped to the image and those that
+end up smaller than `min_area` (or less visible than `min_visibility`) are dropped together
+with their labels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detr_core.errors import UserInputError
+
+
+def build_augmentation(
+    steps: list[Any], min_area: float, min_visibility: float, where: str
+) -> Any:
+    """An `A.Compose` from a list of one-key mappings; `where` names the YAML key in errors."""
+    import albumentations as A
+
+    transforms = []
+    for index, step in enumerate(steps):
+        key = f"{where}[{index}]"
+        if isinstance(step, str):
+            name, kwargs = step, {}
+        elif isinstance(step, dict) and len(step) == 1:
+            name, kwargs = next(iter(step.items()))
+            kwargs = {} if kwargs is None else kwargs
+        else:
+            raise UserInputError(f"{key}: expected `TransformName: {{arg: value}}`, got {step!r}")
+        cls = getattr(A, str(name), None)
+        if not isinstance(cls, type) or not issubclass(cls, A.BasicTransform):
+            raise UserInputError(f"{key}: unknown albumentations transform {name!r}")
+        if not isinstance(kwargs, dict):
+            raise UserInputError(f"{key}: arguments of {name} must be a mapping")
+        try:
+            transforms.append(cls(**kwargs))
+        except (TypeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserInputError(f"{key}: {name}: {first}") from None
+    return A.Compose(
+        transforms,
+        bbox_params=A.BboxParams(
+            format="coco",
+            label_fields=["category_ids"],
+            min_area=min_area,
+            min_visibility=min_visibility,
+            clip=True,
+        ),
+    )

@@ -1,0 +1,177 @@
+"""Read and validate a COCO-format split before any training starts.
+
+Every problem a user's export can have is reported as one line naming the file and the
+image or annotation id: a missing file, JSON that is not COCO, an annotation pointing to a
+missing image or an unknown category, a box of non-positive size, an image file that is not on
+disk. Boxes that stick out of their image are clipped and counted, not fatal. The result keeps
+images without annotations (they teach the model "no object").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from detr_core.config import SplitPaths
+from detr_core.errors import UserInputError
+
+
+@dataclass
+class CocoSplit:
+    """A validated split: the pycocotools index plus what validation found."""
+
+    coco: Any  # pycocotools.coco.COCO
+    images_dir: Path
+    annotation_file: Path
+    image_ids: list[int]
+    clipped_boxes: int = 0
+    categories: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """COCO category ids (any numbering) <-> contiguous model labels 0..K-1."""
+
+    category_ids: tuple[int, ...]
+    names: tuple[str, ...]
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.names))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: label for label, name in enumerate(self.names)}
+
+    def label_of(self, category_id: int) -> int:
+        return self.category_ids.index(category_id)
+
+    def category_of(self, label: int) -> int:
+        return self.category_ids[label]
+
+    @classmethod
+    def from_categories(cls, categories: list[dict[str, Any]]) -> LabelMap:
+        ordered = sorted(categories, key=lambda c: c["id"])
+        return cls(tuple(c["id"] for c in ordered), tuple(str(c["name"]) for c in ordered))
+
+
+def _require(condition: bool, path: Path, message: str) -> None:
+    if not condition:
+        raise UserInputError(f"{path}: {message}")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    _require(path.is_file(), path, "file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserInputError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
+    except UnicodeDecodeError:
+        raise UserInputError(f"{path}: not a UTF-8 text file") from None
+    _require(isinstance(data, dict), path, "not COCO: top level must be an object")
+    for key in ("images", "annotations", "categories"):
+        _require(key in data, path, f"not COCO: missing the `{key}` list")
+        _require(isinstance(data[key], list), path, f"not COCO: `{key}` must be a list")
+    return data
+
+
+def _check_images(data: dict[str, Any], path: Path, images_dir: Path) -> dict[int, dict]:
+    images: dict[int, dict] = {}
+    for index, image in enumerate(data["images"]):
+        _require(isinstance(image, dict) and "id" in image, path, f"images[{index}]: no `id`")
+        image_id = image["id"]
+        where = f"image id {image_id}"
+        _require(image_id not in images, path, f"{where}: duplicate image id")
+        for key in ("file_name", "width", "height"):
+            _require(key in image, path, f"{where}: missing `{key}`")
+        _require(
+            isinstance(image["width"], int | float) and isinstance(image["height"], int | float)
+            and image["width"] > 0 and image["height"] > 0,
+            path, f"{where}: width and height must be positive numbers",
+        )
+        _require((images_dir / image["file_name"]).is_file(), path,
+                 f"{where}: image file {images_dir / image['file_name']} not found")
+        images[image_id] = image
+    return images
+
+
+def _check_annotations(
+    data: dict[str, Any], path: Path, images: dict[int, dict], category_ids: set[int]
+) -> int:
+    """Validate every annotation in place; clip boxes to their image; return the clip count."""
+    clipped = 0
+    seen: set[Any] = set()
+    for index, ann in enumerate(data["annotations"]):
+        _require(isinstance(ann, dict) and "id" in ann, path, f"annotations[{index}]: no `id`")
+        where = f"annotation id {ann['id']}"
+        _require(ann["id"] not in seen, path, f"{where}: duplicate annotation id")
+        seen.add(ann["id"])
+        for key in ("image_id", "category_id", "bbox"):
+            _require(key in ann, path, f"{where}: missing `{key}`")
+        _require(ann["image_id"] in images, path,
+                 f"{where}: image_id {ann['image_id']} is not in `images`")
+        _require(ann["category_id"] in category_ids, path,
+                 f"{where}: category_id {ann['category_id']} is not in `categories`")
+        bbox = ann["bbox"]
+        _require(
+            isinstance(bbox, list) and len(bbox) == 4
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox),
+            path, f"{where}: bbox must be [x, y, width, height] numbers, got {bbox!r}",
+        )
+        x, y, w, h = (float(v) for v in bbox)
+        _require(w > 0 and h > 0, path,
+                 f"{where}: bbox width and height must be > 0, got {bbox!r}")
+        image = images[ann["image_id"]]
+        x0, y0 = max(x, 0.0), max(y, 0.0)
+        x1, y1 = min(x + w, float(image["width"])), min(y + h, float(image["height"]))
+        _require(x1 > x0 and y1 > y0, path,
+                 f"{where}: bbox {bbox!r} lies outside its image "
+                 f"({image['width']}x{image['height']})")
+        if (x0, y0, x1, y1) != (x, y, x + w, y + h):
+            clipped += 1
+            ann["bbox"] = [x0, y0, x1 - x0, y1 - y0]
+        ann.setdefault("area", (x1 - x0) * (y1 - y0))
+        ann.setdefault("iscrowd", 0)
+    return clipped
+
+
+def load_coco_split(paths: SplitPaths) -> CocoSplit:
+    """Validate one split (annotation JSON + image folder) and index it with pycocotools."""
+    from pycocotools.coco import COCO
+
+    path = Path(paths.annotations)
+    images_dir = Path(paths.images)
+    data = _read_json(path)
+    _require(images_dir.is_dir(), images_dir, "image folder not found")
+    category_ids: set[int] = set()
+    for index, cat in enumerate(data["categories"]):
+        _require(isinstance(cat, dict) and "id" in cat and "name" in cat, path,
+                 f"categories[{index}]: needs `id` and `name`")
+        _require(cat["id"] not in category_ids, path, f"category id {cat['id']}: duplicate")
+        category_ids.add(cat["id"])
+    _require(bool(category_ids), path, "not COCO: `categories` is empty")
+    images = _check_images(data, path, images_dir)
+    clipped = _check_annotations(data, path, images, category_ids)
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
+        coco.createIndex()
+    return CocoSplit(
+        coco=coco, images_dir=images_dir, annotation_file=path,
+        image_ids=sorted(images), clipped_boxes=clipped, categories=list(data["categories"]),
+    )
+
+
+def check_same_categories(reference: CocoSplit, other: CocoSplit) -> None:
+    """Val/test may not introduce categories the model was not trained on."""
+    known = {c["id"]: c["name"] for c in reference.categories}
+    for cat in other.categories:
+        if known.get(cat["id"]) != cat["name"]:
+            raise UserInputError(
+                f"{other.annotation_file}: category id {cat['id']} ({cat['name']!r}) is not a "
+                f"category of the training split {reference.annotation_file}"
+            )

@@ -1,0 +1,82 @@
+"""A validated COCO split as a torch `Dataset`, and the collate function that feeds DETR.
+
+Items are (RGB image array, COCO annotations with contiguous labels) after augmentation; the
+collate function runs the image processor on the whole batch (resize, normalise, pad to a fixed
+square canvas, boxes to normalised cx,cy,w,h) and adds `pixel_mask`. Each label dict also gets
+`resized_size`, the image's extent inside the padded canvas, so predictions can be mapped back
+to original pixels exactly (`detr_core.boxes.to_original_pixels`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from detr_core.data.coco import CocoSplit, LabelMap
+
+
+def load_rgb(path: str) -> np.ndarray:
+    """Open an image file as HxWx3 uint8 RGB (grayscale, palette and RGBA are converted)."""
+    with Image.open(path) as image:
+        if image.mode == "RGBA":
+            background = Image.new("RGB", image.size, (0, 0, 0))
+            background.paste(image, mask=image.getchannel("A"))
+            return np.asarray(background)
+        return np.asarray(image.convert("RGB"))
+
+
+class CocoDetectionDataset(Dataset):
+    """Images of one split with their boxes, augmented by an albumentations `Compose`."""
+
+    def __init__(self, split: CocoSplit, label_map: LabelMap, transform: Any | None) -> None:
+        self.split = split
+        self.label_map = label_map
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.split.image_ids)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, dict[str, Any]]:
+        coco = self.split.coco
+        image_id = self.split.image_ids[index]
+        info = coco.imgs[image_id]
+        image = load_rgb(str(self.split.images_dir / info["file_name"]))
+        anns = [a for a in coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
+        boxes = [list(a["bbox"]) for a in anns]
+        labels = [self.label_map.label_of(a["category_id"]) for a in anns]
+        if self.transform is not None:
+            out = self.transform(image=image, bboxes=np.asarray(boxes, dtype=np.float32).reshape(
+                -1, 4), category_ids=labels)
+            image, boxes, labels = out["image"], out["bboxes"].tolist(), list(out["category_ids"])
+        annotations = [
+            {"bbox": [float(v) for v in box], "category_id": int(label),
+             "area": float(box[2] * box[3]), "iscrowd": 0}
+            for box, label in zip(boxes, labels, strict=True)
+        ]
+        return image, {"image_id": int(image_id), "annotations": annotations}
+
+
+class DetrCollator:
+    """Batch images + COCO annotations into DETR inputs with the run's image processor."""
+
+    def __init__(self, processor: Any) -> None:
+        self.processor = processor
+
+    def __call__(self, batch: list[tuple[np.ndarray, dict[str, Any]]]) -> dict[str, Any]:
+        images = [item[0] for item in batch]
+        annotations = [item[1] for item in batch]
+        encoded = self.processor(images=images, annotations=annotations, return_tensors="pt")
+        mask = encoded["pixel_mask"]
+        for label, image_mask in zip(encoded["labels"], mask, strict=True):
+            rows = int(image_mask.any(dim=1).sum())
+            cols = int(image_mask.any(dim=0).sum())
+            label["resized_size"] = torch.tensor([rows, cols])
+        return {
+            "pixel_values": encoded["pixel_values"],
+            "pixel_mask": mask,
+            "labels": encoded["labels"],
+        }

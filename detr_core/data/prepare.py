@@ -1,0 +1,70 @@
+"""Turn a run's `data:` section into validated splits on disk, once.
+
+For `synthetic` that means generating (or finding in the cache) the dataset; for COCO paths
+it means validating every split. The result carries absolute paths, so a search driver can
+prepare the data once and hand trials a config that needs no preparation
+(`PreparedData.as_data_config`, loaded by trials with `validate=False`).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from detr_core.config import DataConfig, SplitPaths
+from detr_core.data.coco import CocoSplit, LabelMap, check_same_categories, load_coco_split
+from detr_core.data.synthetic import ensure_synthetic_dataset, split_paths
+
+
+@dataclass
+class PreparedData:
+    """Validated splits (test optional) and the label map shared by all of them."""
+
+    train: CocoSplit
+    val: CocoSplit
+    test: CocoSplit | None
+    label_map: LabelMap
+
+    def as_data_config(self) -> DataConfig:
+        """The same data as absolute COCO paths: what a search trial is handed."""
+
+        def paths(split: CocoSplit | None) -> SplitPaths | None:
+            if split is None:
+                return None
+            return SplitPaths(str(split.annotation_file.resolve()), str(split.images_dir.resolve()))
+
+        return DataConfig(train=paths(self.train), val=paths(self.val), test=paths(self.test))
+
+    def split(self, name: str) -> CocoSplit:
+        split = getattr(self, name)
+        if split is None:
+            raise ValueError(f"this dataset has no {name} split")
+        return split
+
+
+def coco_paths(data: DataConfig) -> dict[str, SplitPaths]:
+    """Split name -> paths; generates the synthetic dataset when `data.synthetic` is set."""
+    if data.synthetic is not None:
+        root = ensure_synthetic_dataset(data.synthetic)
+        names = ["train", "val"] + (["test"] if data.synthetic.num_test > 0 else [])
+        return {name: split_paths(root, name) for name in names}
+    found = {"train": data.train, "val": data.val, "test": data.test}
+    return {name: paths for name, paths in found.items() if paths is not None}
+
+
+def prepare_data(data: DataConfig, quiet: bool = False) -> PreparedData:
+    """Generate or validate every split; print one warning line if boxes had to be clipped."""
+    splits = {name: load_coco_split(paths) for name, paths in coco_paths(data).items()}
+    for name in ("val", "test"):
+        if name in splits:
+            check_same_categories(splits["train"], splits[name])
+    clipped = {name: s.clipped_boxes for name, s in splits.items() if s.clipped_boxes}
+    if clipped and not quiet:
+        detail = ", ".join(f"{n} {count} ({splits[n].annotation_file})"
+                           for n, count in clipped.items())
+        print(f"warning: boxes partly outside their image were clipped: {detail}",
+              file=sys.stderr)
+    return PreparedData(
+        train=splits["train"], val=splits["val"], test=splits.get("test"),
+        label_map=LabelMap.from_categories(splits["train"].categories),
+    )

@@ -1,0 +1,86 @@
+"""Detection metrics: COCO mAP family and the diary's localisation numbers.
+
+- `coco_map`: mAP@[.5:.95], mAP@.5, mAP@.75 and per-class AP, computed by torchmetrics'
+  `MeanAveragePrecision` on its pycocotools backend (so it *is* COCOeval; tested against it).
+- `localisation`: each ground-truth box is paired with its best-overlapping detection
+  (score >= threshold, any class); over those pairs: IoU mean/std (the diary's "IOU mu/std")
+  and the distance between box centres in original pixels, mean/std (the diary's "Detection
+  Performance mu/std"). Ground truths no detection overlaps are counted as `missed`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torchvision.ops import box_iou
+
+from detr_core.boxes import box_centres
+from detr_core.detections import ImageBoxes
+
+
+def coco_map(
+    predictions: Sequence[ImageBoxes], targets: Sequence[ImageBoxes], class_names: Sequence[str]
+) -> dict[str, object]:
+    """COCO box mAP family and per-class AP (NaN-free: classes never seen get -1 -> omitted)."""
+    from torchmetrics.detection import MeanAveragePrecision
+
+    metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=True,
+                                  backend="pycocotools")
+    metric.update(
+        [{"boxes": p.boxes, "scores": p.scores, "labels": p.labels} for p in predictions],
+        [{"boxes": t.boxes, "labels": t.labels} for t in targets],
+    )
+    result = metric.compute()
+    per_class = {}
+    classes = result["classes"].reshape(-1).tolist()
+    values = result["map_per_class"].reshape(-1).tolist()
+    for label, value in zip(classes, values, strict=True):
+        if value >= 0 and 0 <= label < len(class_names):
+            per_class[class_names[label]] = float(value)
+    return {
+        "map": float(result["map"]),
+        "map_50": float(result["map_50"]),
+        "map_75": float(result["map_75"]),
+        "per_class_ap": per_class,
+    }
+
+
+def localisation(
+    predictions: Sequence[ImageBoxes], targets: Sequence[ImageBoxes], score_threshold: float
+) -> dict[str, float]:
+    """IoU and centre error of each ground truth with its best-matching confident detection."""
+    ious: list[torch.Tensor] = []
+    errors: list[torch.Tensor] = []
+    num_gt = 0
+    for pred, target in zip(predictions, targets, strict=True):
+        num_gt += len(target.boxes)
+        keep = pred.scores >= score_threshold if pred.scores is not None else slice(None)
+        boxes = pred.boxes[keep]
+        if len(target.boxes) == 0 or len(boxes) == 0:
+            continue
+        overlap = box_iou(target.boxes, boxes)
+        best_iou, best = overlap.max(dim=1)
+        found = best_iou > 0
+        ious.append(best_iou[found])
+        distance = box_centres(target.boxes[found]) - box_centres(boxes[best[found]])
+        errors.append(distance.norm(dim=1))
+    iou = torch.cat(ious) if ious else torch.zeros(0)
+    err = torch.cat(errors) if errors else torch.zeros(0)
+    return {
+        "iou_mean": float(iou.mean()) if len(iou) else 0.0,
+        "iou_std": _std(iou),
+        "center_error_px": _mean(err),
+        "center_error_px_std": _std(err),
+        "missed": float(num_gt - len(iou)),
+        "num_gt": float(num_gt),
+    }
+
+
+def _mean(values: torch.Tensor) -> float:
+    return float(values.mean()) if len(values) else math.nan
+
+
+def _std(values: torch.Tensor) -> float:
+    return float(values.std(unbiased=False)) if len(values) else math.nan

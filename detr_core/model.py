@@ -1,0 +1,109 @@
+"""Build the `DetrForObjectDetection` and image processor of a run.
+
+Two sources: a checkpoint (Hub name or `save_pretrained` folder, loaded with `from_pretrained`
+and given the dataset's label set; a classification head of the wrong size is re-initialised)
+or the `tiny` preset (random weights, ResNet-ish backbone of ~0.3 M parameters, builds offline
+in well under a second once transformers is imported). The backbone is then frozen or left
+trainable as the run says; note that transformers freezes an HF ResNet backbone at
+construction, so "trainable" has to be set explicitly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor, ResNetConfig
+
+from detr_core.config import ModelConfig
+from detr_core.data.coco import LabelMap
+from detr_core.errors import UserInputError
+from detr_core.losses import DetrIouLoss
+
+TINY_PRESET: dict[str, Any] = {
+    "d_model": 64,
+    "encoder_layers": 1,
+    "decoder_layers": 2,
+    "encoder_ffn_dim": 128,
+    "decoder_ffn_dim": 128,
+    "encoder_attention_heads": 4,
+    "decoder_attention_heads": 4,
+    "num_queries": 20,
+    "dropout": 0.0,
+    "auxiliary_loss": True,
+}
+
+
+def _tiny_backbone() -> ResNetConfig:
+    return ResNetConfig(
+        embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1],
+        layer_type="basic", out_features=["stage4"],
+    )
+
+
+def build_image_processor(model_cfg: ModelConfig) -> DetrImageProcessor:
+    """The checkpoint's processor (or DETR defaults) resized to a square canvas of image_size."""
+    processor = None
+    checkpoint = model_cfg.checkpoint
+    if checkpoint is not None and (Path(checkpoint) / "preprocessor_config.json").is_file():
+        processor = DetrImageProcessor.from_pretrained(checkpoint)
+    if processor is None:
+        processor = DetrImageProcessor()
+    size = model_cfg.image_size
+    processor.size = {"shortest_edge": size, "longest_edge": size}
+    processor.pad_size = {"height": size, "width": size}
+    processor.do_pad = True
+    return processor
+
+
+def build_model(model_cfg: ModelConfig, label_map: LabelMap, iou_loss: str,
+                freeze_backbone: bool) -> DetrForObjectDetection:
+    """A DETR for `label_map`'s classes, with the run's IoU loss installed and backbone set."""
+    labels = {"num_labels": len(label_map.names), "id2label": label_map.id2label,
+              "label2id": label_map.label2id}
+    overrides = dict(model_cfg.config_overrides)
+    if model_cfg.preset == "tiny":
+        try:
+            config = DetrConfig(
+                backbone_config=_tiny_backbone(), use_timm_backbone=False,
+                use_pretrained_backbone=False, **{**TINY_PRESET, **overrides}, **labels,
+            )
+        except (TypeError, ValueError) as exc:
+            raise UserInputError(f"model.config_overrides: {exc}") from None
+        model = DetrForObjectDetection(config)
+    else:
+        model = _from_checkpoint(str(model_cfg.checkpoint), labels, overrides)
+    model.loss_function = DetrIouLoss(iou_loss)
+    set_backbone_trainable(model, trainable=not freeze_backbone)
+    return model
+
+
+def _from_checkpoint(checkpoint: str, labels: dict[str, Any],
+                     overrides: dict[str, Any]) -> DetrForObjectDetection:
+    try:
+        return DetrForObjectDetection.from_pretrained(
+            checkpoint, ignore_mismatched_sizes=True, **labels, **overrides
+        )
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UserInputError(f"model.checkpoint: cannot load {checkpoint!r}: {first}") from None
+
+
+def load_trained_model(model_dir: str | Path, iou_loss: str = "giou") -> DetrForObjectDetection:
+    """Reload a `save_pretrained` folder written by a run (its best step) for evaluation."""
+    model = DetrForObjectDetection.from_pretrained(str(model_dir))
+    model.loss_function = DetrIouLoss(iou_loss)
+    return model
+
+
+def backbone_parameters(model: DetrForObjectDetection) -> list[Any]:
+    """Exactly the parameters `freeze_backbone` acts on: the conv encoder's."""
+    return list(model.model.backbone.parameters())
+
+
+def set_backbone_trainable(model: DetrForObjectDetection, trainable: bool) -> None:
+    """Freeze (diary 12_5..12_7) or unfreeze every backbone parameter."""
+    if trainable:
+        model.model.unfreeze_backbone()
+    else:
+        model.model.freeze_backbone()

@@ -1,0 +1,303 @@
+"""One DETR fine-tuning run on the Hugging Face `Trainer`: what one diary "version" was.
+
+    python -m detr_core.train                        # the embedded default (synthetic + tiny)
+    python -m detr_core.train --config run.yaml --output-dir outputs/v21
+
+Evaluation runs at every logging step and reports DETR's loss terms (`eval_loss_bbox`,
+`eval_loss_iou`, `eval_loss_ce`, `eval_cardinality_error`), COCO mAP and the diary's
+localisation numbers. The best step by `metric_for_best_model` (default `eval_loss_bbox`,
+lower is better) is checkpointed as it happens and, at the end, reloaded with
+`from_pretrained` (transformers' own `load_best_model_at_end` does not restore DETR weights in
+5.x) and written to `<output-dir>/best_model`. With a test split the best model is then
+evaluated (`detr_core.evaluate`). TensorBoard events go to `<output-dir>/tensorboard`.
+
+Callers (the Ray Tune trainable) pass `listeners`: each gets an `EvaluationEvent` after every
+evaluation, once the best-so-far checkpoint is on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from transformers import Trainer, TrainerCallback, set_seed
+from transformers.integrations import TensorBoardCallback
+
+from detr_core.config import RunConfig, load_default_run_config, load_run_config
+from detr_core.data.augment import build_augmentation
+from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
+from detr_core.data.prepare import PreparedData, prepare_data
+from detr_core.detections import decode_predictions, decode_targets
+from detr_core.errors import exit_on_user_error
+from detr_core.metrics import coco_map, localisation
+from detr_core.model import build_image_processor, build_model, load_trained_model
+from detr_core.training_args import build_training_args
+
+# Model outputs the Trainer must not keep during evaluation (only loss_dict, logits, boxes).
+EVAL_IGNORE_KEYS = [
+    "auxiliary_outputs", "last_hidden_state", "decoder_hidden_states", "decoder_attentions",
+    "cross_attentions", "encoder_last_hidden_state", "encoder_hidden_states",
+    "encoder_attentions", "intermediate_hidden_states",
+]
+REPORTED_LOSS_TERMS = ("loss_ce", "loss_bbox", "loss_iou", "cardinality_error")
+
+
+@dataclass(frozen=True)
+class EvaluationEvent:
+    """What a caller learns after each evaluation (every logging step)."""
+
+    step: int
+    epoch: float
+    max_steps: int
+    metrics: dict[str, float]
+    train_loss: float | None
+    learning_rate: float | None
+    is_new_best: bool
+    best_step: int | None
+    best_metric: float | None
+    best_checkpoint: Path | None  # Trainer checkpoint of the best step: model + optimizer state
+
+
+class EvaluationListener(Protocol):
+    """Receives every evaluation of a run (e.g. to `ray.tune.report` it)."""
+
+    def on_evaluation(self, event: EvaluationEvent) -> None: ...
+
+
+@dataclass
+class RunResult:
+    """Where a finished run put things and how good its best step was."""
+
+    output_dir: Path
+    best_model_dir: Path
+    best_step: int
+    best_metric: float
+    metric_name: str
+    max_steps: int
+    test_metrics: dict[str, Any] | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class _EvaluationRelay(TrainerCallback):
+    """Turns Trainer callbacks into one `EvaluationEvent` per evaluation.
+
+    The Trainer evaluates, then decides whether the step is a new best, then saves: a new best
+    is announced from `on_save` (its checkpoint exists by then), any other from `on_evaluate`.
+    """
+
+    def __init__(self, listeners: Sequence[EvaluationListener], history: list[dict]) -> None:
+        self.listeners = list(listeners)
+        self.history = history
+        self.train_loss: float | None = None
+        self.learning_rate: float | None = None
+        self._pending: tuple[dict[str, float], Any] | None = None
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any):
+        if logs and "loss" in logs:
+            self.train_loss = float(logs["loss"])
+            self.learning_rate = logs.get("learning_rate")
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None,
+                    **kw: Any):
+        metrics = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, int | float)}
+        self.history.append({"step": state.global_step, **metrics})
+        key = args.metric_for_best_model
+        key = key if key.startswith("eval_") else f"eval_{key}"
+        value, best = metrics.get(key), state.best_metric
+        better = value is not None and (
+            best is None or (value > best if args.greater_is_better else value < best)
+        )
+        if better:
+            self._pending = (metrics, state)
+        else:
+            self._emit(metrics, state, is_new_best=False)
+
+    def on_save(self, args: Any, state: Any, control: Any, **kw: Any):
+        if self._pending is not None:
+            metrics, _ = self._pending
+            self._pending = None
+            self._emit(metrics, state, is_new_best=True)
+
+    def _emit(self, metrics: dict[str, float], state: Any, is_new_best: bool) -> None:
+        checkpoint = Path(state.best_model_checkpoint) if state.best_model_checkpoint else None
+        event = EvaluationEvent(
+            step=state.global_step, epoch=float(state.epoch or 0.0), max_steps=state.max_steps,
+            metrics=metrics, train_loss=self.train_loss, learning_rate=self.learning_rate,
+            is_new_best=is_new_best, best_step=state.best_global_step,
+            best_metric=state.best_metric, best_checkpoint=checkpoint,
+        )
+        for listener in self.listeners:
+            listener.on_evaluation(event)
+
+
+class DetrTrainer(Trainer):
+    """`Trainer` that resumes DETR checkpoints with `from_pretrained`.
+
+    transformers 5.x writes DETR checkpoints with legacy key names and its resume path loads
+    them with `strict=False`, silently keeping random weights; `from_pretrained` maps the names.
+    """
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        target = model if model is not None else self.model
+        loaded = type(target).from_pretrained(resume_from_checkpoint)
+        target.load_state_dict(loaded.state_dict())
+
+
+def make_compute_metrics(class_names: Sequence[str], score_threshold: float):
+    """`compute_metrics` for the Trainer: mean loss terms, COCO mAP, localisation."""
+
+    def compute_metrics(eval_pred: Any) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        count = 0
+        predictions, targets = [], []
+        for batch_preds, batch_labels in zip(eval_pred.predictions, eval_pred.label_ids,
+                                             strict=True):
+            loss_dict, logits, pred_boxes = batch_preds[0], batch_preds[1], batch_preds[2]
+            size = len(batch_labels)
+            for term in REPORTED_LOSS_TERMS:
+                totals[term] = totals.get(term, 0.0) + float(loss_dict[term]) * size
+            count += size
+            targets.extend(decode_targets(batch_labels))
+            predictions.extend(decode_predictions(logits, pred_boxes, batch_labels))
+        metrics = {term: total / max(count, 1) for term, total in totals.items()}
+        mean_ap = coco_map(predictions, targets, class_names)
+        metrics.update({k: v for k, v in mean_ap.items() if k != "per_class_ap"})
+        metrics.update(localisation(predictions, targets, score_threshold))
+        return metrics
+
+    return compute_metrics
+
+
+def configure_threads(num_threads: int | None) -> int:
+    """Torch intra-op threads: the run's `num_threads`, or every core this process may use."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    threads = num_threads or available or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    return threads
+
+
+def build_datasets(config: RunConfig, data: PreparedData) -> dict[str, CocoDetectionDataset]:
+    """Train (augmented), val and test datasets; val/test only get clipping, no augmentation."""
+    aug = config.augmentation
+    train_tf = build_augmentation(aug.train, aug.min_area, aug.min_visibility,
+                                  "augmentation.train")
+    eval_tf = build_augmentation(aug.val, 0.0, 0.0, "augmentation.val")
+    datasets = {
+        "train": CocoDetectionDataset(data.train, data.label_map, train_tf),
+        "val": CocoDetectionDataset(data.val, data.label_map, eval_tf),
+    }
+    if data.test is not None:
+        datasets["test"] = CocoDetectionDataset(data.test, data.label_map, eval_tf)
+    return datasets
+
+
+def train_run(
+    config: RunConfig,
+    output_dir: str | Path,
+    listeners: Sequence[EvaluationListener] = (),
+    resume_from_checkpoint: str | Path | None = None,
+    prepared_data: PreparedData | None = None,
+    evaluate_test: bool = True,
+) -> RunResult:
+    """Fine-tune, keep the best step as `best_model/`, evaluate it on the test split if any."""
+    output_dir = Path(output_dir).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    configure_threads(config.num_threads)
+    set_seed(config.seed)
+    data = prepared_data or prepare_data(config.data)
+    datasets = build_datasets(config, data)
+    processor = build_image_processor(config.model)
+    model = build_model(config.model, data.label_map, config.iou_loss, config.freeze_backbone)
+    args = build_training_args(config.training_args, output_dir / "checkpoints", config.seed)
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    history: list[dict[str, float]] = []
+    writer = SummaryWriter(log_dir=str(output_dir / "tensorboard"))
+    trainer = DetrTrainer(
+        model=model,
+        args=args,
+        data_collator=DetrCollator(processor),
+        train_dataset=datasets["train"],
+        eval_dataset=datasets["val"],
+        processing_class=processor,
+        compute_metrics=make_compute_metrics(data.label_map.names,
+                                             config.evaluation.score_threshold),
+        callbacks=[TensorBoardCallback(writer), _EvaluationRelay(listeners, history)],
+    )
+    try:
+        trainer.train(
+            resume_from_checkpoint=str(resume_from_checkpoint) if resume_from_checkpoint else None,
+            ignore_keys_for_eval=EVAL_IGNORE_KEYS,
+        )
+    finally:
+        writer.close()
+    state = trainer.state
+    best_model_dir = export_best_model(Path(state.best_model_checkpoint), output_dir / "best_model",
+                                       config.iou_loss)
+    result = RunResult(
+        output_dir=output_dir, best_model_dir=best_model_dir,
+        best_step=int(state.best_global_step), best_metric=float(state.best_metric),
+        metric_name=args.metric_for_best_model, max_steps=state.max_steps, history=history,
+    )
+    (best_model_dir / "best_step.json").write_text(json.dumps(
+        {"step": result.best_step, "metric": result.metric_name, "value": result.best_metric},
+        indent=2))
+    if evaluate_test and data.test is not None:
+        from detr_core.evaluate import evaluate_prepared, print_report, write_report
+
+        result.test_metrics = evaluate_prepared(
+            best_model_dir, config, data, "test", datasets["test"], processor)
+        write_report(result.test_metrics, best_model_dir / "test_metrics.json")
+        print_report(result.test_metrics, title=f"test metrics of {best_model_dir}")
+    return result
+
+
+def export_best_model(checkpoint: Path, target: Path, iou_loss: str) -> Path:
+    """Reload the best checkpoint with `from_pretrained` and write a clean model folder."""
+    from transformers import DetrImageProcessor
+
+    model = load_trained_model(checkpoint, iou_loss)
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    DetrImageProcessor.from_pretrained(checkpoint).save_pretrained(staging)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m detr_core.train",
+        description="Fine-tune DETR once (one diary 'version'); evaluates at every logging "
+        "step, keeps the best step, evaluates it on the test split.",
+    )
+    parser.add_argument("--config", type=Path,
+                        help="run YAML (default: the embedded synthetic + tiny-DETR config)")
+    parser.add_argument("--output-dir", type=Path, default=Path("outputs/run"),
+                        help="where checkpoints, best_model/ and tensorboard/ go "
+                        "(default: outputs/run)")
+    return parser
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = load_run_config(args.config) if args.config else load_default_run_config()
+    result = train_run(config, args.output_dir)
+    print(f"best {result.metric_name} = {result.best_metric:.4f} at step {result.best_step} "
+          f"of {result.max_steps}; model: {result.best_model_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

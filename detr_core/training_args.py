@@ -1,0 +1,151 @@
+"""`training_args:` from YAML -> `transformers.TrainingArguments`, the way the diary meant them.
+
+Any `TrainingArguments` field may be set. A few are owned by detr_core because the run depends
+on them (evaluation at every logging step, the best-step checkpoint, DETR's list-of-dict
+labels); setting one of those is an error that says why. transformers 5 dropped
+`warmup_ratio`: a ratio is given as a float `warmup_steps` below 1, and an old-style
+`warmup_ratio` is converted to exactly that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from detr_core.errors import UserInputError
+
+# Values detr_core applies unless the run YAML says otherwise.
+DEFAULT_TRAINING_ARGS: dict[str, Any] = {
+    "learning_rate": 2e-4,
+    "num_train_epochs": 20,
+    "per_device_train_batch_size": 8,
+    "per_device_eval_batch_size": 16,
+    "warmup_steps": 0.0,
+    "weight_decay": 1e-4,
+    "max_grad_norm": 0.1,
+    "logging_steps": 100,
+    "metric_for_best_model": "eval_loss_bbox",
+    "greater_is_better": False,
+    "lr_scheduler_type": "linear",
+    "dataloader_num_workers": 0,
+    "disable_tqdm": True,
+}
+
+# Fields detr_core sets itself, with the reason shown to a user who tries to set them.
+OWNED_FIELDS: dict[str, str] = {
+    "output_dir": "use --output-dir",
+    "eval_strategy": "evaluation runs at every logging step",
+    "eval_steps": "evaluation runs at every logging step (set logging_steps)",
+    "save_strategy": "the best step by metric_for_best_model is kept",
+    "save_steps": "the best step by metric_for_best_model is kept",
+    "save_total_limit": "the best step by metric_for_best_model is kept",
+    "remove_unused_columns": "DETR needs its `labels` column",
+    "eval_do_concat_batches": "per-batch DETR outputs cannot be concatenated",
+    "seed": "use the top-level `seed:` key",
+}
+
+# Accepted for compatibility with the diary's TrainingArguments and handled by detr_core.
+COMPAT_FIELDS = ("warmup_ratio", "load_best_model_at_end")
+
+
+@functools.lru_cache(maxsize=1)
+def _training_args_fields() -> dict[str, Any]:
+    from transformers import TrainingArguments
+
+    return {f.name: f for f in dataclasses.fields(TrainingArguments) if f.init}
+
+
+def _value_matches(value: Any, annotation: Any) -> bool:
+    """Loose type check of a YAML value against a TrainingArguments annotation."""
+    if annotation is Any or isinstance(annotation, str):
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_value_matches(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return isinstance(value, str)
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation in (int, float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin in (list, dict) or annotation in (list, dict):
+        return isinstance(value, origin or annotation) or isinstance(value, str)
+    return True
+
+
+def normalise_training_args(user_args: dict[str, Any], source: str) -> dict[str, Any]:
+    """Check keys and value types, convert `warmup_ratio`; return the user's values only."""
+    fields = _training_args_fields()
+    args = dict(user_args)
+    for key, value in args.items():
+        where = f"{source}: training_args.{key}"
+        if key in OWNED_FIELDS:
+            raise UserInputError(f"{where}: set by detr_core ({OWNED_FIELDS[key]})")
+        if key in COMPAT_FIELDS:
+            continue
+        if key not in fields:
+            raise UserInputError(f"{where}: not a transformers.TrainingArguments field")
+        annotation = fields[key].type
+        if not _value_matches(value, annotation):
+            raise UserInputError(
+                f"{where}: expected {getattr(annotation, '__name__', annotation)}, "
+                f"got {type(value).__name__} {value!r}"
+            )
+    ratio = args.pop("warmup_ratio", None)
+    if ratio is not None:
+        if "warmup_steps" in args:
+            raise UserInputError(f"{source}: training_args: give warmup_steps or warmup_ratio, "
+                                 "not both")
+        if not isinstance(ratio, int | float) or not 0.0 <= ratio < 1.0:
+            raise UserInputError(f"{source}: training_args.warmup_ratio: must be in [0, 1)")
+        args["warmup_steps"] = float(ratio)
+    warmup = args.get("warmup_steps")
+    if isinstance(warmup, int | float) and warmup < 0:
+        raise UserInputError(f"{source}: training_args.warmup_steps: must be >= 0")
+    args.pop("load_best_model_at_end", None)  # the best step is always kept and reloaded
+    return args
+
+
+def check_training_args(user_args: dict[str, Any], source: str) -> None:
+    """Validate `training_args` by building real `TrainingArguments` from them."""
+    build_training_args(user_args, output_dir=Path("/nonexistent-detr-core-check"), seed=0,
+                        source=source)
+
+
+def build_training_args(
+    user_args: dict[str, Any], output_dir: Path, seed: int, source: str = "<config>"
+) -> Any:
+    """The `TrainingArguments` of one run: defaults, then the user's values, then owned fields."""
+    from transformers import TrainingArguments
+
+    merged = {**DEFAULT_TRAINING_ARGS, **normalise_training_args(user_args, source)}
+    report_to = merged.pop("report_to", "none")
+    if isinstance(report_to, str):
+        report_to = [report_to]
+    report_to = [r for r in report_to if r not in ("tensorboard", "none", "all")] or "none"
+    merged.update(
+        output_dir=str(output_dir),
+        eval_strategy="steps",
+        eval_steps=merged["logging_steps"],
+        save_strategy="best",
+        save_total_limit=1,
+        load_best_model_at_end=False,
+        remove_unused_columns=False,
+        eval_do_concat_batches=False,
+        report_to=report_to,
+        seed=seed,
+    )
+    try:
+        return TrainingArguments(**merged)
+    except (TypeError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserInputError(f"{source}: training_args: {first_line}") from None

@@ -1,0 +1,265 @@
+"""Command-line arguments of `python search/run.py`, and the summary a search prints first.
+
+`parse_args` reads the flags; `spec_overrides` turns the ones that change the search-space
+file's `experiment:` settings into `load_search_spec` overrides; `describe` is the resolved
+search (space, metric, ASHA rungs, resources, storage) that `--dry-run` prints and a real run
+prints before it starts. Nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from search.space import SearchSpec
+
+DEFAULT_STORAGE = "results"
+DEFAULT_DASHBOARD_PORT = 8265
+
+#: CLI destination -> `load_search_spec` override key.
+_OVERRIDES = {
+    "name": "name",
+    "num_samples": "num_samples",
+    "max_concurrent": "max_concurrent",
+    "cpus_per_trial": "cpus_per_trial",
+    "gpus_per_trial": "gpus_per_trial",
+    "seed": "seed",
+    "max_failures": "max_failures",
+}
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port (1-65535), got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `search/run.py` parser; every flag that mirrors the space file overrides it."""
+    parser = argparse.ArgumentParser(
+        prog="search/run.py",
+        description="Hyperparameter search for DETR fine-tuning: Optuna TPE proposes, ASHA stops "
+                    "poor trials early, Ray Tune runs them. Flags below override the space "
+                    "file's `experiment:` settings.",
+        epilog="Example: python search/run.py --space search_spaces/iou.yaml --dry-run",
+    )
+    parser.add_argument(
+        "--space", required=True, metavar="FILE",
+        help="search-space YAML file (what to search, the base run, ASHA and resources)")
+    parser.add_argument(
+        "--name", metavar="NAME",
+        help="experiment name, the folder under --storage (default: the space file's "
+             "experiment.name, else its file name)")
+    parser.add_argument(
+        "--num-samples", type=_positive_int, metavar="N",
+        help="number of trials to run (overrides experiment.num_samples)")
+    parser.add_argument(
+        "--max-concurrent", type=_positive_int, metavar="N",
+        help="trials running at once (default: as many as the resources allow)")
+    parser.add_argument(
+        "--cpus-per-trial", type=_non_negative_float, metavar="X",
+        help="CPU cores reserved per trial; torch in a trial uses that many threads")
+    parser.add_argument(
+        "--gpus-per-trial", type=_non_negative_float, metavar="X",
+        help="GPUs per trial; a fraction packs several trials on one GPU "
+             "(0.5 = two trials share a GPU); 0 trains on CPU")
+    parser.add_argument(
+        "--address", metavar="ADDR",
+        help="join an existing Ray cluster (`auto`, `host:port` or `ray://host:10001`) "
+             "instead of starting a local one")
+    parser.add_argument(
+        "--storage", default=DEFAULT_STORAGE, metavar="PATH_OR_URI",
+        help="results root; the experiment goes to STORAGE/NAME (default: results/). "
+             "On several nodes use a shared folder or a URI such as s3://bucket/path")
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue an interrupted experiment of the same name (searcher state, "
+             "finished trials and checkpoints are kept; errored trials are retried)")
+    parser.add_argument(
+        "--seed", type=_int, metavar="INT",
+        help="seed of the Optuna sampler (overrides experiment.searcher.seed); "
+             "the run's own seed is the `seed` key of the run config")
+    parser.add_argument(
+        "--no-dashboard", action="store_true",
+        help="do not start the Ray dashboard (local cluster only)")
+    parser.add_argument(
+        "--dashboard-port", type=_port, default=DEFAULT_DASHBOARD_PORT, metavar="PORT",
+        help=f"port of the Ray dashboard of a local cluster (default {DEFAULT_DASHBOARD_PORT})")
+    parser.add_argument(
+        "--final-seeds", type=_non_negative_int, default=0, metavar="K",
+        help="after the search, retrain the best config with K seeds and report test metrics "
+             "as mean and std (default 0: no retraining)")
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="validate the space file and print the resolved space and settings; "
+             "start nothing")
+    parser.add_argument(
+        "--max-failures", type=_int, metavar="N",
+        help="retries of an errored trial from its last checkpoint (overrides "
+             "experiment.max_failures; -1 retries without limit)")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse `argv` (default: sys.argv[1:]); bad flags exit 2 with argparse's usage line."""
+    return build_parser().parse_args(argv)
+
+
+def spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags given on the command line as `load_search_spec` overrides (None = not given)."""
+    return {key: getattr(args, dest, None) for dest, key in _OVERRIDES.items()
+            if getattr(args, dest, None) is not None}
+
+
+def storage_root(storage: str) -> str:
+    """`--storage` as Ray wants it: a URI unchanged, a local path absolute."""
+    if "://" in storage:
+        return storage.rstrip("/")
+    return str(Path(storage).expanduser().resolve())
+
+
+def experiment_path(storage: str, name: str) -> str:
+    """Where an experiment's results go: STORAGE/NAME (URI or absolute path)."""
+    root = storage_root(storage)
+    return f"{root}/{name}" if "://" in root else str(Path(root) / name)
+
+
+# ---------------------------------------------------------------------------------------------
+# the summary
+
+
+def _number(value: float) -> str:
+    """Compact number: integers without a dot, others in %g."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def describe_distribution(dist: dict) -> str:
+    """One distribution in words, e.g. `randint 2..6 (inclusive)`."""
+    name, args = next(iter(dist.items()))
+    if name == "choice":
+        return "choice " + " | ".join(_value(v) for v in args)
+    low, high = _number(args[0]), _number(args[1])
+    if name in ("randint", "lograndint"):
+        scale = ", log scale" if name == "lograndint" else ""
+        return f"{name} {low}..{high} (inclusive{scale})"
+    if name == "qrandint":
+        return f"qrandint {low}..{high} step {_number(args[2])} (inclusive)"
+    text = f"{name} [{low}, {high}]"
+    if name in ("quniform", "qloguniform"):
+        text += f" step {_number(args[2])}"
+    if name in ("loguniform", "qloguniform"):
+        text += " (log scale)"
+    return text
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, float):
+        return _number(value)
+    return str(value)
+
+
+def _resources(cpus: float, gpus: float) -> str:
+    text = f"{_number(cpus)} CPU, {_number(gpus)} GPU per trial"
+    if 0 < gpus < 1:
+        text += f" ({math.floor(1 / gpus + 1e-9)} trials share one GPU)"
+    return text
+
+
+def describe(spec: SearchSpec, args: argparse.Namespace | None = None) -> str:
+    """The resolved search in words: what `--dry-run` prints and a real run prints first."""
+    args = args or argparse.Namespace()
+    storage = getattr(args, "storage", DEFAULT_STORAGE) or DEFAULT_STORAGE
+    sched = spec.scheduler
+    rungs = ", ".join(_number(r) for r in sched.rungs())
+    concurrent = (f"at most {spec.max_concurrent} at a time" if spec.max_concurrent
+                  else "as many at a time as the resources allow")
+    seed = "random" if spec.searcher.seed is None else str(spec.searcher.seed)
+    lines = [
+        f"Search {spec.name!r} from {spec.source}",
+        f"  metric      {spec.metric} ({spec.mode})",
+        f"  trials      {spec.num_samples}, {concurrent}",
+        f"  searcher    Optuna TPE, seed {seed}, "
+        f"{spec.searcher.n_startup_trials} random startup trials",
+        f"  ASHA        in optimizer steps: grace_period {sched.grace_period}, "
+        f"reduction_factor {_number(sched.reduction_factor)}, max_t {sched.max_t}",
+        f"              rungs at steps {rungs}; every trial stops by step {sched.max_t}",
+        f"  resources   {_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial)}",
+        f"  retries     {_retries(spec.max_failures)}",
+        f"  results     {experiment_path(storage, spec.name)}",
+        f"  cluster     {_cluster(args)}",
+        f"  final seeds {_final_seeds(getattr(args, 'final_seeds', 0) or 0)}",
+        f"  base run    {spec.base_source}",
+    ]
+    searched = spec.searched_keys()
+    width = max((len(k) for k in spec.space), default=0)
+    lines.append(f"Searched ({len(searched)}):")
+    lines += [f"  {k:<{width}}  {describe_distribution(spec.space[k])}" for k in searched]
+    fixed = spec.fixed_values()
+    if fixed:
+        lines.append(f"Fixed ({len(fixed)}):")
+        lines += [f"  {k:<{width}}  = {_value(v)}" for k, v in fixed.items()]
+    return "\n".join(lines)
+
+
+def _retries(max_failures: int) -> str:
+    if max_failures < 0:
+        return "an errored trial is retried without limit from its last checkpoint"
+    if max_failures == 0:
+        return "none (an errored trial stays errored)"
+    return f"an errored trial is retried up to {max_failures}x from its last checkpoint"
+
+
+def _cluster(args: argparse.Namespace) -> str:
+    address = getattr(args, "address", None)
+    if address:
+        return f"existing Ray cluster at {address}"
+    if getattr(args, "no_dashboard", False):
+        return "local Ray, no dashboard"
+    port = getattr(args, "dashboard_port", DEFAULT_DASHBOARD_PORT)
+    return f"local Ray, dashboard on http://127.0.0.1:{port}"
+
+
+def _final_seeds(k: int) -> str:
+    if k <= 0:
+        return "none"
+    return f"retrain the best config with {k} seeds, test metrics as mean and std"

@@ -1,0 +1,158 @@
+"""search/cli.py: flags, their defaults, --help, overrides and the --dry-run summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from search.cli import (
+    build_parser,
+    describe,
+    describe_distribution,
+    experiment_path,
+    parse_args,
+    spec_overrides,
+    storage_root,
+)
+from search.space import load_search_spec
+
+FLAGS = (
+    "--space", "--name", "--num-samples", "--max-concurrent", "--cpus-per-trial",
+    "--gpus-per-trial", "--address", "--storage", "--resume", "--seed", "--no-dashboard",
+    "--dashboard-port", "--final-seeds", "--dry-run", "--max-failures",
+)
+
+SPACE = """\
+experiment:
+  name: iou
+  num_samples: 6
+  max_concurrent: 2
+  scheduler: {grace_period: 300, reduction_factor: 3, max_t: 1500}
+  searcher: {seed: 1, n_startup_trials: 3}
+space:
+  iou_loss: {choice: [giou, diou, ciou]}
+  training_args.learning_rate: {loguniform: [1.0e-5, 1.0e-3]}
+  training_args.num_train_epochs: {randint: [2, 6]}
+  training_args.per_device_train_batch_size: {qrandint: [4, 16, 4]}
+  freeze_backbone: {choice: [true, false]}
+  seed: 3
+"""
+
+
+def test_defaults() -> None:
+    args = parse_args(["--space", "s.yaml"])
+    assert args.space == "s.yaml"
+    assert args.storage == "results"
+    assert args.dashboard_port == 8265
+    assert args.final_seeds == 0
+    assert not (args.resume or args.dry_run or args.no_dashboard)
+    for name in ("name", "num_samples", "max_concurrent", "cpus_per_trial", "gpus_per_trial",
+                 "address", "seed", "max_failures"):
+        assert getattr(args, name) is None, name
+    assert spec_overrides(args) == {}
+
+
+def test_every_flag_parses() -> None:
+    args = parse_args([
+        "--space", "s.yaml", "--name", "run1", "--num-samples", "12", "--max-concurrent", "3",
+        "--cpus-per-trial", "2", "--gpus-per-trial", "0.5", "--address", "ray://head:10001",
+        "--storage", "s3://bucket/exp", "--resume", "--seed", "7", "--no-dashboard",
+        "--dashboard-port", "8300", "--final-seeds", "3", "--dry-run", "--max-failures", "2",
+    ])
+    assert (args.name, args.num_samples, args.max_concurrent) == ("run1", 12, 3)
+    assert (args.cpus_per_trial, args.gpus_per_trial) == (2.0, 0.5)
+    assert (args.address, args.storage, args.seed) == ("ray://head:10001", "s3://bucket/exp", 7)
+    assert args.resume and args.no_dashboard and args.dry_run
+    assert (args.dashboard_port, args.final_seeds, args.max_failures) == (8300, 3, 2)
+    assert spec_overrides(args) == {
+        "name": "run1", "num_samples": 12, "max_concurrent": 3, "cpus_per_trial": 2.0,
+        "gpus_per_trial": 0.5, "seed": 7, "max_failures": 2,
+    }
+
+
+def test_help_exits_0_and_mentions_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in FLAGS:
+        assert flag in text, flag
+    assert "two trials share a GPU" in text
+    parser_flags = {s for a in build_parser()._actions for s in a.option_strings} - {"-h",
+                                                                                     "--help"}
+    assert parser_flags == set(FLAGS)
+
+
+@pytest.mark.parametrize("argv", [
+    [],                                                    # --space is required
+    ["--space", "s.yaml", "--num-samples", "0"],
+    ["--space", "s.yaml", "--gpus-per-trial", "-1"],
+    ["--space", "s.yaml", "--gpus-per-trial", "half"],
+    ["--space", "s.yaml", "--final-seeds", "-1"],
+    ["--space", "s.yaml", "--dashboard-port", "70000"],
+    ["--space", "s.yaml", "--unknown"],
+])
+def test_bad_flags_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(argv)
+    assert exit_info.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_storage_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert storage_root("results") == str(tmp_path.resolve() / "results")
+    assert experiment_path("results/", "iou") == str(tmp_path.resolve() / "results" / "iou")
+    assert experiment_path("s3://bucket/root/", "iou") == "s3://bucket/root/iou"
+
+
+def test_distribution_words() -> None:
+    assert describe_distribution({"randint": [2, 6]}) == "randint 2..6 (inclusive)"
+    assert describe_distribution({"qrandint": [4, 16, 4]}) == "qrandint 4..16 step 4 (inclusive)"
+    assert describe_distribution({"loguniform": [1e-5, 1e-3]}) == (
+        "loguniform [1e-05, 0.001] (log scale)")
+    assert describe_distribution({"choice": [True, False]}) == "choice true | false"
+    assert describe_distribution({"quniform": [0.0, 0.1, 0.01]}) == "quniform [0, 0.1] step 0.01"
+
+
+def test_dry_run_text(tmp_path: Path) -> None:
+    path = tmp_path / "iou.yaml"
+    path.write_text(SPACE, encoding="utf-8")
+    args = parse_args(["--space", str(path), "--gpus-per-trial", "0.5", "--storage",
+                       str(tmp_path / "out"), "--final-seeds", "3", "--dry-run"])
+    spec = load_search_spec(args.space, spec_overrides(args))
+    text = describe(spec, args)
+    assert f"Search 'iou' from {path}" in text
+    assert "eval_loss_bbox (min)" in text
+    assert "6, at most 2 at a time" in text
+    assert "seed 1, 3 random startup trials" in text
+    assert "grace_period 300, reduction_factor 3, max_t 1500" in text
+    assert "rungs at steps 300, 900;" in text
+    assert "1 CPU, 0.5 GPU per trial (2 trials share one GPU)" in text
+    assert str(tmp_path / "out" / "iou") in text
+    assert "dashboard on http://127.0.0.1:8265" in text
+    assert "retrain the best config with 3 seeds" in text
+    assert "embedded default" in text
+    assert "Searched (5):" in text and "Fixed (1):" in text
+    lines = text.splitlines()
+    for key, words in [
+        ("iou_loss", "choice giou | diou | ciou"),
+        ("training_args.learning_rate", "loguniform [1e-05, 0.001] (log scale)"),
+        ("training_args.num_train_epochs", "randint 2..6 (inclusive)"),
+        ("training_args.per_device_train_batch_size", "qrandint 4..16 step 4 (inclusive)"),
+        ("freeze_backbone", "choice true | false"),
+        ("seed", "= 3"),
+    ]:
+        assert any(line.split() and line.split()[0] == key and line.endswith(words)
+                   for line in lines), (key, words)
+
+
+def test_describe_existing_cluster_and_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "iou.yaml"
+    path.write_text(SPACE.replace("  max_concurrent: 2\n", ""), encoding="utf-8")
+    args = parse_args(["--space", str(path), "--address", "auto"])
+    text = describe(load_search_spec(path, spec_overrides(args)), args)
+    assert "existing Ray cluster at auto" in text
+    assert "as many at a time as the resources allow" in text
+    assert "final seeds none" in text

@@ -1,0 +1,493 @@
+"""Export/report layer: trial statuses and every file `search/export.py` rebuilds.
+
+The experiment folder is a fake written to disk with the files Ray Tune leaves per trial
+(params.json, result.json lines, error.txt, checkpoint_*/ with checkpoint_meta.json), so the
+export is checked on real files without starting Ray or training anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from search.export import export_experiment, main, param_axis, read_results
+from search.trial_status import is_early_stopped, status_category, trial_status
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+METRIC = "eval_loss_bbox"
+
+SPEC = {
+    "name": "iou",
+    "experiment": {"metric": METRIC, "mode": "min", "num_samples": 6, "max_t": 1500,
+                   "grace_period": 300, "reduction_factor": 3},
+    "base": {
+        "seed": 42,
+        "iou_loss": "giou",
+        "freeze_backbone": False,
+        "data": {"synthetic": {"num_train": 64, "num_val": 16, "num_test": 16}},
+        "model": {"preset": "tiny", "image_size": 96},
+        "training_args": {"learning_rate": 1.0e-4, "warmup_steps": 0.0, "num_train_epochs": 3,
+                          "per_device_train_batch_size": 8},
+        "evaluation": {"score_threshold": 0.5},
+    },
+    "space": {
+        "iou_loss": {"choice": ["giou", "diou", "ciou"]},
+        "freeze_backbone": {"choice": [True, False]},
+        "training_args.learning_rate": {"loguniform": [1.0e-5, 1.0e-3]},
+        "training_args.warmup_steps": {"uniform": [0.0, 0.2]},
+        "training_args.num_train_epochs": {"randint": [2, 6]},
+        "seed": 3,
+    },
+}
+
+
+def params(iou: str, freeze: bool, lr: float, warmup: float, epochs: int) -> dict:
+    """A trial's params.json: flat dotted keys, as Tune writes the sampled config."""
+    return {"iou_loss": iou, "freeze_backbone": freeze, "training_args.learning_rate": lr,
+            "training_args.warmup_steps": warmup, "training_args.num_train_epochs": epochs,
+            "seed": 3}
+
+
+# name, params, total_steps, [(step, metric)], done flag on last result, errored, checkpoints
+TRIALS = {
+    # reached ASHA's max_t (1500 < its 3000 planned steps): completed; best 0.20 at 600
+    "aaaaa_00000": (params("giou", False, 1e-4, 0.0, 5), 3000,
+                    [(300, 0.30), (600, 0.20), (900, 0.25), (1200, 0.26), (1500, 0.27)],
+                    True, False, True),
+    # the winner: trained all its 1200 steps, best 0.10 at 900 (not its last step)
+    "aaaaa_00001": (params("ciou", True, 3.2e-4, 0.15, 4), 1200,
+                    [(300, 0.28), (600, 0.15), (900, 0.10), (1200, 0.12)], False, False, True),
+    # stopped by ASHA at the first rung
+    "aaaaa_00002": (params("diou", False, 2e-5, 0.05, 6), 1500, [(300, 0.40)], True, False, True),
+    # errored after reporting the lowest value of all: must not win
+    "aaaaa_00003": (params("giou", True, 9e-4, 0.1, 2), 600, [(300, 0.05)], False, True, True),
+    # still running when the driver died
+    "aaaaa_00004": (params("diou", True, 5e-5, 0.02, 3), 900, [(300, 0.35)], False, False, False),
+    # created, never reported
+    "aaaaa_00005": (params("ciou", False, 1e-5, 0.2, 2), 600, [], False, False, False),
+}
+EXPECTED_STATUS = {
+    "aaaaa_00000": "completed",
+    "aaaaa_00001": "completed",
+    "aaaaa_00002": "stopped by ASHA at step 300",
+    "aaaaa_00003": "errored",
+    "aaaaa_00004": "interrupted at step 300",
+    "aaaaa_00005": "not started",
+}
+
+
+def write_trial(exp: Path, index: int, trial_id: str, spec: tuple) -> Path:
+    """One trial folder the way Ray Tune and the trainable leave it."""
+    trial_params, total_steps, points, done, errored, checkpoints = spec
+    trial_dir = exp / f"train_detr_{trial_id}_{index}_iou_loss={trial_params['iou_loss']}"
+    trial_dir.mkdir()
+    (trial_dir / "params.json").write_text(json.dumps(trial_params))
+    lines = []
+    for i, (step, value) in enumerate(points):
+        lines.append(json.dumps({
+            "step": step, "total_steps": total_steps, "epoch": step / 300, METRIC: value,
+            "train_loss": 2.0 - step / 1000, "eval_map": 0.1, "time_this_iter_s": 10.0,
+            "time_total_s": 10.0 * (i + 1), "training_iteration": i + 1, "trial_id": trial_id,
+            "done": done and i == len(points) - 1, "config": trial_params,
+        }))
+        if checkpoints:
+            ckpt = trial_dir / f"checkpoint_{i:06d}"
+            (ckpt / "model").mkdir(parents=True)
+            (ckpt / "model" / "config.json").write_text(json.dumps({"trial": trial_id,
+                                                                     "step": step}))
+            (ckpt / "model" / "model.safetensors").write_bytes(b"\0" * 64)
+            (ckpt / "checkpoint_meta.json").write_text(json.dumps(
+                {"step": step, "metric": METRIC, "value": value, "model_dir": "model"}))
+    (trial_dir / "result.json").write_text("".join(line + "\n" for line in lines))
+    if errored:
+        (trial_dir / "error.txt").write_text(
+            "Failure # 1 (occurred at 2026-11-26_01-00-00)\nTraceback (most recent call last):\n"
+            '  File "trainable.py", line 1, in train\n'
+            "ValueError: boxes1 must contain valid boxes (NaN)\n\n")
+    return trial_dir
+
+
+@pytest.fixture
+def experiment(tmp_path: Path) -> Path:
+    """A finished fake search `iou` with six trials in every possible state."""
+    exp = tmp_path / "results" / "iou"
+    exp.mkdir(parents=True)
+    (exp / "search_spec.yaml").write_text(yaml.safe_dump(SPEC, sort_keys=False))
+    for index, (trial_id, spec) in enumerate(TRIALS.items()):
+        write_trial(exp, index, trial_id, spec)
+    return exp
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ---------------------------------------------------------------------------------------------
+# trial_status
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("result", "errored", "max_t", "ended", "expected"),
+    [
+        ({"step": 900, "total_steps": 900}, False, 1500, None, "completed"),
+        ({"step": 1500, "total_steps": 3000, "done": True}, False, 1500, None, "completed"),
+        ({"step": 1600, "total_steps": 3000}, False, 1500, None, "completed"),
+        ({"step": 300, "total_steps": 3000, "done": True}, False, 1500, None,
+         "stopped by ASHA at step 300"),
+        ({"step": 300, "total_steps": 3000}, False, 1500, True, "stopped by ASHA at step 300"),
+        ({"step": 300, "total_steps": 3000}, False, 1500, None, "interrupted at step 300"),
+        ({"step": 300, "total_steps": 3000, "done": True}, False, 1500, False,
+         "interrupted at step 300"),
+        ({"step": 900, "total_steps": 900}, True, 1500, None, "errored"),
+        (None, True, 1500, None, "errored"),
+        (None, False, 1500, None, "not started"),
+        ({"training_iteration": 1}, False, 1500, None, "not started"),
+        ({"step": 400, "total_steps": 500}, False, None, None, "interrupted at step 400"),
+        ({"step": 500, "total_steps": 500}, False, None, None, "completed"),
+    ],
+)
+def test_trial_status_rules(result, errored, max_t, ended, expected):
+    assert trial_status(result, errored=errored, max_t=max_t, ended=ended) == expected
+
+
+def test_is_early_stopped_uses_the_smaller_of_total_steps_and_max_t():
+    assert is_early_stopped({"step": 300, "total_steps": 3000}, 1500)
+    assert not is_early_stopped({"step": 1500, "total_steps": 3000}, 1500)
+    assert is_early_stopped({"step": 800, "total_steps": 900}, 1500)
+    assert not is_early_stopped({"step": 900, "total_steps": 900}, 1500)
+    assert not is_early_stopped({"step": 900}, 900)  # no total_steps: max_t alone
+    assert is_early_stopped({"step": 300}, 900)
+    assert not is_early_stopped({"step": 10}, None)  # no budget known: never "early"
+
+
+def test_status_category_drops_the_step():
+    assert status_category("stopped by ASHA at step 300") == "stopped by ASHA"
+    assert status_category("interrupted at step 12") == "interrupted"
+    assert status_category("completed") == "completed"
+
+
+# ---------------------------------------------------------------------------------------------
+# export_experiment on the fake folder
+# ---------------------------------------------------------------------------------------------
+
+
+def test_best_config_merges_winner_values_into_base(experiment: Path):
+    summary = export_experiment(experiment, evaluate_winner=False)
+
+    assert summary.winner_trial_id == "aaaaa_00001"
+    text = (experiment / "best_config.yaml").read_text()
+    header = [line for line in text.splitlines() if line.startswith("#")]
+    assert any("aaaaa_00001" in line and "step 900" in line and "0.1" in line
+               for line in header)
+    config = yaml.safe_load(text)
+    assert config["iou_loss"] == "ciou"
+    assert config["freeze_backbone"] is True
+    assert config["seed"] == 3  # fixed value of the space
+    assert config["training_args"] == {"learning_rate": 3.2e-4, "warmup_steps": 0.15,
+                                       "num_train_epochs": 4, "per_device_train_batch_size": 8}
+    assert config["model"] == {"preset": "tiny", "image_size": 96}  # base kept
+    assert config["data"] == SPEC["base"]["data"]
+    assert "training_args.learning_rate" not in config  # dotted keys are nested, not copied
+    assert summary.best_config == config
+
+
+def test_best_model_is_the_best_step_checkpoint(experiment: Path):
+    summary = export_experiment(experiment, evaluate_winner=False)
+
+    best_model = experiment / "best_model"
+    assert summary.best_model_dir == best_model
+    assert json.loads((best_model / "config.json").read_text()) == {"trial": "aaaaa_00001",
+                                                                      "step": 900}
+    assert (best_model / "model.safetensors").read_bytes() == b"\0" * 64
+    assert summary.model_step == 900
+    assert not list(experiment.glob(".best_model*"))  # no temp folders left behind
+
+
+def test_checkpoint_of_the_best_step_beats_an_equal_value_elsewhere(tmp_path: Path):
+    """Meta values may tie (a trainable that stores its best-so-far); the step decides."""
+    from search.export import TrialRecord, select_checkpoint
+
+    for index, step in enumerate((600, 900, 1200)):
+        ckpt = tmp_path / f"checkpoint_{index:06d}"
+        ckpt.mkdir()
+        (ckpt / "checkpoint_meta.json").write_text(json.dumps(
+            {"step": step, "metric": METRIC, "value": 0.1 if step >= 900 else 0.2,
+             "model_dir": "."}))
+    trial = TrialRecord(trial_id="t", path=tmp_path, params={}, results=[], status="completed",
+                        best_value=0.1, best_step=900)
+    chosen = select_checkpoint(trial, "min")
+    assert chosen is not None and chosen[1]["step"] == 900
+    trial.best_step = 300  # no checkpoint of that step: best meta value, newest on a tie
+    chosen = select_checkpoint(trial, "min")
+    assert chosen is not None and chosen[1]["step"] == 1200
+
+
+def test_best_model_falls_back_to_best_kept_checkpoint(experiment: Path):
+    winner_dir = next(experiment.glob("train_detr_aaaaa_00001_*"))
+    for meta in winner_dir.glob("checkpoint_*/checkpoint_meta.json"):
+        if json.loads(meta.read_text())["step"] == 900:
+            (meta.parent / "checkpoint_meta.json").unlink()
+    summary = export_experiment(experiment, evaluate_winner=False)
+
+    # remaining checkpoints: 300 (0.28), 600 (0.15), 1200 (0.12) -> best value is step 1200
+    assert summary.model_step == 1200
+    assert json.loads((experiment / "best_model" / "config.json").read_text())["step"] == 1200
+    assert "no checkpoint of step 900 was kept" in (experiment / "REPORT.md").read_text()
+
+
+def test_best_model_replaced_when_winner_changes(experiment: Path):
+    export_experiment(experiment, evaluate_winner=False)
+    # a resumed search adds a better trial
+    write_trial(experiment, 6, "aaaaa_00006",
+                (params("giou", False, 1e-4, 0.0, 3), 900, [(300, 0.2), (600, 0.01)], False,
+                 False, True))
+    summary = export_experiment(experiment, evaluate_winner=False)
+
+    assert summary.winner_trial_id == "aaaaa_00006"
+    assert json.loads((experiment / "best_model" / "config.json").read_text()) == {
+        "trial": "aaaaa_00006", "step": 600}
+    assert yaml.safe_load((experiment / "best_config.yaml").read_text())["iou_loss"] == "giou"
+
+
+def test_trials_csv_rows_and_statuses(experiment: Path):
+    export_experiment(experiment, evaluate_winner=False)
+    rows = read_csv(experiment / "trials.csv")
+
+    assert {r["trial_id"]: r["status"] for r in rows} == EXPECTED_STATUS
+    # best first; the errored trial ranks behind every clean one despite its 0.05
+    assert [r["trial_id"] for r in rows] == [
+        "aaaaa_00001", "aaaaa_00000", "aaaaa_00004", "aaaaa_00002", "aaaaa_00003", "aaaaa_00005"]
+    by_id = {r["trial_id"]: r for r in rows}
+    winner = by_id["aaaaa_00001"]
+    assert float(winner[f"best_{METRIC}"]) == pytest.approx(0.10)
+    assert winner["best_step"] == "900"
+    assert winner["last_step"] == "1200"
+    assert float(winner["wall_time_s"]) == pytest.approx(40.0)
+    assert float(winner["training_args.learning_rate"]) == pytest.approx(3.2e-4)
+    assert winner["iou_loss"] == "ciou"
+    assert by_id["aaaaa_00000"]["best_step"] == "600"
+    assert by_id["aaaaa_00003"]["error"] == "ValueError: boxes1 must contain valid boxes (NaN)"
+    assert by_id["aaaaa_00005"][f"best_{METRIC}"] == ""
+    assert "seed" not in rows[0]  # fixed, not sampled
+
+
+def test_plots_are_real_pngs(experiment: Path):
+    summary = export_experiment(experiment, evaluate_winner=False)
+
+    plots = experiment / "plots"
+    expected = {"metric_curves.png", "train_loss_curves.png", "param_iou_loss.png",
+                "param_freeze_backbone.png", "param_training_args.learning_rate.png",
+                "param_training_args.warmup_steps.png",
+                "param_training_args.num_train_epochs.png"}
+    assert {p.name for p in plots.iterdir()} == expected
+    assert {p.name for p in summary.plots} == expected
+    for png in plots.iterdir():
+        data = png.read_bytes()
+        assert data.startswith(PNG_SIGNATURE), png.name
+        assert len(data) > 5000, png.name
+
+
+def test_param_axis_kinds():
+    from search.export import SearchSpec
+
+    spec = SearchSpec(name="x", metric=METRIC, mode="min", max_t=None, experiment={},
+                      base={}, space=SPEC["space"])
+    assert param_axis(spec, "training_args.learning_rate", [1e-4, 2e-4]) == ("log", [])
+    assert param_axis(spec, "training_args.warmup_steps", [0.1]) == ("linear", [])
+    assert param_axis(spec, "training_args.num_train_epochs", [2, 3]) == ("linear", [])
+    assert param_axis(spec, "iou_loss", ["ciou"]) == ("categorical", ["giou", "diou", "ciou"])
+    assert param_axis(spec, "freeze_backbone", [False]) == ("categorical", [True, False])
+    assert param_axis(spec, "unknown", ["a", "b"]) == ("categorical", ["a", "b"])
+
+
+def test_report_has_sorted_table_plots_winner_and_reproduce(experiment: Path):
+    export_experiment(experiment, evaluate_winner=False)
+    report = (experiment / "REPORT.md").read_text()
+
+    assert report.startswith("# Search report: iou\n")
+    assert f"`{METRIC}` (min" in report
+    assert ("6 (2 completed, 1 stopped by ASHA, 1 errored, 1 interrupted, 1 not started)"
+            in report)
+    table = [line for line in report.splitlines() if line.startswith("| ") and "`aaaaa_" in line]
+    order = [next(t for t in TRIALS if t in line) for line in table[:6]]
+    assert order == ["aaaaa_00001", "aaaaa_00000", "aaaaa_00004", "aaaaa_00002", "aaaaa_00003",
+                     "aaaaa_00005"]
+    assert table[0].startswith("| 1 | `aaaaa_00001` | completed | 0.1 | 900 | 1200 |")
+    links = [line[line.index("](") + 2:-1] for line in report.splitlines()
+             if line.startswith("![")]
+    assert "plots/metric_curves.png" in links
+    assert "plots/train_loss_curves.png" in links
+    assert "plots/param_training_args.learning_rate.png" in links
+    for link in links:
+        assert (experiment / link).is_file(), link
+    winner = report[report.index("## Winner"):]
+    assert "- Trial: `aaaaa_00001` (completed)" in winner
+    assert "at step 900" in winner
+    assert "| `training_args.learning_rate` | 0.00032 |" in winner
+    assert "python -m detr_core.train --config" in report
+    assert "best_config.yaml" in report[report.index("## How to reproduce"):]
+    assert "## Test metrics" not in report  # not evaluated, none on disk
+    assert "## Repeated seeds" not in report
+
+
+TEST_METRICS = {"map": 0.5, "map_50": 0.8, "map_75": 0.45, "iou_mean": 0.7, "iou_std": 0.1,
+                "center_error_px_mean": 3.5, "center_error_px_std": 1.2, "missed": 4,
+                "num_gt": 40, "per_class_ap": {"circle": 0.6, "square": 0.4}}
+
+
+def test_current_test_metrics_are_reused_and_stale_ones_ignored(experiment: Path):
+    export_experiment(experiment, evaluate_winner=False)
+    metrics_path = experiment / "test_metrics.json"
+    metrics_path.write_text(json.dumps(TEST_METRICS))
+
+    # newer than best_model/: reused without evaluating (evaluate_winner=True would need data)
+    summary = export_experiment(experiment, evaluate_winner=True)
+    assert summary.test_metrics == TEST_METRICS
+    assert summary.test_error is None
+    report = (experiment / "REPORT.md").read_text()
+    section = report[report.index("## Test metrics of the winner"):]
+    assert "| map_50 | 0.8 |" in section
+    assert "| center_error_px_mean | 3.5 |" in section
+    assert "| missed / num_gt | 4 / 40 |" in section
+    assert "| circle | 0.6 |" in section
+
+    # older than best_model/: belongs to another model, not shown
+    old = (experiment / "best_model").stat().st_mtime - 100
+    os.utime(metrics_path, (old, old))
+    summary = export_experiment(experiment, evaluate_winner=False)
+    assert summary.test_metrics is None
+    assert "## Test metrics" not in (experiment / "REPORT.md").read_text()
+
+
+def test_repeated_seeds_section(experiment: Path):
+    for seed, map_value, missed in ((0, 0.5, 4), (1, 0.7, 2), (10, 0.6, 3)):
+        folder = experiment / "final_seeds" / f"seed_{seed}"
+        folder.mkdir(parents=True)
+        (folder / "test_metrics.json").write_text(
+            json.dumps(TEST_METRICS | {"map": map_value, "missed": missed}))
+    summary = export_experiment(experiment, evaluate_winner=False)
+
+    assert list(summary.seed_metrics) == ["0", "1", "10"]
+    report = (experiment / "REPORT.md").read_text()
+    section = report[report.index("## Repeated seeds"):]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    assert [r.split(" | ")[0] for r in rows[2:]] == ["| 0", "| 1", "| 10", "| **mean ± std**"]
+    assert rows[-1].split(" | ")[1] == "0.6 ± 0.1"  # map: mean 0.6, sample std 0.1
+    assert rows[-1].endswith("| 3 ± 1 / 40 |")  # missed / num_gt
+
+
+def test_export_rebuilds_a_crashed_search_from_ray_state(experiment: Path):
+    """No done flag in the files: Ray's experiment_state says how the trial ended."""
+    states = []
+    for trial_dir in experiment.iterdir():
+        if not trial_dir.name.startswith("train_detr_"):
+            continue
+        trial_id = trial_dir.name.split("_")[2] + "_" + trial_dir.name.split("_")[3]
+        status = {"aaaaa_00004": "TERMINATED", "aaaaa_00005": "ERROR"}.get(trial_id, "RUNNING")
+        state = {"trial_id": trial_id, "status": status, "relative_logdir": trial_dir.name}
+        states.append([json.dumps(state), "{}"])
+    (experiment / "experiment_state-2026-11-26_01-00-00.json").write_text(
+        json.dumps({"trial_data": states, "runner_data": {}}))
+    export_experiment(experiment, evaluate_winner=False)
+
+    statuses = {r["trial_id"]: r["status"] for r in read_csv(experiment / "trials.csv")}
+    assert statuses["aaaaa_00004"] == "stopped by ASHA at step 300"
+    assert statuses["aaaaa_00005"] == "errored"
+    assert statuses["aaaaa_00002"] == "stopped by ASHA at step 300"  # done flag wins
+
+
+def test_read_results_skips_torn_line_and_falls_back_to_progress_csv(tmp_path: Path):
+    (tmp_path / "result.json").write_text('{"step": 1, "x": 0.5}\n{"step": 2, "x"')
+    assert read_results(tmp_path) == [{"step": 1, "x": 0.5}]
+    (tmp_path / "result.json").unlink()
+    (tmp_path / "progress.csv").write_text("step,x,done,trial_id\n1,0.5,False,ab\n2,,True,ab\n")
+    assert read_results(tmp_path) == [
+        {"step": 1, "x": 0.5, "done": False, "trial_id": "ab"},
+        {"step": 2, "x": None, "done": True, "trial_id": "ab"},
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+
+
+def test_main_rejects_a_folder_that_is_not_an_experiment(tmp_path: Path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "search_spec.yaml" in err
+
+
+def test_main_rejects_an_experiment_without_trials(tmp_path: Path, capsys):
+    (tmp_path / "search_spec.yaml").write_text(yaml.safe_dump(SPEC))
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path), "--no-evaluate"])
+    assert exc.value.code == 2
+    assert "no trials" in capsys.readouterr().err
+
+
+def test_script_runs_from_a_path(experiment: Path):
+    """`python search/export.py results/<name>` works with the script folder first on sys.path."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "search" / "export.py"), str(experiment),
+         "--no-evaluate"],
+        capture_output=True, text=True, cwd=experiment.parent, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "winner aaaaa_00001" in proc.stdout
+    assert (experiment / "REPORT.md").is_file()
+
+
+def test_evaluation_result_is_stored_and_failure_keeps_other_outputs(experiment: Path,
+                                                                     monkeypatch, capsys):
+    import search.export as export
+
+    calls = []
+
+    def fake_evaluate(best_config, config_path, model_dir):
+        calls.append((best_config["iou_loss"], config_path.name, model_dir.name))
+        return TEST_METRICS | {"iou_std": float("nan")}
+
+    monkeypatch.setattr(export, "_evaluate_on_test", fake_evaluate)
+    summary = export_experiment(experiment, evaluate_winner=True)
+    assert calls == [("ciou", "best_config.yaml", "best_model")]
+    stored = json.loads((experiment / "test_metrics.json").read_text())  # strict JSON: no NaN
+    assert stored["iou_std"] is None and stored["map"] == 0.5
+    assert summary.test_metrics == stored
+    assert "| iou_std | n/a |" in (experiment / "REPORT.md").read_text()
+
+    (experiment / "test_metrics.json").unlink()
+
+    def broken_evaluate(best_config, config_path, model_dir):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(export, "_evaluate_on_test", broken_evaluate)
+    assert main([str(experiment)]) == 1
+    assert "test evaluation" in capsys.readouterr().err
+    report = (experiment / "REPORT.md").read_text()
+    assert "Evaluation failed: RuntimeError: CUDA out of memory" in report
+    assert (experiment / "best_config.yaml").is_file() and (experiment / "trials.csv").is_file()
+
+
+def test_no_trial_with_the_metric_means_no_winner(tmp_path: Path):
+    exp = tmp_path / "early"
+    exp.mkdir()
+    (exp / "search_spec.yaml").write_text(yaml.safe_dump(SPEC))
+    write_trial(exp, 0, "bbbbb_00000", TRIALS["aaaaa_00005"])
+    assert main([str(exp), "--no-evaluate"]) == 1
+    assert not (exp / "best_config.yaml").exists()
+    assert "No trial reported `eval_loss_bbox` yet." in (exp / "REPORT.md").read_text()
+    assert read_csv(exp / "trials.csv")[0]["status"] == "not started"
