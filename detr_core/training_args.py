@@ -127,7 +127,10 @@ def build_training_args(
     """The `TrainingArguments` of one run: defaults, then the user's values, then owned fields."""
     from transformers import TrainingArguments
 
+    import torch
+
     merged = {**DEFAULT_TRAINING_ARGS, **normalise_training_args(user_args, source)}
+    merged.setdefault("dataloader_pin_memory", torch.cuda.is_available())
     report_to = merged.pop("report_to", "none")
     if isinstance(report_to, str):
         report_to = [report_to]

@@ -7,6 +7,7 @@ with their labels.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from detr_core.errors import UserInputError
@@ -38,6 +39,12 @@ def build_augmentation(
         except (TypeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserInputError(f"{key}: {name}: {first}") from None
+    with warnings.catch_warnings():  # an empty list is valid: boxes are still clipped
+        warnings.filterwarnings("ignore", message="Got processor for bboxes")
+        return _compose(A, transforms, min_area, min_visibility)
+
+
+def _compose(A: Any, transforms: list[Any], min_area: float, min_visibility: float) -> Any:
     return A.Compose(
         transforms,
         bbox_params=A.BboxParams(

@@ -139,13 +139,17 @@ def _check_annotations(
     return clipped
 
 
-def load_coco_split(paths: SplitPaths) -> CocoSplit:
-    """Validate one split (annotation JSON + image folder) and index it with pycocotools."""
-    from pycocotools.coco import COCO
+def load_coco_split(paths: SplitPaths, validate: bool = True) -> CocoSplit:
+    """Validate one split (annotation JSON + image folder) and index it with pycocotools.
 
+    `validate=False` only indexes: for a split that was validated already (a search trial's
+    data, prepared once by the driver). Boxes are still clipped by the augmentation pipeline.
+    """
     path = Path(paths.annotations)
     images_dir = Path(paths.images)
     data = _read_json(path)
+    if not validate:
+        return _index(data, path, images_dir, clipped=0)
     _require(images_dir.is_dir(), images_dir, "image folder not found")
     category_ids: set[int] = set()
     for index, cat in enumerate(data["categories"]):
@@ -156,13 +160,19 @@ def load_coco_split(paths: SplitPaths) -> CocoSplit:
     _require(bool(category_ids), path, "not COCO: `categories` is empty")
     images = _check_images(data, path, images_dir)
     clipped = _check_annotations(data, path, images, category_ids)
+    return _index(data, path, images_dir, clipped)
+
+
+def _index(data: dict[str, Any], path: Path, images_dir: Path, clipped: int) -> CocoSplit:
+    from pycocotools.coco import COCO
+
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
         coco.createIndex()
     return CocoSplit(
         coco=coco, images_dir=images_dir, annotation_file=path,
-        image_ids=sorted(images), clipped_boxes=clipped, categories=list(data["categories"]),
+        image_ids=sorted(image["id"] for image in data["images"]), clipped_boxes=clipped, categories=list(data["categories"]),
     )
 
 

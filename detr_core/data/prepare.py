@@ -52,9 +52,12 @@ def coco_paths(data: DataConfig) -> dict[str, SplitPaths]:
     return {name: paths for name, paths in found.items() if paths is not None}
 
 
-def prepare_data(data: DataConfig, quiet: bool = False) -> PreparedData:
-    """Generate or validate every split; print one warning line if boxes had to be clipped."""
-    splits = {name: load_coco_split(paths) for name, paths in coco_paths(data).items()}
+def prepare_data(data: DataConfig, validate: bool = True, quiet: bool = False) -> PreparedData:
+    """Generate or validate every split; print one warning line if boxes had to be clipped.
+
+    `validate=False` is for data a search driver prepared already: it is only indexed.
+    """
+    splits = {name: load_coco_split(paths, validate) for name, paths in coco_paths(data).items()}
     for name in ("val", "test"):
         if name in splits:
             check_same_categories(splits["train"], splits[name])

@@ -1,0 +1,103 @@
+"""The Ray Tune function trainable: one sampled config -> one `detr_core` run.
+
+Every evaluation of the run (every logging step) becomes a `ray.tune.report` with the eval
+metrics, `step` (optimizer steps: ASHA's time attribute), `epoch`, `train_loss` and
+`total_steps` (the run's planned budget, used to tell "finished" from "stopped early").
+A new best step attaches its Trainer checkpoint (model + optimizer state) so Tune keeps the
+best one; a retried trial resumes from its last reported checkpoint. Torch uses as many
+threads as the trial has CPUs; the GPU Ray assigns (if any) is the one the Trainer sees.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from detr_core.config import run_config_from_dict
+from detr_core.train import EvaluationEvent, train_run
+from search.space import run_config_for_trial
+
+CHECKPOINT_META = "checkpoint_meta.json"
+# Trainer bookkeeping that is not worth a Tune metric column.
+_SKIPPED_METRICS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second")
+
+
+class TuneReporter:
+    """`detr_core` evaluation listener that forwards every evaluation to Tune."""
+
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+        self.node_id = ray.get_runtime_context().get_node_id()
+
+    def on_evaluation(self, event: EvaluationEvent) -> None:
+        metrics: dict[str, Any] = {
+            k: v for k, v in event.metrics.items() if k not in _SKIPPED_METRICS
+        }
+        metrics.update(
+            step=event.step,
+            epoch=event.epoch,
+            total_steps=event.max_steps,
+            train_loss=event.train_loss if event.train_loss is not None else math.nan,
+            learning_rate=event.learning_rate if event.learning_rate is not None else math.nan,
+            best_step=event.best_step if event.best_step is not None else -1,
+            node_id=self.node_id,
+        )
+        checkpoint = None
+        if event.is_new_best and event.best_checkpoint is not None:
+            meta = {"step": event.step, "metric": self.metric,
+                    "value": event.metrics.get(self.metric), "model_dir": "."}
+            (event.best_checkpoint / CHECKPOINT_META).write_text(json.dumps(meta))
+            checkpoint = tune.Checkpoint.from_directory(str(event.best_checkpoint))
+        tune.report(metrics, checkpoint=checkpoint)
+
+
+def _trial_cpus() -> int:
+    resources = tune.get_context().get_trial_resources().required_resources
+    return max(1, int(resources.get("CPU", 1)))
+
+
+def _restore_checkpoint(work_dir: Path) -> Path | None:
+    """Copy the trial's last reported checkpoint (after a retry) to a local folder."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    target = work_dir / "resume_checkpoint"
+    shutil.rmtree(target, ignore_errors=True)
+    with checkpoint.as_directory() as folder:
+        shutil.copytree(folder, target)
+    return target
+
+
+def train_detr(config: dict[str, Any], *, base: dict[str, Any], space: dict[str, Any],
+               data: dict[str, Any], metric: str) -> None:
+    """Tune entry point; `base`, `space` and the prepared `data` come via `with_parameters`.
+
+    `data` is the driver's prepared dataset as absolute COCO paths: the trial neither
+    generates nor revalidates it.
+    """
+    raw = run_config_for_trial(base, config, space=space)
+    raw["data"] = data
+    raw["num_threads"] = _trial_cpus()
+    run_config = run_config_from_dict(raw, source=f"trial {tune.get_context().get_trial_id()}")
+    work_dir = Path(tempfile.mkdtemp(prefix="detr-trial-"))
+    try:
+        from detr_core.data.prepare import prepare_data
+
+        prepared = prepare_data(run_config.data, validate=False)
+        train_run(
+            run_config,
+            output_dir=work_dir / "run",
+            listeners=[TuneReporter(metric)],
+            resume_from_checkpoint=_restore_checkpoint(work_dir),
+            prepared_data=prepared,
+            evaluate_test=False,
+        )
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
