@@ -134,6 +134,10 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
         options = typing.get_args(tp)
         if value is None and type(None) in options:
             return None
+        candidates = [o for o in options if o is not type(None)]
+        if len(candidates) == 1 and dataclasses.is_dataclass(candidates[0]) \
+                and isinstance(value, dict):  # `Section | None`: keep the nested key's message
+            return _convert(value, candidates[0], key, source)
         for option in options:
             if option is type(None):
                 continue

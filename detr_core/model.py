@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub.errors import StrictDataclassError
 from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor, ResNetConfig
 
 from detr_core.config import ModelConfig
@@ -28,7 +29,7 @@ TINY_PRESET: dict[str, Any] = {
     "decoder_ffn_dim": 128,
     "encoder_attention_heads": 4,
     "decoder_attention_heads": 4,
-    "num_queries": 20,
+    "num_queries": 10,  # at most 3 objects per image: fewer queries match faster
     "dropout": 0.0,
     "auxiliary_loss": True,
 }
@@ -37,7 +38,7 @@ TINY_PRESET: dict[str, Any] = {
 def _tiny_backbone() -> ResNetConfig:
     return ResNetConfig(
         embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1],
-        layer_type="basic", out_features=["stage4"],
+        layer_type="basic", out_features=["stage3"],  # 6x6 map at 96 px (stage4: 3x3)
     )
 
 
@@ -62,20 +63,31 @@ def build_model(model_cfg: ModelConfig, label_map: LabelMap, iou_loss: str,
     labels = {"num_labels": len(label_map.names), "id2label": label_map.id2label,
               "label2id": label_map.label2id}
     overrides = dict(model_cfg.config_overrides)
+    _check_override_keys(overrides)
     if model_cfg.preset == "tiny":
         try:
             config = DetrConfig(
                 backbone_config=_tiny_backbone(), use_timm_backbone=False,
                 use_pretrained_backbone=False, **{**TINY_PRESET, **overrides}, **labels,
             )
-        except (TypeError, ValueError) as exc:
-            raise UserInputError(f"model.config_overrides: {exc}") from None
+        except (TypeError, ValueError, StrictDataclassError) as exc:
+            raise UserInputError(f"model.config_overrides: {_one_line(exc)}") from None
         model = DetrForObjectDetection(config)
     else:
         model = _from_checkpoint(str(model_cfg.checkpoint), labels, overrides)
     model.loss_function = DetrIouLoss(iou_loss)
     set_backbone_trainable(model, trainable=not freeze_backbone)
     return model
+
+
+def _check_override_keys(overrides: dict[str, Any]) -> None:
+    """DetrConfig accepts unknown keys silently; a typo in the run YAML must not pass."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(DetrConfig)} | {"num_labels"}
+    for key in overrides:
+        if key not in known:
+            raise UserInputError(f"model.config_overrides.{key}: not a DetrConfig field")
 
 
 def _from_checkpoint(checkpoint: str, labels: dict[str, Any],
@@ -87,6 +99,15 @@ def _from_checkpoint(checkpoint: str, labels: dict[str, Any],
     except OSError as exc:
         first = str(exc).strip().splitlines()[0]
         raise UserInputError(f"model.checkpoint: cannot load {checkpoint!r}: {first}") from None
+    except (TypeError, ValueError, StrictDataclassError) as exc:
+        if not overrides:
+            raise
+        raise UserInputError(f"model.config_overrides: {_one_line(exc)}") from None
+
+
+def _one_line(exc: Exception) -> str:
+    """DetrConfig's strict-dataclass errors span several lines; a user error is one."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def load_trained_model(model_dir: str | Path, iou_loss: str = "giou") -> DetrForObjectDetection:

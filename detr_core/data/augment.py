@@ -35,8 +35,11 @@ def build_augmentation(
         if not isinstance(kwargs, dict):
             raise UserInputError(f"{key}: arguments of {name} must be a mapping")
         try:
-            transforms.append(cls(**kwargs))
-        except (TypeError, ValueError) as exc:
+            with warnings.catch_warnings():
+                # albumentations only *warns* about an argument it does not know and drops it
+                warnings.filterwarnings("error", message=".*not valid for transform.*")
+                transforms.append(cls(**kwargs))
+        except (TypeError, ValueError, UserWarning) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserInputError(f"{key}: {name}: {first}") from None
     with warnings.catch_warnings():  # an empty list is valid: boxes are still clipped

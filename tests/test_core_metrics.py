@@ -1,0 +1,229 @@
+"""detr_core.metrics / detections / boxes: mAP equals COCOeval, localisation, pixel mapping."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from detr_core.boxes import box_centres, cxcywh_to_xyxy, to_original_pixels
+from detr_core.config import DataConfig, ModelConfig
+from detr_core.data.augment import build_augmentation
+from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
+from detr_core.data.prepare import prepare_data
+from detr_core.detections import ImageBoxes, decode_predictions, decode_targets
+from detr_core.metrics import coco_map, localisation
+from detr_core.model import build_image_processor
+
+CLASS_NAMES = ("car", "person", "sign")
+
+# Ground truth per image: (label, [x, y, w, h]); image 4 has no object.
+GROUND_TRUTH: dict[int, list[tuple[int, list[float]]]] = {
+    1: [(0, [10, 10, 40, 30]), (1, [60, 20, 20, 50]), (2, [5, 60, 10, 10])],
+    2: [(0, [0, 0, 30, 30]), (0, [50, 50, 40, 40])],
+    3: [(1, [20, 20, 30, 60]), (2, [70, 10, 12, 12]), (2, [70, 70, 15, 15])],
+    4: [],
+}
+
+# Detections per image: (label, [x, y, w, h], score). Exact hits, loose boxes (IoU between
+# .5 and .75), a duplicate, a wrong class, false positives (one on the empty image), misses.
+DETECTIONS: dict[int, list[tuple[int, list[float], float]]] = {
+    1: [(0, [12, 11, 40, 30], 0.95), (1, [60, 26, 20, 50], 0.80), (1, [61, 21, 20, 48], 0.40),
+        (2, [40, 60, 10, 10], 0.30), (0, [60, 20, 20, 50], 0.20)],
+    2: [(0, [0, 0, 30, 30], 0.90), (0, [58, 50, 40, 40], 0.60), (1, [50, 50, 40, 40], 0.55)],
+    3: [(1, [20, 30, 30, 60], 0.70), (2, [70, 10, 12, 12], 0.85), (0, [0, 0, 5, 5], 0.10)],
+    4: [(2, [30, 30, 10, 10], 0.50)],
+}
+
+
+def xyxy(box: list[float]) -> list[float]:
+    x, y, w, h = box
+    return [x, y, x + w, y + h]
+
+
+def image_boxes() -> tuple[list[ImageBoxes], list[ImageBoxes]]:
+    predictions, targets = [], []
+    for image_id, gts in GROUND_TRUTH.items():
+        targets.append(ImageBoxes(
+            image_id=image_id,
+            boxes=torch.tensor([xyxy(b) for _, b in gts], dtype=torch.float32).reshape(-1, 4),
+            labels=torch.tensor([label for label, _ in gts], dtype=torch.long),
+        ))
+        dets = DETECTIONS[image_id]
+        predictions.append(ImageBoxes(
+            image_id=image_id,
+            boxes=torch.tensor([xyxy(b) for _, b, _ in dets], dtype=torch.float32).reshape(-1, 4),
+            labels=torch.tensor([label for label, _, _ in dets], dtype=torch.long),
+            scores=torch.tensor([s for _, _, s in dets], dtype=torch.float32),
+        ))
+    return predictions, targets
+
+
+def pycocotools_reference(tmp_path: Path) -> tuple[np.ndarray, dict[str, float]]:
+    """COCOeval run by hand on a ground-truth JSON on disk and `loadRes` of the detections."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    category_of = {label: 10 + label for label in range(len(CLASS_NAMES))}  # not 0-based
+    gt = {
+        "images": [{"id": i, "width": 100, "height": 100, "file_name": f"{i}.png"}
+                   for i in GROUND_TRUTH],
+        "annotations": [
+            {"id": n, "image_id": i, "category_id": category_of[label], "bbox": box,
+             "area": box[2] * box[3], "iscrowd": 0}
+            for n, (i, label, box) in enumerate(
+                ((i, label, box) for i, gts in GROUND_TRUTH.items() for label, box in gts),
+                start=1)
+        ],
+        "categories": [{"id": category_of[k], "name": n} for k, n in enumerate(CLASS_NAMES)],
+    }
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    results = [{"image_id": i, "category_id": category_of[label], "bbox": box, "score": score}
+               for i, dets in DETECTIONS.items() for label, box, score in dets]
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(path))
+        coco_dt = coco_gt.loadRes(results)
+        evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    per_class = {}
+    for k, name in enumerate(CLASS_NAMES):  # catIds are sorted: index k is class k
+        precision = evaluator.eval["precision"][:, :, k, 0, -1]  # all areas, maxDets=100
+        per_class[name] = float(precision[precision > -1].mean())
+    return evaluator.stats, per_class
+
+
+def test_coco_map_equals_cocoeval(tmp_path: Path) -> None:
+    stats, per_class = pycocotools_reference(tmp_path)
+    predictions, targets = image_boxes()
+    result = coco_map(predictions, targets, CLASS_NAMES)
+    assert 0.2 < stats[0] < 0.9  # a non-trivial case: neither perfect nor empty
+    assert result["map"] == pytest.approx(stats[0], abs=1e-6)
+    assert result["map_50"] == pytest.approx(stats[1], abs=1e-6)
+    assert result["map_75"] == pytest.approx(stats[2], abs=1e-6)
+    assert set(result["per_class_ap"]) == set(CLASS_NAMES)
+    for name in CLASS_NAMES:
+        assert result["per_class_ap"][name] == pytest.approx(per_class[name], abs=1e-6), name
+
+
+def test_coco_map_perfect_and_class_without_ground_truth() -> None:
+    targets = [ImageBoxes(1, torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.tensor([1]))]
+    predictions = [ImageBoxes(1, torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.tensor([1]),
+                              torch.tensor([0.9]))]
+    result = coco_map(predictions, targets, CLASS_NAMES)
+    assert result["map"] == pytest.approx(1.0)
+    assert result["map_50"] == pytest.approx(1.0)
+    assert result["per_class_ap"] == {"person": pytest.approx(1.0)}  # no gt: omitted, not -1
+
+
+def test_localisation_by_hand() -> None:
+    """Best-overlapping confident detection per ground truth, any class; misses counted.
+
+    gt1 [0,0,10,10]: detections with IoU .5 and .8 -> .8, centre (5,5) vs (5,4): 1 px.
+    gt2 [20,20,30,30]: a wrong-class detection shifted 2 px (IoU 2/3, 2 px) and an exact one
+    below the score threshold (ignored). gt3: only a far-away detection -> missed.
+    gt4: an image without detections -> missed.
+    """
+    targets = [
+        ImageBoxes(1, torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30]]), torch.tensor([0, 1])),
+        ImageBoxes(2, torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([0])),
+        ImageBoxes(3, torch.tensor([[0.0, 0, 4, 4]]), torch.tensor([2])),
+        ImageBoxes(4, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)),
+    ]
+    predictions = [
+        ImageBoxes(1, torch.tensor([[0.0, 0, 10, 5], [0, 0, 10, 8], [22, 20, 32, 30],
+                                    [20, 20, 30, 30]]),
+                   torch.tensor([0, 0, 2, 1]), torch.tensor([0.9, 0.95, 0.8, 0.3])),
+        ImageBoxes(2, torch.tensor([[50.0, 50, 60, 60]]), torch.tensor([0]), torch.tensor([0.9])),
+        ImageBoxes(3, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), torch.zeros(0)),
+        ImageBoxes(4, torch.tensor([[1.0, 1, 5, 5]]), torch.tensor([0]), torch.tensor([0.99])),
+    ]
+    result = localisation(predictions, targets, score_threshold=0.5)
+    ious = [0.8, 2 / 3]
+    assert result["iou_mean"] == pytest.approx(np.mean(ious), abs=1e-6)
+    assert result["iou_std"] == pytest.approx(np.std(ious), abs=1e-6)
+    assert result["center_error_px"] == pytest.approx(1.5, abs=1e-6)
+    assert result["center_error_px_std"] == pytest.approx(0.5, abs=1e-6)
+    assert result["missed"] == 2
+    assert result["num_gt"] == 4
+    # with threshold 0.2 the exact detection of gt2 counts: IoU 1, error 0
+    loose = localisation(predictions, targets, score_threshold=0.2)
+    assert loose["iou_mean"] == pytest.approx((0.8 + 1.0) / 2, abs=1e-6)
+    assert loose["center_error_px"] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_localisation_nothing_found() -> None:
+    targets = [ImageBoxes(1, torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([0]))]
+    predictions = [ImageBoxes(1, torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([0]),
+                              torch.tensor([0.1]))]
+    result = localisation(predictions, targets, score_threshold=0.5)
+    assert (result["missed"], result["num_gt"]) == (1, 1)
+    assert math.isnan(result["center_error_px"])
+    assert math.isnan(result["iou_std"])
+
+
+def test_box_helpers() -> None:
+    boxes = torch.tensor([[0.5, 0.5, 0.2, 0.4]])
+    torch.testing.assert_close(cxcywh_to_xyxy(boxes), torch.tensor([[0.4, 0.3, 0.6, 0.7]]))
+    torch.testing.assert_close(box_centres(torch.tensor([[2.0, 4, 6, 10]])),
+                               torch.tensor([[4.0, 7.0]]))
+    # a 50 (h) x 100 (w) image resized to 48 x 96 inside a 96 x 96 canvas
+    pixels = to_original_pixels(torch.tensor([[0.25, 0.25, 0.5, 0.5]]), torch.tensor([96, 96]),
+                                torch.tensor([48, 96]), torch.tensor([50, 100]))
+    torch.testing.assert_close(pixels, torch.tensor([[0.0, 0.0, 50.0, 50.0]]))
+
+
+@pytest.mark.parametrize("canvas", [96, 64])
+def test_decode_back_to_original_pixels(coco_writer: Any, canvas: int) -> None:
+    """Real processor + collator: decoded targets are the COCO boxes of non-square images."""
+    images = [{"id": 1, "width": 100, "height": 50}, {"id": 2, "width": 50, "height": 100},
+              {"id": 3, "width": 70, "height": 33}]
+    anns = [
+        {"image_id": 1, "category_id": 1, "bbox": [10, 5, 30, 20]},
+        {"image_id": 1, "category_id": 2, "bbox": [60.5, 12.25, 39.5, 37.75]},
+        {"image_id": 2, "category_id": 2, "bbox": [3, 40, 44, 50]},
+        {"image_id": 3, "category_id": 1, "bbox": [7, 3, 51, 29]},
+    ]
+    split = coco_writer("train", images, anns, {1: "a", 2: "b"})
+    data = prepare_data(DataConfig(train=split, val=split), quiet=True)
+    dataset = CocoDetectionDataset(data.train, data.label_map,
+                                   build_augmentation([], 0.0, 0.0, "augmentation.val"))
+    processor = build_image_processor(ModelConfig(preset="tiny", image_size=canvas))
+    batch = DetrCollator(processor)([dataset[i] for i in range(3)])
+    assert batch["labels"][0]["resized_size"].tolist() == [canvas // 2, canvas]
+    assert batch["labels"][1]["resized_size"].tolist() == [canvas, canvas // 2]
+
+    decoded = decode_targets(batch["labels"])
+    assert [d.image_id for d in decoded] == [1, 2, 3]
+    for item in decoded:
+        expected = [xyxy(a["bbox"]) for a in anns if a["image_id"] == item.image_id]
+        torch.testing.assert_close(item.boxes, torch.tensor(expected, dtype=torch.float32),
+                                   atol=1e-3, rtol=0)
+    assert decoded[0].labels.tolist() == [0, 1]
+
+    # Predictions equal to the targets' normalised boxes map to the same pixels.
+    queries = 3
+    pred_boxes = torch.full((3, queries, 4), 0.5)
+    logits = torch.zeros(3, queries, 3)
+    for i, label in enumerate(batch["labels"]):
+        pred_boxes[i, : len(label["boxes"])] = label["boxes"]
+        logits[i, torch.arange(len(label["boxes"])), label["class_labels"]] = 5.0
+    predicted = decode_predictions(logits, pred_boxes, batch["labels"])
+    for pred, target in zip(predicted, decoded, strict=True):
+        n = len(target.boxes)
+        torch.testing.assert_close(pred.boxes[:n], target.boxes, atol=1e-3, rtol=0)
+        assert pred.labels[:n].tolist() == target.labels.tolist()
+        assert (pred.scores[:n] > 0.9).all()
+    # numpy labels (what the Trainer hands compute_metrics) decode the same
+    as_numpy = [{k: v.numpy() for k, v in label.items()} for label in batch["labels"]]
+    for a, b in zip(decode_targets(as_numpy), decoded, strict=True):
+        torch.testing.assert_close(a.boxes, b.boxes)

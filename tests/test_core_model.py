@@ -1,0 +1,142 @@
+"""detr_core.model: the tiny preset, backbone freezing, loading a save_pretrained folder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from detr_core.config import ModelConfig
+from detr_core.data.coco import LabelMap
+from detr_core.errors import UserInputError
+from detr_core.losses import DetrIouLoss
+from detr_core.model import (
+    TINY_PRESET,
+    backbone_parameters,
+    build_image_processor,
+    build_model,
+    load_trained_model,
+)
+
+TWO = LabelMap(category_ids=(0, 1), names=("cat", "dog"))
+THREE = LabelMap(category_ids=(1, 2, 3), names=("rectangle", "ellipse", "triangle"))
+
+
+def tiny(image_size: int = 64, **overrides: object) -> ModelConfig:
+    return ModelConfig(preset="tiny", image_size=image_size, config_overrides=dict(overrides))
+
+
+def test_tiny_preset_builds_fast_offline() -> None:
+    """Smoke check of "builds offline in well under a second" (generous bound: shared CPUs)."""
+    build_model(tiny(), TWO, "giou", False)  # first build pays for lazy imports
+    start = time.perf_counter()
+    model = build_model(tiny(), TWO, "giou", False)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 5.0
+    assert sum(p.numel() for p in model.parameters()) < 1_000_000
+    assert model.config.d_model == 64
+    assert model.config.auxiliary_loss is True
+    assert model.config.num_queries == TINY_PRESET["num_queries"]
+    assert isinstance(model.loss_function, DetrIouLoss)
+    assert model.loss_function.iou_variant == "giou"
+    # it runs: one forward pass on a 64 px batch
+    with torch.no_grad():
+        out = model(pixel_values=torch.rand(2, 3, 64, 64), pixel_mask=torch.ones(2, 64, 64))
+    queries = TINY_PRESET["num_queries"]
+    assert out.logits.shape == (2, queries, 3)
+    assert out.pred_boxes.shape == (2, queries, 4)
+
+
+def test_config_overrides_applied_and_bad_ones_rejected() -> None:
+    model = build_model(tiny(num_queries=7, decoder_layers=1), TWO, "diou", False)
+    assert model.config.num_queries == 7
+    assert model.config.decoder_layers == 1
+    assert model.loss_function.iou_variant == "diou"
+    # DetrConfig is a strict dataclass: the coefficient is typed int, 1.5 must be a user error
+    with pytest.raises(UserInputError, match=r"^model\.config_overrides: ") as info:
+        build_model(tiny(bbox_loss_coefficient=1.5), TWO, "giou", False)
+    assert "bbox_loss_coefficient" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def _frozen_names(model: torch.nn.Module) -> set[str]:
+    return {name for name, p in model.named_parameters() if not p.requires_grad}
+
+
+def test_freeze_backbone_freezes_exactly_the_backbone() -> None:
+    model = build_model(tiny(), TWO, "giou", freeze_backbone=True)
+    backbone = {f"model.backbone.{name}" for name, _ in model.model.backbone.named_parameters()}
+    assert backbone  # the check below is not vacuous
+    assert _frozen_names(model) == backbone
+    frozen_ids = {id(p) for p in model.parameters() if not p.requires_grad}
+    assert frozen_ids == {id(p) for p in backbone_parameters(model)}
+    assert len(frozen_ids) == len(list(model.model.backbone.parameters()))
+    # the transformer and heads stay trainable
+    assert all(p.requires_grad for p in model.class_labels_classifier.parameters())
+    assert all(p.requires_grad for p in model.model.encoder.parameters())
+
+
+def test_unfrozen_backbone_has_no_frozen_parameter() -> None:
+    """transformers freezes an HF ResNet backbone at construction; `false` must undo that."""
+    model = build_model(tiny(), TWO, "giou", freeze_backbone=False)
+    assert _frozen_names(model) == set()
+
+
+def test_image_processor_square_canvas() -> None:
+    processor = build_image_processor(tiny(image_size=80))
+    assert processor.size == {"shortest_edge": 80, "longest_edge": 80}
+    assert processor.pad_size == {"height": 80, "width": 80}
+    assert processor.do_pad is True
+
+
+def test_from_pretrained_folder_gets_new_head(tmp_path: Path) -> None:
+    """A save_pretrained folder with 3 classes, fine-tuned on 2: new 2+1-way head, new labels."""
+    source = build_model(tiny(image_size=72), THREE, "giou", False)
+    folder = tmp_path / "pretrained"
+    source.save_pretrained(folder)
+    build_image_processor(tiny(image_size=72)).save_pretrained(folder)
+    assert (folder / "preprocessor_config.json").is_file()
+
+    cfg = ModelConfig(checkpoint=str(folder), image_size=64)
+    model = build_model(cfg, TWO, "ciou", freeze_backbone=False)
+    assert model.class_labels_classifier.out_features == 2 + 1
+    assert model.config.num_labels == 2
+    assert model.config.id2label == {0: "cat", 1: "dog"}
+    assert model.config.label2id == {"cat": 0, "dog": 1}
+    assert model.loss_function.iou_variant == "ciou"
+    assert _frozen_names(model) == set()
+    # everything but the classification head is the saved model's
+    saved = source.state_dict()
+    for name, value in model.state_dict().items():
+        if name.startswith("class_labels_classifier"):
+            continue
+        torch.testing.assert_close(value, saved[name], msg=name)
+    # the processor comes from the folder, resized to this run's image_size
+    processor = build_image_processor(cfg)
+    assert processor.pad_size == {"height": 64, "width": 64}
+
+    bad = ModelConfig(checkpoint=str(folder), config_overrides={"giou_loss_coefficient": 2.5})
+    with pytest.raises(UserInputError, match=r"^model\.config_overrides: .*giou_loss_coeff"):
+        build_model(bad, TWO, "giou", False)
+
+    frozen = build_model(cfg, TWO, "giou", freeze_backbone=True)
+    assert _frozen_names(frozen) == {
+        f"model.backbone.{n}" for n, _ in frozen.model.backbone.named_parameters()}
+
+
+def test_load_trained_model_keeps_weights(tmp_path: Path) -> None:
+    model = build_model(tiny(), THREE, "giou", False)
+    model.save_pretrained(tmp_path / "m")
+    loaded = load_trained_model(tmp_path / "m", "diou")
+    assert loaded.loss_function.iou_variant == "diou"
+    assert loaded.config.id2label == THREE.id2label
+    for name, value in loaded.state_dict().items():
+        torch.testing.assert_close(value, model.state_dict()[name], msg=name)
+
+
+def test_missing_checkpoint_folder_is_user_error(tmp_path: Path) -> None:
+    cfg = ModelConfig(checkpoint=str(tmp_path / "nowhere"))
+    with pytest.raises(UserInputError, match=r"^model\.checkpoint: cannot load"):
+        build_model(cfg, TWO, "giou", False)

@@ -1,0 +1,258 @@
+"""detr_core.train / evaluate end to end on a tiny synthetic dataset (slow: real training).
+
+One GIoU run (8 steps, evaluation every 2) is shared by most tests of this module; DIoU and
+CIoU get a 2-step run each. All data is generated into the session's `DETR_SEARCH_CACHE`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from detr_core.config import RunConfig, load_run_config
+from detr_core.train import EvaluationEvent, RunResult, train_run
+
+pytestmark = pytest.mark.slow
+
+EVAL_KEYS = (
+    "eval_loss", "eval_loss_bbox", "eval_loss_iou", "eval_loss_ce", "eval_cardinality_error",
+    "eval_map", "eval_map_50", "eval_map_75", "eval_iou_mean", "eval_center_error_px",
+)
+TEST_METRIC_KEYS = (
+    "map", "map_50", "map_75", "iou_mean", "iou_std", "center_error_px_mean",
+    "center_error_px_std", "missed", "num_gt", "per_class_ap",
+)
+
+
+@dataclass
+class Recorder:
+    """An `EvaluationListener` that also notes what was on disk when each event arrived."""
+
+    events: list[EvaluationEvent] = field(default_factory=list)
+    checkpoint_on_disk: list[bool] = field(default_factory=list)
+
+    def on_evaluation(self, event: EvaluationEvent) -> None:
+        self.events.append(event)
+        ckpt = event.best_checkpoint
+        self.checkpoint_on_disk.append(
+            ckpt is not None and (ckpt / "model.safetensors").is_file()
+            and (ckpt / "config.json").is_file())
+
+
+@dataclass
+class Run:
+    config_path: Path
+    config: RunConfig
+    result: RunResult
+    recorder: Recorder
+
+
+def run_from_yaml(folder: Path, raw: dict[str, Any], evaluate_test: bool = True) -> Run:
+    """Write `raw` as a YAML file, load it like the CLI does and train it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path = folder / "run.yaml"
+    config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    config = load_run_config(config_path)
+    recorder = Recorder()
+    result = train_run(config, folder / "output", listeners=[recorder],
+                       evaluate_test=evaluate_test)
+    return Run(config_path, config, result, recorder)
+
+
+@pytest.fixture(scope="module")
+def giou_run(tmp_path_factory: pytest.TempPathFactory,
+             tiny_run_template: dict[str, Any]) -> Run:
+    raw = copy.deepcopy(tiny_run_template)
+    # A high learning rate tends to make eval_loss_bbox non-monotonic on this data, so the
+    # best step is often not the last one; the tests hold either way.
+    raw["training_args"].update(max_steps=8, logging_steps=2, learning_rate=1e-2)
+    return run_from_yaml(tmp_path_factory.mktemp("giou"), raw)
+
+
+def test_evaluation_event_at_every_logging_step(giou_run: Run) -> None:
+    events = giou_run.recorder.events
+    assert [e.step for e in events] == [2, 4, 6, 8]
+    for event in events:
+        assert event.max_steps == 8
+        missing = [k for k in EVAL_KEYS if k not in event.metrics]
+        assert not missing, missing
+        for key in ("eval_loss", "eval_loss_bbox", "eval_loss_iou", "eval_loss_ce"):
+            assert torch.isfinite(torch.tensor(event.metrics[key])), key
+            assert event.metrics[key] >= 0
+        assert 0.0 <= event.metrics["eval_map"] <= 1.0
+        assert event.train_loss is not None and event.train_loss > 0
+        assert event.learning_rate is not None
+    assert [e.epoch for e in events] == sorted(e.epoch for e in events)
+    history = giou_run.result.history
+    assert [h["step"] for h in history] == [e.step for e in events]
+    assert [h["eval_loss_bbox"] for h in history] == [e.metrics["eval_loss_bbox"] for e in events]
+
+
+def test_new_best_events_have_their_checkpoint_on_disk(giou_run: Run) -> None:
+    events, on_disk = giou_run.recorder.events, giou_run.recorder.checkpoint_on_disk
+    assert events[0].is_new_best  # the first evaluation is always the best so far
+    best_so_far = float("inf")
+    for event, present in zip(events, on_disk, strict=True):
+        value = event.metrics["eval_loss_bbox"]
+        assert event.is_new_best == (value < best_so_far)
+        best_so_far = min(best_so_far, value)
+        assert event.best_metric == pytest.approx(best_so_far)
+        if event.is_new_best:
+            assert present, f"no checkpoint on disk when step {event.step} was announced"
+            assert event.best_step == event.step
+            assert event.best_checkpoint.name == f"checkpoint-{event.step}"
+        else:
+            assert event.best_step < event.step
+
+
+def test_best_step_is_argmin_of_eval_loss_bbox(giou_run: Run) -> None:
+    events, result = giou_run.recorder.events, giou_run.result
+    best = min(events, key=lambda e: e.metrics["eval_loss_bbox"])
+    assert result.metric_name == "eval_loss_bbox"
+    assert result.best_step == best.step
+    assert result.best_metric == pytest.approx(best.metrics["eval_loss_bbox"])
+    assert events[-1].best_step == best.step
+    saved = json.loads((result.best_model_dir / "best_step.json").read_text())
+    assert saved == {"step": best.step, "metric": "eval_loss_bbox",
+                     "value": pytest.approx(best.metrics["eval_loss_bbox"])}
+    # only the best step's Trainer checkpoint is kept
+    checkpoints = sorted(p.name for p in (result.output_dir / "checkpoints").iterdir())
+    assert checkpoints == [f"checkpoint-{best.step}"]
+
+
+def _val_batch(run: Run) -> dict[str, torch.Tensor]:
+    from detr_core.data.augment import build_augmentation
+    from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
+    from detr_core.data.prepare import prepare_data
+    from detr_core.model import build_image_processor
+
+    data = prepare_data(run.config.data, quiet=True)
+    dataset = CocoDetectionDataset(data.val, data.label_map,
+                                   build_augmentation([], 0.0, 0.0, "augmentation.val"))
+    batch = DetrCollator(build_image_processor(run.config.model))([dataset[i] for i in range(4)])
+    return {"pixel_values": batch["pixel_values"], "pixel_mask": batch["pixel_mask"]}
+
+
+@torch.no_grad()
+def _outputs(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    out = model.eval()(**batch)
+    return out.logits, out.pred_boxes
+
+
+def test_best_model_is_the_best_checkpoint(giou_run: Run) -> None:
+    """`best_model/` reloads with from_pretrained and predicts exactly like the best step's
+    checkpoint (loaded the same way), and unlike the untrained initial model."""
+    from transformers import DetrForObjectDetection, set_seed
+
+    from detr_core.data.coco import LabelMap
+    from detr_core.model import build_model
+
+    result = giou_run.result
+    batch = _val_batch(giou_run)
+    best = DetrForObjectDetection.from_pretrained(result.best_model_dir)
+    checkpoint = result.output_dir / "checkpoints" / f"checkpoint-{result.best_step}"
+    from_checkpoint = DetrForObjectDetection.from_pretrained(checkpoint)
+    logits, boxes = _outputs(best, batch)
+    ref_logits, ref_boxes = _outputs(from_checkpoint, batch)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-6, rtol=0)
+    torch.testing.assert_close(boxes, ref_boxes, atol=1e-6, rtol=0)
+    assert best.config.id2label == {0: "rectangle", 1: "ellipse", 2: "triangle"}
+
+    set_seed(giou_run.config.seed)  # the same initial weights the run started from
+    label_map = LabelMap((1, 2, 3), ("rectangle", "ellipse", "triangle"))
+    fresh = build_model(giou_run.config.model, label_map, "giou", False)
+    fresh_logits, fresh_boxes = _outputs(fresh, batch)
+    assert not torch.allclose(fresh_logits, logits, atol=1e-4)
+    assert not torch.allclose(fresh_boxes, boxes, atol=1e-4)
+    assert (result.best_model_dir / "preprocessor_config.json").is_file()
+
+
+def test_tensorboard_scalars(giou_run: Run) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder = giou_run.result.output_dir / "tensorboard"
+    assert any(p.name.startswith("events.out.tfevents") for p in folder.iterdir())
+    accumulator = EventAccumulator(str(folder))
+    accumulator.Reload()
+    tags = set(accumulator.Tags()["scalars"])
+    for tag in ("train/loss", "eval/loss_bbox", "eval/loss_iou", "eval/map", "eval/iou_mean"):
+        assert tag in tags, sorted(tags)
+    bbox = accumulator.Scalars("eval/loss_bbox")
+    events = giou_run.recorder.events
+    assert [s.step for s in bbox] == [e.step for e in events]
+    for scalar, event in zip(bbox, events, strict=True):
+        assert scalar.value == pytest.approx(event.metrics["eval_loss_bbox"], rel=1e-5)
+    assert [s.step for s in accumulator.Scalars("train/loss")] == [2, 4, 6, 8]
+
+
+def test_test_metrics_json_beside_best_model(giou_run: Run) -> None:
+    from detr_core.data.synthetic import dataset_dir
+
+    result = giou_run.result
+    path = result.best_model_dir / "test_metrics.json"
+    metrics = json.loads(path.read_text())
+    missing = [k for k in TEST_METRIC_KEYS if k not in metrics]
+    assert not missing, missing
+    test_json = json.loads((dataset_dir(giou_run.config.data.synthetic) / "test.json").read_text())
+    assert metrics["num_gt"] == len(test_json["annotations"])
+    assert metrics["num_images"] == len(test_json["images"]) == 8
+    assert 0 <= metrics["missed"] <= metrics["num_gt"]
+    assert set(metrics["per_class_ap"]) <= {"rectangle", "ellipse", "triangle"}
+    assert metrics["split"] == "test"
+    assert result.test_metrics is not None
+    assert result.test_metrics["map"] == metrics["map"]
+    predictions = json.loads((result.best_model_dir / "test_predictions.json").read_text())
+    image_ids = {image["id"] for image in test_json["images"]}
+    queries = json.loads((result.best_model_dir / "config.json").read_text())["num_queries"]
+    assert len(predictions) == 8 * queries  # every query of every test image
+    for det in predictions:
+        assert det["image_id"] in image_ids
+        assert det["category_id"] in {1, 2, 3}
+        assert len(det["bbox"]) == 4 and 0.0 <= det["score"] <= 1.0
+
+
+def test_evaluate_cli(giou_run: Run, tmp_path: Path) -> None:
+    """`python -m detr_core.evaluate` prints the table and writes test_metrics.json; the
+    numbers are those the training run computed for the same model."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(giou_run.result.best_model_dir, model_dir)
+    (model_dir / "test_metrics.json").unlink()
+    proc = subprocess.run(
+        [sys.executable, "-m", "detr_core.evaluate", "--model", str(model_dir),
+         "--config", str(giou_run.config_path), "--split", "test"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for row in ("test metrics of", "mAP@[.5:.95]", "mAP@.5", "IoU mean", "centre error px mean",
+                "missed objects", "ground-truth objects"):
+        assert row in proc.stdout, proc.stdout
+    metrics = json.loads((model_dir / "test_metrics.json").read_text())
+    trained = giou_run.result.test_metrics
+    for key in ("map", "map_50", "map_75", "iou_mean", "missed", "num_gt"):
+        assert metrics[key] == pytest.approx(trained[key], abs=1e-6), key
+    assert f"{metrics['num_gt']}" in proc.stdout
+
+
+@pytest.mark.parametrize("variant", ["diou", "ciou"])
+def test_diou_ciou_runs(tmp_path: Path, tiny_run_dict: dict[str, Any], variant: str) -> None:
+    tiny_run_dict["iou_loss"] = variant
+    tiny_run_dict["training_args"].update(max_steps=2, logging_steps=2)
+    run = run_from_yaml(tmp_path, tiny_run_dict, evaluate_test=False)
+    assert run.config.iou_loss == variant
+    (event,) = run.recorder.events
+    assert event.step == 2 and event.is_new_best and run.recorder.checkpoint_on_disk[0]
+    loss_iou = event.metrics["eval_loss_iou"]
+    assert 0.0 < loss_iou < 3.0
+    assert run.result.best_step == 2
+    assert (run.result.best_model_dir / "model.safetensors").is_file()
+    assert not (run.result.best_model_dir / "test_metrics.json").exists()
