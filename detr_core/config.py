@@ -221,7 +221,8 @@ def _check_semantics(cfg: RunConfig, source: str) -> None:
     if data.synthetic is None and data.train is None:
         _fail(source, "data", "give either `synthetic:` or `train:` and `val:` COCO splits")
     if data.synthetic is not None and (data.train or data.val or data.test):
-        _fail(source, "data", "`synthetic` and COCO paths (`train`/`val`/`test`) exclude each other")
+        _fail(source, "data",
+              "`synthetic` and COCO paths (`train`/`val`/`test`) exclude each other")
     if data.train is not None and data.val is None:
         _fail(source, "data.val", "required when `data.train` is given")
     if data.synthetic is not None:

@@ -133,7 +133,10 @@ def format_report(metrics: dict[str, Any], title: str = "") -> str:
     width = max(len(label) for label, _ in REPORT_ROWS)
     for label, key in REPORT_ROWS:
         value = metrics.get(key)
-        text = "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
+        if value is None:
+            text = "n/a"
+        else:
+            text = f"{value:.4f}" if isinstance(value, float) else str(value)
         lines.append(f"  {label:<{width}}  {text}")
     for name, ap in sorted(metrics.get("per_class_ap", {}).items()):
         lines.append(f"  {'AP ' + name:<{width}}  {ap:.4f}")

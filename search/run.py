@@ -15,9 +15,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detr_core.errors import exit_on_user_error  # noqa: E402
-from search.cli import describe, parse_args, spec_overrides  # noqa: E402
-from search.space import load_search_spec  # noqa: E402
+from detr_core.errors import exit_on_user_error
+from search.cli import describe, parse_args, spec_overrides
+from search.space import load_search_spec
 
 
 @exit_on_user_error

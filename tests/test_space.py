@@ -6,13 +6,14 @@ No Ray cluster is started: Tune domains and OptunaSearch are used as plain objec
 from __future__ import annotations
 
 import json
+import math
 import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
-from detr_core.config import run_config_from_dict
+from detr_core.config import load_default_run_config, run_config_from_dict
 from detr_core.errors import UserInputError
 from search.space import (
     REPORTED_METRICS,
@@ -226,8 +227,12 @@ def test_defaults_on_the_embedded_base(tmp_path: Path) -> None:
         "eval_loss_bbox", "min", 8, None)
     assert (spec.searcher.seed, spec.searcher.n_startup_trials) == (0, 4)
     assert (spec.resources.cpus_per_trial, spec.resources.gpus_per_trial) == (1.0, 0.0)
-    # embedded default: 1000 images / batch 8 = 125 steps x 20 epochs; first eval at step 100
-    assert (spec.scheduler.max_t, spec.scheduler.grace_period) == (2500, 100)
+    # the embedded default: ceil(num_train / batch) steps an epoch; first eval at logging_steps
+    default = load_default_run_config()
+    args = default.training_args
+    steps = math.ceil(default.data.synthetic.num_train / args["per_device_train_batch_size"])
+    assert spec.scheduler.max_t == steps * args["num_train_epochs"]
+    assert spec.scheduler.grace_period == args["logging_steps"]
     assert spec.scheduler.reduction_factor == 3.0
 
 

@@ -172,7 +172,8 @@ def _index(data: dict[str, Any], path: Path, images_dir: Path, clipped: int) -> 
         coco.createIndex()
     return CocoSplit(
         coco=coco, images_dir=images_dir, annotation_file=path,
-        image_ids=sorted(image["id"] for image in data["images"]), clipped_boxes=clipped, categories=list(data["categories"]),
+        image_ids=sorted(image["id"] for image in data["images"]), clipped_boxes=clipped,
+        categories=list(data["categories"]),
     )
 
 

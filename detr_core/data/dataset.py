@@ -25,8 +25,8 @@ def load_rgb(path: str) -> np.ndarray:
         if image.mode == "RGBA":
             background = Image.new("RGB", image.size, (0, 0, 0))
             background.paste(image, mask=image.getchannel("A"))
-            return np.asarray(background)
-        return np.asarray(image.convert("RGB"))
+            return np.array(background)
+        return np.array(image.convert("RGB"))  # a writable copy: torch warns on read-only arrays
 
 
 class CocoDetectionDataset(Dataset):
