@@ -89,11 +89,16 @@ def build_model(model_cfg: ModelConfig, label_map: LabelMap, iou_loss: str,
     return model
 
 
-def _check_override_keys(overrides: dict[str, Any]) -> None:
-    """DetrConfig accepts unknown keys silently; a typo in the run YAML must not pass."""
+def detr_config_fields() -> frozenset[str]:
+    """The `DetrConfig` fields `model.config_overrides` may set."""
     import dataclasses
 
-    known = {f.name for f in dataclasses.fields(DetrConfig)} | {"num_labels"}
+    return frozenset(f.name for f in dataclasses.fields(DetrConfig)) | {"num_labels"}
+
+
+def _check_override_keys(overrides: dict[str, Any]) -> None:
+    """DetrConfig accepts unknown keys silently; a typo in the run YAML must not pass."""
+    known = detr_config_fields()
     for key in overrides:
         if key not in known:
             raise UserInputError(f"model.config_overrides.{key}: not a DetrConfig field")

@@ -56,7 +56,8 @@ COMPAT_FIELDS = ("warmup_ratio", "load_best_model_at_end")
 
 
 @functools.lru_cache(maxsize=1)
-def _training_args_fields() -> dict[str, Any]:
+def training_args_fields() -> dict[str, Any]:
+    """`TrainingArguments`' init fields by name (the keys `training_args:` accepts)."""
     from transformers import TrainingArguments
 
     return {f.name: f for f in dataclasses.fields(TrainingArguments) if f.init}
@@ -86,7 +87,7 @@ def _value_matches(value: Any, annotation: Any) -> bool:
 
 def normalise_training_args(user_args: dict[str, Any], source: str) -> dict[str, Any]:
     """Check keys and value types, convert `warmup_ratio`; return the user's values only."""
-    fields = _training_args_fields()
+    fields = training_args_fields()
     args = dict(user_args)
     for key, value in args.items():
         where = f"{source}: training_args.{key}"

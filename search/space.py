@@ -74,7 +74,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
-import functools
 import math
 import re
 import types
@@ -443,22 +442,18 @@ def _strip_optional(tp: Any) -> Any:
     return tp
 
 
-@functools.lru_cache(maxsize=1)
 def _training_args_fields() -> dict[str, Any]:
-    from transformers import TrainingArguments
+    from detr_core.training_args import training_args_fields
 
-    fields = {f.name: f.type for f in dataclasses.fields(TrainingArguments) if f.init}
+    fields = {name: f.type for name, f in training_args_fields().items()}
     fields["warmup_ratio"] = float  # converted by detr_core into a float warmup_steps
     return fields
 
 
-@functools.lru_cache(maxsize=1)
 def _detr_config_fields() -> frozenset[str] | None:
-    from transformers import DetrConfig
+    from detr_core.model import detr_config_fields
 
-    if not dataclasses.is_dataclass(DetrConfig):
-        return None
-    return frozenset(f.name for f in dataclasses.fields(DetrConfig))
+    return detr_config_fields()
 
 
 def _annotation_of(dotted: str) -> Any:

@@ -35,6 +35,8 @@ class TuneReporter:
     def __init__(self, metric: str) -> None:
         self.metric = metric
         self.node_id = ray.get_runtime_context().get_node_id()
+        # which accelerator the trial trains on: GPUs Ray assigned (shared ones included)
+        self.device = ",".join(f"gpu{i}" for i in ray.get_gpu_ids()) or "cpu"
 
     def on_evaluation(self, event: EvaluationEvent) -> None:
         metrics: dict[str, Any] = {
@@ -48,6 +50,7 @@ class TuneReporter:
             learning_rate=event.learning_rate if event.learning_rate is not None else math.nan,
             best_step=event.best_step if event.best_step is not None else -1,
             node_id=self.node_id,
+            device=self.device,
         )
         checkpoint = None
         if event.is_new_best and event.best_checkpoint is not None:

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# GPU paths, checked on a lent GPU machine (not part of CI): detr_core on CUDA in fp32 and
+# fp16 (steps/s and test metrics of the embedded default), then a search that packs two
+# trials on one GPU (--gpus-per-trial 0.5). Usage: bash benchmarks/gpu_check.sh train|search OUT
+set -euo pipefail
+what=$1; out=$2
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 DETR_SEARCH_CACHE=/tmp/cache
+if [ "$what" = train ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl
+  nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/gpu.txt"
+  for cfg in detr_core/defaults/run.yaml benchmarks/gpu_fp16.yaml; do
+    name=$(basename "$cfg" .yaml)
+    /usr/bin/time -f "wall %e s" python3 -m detr_core.train --config "$cfg" \
+      --output-dir "/tmp/run_$name" > "$out/train_$name.log" 2>&1 || true
+    grep -E "train_runtime|test metrics|IoU mean|mAP@.5 |missed|best eval|wall|Error" \
+      "$out/train_$name.log" | tail -12
+  done
+else
+  cat .raypart/ray.part.* > /tmp/ray-2.60.0-cp312-cp312-manylinux2014_x86_64.whl
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site /tmp/ray-2.60.0-cp312-cp312-manylinux2014_x86_64.whl
+  /usr/bin/time -f "wall %e s" python3 search/run.py --space benchmarks/gpu_space.yaml \
+    --storage /tmp/results --no-dashboard > "$out/search.log" 2>&1 || true
+  tail -5 "$out/search.log"
+  python3 - "$out" <<'PY'
+import json, sys, pathlib
+rows = []
+for trial in sorted(pathlib.Path("/tmp/results/gpu_packing").glob("train_detr_*")):
+    lines = [json.loads(l) for l in (trial / "result.json").read_text().splitlines() if l]
+    if lines:
+        first, last = lines[0], lines[-1]
+        rows.append((trial.name[:19], last.get("device"), last["step"],
+                     round(last["timestamp"] - last["time_total_s"]), last["timestamp"],
+                     round(min(r["eval_loss_bbox"] for r in lines), 4)))
+for r in rows:
+    print("trial %s device=%s last_step=%s start=%s end=%s best_bbox=%s" % r)
+starts = sorted((r[3], r[4]) for r in rows)
+overlap = any(a[1] > b[0] for a, b in zip(starts, starts[1:]))
+print("trials overlapped in time on one GPU:", overlap)
+(pathlib.Path(sys.argv[1]) / "packing.json").write_text(json.dumps(rows, indent=1))
+PY
+  cp /tmp/results/gpu_packing/REPORT.md "$out/" 2>/dev/null || true
+fi
