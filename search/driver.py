@@ -151,6 +151,8 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any]) 
 
 def run_search(spec: SearchSpec, options: SearchOptions) -> Path:
     """Run (or resume) the search, export its results; returns the experiment folder."""
+    # every new best step is a checkpoint: Tune's "snapshotting too often" warning is noise
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     import ray
     from ray import tune
 
