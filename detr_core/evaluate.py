@@ -2,9 +2,11 @@
 
     python -m detr_core.evaluate --model outputs/run/best_model --config run.yaml --split test
 
-COCO mAP family and per-class AP (pycocotools via torchmetrics), IoU mean/std of each ground
-truth with its best-matching detection ("IOU mu/std"), centre error in pixels over the same
-pairs ("Detection Performance mu/std") and the number of missed objects. Written as
+COCO mAP family and per-class AP (pycocotools via torchmetrics), recall at IoU 0.5 (confident
+detections matched one-to-one to ground truth of their class), IoU mean/std of each ground
+truth with its best-matching detection ("IOU mu/std", over the pairs found), centre error in
+pixels over the same pairs ("Detection Performance mu/std") and the number of missed objects.
+Names are the canonical ones of `detr_core.metric_names`. Written as
 `<split>_metrics.json` beside the model (plus `<split>_predictions.json` in COCO results
 format) and printed as a table. `detr_core.train` runs this on the test split automatically.
 """
@@ -27,12 +29,14 @@ from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
 from detr_core.data.prepare import PreparedData, prepare_data
 from detr_core.detections import ImageBoxes, decode_predictions, decode_targets
 from detr_core.errors import UserInputError, exit_on_user_error
-from detr_core.metrics import coco_map, localisation
+from detr_core.metrics import detection_metrics
 
+#: (label, metric) rows of the printed table: detection quality first, then localisation.
 REPORT_ROWS = (
-    ("mAP@[.5:.95]", "map"), ("mAP@.5", "map_50"), ("mAP@.75", "map_75"),
-    ("IoU mean", "iou_mean"), ("IoU std", "iou_std"),
-    ("centre error px mean", "center_error_px_mean"),
+    ("mAP@.5", "map_50"), ("recall (IoU>=.5)", "recall"),
+    ("mAP@[.5:.95]", "map"), ("mAP@.75", "map_75"),
+    ("IoU mean (pairs found)", "iou_mean"), ("IoU std (pairs found)", "iou_std"),
+    ("centre error px mean", "center_error_px"),
     ("centre error px std", "center_error_px_std"),
     ("missed objects", "missed"), ("ground-truth objects", "num_gt"),
 )
@@ -93,12 +97,10 @@ def evaluate_prepared(model_dir: Path, config: RunConfig, data: PreparedData, sp
                                        build_augmentation([], 0.0, 0.0, "augmentation.val"))
     model = load_trained_model(model_dir, config.iou_loss)
     predictions, targets = predict(model, dataset, processor, config.evaluation.batch_size)
-    metrics: dict[str, Any] = coco_map(predictions, targets, data.label_map.names)
-    loc = localisation(predictions, targets, config.evaluation.score_threshold)
+    metrics: dict[str, Any] = detection_metrics(
+        predictions, targets, data.label_map.names, config.evaluation.score_threshold)
     metrics.update(
-        iou_mean=loc["iou_mean"], iou_std=loc["iou_std"],
-        center_error_px_mean=loc["center_error_px"], center_error_px_std=loc["center_error_px_std"],
-        missed=int(loc["missed"]), num_gt=int(loc["num_gt"]),
+        missed=int(metrics["missed"]), num_gt=int(metrics["num_gt"]),
         split=split, num_images=len(dataset), score_threshold=config.evaluation.score_threshold,
         model_dir=str(model_dir),
     )
@@ -151,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m detr_core.evaluate",
         description="Evaluate a trained DETR (a save_pretrained folder) on a split of a run's "
-        "data: COCO mAP, IoU mean/std, centre error px mean/std, missed objects.",
+        "data: mAP@.5, recall, COCO mAP, IoU mean/std, centre error px mean/std, missed "
+        "objects.",
     )
     parser.add_argument("--model", type=Path, required=True, help="save_pretrained folder")
     parser.add_argument("--config", type=Path,

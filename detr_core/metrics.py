@@ -1,11 +1,16 @@
-"""Detection metrics: COCO mAP family and the diary's localisation numbers.
+"""Detection metrics: COCO mAP family, recall, and the diary's localisation numbers.
 
 - `coco_map`: mAP@[.5:.95], mAP@.5, mAP@.75 and per-class AP, computed by torchmetrics'
   `MeanAveragePrecision` on its pycocotools backend (so it *is* COCOeval; tested against it).
+- `recall`: the share of ground-truth boxes a confident detection (score >= threshold) finds:
+  detections are matched one-to-one to ground truth of the same class, greedily by score, at
+  IoU >= 0.5. What a user means by "it finds the objects".
 - `localisation`: each ground-truth box is paired with its best-overlapping detection
   (score >= threshold, any class); over those pairs: IoU mean/std (the diary's "IOU mu/std")
   and the distance between box centres in original pixels, mean/std (the diary's "Detection
-  Performance mu/std"). Ground truths no detection overlaps are counted as `missed`.
+  Performance mu/std"). Ground truths no detection overlaps are counted as `missed`. These are
+  numbers over the pairs found: a model that finds one object well scores a high IoU mean.
+- `detection_metrics`: all of the above under their canonical names (`metric_names`).
 """
 
 from __future__ import annotations
@@ -45,6 +50,51 @@ def coco_map(
         "map_75": float(result["map_75"]),
         "per_class_ap": per_class,
     }
+
+
+def recall(
+    predictions: Sequence[ImageBoxes], targets: Sequence[ImageBoxes], score_threshold: float,
+    iou_threshold: float = 0.5,
+) -> float:
+    """Matched ground-truth boxes / all ground-truth boxes (NaN when there is none).
+
+    Per image, detections with score >= `score_threshold` are taken in descending score; each
+    claims the unmatched ground-truth box of its class with the highest IoU, if that IoU is
+    >= `iou_threshold` (COCO's greedy matching, at one threshold).
+    """
+    matched = 0
+    num_gt = 0
+    for pred, target in zip(predictions, targets, strict=True):
+        num_gt += len(target.boxes)
+        if len(target.boxes) == 0 or len(pred.boxes) == 0:
+            continue
+        scores = pred.scores if pred.scores is not None else torch.ones(len(pred.boxes))
+        keep = scores >= score_threshold
+        order = torch.argsort(scores[keep], descending=True, stable=True)
+        boxes, labels = pred.boxes[keep][order], pred.labels[keep][order]
+        if len(boxes) == 0:
+            continue
+        overlap = box_iou(boxes, target.boxes)
+        overlap[labels[:, None] != target.labels[None, :]] = -1.0
+        free = torch.ones(len(target.boxes), dtype=torch.bool)
+        for row in overlap:
+            candidates = torch.where(free, row, torch.full_like(row, -1.0))
+            best_iou, best = candidates.max(dim=0)
+            if best_iou >= iou_threshold:
+                free[best] = False
+                matched += 1
+    return matched / num_gt if num_gt else math.nan
+
+
+def detection_metrics(
+    predictions: Sequence[ImageBoxes], targets: Sequence[ImageBoxes],
+    class_names: Sequence[str], score_threshold: float,
+) -> dict[str, object]:
+    """mAP family, per-class AP, recall and localisation, by their canonical names."""
+    metrics = coco_map(predictions, targets, class_names)
+    metrics["recall"] = recall(predictions, targets, score_threshold)
+    metrics.update(localisation(predictions, targets, score_threshold))
+    return metrics
 
 
 def localisation(

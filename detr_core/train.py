@@ -37,7 +37,8 @@ from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
 from detr_core.data.prepare import PreparedData, prepare_data
 from detr_core.detections import decode_predictions, decode_targets
 from detr_core.errors import exit_on_user_error
-from detr_core.metrics import coco_map, localisation
+from detr_core.metric_names import LOSS_TERMS, eval_name, is_better
+from detr_core.metrics import detection_metrics
 from detr_core.model import build_image_processor, build_model, load_trained_model
 from detr_core.training_args import build_training_args
 
@@ -47,7 +48,6 @@ EVAL_IGNORE_KEYS = [
     "cross_attentions", "encoder_last_hidden_state", "encoder_hidden_states",
     "encoder_attentions", "intermediate_hidden_states",
 ]
-REPORTED_LOSS_TERMS = ("loss_ce", "loss_bbox", "loss_iou", "cardinality_error")
 
 
 @dataclass(frozen=True)
@@ -109,13 +109,8 @@ class _EvaluationRelay(TrainerCallback):
                     **kw: Any):
         metrics = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, int | float)}
         self.history.append({"step": state.global_step, **metrics})
-        key = args.metric_for_best_model
-        key = key if key.startswith("eval_") else f"eval_{key}"
-        value, best = metrics.get(key), state.best_metric
-        better = value is not None and (
-            best is None or (value > best if args.greater_is_better else value < best)
-        )
-        if better:
+        mode = "max" if args.greater_is_better else "min"
+        if is_better(metrics.get(eval_name(args.metric_for_best_model)), state.best_metric, mode):
             self._pending = (metrics, state)
         else:
             self._emit(metrics, state, is_new_best=False)
@@ -152,7 +147,7 @@ class DetrTrainer(Trainer):
 
 
 def make_compute_metrics(class_names: Sequence[str], score_threshold: float):
-    """`compute_metrics` for the Trainer: mean loss terms, COCO mAP, localisation."""
+    """`compute_metrics` for the Trainer: mean loss terms and every detection metric."""
 
     def compute_metrics(eval_pred: Any) -> dict[str, float]:
         totals: dict[str, float] = {}
@@ -162,15 +157,14 @@ def make_compute_metrics(class_names: Sequence[str], score_threshold: float):
                                              strict=True):
             loss_dict, logits, pred_boxes = batch_preds[0], batch_preds[1], batch_preds[2]
             size = len(batch_labels)
-            for term in REPORTED_LOSS_TERMS:
+            for term in LOSS_TERMS:
                 totals[term] = totals.get(term, 0.0) + float(loss_dict[term]) * size
             count += size
             targets.extend(decode_targets(batch_labels))
             predictions.extend(decode_predictions(logits, pred_boxes, batch_labels))
         metrics = {term: total / max(count, 1) for term, total in totals.items()}
-        mean_ap = coco_map(predictions, targets, class_names)
-        metrics.update({k: v for k, v in mean_ap.items() if k != "per_class_ap"})
-        metrics.update(localisation(predictions, targets, score_threshold))
+        found = detection_metrics(predictions, targets, class_names, score_threshold)
+        metrics.update({k: v for k, v in found.items() if k != "per_class_ap"})
         return metrics
 
     return compute_metrics

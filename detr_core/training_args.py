@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from detr_core.errors import UserInputError
+from detr_core.metric_names import DEFAULT_METRIC, natural_mode
 
 # Values detr_core applies unless the run YAML says otherwise.
 DEFAULT_TRAINING_ARGS: dict[str, Any] = {
@@ -31,7 +32,7 @@ DEFAULT_TRAINING_ARGS: dict[str, Any] = {
     "weight_decay": 1e-4,
     "max_grad_norm": 0.1,
     "logging_steps": 100,
-    "metric_for_best_model": "eval_loss_bbox",
+    "metric_for_best_model": DEFAULT_METRIC,
     "greater_is_better": False,
     "lr_scheduler_type": "linear",
     "dataloader_num_workers": 0,  # a worker process oversubscribes 2 cores: 3x slower steps
@@ -131,7 +132,12 @@ def build_training_args(
     import torch
     from transformers import TrainingArguments
 
-    merged = {**DEFAULT_TRAINING_ARGS, **normalise_training_args(user_args, source)}
+    user = normalise_training_args(user_args, source)
+    merged = {**DEFAULT_TRAINING_ARGS, **user}
+    if "metric_for_best_model" in user and "greater_is_better" not in user:
+        # transformers guesses "greater is better unless the name ends in loss", which is
+        # wrong for eval_loss_bbox; the metric's own direction is known here
+        merged["greater_is_better"] = natural_mode(str(user["metric_for_best_model"])) == "max"
     merged.setdefault("dataloader_pin_memory", torch.cuda.is_available())
     report_to = merged.pop("report_to", "none")
     if isinstance(report_to, str):

@@ -51,6 +51,7 @@ import matplotlib.pyplot as plt
 
 from detr_core.config import apply_overrides
 from detr_core.errors import UserInputError, exit_on_user_error
+from detr_core.metric_names import TEST_TABLE_METRICS
 from detr_core.yaml_io import dump_yaml, load_yaml_mapping
 from search.space import is_distribution, log_scale_keys_of, searched_keys_of
 from search.trial_status import (
@@ -65,10 +66,7 @@ CHECKPOINT_META_FILE = "checkpoint_meta.json"
 MODEL_SOURCE_FILE = "export_source.json"
 TEST_METRICS_FILE = "test_metrics.json"
 SEEDS_DIR = "final_seeds"
-TEST_METRIC_KEYS = (
-    "map", "map_50", "map_75", "iou_mean", "iou_std", "center_error_px_mean",
-    "center_error_px_std",
-)
+TEST_METRIC_KEYS = TEST_TABLE_METRICS
 
 
 # ---------------------------------------------------------------------------------------------

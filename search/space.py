@@ -6,7 +6,7 @@ A search-space file says what to search, over which base run, and how:
 experiment:                      # every key optional
   name: iou                      # default: the file's stem; results go to <storage>/<name>
   metric: eval_loss_bbox         # one of REPORTED_METRICS (default eval_loss_bbox)
-  mode: min                      # min | max (default min)
+  mode: min                      # min | max (default: the metric's own, max for mAP/recall)
   num_samples: 8                 # trials (default 8)
   max_concurrent: 2              # trials at a time (ConcurrencyLimiter); default: as many as fit
   scheduler:                     # ASHA; every budget is in optimizer steps (time_attr = step)
@@ -92,21 +92,11 @@ from detr_core.config import (
     run_config_to_dict,
 )
 from detr_core.errors import UserInputError
+from detr_core.metric_names import DEFAULT_METRIC, SELECTABLE_EVAL_METRICS, natural_mode
 from detr_core.yaml_io import load_yaml_mapping
 
 #: Metrics the trainable reports at every evaluation; `experiment.metric` must be one of them.
-REPORTED_METRICS = (
-    "eval_loss",
-    "eval_loss_bbox",
-    "eval_loss_iou",
-    "eval_loss_ce",
-    "eval_cardinality_error",
-    "eval_map",
-    "eval_map_50",
-    "eval_map_75",
-    "eval_iou_mean",
-    "eval_center_error_px",
-)
+REPORTED_METRICS = SELECTABLE_EVAL_METRICS
 
 FLOAT_DISTRIBUTIONS = ("uniform", "quniform", "loguniform", "qloguniform")
 INT_DISTRIBUTIONS = ("randint", "qrandint", "lograndint")
@@ -134,7 +124,6 @@ OVERRIDE_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
     "max_failures": (("max_failures",), "--max-failures"),
 }
 
-DEFAULT_METRIC = "eval_loss_bbox"
 DEFAULT_NUM_SAMPLES = 8
 DEFAULT_REDUCTION_FACTOR = 3.0
 
@@ -820,7 +809,7 @@ def _build_spec(
     if metric not in REPORTED_METRICS:
         r.fail("metric", f"{metric!r} is not reported by trials (one of: "
                          f"{', '.join(REPORTED_METRICS)})")
-    mode = r.get("mode", "min")
+    mode = r.get("mode", natural_mode(metric))
     if mode not in ("min", "max"):
         r.fail("mode", f"must be min or max, got {_describe(mode)}")
     num_samples = r.integer("num_samples", DEFAULT_NUM_SAMPLES, minimum=1)
@@ -836,12 +825,26 @@ def _build_spec(
                                    min(10, max(1, math.ceil(num_samples / 2))), minimum=0),
     )
     scheduler = _scheduler(r, base, space)
+    base = _select_best_step_by(base, metric, mode)
     return SearchSpec(
         name=name, metric=metric, mode=mode, num_samples=num_samples,
         max_concurrent=max_concurrent, scheduler=scheduler, searcher=searcher,
         resources=resources, max_failures=max_failures, base=base, space=space,
         source=path, base_source=base_source,
     )
+
+
+def _select_best_step_by(base: dict[str, Any], metric: str, mode: str) -> dict[str, Any]:
+    """The base with the Trainer's best-step rule set to the search's metric and mode.
+
+    Each trial keeps the checkpoint of its best step, and the search ranks trials by the same
+    metric: both must agree, or the exported model would be the best step by another metric.
+    """
+    base = copy.deepcopy(base)
+    args = base.setdefault("training_args", {})
+    args["metric_for_best_model"] = metric
+    args["greater_is_better"] = mode == "max"
+    return base
 
 
 def _resource(r: _Reader, dotted: str, default: float, positive: bool) -> float:

@@ -19,7 +19,7 @@ from detr_core.data.augment import build_augmentation
 from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
 from detr_core.data.prepare import prepare_data
 from detr_core.detections import ImageBoxes, decode_predictions, decode_targets
-from detr_core.metrics import coco_map, localisation
+from detr_core.metrics import coco_map, detection_metrics, localisation, recall
 from detr_core.model import build_image_processor
 
 CLASS_NAMES = ("car", "person", "sign")
@@ -159,6 +159,49 @@ def test_localisation_by_hand() -> None:
     loose = localisation(predictions, targets, score_threshold=0.2)
     assert loose["iou_mean"] == pytest.approx((0.8 + 1.0) / 2, abs=1e-6)
     assert loose["center_error_px"] == pytest.approx(0.5, abs=1e-6)
+
+
+def _boxes(image_id: int, boxes: list[list[float]], labels: list[int],
+           scores: list[float] | None = None) -> ImageBoxes:
+    return ImageBoxes(image_id, torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                      torch.tensor(labels, dtype=torch.long),
+                      None if scores is None else torch.tensor(scores, dtype=torch.float32))
+
+
+def test_recall_by_hand() -> None:
+    """One-to-one, same class, IoU >= .5, score >= threshold, greedy by score.
+
+    image 1: gt A (class 0) is found by the .9 detection (IoU .8); the .8 duplicate of A finds
+    nothing more; gt B (class 1) only has an exact box of the wrong class -> not found.
+    image 2: gt C has a confident box of IoU .4 (too loose) and an exact one below threshold.
+    image 3: gt D found exactly. image 4: no ground truth, a false positive changes nothing.
+    image 5: two neighbours of one class, each claimed by the detection that overlaps it most.
+    Found: A, D, E, F of 6 -> 4/6; with threshold .2, C's exact box counts too -> 5/6.
+    """
+    targets = [
+        _boxes(1, [[0, 0, 10, 10], [20, 20, 30, 30]], [0, 1]),
+        _boxes(2, [[0, 0, 10, 10]], [0]),
+        _boxes(3, [[0, 0, 4, 4]], [2]),
+        _boxes(4, [], []),
+        _boxes(5, [[0, 0, 10, 10], [5, 0, 15, 10]], [0, 0]),
+    ]
+    predictions = [
+        _boxes(1, [[0, 0, 10, 8], [0, 0, 10, 10], [20, 20, 30, 30]], [0, 0, 0], [.9, .8, .95]),
+        _boxes(2, [[0, 0, 10, 4], [0, 0, 10, 10]], [0, 0], [.9, .3]),
+        _boxes(3, [[0, 0, 4, 4]], [2], [.99]),
+        _boxes(4, [[1, 1, 5, 5]], [0], [.99]),
+        _boxes(5, [[4, 0, 14, 10], [0, 0, 10, 10]], [0, 0], [.9, .8]),
+    ]
+    assert recall(predictions, targets, score_threshold=0.5) == pytest.approx(4 / 6)
+    assert recall(predictions, targets, score_threshold=0.2) == pytest.approx(5 / 6)
+    # at IoU .85 the .9 box of A is too loose, so its exact (.8) duplicate claims A; F's is too
+    assert recall(predictions, targets, score_threshold=0.5, iou_threshold=0.85) == \
+        pytest.approx(3 / 6)
+    assert math.isnan(recall(predictions[3:4], targets[3:4], score_threshold=0.5))
+    # the same number under its canonical name, beside mAP and the localisation numbers
+    metrics = detection_metrics(predictions, targets, ("a", "b", "c"), score_threshold=0.5)
+    assert metrics["recall"] == pytest.approx(4 / 6)
+    assert {"map", "map_50", "map_75", "per_class_ap", "iou_mean", "missed"} <= set(metrics)
 
 
 def test_localisation_nothing_found() -> None:
