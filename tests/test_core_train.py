@@ -26,7 +26,8 @@ pytestmark = pytest.mark.slow
 
 EVAL_KEYS = (
     "eval_loss", "eval_loss_bbox", "eval_loss_iou", "eval_loss_ce", "eval_cardinality_error",
-    "eval_map", "eval_map_50", "eval_map_75", "eval_recall", "eval_iou_mean", "eval_center_error_px",
+    "eval_map", "eval_map_50", "eval_map_75", "eval_recall", "eval_iou_mean",
+    "eval_center_error_px",
 )
 TEST_METRIC_KEYS = (
     "map", "map_50", "map_75", "recall", "iou_mean", "iou_std", "center_error_px",
