@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from detr_core.errors import UserInputError
+from detr_core.errors import describe_value as _describe
 from detr_core.yaml_io import dump_yaml, load_yaml_mapping
 
 IouLoss = Literal["giou", "diou", "ciou"]
@@ -54,6 +55,13 @@ class DataConfig:
     train: SplitPaths | None = None
     val: SplitPaths | None = None
     test: SplitPaths | None = None
+
+    @property
+    def has_test_split(self) -> bool:
+        """True when the run has test data: COCO `test` paths, or synthetic `num_test > 0`."""
+        if self.synthetic is not None:
+            return self.synthetic.num_test > 0
+        return self.test is not None
 
 
 @dataclass
@@ -183,15 +191,8 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
     raise TypeError(f"unsupported annotation {tp!r} for {key}")  # a bug here, not user input
 
 
-def _describe(value: Any) -> str:
-    text = repr(value)
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return f"{type(value).__name__} {text}"
-
-
 def _fail(source: str, key: str, problem: str) -> typing.NoReturn:
-    raise UserInputError(f"{source}: {key}: {problem}")
+    raise UserInputError(problem, source=source, key=key)
 
 
 def _build(cls: type, raw: dict[str, Any], prefix: str, source: str) -> Any:
@@ -253,7 +254,7 @@ def _check_semantics(cfg: RunConfig, source: str) -> None:
 def run_config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
     """Validate a run-config mapping and return it typed; `source` names it in error messages."""
     if not isinstance(raw, dict):
-        raise UserInputError(f"{source}: top level must be a mapping")
+        raise UserInputError("top level must be a mapping", source=source)
     cfg = _build(RunConfig, raw, "", source)
     _check_semantics(cfg, source)
     return cfg
@@ -272,9 +273,32 @@ def load_default_run_config() -> RunConfig:
     return load_run_config(DEFAULT_CONFIG_PATH)
 
 
-def _resolve(path: str, base: Path) -> str:
-    p = Path(path).expanduser()
-    return str(p if p.is_absolute() else (base / p).resolve())
+#: Dotted run-config keys whose string values are file-system paths (made absolute on load).
+PATH_KEYS = (
+    *(f"data.{split}.{part}" for split in ("train", "val", "test")
+      for part in ("annotations", "images")),
+    "data.synthetic.cache_dir",
+    "model.checkpoint",
+)
+
+
+def is_local_checkpoint(checkpoint: str, base: Path) -> bool:
+    """A `model.checkpoint` that names a folder (`./x`, `/x`, `~/x` or one that exists under
+    `base`) rather than a Hub name such as `facebook/detr-resnet-50`."""
+    return checkpoint.startswith((".", "/", "~")) or (base / checkpoint).exists()
+
+
+def resolve_path_value(key: str, value: Any, base: Path) -> Any:
+    """`value` of path key `key` made absolute against `base`; other values unchanged.
+
+    A checkpoint that is a Hub name stays as it is (see `is_local_checkpoint`).
+    """
+    if key not in PATH_KEYS or not isinstance(value, str):
+        return value
+    if key == "model.checkpoint" and not is_local_checkpoint(value, base):
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
 
 
 def resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
@@ -283,16 +307,13 @@ def resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
     Tune trials run in their own working directory, so every user path is made absolute once.
     """
     cfg = copy.deepcopy(cfg)
-    for split in ("train", "val", "test"):
-        paths = getattr(cfg.data, split)
-        if paths is not None:
-            paths.annotations = _resolve(paths.annotations, base)
-            paths.images = _resolve(paths.images, base)
-    if cfg.data.synthetic is not None and cfg.data.synthetic.cache_dir is not None:
-        cfg.data.synthetic.cache_dir = _resolve(cfg.data.synthetic.cache_dir, base)
-    ckpt = cfg.model.checkpoint
-    if ckpt is not None and (ckpt.startswith((".", "/", "~")) or (base / ckpt).exists()):
-        cfg.model.checkpoint = _resolve(ckpt, base)
+    for key in PATH_KEYS:
+        *parents, leaf = key.split(".")
+        node: Any = cfg
+        for part in parents:
+            node = getattr(node, part, None)
+        if node is not None and getattr(node, leaf, None) is not None:
+            setattr(node, leaf, resolve_path_value(key, getattr(node, leaf), base))
     return cfg
 
 

@@ -1,8 +1,13 @@
 """User-input errors and the CLI guard that turns them into one line and exit code 2.
 
 A user mistake (bad YAML, missing file, broken COCO record) must never end in a traceback:
-library code raises `UserInputError` with a message that names the file, key or record;
-`exit_on_user_error` prints that message as a single line on stderr and exits with 2.
+library code raises `UserInputError` naming the file (`source`), the dotted key or record
+(`key`) and what is wrong (`problem`); `exit_on_user_error` prints `source: key: problem` as a
+single line on stderr and exits with 2.
+
+The three parts are attributes, so a caller that validates on someone else's behalf (a search
+space checking a run config) re-raises with its own file and a longer key (`relocated`)
+instead of parsing message text.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 USER_ERROR_EXIT_CODE = 2
@@ -18,7 +24,45 @@ F = TypeVar("F", bound=Callable[..., object])
 
 
 class UserInputError(ValueError):
-    """A problem with what the user gave us; the message is one self-contained line."""
+    """A problem with what the user gave us: `source: key: problem`, one self-contained line.
+
+    `UserInputError("file not found", source=path)` or, where no file or key applies, just
+    `UserInputError("the message")`. `source` is a file (or another origin such as
+    `trial 3`), `key` a dotted config key or a record (`image id 7`); either may be None.
+    """
+
+    def __init__(self, problem: str, *, source: str | Path | None = None,
+                 key: str | None = None) -> None:
+        self.problem = problem
+        self.source = None if source is None else str(source)
+        self.key = key
+        super().__init__(": ".join(p for p in (self.source, key, problem) if p))
+
+    def __reduce__(self) -> tuple:
+        """Pickle with all three parts (a trial's error crosses process boundaries in Ray)."""
+        return (_rebuild, (type(self), self.problem, self.source, self.key))
+
+    def relocated(self, source: str | Path | None, key_prefix: str = "") -> UserInputError:
+        """The same problem reported from another file, its key under `key_prefix`.
+
+        `key_prefix="base_overrides"` turns key `model.image_size` into
+        `base_overrides.model.image_size`; a missing key becomes the prefix itself.
+        """
+        parts = [p for p in (key_prefix, self.key) if p]
+        return UserInputError(self.problem, source=source, key=".".join(parts) or None)
+
+
+def describe_value(value: object) -> str:
+    """A value as error messages show it: its type and a repr cut at 40 characters."""
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _rebuild(cls: type[UserInputError], problem: str, source: str | None,
+             key: str | None) -> UserInputError:
+    return cls(problem, source=source, key=key)
 
 
 def exit_on_user_error(func: F) -> F:

@@ -114,10 +114,11 @@ def evaluate_model(model_dir: str | Path, config: RunConfig, split: str = "test"
     """Prepare the run's data and evaluate `model_dir` on `split` (`train`, `val` or `test`)."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
-        raise UserInputError(f"{model_dir}: not a save_pretrained model folder (no config.json)")
+        raise UserInputError("not a save_pretrained model folder (no config.json)",
+                             source=model_dir)
     data = prepare_data(config.data)
     if getattr(data, split, None) is None:
-        raise UserInputError(f"data: this run config has no {split} split")
+        raise UserInputError(f"this run config has no {split} split", key="data")
     metrics = evaluate_prepared(model_dir, config, data, split)
     write_report(metrics, model_dir / f"{split}_metrics.json")
     return metrics

@@ -77,7 +77,7 @@ def build_model(model_cfg: ModelConfig, label_map: LabelMap, iou_loss: str,
                 use_pretrained_backbone=False, **{**TINY_PRESET, **overrides}, **labels,
             )
         except (TypeError, ValueError, StrictDataclassError) as exc:
-            raise UserInputError(f"model.config_overrides: {_one_line(exc)}") from None
+            raise UserInputError(_one_line(exc), key="model.config_overrides") from None
         model = DetrForObjectDetection(config)
         # Object queries as in the original DETR (nn.Embedding's N(0, 1)): distinct queries
         # from the first step, so they specialise instead of collapsing onto one box.
@@ -98,10 +98,10 @@ def detr_config_fields() -> frozenset[str]:
 
 def _check_override_keys(overrides: dict[str, Any]) -> None:
     """DetrConfig accepts unknown keys silently; a typo in the run YAML must not pass."""
-    known = detr_config_fields()
+    from detr_core.config_keys import config_override_type
+
     for key in overrides:
-        if key not in known:
-            raise UserInputError(f"model.config_overrides.{key}: not a DetrConfig field")
+        config_override_type(key)
 
 
 def _from_checkpoint(checkpoint: str, labels: dict[str, Any],
@@ -112,11 +112,12 @@ def _from_checkpoint(checkpoint: str, labels: dict[str, Any],
         )
     except OSError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise UserInputError(f"model.checkpoint: cannot load {checkpoint!r}: {first}") from None
+        raise UserInputError(f"cannot load {checkpoint!r}: {first}",
+                             key="model.checkpoint") from None
     except (TypeError, ValueError, StrictDataclassError) as exc:
         if not overrides:
             raise
-        raise UserInputError(f"model.config_overrides: {_one_line(exc)}") from None
+        raise UserInputError(_one_line(exc), key="model.config_overrides") from None
 
 
 def _one_line(exc: Exception) -> str:

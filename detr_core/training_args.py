@@ -86,35 +86,59 @@ def _value_matches(value: Any, annotation: Any) -> bool:
     return True
 
 
+def training_arg_type(key: str) -> Any:
+    """The annotation a `training_args.<key>` value is checked against.
+
+    Raises `UserInputError` (key `training_args.<key>`) for a field detr_core sets itself or
+    one `TrainingArguments` does not have. The compatibility fields take their old types.
+    """
+    dotted = f"training_args.{key}"
+    if key in OWNED_FIELDS:
+        raise UserInputError(f"set by detr_core ({OWNED_FIELDS[key]})", key=dotted)
+    if key == "warmup_ratio":
+        return float
+    if key == "load_best_model_at_end":
+        return bool
+    fields = training_args_fields()
+    if key not in fields:
+        raise UserInputError("not a transformers.TrainingArguments field", key=dotted)
+    return fields[key].type
+
+
+def training_arg_default(key: str) -> Any:
+    """The value a run uses when its YAML does not set `key`: detr_core's, else transformers'."""
+    if key in DEFAULT_TRAINING_ARGS:
+        return DEFAULT_TRAINING_ARGS[key]
+    return training_args_fields()[key].default
+
+
 def normalise_training_args(user_args: dict[str, Any], source: str) -> dict[str, Any]:
     """Check keys and value types, convert `warmup_ratio`; return the user's values only."""
-    fields = training_args_fields()
     args = dict(user_args)
     for key, value in args.items():
-        where = f"{source}: training_args.{key}"
-        if key in OWNED_FIELDS:
-            raise UserInputError(f"{where}: set by detr_core ({OWNED_FIELDS[key]})")
+        dotted = f"training_args.{key}"
+        try:
+            annotation = training_arg_type(key)
+        except UserInputError as exc:
+            raise exc.relocated(source) from None
         if key in COMPAT_FIELDS:
             continue
-        if key not in fields:
-            raise UserInputError(f"{where}: not a transformers.TrainingArguments field")
-        annotation = fields[key].type
         if not _value_matches(value, annotation):
             raise UserInputError(
-                f"{where}: expected {getattr(annotation, '__name__', annotation)}, "
-                f"got {type(value).__name__} {value!r}"
-            )
+                f"expected {getattr(annotation, '__name__', annotation)}, "
+                f"got {type(value).__name__} {value!r}", source=source, key=dotted)
     ratio = args.pop("warmup_ratio", None)
     if ratio is not None:
         if "warmup_steps" in args:
-            raise UserInputError(f"{source}: training_args: give warmup_steps or warmup_ratio, "
-                                 "not both")
+            raise UserInputError("give warmup_steps or warmup_ratio, not both", source=source,
+                                 key="training_args")
         if not isinstance(ratio, int | float) or not 0.0 <= ratio < 1.0:
-            raise UserInputError(f"{source}: training_args.warmup_ratio: must be in [0, 1)")
+            raise UserInputError("must be in [0, 1)", source=source,
+                                 key="training_args.warmup_ratio")
         args["warmup_steps"] = float(ratio)
     warmup = args.get("warmup_steps")
     if isinstance(warmup, int | float) and warmup < 0:
-        raise UserInputError(f"{source}: training_args.warmup_steps: must be >= 0")
+        raise UserInputError("must be >= 0", source=source, key="training_args.warmup_steps")
     args.pop("load_best_model_at_end", None)  # the best step is always kept and reloaded
     return args
 
@@ -159,4 +183,4 @@ def build_training_args(
         return TrainingArguments(**merged)
     except (TypeError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserInputError(f"{source}: training_args: {first_line}") from None
+        raise UserInputError(first_line, source=source, key="training_args") from None

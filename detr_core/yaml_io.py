@@ -38,18 +38,19 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """Read a YAML file whose top level must be a mapping; errors name the file."""
     path = Path(path)
     if not path.is_file():
-        raise UserInputError(f"{path}: file not found")
+        raise UserInputError("file not found", source=path)
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserInputError(f"{path}: not valid YAML{where}: {problem}") from None
+        raise UserInputError(f"not valid YAML{where}: {problem}", source=path) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise UserInputError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+        raise UserInputError(f"top level must be a mapping, got {type(data).__name__}",
+                             source=path)
     return data
 
 

@@ -1,7 +1,13 @@
 """search: Ray Tune + Optuna (TPE) + ASHA searches over DETR fine-tuning runs.
 
-`run.py` is the CLI, `space.py` turns a YAML space file into a validated spec and a Tune
-space, `trainable.py` wraps one `detr_core` run as a Tune function trainable, `searcher.py`
-is the Optuna searcher that knows about ASHA's early stops, `driver.py` wires the `Tuner`,
-and `export.py` writes the best config, the best model, the trials table and REPORT.md.
+- `run.py` the CLI (`cli.py` its flags and the plan it prints), `driver.py` wires the `Tuner`;
+- the spec: `spec_loading.py` reads a space file (`experiment_section.py`, `space_section.py`,
+  `distributions.py`, `budget.py`) into a `spec.SearchSpec`; `tune_space.py` makes Tune domains;
+- a trial: `trial_config.py` (its values and run config), `trainable.py` (one detr_core run),
+  `trial_output.py` (its log file), `searcher.py` (Optuna that knows ASHA's early stops),
+  `trial_status.py` (how it ended);
+- while it runs: `console.py` (progress), `tensorboard_hparams.py`, `time_budget.py`;
+- afterwards: `export.py` rebuilds the outputs from the folder (`results.py`, `winner.py`,
+  `best_model.py`, `winner_eval.py`, `trials_csv.py`, `importance.py`, `plots.py`,
+  `report.py`), `final_seeds.py` retrains the winner; `layout.py` names every file.
 """

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from search.distributions import describe_distribution, format_number, format_value
+
 if TYPE_CHECKING:
-    from search.space import SearchSpec
+    from search.spec import SearchSpec
 
 DEFAULT_STORAGE = "results"
 DEFAULT_DASHBOARD_PORT = 8265
@@ -61,6 +64,35 @@ def _non_negative_float(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
     return value
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """`90s`, `30m`, `2h`, `1h30m`, `1.5h` or plain seconds (`600`) -> seconds (> 0)."""
+    cleaned = text.strip().lower()
+    try:
+        seconds = float(cleaned)
+    except ValueError:
+        parts = _DURATION_PART.findall(cleaned)
+        if not parts or "".join(n + u for n, u in parts) != cleaned:
+            raise argparse.ArgumentTypeError(
+                f"expected a duration such as 90s, 30m, 2h or 1h30m, got {text!r}") from None
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be a duration > 0, got {text!r}")
+    return seconds
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration as `2h`, `1h30m`, `90s`: how --time-budget is written."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = "".join(f"{v}{u}" for v, u in ((hours, "h"), (minutes, "m"), (secs, "s")) if v)
+    return text or f"{seconds:g}s"
 
 
 def _port(text: str) -> int:
@@ -130,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate the space file and print the resolved space and settings; "
              "start nothing")
     parser.add_argument(
+        "--time-budget", type=parse_duration, metavar="DURATION",
+        help="end the search at this wall time after it starts (90s, 30m, 2h, 1h30m): running "
+             "trials are cut, no new one starts, and what finished is exported")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0,
+        help="show Ray Tune's own progress tables, Ray's logs and the trials' output "
+             "(without it: our progress only; each trial's output is in its trial.log)")
+    parser.add_argument(
         "--max-failures", type=_int, metavar="N",
         help="retries of an errored trial from its last checkpoint (overrides "
              "experiment.max_failures; -1 retries without limit)")
@@ -164,42 +204,8 @@ def experiment_path(storage: str, name: str) -> str:
 # the summary
 
 
-def _number(value: float) -> str:
-    """Compact number: integers without a dot, others in %g."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def describe_distribution(dist: dict) -> str:
-    """One distribution in words, e.g. `randint 2..6 (inclusive)`."""
-    name, args = next(iter(dist.items()))
-    if name == "choice":
-        return "choice " + " | ".join(_value(v) for v in args)
-    low, high = _number(args[0]), _number(args[1])
-    if name in ("randint", "lograndint"):
-        scale = ", log scale" if name == "lograndint" else ""
-        return f"{name} {low}..{high} (inclusive{scale})"
-    if name == "qrandint":
-        return f"qrandint {low}..{high} step {_number(args[2])} (inclusive)"
-    text = f"{name} [{low}, {high}]"
-    if name in ("quniform", "qloguniform"):
-        text += f" step {_number(args[2])}"
-    if name in ("loguniform", "qloguniform"):
-        text += " (log scale)"
-    return text
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return {True: "true", False: "false", None: "null"}[value]
-    if isinstance(value, float):
-        return _number(value)
-    return str(value)
-
-
 def _resources(cpus: float, gpus: float) -> str:
-    text = f"{_number(cpus)} CPU, {_number(gpus)} GPU per trial"
+    text = f"{format_number(cpus)} CPU, {format_number(gpus)} GPU per trial"
     if 0 < gpus < 1:
         text += f" ({math.floor(1 / gpus + 1e-9)} trials share one GPU)"
     return text
@@ -210,7 +216,7 @@ def describe(spec: SearchSpec, args: argparse.Namespace | None = None) -> str:
     args = args or argparse.Namespace()
     storage = getattr(args, "storage", DEFAULT_STORAGE) or DEFAULT_STORAGE
     sched = spec.scheduler
-    rungs = ", ".join(_number(r) for r in sched.rungs())
+    rungs = ", ".join(format_number(r) for r in sched.rungs())
     concurrent = (f"at most {spec.max_concurrent} at a time" if spec.max_concurrent
                   else "as many at a time as the resources allow")
     seed = "random" if spec.searcher.seed is None else str(spec.searcher.seed)
@@ -221,13 +227,14 @@ def describe(spec: SearchSpec, args: argparse.Namespace | None = None) -> str:
         f"  searcher    Optuna TPE, seed {seed}, "
         f"{spec.searcher.n_startup_trials} random startup trials",
         f"  ASHA        in optimizer steps: grace_period {sched.grace_period}, "
-        f"reduction_factor {_number(sched.reduction_factor)}, max_t {sched.max_t}",
+        f"reduction_factor {format_number(sched.reduction_factor)}, max_t {sched.max_t}",
         f"              rungs at steps {rungs}; every trial stops by step {sched.max_t}",
         f"  resources   {_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial)}",
         f"  retries     {_retries(spec.max_failures)}",
         f"  results     {experiment_path(storage, spec.name)}",
         f"  cluster     {_cluster(args)}",
         f"  final seeds {_final_seeds(getattr(args, 'final_seeds', 0) or 0)}",
+        f"  time budget {_time_budget(getattr(args, 'time_budget', None))}",
         f"  base run    {spec.base_source}",
     ]
     searched = spec.searched_keys()
@@ -237,7 +244,7 @@ def describe(spec: SearchSpec, args: argparse.Namespace | None = None) -> str:
     fixed = spec.fixed_values()
     if fixed:
         lines.append(f"Fixed ({len(fixed)}):")
-        lines += [f"  {k:<{width}}  = {_value(v)}" for k, v in fixed.items()]
+        lines += [f"  {k:<{width}}  = {format_value(v)}" for k, v in fixed.items()]
     return "\n".join(lines)
 
 
@@ -257,6 +264,13 @@ def _cluster(args: argparse.Namespace) -> str:
         return "local Ray, no dashboard"
     port = getattr(args, "dashboard_port", DEFAULT_DASHBOARD_PORT)
     return f"local Ray, dashboard on http://127.0.0.1:{port}"
+
+
+def _time_budget(seconds: float | None) -> str:
+    if not seconds:
+        return "none (every trial runs until done or stopped by ASHA)"
+    return (f"{format_seconds(seconds)}: trials still running then are cut, what finished is "
+            "exported")
 
 
 def _final_seeds(k: int) -> str:

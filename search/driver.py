@@ -6,15 +6,20 @@
 The `Tuner` is `with_resources(with_parameters(train_detr, ...))` over the spec's flat dotted
 space, searched by `AshaAwareOptunaSearch` (TPE, seeded) behind a `ConcurrencyLimiter`, and
 scheduled by `ASHAScheduler(time_attr="step")`. Results go to STORAGE/NAME, which is the Ray
-experiment folder itself: trial folders (with TensorBoard events), the Optuna study journal,
-`search_spec.yaml`, then what `search.export` writes from them.
+experiment folder itself: trial folders (with TensorBoard events and `trial.log`), the Optuna
+study journal, `search_spec.yaml`, then what `search.export` writes from them.
+
+The console shows our own progress (`search.console`); Ray Tune's tables, Ray's logs and the
+trials' output reach it only with `verbose` (`-v`). `time_budget_s` ends the search at that
+wall time (`search.time_budget`) and exports what finished.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,25 +27,26 @@ from typing import Any
 from detr_core.config import SplitPaths, run_config_from_dict
 from detr_core.data.prepare import prepare_data
 from detr_core.errors import UserInputError
-from detr_core.yaml_io import dump_yaml, load_yaml_mapping
-from search.cli import experiment_path
-from search.space import SearchSpec, default_max_concurrent, to_tune_param_space
-
-SPEC_FILE = "search_spec.yaml"
-PREPARED_DATA_FILE = "prepared_data.json"
+from detr_core.metric_names import SELECTABLE_EVAL_METRICS
+from search.budget import default_max_concurrent
+from search.cli import DEFAULT_DASHBOARD_PORT, DEFAULT_STORAGE, experiment_path
+from search.layout import PREPARED_DATA_FILE
+from search.spec import SearchSpec, write_spec_file
+from search.tune_space import to_tune_param_space
 
 
 @dataclass
 class SearchOptions:
     """Driver settings that are not part of the space file."""
 
-    storage: str = "results"
+    storage: str = DEFAULT_STORAGE
     address: str | None = None
     resume: bool = False
     dashboard: bool = True
-    dashboard_port: int = 8265
+    dashboard_port: int = DEFAULT_DASHBOARD_PORT
     final_seeds: int = 0
-    verbose: int = 1
+    verbose: int = 0  # 0: our progress only; 1: Ray Tune's tables and Ray's logs too
+    time_budget_s: float | None = None
 
 
 def _is_uri(path: str) -> bool:
@@ -70,15 +76,34 @@ def auth_token_path() -> Path:
     return Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
 
 
+def quiet_libraries(verbose: int) -> None:
+    """Keep Optuna's and Tune's chatter off the console unless asked for (`-v`)."""
+    # every new best step is a checkpoint: Tune's "snapshotting too often" warning is noise
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if verbose:
+        return
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in Journal..."
+    for name in ("ray", "ray.tune", "ray.train"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def start_ray(options: SearchOptions) -> None:
-    """Join `options.address` or start a local Ray with the dashboard on 127.0.0.1."""
+    """Join `options.address` or start a local Ray with the dashboard on 127.0.0.1.
+
+    Without `verbose` the trials' output is not forwarded to this terminal (it is in each
+    trial's `trial.log`) and Ray logs warnings only.
+    """
     import ray
 
+    quiet = {"log_to_driver": bool(options.verbose),
+             "logging_level": logging.INFO if options.verbose else logging.ERROR}
     if options.address:
-        context = ray.init(address=options.address)
+        context = ray.init(address=options.address, **quiet)
     else:
         context = ray.init(include_dashboard=options.dashboard, dashboard_host="127.0.0.1",
-                           dashboard_port=options.dashboard_port)
+                           dashboard_port=options.dashboard_port, **quiet)
     url = getattr(context, "dashboard_url", None)
     if options.dashboard and url:
         url = url if url.startswith("http") else f"http://{url}"
@@ -89,7 +114,8 @@ def start_ray(options: SearchOptions) -> None:
         print(line, flush=True)
 
 
-def _searcher(spec: SearchSpec, experiment_dir: Path, max_concurrent: int) -> Any:
+def _searcher(spec: SearchSpec, experiment_dir: Path, max_concurrent: int) -> tuple[Any, Any]:
+    """(the searcher handed to Tune, the Optuna searcher inside it)."""
     import optuna
     from ray.tune.search import ConcurrencyLimiter
 
@@ -101,11 +127,13 @@ def _searcher(spec: SearchSpec, experiment_dir: Path, max_concurrent: int) -> An
         sampler=sampler, study_name=spec.name, storage=journal_storage(experiment_dir),
         max_t=spec.scheduler.max_t,
     )
-    return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
+    return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent), searcher
 
 
-def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any]) -> Any:
-    """The `Tuner` of a new search, or the restored one with `options.resume`."""
+def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
+                callbacks: list[Any] | None = None, stop: Any = None) -> tuple[Any, Any]:
+    """(the `Tuner` of a new search, or the restored one with `options.resume`; its Optuna
+    searcher, None after a restore: it is Tune's restored copy then)."""
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -119,21 +147,29 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any]) 
         {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
     )
     if options.resume:
-        return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
-                                  resume_errored=False, restart_errored=False)
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+        # The restored RunConfig holds the first session's callbacks and stopper (pickled in
+        # tuner.pkl); this session's console and time budget replace them.
+        run_config = tuner._local_tuner._run_config
+        run_config.callbacks, run_config.stop = callbacks, stop
+        run_config.verbose = options.verbose
+        return tuner, None
     resources = ray.cluster_resources()
     max_concurrent = spec.max_concurrent or default_max_concurrent(
-        spec, resources.get("CPU", 1), resources.get("GPU", 0))
+        spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, spec.num_samples,
+        resources.get("CPU", 1), resources.get("GPU", 0))
     scheduler = ASHAScheduler(
         time_attr="step", max_t=spec.scheduler.max_t, grace_period=spec.scheduler.grace_period,
         reduction_factor=spec.scheduler.reduction_factor,
     )
-    return tune.Tuner(
+    search_alg, optuna_search = _searcher(spec, Path(path), max_concurrent)
+    tuner = tune.Tuner(
         trainable,
         param_space=to_tune_param_space(spec),
         tune_config=tune.TuneConfig(
             metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
-            search_alg=_searcher(spec, Path(path), max_concurrent), scheduler=scheduler,
+            search_alg=search_alg, scheduler=scheduler,
             # a trial worker imports torch + transformers once (~10 s on 2 cores), not per trial
             reuse_actors=True,
         ),
@@ -144,24 +180,46 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any]) 
                 num_to_keep=1, checkpoint_score_attribute=spec.metric,
                 checkpoint_score_order=spec.mode),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            callbacks=callbacks,
+            stop=stop,
             verbose=options.verbose,
         ),
     )
+    return tuner, optuna_search
+
+
+def _record_budget_cut(experiment_dir: Path, options: SearchOptions, tuner: Any,
+                       optuna_search: Any, progress: Any) -> list[str]:
+    """After a search the time budget ended: which trials it cut, on disk and in the study."""
+    from search.time_budget import write_budget_record
+
+    results = {r.metrics.get("trial_id"): r for r in tuner.get_results() if r.metrics}
+    if progress is not None:
+        cut = progress.running_trial_ids()
+    else:  # -v: no console callback; a trial whose last result is not `done` was cut
+        cut = [tid for tid, r in results.items() if tid and not r.metrics.get("done")
+               and r.error is None]
+    write_budget_record(experiment_dir, options.time_budget_s or 0.0, cut)
+    if optuna_search is not None:
+        for trial_id in cut:  # Tune does not tell the searcher about trials it stops this way
+            last = results[trial_id].metrics if trial_id in results else None
+            optuna_search.on_trial_complete(trial_id, result=last)
+    return cut
 
 
 def run_search(spec: SearchSpec, options: SearchOptions) -> Path:
     """Run (or resume) the search, export its results; returns the experiment folder."""
-    # every new best step is a checkpoint: Tune's "snapshotting too often" warning is noise
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    started = time.time()
+    quiet_libraries(options.verbose)
     import ray
     from ray import tune
 
     path = experiment_path(options.storage, spec.name)
     if options.resume and not tune.Tuner.can_restore(path):
-        raise UserInputError(f"{path}: no experiment to resume there")
+        raise UserInputError("no experiment to resume there", source=path)
     if not options.resume and _experiment_exists(path):
-        raise UserInputError(f"{path}: experiment {spec.name!r} exists; pass --resume to "
-                             "continue it or --name for a new one")
+        raise UserInputError(f"experiment {spec.name!r} exists; pass --resume to continue it "
+                             "or --name for a new one", source=path)
     experiment_dir = Path(path)
     if options.resume and (experiment_dir / PREPARED_DATA_FILE).is_file():
         data = json.loads((experiment_dir / PREPARED_DATA_FILE).read_text())
@@ -169,57 +227,37 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> Path:
         data = prepare_search_data(spec)
     if not _is_uri(path):
         experiment_dir.mkdir(parents=True, exist_ok=True)
-        dump_yaml(spec.to_yaml_dict(), experiment_dir / SPEC_FILE,
-                  header="Written by search/run.py: the resolved search (read by export.py).")
+        write_spec_file(spec, experiment_dir)
         (experiment_dir / PREPARED_DATA_FILE).write_text(json.dumps(data, indent=2))
     start_ray(options)
     try:
-        build_tuner(spec, options, data).fit()
+        from search.console import SearchProgress
+        from search.tensorboard_hparams import HParamsLoggerCallback
+        from search.time_budget import TimeBudget
+
+        budget = TimeBudget(options.time_budget_s, start=started) if options.time_budget_s \
+            else None
+        progress = None if options.verbose else SearchProgress(spec)
+        callbacks = [HParamsLoggerCallback(spec.space, SELECTABLE_EVAL_METRICS),
+                     *([progress] if progress else [])]
+        tuner, optuna_search = build_tuner(spec, options, data, callbacks, stop=budget)
+        tuner.fit()
+        if budget is not None and budget.reached and not _is_uri(path):
+            cut = _record_budget_cut(experiment_dir, options, tuner, optuna_search, progress)
+            print(f"time budget of {options.time_budget_s:g} s reached: {len(cut)} running "
+                  "trial(s) cut, exporting what finished", flush=True)
         if _is_uri(path):
             print(f"results are in {path}; run `python search/export.py` on a local copy")
             return experiment_dir
         from search.export import export_experiment
 
         summary = export_experiment(experiment_dir)
-        print(summary.describe(), flush=True)
         if options.final_seeds > 0 and summary.best_config_path is not None:
+            from search.final_seeds import run_final_seeds
+
             run_final_seeds(experiment_dir, spec, data, options.final_seeds)
-            print(export_experiment(experiment_dir).describe(), flush=True)
+            summary = export_experiment(experiment_dir)
+        print(summary.describe(), flush=True)
     finally:
         ray.shutdown()
     return experiment_dir
-
-
-def _train_seed(raw: dict[str, Any], output_dir: str) -> dict[str, Any]:
-    """One repeated run of the winner (a Ray task): full budget, evaluated on the test split."""
-    from detr_core.train import train_run
-
-    config = run_config_from_dict(raw, source=f"final seed {raw['seed']}")
-    result = train_run(config, output_dir)
-    return result.test_metrics or {}
-
-
-def run_final_seeds(experiment_dir: Path, spec: SearchSpec, data: dict[str, Any],
-                    k: int) -> list[dict[str, Any]]:
-    """Retrain the winner with K seeds in parallel Ray tasks; test metrics per seed on disk."""
-    import ray
-
-    from detr_core.evaluate import write_report
-
-    best = load_yaml_mapping(experiment_dir / "best_config.yaml")
-    best["data"] = data
-    cpus, gpus = spec.resources.cpus_per_trial, spec.resources.gpus_per_trial
-    best["num_threads"] = max(1, int(cpus))
-    first_seed = int(best.get("seed", 0))
-    remote = ray.remote(num_cpus=cpus, num_gpus=gpus)(_train_seed)
-    futures, folders = [], []
-    for seed in range(first_seed, first_seed + k):
-        folder = experiment_dir / "final_seeds" / f"seed_{seed}"
-        shutil.rmtree(folder, ignore_errors=True)
-        folders.append(folder)
-        futures.append(remote.remote({**best, "seed": seed}, str(folder)))
-    print(f"retraining the winner with {k} seeds: {[f.name for f in folders]}", flush=True)
-    metrics = ray.get(futures)
-    for folder, values in zip(folders, metrics, strict=True):
-        write_report(values, folder / "test_metrics.json")
-    return metrics

@@ -2,8 +2,8 @@
 
 Parses the flags (`search.cli`), loads and validates the space file before anything starts
 (a bad file: one line naming file and key, exit 2), prints the resolved search, then runs it
-(`search.driver.run_search`): Ray Tune + Optuna TPE + ASHA, results and REPORT.md in
-`results/<name>/`. See `--help` and README.md.
+(`search.driver.run_search`): Ray Tune + Optuna TPE + ASHA, our progress on the console,
+results and REPORT.md in `results/<name>/`. See `--help` and README.md.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from detr_core.errors import exit_on_user_error
 from search.cli import describe, parse_args, spec_overrides
-from search.space import load_search_spec
+from search.spec_loading import load_search_spec
 
 
 @exit_on_user_error
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = SearchOptions(
         storage=args.storage, address=args.address, resume=args.resume,
         dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port,
-        final_seeds=args.final_seeds,
+        final_seeds=args.final_seeds, verbose=args.verbose, time_budget_s=args.time_budget,
     )
     experiment_dir = run_search(spec, options)
     print(f"done: {experiment_dir}/REPORT.md", flush=True)

@@ -11,15 +11,15 @@ folder, so it survives the driver and can be read with `optuna.load_study`.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
+from detr_core.metric_names import is_better
+from search.layout import STUDY_FILE
 from search.trial_status import is_early_stopped
-
-STUDY_FILE = "optuna_study.log"
+from search.values import as_float, as_int
 
 
 def journal_storage(experiment_dir: Path) -> Any:
@@ -46,13 +46,10 @@ class AshaAwareOptunaSearch(OptunaSearch):
 
     def _record(self, trial_id: str, result: dict) -> None:
         """Keep the best value and report it to Optuna as the value at `result['step']`."""
-        value, step = result.get(self.metric), result.get("step")
-        if value is None or step is None or not math.isfinite(float(value)):
+        value, step = as_float(result.get(self.metric)), as_int(result.get("step"))
+        if value is None or step is None:
             return
-        value = float(value)
-        best = self._best_values.get(trial_id)
-        better = best is None or (value < best if self.mode == "min" else value > best)
-        if better:
+        if is_better(value, self._best_values.get(trial_id), self.mode):
             self._best_values[trial_id] = value
         steps = self._reported_steps.setdefault(trial_id, set())
         if int(step) not in steps:  # a trial resumed from a checkpoint repeats steps

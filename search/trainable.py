@@ -6,6 +6,7 @@ metrics, `step` (optimizer steps: ASHA's time attribute), `epoch`, `train_loss` 
 A new best step attaches its Trainer checkpoint (model + optimizer state) so Tune keeps the
 best one; a retried trial resumes from its last reported checkpoint. Torch uses as many
 threads as the trial has CPUs; the GPU Ray assigns (if any) is the one the Trainer sees.
+The run's own output goes to `trial.log` in the trial's folder (`search.trial_output`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from ray import tune
 
 from detr_core.config import run_config_from_dict
 from detr_core.train import EvaluationEvent, train_run
-from search.space import run_config_for_trial
+from search.layout import CHECKPOINT_META_FILE, TRIAL_LOG_FILE
+from search.trial_config import trial_run_config
+from search.trial_output import output_to_file
 
-CHECKPOINT_META = "checkpoint_meta.json"
 # Trainer bookkeeping that is not worth a Tune metric column.
 _SKIPPED_METRICS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second")
 
@@ -56,7 +58,7 @@ class TuneReporter:
         if event.is_new_best and event.best_checkpoint is not None:
             meta = {"step": event.step, "metric": self.metric,
                     "value": event.metrics.get(self.metric), "model_dir": "."}
-            (event.best_checkpoint / CHECKPOINT_META).write_text(json.dumps(meta))
+            (event.best_checkpoint / CHECKPOINT_META_FILE).write_text(json.dumps(meta))
             checkpoint = tune.Checkpoint.from_directory(str(event.best_checkpoint))
         tune.report(metrics, checkpoint=checkpoint)
 
@@ -85,22 +87,24 @@ def train_detr(config: dict[str, Any], *, base: dict[str, Any], space: dict[str,
     `data` is the driver's prepared dataset as absolute COCO paths: the trial neither
     generates nor revalidates it.
     """
-    raw = run_config_for_trial(base, config, space=space)
-    raw["data"] = data
-    raw["num_threads"] = _trial_cpus()
-    run_config = run_config_from_dict(raw, source=f"trial {tune.get_context().get_trial_id()}")
-    work_dir = Path(tempfile.mkdtemp(prefix="detr-trial-"))
-    try:
-        from detr_core.data.prepare import prepare_data
+    context = tune.get_context()
+    with output_to_file(Path(context.get_trial_dir()) / TRIAL_LOG_FILE):
+        raw = trial_run_config(base, space, config)
+        raw["data"] = data
+        raw["num_threads"] = _trial_cpus()
+        run_config = run_config_from_dict(raw, source=f"trial {context.get_trial_id()}")
+        work_dir = Path(tempfile.mkdtemp(prefix="detr-trial-"))
+        try:
+            from detr_core.data.prepare import prepare_data
 
-        prepared = prepare_data(run_config.data, validate=False)
-        train_run(
-            run_config,
-            output_dir=work_dir / "run",
-            listeners=[TuneReporter(metric)],
-            resume_from_checkpoint=_restore_checkpoint(work_dir),
-            prepared_data=prepared,
-            evaluate_test=False,
-        )
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
+            prepared = prepare_data(run_config.data, validate=False)
+            train_run(
+                run_config,
+                output_dir=work_dir / "run",
+                listeners=[TuneReporter(metric)],
+                resume_from_checkpoint=_restore_checkpoint(work_dir),
+                prepared_data=prepared,
+                evaluate_test=False,
+            )
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""What became of a trial: completed, stopped early by ASHA, errored or interrupted.
+"""What became of a trial: completed, stopped early by ASHA, cut by the time budget, errored...
 
 Ray Tune only knows TERMINATED and ERROR; a trial that ASHA cut at a low rung and one that
 trained its whole budget are both TERMINATED. The difference is the budget: a trial is done
@@ -18,10 +18,12 @@ COMPLETED = "completed"
 ERRORED = "errored"
 NOT_STARTED = "not started"
 STOPPED_PREFIX = "stopped by ASHA"
+BUDGET_CUT_PREFIX = "cut by time budget"
 INTERRUPTED_PREFIX = "interrupted"
 
 #: Status categories in the order reports list them (see `status_category`).
-CATEGORIES = (COMPLETED, STOPPED_PREFIX, ERRORED, INTERRUPTED_PREFIX, NOT_STARTED)
+CATEGORIES = (COMPLETED, STOPPED_PREFIX, BUDGET_CUT_PREFIX, ERRORED, INTERRUPTED_PREFIX,
+              NOT_STARTED)
 
 
 def planned_budget(last_result: Mapping[str, Any], max_t: int | None) -> int | None:
@@ -54,12 +56,15 @@ def trial_status(
     errored: bool,
     max_t: int | None,
     ended: bool | None = None,
+    cut_by_budget: bool = False,
 ) -> str:
     """Human-readable status of one trial, as shown in trials.csv and REPORT.md.
 
     - `errored`: the trial raised (Ray wrote `error.txt` / `error.pkl`, or its state is ERROR);
     - `not started`: no result with a `step` was ever reported;
     - `completed`: the last step reached the planned budget (see `is_early_stopped`);
+    - `cut by time budget at step N`: below budget, and `--time-budget` ended the search while
+      the trial ran (`cut_by_budget`: the driver records which trials it cut);
     - `stopped by ASHA at step N`: below budget, and Tune ended the trial (`ended`);
     - `interrupted at step N`: below budget and not ended: still running when the driver died.
 
@@ -73,6 +78,8 @@ def trial_status(
     step = int(last_result["step"])
     if not is_early_stopped(last_result, max_t):
         return COMPLETED
+    if cut_by_budget:
+        return f"{BUDGET_CUT_PREFIX} at step {step}"
     if ended is None:
         ended = bool(last_result.get("done", False))
     if ended:

@@ -302,3 +302,102 @@ def tensorboard_scalars(trial_dir: Path, tag: str) -> list[tuple[int, float]]:
         if tag in acc.Tags().get("scalars", []):
             points += [(e.step, e.value) for e in acc.Scalars(tag)]
     return points
+
+
+# ---------------------------------------------------------------------------------------------
+# A fake experiment folder: the files Ray Tune and the trainable leave, written by hand, so the
+# export is tested on real files without starting Ray or training anything.
+
+FAKE_SPEC: dict[str, Any] = {
+    "name": "iou",
+    "experiment": {"metric": METRIC, "mode": "min", "num_samples": 6, "max_concurrent": 2,
+                   "max_t": 1500, "grace_period": 300, "reduction_factor": 3,
+                   "searcher_seed": 0, "n_startup_trials": 3, "cpus_per_trial": 1,
+                   "gpus_per_trial": 0, "max_failures": 0},
+    "base": {
+        "seed": 42,
+        "iou_loss": "giou",
+        "freeze_backbone": False,
+        "data": {"synthetic": {"num_train": 64, "num_val": 16, "num_test": 16}},
+        "model": {"preset": "tiny", "image_size": 96},
+        "training_args": {"learning_rate": 1.0e-4, "warmup_steps": 0.0, "num_train_epochs": 3,
+                          "per_device_train_batch_size": 8},
+        "evaluation": {"score_threshold": 0.5},
+    },
+    "space": {
+        "iou_loss": {"choice": ["giou", "diou", "ciou"]},
+        "freeze_backbone": {"choice": [True, False]},
+        "training_args.learning_rate": {"loguniform": [1.0e-5, 1.0e-3]},
+        "training_args.warmup_steps": {"uniform": [0.0, 0.2]},
+        "training_args.num_train_epochs": {"randint": [2, 6]},
+        "seed": 3,
+    },
+}
+
+
+def fake_params(iou: str, freeze: bool, lr: float, warmup: float, epochs: int) -> dict:
+    """A trial's params.json: flat dotted keys, as Tune writes the sampled config."""
+    return {"iou_loss": iou, "freeze_backbone": freeze, "training_args.learning_rate": lr,
+            "training_args.warmup_steps": warmup, "training_args.num_train_epochs": epochs,
+            "seed": 3}
+
+
+# name, params, total_steps, [(step, metric)], done flag on last result, errored, checkpoints
+FAKE_TRIALS: dict[str, tuple] = {
+    # reached ASHA's max_t (1500 < its 3000 planned steps): completed; best 0.20 at 600
+    "aaaaa_00000": (fake_params("giou", False, 1e-4, 0.0, 5), 3000,
+                    [(300, 0.30), (600, 0.20), (900, 0.25), (1200, 0.26), (1500, 0.27)],
+                    True, False, True),
+    # the winner: trained all its 1200 steps, best 0.10 at 900 (not its last step)
+    "aaaaa_00001": (fake_params("ciou", True, 3.2e-4, 0.15, 4), 1200,
+                    [(300, 0.28), (600, 0.15), (900, 0.10), (1200, 0.12)], False, False, True),
+    # stopped by ASHA at the first rung
+    "aaaaa_00002": (fake_params("diou", False, 2e-5, 0.05, 6), 1500, [(300, 0.40)], True, False,
+                    True),
+    # errored after reporting the lowest value of all: must not win
+    "aaaaa_00003": (fake_params("giou", True, 9e-4, 0.1, 2), 600, [(300, 0.05)], False, True, True),
+    # still running when the driver died
+    "aaaaa_00004": (fake_params("diou", True, 5e-5, 0.02, 3), 900, [(300, 0.35)], False, False,
+                    False),
+    # created, never reported
+    "aaaaa_00005": (fake_params("ciou", False, 1e-5, 0.2, 2), 600, [], False, False, False),
+}
+def write_fake_trial(exp: Path, index: int, trial_id: str, spec: tuple) -> Path:
+    """One trial folder the way Ray Tune and the trainable leave it."""
+    trial_params, total_steps, points, done, errored, checkpoints = spec
+    trial_dir = exp / f"train_detr_{trial_id}_{index}_iou_loss={trial_params['iou_loss']}"
+    trial_dir.mkdir()
+    (trial_dir / "params.json").write_text(json.dumps(trial_params))
+    lines = []
+    for i, (step, value) in enumerate(points):
+        lines.append(json.dumps({
+            "step": step, "total_steps": total_steps, "epoch": step / 300, METRIC: value,
+            "train_loss": 2.0 - step / 1000, "eval_map": 0.1, "time_this_iter_s": 10.0,
+            "time_total_s": 10.0 * (i + 1), "training_iteration": i + 1, "trial_id": trial_id,
+            "done": done and i == len(points) - 1, "config": trial_params,
+        }))
+        if checkpoints:
+            ckpt = trial_dir / f"checkpoint_{i:06d}"
+            (ckpt / "model").mkdir(parents=True)
+            (ckpt / "model" / "config.json").write_text(json.dumps({"trial": trial_id,
+                                                                     "step": step}))
+            (ckpt / "model" / "model.safetensors").write_bytes(b"\0" * 64)
+            (ckpt / "checkpoint_meta.json").write_text(json.dumps(
+                {"step": step, "metric": METRIC, "value": value, "model_dir": "model"}))
+    (trial_dir / "result.json").write_text("".join(line + "\n" for line in lines))
+    if errored:
+        (trial_dir / "error.txt").write_text(
+            "Failure # 1 (occurred at 2026-11-26_01-00-00)\nTraceback (most recent call last):\n"
+            '  File "trainable.py", line 1, in train\n'
+            "ValueError: boxes1 must contain valid boxes (NaN)\n\n")
+    return trial_dir
+
+
+def write_fake_experiment(exp: Path, spec: dict[str, Any] | None = None,
+                          trials: dict[str, tuple] | None = None) -> Path:
+    """A finished fake search (default: `iou`, six trials in every possible state)."""
+    exp.mkdir(parents=True)
+    (exp / "search_spec.yaml").write_text(yaml.safe_dump(spec or FAKE_SPEC, sort_keys=False))
+    for index, (trial_id, trial) in enumerate((trials or FAKE_TRIALS).items()):
+        write_fake_trial(exp, index, trial_id, trial)
+    return exp

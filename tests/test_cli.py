@@ -9,18 +9,21 @@ import pytest
 from search.cli import (
     build_parser,
     describe,
-    describe_distribution,
     experiment_path,
+    format_seconds,
     parse_args,
+    parse_duration,
     spec_overrides,
     storage_root,
 )
-from search.space import load_search_spec
+from search.distributions import describe_distribution
+from search.spec_loading import load_search_spec
 
 FLAGS = (
     "--space", "--name", "--num-samples", "--max-concurrent", "--cpus-per-trial",
     "--gpus-per-trial", "--address", "--storage", "--resume", "--seed", "--no-dashboard",
-    "--dashboard-port", "--final-seeds", "--dry-run", "--max-failures",
+    "--dashboard-port", "--final-seeds", "--dry-run", "--max-failures", "--time-budget",
+    "-v", "--verbose",
 )
 
 SPACE = """\
@@ -47,6 +50,7 @@ def test_defaults() -> None:
     assert args.dashboard_port == 8265
     assert args.final_seeds == 0
     assert not (args.resume or args.dry_run or args.no_dashboard)
+    assert (args.verbose, args.time_budget) == (0, None)
     for name in ("name", "num_samples", "max_concurrent", "cpus_per_trial", "gpus_per_trial",
                  "address", "seed", "max_failures"):
         assert getattr(args, name) is None, name
@@ -59,7 +63,9 @@ def test_every_flag_parses() -> None:
         "--cpus-per-trial", "2", "--gpus-per-trial", "0.5", "--address", "ray://head:10001",
         "--storage", "s3://bucket/exp", "--resume", "--seed", "7", "--no-dashboard",
         "--dashboard-port", "8300", "--final-seeds", "3", "--dry-run", "--max-failures", "2",
+        "--time-budget", "1h30m", "-vv",
     ])
+    assert (args.time_budget, args.verbose) == (5400.0, 2)
     assert (args.name, args.num_samples, args.max_concurrent) == ("run1", 12, 3)
     assert (args.cpus_per_trial, args.gpus_per_trial) == (2.0, 0.5)
     assert (args.address, args.storage, args.seed) == ("ray://head:10001", "s3://bucket/exp", 7)
@@ -92,12 +98,24 @@ def test_help_exits_0_and_mentions_every_flag(capsys: pytest.CaptureFixture[str]
     ["--space", "s.yaml", "--final-seeds", "-1"],
     ["--space", "s.yaml", "--dashboard-port", "70000"],
     ["--space", "s.yaml", "--unknown"],
+    ["--space", "s.yaml", "--time-budget", "2 hours"],
+    ["--space", "s.yaml", "--time-budget", "0s"],
+    ["--space", "s.yaml", "--time-budget", "5x"],
 ])
 def test_bad_flags_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         parse_args(argv)
     assert exit_info.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("90s", 90), ("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("1.5h", 5400), ("600", 600),
+    ("1d", 86400), ("2H", 7200),
+])
+def test_time_budget_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+    assert parse_duration(format_seconds(seconds)) == seconds
 
 
 def test_storage_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,3 +174,7 @@ def test_describe_existing_cluster_and_defaults(tmp_path: Path) -> None:
     assert "existing Ray cluster at auto" in text
     assert "as many at a time as the resources allow" in text
     assert "final seeds none" in text
+    assert "time budget none" in text
+    args = parse_args(["--space", str(path), "--time-budget", "90m"])
+    assert "time budget 1h30m: trials still running then are cut" in describe(
+        load_search_spec(path), args)

@@ -16,64 +16,22 @@ from pathlib import Path
 
 import pytest
 import yaml
+from search_helpers import (
+    FAKE_SPEC,
+    FAKE_TRIALS,
+    fake_params,
+    write_fake_experiment,
+    write_fake_trial,
+)
 
-from search.export import export_experiment, main, param_axis, read_results
+from search.export import export_experiment, main
+from search.plots import param_axis
+from search.results import read_results
 from search.trial_status import is_early_stopped, status_category, trial_status
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 METRIC = "eval_loss_bbox"
-
-SPEC = {
-    "name": "iou",
-    "experiment": {"metric": METRIC, "mode": "min", "num_samples": 6, "max_t": 1500,
-                   "grace_period": 300, "reduction_factor": 3},
-    "base": {
-        "seed": 42,
-        "iou_loss": "giou",
-        "freeze_backbone": False,
-        "data": {"synthetic": {"num_train": 64, "num_val": 16, "num_test": 16}},
-        "model": {"preset": "tiny", "image_size": 96},
-        "training_args": {"learning_rate": 1.0e-4, "warmup_steps": 0.0, "num_train_epochs": 3,
-                          "per_device_train_batch_size": 8},
-        "evaluation": {"score_threshold": 0.5},
-    },
-    "space": {
-        "iou_loss": {"choice": ["giou", "diou", "ciou"]},
-        "freeze_backbone": {"choice": [True, False]},
-        "training_args.learning_rate": {"loguniform": [1.0e-5, 1.0e-3]},
-        "training_args.warmup_steps": {"uniform": [0.0, 0.2]},
-        "training_args.num_train_epochs": {"randint": [2, 6]},
-        "seed": 3,
-    },
-}
-
-
-def params(iou: str, freeze: bool, lr: float, warmup: float, epochs: int) -> dict:
-    """A trial's params.json: flat dotted keys, as Tune writes the sampled config."""
-    return {"iou_loss": iou, "freeze_backbone": freeze, "training_args.learning_rate": lr,
-            "training_args.warmup_steps": warmup, "training_args.num_train_epochs": epochs,
-            "seed": 3}
-
-
-# name, params, total_steps, [(step, metric)], done flag on last result, errored, checkpoints
-TRIALS = {
-    # reached ASHA's max_t (1500 < its 3000 planned steps): completed; best 0.20 at 600
-    "aaaaa_00000": (params("giou", False, 1e-4, 0.0, 5), 3000,
-                    [(300, 0.30), (600, 0.20), (900, 0.25), (1200, 0.26), (1500, 0.27)],
-                    True, False, True),
-    # the winner: trained all its 1200 steps, best 0.10 at 900 (not its last step)
-    "aaaaa_00001": (params("ciou", True, 3.2e-4, 0.15, 4), 1200,
-                    [(300, 0.28), (600, 0.15), (900, 0.10), (1200, 0.12)], False, False, True),
-    # stopped by ASHA at the first rung
-    "aaaaa_00002": (params("diou", False, 2e-5, 0.05, 6), 1500, [(300, 0.40)], True, False, True),
-    # errored after reporting the lowest value of all: must not win
-    "aaaaa_00003": (params("giou", True, 9e-4, 0.1, 2), 600, [(300, 0.05)], False, True, True),
-    # still running when the driver died
-    "aaaaa_00004": (params("diou", True, 5e-5, 0.02, 3), 900, [(300, 0.35)], False, False, False),
-    # created, never reported
-    "aaaaa_00005": (params("ciou", False, 1e-5, 0.2, 2), 600, [], False, False, False),
-}
 EXPECTED_STATUS = {
     "aaaaa_00000": "completed",
     "aaaaa_00001": "completed",
@@ -84,47 +42,10 @@ EXPECTED_STATUS = {
 }
 
 
-def write_trial(exp: Path, index: int, trial_id: str, spec: tuple) -> Path:
-    """One trial folder the way Ray Tune and the trainable leave it."""
-    trial_params, total_steps, points, done, errored, checkpoints = spec
-    trial_dir = exp / f"train_detr_{trial_id}_{index}_iou_loss={trial_params['iou_loss']}"
-    trial_dir.mkdir()
-    (trial_dir / "params.json").write_text(json.dumps(trial_params))
-    lines = []
-    for i, (step, value) in enumerate(points):
-        lines.append(json.dumps({
-            "step": step, "total_steps": total_steps, "epoch": step / 300, METRIC: value,
-            "train_loss": 2.0 - step / 1000, "eval_map": 0.1, "time_this_iter_s": 10.0,
-            "time_total_s": 10.0 * (i + 1), "training_iteration": i + 1, "trial_id": trial_id,
-            "done": done and i == len(points) - 1, "config": trial_params,
-        }))
-        if checkpoints:
-            ckpt = trial_dir / f"checkpoint_{i:06d}"
-            (ckpt / "model").mkdir(parents=True)
-            (ckpt / "model" / "config.json").write_text(json.dumps({"trial": trial_id,
-                                                                     "step": step}))
-            (ckpt / "model" / "model.safetensors").write_bytes(b"\0" * 64)
-            (ckpt / "checkpoint_meta.json").write_text(json.dumps(
-                {"step": step, "metric": METRIC, "value": value, "model_dir": "model"}))
-    (trial_dir / "result.json").write_text("".join(line + "\n" for line in lines))
-    if errored:
-        (trial_dir / "error.txt").write_text(
-            "Failure # 1 (occurred at 2026-11-26_01-00-00)\nTraceback (most recent call last):\n"
-            '  File "trainable.py", line 1, in train\n'
-            "ValueError: boxes1 must contain valid boxes (NaN)\n\n")
-    return trial_dir
-
-
 @pytest.fixture
 def experiment(tmp_path: Path) -> Path:
     """A finished fake search `iou` with six trials in every possible state."""
-    exp = tmp_path / "results" / "iou"
-    exp.mkdir(parents=True)
-    (exp / "search_spec.yaml").write_text(yaml.safe_dump(SPEC, sort_keys=False))
-    for index, (trial_id, spec) in enumerate(TRIALS.items()):
-        write_trial(exp, index, trial_id, spec)
-    return exp
-
+    return write_fake_experiment(tmp_path / "results" / "iou")
 
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
@@ -196,7 +117,7 @@ def test_best_config_merges_winner_values_into_base(experiment: Path):
     assert config["training_args"] == {"learning_rate": 3.2e-4, "warmup_steps": 0.15,
                                        "num_train_epochs": 4, "per_device_train_batch_size": 8}
     assert config["model"] == {"preset": "tiny", "image_size": 96}  # base kept
-    assert config["data"] == SPEC["base"]["data"]
+    assert config["data"] == FAKE_SPEC["base"]["data"]
     assert "training_args.learning_rate" not in config  # dotted keys are nested, not copied
     assert summary.best_config == config
 
@@ -215,7 +136,8 @@ def test_best_model_is_the_best_step_checkpoint(experiment: Path):
 
 def test_checkpoint_of_the_best_step_beats_an_equal_value_elsewhere(tmp_path: Path):
     """Meta values may tie (a trainable that stores its best-so-far); the step decides."""
-    from search.export import TrialRecord, select_checkpoint
+    from search.best_model import select_checkpoint
+    from search.results import TrialRecord
 
     for index, step in enumerate((600, 900, 1200)):
         ckpt = tmp_path / f"checkpoint_{index:06d}"
@@ -248,8 +170,8 @@ def test_best_model_falls_back_to_best_kept_checkpoint(experiment: Path):
 def test_best_model_replaced_when_winner_changes(experiment: Path):
     export_experiment(experiment, evaluate_winner=False)
     # a resumed search adds a better trial
-    write_trial(experiment, 6, "aaaaa_00006",
-                (params("giou", False, 1e-4, 0.0, 3), 900, [(300, 0.2), (600, 0.01)], False,
+    write_fake_trial(experiment, 6, "aaaaa_00006",
+                (fake_params("giou", False, 1e-4, 0.0, 3), 900, [(300, 0.2), (600, 0.01)], False,
                  False, True))
     summary = export_experiment(experiment, evaluate_winner=False)
 
@@ -289,7 +211,7 @@ def test_plots_are_real_pngs(experiment: Path):
                 "param_freeze_backbone.png", "param_training_args.learning_rate.png",
                 "param_training_args.warmup_steps.png",
                 "param_training_args.num_train_epochs.png"}
-    assert {p.name for p in plots.iterdir()} == expected
+    assert {p.name for p in plots.iterdir()} == expected | {"importances.png"}
     assert {p.name for p in summary.plots} == expected
     for png in plots.iterdir():
         data = png.read_bytes()
@@ -298,10 +220,9 @@ def test_plots_are_real_pngs(experiment: Path):
 
 
 def test_param_axis_kinds():
-    from search.export import SearchSpec
+    from search.spec import SearchSpec
 
-    spec = SearchSpec(name="x", metric=METRIC, mode="min", max_t=None, experiment={},
-                      base={}, space=SPEC["space"])
+    spec = SearchSpec.from_yaml_dict(FAKE_SPEC, "search_spec.yaml")
     assert param_axis(spec, "training_args.learning_rate", [1e-4, 2e-4]) == ("log", [])
     assert param_axis(spec, "training_args.warmup_steps", [0.1]) == ("linear", [])
     assert param_axis(spec, "training_args.num_train_epochs", [2, 3]) == ("linear", [])
@@ -319,7 +240,7 @@ def test_report_has_sorted_table_plots_winner_and_reproduce(experiment: Path):
     assert ("6 (2 completed, 1 stopped by ASHA, 1 errored, 1 interrupted, 1 not started)"
             in report)
     table = [line for line in report.splitlines() if line.startswith("| ") and "`aaaaa_" in line]
-    order = [next(t for t in TRIALS if t in line) for line in table[:6]]
+    order = [next(t for t in FAKE_TRIALS if t in line) for line in table[:6]]
     assert order == ["aaaaa_00001", "aaaaa_00000", "aaaaa_00004", "aaaaa_00002", "aaaaa_00003",
                      "aaaaa_00005"]
     assert table[0].startswith("| 1 | `aaaaa_00001` | completed | 0.1 | 900 | 1200 |")
@@ -434,7 +355,7 @@ def test_main_rejects_a_folder_that_is_not_an_experiment(tmp_path: Path, capsys)
 
 
 def test_main_rejects_an_experiment_without_trials(tmp_path: Path, capsys):
-    (tmp_path / "search_spec.yaml").write_text(yaml.safe_dump(SPEC))
+    (tmp_path / "search_spec.yaml").write_text(yaml.safe_dump(FAKE_SPEC))
     with pytest.raises(SystemExit) as exc:
         main([str(tmp_path), "--no-evaluate"])
     assert exc.value.code == 2
@@ -455,7 +376,7 @@ def test_script_runs_from_a_path(experiment: Path):
 
 def test_evaluation_result_is_stored_and_failure_keeps_other_outputs(experiment: Path,
                                                                      monkeypatch, capsys):
-    import search.export as export
+    import search.winner_eval as winner_eval
 
     calls = []
 
@@ -463,7 +384,7 @@ def test_evaluation_result_is_stored_and_failure_keeps_other_outputs(experiment:
         calls.append((best_config["iou_loss"], config_path.name, model_dir.name))
         return TEST_METRICS | {"iou_std": float("nan")}
 
-    monkeypatch.setattr(export, "_evaluate_on_test", fake_evaluate)
+    monkeypatch.setattr(winner_eval, "evaluate_on_test", fake_evaluate)
     summary = export_experiment(experiment, evaluate_winner=True)
     assert calls == [("ciou", "best_config.yaml", "best_model")]
     stored = json.loads((experiment / "test_metrics.json").read_text())  # strict JSON: no NaN
@@ -476,7 +397,7 @@ def test_evaluation_result_is_stored_and_failure_keeps_other_outputs(experiment:
     def broken_evaluate(best_config, config_path, model_dir):
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr(export, "_evaluate_on_test", broken_evaluate)
+    monkeypatch.setattr(winner_eval, "evaluate_on_test", broken_evaluate)
     assert main([str(experiment)]) == 1
     assert "test evaluation" in capsys.readouterr().err
     report = (experiment / "REPORT.md").read_text()
@@ -487,8 +408,8 @@ def test_evaluation_result_is_stored_and_failure_keeps_other_outputs(experiment:
 def test_no_trial_with_the_metric_means_no_winner(tmp_path: Path):
     exp = tmp_path / "early"
     exp.mkdir()
-    (exp / "search_spec.yaml").write_text(yaml.safe_dump(SPEC))
-    write_trial(exp, 0, "bbbbb_00000", TRIALS["aaaaa_00005"])
+    (exp / "search_spec.yaml").write_text(yaml.safe_dump(FAKE_SPEC))
+    write_fake_trial(exp, 0, "bbbbb_00000", FAKE_TRIALS["aaaaa_00005"])
     assert main([str(exp), "--no-evaluate"]) == 1
     assert not (exp / "best_config.yaml").exists()
     assert "No trial reported `eval_loss_bbox` yet." in (exp / "REPORT.md").read_text()

@@ -1,4 +1,5 @@
-"""search/space.py: search-space YAML files written to disk, parsed, validated, turned into Tune.
+"""Search-space files (search.spec_loading and the modules it uses) written to disk, parsed,
+validated, turned into Tune.
 
 No Ray cluster is started: Tune domains and OptunaSearch are used as plain objects.
 """
@@ -15,16 +16,13 @@ import yaml
 
 from detr_core.config import load_default_run_config, run_config_from_dict
 from detr_core.errors import UserInputError
-from search.space import (
-    REPORTED_METRICS,
-    SearchSpec,
-    asha_rungs,
-    default_max_concurrent,
-    load_search_spec,
-    quantize_params,
-    run_config_for_trial,
-    to_tune_param_space,
-)
+from search.budget import asha_rungs, default_max_concurrent
+from search.distributions import quantize_params
+from search.experiment_section import REPORTED_METRICS
+from search.spec import SearchSpec
+from search.spec_loading import load_search_spec
+from search.trial_config import trial_run_config
+from search.tune_space import to_tune_param_space
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -197,10 +195,10 @@ def test_optuna_keeps_dotted_keys_and_inclusive_bounds(full_spec: SearchSpec) ->
     assert all(abs(v * 10 - round(v * 10)) < 1e-9 for v in grad_norms)  # q restored
 
 
-def test_run_config_for_trial_merges_and_validates(full_spec: SearchSpec) -> None:
-    params = {"iou_loss": "ciou", "training_args.learning_rate": 3e-4, "seed": 3,
+def test_trial_run_config_merges_and_validates(full_spec: SearchSpec) -> None:
+    params = {"iou_loss": "ciou", "training_args.learning_rate": 3e-4,
               "training_args.max_grad_norm": 0.2600001}
-    merged = run_config_for_trial(full_spec.base, params, space=full_spec.space)
+    merged = trial_run_config(full_spec.base, full_spec.space, params)
     assert merged["iou_loss"] == "ciou" and merged["seed"] == 3
     assert merged["training_args"]["learning_rate"] == 3e-4
     assert merged["training_args"]["max_grad_norm"] == 0.3
@@ -321,7 +319,7 @@ def test_setting_one_of_an_exclusive_pair_drops_the_other(tmp_path: Path) -> Non
     doc = {"space": {"training_args.warmup_ratio": {"uniform": [0.0, 0.3]}}}
     spec = load_search_spec(write(tmp_path, doc, "ratio.yaml"))
     assert "warmup_steps" not in spec.base["training_args"]  # the default base had 0.05
-    merged = run_config_for_trial(spec.base, {"training_args.warmup_ratio": 0.1})
+    merged = trial_run_config(spec.base, spec.space, {"training_args.warmup_ratio": 0.1})
     run_config_from_dict(merged)
 
 
@@ -357,9 +355,11 @@ def test_asha_rungs_match_ray() -> None:
 
 
 def test_default_max_concurrent(full_spec: SearchSpec) -> None:
-    assert default_max_concurrent(full_spec, cluster_cpus=16, cluster_gpus=1) == 2  # 0.5 GPU
-    assert default_max_concurrent(full_spec, cluster_cpus=1, cluster_gpus=4) == 1
-    assert default_max_concurrent(full_spec, cluster_cpus=64, cluster_gpus=64) == 8  # trials
+    res = full_spec.resources
+    fits = [default_max_concurrent(res.cpus_per_trial, res.gpus_per_trial,
+                                   full_spec.num_samples, cpus, gpus)
+            for cpus, gpus in ((16, 1), (1, 4), (64, 64))]
+    assert fits == [2, 1, 8]  # 0.5 GPU each; 1 CPU; capped by the number of trials
 
 
 # ---------------------------------------------------------------------------------------------
@@ -527,9 +527,9 @@ def test_shipped_space_files_load(path: Path) -> None:
 
 def test_module_docstring_example_loads(tmp_path: Path) -> None:
     """The format reference in the module docstring is itself a valid file."""
-    import search.space
+    import search.spec_loading
 
-    doc = search.space.__doc__.split("```yaml\n", 1)[1].split("```", 1)[0]
+    doc = search.spec_loading.__doc__.split("```yaml\n", 1)[1].split("```", 1)[0]
     base = {"model": {"preset": "tiny"}, "data": {"synthetic": {"num_train": 8}}}
     write(tmp_path / "configs", base, "run.yaml")
     path = write(tmp_path / "spaces", textwrap.dedent(doc))

@@ -28,12 +28,12 @@ def build_augmentation(
             name, kwargs = next(iter(step.items()))
             kwargs = {} if kwargs is None else kwargs
         else:
-            raise UserInputError(f"{key}: expected `TransformName: {{arg: value}}`, got {step!r}")
+            raise UserInputError(f"expected `TransformName: {{arg: value}}`, got {step!r}", key=key)
         cls = getattr(A, str(name), None)
         if not isinstance(cls, type) or not issubclass(cls, A.BasicTransform):
-            raise UserInputError(f"{key}: unknown albumentations transform {name!r}")
+            raise UserInputError(f"unknown albumentations transform {name!r}", key=key)
         if not isinstance(kwargs, dict):
-            raise UserInputError(f"{key}: arguments of {name} must be a mapping")
+            raise UserInputError(f"arguments of {name} must be a mapping", key=key)
         try:
             with warnings.catch_warnings():
                 # albumentations only *warns* about an argument it does not know and drops it
@@ -41,7 +41,7 @@ def build_augmentation(
                 transforms.append(cls(**kwargs))
         except (TypeError, ValueError, UserWarning) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserInputError(f"{key}: {name}: {first}") from None
+            raise UserInputError(f"{name}: {first}", key=key) from None
     with warnings.catch_warnings():  # an empty list is valid: boxes are still clipped
         warnings.filterwarnings("ignore", message="Got processor for bboxes")
         return _compose(A, transforms, min_area, min_visibility)

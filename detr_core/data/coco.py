@@ -61,7 +61,7 @@ class LabelMap:
 
 def _require(condition: bool, path: Path, message: str) -> None:
     if not condition:
-        raise UserInputError(f"{path}: {message}")
+        raise UserInputError(message, source=path)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -69,9 +69,10 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise UserInputError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
+        raise UserInputError(f"not valid JSON (line {exc.lineno}): {exc.msg}",
+                             source=path) from None
     except UnicodeDecodeError:
-        raise UserInputError(f"{path}: not a UTF-8 text file") from None
+        raise UserInputError("not a UTF-8 text file", source=path) from None
     _require(isinstance(data, dict), path, "not COCO: top level must be an object")
     for key in ("images", "annotations", "categories"):
         _require(key in data, path, f"not COCO: missing the `{key}` list")
@@ -183,6 +184,7 @@ def check_same_categories(reference: CocoSplit, other: CocoSplit) -> None:
     for cat in other.categories:
         if known.get(cat["id"]) != cat["name"]:
             raise UserInputError(
-                f"{other.annotation_file}: category id {cat['id']} ({cat['name']!r}) is not a "
-                f"category of the training split {reference.annotation_file}"
+                f"category id {cat['id']} ({cat['name']!r}) is not a "
+                f"category of the training split {reference.annotation_file}",
+                source=other.annotation_file,
             )

@@ -46,7 +46,7 @@ def coco_paths(data: DataConfig) -> dict[str, SplitPaths]:
     """Split name -> paths; generates the synthetic dataset when `data.synthetic` is set."""
     if data.synthetic is not None:
         root = ensure_synthetic_dataset(data.synthetic)
-        names = ["train", "val"] + (["test"] if data.synthetic.num_test > 0 else [])
+        names = ["train", "val"] + (["test"] if data.has_test_split else [])
         return {name: split_paths(root, name) for name in names}
     found = {"train": data.train, "val": data.val, "test": data.test}
     return {name: paths for name, paths in found.items() if paths is not None}

@@ -1,0 +1,117 @@
+"""The winner's model: the checkpoint of its best step, copied to `best_model/`.
+
+Each trial keeps the Trainer checkpoint of its best step (see `search.trainable`), with a
+`checkpoint_meta.json` naming step, metric and value. The copy in `best_model/` carries
+`export_source.json` (which trial, which checkpoint), so a re-export of the same winner leaves
+it untouched and a stale copy of another trial is never left beside a new `best_config.yaml`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from detr_core.metric_names import is_better
+from search.files import read_json
+from search.layout import BEST_MODEL_DIR, CHECKPOINT_META_FILE, MODEL_SOURCE_FILE
+from search.results import TrialRecord
+from search.values import as_float, as_int
+
+
+def read_checkpoints(trial_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """`(checkpoint dir, checkpoint_meta.json)` for every checkpoint of a trial, oldest first."""
+    found = []
+    for ckpt in sorted(trial_dir.glob("checkpoint_*")):
+        meta = read_json(ckpt / CHECKPOINT_META_FILE)
+        if isinstance(meta, dict):
+            found.append((ckpt, meta))
+    return found
+
+
+def select_checkpoint(
+    trial: TrialRecord, mode: str
+) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint of the trial's best step; else the one whose meta value is best.
+
+    The fallback covers a `CheckpointConfig(num_to_keep=...)` that deleted the best-step
+    checkpoint. The newest checkpoint wins a tie (a resumed trial may report a step twice).
+    """
+    checkpoints = read_checkpoints(trial.path)
+    at_best = [c for c in checkpoints if as_int(c[1].get("step")) == trial.best_step]
+    if trial.best_step is not None and at_best:
+        return at_best[-1]
+    chosen = None
+    for ckpt in reversed(checkpoints):
+        value = as_float(ckpt[1].get("value"))
+        if is_better(value, as_float(chosen[1].get("value")) if chosen else None, mode):
+            chosen = ckpt
+    return chosen
+
+
+def model_folder(checkpoint_dir: Path, meta: Mapping[str, Any]) -> Path:
+    """The `save_pretrained` folder inside a checkpoint, as its meta names it."""
+    return checkpoint_dir / str(meta.get("model_dir") or ".")
+
+
+def copy_best_model(experiment_dir: Path, source: Path, provenance: dict[str, Any]) -> Path:
+    """Copy `source` to `best_model/`, replacing an older copy in (nearly) one step.
+
+    The copy goes to a temp folder first and is renamed into place, so a crash never leaves a
+    half-copied `best_model/`. An existing copy of the very same checkpoint is kept as it is:
+    its timestamp is what tells `test_metrics.json` whether it is still current.
+    """
+    dest = experiment_dir / BEST_MODEL_DIR
+    if read_json(dest / MODEL_SOURCE_FILE) == provenance:
+        return dest
+    if not (source / "config.json").is_file():
+        print(f"warning: {source} has no config.json; copying it anyway", file=sys.stderr)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{BEST_MODEL_DIR}.", dir=experiment_dir))
+    shutil.copytree(source, tmp, dirs_exist_ok=True)
+    (tmp / MODEL_SOURCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+    old = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{BEST_MODEL_DIR}.old.", dir=experiment_dir))
+        os.replace(dest, old / BEST_MODEL_DIR)
+    os.replace(tmp, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+def copy_winner_model(
+    experiment_dir: Path, winner: TrialRecord, mode: str
+) -> tuple[Path | None, int | None, str | None]:
+    """Find the winner's best-step checkpoint and copy its model; (dir, step, source) or Nones.
+
+    A stale `best_model/` of another trial is removed when the winner has no checkpoint, so
+    the folder never disagrees with `best_config.yaml`.
+    """
+    chosen = select_checkpoint(winner, mode)
+    if chosen is None:
+        stale = experiment_dir / BEST_MODEL_DIR
+        if (stale / MODEL_SOURCE_FILE).is_file():
+            shutil.rmtree(stale)
+        print(f"warning: trial {winner.trial_id} has no checkpoint with {CHECKPOINT_META_FILE}; "
+              f"no {BEST_MODEL_DIR}/ written", file=sys.stderr)
+        return None, None, None
+    ckpt_dir, meta = chosen
+    source = model_folder(ckpt_dir, meta)
+    if not source.is_dir():
+        print(f"warning: {ckpt_dir / CHECKPOINT_META_FILE} names model_dir {source}, which is "
+              f"not a folder; no {BEST_MODEL_DIR}/ written", file=sys.stderr)
+        return None, None, None
+    relative = Path(os.path.relpath(source, winner.path.parent)).as_posix()
+    provenance = {
+        "trial_id": winner.trial_id,
+        "checkpoint": relative,
+        "step": as_int(meta.get("step")),
+        "metric": meta.get("metric"),
+        "value": as_float(meta.get("value")),
+    }
+    return copy_best_model(experiment_dir, source, provenance), provenance["step"], relative

@@ -1,0 +1,236 @@
+"""The distributions a search-space file may draw a key from, their rules and their rounding.
+
+| name        | arguments         | draws                                                     |
+|-------------|-------------------|-----------------------------------------------------------|
+| choice      | [v1, v2, ...]     | one of the values                                         |
+| uniform     | [low, high]       | a float in [low, high]                                    |
+| quniform    | [low, high, q]    | a multiple of q in [low, high]                            |
+| loguniform  | [low, high]       | a float, uniform in log scale (low > 0)                   |
+| qloguniform | [low, high, q]    | loguniform rounded to a multiple of q                     |
+| randint     | [low, high]       | an integer in [low, high]                                 |
+| qrandint    | [low, high, q]    | a multiple of q in [low, high]                            |
+| lograndint  | [low, high]       | an integer, uniform in log scale (low >= 1)               |
+
+Every upper bound is INCLUSIVE, integers included; bounds of the q-distributions must be
+multiples of q. A distribution is written `{name: args}` (one key); anything else is a plain
+value that fixes the key for every trial. Pure functions: no Ray, no files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import types
+import typing
+from typing import Any, Literal
+
+from detr_core.config_keys import strip_optional
+from detr_core.errors import UserInputError, describe_value
+
+FLOAT_DISTRIBUTIONS = ("uniform", "quniform", "loguniform", "qloguniform")
+INT_DISTRIBUTIONS = ("randint", "qrandint", "lograndint")
+DISTRIBUTIONS = ("choice", *FLOAT_DISTRIBUTIONS, *INT_DISTRIBUTIONS)
+LOG_DISTRIBUTIONS = ("loguniform", "qloguniform", "lograndint")
+QUANTIZED_DISTRIBUTIONS = ("quniform", "qloguniform", "qrandint")
+
+
+def is_distribution(value: Any) -> bool:
+    """True for a `{dist_name: args}` mapping (one key, a known distribution name)."""
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in DISTRIBUTIONS
+
+
+def searched_keys_of(space: dict) -> list[str]:
+    """Keys of a space mapping drawn from a distribution, in file order."""
+    return [k for k, v in space.items() if is_distribution(v)]
+
+
+def fixed_values_of(space: dict) -> dict[str, Any]:
+    """Keys of a space mapping given a plain value: the same for every trial."""
+    return {k: v for k, v in space.items() if not is_distribution(v)}
+
+
+def log_scale_keys_of(space: dict) -> set[str]:
+    """Keys of a space mapping drawn on a log scale."""
+    return {k for k in searched_keys_of(space) if next(iter(space[k])) in LOG_DISTRIBUTIONS}
+
+
+def candidate_values(dist: dict) -> list[Any]:
+    """Values that stand for a distribution when checking it: every choice, else both ends."""
+    name, args = next(iter(dist.items()))
+    if name == "choice":
+        return list(args)
+    return [args[0], args[1]]
+
+
+def is_number(value: Any) -> bool:
+    """An int or float that is not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def quantize_params(space: dict, params: dict) -> dict:
+    """Round each value of a quantized key to its q (clipped to the bounds); others unchanged.
+
+    Needed for `qloguniform` (Optuna drops its q) and harmless elsewhere: it also turns
+    Optuna's `0.30000000000000004` steps into `0.3`.
+    """
+    result = dict(params)
+    for key, value in params.items():
+        dist = space.get(key)
+        if not is_distribution(dist) or not is_number(value):
+            continue
+        name, args = next(iter(dist.items()))
+        if name not in QUANTIZED_DISTRIBUTIONS:
+            continue
+        low, high, q = args
+        snapped = min(max(round(value / q) * q, low), high)
+        result[key] = int(snapped) if name == "qrandint" else round(float(snapped), 12)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# checking a distribution against its own rules and the type of the key it draws
+
+
+def check_distribution(name: str, args: Any, annotation: Any, key: str) -> list:
+    """Validate `{name: args}` for a key of type `annotation`; return args (floats as floats).
+
+    Raises `UserInputError(key=key)` naming what is wrong.
+    """
+    def fail(problem: str) -> typing.NoReturn:
+        raise UserInputError(problem, key=key)
+
+    if name == "choice":
+        if not isinstance(args, list) or not args:
+            fail("choice needs a non-empty list of values, e.g. {choice: [a, b]}")
+        for i, value in enumerate(args):
+            if any(type(v) is type(value) and v == value for v in args[:i]):
+                fail(f"choice value {value!r} is listed twice")
+            check_number_type(value, annotation, key)
+        return list(args)
+    quantized = name in QUANTIZED_DISTRIBUTIONS
+    shape = "[low, high, q]" if quantized else "[low, high]"
+    if not isinstance(args, list) or len(args) != (3 if quantized else 2):
+        fail(f"{name} takes {shape}, got {describe_value(args)}")
+    is_int = name in INT_DISTRIBUTIONS
+    for arg in args:
+        if not is_number(arg) or not math.isfinite(arg):
+            fail(f"{name} takes numbers {shape}, got {describe_value(arg)}")
+        if is_int and not isinstance(arg, int):
+            fail(f"{name} takes integers {shape}, got {describe_value(arg)}")
+    low, high = args[0], args[1]
+    if low >= high:
+        fail(f"{name}: low ({low}) must be below high ({high})")
+    if name in LOG_DISTRIBUTIONS and low <= 0:
+        fail(f"{name}: low must be > 0 on a log scale, got {low}")
+    if quantized:
+        q = args[2]
+        if q <= 0:
+            fail(f"{name}: q must be > 0, got {q}")
+        for bound in (low, high):
+            if not _is_multiple(bound, q):
+                fail(f"{name}: bound {bound} is not a multiple of q={q}")
+    kinds = numeric_kinds(strip_optional(annotation))
+    draws = "int" if is_int else "float"
+    if kinds is not None and draws not in kinds:
+        if not kinds:
+            fail(f"{name} draws numbers, but this key takes {_type_words(annotation)}; "
+                 "use choice")
+        fail(f"{name} draws floats, but this key takes integers: use randint, qrandint or "
+             "lograndint")
+    return [float(a) for a in args] if not is_int else list(args)
+
+
+def check_number_type(value: Any, annotation: Any, key: str) -> None:
+    """A float for an integer-only field is refused (TrainingArguments does not check it)."""
+    if isinstance(value, float) and numeric_kinds(strip_optional(annotation)) == {"int"}:
+        raise UserInputError(f"expected an integer, got {describe_value(value)}", key=key)
+
+
+def numeric_kinds(tp: Any) -> set[str] | None:
+    """Which of {"int", "float"} a field accepts; None when its annotation does not say."""
+    if tp is Any or isinstance(tp, str | typing.TypeVar):
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        kinds: set[str] = set()
+        for member in typing.get_args(tp):
+            sub = numeric_kinds(member)
+            if sub is None:
+                return None
+            kinds |= sub
+        return kinds
+    if origin is Literal:
+        values = typing.get_args(tp)
+        return {"int"} if any(is_number(v) and isinstance(v, int) for v in values) else set()
+    if tp is bool:
+        return set()
+    if tp is int:
+        return {"int"}
+    if tp is float:
+        return {"int", "float"}
+    if tp in (str, type(None), list, dict) or origin in (list, dict):
+        return set()
+    if dataclasses.is_dataclass(tp) or (isinstance(tp, type) and issubclass(tp, enum.Enum)):
+        return set()
+    return None
+
+
+def accepts_mapping(tp: Any) -> bool:
+    """True when a field can hold a mapping (so `{key: value}` there is a value, not a typo)."""
+    if tp is Any or isinstance(tp, str | typing.TypeVar) or tp is dict:
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(accepts_mapping(member) for member in typing.get_args(tp))
+    return origin is dict or dataclasses.is_dataclass(tp)
+
+
+def _type_words(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(repr(v) for v in typing.get_args(tp))
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _is_multiple(value: float, q: float) -> bool:
+    ratio = value / q
+    return math.isclose(ratio, round(ratio), rel_tol=1e-9, abs_tol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# in words
+
+
+def format_number(value: float) -> str:
+    """Compact number: integers without a dot, others in %g."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def format_value(value: Any) -> str:
+    """A plain value as YAML would write it (true / false / null, compact numbers)."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, float):
+        return format_number(value)
+    return str(value)
+
+
+def describe_distribution(dist: dict) -> str:
+    """One distribution in words, e.g. `randint 2..6 (inclusive)`."""
+    name, args = next(iter(dist.items()))
+    if name == "choice":
+        return "choice " + " | ".join(format_value(v) for v in args)
+    low, high = format_number(args[0]), format_number(args[1])
+    if name in ("randint", "lograndint"):
+        scale = ", log scale" if name == "lograndint" else ""
+        return f"{name} {low}..{high} (inclusive{scale})"
+    if name == "qrandint":
+        return f"qrandint {low}..{high} step {format_number(args[2])} (inclusive)"
+    text = f"{name} [{low}, {high}]"
+    if name in ("quniform", "qloguniform"):
+        text += f" step {format_number(args[2])}"
+    if name in ("loguniform", "qloguniform"):
+        text += " (log scale)"
+    return text

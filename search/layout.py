@@ -1,0 +1,30 @@
+"""The files and folders of one experiment folder (`<storage>/<name>`), named once.
+
+The driver, the trainable, the searcher and the export all read or write these; each name is
+defined here only. Ray Tune's own per-trial files (`params.json`, `result.json`,
+`progress.csv`, `error.txt`, `events.out.tfevents.*`, `checkpoint_*`) keep Ray's names.
+"""
+
+from __future__ import annotations
+
+# written by the driver when a search starts
+SPEC_FILE = "search_spec.yaml"          # the resolved search (read back by the export)
+PREPARED_DATA_FILE = "prepared_data.json"  # absolute COCO paths the trials train on
+STUDY_FILE = "optuna_study.log"         # Optuna journal of the TPE searcher
+TIME_BUDGET_FILE = "time_budget.json"   # written when --time-budget ended the search
+
+# written into each trial's folder
+TRIAL_LOG_FILE = "trial.log"            # the trial's own output: HF logs, progress bars, warnings
+CHECKPOINT_META_FILE = "checkpoint_meta.json"  # in each checkpoint: step, metric, value
+
+# written by the export
+BEST_CONFIG_FILE = "best_config.yaml"
+BEST_MODEL_DIR = "best_model"
+MODEL_SOURCE_FILE = "export_source.json"  # in best_model/: which trial checkpoint it is
+TRIALS_CSV_FILE = "trials.csv"
+REPORT_FILE = "REPORT.md"
+PLOTS_DIR = "plots"
+TEST_METRICS_FILE = "test_metrics.json"
+
+# written by --final-seeds: SEEDS_DIR/seed_<S>/TEST_METRICS_FILE
+SEEDS_DIR = "final_seeds"

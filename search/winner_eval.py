@@ -1,0 +1,90 @@
+"""Test-split numbers of the winner: `test_metrics.json`, and those of its repeated seeds.
+
+The winner's `best_model/` is evaluated on the test split of its run config with detr_core's
+own evaluation (mAP, recall, IoU and centre-error figures), once: a `test_metrics.json` not
+older than `best_model/` is reused. `--final-seeds K` retrains the winner K times; their test
+metrics are read from `final_seeds/seed_<S>/test_metrics.json`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from search.files import read_json, write_json_atomic
+from search.layout import SEEDS_DIR, TEST_METRICS_FILE
+from search.values import as_int
+
+
+def winner_test_metrics(
+    experiment_dir: Path, best_config: Mapping[str, Any] | None, best_config_path: Path | None,
+    model_dir: Path | None, evaluate: bool,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(metrics, error): a current `test_metrics.json` is reused; else evaluate if asked.
+
+    `test_metrics.json` is current when it is not older than `best_model/` (it was computed on
+    this very model; equal times count, file clocks tick coarsely). Evaluation needs a test
+    split in the run config; its failure is returned, not raised, so the rest of the export
+    survives it.
+    """
+    path = experiment_dir / TEST_METRICS_FILE
+    if model_dir is None or best_config is None or best_config_path is None:
+        return None, None
+    if path.is_file() and path.stat().st_mtime_ns >= model_dir.stat().st_mtime_ns:
+        metrics = read_json(path)
+        if isinstance(metrics, dict):
+            return metrics, None
+    if not evaluate:
+        return None, None
+    try:
+        metrics = evaluate_on_test(dict(best_config), best_config_path, model_dir)
+    except Exception as exc:  # the export's other outputs must survive a failed evaluation
+        message = " ".join(f"{type(exc).__name__}: {exc}".split())
+        print(f"warning: test evaluation of {model_dir} failed: {message}", file=sys.stderr)
+        return None, message
+    if metrics is not None:
+        write_json_atomic(path, metrics)
+        metrics = read_json(path)
+    return metrics, None
+
+
+def evaluate_on_test(
+    best_config: dict[str, Any], config_path: Path, model_dir: Path
+) -> dict[str, Any] | None:
+    """Run detr_core's test evaluation; None when the run config has no test split.
+
+    Imported here: detr_core.evaluate pulls in torch and transformers, which the rest of the
+    export does not need.
+    """
+    from detr_core.config import resolve_paths, run_config_from_dict
+
+    config = resolve_paths(run_config_from_dict(best_config, source=str(config_path)),
+                           config_path.parent)
+    if not config.data.has_test_split:
+        return None
+    from detr_core.evaluate import evaluate_model
+
+    return dict(evaluate_model(model_dir, config, split="test"))
+
+
+def seed_folder(experiment_dir: Path, seed: int) -> Path:
+    """Where `--final-seeds` retrains the winner with `seed`."""
+    return experiment_dir / SEEDS_DIR / f"seed_{seed}"
+
+
+def read_seed_metrics(experiment_dir: Path) -> dict[str, dict[str, Any]]:
+    """`final_seeds/seed_<S>/test_metrics.json` of the winner's repeated runs, by seed label."""
+    found = {}
+    for path in (experiment_dir / SEEDS_DIR).glob(f"seed_*/{TEST_METRICS_FILE}"):
+        metrics = read_json(path)
+        if isinstance(metrics, dict):
+            found[path.parent.name.removeprefix("seed_")] = metrics
+    return dict(sorted(found.items(), key=lambda kv: _seed_key(kv[0])))
+
+
+def _seed_key(label: str) -> tuple[bool, int, str]:
+    """Numeric seeds in numeric order, then any other labels alphabetically."""
+    number = as_int(label)
+    return (number is None, number or 0, label)
