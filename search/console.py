@@ -27,8 +27,8 @@ from search.trial_config import trial_values
 from search.trial_status import is_early_stopped, planned_budget
 from search.values import as_float, as_int
 
-RUNNING, STOPPED, FINISHED, ERRORED, RETRYING = (
-    "running", "stopped", "finished", "errored", "retrying")
+RUNNING, STOPPED, FINISHED, ERRORED, RETRYING, CUT = (
+    "running", "stopped", "finished", "errored", "retrying", "cut")
 
 
 @dataclass
@@ -45,7 +45,7 @@ class TrialProgress:
 
     @property
     def ended(self) -> bool:
-        return self.status in (STOPPED, FINISHED, ERRORED)
+        return self.status in (STOPPED, FINISHED, ERRORED, CUT)
 
 
 def short_key(key: str) -> str:
@@ -172,6 +172,17 @@ class SearchProgress(Callback):
     def running_trial_ids(self) -> list[str]:
         """Trials started and not ended (when the search stops early, these are cut)."""
         return [t.trial_id for t in self.trials.values() if not t.ended]
+
+    def mark_cut(self, trial_ids: list[str]) -> None:
+        """The time budget ended the search while these trials ran: say so, one line each."""
+        for trial_id in trial_ids:
+            row = self.trials.get(trial_id)
+            if row is not None:
+                row.status = CUT
+                self._event(row, f"cut by time budget at step {row.step}: best "
+                                 f"{self._metric_text(row.best)}")
+        if self.tty:
+            self._draw()
 
     def steps_done(self) -> int:
         return sum(t.step for t in self.trials.values())

@@ -82,6 +82,9 @@ def quiet_libraries(verbose: int) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if verbose:
         return
+    # Tune's "new output" prints an experiment box and a TensorBoard hint for a folder under
+    # /tmp/ray whatever the verbosity; the classic reporter at verbose=0 prints nothing.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in Journal..."
@@ -180,6 +183,8 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
                 num_to_keep=1, checkpoint_score_attribute=spec.metric,
                 checkpoint_score_order=spec.mode),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            # the trial's working folder holds its trial.log: copied into its result folder
+            sync_config=tune.SyncConfig(sync_artifacts=True),
             callbacks=callbacks,
             stop=stop,
             verbose=options.verbose,
@@ -196,6 +201,7 @@ def _record_budget_cut(experiment_dir: Path, options: SearchOptions, tuner: Any,
     results = {r.metrics.get("trial_id"): r for r in tuner.get_results() if r.metrics}
     if progress is not None:
         cut = progress.running_trial_ids()
+        progress.mark_cut(cut)
     else:  # -v: no console callback; a trial whose last result is not `done` was cut
         cut = [tid for tid, r in results.items() if tid and not r.metrics.get("done")
                and r.error is None]

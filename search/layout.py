@@ -21,6 +21,7 @@ CHECKPOINT_META_FILE = "checkpoint_meta.json"  # in each checkpoint: step, metri
 BEST_CONFIG_FILE = "best_config.yaml"
 BEST_MODEL_DIR = "best_model"
 MODEL_SOURCE_FILE = "export_source.json"  # in best_model/: which trial checkpoint it is
+EVALUATION_LOG_FILE = "test_evaluation.log"  # in best_model/: output of its test evaluation
 TRIALS_CSV_FILE = "trials.csv"
 REPORT_FILE = "REPORT.md"
 PLOTS_DIR = "plots"

@@ -53,6 +53,13 @@ class HParamsLoggerCallback(TBXLoggerCallback):
         writer.flush()
         self._session_end[trial] = session_end
 
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Close the writers of trials Tune never ended (cut by the time budget): flushed."""
+        for trial in list(self._trial_writer):
+            self._trial_writer.pop(trial).close()
+            self._trial_result.pop(trial, None)
+        super().on_experiment_end(trials, **info)
+
     def _try_log_hparams(self, trial: Any, result: dict) -> None:
         """At the trial's end only the session's end is added (its values are written)."""
         session_end = self._session_end.pop(trial, None)

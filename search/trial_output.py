@@ -4,7 +4,9 @@ Trials print a lot: the Trainer's log dicts, "Loading weights" / "Writing model 
 library warnings. Through Ray they would all reach the driver's terminal interleaved. Inside
 the trainable the process's file descriptors 1 and 2 are pointed at `trial.log` in the trial's
 folder for the length of the trial (C extensions and child processes included), then put back,
-so a reused actor's next trial starts clean.
+so a reused actor's next trial starts clean. The trainable writes it in the trial's working
+folder, which Tune copies into the trial's result folder (`SyncConfig(sync_artifacts=True)`)
+at each checkpoint and when the trial ends, on any node and any storage.
 """
 
 from __future__ import annotations

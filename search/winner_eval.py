@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from search.files import read_json, write_json_atomic
-from search.layout import SEEDS_DIR, TEST_METRICS_FILE
+from search.layout import EVALUATION_LOG_FILE, SEEDS_DIR, TEST_METRICS_FILE
 from search.values import as_int
 
 
@@ -56,9 +56,11 @@ def evaluate_on_test(
     """Run detr_core's test evaluation; None when the run config has no test split.
 
     Imported here: detr_core.evaluate pulls in torch and transformers, which the rest of the
-    export does not need.
+    export does not need. Their output (weight-loading bars, warnings) goes to
+    `best_model/test_evaluation.log`, not to the console.
     """
     from detr_core.config import resolve_paths, run_config_from_dict
+    from search.trial_output import output_to_file
 
     config = resolve_paths(run_config_from_dict(best_config, source=str(config_path)),
                            config_path.parent)
@@ -66,7 +68,8 @@ def evaluate_on_test(
         return None
     from detr_core.evaluate import evaluate_model
 
-    return dict(evaluate_model(model_dir, config, split="test"))
+    with output_to_file(model_dir / EVALUATION_LOG_FILE):
+        return dict(evaluate_model(model_dir, config, split="test"))
 
 
 def seed_folder(experiment_dir: Path, seed: int) -> Path:
