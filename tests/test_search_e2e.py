@@ -1,8 +1,9 @@
 """End to end: `search/run.py` as a real subprocess (real Ray, Tune, Optuna, ASHA) on a tiny
 synthetic dataset, then everything it leaves behind read back from disk like a user would:
 trials.csv, best_config.yaml, best_model/, REPORT.md and its plots, the per-trial TensorBoard
-events, the Optuna study journal; `search/export.py` rebuilding it all; `--dry-run`; bad space
-files refused before anything starts.
+events (with their HParams) and trial.log files, the Optuna study journal, the console output
+(one line per trial event, nothing from Ray or the trials); `search/export.py` rebuilding it
+all; `--dry-run`; bad space files refused before anything starts.
 
 One search (module fixture) serves most tests: three trials, two at a time. ASHA's decisions
 depend on which trial reaches a rung first, so the sampler seed is picked for a third trial that
@@ -147,6 +148,86 @@ def test_dashboard_line_names_localhost_and_token_file(search: SearchRun) -> Non
     assert auth_token_path().is_file()
     # The dashboard was up at that address and refused an unauthenticated API call.
     assert search.dashboard_status == 401
+
+
+EVENT = re.compile(r"^\[\s*\d+:\d\d\] trial (\w+) (started|passed rung|stopped by ASHA|"
+                   r"finished|errored|failed|restarted|cut by time budget)")
+# what Ray, Tune and the trials print when they are not kept off the console
+NOISE = ("Configuration for experiment", "Trial status", "/tmp/ray", "Loading weights",
+         "Writing model shards", "{'loss'", "'eval_loss'", "(train_detr pid=", "Traceback",
+         "INFO", "Warning", "╭")
+
+
+def test_console_shows_the_plan_one_line_per_trial_event_and_where_outputs_are(
+        search: SearchRun) -> None:
+    exp = _finished(search).experiment_dir
+    lines = search.output.splitlines()
+    assert lines[0].startswith(f"Search '{NAME}' from ")
+    for noise in NOISE:
+        assert not [ln for ln in lines if noise in ln], (noise, output_tail(search.output))
+    events = [EVENT.match(ln).groups() for ln in lines if EVENT.match(ln)]
+    rows = {r["trial_id"]: r for r in read_trials_csv(exp)}
+    for trial_id, row in rows.items():
+        kinds = [kind for tid, kind in events if tid == trial_id]
+        assert kinds[0] == "started" and kinds.count("started") == 1, kinds
+        last = "finished" if row["status"] == "completed" else "stopped by ASHA"
+        assert kinds[-1] == last and kinds.count(last) == 1, (kinds, row["status"])
+        rungs = [2, 4]  # rungs below max_t 8 that this trial passed (ASHA: 2, 4, 8)
+        passed = [r for r in rungs if r < int(row["last_step"])]
+        assert kinds.count("passed rung") == len(passed), kinds
+    stopped_line = next(ln for ln in lines if "stopped by ASHA at step" in ln)
+    assert re.search(rf"stopped by ASHA at step \d+: {METRIC} \d", stopped_line)
+    tail = "\n".join(lines[-9:])
+    assert f"report:      {exp}/REPORT.md" in tail
+    assert f"best config: {exp}/best_config.yaml" in tail
+    assert f"tensorboard --logdir {exp}" in tail
+    # the plan (one line each), 1 dashboard line, the events, the summary: nothing else
+    plan = lines.index(next(ln for ln in lines if ln.startswith("Ray dashboard:")))
+    summary_start = lines.index(next(ln for ln in lines if ln.startswith(f"{NAME}: ")))
+    assert len(lines) - summary_start <= 10
+    assert len(events) == summary_start - plan - 1, lines[plan:summary_start]
+    assert len(lines) <= 45, len(lines)
+
+
+def test_each_trial_output_is_in_its_own_log_file(search: SearchRun) -> None:
+    exp = _finished(search).experiment_dir
+    for trial in trial_dirs(exp):
+        log = (trial / "trial.log").read_text(errors="replace")
+        assert "'eval_loss_bbox'" in log, trial.name  # the Trainer's own log lines
+        assert "Writing model shards" in log or "Loading weights" in log, trial.name
+
+
+def test_trial_event_files_carry_the_hyperparameters(search: SearchRun) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    exp = _finished(search).experiment_dir
+    for trial in trial_dirs(exp):
+        params = json.loads((trial / "params.json").read_text())
+        found = {}
+        for events in trial.glob("events.out.tfevents.*"):
+            acc = EventAccumulator(str(events))
+            acc.Reload()
+            content = acc.PluginTagToContent("hparams")
+            if "_hparams_/session_start_info" in content:
+                start = plugin_data_pb2.HParamsPluginData.FromString(
+                    content["_hparams_/session_start_info"]).session_start_info
+                found = {k: v.string_value or v.number_value for k, v in start.hparams.items()}
+        assert found.keys() == params.keys(), trial.name
+        assert found["iou_loss"] == params["iou_loss"]
+        assert math.isclose(found["training_args.learning_rate"],
+                            params["training_args.learning_rate"], rel_tol=1e-9)
+
+
+def test_report_says_what_mattered_over_every_trial(search: SearchRun) -> None:
+    exp = _finished(search).experiment_dir
+    report = (exp / "REPORT.md").read_text()
+    section = report[report.index("## What mattered"):report.index("## Winner")]
+    assert f"N = {NUM_SAMPLES} trials, ASHA-stopped ones included" in section
+    table = [ln for ln in section.splitlines() if ln.startswith("| `")]
+    assert {ln.split("`")[1] for ln in table} == set(SPACE)
+    assert (exp / "plots" / "importances.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"optuna-dashboard {exp}/optuna_study.log" in section
 
 
 def test_trials_csv_has_one_terminal_row_per_trial(search: SearchRun) -> None:
