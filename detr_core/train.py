@@ -9,7 +9,12 @@ localisation numbers. The best step by `metric_for_best_model` (default `eval_lo
 lower is better) is checkpointed as it happens and, at the end, reloaded with
 `from_pretrained` (transformers' own `load_best_model_at_end` does not restore DETR weights in
 5.x) and written to `<output-dir>/best_model`. With a test split the best model is then
-evaluated (`detr_core.evaluate`). TensorBoard events go to `<output-dir>/tensorboard`.
+evaluated (`detr_core.evaluate`). TensorBoard events go to `<output-dir>/tensorboard`, every
+evaluation to `<output-dir>/eval_history.jsonl` (layout: `detr_core.run_layout`).
+
+Reproducible: model init, data order, augmentation (every albumentations pipeline is seeded
+from `seed`, DataLoader workers re-seed theirs deterministically) and dropout all follow from
+the run's `seed`; on the same machine, device and `num_threads` two runs give the same curve.
 
 Callers (the Ray Tune trainable) pass `listeners`: each gets an `EvaluationEvent` after every
 evaluation, once the best-so-far checkpoint is on disk.
@@ -37,9 +42,18 @@ from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
 from detr_core.data.prepare import PreparedData, prepare_data
 from detr_core.detections import decode_predictions, decode_targets
 from detr_core.errors import exit_on_user_error
+from detr_core.eval_history import EvalHistoryWriter
 from detr_core.metric_names import LOSS_TERMS, eval_name, is_better
 from detr_core.metrics import detection_metrics
 from detr_core.model import build_image_processor, build_model, load_trained_model
+from detr_core.run_layout import (
+    BEST_MODEL_DIR,
+    BEST_STEP_FILE,
+    CATEGORIES_FILE,
+    CHECKPOINTS_DIR,
+    TENSORBOARD_DIR,
+    TEST_METRICS_FILE,
+)
 from detr_core.training_args import build_training_args
 
 # Model outputs the Trainer must not keep during evaluation (only loss_dict, logits, boxes).
@@ -179,11 +193,14 @@ def configure_threads(num_threads: int | None) -> int:
 
 
 def build_datasets(config: RunConfig, data: PreparedData) -> dict[str, CocoDetectionDataset]:
-    """Train (augmented), val and test datasets; val/test only get clipping, no augmentation."""
+    """Train (augmented), val and test datasets; val/test only get clipping, no augmentation.
+
+    Both pipelines are seeded with the run's seed (albumentations ignores the global seeds).
+    """
     aug = config.augmentation
     train_tf = build_augmentation(aug.train, aug.min_area, aug.min_visibility,
-                                  "augmentation.train")
-    eval_tf = build_augmentation(aug.val, 0.0, 0.0, "augmentation.val")
+                                  "augmentation.train", seed=config.seed)
+    eval_tf = build_augmentation(aug.val, 0.0, 0.0, "augmentation.val", seed=config.seed)
     datasets = {
         "train": CocoDetectionDataset(data.train, data.label_map, train_tf),
         "val": CocoDetectionDataset(data.val, data.label_map, eval_tf),
@@ -210,12 +227,14 @@ def train_run(
     datasets = build_datasets(config, data)
     processor = build_image_processor(config.model)
     model = build_model(config.model, data.label_map, config.iou_loss, config.freeze_backbone)
-    args = build_training_args(config.training_args, output_dir / "checkpoints", config.seed)
+    args = build_training_args(config.training_args, output_dir / CHECKPOINTS_DIR, config.seed)
+    listeners = [EvalHistoryWriter(output_dir, resume=resume_from_checkpoint is not None),
+                 *listeners]
 
     from torch.utils.tensorboard import SummaryWriter
 
     history: list[dict[str, float]] = []
-    writer = SummaryWriter(log_dir=str(output_dir / "tensorboard"))
+    writer = SummaryWriter(log_dir=str(output_dir / TENSORBOARD_DIR))
     trainer = DetrTrainer(
         model=model,
         args=args,
@@ -235,14 +254,17 @@ def train_run(
     finally:
         writer.close()
     state = trainer.state
-    best_model_dir = export_best_model(Path(state.best_model_checkpoint), output_dir / "best_model",
-                                       config.iou_loss)
+    best_model_dir = export_best_model(Path(state.best_model_checkpoint),
+                                       output_dir / BEST_MODEL_DIR, config.iou_loss)
     result = RunResult(
         output_dir=output_dir, best_model_dir=best_model_dir,
         best_step=int(state.best_global_step), best_metric=float(state.best_metric),
         metric_name=args.metric_for_best_model, max_steps=state.max_steps, history=history,
     )
-    (best_model_dir / "best_step.json").write_text(json.dumps(
+    (best_model_dir / CATEGORIES_FILE).write_text(json.dumps(
+        [{"id": cid, "name": name} for cid, name in
+         zip(data.label_map.category_ids, data.label_map.names, strict=True)], indent=2))
+    (best_model_dir / BEST_STEP_FILE).write_text(json.dumps(
         {"step": result.best_step, "metric": result.metric_name, "value": result.best_metric},
         indent=2))
     if evaluate_test and data.test is not None:
@@ -250,7 +272,7 @@ def train_run(
 
         result.test_metrics = evaluate_prepared(
             best_model_dir, config, data, "test", datasets["test"], processor)
-        write_report(result.test_metrics, best_model_dir / "test_metrics.json")
+        write_report(result.test_metrics, best_model_dir / TEST_METRICS_FILE)
         print_report(result.test_metrics, title=f"test metrics of {best_model_dir}")
     return result
 
