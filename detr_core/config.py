@@ -99,10 +99,15 @@ class AugmentationConfig:
 
 @dataclass
 class EvaluationConfig:
-    """Test-metric settings: detections below `score_threshold` are not counted as found."""
+    """Test-metric settings: detections below `score_threshold` are not counted as found.
+
+    `test_during_training` also evaluates the test split at every evaluation (as `test_*`
+    metrics in `eval_history.jsonl`): for learning-curve benchmarks, never for choosing.
+    """
 
     score_threshold: float = 0.5
     batch_size: int = 16
+    test_during_training: bool = False
 
 
 @dataclass

@@ -17,7 +17,7 @@ from `seed`, DataLoader workers re-seed theirs deterministically) and dropout al
 the run's `seed`; on the same machine, device and `num_threads` two runs give the same curve.
 
 Callers (the Ray Tune trainable) pass `listeners`: each gets an `EvaluationEvent` after every
-evaluation, once the best-so-far checkpoint is on disk.
+evaluation, once the best-so-far checkpoint is on disk (`detr_core.evaluation_events`).
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
-from transformers import Trainer, TrainerCallback, set_seed
+from transformers import Trainer, set_seed
 from transformers.integrations import TensorBoardCallback
 
 from detr_core.config import RunConfig, load_default_run_config, load_run_config
@@ -43,7 +43,12 @@ from detr_core.data.prepare import PreparedData, prepare_data
 from detr_core.detections import decode_predictions, decode_targets
 from detr_core.errors import exit_on_user_error
 from detr_core.eval_history import EvalHistoryWriter
-from detr_core.metric_names import LOSS_TERMS, eval_name, is_better
+from detr_core.evaluation_events import (  # EvaluationEvent: re-exported for callers
+    EvaluationEvent,  # noqa: F401
+    EvaluationListener,
+    EvaluationRelay,
+)
+from detr_core.metric_names import LOSS_TERMS
 from detr_core.metrics import detection_metrics
 from detr_core.model import build_image_processor, build_model, load_trained_model
 from detr_core.run_layout import (
@@ -64,28 +69,6 @@ EVAL_IGNORE_KEYS = [
 ]
 
 
-@dataclass(frozen=True)
-class EvaluationEvent:
-    """What a caller learns after each evaluation (every logging step)."""
-
-    step: int
-    epoch: float
-    max_steps: int
-    metrics: dict[str, float]
-    train_loss: float | None
-    learning_rate: float | None
-    is_new_best: bool
-    best_step: int | None
-    best_metric: float | None
-    best_checkpoint: Path | None  # Trainer checkpoint of the best step: model + optimizer state
-
-
-class EvaluationListener(Protocol):
-    """Receives every evaluation of a run (e.g. to `ray.tune.report` it)."""
-
-    def on_evaluation(self, event: EvaluationEvent) -> None: ...
-
-
 @dataclass
 class RunResult:
     """Where a finished run put things and how good its best step was."""
@@ -98,53 +81,6 @@ class RunResult:
     max_steps: int
     test_metrics: dict[str, Any] | None = None
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-class _EvaluationRelay(TrainerCallback):
-    """Turns Trainer callbacks into one `EvaluationEvent` per evaluation.
-
-    The Trainer evaluates, then decides whether the step is a new best, then saves: a new best
-    is announced from `on_save` (its checkpoint exists by then), any other from `on_evaluate`.
-    """
-
-    def __init__(self, listeners: Sequence[EvaluationListener], history: list[dict]) -> None:
-        self.listeners = list(listeners)
-        self.history = history
-        self.train_loss: float | None = None
-        self.learning_rate: float | None = None
-        self._pending: tuple[dict[str, float], Any] | None = None
-
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any):
-        if logs and "loss" in logs:
-            self.train_loss = float(logs["loss"])
-            self.learning_rate = logs.get("learning_rate")
-
-    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None,
-                    **kw: Any):
-        metrics = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, int | float)}
-        self.history.append({"step": state.global_step, **metrics})
-        mode = "max" if args.greater_is_better else "min"
-        if is_better(metrics.get(eval_name(args.metric_for_best_model)), state.best_metric, mode):
-            self._pending = (metrics, state)
-        else:
-            self._emit(metrics, state, is_new_best=False)
-
-    def on_save(self, args: Any, state: Any, control: Any, **kw: Any):
-        if self._pending is not None:
-            metrics, _ = self._pending
-            self._pending = None
-            self._emit(metrics, state, is_new_best=True)
-
-    def _emit(self, metrics: dict[str, float], state: Any, is_new_best: bool) -> None:
-        checkpoint = Path(state.best_model_checkpoint) if state.best_model_checkpoint else None
-        event = EvaluationEvent(
-            step=state.global_step, epoch=float(state.epoch or 0.0), max_steps=state.max_steps,
-            metrics=metrics, train_loss=self.train_loss, learning_rate=self.learning_rate,
-            is_new_best=is_new_best, best_step=state.best_global_step,
-            best_metric=state.best_metric, best_checkpoint=checkpoint,
-        )
-        for listener in self.listeners:
-            listener.on_evaluation(event)
 
 
 class DetrTrainer(Trainer):
@@ -235,6 +171,7 @@ def train_run(
 
     history: list[dict[str, float]] = []
     writer = SummaryWriter(log_dir=str(output_dir / TENSORBOARD_DIR))
+    relay = EvaluationRelay(listeners, history)
     trainer = DetrTrainer(
         model=model,
         args=args,
@@ -244,8 +181,11 @@ def train_run(
         processing_class=processor,
         compute_metrics=make_compute_metrics(data.label_map.names,
                                              config.evaluation.score_threshold),
-        callbacks=[TensorBoardCallback(writer), _EvaluationRelay(listeners, history)],
+        callbacks=[TensorBoardCallback(writer), relay],
     )
+    if config.evaluation.test_during_training and "test" in datasets:
+        relay.evaluate_test = lambda: trainer.evaluate(
+            datasets["test"], ignore_keys=EVAL_IGNORE_KEYS, metric_key_prefix="test")
     try:
         trainer.train(
             resume_from_checkpoint=str(resume_from_checkpoint) if resume_from_checkpoint else None,

@@ -348,3 +348,22 @@ def test_predict_bad_input_is_one_line_and_exit_2(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and problem in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_test_split_at_every_evaluation_when_asked(tmp_path: Path,
+                                                   tiny_run_dict: dict[str, Any]) -> None:
+    """`evaluation.test_during_training`: test_* metrics beside eval_* at every evaluation,
+    one event per evaluation all the same, and the best step still chosen on val."""
+    from detr_core.eval_history import read_eval_history
+
+    tiny_run_dict["training_args"].update(max_steps=4, logging_steps=2)
+    tiny_run_dict["evaluation"]["test_during_training"] = True
+    run = run_from_yaml(tmp_path, tiny_run_dict, evaluate_test=False)
+    assert [e.step for e in run.recorder.events] == [2, 4]
+    rows = read_eval_history(run.result.output_dir)
+    for row, event in zip(rows, run.recorder.events, strict=True):
+        for key in ("test_loss_bbox", "test_map_50", "test_recall", "test_num_gt"):
+            assert key in row and key in event.metrics, key
+        assert row["test_num_gt"] > 0 and row["test_loss_bbox"] != row["eval_loss_bbox"]
+    best = min(rows, key=lambda r: r["eval_loss_bbox"])
+    assert run.result.best_step == best["step"]
