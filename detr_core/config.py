@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from detr_core.builtin_models import builtin_problem, is_builtin
 from detr_core.errors import UserInputError
 from detr_core.errors import describe_value as _describe
 from detr_core.yaml_io import dump_yaml, load_yaml_mapping
@@ -35,8 +36,14 @@ class SplitPaths:
 
 @dataclass
 class SyntheticConfig:
-    """Parameters of the embedded synthetic shapes dataset (see `detr_core.data.synthetic`)."""
+    """Parameters of an embedded synthetic dataset (see `detr_core.data.synthetic`).
 
+    `task` picks what the images show (`detr_core.data.scenes`): `shapes` (rectangles,
+    ellipses, triangles: the default fine-tuning task) or `pretrain` (stars, crosses, rings,
+    pentagons: the task the shipped checkpoint was pretrained on).
+    """
+
+    task: Literal["shapes", "pretrain"] = "shapes"
     num_train: int = 1000
     num_val: int = 64
     num_test: int = 128
@@ -68,7 +75,8 @@ class DataConfig:
 class ModelConfig:
     """Where the weights come from and the input resolution.
 
-    `checkpoint` is a Hub name or a `save_pretrained` folder; `preset: tiny` builds a small DETR
+    `checkpoint` is a Hub name, a `save_pretrained` folder or `builtin:<name>` (a checkpoint
+    shipped with the package, `detr_core.builtin_models`); `preset: tiny` builds a small DETR
     from random weights offline. `image_size` is the longest edge after resizing; images are
     padded to a square canvas of that size. `config_overrides` sets `DetrConfig` fields.
     """
@@ -99,10 +107,15 @@ class AugmentationConfig:
 
 @dataclass
 class EvaluationConfig:
-    """Test-metric settings: detections below `score_threshold` are not counted as found."""
+    """Test-metric settings: detections below `score_threshold` are not counted as found.
+
+    `test_during_training` also evaluates the test split at every evaluation (as `test_*`
+    metrics in `eval_history.jsonl`): for learning-curve benchmarks, never for choosing.
+    """
 
     score_threshold: float = 0.5
     batch_size: int = 16
+    test_during_training: bool = False
 
 
 @dataclass
@@ -242,6 +255,10 @@ def _check_semantics(cfg: RunConfig, source: str) -> None:
         _fail(source, "model", "give exactly one of `preset: tiny` or `checkpoint: NAME_OR_DIR`")
     if model.image_size < 32:
         _fail(source, "model.image_size", "must be >= 32 pixels")
+    if is_builtin(model.checkpoint):
+        problem = builtin_problem(str(model.checkpoint))
+        if problem:
+            _fail(source, "model.checkpoint", problem)
     if cfg.num_threads is not None and cfg.num_threads < 1:
         _fail(source, "num_threads", "must be >= 1 (or null for all cores)")
     if not 0.0 <= cfg.evaluation.score_threshold <= 1.0:

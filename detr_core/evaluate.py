@@ -30,6 +30,8 @@ from detr_core.data.prepare import PreparedData, prepare_data
 from detr_core.detections import ImageBoxes, decode_predictions, decode_targets
 from detr_core.errors import UserInputError, exit_on_user_error
 from detr_core.metrics import detection_metrics
+from detr_core.run_layout import detections_image, metrics_file, predictions_file
+from detr_core.visualize import split_detection_grid
 
 #: (label, metric) rows of the printed table: detection quality first, then localisation.
 REPORT_ROWS = (
@@ -94,7 +96,8 @@ def evaluate_prepared(model_dir: Path, config: RunConfig, data: PreparedData, sp
         from detr_core.data.augment import build_augmentation
 
         dataset = CocoDetectionDataset(data.split(split), data.label_map,
-                                       build_augmentation([], 0.0, 0.0, "augmentation.val"))
+                                       build_augmentation([], 0.0, 0.0, "augmentation.val",
+                                                          seed=config.seed))
     model = load_trained_model(model_dir, config.iou_loss)
     predictions, targets = predict(model, dataset, processor, config.evaluation.batch_size)
     metrics: dict[str, Any] = detection_metrics(
@@ -104,8 +107,11 @@ def evaluate_prepared(model_dir: Path, config: RunConfig, data: PreparedData, sp
         split=split, num_images=len(dataset), score_threshold=config.evaluation.score_threshold,
         model_dir=str(model_dir),
     )
-    (Path(model_dir) / f"{split}_predictions.json").write_text(
-        json.dumps(coco_results(predictions, data.label_map.category_of)))
+    results = coco_results(predictions, data.label_map.category_of)
+    (Path(model_dir) / predictions_file(split)).write_text(json.dumps(results))
+    split_detection_grid(data.split(split), data.label_map.names, data.label_map.category_of,
+                         results, config.evaluation.score_threshold,
+                         Path(model_dir) / detections_image(split))
     return metrics
 
 
@@ -120,7 +126,7 @@ def evaluate_model(model_dir: str | Path, config: RunConfig, split: str = "test"
     if getattr(data, split, None) is None:
         raise UserInputError(f"this run config has no {split} split", key="data")
     metrics = evaluate_prepared(model_dir, config, data, split)
-    write_report(metrics, model_dir / f"{split}_metrics.json")
+    write_report(metrics, model_dir / metrics_file(split))
     return metrics
 
 

@@ -1,11 +1,12 @@
 """Build the `DetrForObjectDetection` and image processor of a run.
 
-Two sources: a checkpoint (Hub name or `save_pretrained` folder, loaded with `from_pretrained`
-and given the dataset's label set; a classification head of the wrong size is re-initialised)
-or the `tiny` preset (random weights, ResNet-ish backbone of ~0.3 M parameters, builds offline
-in well under a second once transformers is imported). The backbone is then frozen or left
-trainable as the run says; note that transformers freezes an HF ResNet backbone at
-construction, so "trainable" has to be set explicitly.
+Two sources: a checkpoint (Hub name, `save_pretrained` folder or `builtin:<name>`, loaded with
+`from_pretrained` and given the dataset's label set: when the checkpoint was trained on other
+classes its classification head is re-initialised, the rest is fine-tuned) or the `tiny`
+preset (random weights, ResNet-ish backbone of ~0.3 M parameters, builds offline in well under
+a second once transformers is imported; for tests and for pretraining). The backbone is then
+frozen or left trainable as the run says; note that transformers freezes an HF ResNet backbone
+at construction, so "trainable" has to be set explicitly.
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ from typing import Any
 import torch
 from huggingface_hub.errors import StrictDataclassError
 from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor, ResNetConfig
+from transformers.utils import logging as hf_logging
 
+from detr_core.builtin_models import resolve_checkpoint
 from detr_core.config import ModelConfig
 from detr_core.data.coco import LabelMap
 from detr_core.errors import UserInputError
 from detr_core.losses import DetrIouLoss
+
+# "Loading weights" / "Writing model shards" bars for a 2 MB model are noise on every console
+hf_logging.disable_progress_bar()
 
 TINY_PRESET: dict[str, Any] = {
     "d_model": 64,
@@ -51,7 +57,7 @@ def _tiny_backbone() -> ResNetConfig:
 def build_image_processor(model_cfg: ModelConfig) -> DetrImageProcessor:
     """The checkpoint's processor (or DETR defaults) resized to a square canvas of image_size."""
     processor = None
-    checkpoint = model_cfg.checkpoint
+    checkpoint = resolve_checkpoint(model_cfg.checkpoint) if model_cfg.checkpoint else None
     if checkpoint is not None and (Path(checkpoint) / "preprocessor_config.json").is_file():
         processor = DetrImageProcessor.from_pretrained(checkpoint)
     if processor is None:
@@ -106,9 +112,12 @@ def _check_override_keys(overrides: dict[str, Any]) -> None:
 
 def _from_checkpoint(checkpoint: str, labels: dict[str, Any],
                      overrides: dict[str, Any]) -> DetrForObjectDetection:
+    """`from_pretrained` with the run's label set; a head for other classes starts afresh."""
+    source = resolve_checkpoint(checkpoint)
     try:
-        return DetrForObjectDetection.from_pretrained(
-            checkpoint, ignore_mismatched_sizes=True, **labels, **overrides
+        previous = DetrConfig.from_pretrained(source).id2label
+        model = DetrForObjectDetection.from_pretrained(
+            source, ignore_mismatched_sizes=True, **labels, **overrides
         )
     except OSError as exc:
         first = str(exc).strip().splitlines()[0]
@@ -118,6 +127,21 @@ def _from_checkpoint(checkpoint: str, labels: dict[str, Any],
         if not overrides:
             raise
         raise UserInputError(_one_line(exc), key="model.config_overrides") from None
+    if [previous.get(i) for i in range(len(previous))] != list(labels["id2label"].values()):
+        reset_classification_head(model)
+    return model
+
+
+def reset_classification_head(model: DetrForObjectDetection) -> None:
+    """Fresh class logits for a new label set (as DETR initialises them), boxes kept.
+
+    `ignore_mismatched_sizes` only re-initialises a head of another *size*; a checkpoint trained
+    on as many classes as the dataset has, but other ones, would keep classifying by its old
+    classes. Checked by label names, so any label set is handled the same way.
+    """
+    head = model.class_labels_classifier
+    torch.nn.init.normal_(head.weight, mean=0.0, std=model.config.init_std)
+    torch.nn.init.zeros_(head.bias)
 
 
 def _one_line(exc: Exception) -> str:

@@ -9,10 +9,15 @@ localisation numbers. The best step by `metric_for_best_model` (default `eval_lo
 lower is better) is checkpointed as it happens and, at the end, reloaded with
 `from_pretrained` (transformers' own `load_best_model_at_end` does not restore DETR weights in
 5.x) and written to `<output-dir>/best_model`. With a test split the best model is then
-evaluated (`detr_core.evaluate`). TensorBoard events go to `<output-dir>/tensorboard`.
+evaluated (`detr_core.evaluate`). TensorBoard events go to `<output-dir>/tensorboard`, every
+evaluation to `<output-dir>/eval_history.jsonl` (layout: `detr_core.run_layout`).
+
+Reproducible: model init, data order, augmentation (every albumentations pipeline is seeded
+from `seed`, DataLoader workers re-seed theirs deterministically) and dropout all follow from
+the run's `seed`; on the same machine, device and `num_threads` two runs give the same curve.
 
 Callers (the Ray Tune trainable) pass `listeners`: each gets an `EvaluationEvent` after every
-evaluation, once the best-so-far checkpoint is on disk.
+evaluation, once the best-so-far checkpoint is on disk (`detr_core.evaluation_events`).
 """
 
 from __future__ import annotations
@@ -25,10 +30,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
-from transformers import Trainer, TrainerCallback, set_seed
+from transformers import Trainer, set_seed
 from transformers.integrations import TensorBoardCallback
 
 from detr_core.config import RunConfig, load_default_run_config, load_run_config
@@ -37,9 +42,23 @@ from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
 from detr_core.data.prepare import PreparedData, prepare_data
 from detr_core.detections import decode_predictions, decode_targets
 from detr_core.errors import exit_on_user_error
-from detr_core.metric_names import LOSS_TERMS, eval_name, is_better
+from detr_core.eval_history import EvalHistoryWriter
+from detr_core.evaluation_events import (  # EvaluationEvent: re-exported for callers
+    EvaluationEvent,  # noqa: F401
+    EvaluationListener,
+    EvaluationRelay,
+)
+from detr_core.metric_names import LOSS_TERMS
 from detr_core.metrics import detection_metrics
 from detr_core.model import build_image_processor, build_model, load_trained_model
+from detr_core.run_layout import (
+    BEST_MODEL_DIR,
+    BEST_STEP_FILE,
+    CATEGORIES_FILE,
+    CHECKPOINTS_DIR,
+    TENSORBOARD_DIR,
+    TEST_METRICS_FILE,
+)
 from detr_core.training_args import build_training_args
 
 # Model outputs the Trainer must not keep during evaluation (only loss_dict, logits, boxes).
@@ -48,28 +67,6 @@ EVAL_IGNORE_KEYS = [
     "cross_attentions", "encoder_last_hidden_state", "encoder_hidden_states",
     "encoder_attentions", "intermediate_hidden_states",
 ]
-
-
-@dataclass(frozen=True)
-class EvaluationEvent:
-    """What a caller learns after each evaluation (every logging step)."""
-
-    step: int
-    epoch: float
-    max_steps: int
-    metrics: dict[str, float]
-    train_loss: float | None
-    learning_rate: float | None
-    is_new_best: bool
-    best_step: int | None
-    best_metric: float | None
-    best_checkpoint: Path | None  # Trainer checkpoint of the best step: model + optimizer state
-
-
-class EvaluationListener(Protocol):
-    """Receives every evaluation of a run (e.g. to `ray.tune.report` it)."""
-
-    def on_evaluation(self, event: EvaluationEvent) -> None: ...
 
 
 @dataclass
@@ -84,53 +81,6 @@ class RunResult:
     max_steps: int
     test_metrics: dict[str, Any] | None = None
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-class _EvaluationRelay(TrainerCallback):
-    """Turns Trainer callbacks into one `EvaluationEvent` per evaluation.
-
-    The Trainer evaluates, then decides whether the step is a new best, then saves: a new best
-    is announced from `on_save` (its checkpoint exists by then), any other from `on_evaluate`.
-    """
-
-    def __init__(self, listeners: Sequence[EvaluationListener], history: list[dict]) -> None:
-        self.listeners = list(listeners)
-        self.history = history
-        self.train_loss: float | None = None
-        self.learning_rate: float | None = None
-        self._pending: tuple[dict[str, float], Any] | None = None
-
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any):
-        if logs and "loss" in logs:
-            self.train_loss = float(logs["loss"])
-            self.learning_rate = logs.get("learning_rate")
-
-    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None,
-                    **kw: Any):
-        metrics = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, int | float)}
-        self.history.append({"step": state.global_step, **metrics})
-        mode = "max" if args.greater_is_better else "min"
-        if is_better(metrics.get(eval_name(args.metric_for_best_model)), state.best_metric, mode):
-            self._pending = (metrics, state)
-        else:
-            self._emit(metrics, state, is_new_best=False)
-
-    def on_save(self, args: Any, state: Any, control: Any, **kw: Any):
-        if self._pending is not None:
-            metrics, _ = self._pending
-            self._pending = None
-            self._emit(metrics, state, is_new_best=True)
-
-    def _emit(self, metrics: dict[str, float], state: Any, is_new_best: bool) -> None:
-        checkpoint = Path(state.best_model_checkpoint) if state.best_model_checkpoint else None
-        event = EvaluationEvent(
-            step=state.global_step, epoch=float(state.epoch or 0.0), max_steps=state.max_steps,
-            metrics=metrics, train_loss=self.train_loss, learning_rate=self.learning_rate,
-            is_new_best=is_new_best, best_step=state.best_global_step,
-            best_metric=state.best_metric, best_checkpoint=checkpoint,
-        )
-        for listener in self.listeners:
-            listener.on_evaluation(event)
 
 
 class DetrTrainer(Trainer):
@@ -179,11 +129,14 @@ def configure_threads(num_threads: int | None) -> int:
 
 
 def build_datasets(config: RunConfig, data: PreparedData) -> dict[str, CocoDetectionDataset]:
-    """Train (augmented), val and test datasets; val/test only get clipping, no augmentation."""
+    """Train (augmented), val and test datasets; val/test only get clipping, no augmentation.
+
+    Both pipelines are seeded with the run's seed (albumentations ignores the global seeds).
+    """
     aug = config.augmentation
     train_tf = build_augmentation(aug.train, aug.min_area, aug.min_visibility,
-                                  "augmentation.train")
-    eval_tf = build_augmentation(aug.val, 0.0, 0.0, "augmentation.val")
+                                  "augmentation.train", seed=config.seed)
+    eval_tf = build_augmentation(aug.val, 0.0, 0.0, "augmentation.val", seed=config.seed)
     datasets = {
         "train": CocoDetectionDataset(data.train, data.label_map, train_tf),
         "val": CocoDetectionDataset(data.val, data.label_map, eval_tf),
@@ -210,12 +163,15 @@ def train_run(
     datasets = build_datasets(config, data)
     processor = build_image_processor(config.model)
     model = build_model(config.model, data.label_map, config.iou_loss, config.freeze_backbone)
-    args = build_training_args(config.training_args, output_dir / "checkpoints", config.seed)
+    args = build_training_args(config.training_args, output_dir / CHECKPOINTS_DIR, config.seed)
+    listeners = [EvalHistoryWriter(output_dir, resume=resume_from_checkpoint is not None),
+                 *listeners]
 
     from torch.utils.tensorboard import SummaryWriter
 
     history: list[dict[str, float]] = []
-    writer = SummaryWriter(log_dir=str(output_dir / "tensorboard"))
+    writer = SummaryWriter(log_dir=str(output_dir / TENSORBOARD_DIR))
+    relay = EvaluationRelay(listeners, history)
     trainer = DetrTrainer(
         model=model,
         args=args,
@@ -225,8 +181,11 @@ def train_run(
         processing_class=processor,
         compute_metrics=make_compute_metrics(data.label_map.names,
                                              config.evaluation.score_threshold),
-        callbacks=[TensorBoardCallback(writer), _EvaluationRelay(listeners, history)],
+        callbacks=[TensorBoardCallback(writer), relay],
     )
+    if config.evaluation.test_during_training and "test" in datasets:
+        relay.evaluate_test = lambda: trainer.evaluate(
+            datasets["test"], ignore_keys=EVAL_IGNORE_KEYS, metric_key_prefix="test")
     try:
         trainer.train(
             resume_from_checkpoint=str(resume_from_checkpoint) if resume_from_checkpoint else None,
@@ -235,14 +194,17 @@ def train_run(
     finally:
         writer.close()
     state = trainer.state
-    best_model_dir = export_best_model(Path(state.best_model_checkpoint), output_dir / "best_model",
-                                       config.iou_loss)
+    best_model_dir = export_best_model(Path(state.best_model_checkpoint),
+                                       output_dir / BEST_MODEL_DIR, config.iou_loss)
     result = RunResult(
         output_dir=output_dir, best_model_dir=best_model_dir,
         best_step=int(state.best_global_step), best_metric=float(state.best_metric),
         metric_name=args.metric_for_best_model, max_steps=state.max_steps, history=history,
     )
-    (best_model_dir / "best_step.json").write_text(json.dumps(
+    (best_model_dir / CATEGORIES_FILE).write_text(json.dumps(
+        [{"id": cid, "name": name} for cid, name in
+         zip(data.label_map.category_ids, data.label_map.names, strict=True)], indent=2))
+    (best_model_dir / BEST_STEP_FILE).write_text(json.dumps(
         {"step": result.best_step, "metric": result.metric_name, "value": result.best_metric},
         indent=2))
     if evaluate_test and data.test is not None:
@@ -250,7 +212,7 @@ def train_run(
 
         result.test_metrics = evaluate_prepared(
             best_model_dir, config, data, "test", datasets["test"], processor)
-        write_report(result.test_metrics, best_model_dir / "test_metrics.json")
+        write_report(result.test_metrics, best_model_dir / TEST_METRICS_FILE)
         print_report(result.test_metrics, title=f"test metrics of {best_model_dir}")
     return result
 

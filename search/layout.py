@@ -1,11 +1,21 @@
 """The files and folders of one experiment folder (`<storage>/<name>`), named once.
 
 The driver, the trainable, the searcher and the export all read or write these; each name is
-defined here only. Ray Tune's own per-trial files (`params.json`, `result.json`,
+defined here only. `best_model/` and `test_metrics.json` take the names a detr_core run gives
+them (`detr_core.run_layout`). Ray Tune's own per-trial files (`params.json`, `result.json`,
 `progress.csv`, `error.txt`, `events.out.tfevents.*`, `checkpoint_*`) keep Ray's names.
 """
 
 from __future__ import annotations
+
+from detr_core.run_layout import BEST_MODEL_DIR, TEST_METRICS_FILE
+
+__all__ = [
+    "BEST_CONFIG_FILE", "BEST_MODEL_DIR", "CHECKPOINT_META_FILE", "EVALUATION_LOG_FILE",
+    "MODEL_SOURCE_FILE", "PLOTS_DIR", "PREPARED_DATA_FILE", "REPORT_FILE", "SEEDS_DIR",
+    "SPEC_FILE", "STUDY_FILE", "TEST_METRICS_FILE", "TIME_BUDGET_FILE", "TRIALS_CSV_FILE",
+    "TRIAL_LOG_FILE",
+]
 
 # written by the driver when a search starts
 SPEC_FILE = "search_spec.yaml"          # the resolved search (read back by the export)
@@ -19,13 +29,11 @@ CHECKPOINT_META_FILE = "checkpoint_meta.json"  # in each checkpoint: step, metri
 
 # written by the export
 BEST_CONFIG_FILE = "best_config.yaml"
-BEST_MODEL_DIR = "best_model"
 MODEL_SOURCE_FILE = "export_source.json"  # in best_model/: which trial checkpoint it is
 EVALUATION_LOG_FILE = "test_evaluation.log"  # in best_model/: output of its test evaluation
 TRIALS_CSV_FILE = "trials.csv"
 REPORT_FILE = "REPORT.md"
 PLOTS_DIR = "plots"
-TEST_METRICS_FILE = "test_metrics.json"
 
 # written by --final-seeds: SEEDS_DIR/seed_<S>/TEST_METRICS_FILE
 SEEDS_DIR = "final_seeds"

@@ -16,7 +16,8 @@ from detr_core.data.augment import build_augmentation
 from detr_core.data.coco import LabelMap, load_coco_split
 from detr_core.data.dataset import CocoDetectionDataset, DetrCollator, load_rgb
 from detr_core.data.prepare import prepare_data
-from detr_core.data.synthetic import CATEGORY_IDS, dataset_dir, ensure_synthetic_dataset
+from detr_core.data.scenes import SHAPES_CATEGORY_IDS as CATEGORY_IDS
+from detr_core.data.synthetic import dataset_dir, ensure_synthetic_dataset
 from detr_core.errors import UserInputError
 from detr_core.model import build_image_processor, build_model
 
@@ -392,3 +393,56 @@ def test_collate_outputs_detr_inputs(coco_writer: Any) -> None:
     # box [4, 6, 20, 10] of image 1 as normalised (cx, cy, w, h) of the 64x64 canvas
     expected = torch.tensor([(4 + 10) / 64, (6 + 5) / 64, 20 / 64, 10 / 64])
     torch.testing.assert_close(labels[0]["boxes"][0], expected, atol=1e-4, rtol=0)
+
+
+def _augmented_stream(dataset: Any, *, num_workers: int, epochs: int, torch_seed: int
+                      ) -> list[list[np.ndarray]]:
+    """The augmented images a DataLoader yields, epoch by epoch (batch size 1, no shuffle)."""
+    torch.manual_seed(torch_seed)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=num_workers,
+                                         collate_fn=lambda items: items[0][0])
+    return [[image.copy() for image in loader] for _ in range(epochs)]
+
+
+@pytest.fixture
+def same_image_dataset(coco_writer: Any) -> CocoDetectionDataset:
+    """Eight copies of one image behind a pipeline of random colour changes (seed 5)."""
+    images = [{"id": i, "file_name": "same.png", "width": 64, "height": 48} for i in range(1, 9)]
+    split = coco_writer("train", images[:1], [], {1: "a"})
+    data = json.loads(Path(split.annotations).read_text())
+    data["images"] = images
+    Path(split.annotations).write_text(json.dumps(data))
+    prepared = prepare_data(DataConfig(train=split, val=split), quiet=True)
+    compose = build_augmentation([{"ColorJitter": {"brightness": 0.5, "hue": 0.2, "p": 1.0}}],
+                                 0.0, 0.0, "augmentation.train", seed=5)
+    return CocoDetectionDataset(prepared.train, prepared.label_map, compose)
+
+
+def test_augmentation_follows_the_seed_in_the_main_process(same_image_dataset: Any) -> None:
+    first = _augmented_stream(same_image_dataset, num_workers=0, epochs=1, torch_seed=0)
+    same_image_dataset.transform.set_random_seed(5)  # a new run with the same seed
+    again = _augmented_stream(same_image_dataset, num_workers=0, epochs=1, torch_seed=0)
+    for a, b in zip(first[0], again[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first[0][0], first[0][1])  # one stream, not one draw repeated
+    other = build_augmentation([{"ColorJitter": {"brightness": 0.5, "hue": 0.2, "p": 1.0}}],
+                               0.0, 0.0, "augmentation.train", seed=6)
+    same_image_dataset.transform = other
+    changed = _augmented_stream(same_image_dataset, num_workers=0, epochs=1, torch_seed=0)
+    assert not np.array_equal(first[0][0], changed[0][0])
+
+
+def test_dataloader_workers_get_their_own_reproducible_streams(same_image_dataset: Any) -> None:
+    """Two workers: each re-seeds its copy of the pipeline from torch's per-worker seed, so the
+    workers do not replay one stream, a new epoch gets new draws, and a rerun with the same
+    torch seed gets exactly the same images."""
+    run = _augmented_stream(same_image_dataset, num_workers=2, epochs=2, torch_seed=0)
+    rerun = _augmented_stream(same_image_dataset, num_workers=2, epochs=2, torch_seed=0)
+    for epoch, again in zip(run, rerun, strict=True):
+        for a, b in zip(epoch, again, strict=True):
+            np.testing.assert_array_equal(a, b)
+    epoch_one, epoch_two = run
+    assert not np.array_equal(epoch_one[0], epoch_one[1])  # worker 0's first vs worker 1's
+    assert not np.array_equal(epoch_one[0], epoch_two[0])  # epoch 2 is not epoch 1 again
+    other_seed = _augmented_stream(same_image_dataset, num_workers=2, epochs=1, torch_seed=1)
+    assert not np.array_equal(epoch_one[0], other_seed[0][0])

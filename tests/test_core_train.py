@@ -257,3 +257,113 @@ def test_diou_ciou_runs(tmp_path: Path, tiny_run_dict: dict[str, Any], variant: 
     assert run.result.best_step == 2
     assert (run.result.best_model_dir / "model.safetensors").is_file()
     assert not (run.result.best_model_dir / "test_metrics.json").exists()
+
+
+def test_eval_history_jsonl_has_every_evaluation(giou_run: Run) -> None:
+    from detr_core.eval_history import read_eval_history
+
+    path = giou_run.result.output_dir / "eval_history.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    events = giou_run.recorder.events
+    assert [r["step"] for r in rows] == [e.step for e in events]
+    for row, event in zip(rows, events, strict=True):
+        for key in EVAL_KEYS:
+            value = event.metrics[key]
+            assert row[key] == (None if value != value else pytest.approx(value)), key
+        assert row["train_loss"] == pytest.approx(event.train_loss)
+    assert read_eval_history(giou_run.result.output_dir) == rows
+
+
+def test_best_model_has_categories_and_a_detection_grid(giou_run: Run) -> None:
+    from PIL import Image
+
+    best = giou_run.result.best_model_dir
+    assert json.loads((best / "categories.json").read_text()) == [
+        {"id": 1, "name": "rectangle"}, {"id": 2, "name": "ellipse"},
+        {"id": 3, "name": "triangle"}]
+    with Image.open(best / "test_detections.png") as grid:
+        # 8 test images of 64 px, scaled to 192 px tiles: 4 (truth | detections) pairs a row
+        assert grid.width > 8 * 192 and grid.height > 2 * 192
+
+
+def test_predict_cli_writes_coco_detections_and_drawn_images(giou_run: Run,
+                                                             tmp_path: Path) -> None:
+    from PIL import Image
+    from pycocotools.coco import COCO
+
+    from detr_core import predict
+    from detr_core.data.synthetic import dataset_dir
+
+    source = dataset_dir(giou_run.config.data.synthetic) / "test"
+    images = tmp_path / "photos"
+    (images / "sub").mkdir(parents=True)
+    shutil.copy(source / "000001.png", images / "a.png")
+    Image.open(source / "000002.png").convert("RGB").save(images / "sub" / "b.jpg")
+    Image.open(source / "000003.png").resize((80, 50)).save(images / "c.png")
+    (images / "notes.txt").write_text("not an image")
+    out = tmp_path / "preds"
+    code = predict.main(["--model", str(giou_run.result.best_model_dir), "--images",
+                         str(images), "--out", str(out), "--threshold", "0.0"])
+    assert code == 0
+    coco = json.loads((out / "detections.json").read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["a.png", "c.png", "sub/b.jpg"]
+    assert coco["images"][1]["width"] == 80 and coco["images"][1]["height"] == 50
+    queries = json.loads((giou_run.result.best_model_dir / "config.json").read_text())[
+        "num_queries"]
+    assert len(coco["annotations"]) == 3 * queries  # threshold 0: every query
+    index = COCO()
+    index.dataset = coco
+    index.createIndex()
+    for ann in coco["annotations"]:
+        assert ann["category_id"] in {1, 2, 3} and 0.0 <= ann["score"] <= 1.0
+        assert ann["bbox"][2] >= 0 and ann["bbox"][3] >= 0
+    with Image.open(out / "images" / "c.png") as drawn:
+        assert drawn.size == (80, 50)
+    assert (out / "images" / "sub" / "b.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("case", "problem"),
+    [("no_images", "no image files"), ("broken_image", "cannot decode image"),
+     ("not_a_model", "not a save_pretrained model folder"),
+     ("bad_threshold", "--threshold: must be within [0, 1]")])
+def test_predict_bad_input_is_one_line_and_exit_2(
+        giou_run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str,
+        problem: str) -> None:
+    from detr_core import predict
+
+    images = tmp_path / "photos"
+    images.mkdir()
+    model = giou_run.result.best_model_dir
+    if case == "broken_image":
+        (images / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    elif case == "not_a_model":
+        shutil.copy(giou_run.result.output_dir.parent / "run.yaml", images / "r.png")
+        model = tmp_path
+    extra = ["--threshold", "1.5"] if case == "bad_threshold" else []
+    with pytest.raises(SystemExit) as info:
+        predict.main(["--model", str(model), "--images", str(images), "--out",
+                      str(tmp_path / "out"), *extra])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and problem in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_test_split_at_every_evaluation_when_asked(tmp_path: Path,
+                                                   tiny_run_dict: dict[str, Any]) -> None:
+    """`evaluation.test_during_training`: test_* metrics beside eval_* at every evaluation,
+    one event per evaluation all the same, and the best step still chosen on val."""
+    from detr_core.eval_history import read_eval_history
+
+    tiny_run_dict["training_args"].update(max_steps=4, logging_steps=2)
+    tiny_run_dict["evaluation"]["test_during_training"] = True
+    run = run_from_yaml(tmp_path, tiny_run_dict, evaluate_test=False)
+    assert [e.step for e in run.recorder.events] == [2, 4]
+    rows = read_eval_history(run.result.output_dir)
+    for row, event in zip(rows, run.recorder.events, strict=True):
+        for key in ("test_loss_bbox", "test_map_50", "test_recall", "test_num_gt"):
+            assert key in row and key in event.metrics, key
+        assert row["test_num_gt"] > 0 and row["test_loss_bbox"] != row["eval_loss_bbox"]
+    best = min(rows, key=lambda r: r["eval_loss_bbox"])
+    assert run.result.best_step == best["step"]

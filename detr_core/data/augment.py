@@ -3,6 +3,11 @@
 Boxes travel with the image in COCO pixel format; boxes clipped to the image and those that
 end up smaller than `min_area` (or less visible than `min_visibility`) are dropped together
 with their labels.
+
+Every pipeline is seeded: albumentations 2.x keeps its own random state (numpy Generator and
+`random.Random`), independent of the global seeds, and without a seed it draws one from the
+operating system, so a run's `seed` would not fix its augmentation. DataLoader worker
+processes re-seed their copy (`detr_core.data.dataset`).
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ from detr_core.errors import UserInputError
 
 
 def build_augmentation(
-    steps: list[Any], min_area: float, min_visibility: float, where: str
+    steps: list[Any], min_area: float, min_visibility: float, where: str, seed: int = 0
 ) -> Any:
-    """An `A.Compose` from a list of one-key mappings; `where` names the YAML key in errors."""
+    """An `A.Compose` (seeded with `seed`) from a list of one-key mappings.
+
+    `where` names the YAML key in error messages.
+    """
     import albumentations as A
 
     transforms = []
@@ -44,10 +52,11 @@ def build_augmentation(
             raise UserInputError(f"{name}: {first}", key=key) from None
     with warnings.catch_warnings():  # an empty list is valid: boxes are still clipped
         warnings.filterwarnings("ignore", message="Got processor for bboxes")
-        return _compose(A, transforms, min_area, min_visibility)
+        return _compose(A, transforms, min_area, min_visibility, seed)
 
 
-def _compose(A: Any, transforms: list[Any], min_area: float, min_visibility: float) -> Any:
+def _compose(A: Any, transforms: list[Any], min_area: float, min_visibility: float,
+             seed: int) -> Any:
     return A.Compose(
         transforms,
         bbox_params=A.BboxParams(
@@ -57,4 +66,5 @@ def _compose(A: Any, transforms: list[Any], min_area: float, min_visibility: flo
             min_visibility=min_visibility,
             clip=True,
         ),
+        seed=seed,
     )

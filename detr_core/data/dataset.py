@@ -5,6 +5,12 @@ collate function runs the image processor on the whole batch (resize, normalise,
 square canvas, boxes to normalised cx,cy,w,h) and adds `pixel_mask`. Each label dict also gets
 `resized_size`, the image's extent inside the padded canvas, so predictions can be mapped back
 to original pixels exactly (`detr_core.boxes.to_original_pixels`).
+
+Augmentation randomness in DataLoader workers: each worker process starts with a copy of the
+parent's albumentations pipeline, random state included, so every worker (and every epoch,
+when workers are re-created) would replay the same stream. A worker therefore re-seeds its copy
+once from `torch.utils.data.get_worker_info().seed`, which torch derives from the run's torch
+seed, the epoch's loader and the worker id: distinct per worker and epoch, the same on a rerun.
 """
 
 from __future__ import annotations
@@ -36,6 +42,15 @@ class CocoDetectionDataset(Dataset):
         self.split = split
         self.label_map = label_map
         self.transform = transform
+        self._worker_seed: int | None = None  # the seed this process's transform last got
+
+    def _seed_transform_in_worker(self) -> None:
+        """In a DataLoader worker, re-seed the pipeline from the worker's torch seed, once."""
+        info = torch.utils.data.get_worker_info()
+        if info is None or self.transform is None or self._worker_seed == info.seed:
+            return
+        self._worker_seed = info.seed
+        self.transform.set_random_seed(info.seed % 2**32)
 
     def __len__(self) -> int:
         return len(self.split.image_ids)
@@ -49,6 +64,7 @@ class CocoDetectionDataset(Dataset):
         boxes = [list(a["bbox"]) for a in anns]
         labels = [self.label_map.label_of(a["category_id"]) for a in anns]
         if self.transform is not None:
+            self._seed_transform_in_worker()
             out = self.transform(image=image, bboxes=np.asarray(boxes, dtype=np.float32).reshape(
                 -1, 4), category_ids=labels)
             image, boxes, labels = out["image"], out["bboxes"].tolist(), list(out["category_ids"])

@@ -1,10 +1,12 @@
-"""The embedded default dataset: coloured shapes written to disk as a real COCO dataset.
+"""The embedded datasets: synthetic scenes written to disk as real COCO datasets.
 
 Why on disk and not in memory: the run then goes through exactly the code path a user's COCO
-export goes through (JSON read by pycocotools, image files opened by PIL). Generation is seeded
-and the folder name is a hash of the parameters, so it is made once and reused by every run
-and every search trial; it is written to a temporary folder and renamed into place, so
-concurrent makers never see half a dataset.
+export goes through (JSON read by pycocotools, image files opened by PIL). What the images show
+is `detr_core.data.scenes` (the `shapes` fine-tuning task or the `pretrain` task). Generation
+is seeded and the folder name is a hash of the parameters, so it is made once and reused by
+every run and every search trial, and a machine that lacks it makes the very same files; it
+is written to a temporary folder and renamed into place, so concurrent makers never see half a
+dataset.
 """
 
 from __future__ import annotations
@@ -18,13 +20,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 from detr_core.config import SplitPaths, SyntheticConfig
+from detr_core.data.scenes import SCENES
 
-SHAPES = ("rectangle", "ellipse", "triangle")
-# COCO-style 1-based, deliberately not 0..N-1, so the label mapping is always exercised.
-CATEGORY_IDS = {"rectangle": 1, "ellipse": 2, "triangle": 3}
+# COCO-style 1-based category ids (see `scenes`), deliberately not 0..N-1, so the label
+# mapping is always exercised.
 FORMAT_VERSION = 1
 _DONE_MARKER = "COMPLETE"
 
@@ -37,11 +38,13 @@ def default_cache_root() -> Path:
 
 def dataset_dir(cfg: SyntheticConfig) -> Path:
     """Folder of the dataset made from `cfg` (the cache key is every generation parameter)."""
-    params = {k: v for k, v in asdict(cfg).items() if k != "cache_dir"}
+    params = {k: v for k, v in asdict(cfg).items() if k not in ("cache_dir", "task")}
     params["format"] = FORMAT_VERSION
+    if cfg.task != "shapes":  # the default task keeps the cache key it always had
+        params["task"] = cfg.task
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root() / "synthetic"
-    return root / f"shapes-{cfg.image_size}px-{digest}"
+    return root / f"{cfg.task}-{cfg.image_size}px-{digest}"
 
 
 def split_paths(root: Path, split: str) -> SplitPaths:
@@ -71,77 +74,36 @@ def ensure_synthetic_dataset(cfg: SyntheticConfig) -> Path:
 
 
 def _write_dataset(cfg: SyntheticConfig, root: Path) -> None:
+    scene = SCENES[cfg.task]
     splits = {"train": cfg.num_train, "val": cfg.num_val, "test": cfg.num_test}
     for offset, (split, count) in enumerate(splits.items()):
         if count == 0:
             continue
         rng = np.random.default_rng([cfg.seed, offset])
         (root / split).mkdir()
-        coco = _empty_coco()
+        coco = _empty_coco(scene.name, scene.category_ids)
         for image_id in range(1, count + 1):
-            image, objects = _draw_image(rng, cfg)
+            image, objects = scene.draw(rng, cfg.image_size, cfg.min_objects, cfg.max_objects)
             file_name = f"{image_id:06d}.png"
             image.save(root / split / file_name)
             coco["images"].append(
                 {"id": image_id, "file_name": file_name, "width": cfg.image_size,
                  "height": cfg.image_size}
             )
-            for shape, (x, y, w, h) in objects:
+            for name, (x, y, w, h) in objects:
                 coco["annotations"].append(
                     {"id": len(coco["annotations"]) + 1, "image_id": image_id,
-                     "category_id": CATEGORY_IDS[shape], "bbox": [x, y, w, h],
+                     "category_id": scene.category_ids[name], "bbox": [x, y, w, h],
                      "area": float(w * h), "iscrowd": 0}
                 )
         (root / f"{split}.json").write_text(json.dumps(coco))
 
 
-def _empty_coco() -> dict:
+def _empty_coco(task: str, category_ids: dict[str, int]) -> dict:
     return {
-        "info": {"description": "detr-search synthetic shapes"},
+        "info": {"description": f"detr-search synthetic {task}"},
         "images": [],
         "annotations": [],
         "categories": [{"id": cid, "name": name, "supercategory": "shape"}
-                       for name, cid in CATEGORY_IDS.items()],
+                       for name, cid in category_ids.items()],
     }
-
-
-def _draw_image(
-    rng: np.random.Generator, cfg: SyntheticConfig
-) -> tuple[Image.Image, list[tuple[str, tuple[float, float, float, float]]]]:
-    """One image: a noisy background and 1..max_objects shapes that barely overlap."""
-    size = cfg.image_size
-    base = rng.integers(0, 90, size=3)
-    noise = rng.normal(0, 12, size=(size, size, 3))
-    pixels = np.clip(base + noise, 0, 255).astype(np.uint8)
-    image = Image.fromarray(pixels, "RGB")
-    draw = ImageDraw.Draw(image)
-    boxes: list[tuple[float, float, float, float]] = []
-    objects = []
-    wanted = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
-    for _ in range(wanted * 20):
-        if len(objects) == wanted:
-            break
-        w, h = (int(v) for v in rng.integers(int(size * 0.15), int(size * 0.5) + 1, size=2))
-        x, y = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
-        box = (float(x), float(y), float(w), float(h))
-        if any(_overlap(box, other) > 0.2 for other in boxes):
-            continue
-        shape = SHAPES[int(rng.integers(len(SHAPES)))]
-        colour = tuple(int(c) for c in rng.integers(120, 256, size=3))
-        corners = (x, y, x + w - 1, y + h - 1)
-        if shape == "rectangle":
-            draw.rectangle(corners, fill=colour)
-        elif shape == "ellipse":
-            draw.ellipse(corners, fill=colour)
-        else:
-            draw.polygon([(x + w / 2, y), (x, y + h - 1), (x + w - 1, y + h - 1)], fill=colour)
-        boxes.append(box)
-        objects.append((shape, box))
-    return image, objects
-
-
-def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    """Intersection over the smaller box, to keep shapes mostly visible."""
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    return ix * iy / min(a[2] * a[3], b[2] * b[3])

@@ -1,0 +1,58 @@
+"""Checkpoints that ship inside the package, named symbolically: `builtin:<name>`.
+
+A run config says `model.checkpoint: builtin:tiny-shapes`, never an absolute path, so the same
+YAML works from any working directory, from a non-editable install, in a search trial on
+another machine and in an exported `best_config.yaml`. The name is turned into the package's
+own folder only where the model is built (`resolve_checkpoint`), on the machine that trains.
+
+`tiny-shapes` is a ~0.46 M-parameter DETR pretrained by `python -m detr_core.pretrain` on the
+synthetic `pretrain` task (stars, crosses, rings, pentagons); the embedded default fine-tunes
+it on the `shapes` task (rectangles, ellipses, triangles). See results/benchmarks/.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from detr_core.errors import UserInputError
+
+PREFIX = "builtin:"
+#: The files a shipped checkpoint folder holds (what `save_pretrained` writes, no more).
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+
+
+def _root() -> Path:
+    return Path(str(resources.files("detr_core") / "builtin"))
+
+
+def builtin_names() -> list[str]:
+    """Names of the shipped checkpoints (folders holding a config.json)."""
+    root = _root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file())
+
+
+def is_builtin(checkpoint: str | None) -> bool:
+    """True for a `builtin:<name>` reference."""
+    return isinstance(checkpoint, str) and checkpoint.startswith(PREFIX)
+
+
+def builtin_problem(checkpoint: str) -> str | None:
+    """Why `builtin:<name>` names no shipped checkpoint, or None when it does."""
+    known = builtin_names()
+    if checkpoint.removeprefix(PREFIX) in known:
+        return None
+    return (f"{checkpoint!r} is not a built-in checkpoint (known: "
+            f"{', '.join(PREFIX + n for n in known) or 'none'})")
+
+
+def resolve_checkpoint(checkpoint: str) -> str:
+    """`builtin:<name>` -> the shipped folder on this machine; anything else unchanged."""
+    if not is_builtin(checkpoint):
+        return checkpoint
+    problem = builtin_problem(checkpoint)
+    if problem:
+        raise UserInputError(problem, key="model.checkpoint")
+    return str(_root() / checkpoint.removeprefix(PREFIX))

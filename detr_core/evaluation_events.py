@@ -1,0 +1,93 @@
+"""One `EvaluationEvent` per evaluation of a run, for whoever listens (Tune, history files).
+
+The HF Trainer evaluates at every logging step, then decides whether the step is a new best,
+then saves the checkpoint. `EvaluationRelay` turns that into one event per evaluation: a new
+best is announced from `on_save` (its checkpoint is on disk by then), any other from
+`on_evaluate`. With `evaluate_test` set, the test split is evaluated right after the val split
+at every evaluation and its metrics ride along as `test_*` (learning-curve benchmarks score any
+step a strategy might export); the best step is still chosen on val alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from transformers import TrainerCallback
+
+from detr_core.metric_names import eval_name, is_better
+
+TEST_PREFIX = "test_"
+
+
+@dataclass(frozen=True)
+class EvaluationEvent:
+    """What a caller learns after each evaluation (every logging step)."""
+
+    step: int
+    epoch: float
+    max_steps: int
+    metrics: dict[str, float]  # eval_* (val split), plus test_* when test is evaluated too
+    train_loss: float | None
+    learning_rate: float | None
+    is_new_best: bool
+    best_step: int | None
+    best_metric: float | None
+    best_checkpoint: Path | None  # Trainer checkpoint of the best step: model + optimizer state
+
+
+class EvaluationListener(Protocol):
+    """Receives every evaluation of a run (e.g. to `ray.tune.report` it)."""
+
+    def on_evaluation(self, event: EvaluationEvent) -> None: ...
+
+
+class EvaluationRelay(TrainerCallback):
+    """Turns Trainer callbacks into one `EvaluationEvent` per evaluation (see module doc)."""
+
+    def __init__(self, listeners: Sequence[EvaluationListener], history: list[dict],
+                 evaluate_test: Callable[[], dict[str, float]] | None = None) -> None:
+        self.listeners = list(listeners)
+        self.history = history
+        self.evaluate_test = evaluate_test
+        self.train_loss: float | None = None
+        self.learning_rate: float | None = None
+        self._pending: dict[str, float] | None = None
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any):
+        if logs and "loss" in logs:
+            self.train_loss = float(logs["loss"])
+            self.learning_rate = logs.get("learning_rate")
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None,
+                    **kw: Any):
+        metrics = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, int | float)}
+        if any(k.startswith(TEST_PREFIX) for k in metrics):
+            return  # the test evaluation this relay asked for, below
+        if self.evaluate_test is not None:
+            metrics.update({k: float(v) for k, v in self.evaluate_test().items()
+                            if k.startswith(TEST_PREFIX) and isinstance(v, int | float)})
+        self.history.append({"step": state.global_step, **metrics})
+        mode = "max" if args.greater_is_better else "min"
+        if is_better(metrics.get(eval_name(args.metric_for_best_model)), state.best_metric, mode):
+            self._pending = metrics
+        else:
+            self._emit(metrics, state, is_new_best=False)
+
+    def on_save(self, args: Any, state: Any, control: Any, **kw: Any):
+        if self._pending is not None:
+            metrics, self._pending = self._pending, None
+            self._emit(metrics, state, is_new_best=True)
+
+    def _emit(self, metrics: dict[str, float], state: Any, is_new_best: bool) -> None:
+        checkpoint = Path(state.best_model_checkpoint) if state.best_model_checkpoint else None
+        event = EvaluationEvent(
+            step=state.global_step, epoch=float(state.epoch or 0.0), max_steps=state.max_steps,
+            metrics=metrics, train_loss=self.train_loss, learning_rate=self.learning_rate,
+            is_new_best=is_new_best, best_step=state.best_global_step,
+            best_metric=state.best_metric, best_checkpoint=checkpoint,
+        )
+        for listener in self.listeners:
+            listener.on_evaluation(event)
