@@ -167,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
              "trials are cut, no new one starts, and what finished is exported")
     parser.add_argument(
         "-v", "--verbose", action="count", default=0,
-        help="show Ray Tune's own progress tables, Ray's logs and the trials' output "
-             "(without it: our progress only; each trial's output is in its trial.log)")
+        help="show Ray Tune's own progress tables and Ray's logs instead of our progress "
+             "lines (each trial's output stays in its trial.log either way)")
     parser.add_argument(
         "--max-failures", type=_int, metavar="N",
         help="retries of an errored trial from its last checkpoint (overrides "
