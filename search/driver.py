@@ -258,7 +258,10 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> Path:
         from search.export import export_experiment
 
         summary = export_experiment(experiment_dir)
-        if options.final_seeds > 0 and summary.best_config_path is not None:
+        budget_spent = budget is not None and budget.reached
+        if options.final_seeds > 0 and budget_spent:
+            print("--final-seeds skipped: the time budget is spent", flush=True)
+        elif options.final_seeds > 0 and summary.best_config_path is not None:
             from search.final_seeds import run_final_seeds
 
             run_final_seeds(experiment_dir, spec, data, options.final_seeds)
