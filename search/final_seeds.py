@@ -16,6 +16,7 @@ from detr_core.config import run_config_from_dict
 from detr_core.yaml_io import load_yaml_mapping
 from search.layout import BEST_CONFIG_FILE, TEST_METRICS_FILE, TRIAL_LOG_FILE
 from search.spec import SearchSpec
+from search.trial_config import trial_threads
 from search.winner_eval import seed_folder
 
 
@@ -40,7 +41,7 @@ def run_final_seeds(experiment_dir: Path, spec: SearchSpec, data: dict[str, Any]
     best = load_yaml_mapping(experiment_dir / BEST_CONFIG_FILE)
     best["data"] = data
     cpus, gpus = spec.resources.cpus_per_trial, spec.resources.gpus_per_trial
-    best["num_threads"] = max(1, int(cpus))
+    best["num_threads"] = best.get("num_threads") or trial_threads(cpus)
     first_seed = int(best["seed"])
     remote = ray.remote(num_cpus=cpus, num_gpus=gpus)(_train_seed)
     futures, folders = [], []

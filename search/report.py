@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from detr_core.metric_names import TEST_TABLE_METRICS
+from detr_core.run_layout import detections_image
 from search.files import display_path
 from search.formatting import fmt, md_table, mean_std
 from search.importance import MIN_TRIALS
@@ -172,8 +173,19 @@ def _winner_section(summary: ExportSummary, spec: SearchSpec, keys: Sequence[str
 def _test_sections(summary: ExportSummary) -> list[str]:
     lines: list[str] = []
     if summary.test_metrics is not None:
-        lines += ["## Test metrics of the winner", "", test_metrics_table(summary.test_metrics),
-                  ""]
+        lines += ["## Test metrics of the winner", "",
+                  "Detection quality is read from mAP@.5 and recall (confident detections, "
+                  "score >= the run's `evaluation.score_threshold`, matched one-to-one to "
+                  "ground truth of their class at IoU >= 0.5); `iou_mean` and the centre error "
+                  "are the diary's localisation numbers over the pairs found.", "",
+                  test_metrics_table(summary.test_metrics), ""]
+        grid = (summary.best_model_dir / detections_image("test")
+                if summary.best_model_dir is not None else None)
+        if grid is not None and grid.is_file():
+            rel = grid.relative_to(summary.experiment_dir).as_posix()
+            lines += ["The winner on the first test images: ground truth (green) beside its "
+                      "confident detections (red, with scores).", "",
+                      f"![test detections]({rel})", ""]
     elif summary.test_error:
         lines += ["## Test metrics of the winner", "", f"Evaluation failed: {summary.test_error}",
                   ""]

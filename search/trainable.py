@@ -24,7 +24,7 @@ from ray import tune
 from detr_core.config import run_config_from_dict
 from detr_core.train import EvaluationEvent, train_run
 from search.layout import CHECKPOINT_META_FILE, TRIAL_LOG_FILE
-from search.trial_config import trial_run_config
+from search.trial_config import trial_run_config, trial_threads
 from search.trial_output import output_to_file
 
 # Trainer bookkeeping that is not worth a Tune metric column.
@@ -34,8 +34,9 @@ _SKIPPED_METRICS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_s
 class TuneReporter:
     """`detr_core` evaluation listener that forwards every evaluation to Tune."""
 
-    def __init__(self, metric: str) -> None:
+    def __init__(self, metric: str, threads: int) -> None:
         self.metric = metric
+        self.threads = threads
         self.node_id = ray.get_runtime_context().get_node_id()
         # which accelerator the trial trains on: GPUs Ray assigned (shared ones included)
         self.device = ",".join(f"gpu{i}" for i in ray.get_gpu_ids()) or "cpu"
@@ -53,6 +54,7 @@ class TuneReporter:
             best_step=event.best_step if event.best_step is not None else -1,
             node_id=self.node_id,
             device=self.device,
+            num_threads=self.threads,  # what best_config.yaml records for a bit-exact rerun
         )
         checkpoint = None
         if event.is_new_best and event.best_checkpoint is not None:
@@ -65,7 +67,7 @@ class TuneReporter:
 
 def _trial_cpus() -> int:
     resources = tune.get_context().get_trial_resources().required_resources
-    return max(1, int(resources.get("CPU", 1)))
+    return trial_threads(resources.get("CPU", 1))
 
 
 def _restore_checkpoint(work_dir: Path) -> Path | None:
@@ -89,9 +91,9 @@ def train_detr(config: dict[str, Any], *, base: dict[str, Any], space: dict[str,
     """
     context = tune.get_context()
     with output_to_file(Path(context.get_trial_dir()) / TRIAL_LOG_FILE):
-        raw = trial_run_config(base, space, config)
+        threads = _trial_cpus()
+        raw = trial_run_config(base, space, config, threads=threads)
         raw["data"] = data
-        raw["num_threads"] = _trial_cpus()
         run_config = run_config_from_dict(raw, source=f"trial {context.get_trial_id()}")
         work_dir = Path(tempfile.mkdtemp(prefix="detr-trial-"))
         try:
@@ -101,7 +103,7 @@ def train_detr(config: dict[str, Any], *, base: dict[str, Any], space: dict[str,
             train_run(
                 run_config,
                 output_dir=work_dir / "run",
-                listeners=[TuneReporter(metric)],
+                listeners=[TuneReporter(metric, threads)],
                 resume_from_checkpoint=_restore_checkpoint(work_dir),
                 prepared_data=prepared,
                 evaluate_test=False,
