@@ -47,6 +47,7 @@ def journal_storage(experiment: ExperimentPath) -> JournalStorage:
     """Optuna storage of the experiment's journal (picklable, no database server)."""
     if isinstance(experiment, UriPath) and not experiment.is_local_fs:
         return JournalStorage(SyncedJournalFileBackend(experiment / STUDY_FILE))
-    if isinstance(experiment, UriPath):  # file://: the file itself, as for a local path
-        return JournalStorage(JournalFileBackend(experiment.path + "/" + STUDY_FILE))
-    return JournalStorage(JournalFileBackend(str(Path(experiment) / STUDY_FILE)))
+    # a local folder or a file:// URI: the journal file itself, appended in place
+    folder = Path(experiment.path) if isinstance(experiment, UriPath) else Path(experiment)
+    folder.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(folder / STUDY_FILE)))
