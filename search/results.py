@@ -176,8 +176,10 @@ def load_trial(
         match = _TRIAL_ID_IN_DIRNAME.search(trial_dir.name)
         trial_id = match.group(1) if match else trial_dir.name
     done = bool(results and results[-1].get("done")) or ray_status == "TERMINATED"
+    # error.txt stays after a failure that a retry (max_failures) got past: a trial that
+    # ended is not errored; its error column still tells what happened on the way
     status = trial_status(
-        results[-1] if results else None, errored=error is not None,
+        results[-1] if results else None, errored=error is not None and not done,
         max_t=spec.scheduler.max_t, ended=done, cut_by_budget=trial_id in budget_cut,
     )
     best_value, best_step = best_of(results, spec.metric, spec.mode)
