@@ -91,7 +91,10 @@ def train_detr(config: dict[str, Any], *, base: dict[str, Any], space: dict[str,
     parameters or absolute COCO paths, prepared on this node before training.
     """
     context = tune.get_context()
-    with output_to_file(Path(context.get_trial_dir()) / TRIAL_LOG_FILE):
+    # Tune runs the trial in its working folder and uploads it from whichever node it is on;
+    # `get_trial_dir()` names the driver's staging folder for an actor's first trial instead,
+    # which only reaches storage when the trial runs on the driver's node.
+    with output_to_file(Path.cwd() / TRIAL_LOG_FILE):
         raw = trial_run_config(base, space, config)
         raw["data"] = data_section(data)
         raw["num_threads"] = _trial_cpus()

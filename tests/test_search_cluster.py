@@ -69,17 +69,22 @@ def _working_dirs(temp_dir: Path) -> set[str]:
 
 def _lose_the_worker_after_a_checkpoint(cluster: Any, worker: Any, worker_temp: Path,
                                         head_temp: Path, s3: Any,
-                                        proc: subprocess.Popen[bytes], log: Path) -> str:
-    """Remove the worker node once a trial running there has a checkpoint on S3; that trial."""
+                                        proc: subprocess.Popen[bytes],
+                                        log: Path) -> tuple[str, str]:
+    """Remove the worker node once a trial running there has uploaded a checkpoint and its
+    trial.log to S3; (that trial, its trial.log as the worker uploaded it)."""
     deadline = time.monotonic() + CLI_TIMEOUT_S
     while time.monotonic() < deadline:
         assert proc.poll() is None, "search ended first:\n" + output_tail(log.read_text())
         for trial in sorted(_working_dirs(worker_temp)):
-            if any(k.endswith("/checkpoint_meta.json")
-                   for k in s3.keys(f"results/{NAME}/{trial}/checkpoint_")):
-                assert trial not in _working_dirs(head_temp)  # running on the worker alone
-                cluster.remove_node(worker)
-                return trial
+            keys = s3.keys(f"results/{NAME}/{trial}/")
+            if any(k.endswith("/checkpoint_meta.json") for k in keys) and \
+                    f"results/{NAME}/{trial}/trial.log" in keys:
+                trial_log = s3.read(f"results/{NAME}/{trial}/trial.log").decode()
+                if "data: synthetic dataset" in trial_log:
+                    assert trial not in _working_dirs(head_temp)  # on the worker alone
+                    cluster.remove_node(worker)
+                    return trial, trial_log
         time.sleep(0.2)
     raise AssertionError("no trial on the worker checkpointed:\n" + output_tail(log.read_text()))
 
@@ -118,7 +123,7 @@ def test_two_nodes_with_their_own_disks_results_on_s3_and_a_lost_node(
             proc = start_cli(RUN_SCRIPT, [*args, "--final-seeds", "1",
                                           "--report-dir", report_copy], env, log)
             try:
-                lost = _lose_the_worker_after_a_checkpoint(
+                lost, worker_log = _lose_the_worker_after_a_checkpoint(
                     cluster, worker, temp_dirs["worker"], temp_dirs["head"], s3, proc, log)
                 returncode = proc.wait(timeout=CLI_TIMEOUT_S)
             finally:
@@ -176,7 +181,10 @@ def test_two_nodes_with_their_own_disks_results_on_s3_and_a_lost_node(
         assert copies[role][0].name == reference.name
         assert (copies[role][0] / "train.json").read_bytes() == \
             (reference / "train.json").read_bytes()
-    for trial, log_text in logs.items():  # the log of the trial's last run, on the head
+    # as the trials' logs say, uploaded from their nodes (the lost trial's first, from the
+    # worker, was replaced by its retry's, from the head)
+    assert f"data: synthetic dataset {copies['worker'][0]} on node " in worker_log
+    for trial, log_text in logs.items():
         assert f"data: synthetic dataset {copies['head'][0]} on node " in log_text, trial
 
     # every output is on the URI, built by reading the experiment back from it

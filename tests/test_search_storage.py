@@ -17,7 +17,7 @@ import yaml
 from s3_server import S3Server, apply_env, s3_server
 from search_helpers import write_fake_experiment
 
-from search.export import export_experiment, main
+from search.export import copy_report, export_experiment, main
 from search.storage import UriPath, copy_tree, folder_has_entries, location, remove_tree
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -134,7 +134,7 @@ def _strip(report: str, *places: str) -> list[str]:
 @pytest.mark.parametrize("root_uri", ["s3", pytest.param("file", marks=pytest.mark.slow)],
                          indirect=True)
 def test_export_on_a_storage_uri_writes_the_same_outputs_as_on_a_local_folder(
-        root_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        root_uri: str, tmp_path: Path) -> None:
     local = write_fake_experiment(tmp_path / "local" / "iou")
     uri = f"{root_uri}/iou"
     copy_tree(local, location(uri))  # the trial folders, as Ray Tune writes them to storage
@@ -162,25 +162,19 @@ def test_export_on_a_storage_uri_writes_the_same_outputs_as_on_a_local_folder(
     assert f"python search/export.py {uri}" in report
     if uri.startswith("s3://"):
         assert f"# copy {uri}/optuna_study.log here first" in report
-    # the CLI on the URI, with a local copy of the report that shows its plots; this second
-    # export keeps the copied model (the same checkpoint) as it is
-    before = location(f"{uri}/best_model/export_source.json").stat().st_mtime_ns
-    capsys.readouterr()
+    # a local copy of the report (`--report-dir`), with the plots it shows
     copy_dir = tmp_path / "report-copy"
-    assert main([uri, "--no-evaluate", "--report-dir", str(copy_dir)]) == 0
-    out = capsys.readouterr().out
-    assert location(f"{uri}/best_model/export_source.json").stat().st_mtime_ns == before
-    assert f"report:      {uri}/REPORT.md" in out
-    assert f"report copy: {copy_dir / 'REPORT.md'}" in out
+    assert copy_report(summary, copy_dir) == copy_dir / "REPORT.md"
     copied = (copy_dir / "REPORT.md").read_text()
-    assert _strip(copied, uri) == _strip(report, uri)
+    assert copied == report
     links = [line[line.index("](") + 2:-1] for line in copied.splitlines()
              if line.startswith("![")]
     assert links and all((copy_dir / link).is_file() for link in links)
 
 
 def test_winner_is_evaluated_from_a_download_and_its_log_uploaded(
-        s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> None:
+        s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request,
+        capsys: pytest.CaptureFixture[str]) -> None:
     import search.winner_eval as winner_eval
 
     uri = s3.uri(f"{_unique(request)}/iou")
@@ -194,17 +188,26 @@ def test_winner_is_evaluated_from_a_download_and_its_log_uploaded(
         return {"map": 0.5, "map_50": 0.8, "recall": 0.9, "iou_mean": 0.7}
 
     monkeypatch.setattr(winner_eval, "evaluate_on_test", fake_evaluate)
-    summary = export_experiment(uri, evaluate_winner=True)
+    copy_dir = tmp_path / "report"
+    assert main([uri, "--report-dir", str(copy_dir)]) == 0  # the CLI on a URI
     assert calls == [(f"{uri}/best_config.yaml", "best_model")]
-    assert json.loads(_read(f"{uri}/test_metrics.json"))["map_50"] == 0.8
+    metrics = json.loads(_read(f"{uri}/test_metrics.json"))
+    assert metrics["map_50"] == 0.8
     assert _read(f"{uri}/best_model/test_evaluation.log") == b"evaluated\n"
-    assert summary.test_metrics is not None and summary.test_metrics["map"] == 0.5
-    assert "## Test metrics of the winner" in _read(f"{uri}/REPORT.md").decode()
+    report = _read(f"{uri}/REPORT.md").decode()
+    assert "## Test metrics of the winner" in report
+    out = capsys.readouterr().out
+    assert f"report:      {uri}/REPORT.md" in out
+    assert f"report copy: {copy_dir / 'REPORT.md'}" in out
+    assert (copy_dir / "REPORT.md").read_text() == report
+    assert sorted(p.name for p in (copy_dir / "plots").iterdir()) == \
+        sorted(p.name for p in location(f"{uri}/plots").iterdir())
     # current metrics are reused: no second evaluation
-    metrics, error = winner_eval.winner_test_metrics(
-        summary.experiment_dir, summary.best_config, summary.best_config_path,
-        summary.best_model_dir, evaluate=True)
-    assert (metrics, error, len(calls)) == (summary.test_metrics, None, 1)
+    experiment = location(uri)
+    found, error = winner_eval.winner_test_metrics(
+        experiment, yaml.safe_load(_read(f"{uri}/best_config.yaml")),
+        experiment / "best_config.yaml", experiment / "best_model", evaluate=True)
+    assert (found, error, len(calls)) == (metrics, None, 1)
 
 
 def test_export_of_a_uri_without_an_experiment_is_one_line_exit_2(
