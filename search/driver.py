@@ -216,9 +216,13 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> ExperimentPath:
         data = json.loads(record.read_text())
     else:
         data = data_record(spec.base, str(spec.source), on_cluster=bool(options.address))
-    experiment_dir.mkdir(parents=True, exist_ok=True)
-    write_spec_file(spec, experiment_dir)
-    write_text_atomic(record, json.dumps(data, indent=2))
+    try:
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+        write_spec_file(spec, experiment_dir)
+        write_text_atomic(record, json.dumps(data, indent=2))
+    except OSError as exc:  # no such bucket, no credentials, a read-only folder
+        raise UserInputError(f"cannot write there: {' '.join(str(exc).split())}",
+                             source=path) from None
     start_ray(options)
     try:
         from search.console import SearchProgress

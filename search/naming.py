@@ -39,14 +39,18 @@ def existing_suffixes(storage: str, stem: str) -> dict[int, str]:
     pattern = re.compile(rf"^{re.escape(stem)}(?:-([0-9]+))?$")
     root = location(storage)
     found = {}
-    if not root.is_dir():
-        return found
-    for entry in root.iterdir():
-        match = pattern.match(entry.name)
-        if match and entry.is_dir() and folder_has_entries(entry):
-            number = int(match.group(1)) if match.group(1) else 1
-            if number >= 2 or match.group(1) is None:
-                found[number] = entry.name
+    try:
+        if not root.is_dir():
+            return found
+        for entry in root.iterdir():
+            match = pattern.match(entry.name)
+            if match and entry.is_dir() and folder_has_entries(entry):
+                number = int(match.group(1)) if match.group(1) else 1
+                if number >= 2 or match.group(1) is None:
+                    found[number] = entry.name
+    except OSError as exc:  # no such bucket, no credentials, no network
+        raise UserInputError(f"cannot list the storage: {' '.join(str(exc).split())}",
+                             source=storage) from None
     return found
 
 
@@ -79,7 +83,7 @@ def choose_experiment(storage: str, stem: str, *, explicit: bool,
     shown = storage.rstrip("/")
     if explicit:
         where = experiment_location(storage, stem)
-        if not resume and folder_has_entries(where):
+        if not resume and existing_suffixes(storage, stem).get(1) == stem:
             raise UserInputError(f"experiment {stem!r} exists; pass --resume to continue it, "
                                  "or leave out --name for a new numbered one", source=where)
         return ExperimentChoice(stem)

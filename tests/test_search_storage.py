@@ -263,3 +263,23 @@ def test_study_journal_on_a_file_uri_is_the_file_in_the_folder(tmp_path: Path) -
     lines = (tmp_path / "iou" / "optuna_study.log").read_text().splitlines()
     assert lines and all(json.loads(line) for line in lines)
 
+
+
+def test_storage_that_cannot_be_written_is_one_line_before_ray_starts(
+        s3: S3Server, tmp_path: Path) -> None:
+    import ray
+    from search_helpers import write_space
+
+    from detr_core.errors import UserInputError
+    from search.driver import SearchOptions, run_search
+    from search.spec_loading import load_search_spec
+
+    space = write_space(tmp_path / "space.yaml", "iou",
+                        {"seed": {"choice": [1, 2]}}, num_samples=1)
+    spec = load_search_spec(space, {})
+    with pytest.raises(UserInputError) as exc:
+        run_search(spec, SearchOptions(storage="s3://no-such-bucket/results"))
+    message = str(exc.value)
+    assert message.startswith("s3://no-such-bucket/results/iou: cannot write there: ")
+    assert "\n" not in message
+    assert not ray.is_initialized()
