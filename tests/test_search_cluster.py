@@ -108,6 +108,7 @@ def test_two_nodes_with_their_own_disks_results_on_s3_and_a_lost_node(
                            "RAY_TMPDIR": str(scope.tmpdir)}.items():
             monkeypatch.setenv(key, value)  # node processes inherit the test's environment
         temp_dirs = {role: scope.tmpdir / role[0] for role in ("head", "worker")}  # short
+        (scope.tmpdir / "ray").mkdir()  # RAY_TMPDIR/ray: where Ray notes the cluster address
         node_args = {"num_cpus": 1, "include_dashboard": False}
         monkeypatch.setenv("DETR_SEARCH_CACHE", str(caches["head"]))
         cluster = Cluster(initialize_head=True,
