@@ -313,22 +313,24 @@ def local_copy(where: ExperimentPath, upload_back: bool = False) -> Iterator[Pat
     try:
         local = work / (where.name or "root")
         local.mkdir()
-        before = set(copy_tree(where, local))
+        copy_tree(where, local)
+        downloaded = _file_stamps(local)
         yield local
         if upload_back:
-            for rel in _files_under(local):
-                if rel not in before or _changed(local / rel, where / rel):
+            for rel, stamp in _file_stamps(local).items():
+                if downloaded.get(rel) != stamp:  # written or rewritten by the caller
                     (where / rel).write_bytes((local / rel).read_bytes())
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _changed(local_file: Path, remote: UriPath) -> bool:
-    try:
-        return local_file.read_bytes() != remote.read_bytes()
-    except OSError:
-        return True
-
+def _file_stamps(folder: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file under a local folder, by POSIX path relative to it."""
+    stamps = {}
+    for rel in _files_under(folder):
+        stat = (folder / rel).stat()
+        stamps[rel] = (stat.st_size, stat.st_mtime_ns)
+    return stamps
 
 
 def relative_posix(target: ExperimentPath, start: ExperimentPath) -> str:
