@@ -39,18 +39,23 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserInputError("file not found", source=path)
+    return parse_yaml_mapping(path.read_text(encoding="utf-8"), path)
+
+
+def parse_yaml_mapping(text: str, source: str | Path) -> dict[str, Any]:
+    """YAML text whose top level must be a mapping (read from anywhere); errors name `source`."""
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserInputError(f"not valid YAML{where}: {problem}", source=path) from None
+        raise UserInputError(f"not valid YAML{where}: {problem}", source=source) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise UserInputError(f"top level must be a mapping, got {type(data).__name__}",
-                             source=path)
+                             source=source)
     return data
 
 
@@ -61,7 +66,12 @@ def loads_yaml(text: str) -> Any:
 
 def dump_yaml(data: Any, path: str | Path, header: str = "") -> None:
     """Write `data` as block-style YAML, keys in insertion order, with an optional # header."""
+    Path(path).write_text(dumps_yaml(data, header), encoding="utf-8")
+
+
+def dumps_yaml(data: Any, header: str = "") -> str:
+    """`data` as the text `dump_yaml` writes (for files written elsewhere than a local path)."""
     text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
     if header:
         text = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + text
-    Path(path).write_text(text, encoding="utf-8")
+    return text

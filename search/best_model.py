@@ -4,6 +4,8 @@ Each trial keeps the Trainer checkpoint of its best step (see `search.trainable`
 `checkpoint_meta.json` naming step, metric and value. The copy in `best_model/` carries
 `export_source.json` (which trial, which checkpoint), so a re-export of the same winner leaves
 it untouched and a stale copy of another trial is never left beside a new `best_config.yaml`.
+On an object store (no folder rename) the old copy is deleted, the new one uploaded and
+`export_source.json` written last, so an interrupted copy is redone by the next export.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from detr_core.metric_names import is_better
 from search.files import read_json
 from search.layout import BEST_MODEL_DIR, CHECKPOINT_META_FILE, MODEL_SOURCE_FILE
 from search.results import TrialRecord
+from search.storage import ExperimentPath, UriPath, copy_tree, relative_posix, remove_tree
 from search.values import as_float, as_int
 
 
-def read_checkpoints(trial_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+def read_checkpoints(trial_dir: ExperimentPath) -> list[tuple[ExperimentPath, dict[str, Any]]]:
     """`(checkpoint dir, checkpoint_meta.json)` for every checkpoint of a trial, oldest first."""
     found = []
     for ckpt in sorted(trial_dir.glob("checkpoint_*")):
@@ -36,7 +39,7 @@ def read_checkpoints(trial_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
 
 def select_checkpoint(
     trial: TrialRecord, mode: str
-) -> tuple[Path, dict[str, Any]] | None:
+) -> tuple[ExperimentPath, dict[str, Any]] | None:
     """The checkpoint of the trial's best step; else the one whose meta value is best.
 
     The fallback covers a `CheckpointConfig(num_to_keep=...)` that deleted the best-step
@@ -54,23 +57,29 @@ def select_checkpoint(
     return chosen
 
 
-def model_folder(checkpoint_dir: Path, meta: Mapping[str, Any]) -> Path:
+def model_folder(checkpoint_dir: ExperimentPath, meta: Mapping[str, Any]) -> ExperimentPath:
     """The `save_pretrained` folder inside a checkpoint, as its meta names it."""
     return checkpoint_dir / str(meta.get("model_dir") or ".")
 
 
-def copy_best_model(experiment_dir: Path, source: Path, provenance: dict[str, Any]) -> Path:
+def copy_best_model(experiment_dir: ExperimentPath, source: ExperimentPath,
+                    provenance: dict[str, Any]) -> ExperimentPath:
     """Copy `source` to `best_model/`, replacing an older copy in (nearly) one step.
 
     The copy goes to a temp folder first and is renamed into place, so a crash never leaves a
     half-copied `best_model/`. An existing copy of the very same checkpoint is kept as it is:
-    its timestamp is what tells `test_metrics.json` whether it is still current.
+    its `export_source.json`'s timestamp tells `test_metrics.json` whether it is current.
     """
     dest = experiment_dir / BEST_MODEL_DIR
     if read_json(dest / MODEL_SOURCE_FILE) == provenance:
         return dest
     if not (source / "config.json").is_file():
         print(f"warning: {source} has no config.json; copying it anyway", file=sys.stderr)
+    if isinstance(dest, UriPath):
+        remove_tree(dest)
+        copy_tree(source, dest)
+        (dest / MODEL_SOURCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+        return dest
     tmp = Path(tempfile.mkdtemp(prefix=f".{BEST_MODEL_DIR}.", dir=experiment_dir))
     shutil.copytree(source, tmp, dirs_exist_ok=True)
     (tmp / MODEL_SOURCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
@@ -85,8 +94,8 @@ def copy_best_model(experiment_dir: Path, source: Path, provenance: dict[str, An
 
 
 def copy_winner_model(
-    experiment_dir: Path, winner: TrialRecord, mode: str
-) -> tuple[Path | None, int | None, str | None]:
+    experiment_dir: ExperimentPath, winner: TrialRecord, mode: str
+) -> tuple[ExperimentPath | None, int | None, str | None]:
     """Find the winner's best-step checkpoint and copy its model; (dir, step, source) or Nones.
 
     A stale `best_model/` of another trial is removed when the winner has no checkpoint, so
@@ -96,7 +105,7 @@ def copy_winner_model(
     if chosen is None:
         stale = experiment_dir / BEST_MODEL_DIR
         if (stale / MODEL_SOURCE_FILE).is_file():
-            shutil.rmtree(stale)
+            remove_tree(stale)
         print(f"warning: trial {winner.trial_id} has no checkpoint with {CHECKPOINT_META_FILE}; "
               f"no {BEST_MODEL_DIR}/ written", file=sys.stderr)
         return None, None, None
@@ -106,7 +115,7 @@ def copy_winner_model(
         print(f"warning: {ckpt_dir / CHECKPOINT_META_FILE} names model_dir {source}, which is "
               f"not a folder; no {BEST_MODEL_DIR}/ written", file=sys.stderr)
         return None, None, None
-    relative = Path(os.path.relpath(source, winner.path.parent)).as_posix()
+    relative = relative_posix(source, winner.path.parent)
     provenance = {
         "trial_id": winner.trial_id,
         "checkpoint": relative,

@@ -1,13 +1,15 @@
 """Wire one search: prepare the data, start (or join) Ray, fit the `Tuner`, export.
 
     spec = load_search_spec("search_spaces/iou.yaml")
-    run_search(spec, SearchOptions(storage="results"))
+    run_search(spec, SearchOptions(storage="results"))   # or storage="s3://bucket/results"
 
 The `Tuner` is `with_resources(with_parameters(train_detr, ...))` over the spec's flat dotted
 space, searched by `AshaAwareOptunaSearch` (TPE, seeded) behind a `ConcurrencyLimiter`, and
 scheduled by `ASHAScheduler(time_attr="step")`. Results go to STORAGE/NAME, which is the Ray
-experiment folder itself: trial folders (with TensorBoard events and `trial.log`), the Optuna
-study journal, `search_spec.yaml`, then what `search.export` writes from them.
+experiment folder itself, a local path or a storage URI (`search.storage`): trial folders
+(with TensorBoard events and `trial.log`), the Optuna study journal, `search_spec.yaml`, the
+data record the trials prepare their dataset from on their own node (`search.node_data`),
+then what `search.export` writes from them.
 
 The console shows our own progress (`search.console`); Ray Tune's tables, Ray's logs and the
 trials' output reach it only with `verbose` (`-v`). `time_budget_s` ends the search at that
@@ -24,14 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detr_core.config import SplitPaths, run_config_from_dict
-from detr_core.data.prepare import prepare_data
 from detr_core.errors import UserInputError
 from detr_core.metric_names import SELECTABLE_EVAL_METRICS
 from search.budget import default_max_concurrent
 from search.cli import DEFAULT_DASHBOARD_PORT, DEFAULT_STORAGE, experiment_path
+from search.files import write_text_atomic
 from search.layout import PREPARED_DATA_FILE
+from search.node_data import data_record
 from search.spec import SearchSpec, write_spec_file
+from search.storage import ExperimentPath, folder_has_entries, is_uri, location, split_uri
 from search.tune_space import to_tune_param_space
 
 
@@ -47,28 +50,7 @@ class SearchOptions:
     final_seeds: int = 0
     verbose: int = 0  # 0: our progress only; 1: Ray Tune's tables and Ray's logs too
     time_budget_s: float | None = None
-
-
-def _is_uri(path: str) -> bool:
-    return "://" in path
-
-
-def _experiment_exists(path: str) -> bool:
-    return not _is_uri(path) and any(Path(path).glob("experiment_state-*.json"))
-
-
-def prepare_search_data(spec: SearchSpec) -> dict[str, Any]:
-    """Generate or validate the dataset once; trials get its absolute COCO paths."""
-    base = run_config_from_dict(spec.base, source=str(spec.source))
-    prepared = prepare_data(base.data).as_data_config()
-
-    def paths(split: SplitPaths | None) -> dict[str, str] | None:
-        return None if split is None else {"annotations": split.annotations,
-                                           "images": split.images}
-
-    found = {"train": paths(prepared.train), "val": paths(prepared.val),
-             "test": paths(prepared.test)}
-    return {k: v for k, v in found.items() if v is not None}
+    report_dir: Path | None = None  # a local copy of REPORT.md and its plots
 
 
 def auth_token_path() -> Path:
@@ -117,12 +99,14 @@ def start_ray(options: SearchOptions) -> None:
         print(line, flush=True)
 
 
-def _searcher(spec: SearchSpec, experiment_dir: Path, max_concurrent: int) -> tuple[Any, Any]:
+def _searcher(spec: SearchSpec, experiment_dir: ExperimentPath,
+              max_concurrent: int) -> tuple[Any, Any]:
     """(the searcher handed to Tune, the Optuna searcher inside it)."""
     import optuna
     from ray.tune.search import ConcurrencyLimiter
 
-    from search.searcher import AshaAwareOptunaSearch, journal_storage
+    from search.searcher import AshaAwareOptunaSearch
+    from search.study_journal import journal_storage
 
     sampler = optuna.samplers.TPESampler(seed=spec.searcher.seed,
                                          n_startup_trials=spec.searcher.n_startup_trials)
@@ -166,7 +150,7 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
         time_attr="step", max_t=spec.scheduler.max_t, grace_period=spec.scheduler.grace_period,
         reduction_factor=spec.scheduler.reduction_factor,
     )
-    search_alg, optuna_search = _searcher(spec, Path(path), max_concurrent)
+    search_alg, optuna_search = _searcher(spec, location(path), max_concurrent)
     tuner = tune.Tuner(
         trainable,
         param_space=to_tune_param_space(spec),
@@ -178,7 +162,7 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
         ),
         run_config=tune.RunConfig(
             name=spec.name,
-            storage_path=str(Path(path).parent) if not _is_uri(path) else path.rsplit("/", 1)[0],
+            storage_path=split_uri(path)[0] if is_uri(path) else str(Path(path).parent),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=spec.metric,
                 checkpoint_score_order=spec.mode),
@@ -193,7 +177,7 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
     return tuner, optuna_search
 
 
-def _record_budget_cut(experiment_dir: Path, options: SearchOptions, tuner: Any,
+def _record_budget_cut(experiment_dir: ExperimentPath, options: SearchOptions, tuner: Any,
                        optuna_search: Any, progress: Any) -> list[str]:
     """After a search the time budget ended: which trials it cut, on disk and in the study."""
     from search.time_budget import write_budget_record
@@ -213,7 +197,7 @@ def _record_budget_cut(experiment_dir: Path, options: SearchOptions, tuner: Any,
     return cut
 
 
-def run_search(spec: SearchSpec, options: SearchOptions) -> Path:
+def run_search(spec: SearchSpec, options: SearchOptions) -> ExperimentPath:
     """Run (or resume) the search, export its results; returns the experiment folder."""
     started = time.time()
     quiet_libraries(options.verbose)
@@ -221,20 +205,24 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> Path:
     from ray import tune
 
     path = experiment_path(options.storage, spec.name)
+    experiment_dir = location(path)
     if options.resume and not tune.Tuner.can_restore(path):
         raise UserInputError("no experiment to resume there", source=path)
-    if not options.resume and _experiment_exists(path):
+    if not options.resume and folder_has_entries(experiment_dir):
         raise UserInputError(f"experiment {spec.name!r} exists; pass --resume to continue it "
                              "or --name for a new one", source=path)
-    experiment_dir = Path(path)
-    if options.resume and (experiment_dir / PREPARED_DATA_FILE).is_file():
-        data = json.loads((experiment_dir / PREPARED_DATA_FILE).read_text())
+    record = experiment_dir / PREPARED_DATA_FILE
+    if options.resume and record.is_file():
+        data = json.loads(record.read_text())
     else:
-        data = prepare_search_data(spec)
-    if not _is_uri(path):
+        data = data_record(spec.base, str(spec.source), on_cluster=bool(options.address))
+    try:
         experiment_dir.mkdir(parents=True, exist_ok=True)
         write_spec_file(spec, experiment_dir)
-        (experiment_dir / PREPARED_DATA_FILE).write_text(json.dumps(data, indent=2))
+        write_text_atomic(record, json.dumps(data, indent=2))
+    except OSError as exc:  # no such bucket, no credentials, a read-only folder
+        raise UserInputError(f"cannot write there: {' '.join(str(exc).split())}",
+                             source=path) from None
     start_ray(options)
     try:
         from search.console import SearchProgress
@@ -248,14 +236,11 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> Path:
                      *([progress] if progress else [])]
         tuner, optuna_search = build_tuner(spec, options, data, callbacks, stop=budget)
         tuner.fit()
-        if budget is not None and budget.reached and not _is_uri(path):
+        if budget is not None and budget.reached:
             cut = _record_budget_cut(experiment_dir, options, tuner, optuna_search, progress)
             print(f"time budget of {options.time_budget_s:g} s reached: {len(cut)} running "
                   "trial(s) cut, exporting what finished", flush=True)
-        if _is_uri(path):
-            print(f"results are in {path}; run `python search/export.py` on a local copy")
-            return experiment_dir
-        from search.export import export_experiment
+        from search.export import copy_report, export_experiment
 
         summary = export_experiment(experiment_dir)
         budget_spent = budget is not None and budget.reached
@@ -267,6 +252,8 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> Path:
             run_final_seeds(experiment_dir, spec, data, options.final_seeds)
             summary = export_experiment(experiment_dir)
         print(summary.describe(), flush=True)
+        if options.report_dir is not None:
+            print(f"report copy: {copy_report(summary, options.report_dir)}", flush=True)
     finally:
         ray.shutdown()
     return experiment_dir

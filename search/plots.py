@@ -12,10 +12,10 @@ The only module that imports matplotlib (headless `Agg` backend).
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -28,15 +28,19 @@ from search.formatting import label
 from search.importance import Importances
 from search.results import TrialRecord
 from search.spec import SearchSpec
+from search.storage import ExperimentPath
 from search.trial_status import status_category
 from search.values import as_float, as_int
 
 IMPORTANCES_PNG = "importances.png"
 
 
-def _save(fig: Any, path: Path) -> Path:
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+def _save(fig: Any, path: ExperimentPath) -> ExperimentPath:
+    """The chart as PNG bytes, written in one go (a local file or one upload to a URI)."""
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
+    path.write_bytes(png.getvalue())
     return path
 
 
@@ -52,8 +56,9 @@ def curve(results: Iterable[Mapping[str, Any]], key: str) -> tuple[list[int], li
 
 
 def plot_curves(
-    path: Path, trials: Sequence[TrialRecord], key: str, title: str, winner: str | None
-) -> Path:
+    path: ExperimentPath, trials: Sequence[TrialRecord], key: str, title: str,
+    winner: str | None,
+) -> ExperimentPath:
     """`key` vs step for every trial on one chart; the winner drawn thicker."""
     fig, ax = plt.subplots(figsize=(9, 5))
     drawn = 0
@@ -104,8 +109,9 @@ _POINT_STYLES = {  # status category -> (label, scatter style)
 
 
 def plot_param(
-    path: Path, spec: SearchSpec, trials: Sequence[TrialRecord], key: str, winner: str | None
-) -> Path:
+    path: ExperimentPath, spec: SearchSpec, trials: Sequence[TrialRecord], key: str,
+    winner: str | None,
+) -> ExperimentPath:
     """Sampled value of `key` vs the best metric each trial reached; the winner as a star.
 
     Marker shape tells full-budget scores from partial ones (ASHA-stopped, cut, interrupted)
@@ -139,7 +145,7 @@ def plot_param(
     return _save(fig, path)
 
 
-def plot_importances(path: Path, importances: Importances) -> Path:
+def plot_importances(path: ExperimentPath, importances: Importances) -> ExperimentPath:
     """Horizontal bars, most important parameter on top."""
     names = list(importances.values)[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.6 * max(len(names), 1) + 1.5))
@@ -153,9 +159,9 @@ def plot_importances(path: Path, importances: Importances) -> Path:
 
 
 def write_plots(
-    plots_dir: Path, spec: SearchSpec, trials: Sequence[TrialRecord], keys: Sequence[str],
-    winner: str | None,
-) -> list[Path]:
+    plots_dir: ExperimentPath, spec: SearchSpec, trials: Sequence[TrialRecord],
+    keys: Sequence[str], winner: str | None,
+) -> list[ExperimentPath]:
     """The curve and per-parameter charts of the report; returns their paths in report order."""
     plots_dir.mkdir(exist_ok=True)
     written = [
@@ -170,7 +176,8 @@ def write_plots(
     return written
 
 
-def write_importances_plot(plots_dir: Path, importances: Importances) -> Path | None:
+def write_importances_plot(plots_dir: ExperimentPath,
+                           importances: Importances) -> ExperimentPath | None:
     """`plots/importances.png` when there are importances; else any old one is removed."""
     path = plots_dir / IMPORTANCES_PNG
     if not importances.values:

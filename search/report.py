@@ -20,6 +20,7 @@ from search.importance import MIN_TRIALS
 from search.layout import BEST_CONFIG_FILE, BEST_MODEL_DIR, SEEDS_DIR, STUDY_FILE
 from search.results import TrialRecord
 from search.spec import SearchSpec
+from search.storage import UriPath
 from search.summary import ExportSummary, counts_text
 from search.values import as_float
 from search.winner import rank_trials
@@ -133,12 +134,17 @@ def _what_mattered(summary: ExportSummary, spec: SearchSpec) -> list[str]:
             rel = summary.importances_plot.relative_to(summary.experiment_dir).as_posix()
             lines += [f"![importances]({rel})", ""]
     study = display_path(summary.experiment_dir / STUDY_FILE)
+    fetch = []
+    if isinstance(summary.experiment_dir, UriPath) and not summary.experiment_dir.is_local_fs:
+        fetch = [f"# copy {study} here first (e.g. `aws s3 cp` / `gcloud storage cp`)"]
+        study = STUDY_FILE
     lines += [
         f"The Optuna study (`{spec.name}`, every trial with its intermediate values; "
         "ASHA-stopped trials are PRUNED) opens in optuna-dashboard from its journal file:",
         "",
         "```",
         "pip install optuna-dashboard",
+        *fetch,
         f"optuna-dashboard {study}",
         "```",
         "",

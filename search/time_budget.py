@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from ray.tune.stopper import Stopper
 
 from search.layout import TIME_BUDGET_FILE
+from search.storage import ExperimentPath
 
 
 class TimeBudget(Stopper):
@@ -36,7 +36,8 @@ class TimeBudget(Stopper):
         return self.reached
 
 
-def write_budget_record(experiment_dir: Path, budget_s: float, cut: Sequence[str]) -> Path:
+def write_budget_record(experiment_dir: ExperimentPath, budget_s: float,
+                        cut: Sequence[str]) -> ExperimentPath:
     """`time_budget.json`: the budget and the trials it cut (read back by the export)."""
     path = experiment_dir / TIME_BUDGET_FILE
     path.write_text(json.dumps({"budget_s": budget_s, "cut_trials": list(cut)}, indent=2)

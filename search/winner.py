@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from detr_core.metric_names import is_better
-from detr_core.yaml_io import dump_yaml
-from search.files import display_path, temp_path
+from detr_core.yaml_io import dumps_yaml
+from search.files import display_path, write_text_atomic
 from search.layout import BEST_CONFIG_FILE
 from search.results import TrialRecord
 from search.spec import SearchSpec
+from search.storage import ExperimentPath
 from search.trial_config import trial_run_config, trial_threads
 from search.trial_status import ERRORED
 from search.values import as_int
@@ -67,8 +67,8 @@ def build_best_config(spec: SearchSpec, trial: TrialRecord) -> dict[str, Any]:
 
 
 def write_best_config(
-    experiment_dir: Path, spec: SearchSpec, winner: TrialRecord
-) -> tuple[dict[str, Any], Path]:
+    experiment_dir: ExperimentPath, spec: SearchSpec, winner: TrialRecord
+) -> tuple[dict[str, Any], ExperimentPath]:
     """Write `best_config.yaml` (atomically) with a header naming the trial and its best step."""
     config = build_best_config(spec, winner)
     path = experiment_dir / BEST_CONFIG_FILE
@@ -80,7 +80,4 @@ def write_best_config(
         f"num_threads is the trial's thread count: keep it for a bit-exact rerun on this "
         "machine."
     )
-    tmp = temp_path(path)
-    dump_yaml(config, tmp, header=header)
-    tmp.replace(path)
-    return config, path
+    return config, write_text_atomic(path, dumps_yaml(config, header=header))
