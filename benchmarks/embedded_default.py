@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from step_timer import steps_per_second  # noqa: E402  (benchmarks/ is on sys.path)
+
 OUT = ROOT / "results" / "benchmarks"
 SEEDS = (42, 43, 44)
 COLUMNS = ("map", "map_50", "recall", "iou_mean", "center_error_px", "missed", "num_gt")
@@ -80,40 +82,6 @@ def seeds_of(raw: dict[str, Any], folder: Path, label: str) -> list[dict[str, An
     return rows
 
 
-def timed_steps(freeze: bool, steps: int) -> float:
-    """Optimizer steps/s of the default run's model and data, backbone frozen or not."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    from detr_core.config import load_default_run_config
-    from detr_core.data.dataset import DetrCollator
-    from detr_core.data.prepare import prepare_data
-    from detr_core.model import build_image_processor, build_model
-    from detr_core.train import build_datasets
-
-    config = load_default_run_config()
-    data = prepare_data(config.data, validate=False, quiet=True)
-    loader = DataLoader(build_datasets(config, data)["train"], batch_size=8, shuffle=True,
-                        collate_fn=DetrCollator(build_image_processor(config.model)))
-    model = build_model(config.model, data.label_map, config.iou_loss, freeze)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4)
-    model.train()
-    batches, start = iter(loader), None
-    for done in range(steps + 5):
-        if done == 5:
-            start = time.perf_counter()
-        try:
-            batch = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            batch = next(batches)
-        loss = model(**batch).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return steps / (time.perf_counter() - start)
-
-
 def part_freeze(folder: Path) -> dict[str, Any]:
     raw = default_raw()
     runs = []
@@ -124,7 +92,7 @@ def part_freeze(folder: Path) -> dict[str, Any]:
     speed: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(2):  # alternate, so both see the same machine
         for freeze in (False, True):
-            speed[freeze].append(timed_steps(freeze, 150))
+            speed[freeze].append(steps_per_second(150, freeze_backbone=freeze))
     steps_per_s = {k: statistics.fmean(v) for k, v in speed.items()}
     return {"runs": runs,
             "train_steps_per_s": {"trained": round(steps_per_s[False], 2),
