@@ -58,6 +58,7 @@ class TuneReporter:
             node_id=self.node_id,
             device=self.device,
             num_threads=self.threads,  # what best_config.yaml records for a bit-exact rerun
+            first_step_time=event.first_step_time or math.nan,  # start-up latency, measurable
         )
         checkpoint = None
         if event.is_new_best and event.best_checkpoint is not None:
