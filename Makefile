@@ -30,8 +30,8 @@ test-fast: setup      ## unit tests only
 lint: setup
 	$(VENV)/bin/ruff check .
 
-bench: setup          ## measured comparisons; reports go to results/benchmarks/
-	$(PY) benchmarks/run_all.py
+bench: setup          ## the quick search benchmark (replay, minutes); full runs: see README
+	$(PY) benchmarks/search_efficiency.py --quick --out outputs/bench
 
 clean:
 	rm -rf outputs results/*/ .pytest_cache

@@ -208,7 +208,8 @@ def make_search(strategy: str, spec: Any, seed: int, storage: Path) -> tuple[Any
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    from search.searcher import AshaAwareOptunaSearch, journal_storage
+    from search.searcher import AshaAwareOptunaSearch
+    from search.study_journal import journal_storage
 
     concurrency = spec.max_concurrent or 2
     asha = ASHAScheduler(time_attr="step", max_t=spec.scheduler.max_t,

@@ -112,7 +112,7 @@ Made by `{provenance["command"]}` (config `{Path(provenance["config_file"]).name
   ({", ".join(CHECKPOINT_FILES)}).
 - Pretraining data: synthetic task `{syn["task"]}`: stars, crosses, rings, pentagons (rotated;
   gradient and striped backgrounds; {syn["min_objects"]}-{syn["max_objects"]} objects per image,
-  10-40 % of the side), {syn["image_size"]} px, {syn["num_train"]} / {syn["num_val"]} /
+  18-45 % of the side), {syn["image_size"]} px, {syn["num_train"]} / {syn["num_val"]} /
   {syn["num_test"]} train / val / test images, generator seed {syn["seed"]}.
   Fine-tuning task of the embedded default: rectangles, ellipses, triangles (1-3 objects,
   15-50 % of the side, dark noisy backgrounds): no class in common.

@@ -37,12 +37,13 @@ def write_yaml(path: Path, text: str) -> Path:
 
 
 def test_embedded_default_loads() -> None:
-    """The shipped YAML loads, is the synthetic + tiny run, and every value in it survives."""
+    """The shipped YAML loads, fine-tunes the shipped checkpoint on the synthetic data, and
+    every value in it survives."""
     cfg = load_default_run_config()
     assert isinstance(cfg, RunConfig)
     assert DEFAULT_CONFIG_PATH.is_file()
-    assert cfg.model.preset == "tiny"
-    assert cfg.model.checkpoint is None
+    assert cfg.model.preset is None
+    assert cfg.model.checkpoint == "builtin:tiny-shapes"
     assert cfg.data.synthetic is not None
     assert cfg.data.train is None
     assert cfg.iou_loss == "giou"

@@ -55,7 +55,8 @@ def test_replay_through_tune_reports_curves_and_tells_optuna(tmp_path: Path) -> 
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    from search.searcher import AshaAwareOptunaSearch, journal_storage
+    from search.searcher import AshaAwareOptunaSearch
+    from search.study_journal import journal_storage
 
     table = CurveTable.from_runs(_runs())
     searcher = AshaAwareOptunaSearch(

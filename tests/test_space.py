@@ -307,13 +307,18 @@ def test_base_overrides_dotted_and_nested(tmp_path: Path) -> None:
     assert base["training_args"]["num_train_epochs"] == 2
     assert base["training_args"]["learning_rate"] == 1e-4
     assert base["training_args"]["per_device_train_batch_size"] == 8  # kept
-    assert base["model"] == {"preset": "tiny", "image_size": 64, "config_overrides": {}}
+    assert base["model"] == {"checkpoint": "builtin:tiny-shapes", "image_size": 64,
+                             "config_overrides": {}}  # symbolic, never a path
     assert base["evaluation"]["score_threshold"] == 0.3
 
 
 def test_setting_one_of_an_exclusive_pair_drops_the_other(tmp_path: Path) -> None:
-    doc = minimal(base_overrides={"model.checkpoint": "facebook/detr-resnet-50"})
+    doc = minimal(base_overrides={"model.preset": "tiny"})
     base = load_search_spec(write(tmp_path, doc)).base
+    assert base["model"]["preset"] == "tiny"
+    assert "checkpoint" not in base["model"]  # the default's builtin:tiny-shapes is dropped
+    doc = minimal(base_overrides={"model.checkpoint": "facebook/detr-resnet-50"})
+    base = load_search_spec(write(tmp_path, doc, "hub.yaml")).base
     assert base["model"]["checkpoint"] == "facebook/detr-resnet-50"
     assert "preset" not in base["model"]
     doc = {"space": {"training_args.warmup_ratio": {"uniform": [0.0, 0.3]}}}

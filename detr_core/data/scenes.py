@@ -4,8 +4,8 @@
   triangles, 1-3 per image (`min_objects`/`max_objects`), 15-50 % of the image side, on a dark
   noisy background of one colour.
 - `pretrain` (the task the shipped checkpoint was pretrained on, `detr_core.pretrain`): stars,
-  crosses, rings and pentagons, rotated, 1-5 per image, 10-40 % of the side, on gradient and
-  striped backgrounds of any brightness.
+  crosses, rings and pentagons, rotated, square, 1-4 per image (`max_objects`), 18-45 % of the
+  side, on gradient and striped backgrounds of any brightness.
 
 A model pretrained on `pretrain` has never seen a `shapes` class, so fine-tuning on `shapes`
 needs a new classification head and adapted features: the same situation as fine-tuning a
@@ -28,12 +28,13 @@ DrawnObject = tuple[str, Box]
 
 @dataclass(frozen=True)
 class Scene:
-    """One synthetic task: its classes (COCO ids) and how an image of it is drawn."""
+    """One synthetic task: its classes (COCO ids), how an image is drawn, and the version of
+    that drawing (part of the dataset cache key: a changed drawing must not reuse old files)."""
 
     name: str
     category_ids: dict[str, int]
     draw: Callable[[np.random.Generator, int, int, int], tuple[Image.Image, list[DrawnObject]]]
-    default_max_objects: int
+    version: int = 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,6 +112,7 @@ def draw_shapes_image(rng: np.random.Generator, size: int, min_objects: int,
 
 
 PRETRAIN_CATEGORY_IDS = {"star": 1, "cross": 2, "ring": 3, "pentagon": 4}
+PRETRAIN_SIDE = (0.18, 0.45)  # object side as a fraction of the image side
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -120,20 +122,20 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     ys, xs = np.mgrid[0:size, 0:size] / max(1, size - 1)
     t = np.clip(0.5 + (xs - 0.5) * math.cos(angle) + (ys - 0.5) * math.sin(angle), 0, 1)
     pixels = first + (second - first) * t[..., None]
-    if rng.random() < 0.5:
+    if rng.random() < 0.3:
         period = rng.uniform(6, 20)
         phase = (xs * math.cos(angle + 1.3) + ys * math.sin(angle + 1.3)) * size / period
-        pixels += 18 * np.sign(np.sin(2 * math.pi * phase))[..., None]
+        pixels += 8 * np.sign(np.sin(2 * math.pi * phase))[..., None]
     pixels += rng.normal(0, rng.uniform(4, 16), size=(size, size, 3))
     return np.clip(pixels, 0, 255)
 
 
 def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> tuple[int, ...]:
-    """A colour at least 90 (sum over channels) away from the mean under the object."""
+    """A colour at least 150 (sum over channels) away from the mean under the object."""
     mean = background.mean(axis=(0, 1))
-    for _ in range(20):
+    for _ in range(50):
         colour = rng.integers(0, 256, size=3)
-        if np.abs(colour - mean).sum() >= 90:
+        if np.abs(colour - mean).sum() >= 150:
             break
     return tuple(int(c) for c in colour)
 
@@ -183,7 +185,7 @@ def draw_pretrain_image(rng: np.random.Generator, size: int, min_objects: int,
     draw = ImageDraw.Draw(image)
     wanted = int(rng.integers(min_objects, max_objects + 1))
     objects: list[DrawnObject] = []
-    for box in _place(rng, size, wanted, side=(0.10, 0.40), square=True):
+    for box in _place(rng, size, wanted, side=PRETRAIN_SIDE, square=True):
         shape = names[int(rng.integers(len(names)))]
         x, y, w, h = box
         colour = _contrasting_colour(rng, background[y:y + h, x:x + w])
@@ -195,7 +197,6 @@ def draw_pretrain_image(rng: np.random.Generator, size: int, min_objects: int,
 
 
 SCENES = {
-    "shapes": Scene("shapes", SHAPES_CATEGORY_IDS, draw_shapes_image, default_max_objects=3),
-    "pretrain": Scene("pretrain", PRETRAIN_CATEGORY_IDS, draw_pretrain_image,
-                      default_max_objects=5),
+    "shapes": Scene("shapes", SHAPES_CATEGORY_IDS, draw_shapes_image),
+    "pretrain": Scene("pretrain", PRETRAIN_CATEGORY_IDS, draw_pretrain_image, version=2),
 }

@@ -41,7 +41,7 @@ def dataset_dir(cfg: SyntheticConfig) -> Path:
     params = {k: v for k, v in asdict(cfg).items() if k not in ("cache_dir", "task")}
     params["format"] = FORMAT_VERSION
     if cfg.task != "shapes":  # the default task keeps the cache key it always had
-        params["task"] = cfg.task
+        params["task"] = f"{cfg.task}@{SCENES[cfg.task].version}"
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root() / "synthetic"
     return root / f"{cfg.task}-{cfg.image_size}px-{digest}"
