@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from detr_core.cli_parser import ArgumentParser
 from detr_core.errors import UserInputError, exit_on_user_error
 from detr_core.run_layout import CATEGORIES_FILE
 
@@ -164,7 +165,7 @@ def predict_folder(model: str, images_dir: Path, out_dir: Path, threshold: float
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m detr_core.predict",
         description="Detect objects in a folder of images with a trained DETR: writes "
                     "COCO-format detections and the images with their boxes drawn.")

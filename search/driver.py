@@ -12,6 +12,11 @@ study journal, `search_spec.yaml`, then what `search.export` writes from them.
 The console shows our own progress (`search.console`); Ray Tune's tables, Ray's logs and the
 trials' output reach it only with `verbose` (`-v`). `time_budget_s` ends the search at that
 wall time (`search.time_budget`) and exports what finished.
+
+Before anything is written the data is validated (`search.preflight`). Ctrl-C / SIGTERM stop
+the search resumably and are recorded (`search.interrupt`). A local cluster the driver starts
+is marked and watched (`search.orphans`, `search.watchdog`): its processes end with the
+driver however it dies; a cluster joined with `address` is never touched.
 """
 
 from __future__ import annotations
@@ -20,17 +25,18 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detr_core.config import SplitPaths, run_config_from_dict
-from detr_core.data.prepare import prepare_data
 from detr_core.errors import UserInputError
 from detr_core.metric_names import SELECTABLE_EVAL_METRICS
 from search.budget import default_max_concurrent
 from search.cli import DEFAULT_DASHBOARD_PORT, DEFAULT_STORAGE, experiment_path
+from search.interrupt import SearchInterrupts, clear_interrupt_record, record_interruption
 from search.layout import PREPARED_DATA_FILE
+from search.local_cluster import LocalCluster
+from search.preflight import prepare_search_data
 from search.spec import SearchSpec, write_spec_file
 from search.tune_space import to_tune_param_space
 
@@ -47,6 +53,8 @@ class SearchOptions:
     final_seeds: int = 0
     verbose: int = 0  # 0: our progress only; 1: Ray Tune's tables and Ray's logs too
     time_budget_s: float | None = None
+    interrupts: SearchInterrupts = field(default_factory=SearchInterrupts)
+    resume_command: str = ""  # printed and recorded when the search is interrupted
 
 
 def _is_uri(path: str) -> bool:
@@ -55,20 +63,6 @@ def _is_uri(path: str) -> bool:
 
 def _experiment_exists(path: str) -> bool:
     return not _is_uri(path) and any(Path(path).glob("experiment_state-*.json"))
-
-
-def prepare_search_data(spec: SearchSpec) -> dict[str, Any]:
-    """Generate or validate the dataset once; trials get its absolute COCO paths."""
-    base = run_config_from_dict(spec.base, source=str(spec.source))
-    prepared = prepare_data(base.data).as_data_config()
-
-    def paths(split: SplitPaths | None) -> dict[str, str] | None:
-        return None if split is None else {"annotations": split.annotations,
-                                           "images": split.images}
-
-    found = {"train": paths(prepared.train), "val": paths(prepared.val),
-             "test": paths(prepared.test)}
-    return {k: v for k, v in found.items() if v is not None}
 
 
 def auth_token_path() -> Path:
@@ -92,11 +86,12 @@ def quiet_libraries(verbose: int) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def start_ray(options: SearchOptions) -> None:
+def start_ray(options: SearchOptions, cluster: LocalCluster | None = None) -> None:
     """Join `options.address` or start a local Ray with the dashboard on 127.0.0.1.
 
     Without `verbose` the trials' output is not forwarded to this terminal (it is in each
-    trial's `trial.log`) and Ray logs warnings only.
+    trial's `trial.log`) and Ray logs warnings only. A local cluster is started marked and
+    watched by `cluster` (`search.local_cluster`).
     """
     import ray
 
@@ -107,6 +102,8 @@ def start_ray(options: SearchOptions) -> None:
     else:
         context = ray.init(include_dashboard=options.dashboard, dashboard_host="127.0.0.1",
                            dashboard_port=options.dashboard_port, **quiet)
+        if cluster is not None:
+            cluster.started(options.interrupts)
     url = getattr(context, "dashboard_url", None)
     if options.dashboard and url:
         url = url if url.startswith("http") else f"http://{url}"
@@ -227,16 +224,18 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> Path:
         raise UserInputError(f"experiment {spec.name!r} exists; pass --resume to continue it "
                              "or --name for a new one", source=path)
     experiment_dir = Path(path)
-    if options.resume and (experiment_dir / PREPARED_DATA_FILE).is_file():
-        data = json.loads((experiment_dir / PREPARED_DATA_FILE).read_text())
-    else:
-        data = prepare_search_data(spec)
+    LocalCluster.end_orphans_of(path)
+    data = prepare_search_data(spec, experiment_dir, options.resume)
     if not _is_uri(path):
         experiment_dir.mkdir(parents=True, exist_ok=True)
         write_spec_file(spec, experiment_dir)
         (experiment_dir / PREPARED_DATA_FILE).write_text(json.dumps(data, indent=2))
-    start_ray(options)
+        clear_interrupt_record(experiment_dir)
+    interrupts = options.interrupts
+    cluster = None if options.address else LocalCluster(path)
     try:
+        start_ray(options, cluster)
+        interrupts.install()  # again: ray.init replaces the SIGTERM handler
         from search.console import SearchProgress
         from search.tensorboard_hparams import HParamsLoggerCallback
         from search.time_budget import TimeBudget
@@ -247,7 +246,10 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> Path:
         callbacks = [HParamsLoggerCallback(spec.space, SELECTABLE_EVAL_METRICS),
                      *([progress] if progress else [])]
         tuner, optuna_search = build_tuner(spec, options, data, callbacks, stop=budget)
-        tuner.fit()
+        with interrupts.tune_loop():
+            tuner.fit()
+        if interrupts.interrupted and not _is_uri(path):
+            record_interruption(experiment_dir, interrupts, progress, options.resume_command)
         if budget is not None and budget.reached and not _is_uri(path):
             cut = _record_budget_cut(experiment_dir, options, tuner, optuna_search, progress)
             print(f"time budget of {options.time_budget_s:g} s reached: {len(cut)} running "
@@ -259,7 +261,9 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> Path:
 
         summary = export_experiment(experiment_dir)
         budget_spent = budget is not None and budget.reached
-        if options.final_seeds > 0 and budget_spent:
+        if options.final_seeds > 0 and interrupts.interrupted:
+            print("--final-seeds skipped: the search was interrupted", flush=True)
+        elif options.final_seeds > 0 and budget_spent:
             print("--final-seeds skipped: the time budget is spent", flush=True)
         elif options.final_seeds > 0 and summary.best_config_path is not None:
             from search.final_seeds import run_final_seeds
@@ -269,4 +273,6 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> Path:
         print(summary.describe(), flush=True)
     finally:
         ray.shutdown()
+        if cluster is not None:
+            cluster.stop()
     return experiment_dir

@@ -1,17 +1,21 @@
 """Reading and atomically writing the plain files of an experiment folder.
 
 Every output of the export is written to a temporary file beside its target and renamed into
-place, so a crash never leaves a truncated REPORT.md, trials.csv or best_config.yaml.
+place (`detr_core.atomic_files`, the one home of that rule), so a crash never leaves a
+truncated REPORT.md, trials.csv or best_config.yaml.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from detr_core import atomic_files
+from detr_core.atomic_files import write_text_atomic
 from search.values import json_safe
+
+__all__ = ["display_path", "read_json", "write_json_atomic", "write_text_atomic"]
 
 
 def read_json(path: Path) -> Any:
@@ -22,22 +26,10 @@ def read_json(path: Path) -> Any:
         return None
 
 
-def temp_path(path: Path) -> Path:
-    """The hidden temporary sibling a file is written to before it replaces `path`."""
-    return path.with_name(f".{path.name}.tmp")
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write `text` to `path` in one rename."""
-    tmp = temp_path(path)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def write_json_atomic(path: Path, data: Any) -> Path:
     """`data` as indented JSON (NaN written as null) in one rename."""
-    return write_text_atomic(path, json.dumps(json_safe(data), indent=2, default=float) + "\n")
+    return atomic_files.write_text_atomic(
+        path, json.dumps(json_safe(data), indent=2, default=float) + "\n")
 
 
 def display_path(path: Path) -> str:

@@ -1,9 +1,13 @@
 """`python search/run.py --space search_spaces/iou.yaml`: run a DETR hyperparameter search.
 
-Parses the flags (`search.cli`), loads and validates the space file before anything starts
-(a bad file: one line naming file and key, exit 2), prints the resolved search, then runs it
-(`search.driver.run_search`): Ray Tune + Optuna TPE + ASHA, our progress on the console,
-results and REPORT.md in `results/<name>/`. See `--help` and README.md.
+Parses the flags (`search.cli`), loads and validates the space file and what it points to
+before anything starts (a bad input: one line naming file and key, exit 2), prints the
+resolved search, then runs it (`search.driver.run_search`): Ray Tune + Optuna TPE + ASHA, our
+progress on the console, results and REPORT.md in `results/<name>/`. See `--help` and
+README.md.
+
+Exit codes: 0 done, 2 bad input, 130 / 143 when Ctrl-C / SIGTERM stopped the search; then the
+last line is the command that resumes it (`search.interrupt`, `search.resume_command`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from detr_core.errors import exit_on_user_error
 from search.cli import describe, parse_args, spec_overrides
+from search.interrupt import SearchInterrupted, SearchInterrupts
+from search.preflight import check_search_inputs
+from search.resume_command import can_resume, resume_command
 from search.spec_loading import load_search_spec
 
 
@@ -24,17 +31,36 @@ from search.spec_loading import load_search_spec
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     spec = load_search_spec(args.space, spec_overrides(args))
+    check_search_inputs(spec)
     print(describe(spec, args), flush=True)
     if args.dry_run:
         return 0
     from search.driver import SearchOptions, run_search
 
+    def next_command() -> str:
+        return resume_command(args, spec.name, resume=can_resume(args, spec.name))
+
+    interrupts = SearchInterrupts(final_line=next_command)
     options = SearchOptions(
         storage=args.storage, address=args.address, resume=args.resume,
         dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port,
         final_seeds=args.final_seeds, verbose=args.verbose, time_budget_s=args.time_budget,
+        interrupts=interrupts, resume_command=resume_command(args, spec.name),
     )
-    experiment_dir = run_search(spec, options)
+    interrupts.install()
+    try:
+        experiment_dir = run_search(spec, options)
+    except SearchInterrupted:
+        print(f"interrupted by {interrupts.signal_name}; continue with:", flush=True)
+        print(next_command(), flush=True)
+        return interrupts.exit_code
+    finally:
+        interrupts.restore()
+    if interrupts.interrupted:
+        print(f"interrupted by {interrupts.signal_name}: {experiment_dir}/REPORT.md says which "
+              "trials were running; resume with:", flush=True)
+        print(next_command(), flush=True)
+        return interrupts.exit_code
     print(f"done: {experiment_dir}/REPORT.md", flush=True)
     return 0
 

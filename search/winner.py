@@ -15,7 +15,7 @@ from typing import Any
 
 from detr_core.metric_names import is_better
 from detr_core.yaml_io import dump_yaml
-from search.files import display_path, temp_path
+from search.files import display_path
 from search.layout import BEST_CONFIG_FILE
 from search.results import TrialRecord
 from search.spec import SearchSpec
@@ -67,7 +67,5 @@ def write_best_config(
         f"({spec.mode}) at step {winner.best_step}.\n"
         f"Reproduce: python -m detr_core.train --config {display_path(path)}"
     )
-    tmp = temp_path(path)
-    dump_yaml(config, tmp, header=header)
-    tmp.replace(path)
+    dump_yaml(config, path, header=header)  # atomic: never a truncated best_config.yaml
     return config, path
