@@ -73,8 +73,9 @@ def replace_folder(staging: Path, target: Path) -> Path:
     return target
 
 
-def remove_stale_temporaries(folder: Path, name: str) -> None:
-    """Delete what a killed writer of `folder/name` left: `.<name>.tmp-*`, `.<name>.old.tmp-*`."""
+def remove_stale_temporaries(folder: Path, name: str = "") -> None:
+    """Delete what a killed writer of `folder/name` left: `.<name>.tmp-*`, `.<name>.old.tmp-*`
+    (every such leftover in `folder` when `name` is empty)."""
     for stale in folder.glob(f".{name}*{TEMP_MARK}*"):
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)

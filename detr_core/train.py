@@ -166,12 +166,14 @@ def train_run(
     resume_from_checkpoint: str | Path | None = None,
     prepared_data: PreparedData | None = None,
     evaluate_test: bool = True,
+    keep_partial: bool = True,
 ) -> RunResult:
     """Fine-tune, keep the best step as `best_model/`, evaluate it on the test split if any.
 
     Every input is checked before `output_dir` is created. Stopped early by Ctrl-C / SIGTERM
     (`KeyboardInterrupt`) or an unreadable image, the best model so far is kept in
-    `best_model/` and `RunInterrupted` / `UnreadableImageError` says where.
+    `best_model/` (unless `keep_partial` is False: a search trial's checkpoints are Tune's)
+    and `RunInterrupted` / `UnreadableImageError` says where.
     """
     output_dir = Path(output_dir).resolve()
     configure_threads(config.num_threads)
@@ -222,6 +224,8 @@ def train_run(
         raise RunInterrupted(trainer.state.global_step, trainer.state.max_steps, note) from None
     except UnreadableImageError as exc:
         writer.close()
+        if not keep_partial:
+            raise
         note = best_model_note(best_so_far, metric, keep)
         raise UnreadableImageError(f"{exc.problem}; {note}", source=exc.source,
                                    key=exc.key) from None

@@ -267,5 +267,5 @@ def _error_line(trial: Any) -> str:
             lines = [ln.strip() for ln in f if ln.strip()]
     except OSError:
         return "see error.txt in its folder"
-    return lines[-1][:200] if lines else "see error.txt in its folder"
+    return lines[-1][:500] if lines else "see error.txt in its folder"
 

@@ -70,6 +70,7 @@ def export_experiment(experiment_dir: Path, evaluate_winner: bool = True) -> Exp
     for name in (BEST_CONFIG_FILE, BEST_MODEL_DIR, REPORT_FILE, TEST_METRICS_FILE,
                  TRIALS_CSV_FILE):
         remove_stale_temporaries(experiment_dir, name)
+    remove_stale_temporaries(experiment_dir / PLOTS_DIR)
     keys = param_keys(spec, trials)
     winner = pick_winner(trials, spec.mode)
     importances = parameter_importances(spec, trials)

@@ -86,12 +86,30 @@ def end_processes(procs: list[psutil.Process], grace_s: float = 5.0) -> list[str
             proc.send_signal(signal.SIGTERM)
         except psutil.Error:
             continue
-    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    alive = _wait_gone(procs, grace_s)
     for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.send_signal(signal.SIGKILL)
-    psutil.wait_procs(alive, timeout=grace_s)
+    _wait_gone(alive, grace_s)
     return names
+
+
+def _running(proc: psutil.Process) -> bool:
+    """Alive and not a zombie (an ended process its parent has not reaped yet)."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _wait_gone(procs: list[psutil.Process], timeout_s: float) -> list[psutil.Process]:
+    """Poll until none of `procs` runs or `timeout_s` passed; the ones still running."""
+    deadline = time.monotonic() + timeout_s
+    alive = [p for p in procs if _running(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if _running(p)]
+    return alive
 
 
 def end_own_processes(owner: str, exclude: Iterable[int] = (), grace_s: float = 5.0,
@@ -175,13 +193,3 @@ def end_orphans_of(experiment: str) -> str | None:
     listing = ", ".join(f"{n} {name}" for name, n in counts.items())
     return (f"ended {len(ended)} Ray process(es) left by the earlier driver (pid "
             f"{record.driver_pid}) of this experiment: {listing}")
-
-
-def wait_until_gone(owner: str, timeout_s: float, exclude: Iterable[int] = ()) -> bool:
-    """True once no process marked `owner` is left (polled), False at the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while own_processes(owner, exclude):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True

@@ -12,6 +12,7 @@ The only module that imports matplotlib (headless `Agg` backend).
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,6 +24,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from detr_core.atomic_files import write_bytes_atomic
 from search.distributions import is_distribution, log_scale_keys_of
 from search.formatting import label
 from search.importance import Importances
@@ -35,9 +37,11 @@ IMPORTANCES_PNG = "importances.png"
 
 
 def _save(fig: Any, path: Path) -> Path:
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    """The figure as a PNG, atomically (rendered in memory, then one rename)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
-    return path
+    return write_bytes_atomic(path, buffer.getvalue())
 
 
 def curve(results: Iterable[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:

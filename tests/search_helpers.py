@@ -209,12 +209,17 @@ def run_cli(script: str, args: Sequence[str], env: dict[str, str],
 
 
 def start_cli(script: str, args: Sequence[str], env: dict[str, str],
-              log: Path) -> subprocess.Popen[bytes]:
-    """Start `python <script> <args>` in the background, stdout and stderr into `log`."""
+              log: Path, new_session: bool = False) -> subprocess.Popen[bytes]:
+    """Start `python <script> <args>` in the background, stdout and stderr into `log`.
+
+    `new_session`: the process leads its own process group, so `os.killpg(proc.pid, SIGINT)`
+    is what a Ctrl-C in its terminal sends (to the driver and every child it did not detach).
+    """
     handle = open(log, "wb")  # noqa: SIM115 - closed with the process by the caller's wait
     try:
         return subprocess.Popen([sys.executable, script, *map(str, args)], cwd=REPO_ROOT,
-                                env=env, stdout=handle, stderr=subprocess.STDOUT)
+                                env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                start_new_session=new_session)
     finally:
         handle.close()  # the child keeps its own descriptor
 

@@ -27,6 +27,8 @@ from search_helpers import (
     write_space,
 )
 
+from search.orphans import record_path
+
 pytestmark = pytest.mark.slow
 
 
@@ -59,6 +61,10 @@ def test_trials_spread_over_two_nodes(tmp_path: Path,
             ], scope.env)
             assert proc.returncode == 0, output_tail(proc)
             assert "Started a local Ray instance" not in proc.stdout + proc.stderr
+            # the driver only ever cleans up a cluster it started: the joined one still runs,
+            # and no owner record or watchdog was made for it
+            assert sum(p.name() == "raylet" for p in scope.processes()) == 2
+            assert not record_path(str(tmp_path / "results" / name)).exists()
         finally:
             cluster.shutdown()
         monkeypatch.delenv(MARKER_ENV)
