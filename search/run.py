@@ -6,12 +6,14 @@ resolved search, then runs it (`search.driver.run_search`): Ray Tune + Optuna TP
 progress on the console, results and REPORT.md in `results/<name>/`. See `--help` and
 README.md.
 
-Exit codes: 0 done, 2 bad input, 130 / 143 when Ctrl-C / SIGTERM stopped the search; then the
-last line is the command that resumes it (`search.interrupt`, `search.resume_command`).
+Exit codes: 0 done, 2 bad input, 130 / 143 when Ctrl-C / SIGTERM stopped the search, 1 when
+the disk filled up; in the last three cases the last line is the command that continues the
+search (`search.interrupt`, `search.resume_command`).
 """
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +27,9 @@ from search.interrupt import SearchInterrupted, SearchInterrupts
 from search.preflight import check_search_inputs
 from search.resume_command import can_resume, resume_command
 from search.spec_loading import load_search_spec
+
+#: Errors of a full disk (or quota): the search stops, resumable, instead of a traceback.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @exit_on_user_error
@@ -54,6 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"interrupted by {interrupts.signal_name}; continue with:", flush=True)
         print(next_command(), flush=True)
         return interrupts.exit_code
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror}{where}; free some space, then continue with:",
+              file=sys.stderr, flush=True)
+        print(next_command(), flush=True)
+        return 1
     finally:
         interrupts.restore()
     if interrupts.interrupted:

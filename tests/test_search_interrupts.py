@@ -12,8 +12,10 @@ through five driver sessions, each started with the command the previous one pri
    state is still whole JSON.
 4. SIGKILL to the driver alone: within 30 s no Ray process of the run is alive (its watchdog
    ended them); nothing else cleans up after it here.
-5. The last resume runs to the end: exit 0, both trials completed, the Optuna study kept one
-   trial per Tune trial with every intermediate value.
+5. The last resume runs to the end, although one trial's worker process is SIGKILLed on the
+   way (`max_failures: 1`: Tune retries that trial from its last checkpoint): exit 0, both
+   trials completed, the Optuna study kept one trial per Tune trial with every intermediate
+   value.
 
 The module fixture runs the sessions once; each test checks one promise on what they left.
 """
@@ -38,6 +40,7 @@ from search_helpers import (
     optuna_trial_for,
     output_tail,
     ray_scope,
+    ray_trial_states,
     read_results,
     read_trials_csv,
     session_cache,
@@ -107,6 +110,14 @@ def _start(argv: list[str], env: dict[str, str], log: Path, new_session: bool = 
         handle.close()
 
 
+def _trial_worker(scope):
+    """One process running a trial (Ray titles it after the trainable's actor method)."""
+    workers = [p for p in scope.processes() if "ImplicitFunc" in p.name()
+               or any("ImplicitFunc" in part for part in p.cmdline())]
+    assert workers, [p.name() for p in scope.processes()]
+    return workers[0]
+
+
 def _command_argv(command: str) -> list[str]:
     """The printed `python search/run.py ...` with this interpreter."""
     parts = shlex.split(command)
@@ -129,6 +140,8 @@ def _session(how: str, argv: list[str], exp: Path, scope, root: Path,
                     time.sleep(0.5)
                 if target == "group":
                     os.killpg(proc.pid, signum)
+                elif target == "worker":
+                    _trial_worker(scope).send_signal(signum)
                 else:
                     proc.send_signal(signum)
                 last_signal = time.monotonic()
@@ -159,7 +172,7 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Lifecycle:
     space = write_space(root / "space.yaml", NAME,
                         {"training_args.learning_rate": {"loguniform": [1.0e-4, 3.0e-3]}},
                         num_samples=2, max_concurrent=2, grace_period=MAX_T, max_t=MAX_T,
-                        epochs=EPOCHS, logging_steps=2)
+                        epochs=EPOCHS, logging_steps=2, max_failures=1)
     storage = root / "results"
     exp = storage / NAME
     first = [sys.executable, RUN_SCRIPT, "--space", str(space), "--storage", str(storage),
@@ -173,7 +186,7 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Lifecycle:
             ("sigterm", None, [("driver", signal.SIGTERM)]),
             ("double_ctrl_c", None, [("group", signal.SIGINT), ("group", signal.SIGINT)]),
             ("sigkill", None, [("driver", signal.SIGKILL)]),
-            ("finish", None, []),
+            ("finish", None, [("worker", signal.SIGKILL)]),
         ]
         for how, argv, send in plan:
             # every session after the first runs the command the first one printed last
@@ -252,6 +265,10 @@ def test_the_last_resume_finishes_every_trial_and_keeps_the_study(
     assert "Interrupted" not in session.report
     assert [r["status"] for r in session.rows] == ["completed", "completed"], session.rows
     exp = lifecycle.experiment_dir
+    # the killed worker's trial failed once and was retried from its checkpoint
+    failures = {t: s["num_failures"] for t, s in ray_trial_states(exp).items()}
+    assert sorted(failures.values()) == [0, 1], failures
+    assert "retrying from its last checkpoint" in session.output
     study = load_study(exp, NAME)
     assert len(study.trials) == 2
     for trial in trial_dirs(exp):
