@@ -68,10 +68,13 @@ def model_folder(model: str) -> Path:
     """The folder of a `save_pretrained` model or `builtin:<name>`, checked for its files."""
     from detr_core.builtin_models import resolve_checkpoint
 
+    from detr_core.model_check import check_model_folder
+
     folder = Path(resolve_checkpoint(model))
     if not (folder / "config.json").is_file():
         raise UserInputError("not a save_pretrained model folder (no config.json)",
                              source=folder, key="--model")
+    check_model_folder(folder, key="--model")  # config parses, weight files whole
     if not (folder / "preprocessor_config.json").is_file():
         raise UserInputError("no preprocessor_config.json (the image processor the model was "
                              "trained with)", source=folder, key="--model")

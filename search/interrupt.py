@@ -20,6 +20,7 @@ driver (Tune's own SIGINT handler is switched off with `TUNE_DISABLE_SIGINT_HAND
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -88,12 +89,18 @@ class SearchInterrupts:
 
     @contextmanager
     def tune_loop(self) -> Iterator[None]:
-        """Around `Tuner.fit()`: a first signal goes to Tune instead of raising here."""
+        """Around `Tuner.fit()`: a first signal goes to Tune instead of raising here (and
+        Tune's "Trials did not complete" error, which an interruption makes true by design,
+        is not printed: the driver reports the interrupted trials itself)."""
+        tune_logger = logging.getLogger("ray.tune.tune")
+        noise = _InterruptedTrialsNoise(self)
+        tune_logger.addFilter(noise)
         self.in_tune_loop = True
         try:
             yield
         finally:
             self.in_tune_loop = False
+            tune_logger.removeFilter(noise)
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.count += 1
@@ -123,6 +130,16 @@ class SearchInterrupts:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(self.exit_code)
+
+
+class _InterruptedTrialsNoise(logging.Filter):
+    def __init__(self, interrupts: SearchInterrupts) -> None:
+        super().__init__()
+        self.interrupts = interrupts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (self.interrupts.interrupted
+                    and str(record.msg).startswith("Trials did not complete"))
 
 
 def _say(line: str) -> None:
