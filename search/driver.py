@@ -259,7 +259,8 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> Path:
             return experiment_dir
         from search.export import export_experiment
 
-        summary = export_experiment(experiment_dir)
+        # interrupted: export what is there now, without the (possibly long) test evaluation
+        summary = export_experiment(experiment_dir, evaluate_winner=not interrupts.interrupted)
         budget_spent = budget is not None and budget.reached
         if options.final_seeds > 0 and interrupts.interrupted:
             print("--final-seeds skipped: the search was interrupted", flush=True)

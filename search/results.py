@@ -111,6 +111,11 @@ def read_error(trial_dir: Path) -> str | None:
     return None
 
 
+#: Ray Tune trial states that mean a failure recorded in error.txt was retried past: the trial
+#: finished afterwards, or was still running (or waiting to) when the search stopped.
+RECOVERED_STATES = ("TERMINATED", "RUNNING", "PENDING", "PAUSED")
+
+
 def read_ray_states(experiment_dir: Path) -> dict[str, tuple[str, str]]:
     """Fallback from the newest `experiment_state-*.json`: trial folder name -> (id, status).
 
@@ -178,6 +183,8 @@ def load_trial(
     ray_id, ray_status = ray_states.get(trial_dir.name, ("", ""))
     if error is None and ray_status == "ERROR":
         error = "error (Ray marked the trial ERROR)"
+    if error is not None and ray_status in RECOVERED_STATES:
+        error = None  # it failed, was retried from its checkpoint and went on (error.txt stays)
     trial_id = next((str(r["trial_id"]) for r in results if r.get("trial_id")), "") or ray_id
     if not trial_id:
         match = _TRIAL_ID_IN_DIRNAME.search(trial_dir.name)

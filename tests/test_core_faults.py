@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 MAX_STEPS = 400
 
 
-def _run_config(tmp_path: Path) -> Path:
-    writer = CocoWriter(tmp_path / "coco")
+def _run_config(folder: Path) -> Path:
+    writer = CocoWriter(folder / "coco")
     data = {}
     for split, count in (("train", 32), ("val", 8)):
         paths = writer(split, [{"id": i} for i in range(1, count + 1)],
@@ -36,23 +36,27 @@ def _run_config(tmp_path: Path) -> Path:
         data[split] = {"annotations": paths.annotations, "images": paths.images}
     raw = {**TINY_RUN, "data": data,
            "training_args": {**TINY_RUN["training_args"], "max_steps": MAX_STEPS}}
-    path = tmp_path / "run.yaml"
+    path = folder / "run.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return path
 
 
-def _start(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
-    out = tmp_path / "out"
+def _start(folder: Path) -> tuple[subprocess.Popen[str], Path]:
+    out = folder / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "detr_core.train", "--config", str(_run_config(tmp_path)),
+        [sys.executable, "-m", "detr_core.train", "--config", str(_run_config(folder)),
          "--output-dir", str(out)], cwd=REPO, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return proc, out
+
+
+def _wait_for_first_evaluation(proc: subprocess.Popen[str], out: Path) -> None:
     deadline = time.monotonic() + 180
     history = out / "eval_history.jsonl"
     while time.monotonic() < deadline:  # a best step is on disk once the first eval is
         if history.is_file() and history.read_text().count("\n") >= 2:
-            return proc, out
+            return
         if proc.poll() is not None:
             raise AssertionError(proc.communicate())
         time.sleep(0.1)
@@ -72,31 +76,40 @@ def _kept_model(out: Path) -> int:
     return int(json.loads((folder / "best_step.json").read_text())["step"])
 
 
-def test_an_image_unreadable_mid_run_is_one_line_and_the_best_model_is_kept(
-        tmp_path: Path) -> None:
-    proc, out = _start(tmp_path)
-    victim = tmp_path / "coco" / "train" / "7.png"
-    victim.write_bytes(victim.read_bytes()[:64])
-    _, err = proc.communicate(timeout=180)
-    assert proc.returncode == 2, err
-    lines = err.strip().splitlines()
+def test_a_run_hit_mid_way_keeps_its_best_model_and_says_where(tmp_path: Path) -> None:
+    """Two runs side by side: one loses an image file, the other gets Ctrl-C."""
+    broken, broken_out = _start(tmp_path / "unreadable")
+    stopped, stopped_out = _start(tmp_path / "ctrl_c")
+    try:
+        _wait_for_first_evaluation(broken, broken_out)
+        victim = tmp_path / "unreadable" / "coco" / "train" / "7.png"
+        victim.write_bytes(victim.read_bytes()[:64])
+        _wait_for_first_evaluation(stopped, stopped_out)
+        os.killpg(stopped.pid, signal.SIGINT)  # what Ctrl-C in its terminal sends
+        _, broken_err = broken.communicate(timeout=180)
+        _, stopped_err = stopped.communicate(timeout=180)
+    finally:
+        for proc in (broken, stopped):
+            if proc.poll() is None:
+                proc.kill()
+
+    # the unreadable image: exit 2, exactly one line naming the file and its image id
+    assert broken.returncode == 2, broken_err
+    lines = broken_err.strip().splitlines()
     assert len(lines) == 1, lines
     line = lines[0]
-    assert line.startswith(f"error: {tmp_path / 'coco' / 'train.json'}: image id 7: image file "
-                           f"{victim} cannot be read during training: "), line
-    step = _kept_model(out)
+    annotations = tmp_path / "unreadable" / "coco" / "train.json"
+    assert line.startswith(f"error: {annotations}: image id 7: image file {victim} cannot be "
+                           "read during training: "), line
+    step = _kept_model(broken_out)
     assert f"the best model so far (step {step}, eval_loss_bbox " in line
-    assert line.endswith(f"is in {out / 'best_model'}")
+    assert line.endswith(f"is in {broken_out / 'best_model'}")
 
-
-def test_ctrl_c_keeps_the_best_model_and_says_where(tmp_path: Path) -> None:
-    proc, out = _start(tmp_path)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in its terminal sends
-    _, err = proc.communicate(timeout=180)
-    assert proc.returncode == 130, err
-    last = err.strip().splitlines()[-1]
-    step = _kept_model(out)
+    # Ctrl-C: exit 130, the last line says where the best model so far is
+    assert stopped.returncode == 130, stopped_err
+    last = stopped_err.strip().splitlines()[-1]
+    step = _kept_model(stopped_out)
     assert last.startswith("interrupted at step "), last
     assert f"of {MAX_STEPS}: the best model so far (step {step}, eval_loss_bbox " in last
-    assert last.endswith(f"is in {out / 'best_model'}"), last
-    assert "Traceback" not in err
+    assert last.endswith(f"is in {stopped_out / 'best_model'}"), last
+    assert "Traceback" not in stopped_err

@@ -167,3 +167,25 @@ def test_a_write_the_kernel_refuses_keeps_the_old_file_whole(tmp_path: Path) -> 
     assert target.read_text() == "old report\n"
     assert not temp_path(target).exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["REPORT.md"]
+
+
+def test_a_trial_retried_past_a_failure_is_not_errored(tmp_path: Path) -> None:
+    """error.txt stays after Tune retried a trial (worker killed, node lost): Ray's own state
+    says whether it went on (TERMINATED, or still RUNNING when stopped) or gave up (ERROR)."""
+    from search.results import load_trials
+    from search.spec import SearchSpec
+
+    spec_dict = {**FAKE_SPEC, "space": {"iou_loss": {"choice": ["giou", "diou"]}}}
+    trials = {name: ({"iou_loss": "giou"}, 600, [(300, 0.3), (600, 0.2)], True, True, False)
+              for name in ("aaaaa_00000", "aaaaa_00001", "aaaaa_00002")}
+    exp = write_fake_experiment(tmp_path / "iou", spec_dict, trials)
+    folders = sorted(p.name for p in exp.iterdir() if p.is_dir())
+    states = ["TERMINATED", "ERROR", "RUNNING"]
+    (exp / "experiment_state-2026-11-26_00-00-00.json").write_text(json.dumps({"trial_data": [
+        [json.dumps({"trial_id": folder.split("_")[2] + "_" + folder.split("_")[3],
+                     "status": state, "relative_logdir": folder}), "{}"]
+        for folder, state in zip(folders, states, strict=True)]}))
+    spec = SearchSpec.from_yaml_dict(spec_dict, exp / "search_spec.yaml")
+    statuses = {t.trial_id: t.status for t in load_trials(exp, spec)}
+    assert statuses == {"aaaaa_00000": "completed", "aaaaa_00001": "errored",
+                        "aaaaa_00002": "completed"}
