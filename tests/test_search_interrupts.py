@@ -51,8 +51,8 @@ from search_helpers import (
 pytestmark = pytest.mark.slow
 
 NAME = "interrupts"
-EPOCHS = 12  # 32 images / batch 8 = 4 steps per epoch: 48 steps per trial
-MAX_T = 48
+EPOCHS = 8  # 32 images / batch 8 = 4 steps per epoch: 32 steps per trial
+MAX_T = 32
 SESSION_TIMEOUT_S = 240
 
 
