@@ -67,7 +67,6 @@ def model_categories(model_dir: Path, id2label: dict[int, str]) -> list[dict[str
 def model_folder(model: str) -> Path:
     """The folder of a `save_pretrained` model or `builtin:<name>`, checked for its files."""
     from detr_core.builtin_models import resolve_checkpoint
-
     from detr_core.model_check import check_model_folder
 
     folder = Path(resolve_checkpoint(model))

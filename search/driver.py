@@ -21,7 +21,6 @@ driver however it dies; a cluster joined with `address` is never touched.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from detr_core.atomic_files import write_json_atomic
 from detr_core.errors import UserInputError
 from detr_core.metric_names import SELECTABLE_EVAL_METRICS
 from search.budget import default_max_concurrent
@@ -229,7 +229,7 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> Path:
     if not _is_uri(path):
         experiment_dir.mkdir(parents=True, exist_ok=True)
         write_spec_file(spec, experiment_dir)
-        (experiment_dir / PREPARED_DATA_FILE).write_text(json.dumps(data, indent=2))
+        write_json_atomic(experiment_dir / PREPARED_DATA_FILE, data)
         clear_interrupt_record(experiment_dir)
     interrupts = options.interrupts
     cluster = None if options.address else LocalCluster(path)
