@@ -16,7 +16,6 @@ import multiprocessing as mp
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,40 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 def _train_steps(threads: int, steps: int, queue: mp.Queue) -> None:
     """Run `steps` optimizer steps of the default run; put steps/s on the queue."""
-    import torch
-    from torch.utils.data import DataLoader
+    from step_timer import steps_per_second
 
-    from detr_core.config import load_default_run_config
-    from detr_core.data.dataset import DetrCollator
-    from detr_core.data.prepare import prepare_data
-    from detr_core.model import build_image_processor, build_model
-    from detr_core.train import build_datasets
-
-    torch.set_num_threads(threads)
-    config = load_default_run_config()
-    data = prepare_data(config.data, validate=False, quiet=True)
-    datasets = build_datasets(config, data)
-    model = build_model(config.model, data.label_map, config.iou_loss, config.freeze_backbone)
-    loader = DataLoader(datasets["train"], batch_size=8, shuffle=True,
-                        collate_fn=DetrCollator(build_image_processor(config.model)))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4)
-    model.train()
-    batches = iter(loader)
-    start, done = None, 0
-    while done < steps + 10:
-        if done == 10:  # warm-up excluded
-            start = time.perf_counter()
-        try:
-            batch = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            batch = next(batches)
-        loss = model(**batch).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        done += 1
-    queue.put(steps / (time.perf_counter() - start))
+    queue.put(steps_per_second(steps, threads=threads))
 
 
 def measure(processes: int, threads: int, steps: int) -> float:

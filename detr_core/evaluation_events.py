@@ -10,6 +10,7 @@ step a strategy might export); the best step is still chosen on val alone.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ class EvaluationEvent:
     best_step: int | None
     best_metric: float | None
     best_checkpoint: Path | None  # Trainer checkpoint of the best step: model + optimizer state
+    first_step_time: float | None = None  # wall clock (time.time()) when step 1 finished
 
 
 class EvaluationListener(Protocol):
@@ -54,7 +56,12 @@ class EvaluationRelay(TrainerCallback):
         self.evaluate_test = evaluate_test
         self.train_loss: float | None = None
         self.learning_rate: float | None = None
+        self.first_step_time: float | None = None
         self._pending: dict[str, float] | None = None
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any):
+        if self.first_step_time is None:
+            self.first_step_time = time.time()
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any):
         if logs and "loss" in logs:
@@ -88,6 +95,7 @@ class EvaluationRelay(TrainerCallback):
             metrics=metrics, train_loss=self.train_loss, learning_rate=self.learning_rate,
             is_new_best=is_new_best, best_step=state.best_global_step,
             best_metric=state.best_metric, best_checkpoint=checkpoint,
+            first_step_time=self.first_step_time,
         )
         for listener in self.listeners:
             listener.on_evaluation(event)

@@ -11,6 +11,9 @@ at construction, so "trainable" has to be set explicitly.
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +119,10 @@ def _from_checkpoint(checkpoint: str, labels: dict[str, Any],
     source = resolve_checkpoint(checkpoint)
     try:
         previous = DetrConfig.from_pretrained(source).id2label
-        model = DetrForObjectDetection.from_pretrained(
-            source, ignore_mismatched_sizes=True, **labels, **overrides
-        )
+        with _quiet_load_report():
+            model, info = DetrForObjectDetection.from_pretrained(
+                source, ignore_mismatched_sizes=True, output_loading_info=True, **labels,
+                **overrides)
     except OSError as exc:
         first = str(exc).strip().splitlines()[0]
         raise UserInputError(f"cannot load {checkpoint!r}: {first}",
@@ -127,9 +131,44 @@ def _from_checkpoint(checkpoint: str, labels: dict[str, Any],
         if not overrides:
             raise
         raise UserInputError(_one_line(exc), key="model.config_overrides") from None
-    if [previous.get(i) for i in range(len(previous))] != list(labels["id2label"].values()):
+    old_names = [previous.get(i) for i in range(len(previous))]
+    new_names = list(labels["id2label"].values())
+    if old_names != new_names:
         reset_classification_head(model)
+        print(f"model.checkpoint {checkpoint}: new classification head for "
+              f"{', '.join(new_names)} (the checkpoint's was for {', '.join(map(str, old_names))})",
+              file=sys.stderr)
+    _warn_unloaded(checkpoint, info)
     return model
+
+
+@contextlib.contextmanager
+def _quiet_load_report() -> Iterator[None]:
+    """transformers 5 logs a many-line LOAD REPORT for any re-initialised weight; the head
+    is re-initialised on purpose here, and anything else is said in one line instead."""
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def _warn_unloaded(checkpoint: str, info: dict[str, Any]) -> None:
+    """One warning line naming weights the checkpoint did not provide (apart from the head)."""
+    head = "class_labels_classifier."
+    missing = sorted(k for k in info.get("missing_keys", []) if not k.startswith(head))
+    mismatched = sorted(k[0] if isinstance(k, tuple) else str(k)
+                        for k in info.get("mismatched_keys", []))
+    mismatched = [k for k in mismatched if not k.startswith(head)]
+    unexpected = sorted(info.get("unexpected_keys", []))
+    for what, keys in (("not in the checkpoint, newly initialised", missing),
+                       ("of another shape in the checkpoint, newly initialised", mismatched),
+                       ("in the checkpoint but not used by this model", unexpected)):
+        if keys:
+            shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+            print(f"warning: model.checkpoint {checkpoint}: {len(keys)} weights {what}: "
+                  f"{shown}", file=sys.stderr)
 
 
 def reset_classification_head(model: DetrForObjectDetection) -> None:

@@ -68,18 +68,23 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """Read a YAML file whose top level must be a mapping; errors name the file."""
     path = Path(path)
     text = read_user_text(path)
+    return parse_yaml_mapping(text, path)
+
+
+def parse_yaml_mapping(text: str, source: str | Path) -> dict[str, Any]:
+    """YAML text whose top level must be a mapping (read from anywhere); errors name `source`."""
     try:
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserInputError(f"not valid YAML{where}: {problem}", source=path) from None
+        raise UserInputError(f"not valid YAML{where}: {problem}", source=source) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise UserInputError(f"top level must be a mapping, got {type(data).__name__}",
-                             source=path)
+                             source=source)
     return data
 
 
@@ -92,7 +97,12 @@ def dump_yaml(data: Any, path: str | Path, header: str = "") -> None:
     """Write `data` as block-style YAML, keys in insertion order, with an optional # header.
 
     Written atomically: a crash never leaves a truncated file."""
+    write_text_atomic(Path(path), dumps_yaml(data, header))
+
+
+def dumps_yaml(data: Any, header: str = "") -> str:
+    """`data` as the text `dump_yaml` writes (for files written elsewhere than a local path)."""
     text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
     if header:
         text = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + text
-    write_text_atomic(Path(path), text)
+    return text

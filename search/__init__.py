@@ -13,5 +13,8 @@
 - while it runs: `console.py` (progress), `tensorboard_hparams.py`, `time_budget.py`;
 - afterwards: `export.py` rebuilds the outputs from the folder (`results.py`, `winner.py`,
   `best_model.py`, `winner_eval.py`, `trials_csv.py`, `importance.py`, `plots.py`,
-  `report.py`), `final_seeds.py` retrains the winner; `layout.py` names every file.
+  `report.py`), `final_seeds.py` retrains the winner; `layout.py` names every file;
+- where it all lives: `storage.py` (a local folder or any `pyarrow.fs` URI such as s3://),
+  `naming.py` (`iou`, `iou-2`, ...), `study_journal.py` (the Optuna journal on any storage),
+  `node_data.py` (the dataset made or checked on the node that trains).
 """

@@ -6,17 +6,17 @@ Each trial keeps the Trainer checkpoint of its best step (see `search.trainable`
 it untouched and a stale copy of another trial is never left beside a new `best_config.yaml`.
 A checkpoint whose model files are incomplete (a trial killed while Tune copied it) is passed
 over (`detr_core.model_check`); the copy is built aside and swapped in
-(`detr_core.atomic_files`), so `best_model/` is never half-written.
+(`detr_core.atomic_files`), so `best_model/` is never half-written. On an object store (no
+folder rename) the old copy is deleted, the new one uploaded and `export_source.json` written
+last, so an interrupted copy is redone by the next export.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from detr_core.atomic_files import replace_folder, staging_folder
@@ -26,10 +26,11 @@ from detr_core.model_check import check_model_folder
 from search.files import read_json
 from search.layout import BEST_MODEL_DIR, CHECKPOINT_META_FILE, MODEL_SOURCE_FILE
 from search.results import TrialRecord
+from search.storage import ExperimentPath, UriPath, copy_tree, relative_posix, remove_tree
 from search.values import as_float, as_int
 
 
-def read_checkpoints(trial_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+def read_checkpoints(trial_dir: ExperimentPath) -> list[tuple[ExperimentPath, dict[str, Any]]]:
     """`(checkpoint dir, checkpoint_meta.json)` for every whole checkpoint of a trial, oldest
     first (one whose model files are incomplete is left out)."""
     found = []
@@ -40,8 +41,10 @@ def read_checkpoints(trial_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     return found
 
 
-def _is_whole(folder: Path) -> bool:
-    if not (folder / "config.json").is_file():
+def _is_whole(folder: ExperimentPath) -> bool:
+    """False (with a warning) for a local model folder whose files are incomplete; a folder on
+    an object store was uploaded file by file, whole files only, and is taken as it is."""
+    if isinstance(folder, UriPath) or not (folder / "config.json").is_file():
         return True  # not a model folder at all: `copy_winner_model` warns about it
     try:
         check_model_folder(folder)
@@ -53,7 +56,7 @@ def _is_whole(folder: Path) -> bool:
 
 def select_checkpoint(
     trial: TrialRecord, mode: str
-) -> tuple[Path, dict[str, Any]] | None:
+) -> tuple[ExperimentPath, dict[str, Any]] | None:
     """The checkpoint of the trial's best step; else the one whose meta value is best.
 
     The fallback covers a `CheckpointConfig(num_to_keep=...)` that deleted the best-step
@@ -71,23 +74,29 @@ def select_checkpoint(
     return chosen
 
 
-def model_folder(checkpoint_dir: Path, meta: Mapping[str, Any]) -> Path:
+def model_folder(checkpoint_dir: ExperimentPath, meta: Mapping[str, Any]) -> ExperimentPath:
     """The `save_pretrained` folder inside a checkpoint, as its meta names it."""
     return checkpoint_dir / str(meta.get("model_dir") or ".")
 
 
-def copy_best_model(experiment_dir: Path, source: Path, provenance: dict[str, Any]) -> Path:
+def copy_best_model(experiment_dir: ExperimentPath, source: ExperimentPath,
+                    provenance: dict[str, Any]) -> ExperimentPath:
     """Copy `source` to `best_model/`, replacing an older copy in (nearly) one step.
 
     The copy goes to a temp folder first and is renamed into place, so a crash never leaves a
     half-copied `best_model/`. An existing copy of the very same checkpoint is kept as it is:
-    its timestamp is what tells `test_metrics.json` whether it is still current.
+    its `export_source.json`'s timestamp tells `test_metrics.json` whether it is current.
     """
     dest = experiment_dir / BEST_MODEL_DIR
     if read_json(dest / MODEL_SOURCE_FILE) == provenance:
         return dest
     if not (source / "config.json").is_file():
         print(f"warning: {source} has no config.json; copying it anyway", file=sys.stderr)
+    if isinstance(dest, UriPath):
+        remove_tree(dest)
+        copy_tree(source, dest)
+        (dest / MODEL_SOURCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+        return dest
     tmp = staging_folder(dest)
     shutil.copytree(source, tmp, dirs_exist_ok=True)
     (tmp / MODEL_SOURCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
@@ -95,8 +104,8 @@ def copy_best_model(experiment_dir: Path, source: Path, provenance: dict[str, An
 
 
 def copy_winner_model(
-    experiment_dir: Path, winner: TrialRecord, mode: str
-) -> tuple[Path | None, int | None, str | None]:
+    experiment_dir: ExperimentPath, winner: TrialRecord, mode: str
+) -> tuple[ExperimentPath | None, int | None, str | None]:
     """Find the winner's best-step checkpoint and copy its model; (dir, step, source) or Nones.
 
     A stale `best_model/` of another trial is removed when the winner has no checkpoint, so
@@ -106,7 +115,7 @@ def copy_winner_model(
     if chosen is None:
         stale = experiment_dir / BEST_MODEL_DIR
         if (stale / MODEL_SOURCE_FILE).is_file():
-            shutil.rmtree(stale)
+            remove_tree(stale)
         print(f"warning: trial {winner.trial_id} has no checkpoint with {CHECKPOINT_META_FILE}; "
               f"no {BEST_MODEL_DIR}/ written", file=sys.stderr)
         return None, None, None
@@ -116,7 +125,7 @@ def copy_winner_model(
         print(f"warning: {ckpt_dir / CHECKPOINT_META_FILE} names model_dir {source}, which is "
               f"not a folder; no {BEST_MODEL_DIR}/ written", file=sys.stderr)
         return None, None, None
-    relative = Path(os.path.relpath(source, winner.path.parent)).as_posix()
+    relative = relative_posix(source, winner.path.parent)
     provenance = {
         "trial_id": winner.trial_id,
         "checkpoint": relative,

@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--name", metavar="NAME",
         help="experiment name, the folder under --storage (default: the space file's "
-             "experiment.name, else its file name)")
+             "experiment.name, else its file name; when that folder exists, the next free "
+             "NAME-2, NAME-3, ...). An existing --name is refused unless --resume")
     parser.add_argument(
         "--num-samples", type=_positive_int, metavar="N",
         help="number of trials to run (overrides experiment.num_samples)")
@@ -139,11 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--storage", default=DEFAULT_STORAGE, metavar="PATH_OR_URI",
         help="results root; the experiment goes to STORAGE/NAME (default: results/). "
-             "On several nodes use a shared folder or a URI such as s3://bucket/path")
+             "A URI such as s3://bucket/path or gs://bucket/path works everywhere (pyarrow.fs); "
+             "on several nodes use a URI or a folder every node mounts")
     parser.add_argument(
         "--resume", action="store_true",
-        help="continue an interrupted experiment of the same name (searcher state, "
-             "finished trials and checkpoints are kept; errored trials are retried)")
+        help="continue an interrupted experiment: --name, else the newest NAME[-N] "
+             "(searcher state, finished trials and checkpoints are kept)")
     parser.add_argument(
         "--seed", type=_int, metavar="INT",
         help="seed of the Optuna sampler (overrides experiment.searcher.seed); "
@@ -158,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--final-seeds", type=_non_negative_int, default=0, metavar="K",
         help="after the search, retrain the best config with K seeds and report test metrics "
              "as mean and std (default 0: no retraining)")
+    parser.add_argument(
+        "--report-dir", type=Path, metavar="DIR",
+        help="also copy REPORT.md and its plots to this local folder (handy with a URI "
+             "--storage)")
     parser.add_argument(
         "--dry-run", action="store_true",
         help="validate the space file and print the resolved space and settings; "
@@ -196,9 +202,12 @@ def storage_root(storage: str) -> str:
 
 
 def experiment_path(storage: str, name: str) -> str:
-    """Where an experiment's results go: STORAGE/NAME (URI or absolute path)."""
+    """Where an experiment's results go: STORAGE/NAME (URI, its query kept last, or absolute
+    path)."""
+    from search.storage import join_uri
+
     root = storage_root(storage)
-    return f"{root}/{name}" if "://" in root else str(Path(root) / name)
+    return join_uri(root, name) if "://" in root else str(Path(root) / name)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,26 +1,30 @@
 """Wire one search: prepare the data, start (or join) Ray, fit the `Tuner`, export.
 
     spec = load_search_spec("search_spaces/iou.yaml")
-    run_search(spec, SearchOptions(storage="results"))
+    run_search(spec, SearchOptions(storage="results"))   # or storage="s3://bucket/results"
 
 The `Tuner` is `with_resources(with_parameters(train_detr, ...))` over the spec's flat dotted
 space, searched by `AshaAwareOptunaSearch` (TPE, seeded) behind a `ConcurrencyLimiter`, and
 scheduled by `ASHAScheduler(time_attr="step")`. Results go to STORAGE/NAME, which is the Ray
-experiment folder itself: trial folders (with TensorBoard events and `trial.log`), the Optuna
-study journal, `search_spec.yaml`, then what `search.export` writes from them.
+experiment folder itself, a local path or a storage URI (`search.storage`): trial folders
+(with TensorBoard events and `trial.log`), the Optuna study journal, `search_spec.yaml`, the
+data record the trials prepare their dataset from on their own node (`search.node_data`),
+then what `search.export` writes from them.
 
 The console shows our own progress (`search.console`); Ray Tune's tables, Ray's logs and the
 trials' output reach it only with `verbose` (`-v`). `time_budget_s` ends the search at that
 wall time (`search.time_budget`) and exports what finished.
 
-Before anything is written the data is validated (`search.preflight`). Ctrl-C / SIGTERM stop
-the search resumably and are recorded (`search.interrupt`). A local cluster the driver starts
-is marked and watched (`search.orphans`, `search.watchdog`): its processes end with the
-driver however it dies; a cluster joined with `address` is never touched.
+Before anything is written the data is prepared and validated (`search.node_data`).
+Ctrl-C / SIGTERM stop the search resumably and are recorded (`search.interrupt`). A local
+cluster the driver starts is marked and watched (`search.orphans`, `search.watchdog`): its
+processes end with the driver however it dies; a cluster joined with `address` is never
+touched.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -28,16 +32,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detr_core.atomic_files import write_json_atomic
 from detr_core.errors import UserInputError
 from detr_core.metric_names import SELECTABLE_EVAL_METRICS
 from search.budget import default_max_concurrent
 from search.cli import DEFAULT_DASHBOARD_PORT, DEFAULT_STORAGE, experiment_path
+from search.files import write_text_atomic
 from search.interrupt import SearchInterrupts, clear_interrupt_record, record_interruption
 from search.layout import PREPARED_DATA_FILE
 from search.local_cluster import LocalCluster
-from search.preflight import prepare_search_data
+from search.node_data import data_record, revalidate_record
 from search.spec import SearchSpec, write_spec_file
+from search.storage import ExperimentPath, folder_has_entries, is_uri, location, split_uri
 from search.tune_space import to_tune_param_space
 
 
@@ -53,16 +58,9 @@ class SearchOptions:
     final_seeds: int = 0
     verbose: int = 0  # 0: our progress only; 1: Ray Tune's tables and Ray's logs too
     time_budget_s: float | None = None
+    report_dir: Path | None = None  # a local copy of REPORT.md and its plots
     interrupts: SearchInterrupts = field(default_factory=SearchInterrupts)
     resume_command: str = ""  # printed and recorded when the search is interrupted
-
-
-def _is_uri(path: str) -> bool:
-    return "://" in path
-
-
-def _experiment_exists(path: str) -> bool:
-    return not _is_uri(path) and any(Path(path).glob("experiment_state-*.json"))
 
 
 def auth_token_path() -> Path:
@@ -114,12 +112,14 @@ def start_ray(options: SearchOptions, cluster: LocalCluster | None = None) -> No
         print(line, flush=True)
 
 
-def _searcher(spec: SearchSpec, experiment_dir: Path, max_concurrent: int) -> tuple[Any, Any]:
+def _searcher(spec: SearchSpec, experiment_dir: ExperimentPath,
+              max_concurrent: int) -> tuple[Any, Any]:
     """(the searcher handed to Tune, the Optuna searcher inside it)."""
     import optuna
     from ray.tune.search import ConcurrencyLimiter
 
-    from search.searcher import AshaAwareOptunaSearch, journal_storage
+    from search.searcher import AshaAwareOptunaSearch
+    from search.study_journal import journal_storage
 
     sampler = optuna.samplers.TPESampler(seed=spec.searcher.seed,
                                          n_startup_trials=spec.searcher.n_startup_trials)
@@ -163,7 +163,7 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
         time_attr="step", max_t=spec.scheduler.max_t, grace_period=spec.scheduler.grace_period,
         reduction_factor=spec.scheduler.reduction_factor,
     )
-    search_alg, optuna_search = _searcher(spec, Path(path), max_concurrent)
+    search_alg, optuna_search = _searcher(spec, location(path), max_concurrent)
     tuner = tune.Tuner(
         trainable,
         param_space=to_tune_param_space(spec),
@@ -175,7 +175,7 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
         ),
         run_config=tune.RunConfig(
             name=spec.name,
-            storage_path=str(Path(path).parent) if not _is_uri(path) else path.rsplit("/", 1)[0],
+            storage_path=split_uri(path)[0] if is_uri(path) else str(Path(path).parent),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=spec.metric,
                 checkpoint_score_order=spec.mode),
@@ -190,7 +190,7 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
     return tuner, optuna_search
 
 
-def _record_budget_cut(experiment_dir: Path, options: SearchOptions, tuner: Any,
+def _record_budget_cut(experiment_dir: ExperimentPath, options: SearchOptions, tuner: Any,
                        optuna_search: Any, progress: Any) -> list[str]:
     """After a search the time budget ended: which trials it cut, on disk and in the study."""
     from search.time_budget import write_budget_record
@@ -210,7 +210,7 @@ def _record_budget_cut(experiment_dir: Path, options: SearchOptions, tuner: Any,
     return cut
 
 
-def run_search(spec: SearchSpec, options: SearchOptions) -> Path:
+def run_search(spec: SearchSpec, options: SearchOptions) -> ExperimentPath:
     """Run (or resume) the search, export its results; returns the experiment folder."""
     started = time.time()
     quiet_libraries(options.verbose)
@@ -218,19 +218,28 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> Path:
     from ray import tune
 
     path = experiment_path(options.storage, spec.name)
+    experiment_dir = location(path)
     if options.resume and not tune.Tuner.can_restore(path):
         raise UserInputError("no experiment to resume there", source=path)
-    if not options.resume and _experiment_exists(path):
+    if not options.resume and folder_has_entries(experiment_dir):
         raise UserInputError(f"experiment {spec.name!r} exists; pass --resume to continue it "
                              "or --name for a new one", source=path)
-    experiment_dir = Path(path)
     LocalCluster.end_orphans_of(path)
-    data = prepare_search_data(spec, experiment_dir, options.resume)
-    if not _is_uri(path):
+    record = experiment_dir / PREPARED_DATA_FILE
+    if options.resume and record.is_file():
+        # the files may have changed since the first session: checked again (COCO data)
+        data = revalidate_record(json.loads(record.read_text()),
+                                 on_cluster=bool(options.address))
+    else:
+        data = data_record(spec.base, str(spec.source), on_cluster=bool(options.address))
+    try:
         experiment_dir.mkdir(parents=True, exist_ok=True)
         write_spec_file(spec, experiment_dir)
-        write_json_atomic(experiment_dir / PREPARED_DATA_FILE, data)
+        write_text_atomic(record, json.dumps(data, indent=2))
         clear_interrupt_record(experiment_dir)
+    except OSError as exc:  # no such bucket, no credentials, a read-only folder
+        raise UserInputError(f"cannot write there: {' '.join(str(exc).split())}",
+                             source=path) from None
     interrupts = options.interrupts
     cluster = None if options.address else LocalCluster(path)
     try:
@@ -248,16 +257,13 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> Path:
         tuner, optuna_search = build_tuner(spec, options, data, callbacks, stop=budget)
         with interrupts.tune_loop():
             tuner.fit()
-        if interrupts.interrupted and not _is_uri(path):
+        if interrupts.interrupted:
             record_interruption(experiment_dir, interrupts, progress, options.resume_command)
-        if budget is not None and budget.reached and not _is_uri(path):
+        if budget is not None and budget.reached:
             cut = _record_budget_cut(experiment_dir, options, tuner, optuna_search, progress)
             print(f"time budget of {options.time_budget_s:g} s reached: {len(cut)} running "
                   "trial(s) cut, exporting what finished", flush=True)
-        if _is_uri(path):
-            print(f"results are in {path}; run `python search/export.py` on a local copy")
-            return experiment_dir
-        from search.export import export_experiment
+        from search.export import copy_report, export_experiment
 
         # interrupted: export what is there now, without the (possibly long) test evaluation
         summary = export_experiment(experiment_dir, evaluate_winner=not interrupts.interrupted)
@@ -272,6 +278,8 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> Path:
             run_final_seeds(experiment_dir, spec, data, options.final_seeds)
             summary = export_experiment(experiment_dir)
         print(summary.describe(), flush=True)
+        if options.report_dir is not None:
+            print(f"report copy: {copy_report(summary, options.report_dir)}", flush=True)
     finally:
         ray.shutdown()
         if cluster is not None:

@@ -2,9 +2,10 @@
 
     python search/export.py results/<name>            # re-export (also after a crash / resume)
     python search/export.py results/<name> --no-evaluate
+    python search/export.py s3://bucket/results/<name> --report-dir reports/<name>
 
 Reads `search_spec.yaml` and the trial folders (`search.results`), then writes into the
-experiment folder:
+experiment folder (a local path or any storage URI `pyarrow.fs` resolves: `search.storage`):
 
 - `best_config.yaml`  complete detr_core run config of the winner (`search.winner`);
 - `best_model/`       the winner's `save_pretrained` folder from its best step, not its last
@@ -15,10 +16,12 @@ experiment folder:
                       (`search.winner_eval`);
 - `REPORT.md`         the search diary (`search.report`), with "What mattered"
                       (`search.importance`), and, when Ctrl-C / SIGTERM stopped the search,
-                      which trials were running and the command that resumes it.
+                      which trials were running and the command that resumes it;
+                      `--report-dir DIR` copies it with its plots to a local folder too.
 
 Every file is written atomically and `best_model/` is swapped in whole: an export killed at
-any moment leaves complete files (old or new), and the next export clears its leftovers.
+any moment leaves complete files (old or new), and the next export clears its leftovers. On an
+object store (`search.storage.UriPath`) a file is written in one upload, which is atomic too.
 """
 
 from __future__ import annotations
@@ -49,20 +52,22 @@ from search.layout import (
 from search.report import render_report
 from search.results import load_trials
 from search.spec import read_spec_file
+from search.storage import ExperimentPath, copy_tree, location
 from search.summary import ExportSummary, status_counts
 from search.trials_csv import param_keys, write_trials_csv
 from search.winner import pick_winner, write_best_config
 from search.winner_eval import read_seed_metrics, winner_test_metrics
 
 
-def export_experiment(experiment_dir: Path, evaluate_winner: bool = True) -> ExportSummary:
+def export_experiment(experiment_dir: str | Path | ExperimentPath,
+                      evaluate_winner: bool = True) -> ExportSummary:
     """Rebuild every output of a search from its experiment folder (see module docstring).
 
     Raises `UserInputError` when the folder is not an experiment or holds no trials.
     """
     from search.plots import write_importances_plot, write_plots  # matplotlib: only here
 
-    experiment_dir = Path(experiment_dir)
+    experiment_dir = location(experiment_dir)
     if not experiment_dir.is_dir():
         raise UserInputError("no such folder", source=experiment_dir)
     spec = read_spec_file(experiment_dir)
@@ -106,6 +111,14 @@ def export_experiment(experiment_dir: Path, evaluate_winner: bool = True) -> Exp
     return summary
 
 
+def copy_report(summary: ExportSummary, report_dir: Path) -> Path:
+    """A local copy of REPORT.md with the plots it shows (`--report-dir`); returns its path."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(report_dir / REPORT_FILE, summary.report_path.read_text(encoding="utf-8"))
+    copy_tree(summary.experiment_dir / PLOTS_DIR, report_dir / PLOTS_DIR)
+    return report_dir / REPORT_FILE
+
+
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: export one experiment folder.
@@ -118,12 +131,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Rebuild best_config.yaml, best_model/, trials.csv, plots/ and REPORT.md "
                     "from a Ray Tune experiment folder written by search/run.py.",
     )
-    parser.add_argument("experiment_dir", type=Path, help="e.g. results/iou")
+    parser.add_argument("experiment_dir", help="e.g. results/iou or s3://bucket/results/iou")
     parser.add_argument("--no-evaluate", action="store_true",
                         help="do not evaluate the winner on the test split")
+    parser.add_argument("--report-dir", type=Path, metavar="DIR",
+                        help="also copy REPORT.md and its plots to this local folder")
     args = parser.parse_args(argv)
     summary = export_experiment(args.experiment_dir, evaluate_winner=not args.no_evaluate)
     print(summary.describe())
+    if args.report_dir is not None:
+        print(f"report copy: {copy_report(summary, args.report_dir)}")
     return 0 if summary.winner is not None and not summary.test_error else 1
 
 

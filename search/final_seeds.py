@@ -2,55 +2,75 @@
 
 The diary repeated its best runs by hand (12_1..12_4, 20_1..20_3) to see the spread; here the
 winner's `best_config.yaml` is retrained K times in parallel Ray tasks, seeds `seed`..`seed+K-1`,
-each at its full budget and evaluated on the test split. The export reads the results back
-(`search.winner_eval.read_seed_metrics`) and the report shows mean ± std.
+each at its full budget and evaluated on the test split. A task runs on whichever node Ray
+picks: it prepares the data there (`search.node_data`), trains into a folder on that node's
+disk, then copies the run (without the Trainer's optimizer checkpoints) to
+`<experiment>/final_seeds/seed_<S>/` on the experiment's storage, a local path or a URI. The
+export reads the results back (`search.winner_eval.read_seed_metrics`) and the report shows
+mean ± std.
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from detr_core.config import run_config_from_dict
-from detr_core.yaml_io import load_yaml_mapping
+from detr_core.run_layout import CHECKPOINTS_DIR
+from detr_core.yaml_io import parse_yaml_mapping
 from search.layout import BEST_CONFIG_FILE, TEST_METRICS_FILE, TRIAL_LOG_FILE
+from search.node_data import data_section
 from search.spec import SearchSpec
+from search.storage import ExperimentPath, copy_tree, remove_tree
+from search.trial_config import trial_threads
 from search.winner_eval import seed_folder
 
 
-def _train_seed(raw: dict[str, Any], output_dir: str) -> dict[str, Any]:
-    """One repeated run of the winner (a Ray task): full budget, evaluated on the test split."""
+def _train_seed(raw: dict[str, Any], record: dict[str, Any],
+                target: ExperimentPath) -> dict[str, Any]:
+    """One repeated run of the winner (a Ray task): full budget, evaluated on the test split,
+    trained on this node and copied to `target`."""
+    from detr_core.evaluate import write_report
     from detr_core.train import train_run
+    from search.node_data import prepare_on_node
     from search.trial_output import output_to_file
 
-    with output_to_file(Path(output_dir) / TRIAL_LOG_FILE):  # its output, as a trial's
-        config = run_config_from_dict(raw, source=f"final seed {raw['seed']}")
-        result = train_run(config, output_dir)
-    return result.test_metrics or {}
+    work = Path(tempfile.mkdtemp(prefix="detr-seed-"))
+    try:
+        with output_to_file(work / TRIAL_LOG_FILE):  # its output, as a trial's
+            config = run_config_from_dict(raw, source=f"final seed {raw['seed']}")
+            prepared = prepare_on_node(record, config.data)
+            result = train_run(config, work, prepared_data=prepared)
+        metrics = result.test_metrics or {}
+        write_report(metrics, work / TEST_METRICS_FILE)
+        copy_tree(work, target, exclude={CHECKPOINTS_DIR})
+        return metrics
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
-def run_final_seeds(experiment_dir: Path, spec: SearchSpec, data: dict[str, Any],
+def run_final_seeds(experiment_dir: ExperimentPath, spec: SearchSpec, data: dict[str, Any],
                     k: int) -> list[dict[str, Any]]:
-    """Retrain the winner with K seeds in parallel Ray tasks; test metrics per seed on disk."""
+    """Retrain the winner with K seeds in parallel Ray tasks; test metrics per seed on storage.
+
+    `data` is the driver's prepared-data record (`search.node_data.data_record`).
+    """
     import ray
 
-    from detr_core.evaluate import write_report
-
-    best = load_yaml_mapping(experiment_dir / BEST_CONFIG_FILE)
-    best["data"] = data
+    config_path = experiment_dir / BEST_CONFIG_FILE
+    best = parse_yaml_mapping(config_path.read_text(encoding="utf-8"), config_path)
+    best["data"] = data_section(data)
     cpus, gpus = spec.resources.cpus_per_trial, spec.resources.gpus_per_trial
-    best["num_threads"] = max(1, int(cpus))
+    best["num_threads"] = best.get("num_threads") or trial_threads(cpus)
     first_seed = int(best["seed"])
     remote = ray.remote(num_cpus=cpus, num_gpus=gpus)(_train_seed)
     futures, folders = [], []
     for seed in range(first_seed, first_seed + k):
         folder = seed_folder(experiment_dir, seed)
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_tree(folder)
         folders.append(folder)
-        futures.append(remote.remote({**best, "seed": seed}, str(folder)))
+        futures.append(remote.remote({**best, "seed": seed}, data, folder))
     print(f"retraining the winner with {k} seeds: {[f.name for f in folders]}", flush=True)
-    metrics = ray.get(futures)
-    for folder, values in zip(folders, metrics, strict=True):
-        write_report(values, folder / TEST_METRICS_FILE)
-    return metrics
+    return ray.get(futures)

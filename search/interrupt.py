@@ -30,12 +30,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-from detr_core.atomic_files import write_json_atomic
-from search.files import read_json
+from search.files import read_json, write_json_atomic
 from search.layout import INTERRUPTED_FILE
+from search.storage import ExperimentPath
 
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 #: How long a second signal waits for Tune's state copy in flight (seconds).
@@ -159,7 +158,7 @@ def _wait_for_state_copies(timeout_s: float) -> None:
 # the record of an interruption, read back by the export
 
 
-def running_trials(experiment_dir: Path) -> dict[str, int | None]:
+def running_trials(experiment_dir: ExperimentPath) -> dict[str, int | None]:
     """Trials Tune saved as RUNNING (it keeps them so when interrupted) -> last reported step."""
     from search.results import read_ray_states, read_results
     from search.values import as_int
@@ -172,7 +171,8 @@ def running_trials(experiment_dir: Path) -> dict[str, int | None]:
     return dict(sorted(running.items()))
 
 
-def record_interruption(experiment_dir: Path, interrupts: SearchInterrupts, progress: Any,
+def record_interruption(experiment_dir: ExperimentPath, interrupts: SearchInterrupts,
+                        progress: Any,
                         resume_command: str) -> dict[str, int | None]:
     """After `Tuner.fit()` returned because of a signal: `interrupted.json`, and one console
     line per trial that was running."""
@@ -183,8 +183,8 @@ def record_interruption(experiment_dir: Path, interrupts: SearchInterrupts, prog
     return running
 
 
-def write_interrupt_record(experiment_dir: Path, signal_name: str,
-                           running: dict[str, int | None], resume_command: str) -> Path:
+def write_interrupt_record(experiment_dir: ExperimentPath, signal_name: str,
+                           running: dict[str, int | None], resume_command: str) -> ExperimentPath:
     """`interrupted.json`: which signal, when, the trials it stopped (id -> last step), and
     the command that resumes the search."""
     return write_json_atomic(experiment_dir / INTERRUPTED_FILE, {
@@ -195,7 +195,7 @@ def write_interrupt_record(experiment_dir: Path, signal_name: str,
     })
 
 
-def read_interrupt_record(experiment_dir: Path) -> dict[str, Any] | None:
+def read_interrupt_record(experiment_dir: ExperimentPath) -> dict[str, Any] | None:
     """The record `write_interrupt_record` wrote, or None (not interrupted, or resumed since)."""
     data = read_json(experiment_dir / INTERRUPTED_FILE)
     if not isinstance(data, dict) or not isinstance(data.get("running_trials"), dict):
@@ -203,6 +203,6 @@ def read_interrupt_record(experiment_dir: Path) -> dict[str, Any] | None:
     return data
 
 
-def clear_interrupt_record(experiment_dir: Path) -> None:
+def clear_interrupt_record(experiment_dir: ExperimentPath) -> None:
     """A resumed search continues the interrupted trials: the old record no longer holds."""
     (experiment_dir / INTERRUPTED_FILE).unlink(missing_ok=True)

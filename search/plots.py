@@ -16,7 +16,6 @@ import io
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -24,24 +23,26 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from detr_core.atomic_files import write_bytes_atomic
 from search.distributions import is_distribution, log_scale_keys_of
+from search.files import write_bytes_atomic
 from search.formatting import label
 from search.importance import Importances
 from search.results import TrialRecord
 from search.spec import SearchSpec
+from search.storage import ExperimentPath
 from search.trial_status import status_category
 from search.values import as_float, as_int
 
 IMPORTANCES_PNG = "importances.png"
 
 
-def _save(fig: Any, path: Path) -> Path:
-    """The figure as a PNG, atomically (rendered in memory, then one rename)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+def _save(fig: Any, path: ExperimentPath) -> ExperimentPath:
+    """The chart as PNG bytes, written atomically (rendered in memory, then one rename locally
+    or one upload to a storage URI)."""
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
-    return write_bytes_atomic(path, buffer.getvalue())
+    return write_bytes_atomic(path, png.getvalue())
 
 
 def curve(results: Iterable[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -56,8 +57,9 @@ def curve(results: Iterable[Mapping[str, Any]], key: str) -> tuple[list[int], li
 
 
 def plot_curves(
-    path: Path, trials: Sequence[TrialRecord], key: str, title: str, winner: str | None
-) -> Path:
+    path: ExperimentPath, trials: Sequence[TrialRecord], key: str, title: str,
+    winner: str | None,
+) -> ExperimentPath:
     """`key` vs step for every trial on one chart; the winner drawn thicker."""
     fig, ax = plt.subplots(figsize=(9, 5))
     drawn = 0
@@ -108,8 +110,9 @@ _POINT_STYLES = {  # status category -> (label, scatter style)
 
 
 def plot_param(
-    path: Path, spec: SearchSpec, trials: Sequence[TrialRecord], key: str, winner: str | None
-) -> Path:
+    path: ExperimentPath, spec: SearchSpec, trials: Sequence[TrialRecord], key: str,
+    winner: str | None,
+) -> ExperimentPath:
     """Sampled value of `key` vs the best metric each trial reached; the winner as a star.
 
     Marker shape tells full-budget scores from partial ones (ASHA-stopped, cut, interrupted)
@@ -143,7 +146,7 @@ def plot_param(
     return _save(fig, path)
 
 
-def plot_importances(path: Path, importances: Importances) -> Path:
+def plot_importances(path: ExperimentPath, importances: Importances) -> ExperimentPath:
     """Horizontal bars, most important parameter on top."""
     names = list(importances.values)[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.6 * max(len(names), 1) + 1.5))
@@ -157,9 +160,9 @@ def plot_importances(path: Path, importances: Importances) -> Path:
 
 
 def write_plots(
-    plots_dir: Path, spec: SearchSpec, trials: Sequence[TrialRecord], keys: Sequence[str],
-    winner: str | None,
-) -> list[Path]:
+    plots_dir: ExperimentPath, spec: SearchSpec, trials: Sequence[TrialRecord],
+    keys: Sequence[str], winner: str | None,
+) -> list[ExperimentPath]:
     """The curve and per-parameter charts of the report; returns their paths in report order."""
     plots_dir.mkdir(exist_ok=True)
     written = [
@@ -174,7 +177,8 @@ def write_plots(
     return written
 
 
-def write_importances_plot(plots_dir: Path, importances: Importances) -> Path | None:
+def write_importances_plot(plots_dir: ExperimentPath,
+                           importances: Importances) -> ExperimentPath | None:
     """`plots/importances.png` when there are importances; else any old one is removed."""
     path = plots_dir / IMPORTANCES_PNG
     if not importances.values:

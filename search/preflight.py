@@ -7,9 +7,9 @@ things it *points to* are checked, with detr_core's preflight (`detr_core.prefli
 - `check_search_inputs(spec)`: the checkpoint and augmentation pipelines of the base run, and
   of every candidate value of a searched `model.*` / `augmentation.*` key (each checkpoint
   folder of a `choice`, each pipeline). Also run by `--dry-run`.
-- `prepare_search_data(spec)`: the data, once: a synthetic dataset is generated, COCO JSON and
-  every image file are validated; trials get the absolute paths. On `--resume` the recorded
-  paths are validated again (the files may have changed since).
+- the data is checked where it is prepared (`search.node_data.data_record`): a synthetic
+  dataset is generated, COCO JSON and every image file are validated; on `--resume` the
+  recorded data is checked again (the files may have changed since).
 
 A problem is one `UserInputError` line naming the file and key; a candidate from the space
 names `space.<key>` in the space file.
@@ -17,16 +17,13 @@ names `space.<key>` in the space file.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-from detr_core.config import DataConfig, SplitPaths, apply_overrides, run_config_from_dict
+from detr_core.config import apply_overrides, run_config_from_dict
 from detr_core.config_keys import touches
 from detr_core.errors import UserInputError
 from detr_core.preflight import check_static_inputs
 from search.distributions import candidate_values, fixed_values_of, searched_keys_of
-from search.layout import PREPARED_DATA_FILE
 from search.spec import SearchSpec
 
 #: Run-config sections whose values point to things on disk or build objects.
@@ -59,23 +56,3 @@ def _check_static(base: dict[str, Any], params: dict[str, Any], src: str,
         raise UserInputError(f"value {value!r} is not valid here: "
                              f"{exc.source + ': ' if exc.source else ''}{exc.problem}",
                              source=src, key=f"space.{own}") from None
-
-
-def prepare_search_data(spec: SearchSpec, experiment_dir: Path | None = None,
-                        resume: bool = False) -> dict[str, Any]:
-    """Generate or validate the dataset once; trials get its absolute COCO paths.
-
-    With `resume`, the paths the first session recorded are validated again.
-    """
-    from detr_core.data.prepare import prepare_data
-
-    recorded = experiment_dir / PREPARED_DATA_FILE if experiment_dir is not None else None
-    if resume and recorded is not None and recorded.is_file():
-        paths = json.loads(recorded.read_text(encoding="utf-8"))
-        data = DataConfig(**{split: SplitPaths(**value) for split, value in paths.items()})
-    else:
-        data = run_config_from_dict(spec.base, source=str(spec.source)).data
-    prepared = prepare_data(data).as_data_config()
-    found = {name: getattr(prepared, name) for name in ("train", "val", "test")}
-    return {name: {"annotations": split.annotations, "images": split.images}
-            for name, split in found.items() if split is not None}

@@ -13,12 +13,14 @@ from datetime import datetime
 from typing import Any
 
 from detr_core.metric_names import TEST_TABLE_METRICS
+from detr_core.run_layout import detections_image
 from search.files import display_path
 from search.formatting import fmt, md_table, mean_std
 from search.importance import MIN_TRIALS
 from search.layout import BEST_CONFIG_FILE, BEST_MODEL_DIR, SEEDS_DIR, STUDY_FILE
 from search.results import TrialRecord
 from search.spec import SearchSpec
+from search.storage import UriPath
 from search.summary import ExportSummary, counts_text
 from search.values import as_float
 from search.winner import rank_trials
@@ -153,12 +155,17 @@ def _what_mattered(summary: ExportSummary, spec: SearchSpec) -> list[str]:
             rel = summary.importances_plot.relative_to(summary.experiment_dir).as_posix()
             lines += [f"![importances]({rel})", ""]
     study = display_path(summary.experiment_dir / STUDY_FILE)
+    fetch = []
+    if isinstance(summary.experiment_dir, UriPath) and not summary.experiment_dir.is_local_fs:
+        fetch = [f"# copy {study} here first (e.g. `aws s3 cp` / `gcloud storage cp`)"]
+        study = STUDY_FILE
     lines += [
         f"The Optuna study (`{spec.name}`, every trial with its intermediate values; "
         "ASHA-stopped trials are PRUNED) opens in optuna-dashboard from its journal file:",
         "",
         "```",
         "pip install optuna-dashboard",
+        *fetch,
         f"optuna-dashboard {study}",
         "```",
         "",
@@ -193,8 +200,19 @@ def _winner_section(summary: ExportSummary, spec: SearchSpec, keys: Sequence[str
 def _test_sections(summary: ExportSummary) -> list[str]:
     lines: list[str] = []
     if summary.test_metrics is not None:
-        lines += ["## Test metrics of the winner", "", test_metrics_table(summary.test_metrics),
-                  ""]
+        lines += ["## Test metrics of the winner", "",
+                  "Detection quality is read from mAP@.5 and recall (confident detections, "
+                  "score >= the run's `evaluation.score_threshold`, matched one-to-one to "
+                  "ground truth of their class at IoU >= 0.5); `iou_mean` and the centre error "
+                  "are the diary's localisation numbers over the pairs found.", "",
+                  test_metrics_table(summary.test_metrics), ""]
+        grid = (summary.best_model_dir / detections_image("test")
+                if summary.best_model_dir is not None else None)
+        if grid is not None and grid.is_file():
+            rel = grid.relative_to(summary.experiment_dir).as_posix()
+            lines += ["The winner on the first test images: ground truth (green) beside its "
+                      "confident detections (red, with scores).", "",
+                      f"![test detections]({rel})", ""]
     elif summary.test_error:
         lines += ["## Test metrics of the winner", "", f"Evaluation failed: {summary.test_error}",
                   ""]

@@ -10,11 +10,11 @@ that `--time-budget` cut and its `interrupted.json` for those Ctrl-C / SIGTERM s
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from detr_core.errors import UserInputError
@@ -22,6 +22,7 @@ from detr_core.metric_names import is_better
 from search.files import read_json
 from search.layout import INTERRUPTED_FILE, TIME_BUDGET_FILE
 from search.spec import SearchSpec
+from search.storage import ExperimentPath
 from search.trial_config import trial_values
 from search.trial_status import trial_status
 from search.values import as_float, as_int, parse_scalar
@@ -36,7 +37,7 @@ class TrialRecord:
     """
 
     trial_id: str
-    path: Path
+    path: ExperimentPath
     params: dict[str, Any]
     results: list[dict[str, Any]]
     status: str
@@ -64,7 +65,7 @@ class TrialRecord:
         return sum(times) if times else None
 
 
-def find_trial_dirs(experiment_dir: Path) -> list[Path]:
+def find_trial_dirs(experiment_dir: ExperimentPath) -> list[ExperimentPath]:
     """Sub-folders Ray Tune made for trials: those holding params.json / result.json."""
     markers = ("params.json", "result.json", "progress.csv")
     return sorted(
@@ -73,7 +74,7 @@ def find_trial_dirs(experiment_dir: Path) -> list[Path]:
     )
 
 
-def read_results(trial_dir: Path) -> list[dict[str, Any]]:
+def read_results(trial_dir: ExperimentPath) -> list[dict[str, Any]]:
     """Every reported result in order: `result.json` lines, else `progress.csv` rows.
 
     A torn last line (the driver died mid-write) is skipped, not fatal.
@@ -89,18 +90,19 @@ def read_results(trial_dir: Path) -> list[dict[str, Any]]:
             if isinstance(row, dict):
                 results.append(row)
     if not results and (trial_dir / "progress.csv").is_file():
-        with open(trial_dir / "progress.csv", newline="", encoding="utf-8") as f:
-            results = [{k: parse_scalar(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        text = (trial_dir / "progress.csv").read_text(encoding="utf-8")
+        rows = csv.DictReader(io.StringIO(text, newline=""))
+        results = [{k: parse_scalar(v) for k, v in row.items()} for row in rows]
     return results
 
 
-def read_params(trial_dir: Path) -> dict[str, Any]:
+def read_params(trial_dir: ExperimentPath) -> dict[str, Any]:
     """The trial's sampled config (flat dotted keys) from `params.json`; {} if unreadable."""
     params = read_json(trial_dir / "params.json")
     return params if isinstance(params, dict) else {}
 
 
-def read_error(trial_dir: Path) -> str | None:
+def read_error(trial_dir: ExperimentPath) -> str | None:
     """Last non-empty line of `error.txt` (the exception message); None if the trial is clean."""
     path = trial_dir / "error.txt"
     if path.is_file():
@@ -116,7 +118,7 @@ def read_error(trial_dir: Path) -> str | None:
 RECOVERED_STATES = ("TERMINATED", "RUNNING", "PENDING", "PAUSED")
 
 
-def read_ray_states(experiment_dir: Path) -> dict[str, tuple[str, str]]:
+def read_ray_states(experiment_dir: ExperimentPath) -> dict[str, tuple[str, str]]:
     """Fallback from the newest `experiment_state-*.json`: trial folder name -> (id, status).
 
     Only plain JSON fields are read (`trial_id`, `status`, `relative_logdir`); any surprise in
@@ -140,7 +142,7 @@ def read_ray_states(experiment_dir: Path) -> dict[str, tuple[str, str]]:
         return {}
 
 
-def read_budget_cut(experiment_dir: Path) -> set[str]:
+def read_budget_cut(experiment_dir: ExperimentPath) -> set[str]:
     """Ids of the trials that `--time-budget` stopped (from `time_budget.json`), if any."""
     data = read_json(experiment_dir / TIME_BUDGET_FILE)
     if not isinstance(data, dict) or not isinstance(data.get("cut_trials"), list):
@@ -148,7 +150,7 @@ def read_budget_cut(experiment_dir: Path) -> set[str]:
     return {str(t) for t in data["cut_trials"]}
 
 
-def read_interrupted(experiment_dir: Path) -> set[str]:
+def read_interrupted(experiment_dir: ExperimentPath) -> set[str]:
     """Ids of the trials running when Ctrl-C / SIGTERM stopped the search (`interrupted.json`)."""
     data = read_json(experiment_dir / INTERRUPTED_FILE)
     if not isinstance(data, dict) or not isinstance(data.get("running_trials"), dict):
@@ -173,7 +175,7 @@ _TRIAL_ID_IN_DIRNAME = re.compile(r"(?:^|_)([0-9a-f]{5}_\d{5}|[0-9a-f]{8})(?=_|$
 
 
 def load_trial(
-    trial_dir: Path, spec: SearchSpec, ray_states: Mapping[str, tuple[str, str]],
+    trial_dir: ExperimentPath, spec: SearchSpec, ray_states: Mapping[str, tuple[str, str]],
     budget_cut: Collection[str] = (),
     interrupted: Collection[str] = (),
 ) -> TrialRecord:
@@ -183,15 +185,17 @@ def load_trial(
     ray_id, ray_status = ray_states.get(trial_dir.name, ("", ""))
     if error is None and ray_status == "ERROR":
         error = "error (Ray marked the trial ERROR)"
-    if error is not None and ray_status in RECOVERED_STATES:
-        error = None  # it failed, was retried from its checkpoint and went on (error.txt stays)
     trial_id = next((str(r["trial_id"]) for r in results if r.get("trial_id")), "") or ray_id
     if not trial_id:
         match = _TRIAL_ID_IN_DIRNAME.search(trial_dir.name)
         trial_id = match.group(1) if match else trial_dir.name
     done = bool(results and results[-1].get("done")) or ray_status == "TERMINATED"
+    # error.txt stays after a failure that a retry (max_failures) got past: a trial that ended,
+    # or was still running when the search stopped, is not errored; its error column still
+    # tells what happened on the way
+    recovered = done or ray_status in RECOVERED_STATES
     status = trial_status(
-        results[-1] if results else None, errored=error is not None,
+        results[-1] if results else None, errored=error is not None and not recovered,
         max_t=spec.scheduler.max_t, ended=done, cut_by_budget=trial_id in budget_cut,
         interrupted=trial_id in interrupted,
     )
@@ -208,7 +212,7 @@ def load_trial(
     )
 
 
-def load_trials(experiment_dir: Path, spec: SearchSpec) -> list[TrialRecord]:
+def load_trials(experiment_dir: ExperimentPath, spec: SearchSpec) -> list[TrialRecord]:
     """All trials of the experiment, sorted by trial id (the order Tune created them)."""
     ray_states = read_ray_states(experiment_dir)
     cut = read_budget_cut(experiment_dir)

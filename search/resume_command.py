@@ -2,8 +2,9 @@
 
 `python search/run.py --space FILE --name NAME --resume`, plus every flag of the first command
 that changes what the rest of the search does (`--storage`, `--address`, the overrides of the
-space file's settings, `--final-seeds`, the dashboard flags, `-v`). `--time-budget` is left
-out on purpose: the budget was for the first session, and what is left is the user's call.
+space file's settings, `--final-seeds`, `--report-dir`, the dashboard flags, `-v`).
+`--time-budget` is left out on purpose: the budget was for the first session, and what is left
+is the user's call.
 When nothing can be resumed yet (stopped before Tune saved the experiment), it is the same
 command without `--resume`.
 """
@@ -25,6 +26,7 @@ _CARRIED = (
     ("seed", "--seed"),
     ("max_failures", "--max-failures"),
     ("address", "--address"),
+    ("report_dir", "--report-dir"),
 )
 
 

@@ -1,7 +1,8 @@
 """`python search/run.py --space search_spaces/iou.yaml`: run a DETR hyperparameter search.
 
 Parses the flags (`search.cli`), loads and validates the space file and what it points to
-before anything starts (a bad input: one line naming file and key, exit 2), prints the
+before anything starts (a bad input: one line naming file and key, exit 2), picks the
+experiment folder (`iou`, else the next free `iou-2`, ...: `search.naming`), prints the
 resolved search, then runs it (`search.driver.run_search`): Ray Tune + Optuna TPE + ASHA, our
 progress on the console, results and REPORT.md in `results/<name>/`. See `--help` and
 README.md.
@@ -13,6 +14,7 @@ search (`search.interrupt`, `search.resume_command`).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import sys
 from collections.abc import Sequence
@@ -24,6 +26,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from detr_core.errors import exit_on_user_error
 from search.cli import describe, parse_args, spec_overrides
 from search.interrupt import SearchInterrupted, SearchInterrupts
+from search.naming import choose_experiment
 from search.preflight import check_search_inputs
 from search.resume_command import can_resume, resume_command
 from search.spec_loading import load_search_spec
@@ -37,6 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     spec = load_search_spec(args.space, spec_overrides(args))
     check_search_inputs(spec)
+    choice = choose_experiment(args.storage, spec.name, explicit=args.name is not None,
+                               resume=args.resume)
+    for note in choice.notes:
+        print(note, flush=True)
+    spec = dataclasses.replace(spec, name=choice.name)
     print(describe(spec, args), flush=True)
     if args.dry_run:
         return 0
@@ -51,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port,
         final_seeds=args.final_seeds, verbose=args.verbose, time_budget_s=args.time_budget,
         interrupts=interrupts, resume_command=resume_command(args, spec.name),
+        report_dir=args.report_dir,
     )
     interrupts.install()
     try:

@@ -6,28 +6,19 @@ partial-budget score as final. Here intermediate values are keyed by the optimiz
 a trial stopped before its budget (`search.trial_status.is_early_stopped`) is told as PRUNED
 (Optuna keeps its intermediate values), and a finished trial is told its *best* value, the
 step whose checkpoint is kept. The study lives in an Optuna journal file inside the experiment
-folder, so it survives the driver and can be read with `optuna.load_study`.
+folder (`search.study_journal`, on any storage), so it survives the driver and can be read with
+`optuna.load_study`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
 from detr_core.metric_names import is_better
-from search.layout import STUDY_FILE
 from search.trial_status import is_early_stopped
 from search.values import as_float, as_int
-
-
-def journal_storage(experiment_dir: Path) -> Any:
-    """File-based Optuna storage in the experiment folder (picklable, no database server)."""
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    return JournalStorage(JournalFileBackend(str(experiment_dir / STUDY_FILE)))
 
 
 class AshaAwareOptunaSearch(OptunaSearch):

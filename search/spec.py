@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from detr_core.errors import UserInputError
-from detr_core.yaml_io import dump_yaml, load_yaml_mapping
+from detr_core.yaml_io import dumps_yaml, parse_yaml_mapping
 from search.budget import asha_rungs
 from search.distributions import fixed_values_of, log_scale_keys_of, searched_keys_of
+from search.files import write_text_atomic
 from search.layout import SPEC_FILE
+from search.storage import ExperimentPath
 
 
 @dataclass
@@ -132,19 +134,19 @@ class SearchSpec:
             raise UserInputError(f"not a search spec: {exc}", source=source) from None
 
 
-def write_spec_file(spec: SearchSpec, experiment_dir: Path) -> Path:
+def write_spec_file(spec: SearchSpec, experiment_dir: ExperimentPath) -> ExperimentPath:
     """`<experiment>/search_spec.yaml`: the resolved search, read back by the export."""
-    path = experiment_dir / SPEC_FILE
-    dump_yaml(spec.to_yaml_dict(), path,
-              header="Written by search/run.py: the resolved search (read by export.py).")
-    return path
+    text = dumps_yaml(spec.to_yaml_dict(),
+                      header="Written by search/run.py: the resolved search (read by export.py).")
+    return write_text_atomic(experiment_dir / SPEC_FILE, text)
 
 
-def read_spec_file(experiment_dir: Path) -> SearchSpec:
+def read_spec_file(experiment_dir: ExperimentPath) -> SearchSpec:
     """The spec of an experiment folder; `UserInputError` when the folder is not one."""
     path = experiment_dir / SPEC_FILE
     if not path.is_file():
         raise UserInputError(f"not a search experiment folder (no {SPEC_FILE}; give the "
                              "folder `search/run.py` wrote, e.g. results/<name>)",
                              source=experiment_dir)
-    return SearchSpec.from_yaml_dict(load_yaml_mapping(path), path)
+    return SearchSpec.from_yaml_dict(parse_yaml_mapping(path.read_text(encoding="utf-8"), path),
+                                     path)

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from search.files import display_path
 from search.formatting import fmt
 from search.importance import Importances
 from search.results import TrialRecord
+from search.storage import ExperimentPath
 from search.trial_status import CATEGORIES, status_category
 
 
@@ -34,21 +34,21 @@ def counts_text(counts: Mapping[str, int]) -> str:
 class ExportSummary:
     """What `export_experiment` wrote, for the driver and the CLI to print or build on."""
 
-    experiment_dir: Path
+    experiment_dir: ExperimentPath
     name: str
     metric: str
     mode: str
     trials: list[TrialRecord]
     status_counts: dict[str, int]
     winner: TrialRecord | None
-    trials_csv: Path
-    report_path: Path
-    plots: list[Path]
+    trials_csv: ExperimentPath
+    report_path: ExperimentPath
+    plots: list[ExperimentPath]
     importances: Importances | None = None
-    importances_plot: Path | None = None
+    importances_plot: ExperimentPath | None = None
     best_config: dict[str, Any] | None = None
-    best_config_path: Path | None = None
-    best_model_dir: Path | None = None
+    best_config_path: ExperimentPath | None = None
+    best_model_dir: ExperimentPath | None = None
     model_step: int | None = None
     model_source: str | None = None
     test_metrics: dict[str, Any] | None = None

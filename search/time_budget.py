@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from ray.tune.stopper import Stopper
 
-from detr_core.atomic_files import write_json_atomic
+from search.files import write_json_atomic
 from search.layout import TIME_BUDGET_FILE
+from search.storage import ExperimentPath
 
 
 class TimeBudget(Stopper):
@@ -36,7 +36,8 @@ class TimeBudget(Stopper):
         return self.reached
 
 
-def write_budget_record(experiment_dir: Path, budget_s: float, cut: Sequence[str]) -> Path:
+def write_budget_record(experiment_dir: ExperimentPath, budget_s: float,
+                        cut: Sequence[str]) -> ExperimentPath:
     """`time_budget.json`: the budget and the trials it cut (read back by the export)."""
     return write_json_atomic(experiment_dir / TIME_BUDGET_FILE,
                              {"budget_s": budget_s, "cut_trials": list(cut)})

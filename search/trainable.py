@@ -6,7 +6,9 @@ metrics, `step` (optimizer steps: ASHA's time attribute), `epoch`, `train_loss` 
 A new best step attaches its Trainer checkpoint (model + optimizer state) so Tune keeps the
 best one; a retried trial resumes from its last reported checkpoint. Torch uses as many
 threads as the trial has CPUs; the GPU Ray assigns (if any) is the one the Trainer sees.
-The run's own output goes to `trial.log` in the trial's folder (`search.trial_output`).
+The run's own output goes to `trial.log` in the trial's folder (`search.trial_output`). The
+dataset is prepared on the trial's own node (`search.node_data`): a synthetic one is made
+there when missing, COCO paths are checked there.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from ray import tune
 from detr_core.config import run_config_from_dict
 from detr_core.train import EvaluationEvent, train_run
 from search.layout import CHECKPOINT_META_FILE, TRIAL_LOG_FILE
-from search.trial_config import trial_run_config
+from search.node_data import data_section, prepare_on_node
+from search.trial_config import trial_run_config, trial_threads
 from search.trial_output import output_to_file
 
 # Trainer bookkeeping that is not worth a Tune metric column.
@@ -34,8 +37,9 @@ _SKIPPED_METRICS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_s
 class TuneReporter:
     """`detr_core` evaluation listener that forwards every evaluation to Tune."""
 
-    def __init__(self, metric: str) -> None:
+    def __init__(self, metric: str, threads: int) -> None:
         self.metric = metric
+        self.threads = threads
         self.node_id = ray.get_runtime_context().get_node_id()
         # which accelerator the trial trains on: GPUs Ray assigned (shared ones included)
         self.device = ",".join(f"gpu{i}" for i in ray.get_gpu_ids()) or "cpu"
@@ -53,6 +57,8 @@ class TuneReporter:
             best_step=event.best_step if event.best_step is not None else -1,
             node_id=self.node_id,
             device=self.device,
+            num_threads=self.threads,  # what best_config.yaml records for a bit-exact rerun
+            first_step_time=event.first_step_time or math.nan,  # start-up latency, measurable
         )
         checkpoint = None
         if event.is_new_best and event.best_checkpoint is not None:
@@ -65,7 +71,7 @@ class TuneReporter:
 
 def _trial_cpus() -> int:
     resources = tune.get_context().get_trial_resources().required_resources
-    return max(1, int(resources.get("CPU", 1)))
+    return trial_threads(resources.get("CPU", 1))
 
 
 def _restore_checkpoint(work_dir: Path) -> Path | None:
@@ -82,26 +88,27 @@ def _restore_checkpoint(work_dir: Path) -> Path | None:
 
 def train_detr(config: dict[str, Any], *, base: dict[str, Any], space: dict[str, Any],
                data: dict[str, Any], metric: str) -> None:
-    """Tune entry point; `base`, `space` and the prepared `data` come via `with_parameters`.
+    """Tune entry point; `base`, `space` and the `data` record come via `with_parameters`.
 
-    `data` is the driver's prepared dataset as absolute COCO paths: the trial neither
-    generates nor revalidates it.
+    `data` is the driver's record of the dataset (`search.node_data.data_record`): synthetic
+    parameters or absolute COCO paths, prepared on this node before training.
     """
     context = tune.get_context()
-    with output_to_file(Path(context.get_trial_dir()) / TRIAL_LOG_FILE):
-        raw = trial_run_config(base, space, config)
-        raw["data"] = data
-        raw["num_threads"] = _trial_cpus()
+    # Tune runs the trial in its working folder and uploads it from whichever node it is on;
+    # `get_trial_dir()` names the driver's staging folder for an actor's first trial instead,
+    # which only reaches storage when the trial runs on the driver's node.
+    with output_to_file(Path.cwd() / TRIAL_LOG_FILE):
+        threads = _trial_cpus()
+        raw = trial_run_config(base, space, config, threads=threads)
+        raw["data"] = data_section(data)
         run_config = run_config_from_dict(raw, source=f"trial {context.get_trial_id()}")
         work_dir = Path(tempfile.mkdtemp(prefix="detr-trial-"))
         try:
-            from detr_core.data.prepare import prepare_data
-
-            prepared = prepare_data(run_config.data, validate=False)
+            prepared = prepare_on_node(data, run_config.data)
             train_run(
                 run_config,
                 output_dir=work_dir / "run",
-                listeners=[TuneReporter(metric)],
+                listeners=[TuneReporter(metric, threads)],
                 resume_from_checkpoint=_restore_checkpoint(work_dir),
                 prepared_data=prepared,
                 evaluate_test=False,

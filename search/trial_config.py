@@ -5,8 +5,10 @@ Tune hands a trial its config as a FLAT dict keyed by dotted run-config names
 into each trial's `config` and `params.json`. `trial_values` is what the trial really trains
 with: the space's fixed values, then the sampled ones rounded to their q (Optuna cannot
 quantize a log-scale float, and its float steps drift: `0.30000000000000004`).
-`trial_run_config` sets them on the base run config. The trainable, `best_config.yaml`,
-`trials.csv` and the report all go through these two functions, so they agree field for field.
+`trial_run_config` sets them on the base run config, with the trial's thread count
+(`trial_threads`): float results depend on how many threads reduce a sum, so a bit-exact rerun
+of a trial needs the same number. The trainable, `best_config.yaml`, `trials.csv` and the
+report all go through these functions, so they agree field for field.
 """
 
 from __future__ import annotations
@@ -23,7 +25,16 @@ def trial_values(space: Mapping[str, Any], params: Mapping[str, Any]) -> dict[st
     return {**fixed_values_of(dict(space)), **quantize_params(dict(space), dict(params))}
 
 
+def trial_threads(cpus_per_trial: float) -> int:
+    """Torch threads of a trial: its whole CPUs, at least one."""
+    return max(1, int(cpus_per_trial))
+
+
 def trial_run_config(base: Mapping[str, Any], space: Mapping[str, Any],
-                     params: Mapping[str, Any]) -> dict[str, Any]:
-    """The run-config dict of one trial: `base` with `trial_values(space, params)` set."""
-    return apply_overrides(dict(base), trial_values(space, params))
+                     params: Mapping[str, Any], threads: int | None = None) -> dict[str, Any]:
+    """The run-config dict of one trial: `base` with `trial_values(space, params)` set, and
+    `num_threads` when the trial's thread count is given."""
+    config = apply_overrides(dict(base), trial_values(space, params))
+    if threads is not None:
+        config["num_threads"] = threads
+    return config

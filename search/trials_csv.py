@@ -11,12 +11,12 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from search.files import write_text_atomic
 from search.results import TrialRecord
 from search.spec import SearchSpec
+from search.storage import ExperimentPath
 from search.winner import rank_trials
 
 
@@ -34,8 +34,8 @@ def best_column(metric: str) -> str:
 
 
 def write_trials_csv(
-    path: Path, spec: SearchSpec, trials: Sequence[TrialRecord], keys: Sequence[str]
-) -> Path:
+    path: ExperimentPath, spec: SearchSpec, trials: Sequence[TrialRecord], keys: Sequence[str]
+) -> ExperimentPath:
     """One row per trial, best first (see the module docstring for the columns)."""
     header = ["trial_id", "status", *keys, best_column(spec.metric), "best_step", "last_step",
               "wall_time_s", "error"]

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from detr_core.metric_names import is_better
-from detr_core.yaml_io import dump_yaml
-from search.files import display_path
+from detr_core.yaml_io import dumps_yaml
+from search.files import display_path, write_text_atomic
 from search.layout import BEST_CONFIG_FILE
 from search.results import TrialRecord
 from search.spec import SearchSpec
-from search.trial_config import trial_run_config
+from search.storage import ExperimentPath
+from search.trial_config import trial_run_config, trial_threads
 from search.trial_status import ERRORED
+from search.values import as_int
 
 
 def rank_trials(trials: Sequence[TrialRecord], mode: str) -> list[TrialRecord]:
@@ -50,22 +51,33 @@ def pick_winner(trials: Sequence[TrialRecord], mode: str) -> TrialRecord | None:
     return ranked[0] if ranked and ranked[0].best_value is not None else None
 
 
-def build_best_config(spec: SearchSpec, params: dict[str, Any]) -> dict[str, Any]:
-    """The winner's complete run config: exactly what the trainable trains a trial with."""
-    return trial_run_config(spec.base, spec.space, params)
+def trial_thread_count(spec: SearchSpec, trial: TrialRecord) -> int:
+    """The torch threads a trial trained with: as it reported them, else its CPU share."""
+    reported = [as_int(r.get("num_threads")) for r in trial.results]
+    reported = [n for n in reported if n is not None]
+    return reported[-1] if reported else trial_threads(spec.resources.cpus_per_trial)
+
+
+def build_best_config(spec: SearchSpec, trial: TrialRecord) -> dict[str, Any]:
+    """A trial's complete run config: exactly what the trainable trained it with, thread
+    count included (the same config and thread count on the same machine give the same
+    curve)."""
+    return trial_run_config(spec.base, spec.space, trial.params,
+                            threads=trial_thread_count(spec, trial))
 
 
 def write_best_config(
-    experiment_dir: Path, spec: SearchSpec, winner: TrialRecord
-) -> tuple[dict[str, Any], Path]:
+    experiment_dir: ExperimentPath, spec: SearchSpec, winner: TrialRecord
+) -> tuple[dict[str, Any], ExperimentPath]:
     """Write `best_config.yaml` (atomically) with a header naming the trial and its best step."""
-    config = build_best_config(spec, winner.params)
+    config = build_best_config(spec, winner)
     path = experiment_dir / BEST_CONFIG_FILE
     header = (
         f"Best run config of search `{spec.name}`, written by search/export.py.\n"
         f"Winner: trial {winner.trial_id}, best {spec.metric} = {winner.best_value!r} "
         f"({spec.mode}) at step {winner.best_step}.\n"
-        f"Reproduce: python -m detr_core.train --config {display_path(path)}"
+        f"Reproduce: python -m detr_core.train --config {display_path(path)}\n"
+        f"num_threads is the trial's thread count: keep it for a bit-exact rerun on this "
+        "machine."
     )
-    dump_yaml(config, path, header=header)  # atomic: never a truncated best_config.yaml
-    return config, path
+    return config, write_text_atomic(path, dumps_yaml(config, header=header))

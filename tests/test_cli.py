@@ -23,7 +23,7 @@ FLAGS = (
     "--space", "--name", "--num-samples", "--max-concurrent", "--cpus-per-trial",
     "--gpus-per-trial", "--address", "--storage", "--resume", "--seed", "--no-dashboard",
     "--dashboard-port", "--final-seeds", "--dry-run", "--max-failures", "--time-budget",
-    "-v", "--verbose",
+    "-v", "--verbose", "--report-dir",
 )
 
 SPACE = """\
@@ -63,9 +63,10 @@ def test_every_flag_parses() -> None:
         "--cpus-per-trial", "2", "--gpus-per-trial", "0.5", "--address", "ray://head:10001",
         "--storage", "s3://bucket/exp", "--resume", "--seed", "7", "--no-dashboard",
         "--dashboard-port", "8300", "--final-seeds", "3", "--dry-run", "--max-failures", "2",
-        "--time-budget", "1h30m", "-vv",
+        "--time-budget", "1h30m", "-vv", "--report-dir", "reports/run1",
     ])
     assert (args.time_budget, args.verbose) == (5400.0, 2)
+    assert args.report_dir == Path("reports/run1")
     assert (args.name, args.num_samples, args.max_concurrent) == ("run1", 12, 3)
     assert (args.cpus_per_trial, args.gpus_per_trial) == (2.0, 0.5)
     assert (args.address, args.storage, args.seed) == ("ray://head:10001", "s3://bucket/exp", 7)

@@ -416,3 +416,20 @@ def test_no_trial_with_the_metric_means_no_winner(tmp_path: Path):
     assert not (exp / "best_config.yaml").exists()
     assert "No trial reported `eval_loss_bbox` yet." in (exp / "REPORT.md").read_text()
     assert read_csv(exp / "trials.csv")[0]["status"] == "not started"
+
+
+def test_a_trial_retried_past_a_failure_and_finished_is_not_errored(tmp_path: Path):
+    """error.txt stays after a failure a retry got past (e.g. its node was lost)."""
+    from search.results import load_trial
+    from search.spec import SearchSpec
+
+    spec = SearchSpec.from_yaml_dict(FAKE_SPEC, "search_spec.yaml")
+    params, total, points = FAKE_TRIALS["aaaaa_00001"][:3]
+    retried = write_fake_trial(tmp_path, 0, "ccccc_00000", (params, total, points, True, True,
+                                                            False))
+    trial = load_trial(retried, spec, {})
+    assert trial.status == "completed"
+    assert trial.error == "ValueError: boxes1 must contain valid boxes (NaN)"
+    failed = write_fake_trial(tmp_path, 1, "ccccc_00001", (params, total, points, False, True,
+                                                           False))
+    assert load_trial(failed, spec, {}).status == "errored"

@@ -301,6 +301,10 @@ def test_report_has_the_table_and_png_plots(search: SearchRun) -> None:
         assert (exp / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", image
     assert (exp / "test_metrics.json").is_file()
     assert "## Test metrics of the winner" in report
+    # the winner's detections on test images beside their ground truth, and mAP@.5 / recall
+    assert "best_model/test_detections.png" in images
+    section = report[report.index("## Test metrics of the winner"):]
+    assert section.index("| map_50 |") < section.index("| recall |") < section.index("| map |")
 
 
 def test_tensorboard_has_the_metric_at_every_logging_step(search: SearchRun) -> None:

@@ -64,10 +64,12 @@ def test_best_config_equals_the_winners_training_config_field_for_field(tmp_path
     assert summary.winner_trial_id == "aaaaa_00001"
     exported = yaml.safe_load((exp / "best_config.yaml").read_text())
 
-    # what the trainable builds from the winner's params.json (search.trainable.train_detr)
+    # what the trainable builds from the winner's params.json (search.trainable.train_detr),
+    # with the thread count of a 1-CPU trial (the fake results report none: the spec's share)
     params = json.loads(next(exp.glob("train_detr_aaaaa_00001_*/params.json")).read_text())
-    trained = trial_run_config(FAKE_SPEC["base"], SPACE, params)
+    trained = trial_run_config(FAKE_SPEC["base"], SPACE, params, threads=1)
     assert exported == trained
+    assert exported["num_threads"] == 1
     assert exported["training_args"]["max_grad_norm"] == 0.6
     assert exported["training_args"]["per_device_train_batch_size"] == 16
 

@@ -1,9 +1,9 @@
-"""Turn a run's `data:` section into validated splits on disk, once.
+"""Turn a run's `data:` section into validated splits on disk.
 
 For `synthetic` that means generating (or finding in the cache) the dataset; for COCO paths
-it means validating every split. The result carries absolute paths, so a search driver can
-prepare the data once and hand trials a config that needs no preparation
-(`PreparedData.as_data_config`, loaded by trials with `validate=False`).
+it means validating every split. A search validates a COCO dataset once on the driver and
+lets each trial only index it (`validate=False`); a synthetic one is made on every machine
+that trains, from its parameters (the cache is keyed by them).
 """
 
 from __future__ import annotations
@@ -24,16 +24,6 @@ class PreparedData:
     val: CocoSplit
     test: CocoSplit | None
     label_map: LabelMap
-
-    def as_data_config(self) -> DataConfig:
-        """The same data as absolute COCO paths: what a search trial is handed."""
-
-        def paths(split: CocoSplit | None) -> SplitPaths | None:
-            if split is None:
-                return None
-            return SplitPaths(str(split.annotation_file.resolve()), str(split.images_dir.resolve()))
-
-        return DataConfig(train=paths(self.train), val=paths(self.val), test=paths(self.test))
 
     def split(self, name: str) -> CocoSplit:
         split = getattr(self, name)

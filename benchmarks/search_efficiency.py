@@ -1,0 +1,442 @@
+"""Prove the search: this project's Optuna+ASHA against grid, random and stock baselines.
+
+    python benchmarks/search_efficiency.py                       # the full run (>= 20 seeds each)
+    python benchmarks/search_efficiency.py --quick --out DIR     # replay only, few seeds (minutes)
+
+Replays the recorded learning curves of `benchmarks/data/learning_curves.jsonl` (made by
+`benchmarks/learning_curves.py`) through the real Ray Tune stack (`search.replay`): the real
+`Tuner`, `ASHAScheduler`, `ConcurrencyLimiter` and searchers, with the shipped search's settings
+(`settings_from` in benchmarks/search_efficiency.yaml: grace period, reduction factor, Optuna
+startup trials, concurrency, metric) over the grid's dimensions. Strategies:
+
+- `asha_tpe`: this project's searcher (`AshaAwareOptunaSearch`: TPE, ASHA-stopped trials told
+  PRUNED, finished trials told their best value) + ASHA;
+- `stock_optuna_asha`: Ray's `OptunaSearch` (TPE; ASHA-stopped trials told COMPLETE with their
+  partial-budget value) + ASHA;
+- `random_asha`: Tune's random search (`BasicVariantGenerator`) + ASHA;
+- `random_fifo`: what `Trainer.hyperparameter_search(backend="ray")` does (transformers
+  5.24 `integrations/integration_utils.py::run_hp_search_ray`: `ray.tune.run(config=
+  trainer.hp_space(None), num_samples=n_trials)` with random sampling and no scheduler, then
+  `analysis.get_best_trial(metric="objective", scope=os.getenv("RAY_SCOPE", "last"))`): every
+  trial trains its whole budget and the winner is the best *last* value, trained to the end;
+- `grid`: every grid point at full budget (the diary at its best), winner by best val value.
+
+Definitions (fixed by the issue): the quality of a config at a step is its test mAP@.5 there;
+the grid optimum is the best mean-over-seeds test mAP@.5 of any grid point at its best-val step;
+the noise floor is the median over grid points of the across-seed std of that number; the
+grid's compute is one run per grid point; a strategy's choice (the config and step it would
+export: its best val step, or its last step for `random_fifo`) is scored on the seeds it did
+not search with (mean test mAP@.5 over them). Searcher seed i searches on curve seed i mod S.
+Compute is the sum of the steps the trials consumed. A seed that never gets within the noise
+floor of the grid optimum counts as infinite compute.
+
+Writes `search_efficiency.json` (schema in the issue), `search_efficiency.md` and
+`search_efficiency.png` (regret vs compute, median and interquartile range over seeds) to
+`--out` (default results/benchmarks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from search.replay import CurveTable, config_key, replay_log, replay_trial  # noqa: E402
+
+CONFIG = ROOT / "benchmarks" / "search_efficiency.yaml"
+CURVES = ROOT / "benchmarks" / "data" / "learning_curves.jsonl"
+QUALITY = "map_50"  # test metric a choice is scored by
+STRATEGIES = ("asha_tpe", "stock_optuna_asha", "random_asha", "random_fifo")
+
+
+# ---------------------------------------------------------------------------------------------
+# the table's own numbers: grid optimum, noise floor, grid strategy
+
+
+def best_val_step(curve: Any, metric: str, mode: str) -> int:
+    """Index of the best val value of a curve (first one on ties)."""
+    from detr_core.metric_names import bare_name, is_better
+
+    values = curve.val[bare_name(metric)]
+    best = None
+    for index, value in enumerate(values):
+        if best is None or is_better(value, values[best], mode):
+            best = index
+    return best if best is not None else len(values) - 1
+
+
+def quality(table: CurveTable, point_key: str, step: int, seeds: Sequence[int]) -> float:
+    """Mean test mAP@.5 of a grid point at `step` over `seeds`."""
+    values = []
+    for seed in seeds:
+        curve = table.curves[(point_key, seed)]
+        values.append(curve.test[QUALITY][curve.index_of(step)])
+    return statistics.fmean(v for v in values if v is not None)
+
+
+@dataclass
+class GridFacts:
+    optimum: float
+    optimum_point: str
+    noise_floor: float
+    grid_steps: int
+    per_point: dict[str, float]
+
+
+def grid_facts(table: CurveTable, metric: str, mode: str) -> GridFacts:
+    """Grid optimum and noise floor, by the issue's definitions."""
+    per_point, spreads = {}, []
+    for point in table.complete_points():
+        key = config_key(point)
+        scores = []
+        for seed in table.seeds:
+            curve = table.curves[(key, seed)]
+            scores.append(curve.test[QUALITY][best_val_step(curve, metric, mode)])
+        per_point[key] = statistics.fmean(scores)
+        spreads.append(statistics.stdev(scores) if len(scores) > 1 else 0.0)
+    best = max(per_point, key=per_point.get)
+    steps = sum(max(table.curves[(config_key(p), table.seeds[0])].steps)
+                for p in table.complete_points())
+    return GridFacts(per_point[best], best, statistics.median(spreads), steps, per_point)
+
+
+# ---------------------------------------------------------------------------------------------
+# one replayed search
+
+
+@dataclass
+class Trace:
+    """How a search's choice evolved with compute: (steps spent, regret of its choice)."""
+
+    compute: list[int]
+    regret: list[float]
+    final_choice: str | None = None
+
+
+def _other_seeds(table: CurveTable, seed: int) -> list[int]:
+    return [s for s in table.seeds if s != seed]
+
+
+def trace_from_reports(table: CurveTable, reports: Sequence[Any], completed: set[str],
+                       search_seed: int, optimum: float, metric: str, mode: str,
+                       last_value_winner: bool) -> Trace:
+    """Regret of what the search would export after each reported result."""
+    from detr_core.metric_names import is_better
+
+    latest_step: dict[str, int] = {}
+    last: dict[str, Any] = {}
+    budget_of: dict[str, int] = {}
+    best = None  # (value, point, step) of the best val value so far
+    trace = Trace([], [])
+    others = _other_seeds(table, search_seed)
+    for report in reports:
+        latest_step[report.trial_id] = report.step
+        last[report.trial_id] = report
+        budget_of[report.trial_id] = table.curves[(report.grid_point, search_seed)].steps[-1]
+        if last_value_winner:  # HF: among trials that trained to the end, the best last value
+            finished = [r for t, r in last.items() if r.step >= budget_of[t]]
+            choice = None
+            for r in finished:
+                if choice is None or is_better(r.value, choice.value, mode):
+                    choice = r
+            pick = (choice.grid_point, choice.step) if choice else None
+        else:
+            if best is None or is_better(report.value, best[0], mode):
+                best = (report.value, report.grid_point, report.step)
+            pick = (best[1], best[2]) if best else None
+        trace.compute.append(sum(latest_step.values()))
+        trace.regret.append(optimum - quality(table, pick[0], pick[1], others)
+                            if pick else math.inf)
+        trace.final_choice = pick[0] if pick else None
+    return trace
+
+
+def grid_trace(table: CurveTable, search_seed: int, optimum: float, metric: str,
+               mode: str) -> Trace:
+    """The grid run in its listed order on one seed; its choice is the best val value."""
+    from detr_core.metric_names import bare_name, is_better
+
+    others = _other_seeds(table, search_seed)
+    trace, spent, best = Trace([], []), 0, None
+    for point in table.complete_points():
+        key = config_key(point)
+        curve = table.curves[(key, search_seed)]
+        index = best_val_step(curve, metric, mode)
+        value = curve.val[bare_name(metric)][index]
+        if best is None or is_better(value, best[0], mode):
+            best = (value, key, curve.steps[index])
+        spent += curve.steps[-1]
+        trace.compute.append(spent)
+        trace.regret.append(optimum - quality(table, best[1], best[2], others))
+        trace.final_choice = best[1]
+    return trace
+
+
+def load_settings(config_path: Path) -> Any:
+    """The shipped search's settings with the benchmark's space (a SearchSpec)."""
+    from detr_core.yaml_io import dump_yaml, load_yaml_mapping
+    from search.spec_loading import load_search_spec
+
+    bench = load_yaml_mapping(config_path)
+    shipped_path = (config_path.parent / bench["settings_from"]).resolve()
+    shipped = load_yaml_mapping(shipped_path)
+    shipped["space"] = bench["space"]
+    for key, value in (bench.get("experiment_overrides") or {}).items():
+        shipped.setdefault("experiment", {})[key] = value
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / shipped_path.name
+        dump_yaml(shipped, path)
+        return load_search_spec(path), shipped_path
+
+
+def make_search(strategy: str, spec: Any, seed: int, storage: Path) -> tuple[Any, Any]:
+    """(search_alg, scheduler) of a strategy, from the shipped settings."""
+    import optuna
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    from search.searcher import AshaAwareOptunaSearch, journal_storage
+
+    concurrency = spec.max_concurrent or 2
+    asha = ASHAScheduler(time_attr="step", max_t=spec.scheduler.max_t,
+                         grace_period=spec.scheduler.grace_period,
+                         reduction_factor=spec.scheduler.reduction_factor)
+
+    def sampler() -> Any:
+        return optuna.samplers.TPESampler(seed=seed,
+                                          n_startup_trials=spec.searcher.n_startup_trials)
+
+    if strategy == "asha_tpe":
+        searcher = AshaAwareOptunaSearch(sampler=sampler(), study_name="replay",
+                                         storage=journal_storage(storage),
+                                         max_t=spec.scheduler.max_t)
+        return ConcurrencyLimiter(searcher, max_concurrent=concurrency), asha
+    if strategy == "stock_optuna_asha":
+        return ConcurrencyLimiter(OptunaSearch(sampler=sampler()),
+                                  max_concurrent=concurrency), asha
+    generator = BasicVariantGenerator(random_state=seed, max_concurrent=concurrency)
+    if strategy == "random_asha":
+        return generator, asha
+    if strategy == "random_fifo":
+        return generator, FIFOScheduler()
+    raise ValueError(strategy)
+
+
+def run_search(strategy: str, spec: Any, table: CurveTable, seed: int, curve_seed: int,
+               num_samples: int, seconds_per_step: float) -> tuple[list[Any], set[str], float]:
+    """One replayed search; (reports in order, completed trial ids, wall seconds)."""
+    from ray import tune
+
+    from search.tune_space import to_tune_param_space
+
+    with tempfile.TemporaryDirectory(prefix="replay-") as folder:
+        search_alg, scheduler = make_search(strategy, spec, seed, Path(folder))
+        log = replay_log(spec.metric)
+        trainable = tune.with_resources(
+            tune.with_parameters(replay_trial, table=table, seed=curve_seed,
+                                 seconds_per_step=seconds_per_step), {"cpu": 1})
+        tuner = tune.Tuner(
+            trainable, param_space=to_tune_param_space(spec),
+            tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode,
+                                        num_samples=num_samples, search_alg=search_alg,
+                                        scheduler=scheduler, reuse_actors=True),
+            run_config=tune.RunConfig(name="replay", storage_path=folder, verbose=0,
+                                      callbacks=[log]))
+        started = time.perf_counter()
+        tuner.fit()
+        return log.reports, log.completed, time.perf_counter() - started
+
+
+# ---------------------------------------------------------------------------------------------
+# summaries
+
+
+def first_within(trace: Trace, floor: float) -> float:
+    """Compute at which the choice first got within `floor` of the optimum (inf if never)."""
+    for compute, regret in zip(trace.compute, trace.regret, strict=True):
+        if regret <= floor + 1e-12:
+            return compute
+    return math.inf
+
+
+def median_or_none(values: Sequence[float]) -> float | None:
+    value = statistics.median(values)
+    return None if math.isinf(value) else value
+
+
+def summarise(traces: dict[str, list[Trace]], facts: GridFacts) -> dict[str, Any]:
+    strategies = {}
+    for name, runs in traces.items():
+        reach = [first_within(t, facts.noise_floor) / facts.grid_steps for t in runs]
+        final = [t.regret[-1] for t in runs]
+        spent = [t.compute[-1] / facts.grid_steps for t in runs]
+        strategies[name] = {
+            "median_fraction_to_noise_floor": median_or_none(reach),
+            "reached": f"{sum(not math.isinf(r) for r in reach)}_of_{len(reach)}",
+            "fractions_to_noise_floor": [None if math.isinf(r) else round(r, 4) for r in reach],
+            "median_final_regret": statistics.median(final),
+            "median_total_fraction": statistics.median(spent),
+            "seeds": len(runs),
+        }
+    return {"noise_floor": facts.noise_floor, "grid_optimum": facts.optimum,
+            "grid_optimum_point": facts.optimum_point, "grid_steps": facts.grid_steps,
+            "strategies": strategies}
+
+
+def regret_curve(runs: Sequence[Trace], grid_steps: int, points: int = 60
+                 ) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Median and IQR of regret over seeds on a common compute axis (fractions of the grid)."""
+    horizon = max(t.compute[-1] for t in runs) / grid_steps
+    xs = [horizon * (i + 1) / points for i in range(points)]
+    medians, lows, highs = [], [], []
+    for x in xs:
+        values = []
+        for t in runs:
+            value = math.inf
+            for compute, regret in zip(t.compute, t.regret, strict=True):
+                if compute / grid_steps <= x:
+                    value = regret
+            values.append(value)
+        finite = sorted(v if not math.isinf(v) else float("nan") for v in values)
+        quantiles = statistics.quantiles([v for v in finite if v == v] or [math.nan], n=4) \
+            if sum(v == v for v in finite) > 1 else [math.nan] * 3
+        medians.append(statistics.median(values))
+        lows.append(quantiles[0])
+        highs.append(quantiles[2])
+    return xs, medians, lows, highs
+
+
+def plot(traces: dict[str, list[Trace]], facts: GridFacts, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for name, runs in traces.items():
+        xs, med, low, high = regret_curve(runs, facts.grid_steps)
+        med = [m if not math.isinf(m) else float("nan") for m in med]
+        (line,) = ax.plot(xs, med, label=name, linewidth=2.5 if name == "asha_tpe" else 1.2)
+        ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.15)
+    ax.axhline(facts.noise_floor, color="gray", linestyle="--", label="noise floor")
+    ax.set(xlabel="compute (fraction of the grid's steps)",
+           ylabel="regret: grid optimum - test mAP@.5 of the choice",
+           title="Regret of the chosen config vs compute (median, IQR over searcher seeds)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def render(summary: dict[str, Any], meta: dict[str, Any], settings: str, args: Any,
+           wall: dict[str, float]) -> str:
+    rows = []
+    base = summary["strategies"].get("asha_tpe", {}).get("median_fraction_to_noise_floor")
+    for name, s in summary["strategies"].items():
+        frac = s["median_fraction_to_noise_floor"]
+        ratio = (f"{frac / base:.2f}x" if frac is not None and base else "n/a")
+        rows.append(f"| {name} | {'not reached' if frac is None else f'{frac:.1%}'} | "
+                    f"{s['reached'].replace('_', ' ')} | {s['median_final_regret']:.4f} | "
+                    f"{s['median_total_fraction']:.1%} | {ratio} | {wall.get(name, 0):.0f} |")
+    return "\n".join([
+        "# Search efficiency: replayed learning curves",
+        "",
+        f"Command: `python benchmarks/search_efficiency.py {' '.join(args.argv)}`. "
+        f"Curves: `benchmarks/data/learning_curves.jsonl` (commit {meta.get('commit', '?')[:8]},"
+        f" checkpoint sha256 {str(meta.get('checkpoint_sha256'))[:12]}), "
+        f"{meta.get('grid')} x seeds {meta.get('seeds')}. Settings from `{settings}`.",
+        "",
+        f"- Grid optimum (best mean-over-seeds test mAP@.5 at best-val step): "
+        f"{summary['grid_optimum']:.4f} (`{summary['grid_optimum_point']}`)",
+        f"- Noise floor (median across-seed std of that number): {summary['noise_floor']:.4f}",
+        f"- Grid compute: {summary['grid_steps']} optimizer steps (one run per grid point)",
+        "",
+        "| strategy | median compute to the noise floor (of grid) | seeds that got there | "
+        "median final regret | median compute spent | compute vs asha_tpe | wall (s) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+        "![regret vs compute](search_efficiency.png)",
+        "",
+    ])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="few seeds and trials: a check that runs in minutes")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
+    parser.add_argument("--config", type=Path, default=CONFIG)
+    parser.add_argument("--curves", type=Path, default=CURVES)
+    parser.add_argument("--seeds", type=str, default=None,
+                        help="searcher seeds as A-B (default: 10-29, quick: 0-2)")
+    parser.add_argument("--strategies", type=str, default=",".join(STRATEGIES))
+    args = parser.parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
+
+    import ray
+
+    from detr_core.yaml_io import load_yaml_mapping
+
+    bench = load_yaml_mapping(args.config)
+    spec, shipped = load_settings(args.config)
+    table = CurveTable.from_jsonl(args.curves)
+    meta_path = args.curves.with_name("learning_curves.meta.json")
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    facts = grid_facts(table, spec.metric, spec.mode)
+    low, high = (int(x) for x in (args.seeds or ("0-2" if args.quick else "10-29")).split("-"))
+    seeds = range(low, high + 1)
+    num_samples = int(bench["quick_num_samples" if args.quick else "num_samples"])
+    seconds = float(bench["seconds_per_step"])
+    ray.init(num_cpus=max(2, spec.max_concurrent or 2), include_dashboard=False,
+             log_to_driver=False, logging_level="ERROR")
+    traces: dict[str, list[Trace]] = {}
+    wall: dict[str, float] = {}
+    try:
+        for strategy in args.strategies.split(","):
+            traces[strategy] = []
+            for seed in seeds:
+                curve_seed = table.seeds[seed % len(table.seeds)]
+                reports, completed, took = run_search(strategy, spec, table, seed, curve_seed,
+                                                      num_samples, seconds)
+                wall[strategy] = wall.get(strategy, 0.0) + took
+                traces[strategy].append(trace_from_reports(
+                    table, reports, completed, curve_seed, facts.optimum, spec.metric,
+                    spec.mode, last_value_winner=strategy == "random_fifo"))
+                t = traces[strategy][-1]
+                print(f"{strategy} seed {seed}: {len(reports)} results, compute "
+                      f"{t.compute[-1] / facts.grid_steps:.1%} of the grid, final regret "
+                      f"{t.regret[-1]:.4f} ({took:.0f} s)", flush=True)
+    finally:
+        ray.shutdown()
+    traces["grid"] = [grid_trace(table, s, facts.optimum, spec.metric, spec.mode)
+                      for s in table.seeds]
+    summary = summarise(traces, facts)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "search_efficiency.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot(traces, facts, args.out / "search_efficiency.png")
+    (args.out / "search_efficiency.md").write_text(
+        render(summary, meta, str(shipped.relative_to(ROOT)), args, wall))
+    print(json.dumps({k: v for k, v in summary.items() if k != "strategies"}), flush=True)
+    for name, s in summary["strategies"].items():
+        print(f"  {name}: median fraction to noise floor "
+              f"{s['median_fraction_to_noise_floor']}, reached {s['reached']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

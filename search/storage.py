@@ -1,0 +1,340 @@
+"""Experiment folders on any storage: a local path, or a URI that `pyarrow.fs` resolves.
+
+    location("results/iou")              # -> pathlib.Path (absolute)
+    location("s3://bucket/results/iou")  # -> UriPath over pyarrow's S3FileSystem
+    location("file:///shared/results")   # -> UriPath over pyarrow's LocalFileSystem
+
+Ray Tune writes trials to a `--storage` URI through the same `pyarrow.fs` layer
+(`RunConfig(storage_path=...)`); everything this project writes or reads itself (the spec,
+the prepared-data record, the Optuna journal, the export's outputs) goes through `UriPath`,
+which offers the part of `pathlib.Path`'s API the search uses (`/`, `name`, `parent`,
+`iterdir`, `glob`, `is_file`, `read_text`, `write_bytes`, `stat`, ...). Code written against
+that subset takes a `Path` or a `UriPath` alike (`ExperimentPath`). A filesystem is found from
+the URI as the AWS tools would (for S3: credentials and `AWS_ENDPOINT_URL` from the
+environment, `?endpoint_override=...` in the URI).
+
+Object stores have no folders and no rename: a "folder" exists when objects lie under its
+prefix, and a file write is one upload (readers never see half a file, but a folder copy is
+not atomic; `copy_tree` callers write their completion marker last).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import posixpath
+import shutil
+import tempfile
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import pyarrow.fs as pafs
+
+from detr_core.errors import UserInputError
+
+
+def is_uri(text: str | os.PathLike[str]) -> bool:
+    """True for `scheme://...` (s3://, gs://, file://, ...); False for a plain local path."""
+    return "://" in str(text)
+
+
+def split_query(uri: str) -> tuple[str, str]:
+    """(`scheme://path`, `?query` or ''): filesystem options ride in the query string."""
+    base, sep, query = uri.partition("?")
+    return base.rstrip("/"), (sep + query if sep else "")
+
+
+def join_uri(uri: str, name: str) -> str:
+    """`uri/name`, the query string (filesystem options) kept at the end."""
+    base, query = split_query(uri)
+    return f"{base}/{name}{query}"
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """(`parent URI`, `last name`) of a URI, the query string kept on the parent."""
+    base, query = split_query(uri)
+    parent, _, name = base.rpartition("/")
+    return parent + query, name
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """What `UriPath.stat()` knows: enough of `os.stat_result` for the callers here."""
+
+    st_size: int
+    st_mtime_ns: int
+
+    @property
+    def st_mtime(self) -> float:
+        return self.st_mtime_ns / 1e9
+
+
+class UriPath:
+    """A file or folder on a `pyarrow.fs` filesystem, with a subset of `pathlib.Path`'s API.
+
+    `str()` is its URI (`s3://bucket/results/iou/REPORT.md`). Instances compare and sort by
+    URI. `_type` caches the entry type a directory listing already returned.
+    """
+
+    def __init__(self, fs: pafs.FileSystem, path: str, prefix: str,
+                 _type: pafs.FileType | None = None) -> None:
+        self.fs = fs
+        self.path = path.rstrip("/") or "/"
+        self.prefix = prefix
+        self._type = _type
+
+    @classmethod
+    def from_uri(cls, uri: str) -> UriPath:
+        """Resolve `uri` with `pyarrow.fs.FileSystem.from_uri`; a bad one is a user error."""
+        try:
+            fs, path = pafs.FileSystem.from_uri(uri)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise UserInputError(f"storage URI not usable: {' '.join(str(exc).split())}",
+                                 source=uri) from None
+        base, _ = split_query(uri)
+        path = path.rstrip("/")
+        scheme = base.split("://", 1)[0] + "://"
+        prefix = base[: len(base) - len(path)] if path and base.endswith(path) else scheme
+        return cls(fs, path, prefix)
+
+    # --- names -----------------------------------------------------------------------------
+
+    def __str__(self) -> str:
+        return self.prefix + self.path
+
+    def __repr__(self) -> str:
+        return f"UriPath({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UriPath) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+    def __lt__(self, other: UriPath) -> bool:
+        return str(self) < str(other)
+
+    def __truediv__(self, name: str | os.PathLike[str]) -> UriPath:
+        joined = posixpath.normpath(f"{self.path.rstrip('/')}/{str(name).strip('/')}")
+        return UriPath(self.fs, joined, self.prefix)
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.path).name
+
+    @property
+    def stem(self) -> str:
+        return PurePosixPath(self.path).stem
+
+    @property
+    def suffix(self) -> str:
+        return PurePosixPath(self.path).suffix
+
+    @property
+    def parent(self) -> UriPath:
+        return UriPath(self.fs, str(PurePosixPath(self.path).parent), self.prefix)
+
+    def as_posix(self) -> str:
+        return str(self)
+
+    def relative_to(self, other: UriPath) -> PurePosixPath:
+        return PurePosixPath(self.path).relative_to(other.path)
+
+    @property
+    def is_local_fs(self) -> bool:
+        """True on pyarrow's LocalFileSystem (`file://`): folders are real, renames atomic."""
+        return self.fs.type_name == "local"
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def _file_type(self) -> pafs.FileType:
+        if self._type is None:
+            return self.fs.get_file_info(self.path).type
+        return self._type
+
+    def exists(self) -> bool:
+        return self._file_type() != pafs.FileType.NotFound
+
+    def is_file(self) -> bool:
+        return self._file_type() == pafs.FileType.File
+
+    def is_dir(self) -> bool:
+        return self._file_type() == pafs.FileType.Directory
+
+    def stat(self) -> FileStat:
+        info = self.fs.get_file_info(self.path)
+        if info.type == pafs.FileType.NotFound:
+            raise FileNotFoundError(str(self))
+        mtime_ns = info.mtime_ns if info.mtime_ns is not None else 0
+        return FileStat(st_size=info.size or 0, st_mtime_ns=int(mtime_ns))
+
+    def iterdir(self) -> Iterator[UriPath]:
+        """The entries directly inside this folder (none when it does not exist)."""
+        selector = pafs.FileSelector(self.path, allow_not_found=True, recursive=False)
+        infos = sorted(self.fs.get_file_info(selector), key=lambda i: i.path)
+        for info in infos:
+            yield UriPath(self.fs, info.path, self.prefix, _type=info.type)
+
+    def glob(self, pattern: str) -> Iterator[UriPath]:
+        """`fnmatch` patterns per path part (`checkpoint_*`, `seed_*/test_metrics.json`)."""
+        level = [self]
+        parts = pattern.split("/")
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            found = []
+            for folder in level:
+                for child in folder.iterdir():
+                    if fnmatch.fnmatchcase(child.name, part) and (last or child.is_dir()):
+                        found.append(child)
+            level = found
+        yield from level
+
+    # --- reading and writing -----------------------------------------------------------------
+
+    def read_bytes(self) -> bytes:
+        try:
+            with self.fs.open_input_stream(self.path) as stream:
+                return stream.read()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if not self.is_file():
+                raise FileNotFoundError(str(self)) from exc
+            raise
+
+    def read_text(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return self.read_bytes().decode(encoding, errors)
+
+    def write_bytes(self, data: bytes) -> int:
+        """One upload (object stores) or one file write; the folder is made where needed."""
+        if self.is_local_fs:
+            self.fs.create_dir(self.parent.path, recursive=True)
+        with self.fs.open_output_stream(self.path) as stream:
+            stream.write(data)
+        self._type = pafs.FileType.File
+        return len(data)
+
+    def write_text(self, text: str, encoding: str = "utf-8") -> int:
+        return self.write_bytes(text.encode(encoding))
+
+    def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
+        """A real folder on a local filesystem; nothing on an object store (no folders)."""
+        if self.is_local_fs:
+            if self.exists() and not exist_ok:
+                raise FileExistsError(str(self))
+            self.fs.create_dir(self.path, recursive=parents)
+
+    def unlink(self, missing_ok: bool = False) -> None:
+        if not self.is_file():
+            if missing_ok:
+                return
+            raise FileNotFoundError(str(self))
+        self.fs.delete_file(self.path)
+
+
+#: An experiment folder or a file in it: local (`pathlib.Path`) or on a storage URI.
+ExperimentPath = Path | UriPath
+
+
+def location(where: str | os.PathLike[str] | UriPath) -> ExperimentPath:
+    """`where` as a `UriPath` when it is a URI, else as an absolute `Path`."""
+    if isinstance(where, UriPath):
+        return where
+    if is_uri(where):
+        return UriPath.from_uri(str(where))
+    return Path(where).expanduser().resolve()
+
+
+def _fs_and_path(where: ExperimentPath) -> tuple[pafs.FileSystem, str]:
+    if isinstance(where, UriPath):
+        return where.fs, where.path
+    return pafs.LocalFileSystem(), str(Path(where).resolve())
+
+
+def _files_under(where: ExperimentPath) -> list[str]:
+    """Paths of every file under a folder, relative to it (POSIX), sorted."""
+    fs, root = _fs_and_path(where)
+    selector = pafs.FileSelector(root, allow_not_found=True, recursive=True)
+    return sorted(PurePosixPath(i.path).relative_to(root).as_posix()
+                  for i in fs.get_file_info(selector) if i.type == pafs.FileType.File)
+
+
+def copy_tree(source: ExperimentPath, target: ExperimentPath,
+              exclude: Collection[str] = ()) -> list[str]:
+    """Copy every file under `source` to the same place under `target`, between any two
+    filesystems; top-level entries named in `exclude` are left out. Returns what it copied."""
+    src_fs, src_root = _fs_and_path(source)
+    dst_fs, dst_root = _fs_and_path(target)
+    copied = []
+    for rel in _files_under(source):
+        if rel.split("/", 1)[0] in exclude:
+            continue
+        destination = f"{dst_root.rstrip('/')}/{rel}"
+        if dst_fs.type_name == "local":
+            dst_fs.create_dir(str(PurePosixPath(destination).parent), recursive=True)
+        pafs.copy_files(f"{src_root.rstrip('/')}/{rel}", destination,
+                        source_filesystem=src_fs, destination_filesystem=dst_fs)
+        copied.append(rel)
+    return copied
+
+
+def remove_tree(where: ExperimentPath) -> None:
+    """Delete a folder and everything under it; nothing when it does not exist."""
+    if isinstance(where, UriPath):
+        if where.is_dir():
+            where.fs.delete_dir(where.path)
+        return
+    shutil.rmtree(where, ignore_errors=True)
+
+
+def folder_has_entries(where: ExperimentPath) -> bool:
+    """True when the folder exists and holds anything (an object under the prefix)."""
+    if isinstance(where, UriPath):
+        return next(where.iterdir(), None) is not None
+    return where.is_dir() and next(where.iterdir(), None) is not None
+
+
+@contextmanager
+def local_copy(where: ExperimentPath, upload_back: bool = False) -> Iterator[Path]:
+    """A local folder holding `where`: itself when local; else a temporary download.
+
+    With `upload_back`, files the caller wrote into the download are uploaded to `where`
+    when the block ends without an error.
+    """
+    if isinstance(where, Path):
+        yield where
+        return
+    if where.is_local_fs:
+        yield Path(where.path)
+        return
+    work = Path(tempfile.mkdtemp(prefix="detr-search-"))
+    try:
+        local = work / (where.name or "root")
+        local.mkdir()
+        copy_tree(where, local)
+        downloaded = _file_stamps(local)
+        yield local
+        if upload_back:
+            for rel, stamp in _file_stamps(local).items():
+                if downloaded.get(rel) != stamp:  # written or rewritten by the caller
+                    (where / rel).write_bytes((local / rel).read_bytes())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _file_stamps(folder: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file under a local folder, by POSIX path relative to it."""
+    stamps = {}
+    for rel in _files_under(folder):
+        stat = (folder / rel).stat()
+        stamps[rel] = (stat.st_size, stat.st_mtime_ns)
+    return stamps
+
+
+def relative_posix(target: ExperimentPath, start: ExperimentPath) -> str:
+    """`target` relative to `start` (`..` where needed), POSIX style, on either kind of path."""
+    if isinstance(target, UriPath) and isinstance(start, UriPath):
+        return PurePosixPath(posixpath.relpath(target.path, start.path)).as_posix()
+    return Path(os.path.relpath(target, start)).as_posix()  # type: ignore[arg-type]

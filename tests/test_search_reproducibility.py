@@ -1,0 +1,116 @@
+"""`best_config.yaml` reproduces the winner, and `--final-seeds` really varies the seed.
+
+One real search (subprocess, real Ray): two trials one after the other, so the second runs on
+the reused actor of the first, 200 optimizer steps each, then `--final-seeds 2`. Afterwards the
+experiment folder is moved away except `best_config.yaml`, and `detr_core.train` trains from
+that file alone into a fresh folder (no checkpoint to resume from): its evaluation curve equals
+the winner trial's reported curve to 1e-6. The other trial (whichever of the two lost) is
+rebuilt the same way, so a trial run on a fresh actor and one on a reused actor are both
+covered. The two final seeds' curves differ from each other.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from search_helpers import (
+    RUN_SCRIPT,
+    output_tail,
+    ray_scope,
+    read_results,
+    read_trials_csv,
+    run_cli,
+    session_cache,
+    trial_dirs,
+    write_space,
+)
+
+pytestmark = pytest.mark.slow
+
+NAME = "repro"
+CURVE_KEYS = ("eval_loss", "eval_loss_bbox", "eval_loss_iou", "eval_loss_ce", "eval_map_50",
+              "eval_recall", "train_loss")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is None or b is None or (isinstance(a, float) and math.isnan(a)):
+        return (a is None or (isinstance(a, float) and math.isnan(a))) and \
+               (b is None or (isinstance(b, float) and math.isnan(b)))
+    return math.isclose(float(a), float(b), rel_tol=0, abs_tol=1e-6)
+
+
+def _assert_same_curve(rows: list[dict[str, Any]], reported: list[dict[str, Any]]) -> None:
+    assert [r["step"] for r in rows] == [r["step"] for r in reported]
+    for mine, theirs in zip(rows, reported, strict=True):
+        for key in CURVE_KEYS:
+            assert _same(mine[key], theirs[key]), (mine["step"], key, mine[key], theirs[key])
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("repro")
+    space = write_space(
+        root / "space.yaml", NAME,
+        {"training_args.learning_rate": {"loguniform": [3.0e-4, 3.0e-3]},
+         "iou_loss": {"choice": ["giou", "diou"]}},
+        num_samples=2, max_concurrent=1, grace_period=200, max_t=200, epochs=50,
+        logging_steps=50,
+        extra_overrides={"augmentation.train": [{"HorizontalFlip": {"p": 0.5}},
+                                                {"ColorJitter": {"brightness": 0.3, "p": 0.8}}]})
+    with ray_scope(session_cache(tmp_path_factory)) as scope:
+        proc = run_cli(RUN_SCRIPT, ["--space", space, "--storage", root / "results",
+                                    "--no-dashboard", "--final-seeds", "2"], scope.env)
+    assert proc.returncode == 0, output_tail(proc)
+    return root / "results" / NAME
+
+
+def test_best_config_alone_reproduces_the_winners_curve(search: Path, tmp_path: Path) -> None:
+    from detr_core.config import load_run_config
+    from detr_core.eval_history import read_eval_history
+    from detr_core.train import train_run
+    from search.results import load_trials
+    from search.spec import read_spec_file
+    from search.winner import build_best_config
+
+    rows = read_trials_csv(search)
+    winner_id = rows[0]["trial_id"]
+    curves = {read_results(d)[0]["trial_id"]: read_results(d) for d in trial_dirs(search)}
+    assert len(curves) == 2 and all(c[-1]["step"] == 200 for c in curves.values())
+    spec = read_spec_file(search)
+    trials = {t.trial_id: t for t in load_trials(search, spec)}
+    other_config = build_best_config(spec, trials[next(i for i in curves if i != winner_id)])
+
+    best = tmp_path / "best_config.yaml"
+    shutil.copy(search / "best_config.yaml", best)
+    assert yaml.safe_load(best.read_text())["num_threads"] == 1  # the trial's own threads
+    away = tmp_path / "moved-away"
+    shutil.move(search, away)  # nothing of the search is left to reuse
+    try:
+        train_run(load_run_config(best), tmp_path / "rerun", evaluate_test=False)
+    finally:
+        shutil.move(away, search)  # the module's other test reads it
+    _assert_same_curve(read_eval_history(tmp_path / "rerun"), curves[winner_id])
+
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(other_config, sort_keys=False))
+    train_run(load_run_config(other), tmp_path / "rerun-other", evaluate_test=False)
+    loser_id = next(i for i in curves if i != winner_id)
+    _assert_same_curve(read_eval_history(tmp_path / "rerun-other"), curves[loser_id])
+
+
+def test_final_seeds_get_their_own_streams(search: Path) -> None:
+    from detr_core.eval_history import read_eval_history
+
+    seeds = sorted((search / "final_seeds").iterdir())
+    assert [s.name for s in seeds] == ["seed_42", "seed_43"]
+    first, second = (read_eval_history(s) for s in seeds)
+    assert [r["step"] for r in first] == [r["step"] for r in second] == [50, 100, 150, 200]
+    differing = [r["step"] for r, q in zip(first, second, strict=True)
+                 if not _same(r["eval_loss"], q["eval_loss"])
+                 and not _same(r["train_loss"], q["train_loss"])]
+    assert differing == [50, 100, 150, 200]
