@@ -263,6 +263,12 @@ def _check_semantics(cfg: RunConfig, source: str) -> None:
         _fail(source, "num_threads", "must be >= 1 (or null for all cores)")
     if not 0.0 <= cfg.evaluation.score_threshold <= 1.0:
         _fail(source, "evaluation.score_threshold", "must be within [0, 1]")
+    if cfg.evaluation.batch_size < 1:
+        _fail(source, "evaluation.batch_size", f"must be >= 1, got {cfg.evaluation.batch_size}")
+    if not cfg.augmentation.min_area >= 0:
+        _fail(source, "augmentation.min_area", "must be >= 0 (pixels)")
+    if not 0.0 <= cfg.augmentation.min_visibility <= 1.0:
+        _fail(source, "augmentation.min_visibility", "must be within [0, 1]")
     from detr_core.training_args import check_training_args  # heavy import, only when needed
 
     check_training_args(cfg.training_args, source)

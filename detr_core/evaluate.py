@@ -24,12 +24,15 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from detr_core.atomic_files import write_json_atomic, write_text_atomic
+from detr_core.cli_parser import ArgumentParser
 from detr_core.config import RunConfig, load_default_run_config, load_run_config
 from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
 from detr_core.data.prepare import PreparedData, prepare_data
 from detr_core.detections import ImageBoxes, decode_predictions, decode_targets
 from detr_core.errors import UserInputError, exit_on_user_error
 from detr_core.metrics import detection_metrics
+from detr_core.model_check import check_model_folder
 from detr_core.run_layout import detections_image, metrics_file, predictions_file
 from detr_core.visualize import split_detection_grid
 
@@ -108,7 +111,7 @@ def evaluate_prepared(model_dir: Path, config: RunConfig, data: PreparedData, sp
         model_dir=str(model_dir),
     )
     results = coco_results(predictions, data.label_map.category_of)
-    (Path(model_dir) / predictions_file(split)).write_text(json.dumps(results))
+    write_text_atomic(Path(model_dir) / predictions_file(split), json.dumps(results))
     split_detection_grid(data.split(split), data.label_map.names, data.label_map.category_of,
                          results, config.evaluation.score_threshold,
                          Path(model_dir) / detections_image(split))
@@ -119,9 +122,7 @@ def evaluate_model(model_dir: str | Path, config: RunConfig, split: str = "test"
                    ) -> dict[str, Any]:
     """Prepare the run's data and evaluate `model_dir` on `split` (`train`, `val` or `test`)."""
     model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise UserInputError("not a save_pretrained model folder (no config.json)",
-                             source=model_dir)
+    check_model_folder(model_dir, key="--model")
     data = prepare_data(config.data)
     if getattr(data, split, None) is None:
         raise UserInputError(f"this run config has no {split} split", key="data")
@@ -131,9 +132,9 @@ def evaluate_model(model_dir: str | Path, config: RunConfig, split: str = "test"
 
 
 def write_report(metrics: dict[str, Any], path: Path) -> None:
-    """JSON beside the model (NaN written as null so any JSON reader takes it)."""
+    """JSON beside the model (NaN written as null so any JSON reader takes it), atomically."""
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
-    path.write_text(json.dumps(clean, indent=2))
+    write_json_atomic(path, clean)
 
 
 def format_report(metrics: dict[str, Any], title: str = "") -> str:
@@ -157,7 +158,7 @@ def print_report(metrics: dict[str, Any], title: str = "") -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m detr_core.evaluate",
         description="Evaluate a trained DETR (a save_pretrained folder) on a split of a run's "
         "data: mAP@.5, recall, COCO mAP, IoU mean/std, centre error px mean/std, missed "

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from detr_core.cli_parser import ArgumentParser
 from detr_core.errors import UserInputError, exit_on_user_error
 from detr_core.run_layout import CATEGORIES_FILE
 
@@ -66,11 +67,13 @@ def model_categories(model_dir: Path, id2label: dict[int, str]) -> list[dict[str
 def model_folder(model: str) -> Path:
     """The folder of a `save_pretrained` model or `builtin:<name>`, checked for its files."""
     from detr_core.builtin_models import resolve_checkpoint
+    from detr_core.model_check import check_model_folder
 
     folder = Path(resolve_checkpoint(model))
     if not (folder / "config.json").is_file():
         raise UserInputError("not a save_pretrained model folder (no config.json)",
                              source=folder, key="--model")
+    check_model_folder(folder, key="--model")  # config parses, weight files whole
     if not (folder / "preprocessor_config.json").is_file():
         raise UserInputError("no preprocessor_config.json (the image processor the model was "
                              "trained with)", source=folder, key="--model")
@@ -164,7 +167,7 @@ def predict_folder(model: str, images_dir: Path, out_dir: Path, threshold: float
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m detr_core.predict",
         description="Detect objects in a folder of images with a trained DETR: writes "
                     "COCO-format detections and the images with their boxes drawn.")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from detr_core.builtin_models import CHECKPOINT_FILES
+from detr_core.cli_parser import ArgumentParser
 from detr_core.config import load_run_config, run_config_to_dict
 from detr_core.errors import UserInputError, exit_on_user_error
 
@@ -146,7 +147,7 @@ def _fmt(value: Any) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m detr_core.pretrain",
         description="Pretrain the tiny DETR on the synthetic pretraining task and write the "
                     "checkpoint folder the embedded default fine-tunes (builtin:tiny-shapes).")

@@ -18,14 +18,17 @@ the run's `seed`; on the same machine, device and `num_threads` two runs give th
 
 Callers (the Ray Tune trainable) pass `listeners`: each gets an `EvaluationEvent` after every
 evaluation, once the best-so-far checkpoint is on disk (`detr_core.evaluation_events`).
+
+Nothing is written before every input is checked (`detr_core.preflight`): a bad config, data
+set, image or checkpoint is one line and exit code 2, with no output folder. A run stopped
+early (Ctrl-C, SIGTERM, an image that became unreadable) keeps its best model so far in
+`best_model/` and says so (`detr_core.partial_run`); Ctrl-C exits 130, SIGTERM 143.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,10 +39,13 @@ import torch
 from transformers import Trainer, set_seed
 from transformers.integrations import TensorBoardCallback
 
+from detr_core.atomic_files import replace_folder, staging_folder, write_json_atomic
+from detr_core.cli_parser import ArgumentParser
 from detr_core.config import RunConfig, load_default_run_config, load_run_config
 from detr_core.data.augment import build_augmentation
 from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
-from detr_core.data.prepare import PreparedData, prepare_data
+from detr_core.data.image_check import UnreadableImageError
+from detr_core.data.prepare import PreparedData
 from detr_core.detections import decode_predictions, decode_targets
 from detr_core.errors import exit_on_user_error
 from detr_core.eval_history import EvalHistoryWriter
@@ -51,6 +57,13 @@ from detr_core.evaluation_events import (  # EvaluationEvent: re-exported for ca
 from detr_core.metric_names import LOSS_TERMS
 from detr_core.metrics import detection_metrics
 from detr_core.model import build_image_processor, build_model, load_trained_model
+from detr_core.partial_run import (
+    BestSoFar,
+    RunInterrupted,
+    best_model_note,
+    stop_signals_raise_interrupt,
+)
+from detr_core.preflight import check_run_inputs
 from detr_core.run_layout import (
     BEST_MODEL_DIR,
     BEST_STEP_FILE,
@@ -153,19 +166,27 @@ def train_run(
     resume_from_checkpoint: str | Path | None = None,
     prepared_data: PreparedData | None = None,
     evaluate_test: bool = True,
+    keep_partial: bool = True,
 ) -> RunResult:
-    """Fine-tune, keep the best step as `best_model/`, evaluate it on the test split if any."""
+    """Fine-tune, keep the best step as `best_model/`, evaluate it on the test split if any.
+
+    Every input is checked before `output_dir` is created. Stopped early by Ctrl-C / SIGTERM
+    (`KeyboardInterrupt`) or an unreadable image, the best model so far is kept in
+    `best_model/` (unless `keep_partial` is False: a search trial's checkpoints are Tune's)
+    and `RunInterrupted` / `UnreadableImageError` says where.
+    """
     output_dir = Path(output_dir).resolve()
-    output_dir.mkdir(parents=True, exist_ok=True)
     configure_threads(config.num_threads)
     set_seed(config.seed)
-    data = prepared_data or prepare_data(config.data)
+    data = check_run_inputs(config, prepared_data)
     datasets = build_datasets(config, data)
     processor = build_image_processor(config.model)
     model = build_model(config.model, data.label_map, config.iou_loss, config.freeze_backbone)
     args = build_training_args(config.training_args, output_dir / CHECKPOINTS_DIR, config.seed)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    best_so_far = BestSoFar()
     listeners = [EvalHistoryWriter(output_dir, resume=resume_from_checkpoint is not None),
-                 *listeners]
+                 best_so_far, *listeners]
 
     from torch.utils.tensorboard import SummaryWriter
 
@@ -186,27 +207,38 @@ def train_run(
     if config.evaluation.test_during_training and "test" in datasets:
         relay.evaluate_test = lambda: trainer.evaluate(
             datasets["test"], ignore_keys=EVAL_IGNORE_KEYS, metric_key_prefix="test")
+    metric = args.metric_for_best_model
+
+    def keep(checkpoint: Path, step: int, value: float | None) -> Path:
+        return export_best_model(checkpoint, output_dir / BEST_MODEL_DIR, config.iou_loss,
+                                 best_model_files(data, step, metric, value))
+
     try:
         trainer.train(
             resume_from_checkpoint=str(resume_from_checkpoint) if resume_from_checkpoint else None,
             ignore_keys_for_eval=EVAL_IGNORE_KEYS,
         )
+    except KeyboardInterrupt:
+        writer.close()
+        note = best_model_note(best_so_far, metric, keep)
+        raise RunInterrupted(trainer.state.global_step, trainer.state.max_steps, note) from None
+    except UnreadableImageError as exc:
+        writer.close()
+        if not keep_partial:
+            raise
+        note = best_model_note(best_so_far, metric, keep)
+        raise UnreadableImageError(f"{exc.problem}; {note}", source=exc.source,
+                                   key=exc.key) from None
     finally:
         writer.close()
     state = trainer.state
-    best_model_dir = export_best_model(Path(state.best_model_checkpoint),
-                                       output_dir / BEST_MODEL_DIR, config.iou_loss)
     result = RunResult(
-        output_dir=output_dir, best_model_dir=best_model_dir,
+        output_dir=output_dir, best_model_dir=output_dir / BEST_MODEL_DIR,
         best_step=int(state.best_global_step), best_metric=float(state.best_metric),
-        metric_name=args.metric_for_best_model, max_steps=state.max_steps, history=history,
+        metric_name=metric, max_steps=state.max_steps, history=history,
     )
-    (best_model_dir / CATEGORIES_FILE).write_text(json.dumps(
-        [{"id": cid, "name": name} for cid, name in
-         zip(data.label_map.category_ids, data.label_map.names, strict=True)], indent=2))
-    (best_model_dir / BEST_STEP_FILE).write_text(json.dumps(
-        {"step": result.best_step, "metric": result.metric_name, "value": result.best_metric},
-        indent=2))
+    best_model_dir = keep(Path(state.best_model_checkpoint), result.best_step,
+                          result.best_metric)
     if evaluate_test and data.test is not None:
         from detr_core.evaluate import evaluate_prepared, print_report, write_report
 
@@ -217,22 +249,35 @@ def train_run(
     return result
 
 
-def export_best_model(checkpoint: Path, target: Path, iou_loss: str) -> Path:
-    """Reload the best checkpoint with `from_pretrained` and write a clean model folder."""
+def best_model_files(data: PreparedData, step: int, metric: str,
+                     value: float | None) -> dict[str, Any]:
+    """The JSON files beside the weights in `best_model/`: categories and the best step."""
+    categories = [{"id": cid, "name": name} for cid, name in
+                  zip(data.label_map.category_ids, data.label_map.names, strict=True)]
+    return {CATEGORIES_FILE: categories,
+            BEST_STEP_FILE: {"step": step, "metric": metric, "value": value}}
+
+
+def export_best_model(checkpoint: Path, target: Path, iou_loss: str,
+                      files: dict[str, Any] | None = None) -> Path:
+    """Reload the best checkpoint with `from_pretrained` and write a clean model folder.
+
+    Built complete in a staging folder (weights, processor, `files` as JSON) and put in place
+    with `replace_folder`: a crash never leaves a half-written `best_model/`.
+    """
     from transformers import DetrImageProcessor
 
     model = load_trained_model(checkpoint, iou_loss)
-    staging = target.with_name(target.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_folder(target)
     model.save_pretrained(staging)
     DetrImageProcessor.from_pretrained(checkpoint).save_pretrained(staging)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    return target
+    for name, content in (files or {}).items():
+        write_json_atomic(staging / name, content)
+    return replace_folder(staging, target)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m detr_core.train",
         description="Fine-tune DETR once (one diary 'version'); evaluates at every logging "
         "step, keeps the best step, evaluates it on the test split.",
@@ -247,9 +292,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit 0 when done, 2 on bad input, 130 / 143 when Ctrl-C / SIGTERM stopped the run."""
     args = build_parser().parse_args(argv)
     config = load_run_config(args.config) if args.config else load_default_run_config()
-    result = train_run(config, args.output_dir)
+    with stop_signals_raise_interrupt() as stop:
+        try:
+            result = train_run(config, args.output_dir)
+        except RunInterrupted as exc:
+            print(str(exc), file=sys.stderr, flush=True)
+            return stop.exit_code
+        except KeyboardInterrupt:  # before training started, or again while keeping the model
+            print(f"interrupted; nothing was kept beyond {args.output_dir}", file=sys.stderr,
+                  flush=True)
+            return stop.exit_code
     print(f"best {result.metric_name} = {result.best_metric:.4f} at step {result.best_step} "
           f"of {result.max_steps}; model: {result.best_model_dir}")
     return 0

@@ -5,6 +5,11 @@ on them (evaluation at every logging step, the best-step checkpoint, DETR's list
 labels); setting one of those is an error that says why. transformers 5 dropped
 `warmup_ratio`: a ratio is given as a float `warmup_steps` below 1, and an old-style
 `warmup_ratio` is converted to exactly that.
+
+`TrainingArguments` accepts values the run cannot train with (a learning rate of 0, a batch
+size of 0, zero epochs) and torch or the Trainer fail on them minutes later; `VALUE_RULES` are
+the ranges of the fields a run depends on, checked with the types (for a search space: every
+fixed value, every choice and both ends of every range, see `search.spec_loading`).
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import math
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +63,70 @@ OWNED_FIELDS: dict[str, str] = {
 COMPAT_FIELDS = ("warmup_ratio", "load_best_model_at_end")
 
 
+def _at_least(low: float) -> tuple[Callable[[float], bool], str]:
+    return (lambda v: v >= low), f"must be >= {low:g}"
+
+
+def _above(low: float) -> tuple[Callable[[float], bool], str]:
+    return (lambda v: v > low), f"must be > {low:g}"
+
+
+def _fraction() -> tuple[Callable[[float], bool], str]:
+    return (lambda v: 0 <= v < 1), "must be in [0, 1)"
+
+
+#: Ranges of the numeric `TrainingArguments` fields a run depends on (None passes where the
+#: field allows it). `num_train_epochs` and `max_steps` depend on each other:
+#: `check_training_budget`.
+VALUE_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "learning_rate": _above(0),
+    "per_device_train_batch_size": _at_least(1),
+    "per_device_eval_batch_size": _at_least(1),
+    "gradient_accumulation_steps": _at_least(1),
+    "eval_accumulation_steps": _at_least(1),
+    "warmup_steps": _at_least(0),
+    "weight_decay": _at_least(0),
+    "max_grad_norm": _at_least(0),
+    "logging_steps": ((lambda v: v > 0),
+                      "must be > 0 (a number of steps, or below 1 a ratio of the run)"),
+    "adam_beta1": _fraction(),
+    "adam_beta2": _fraction(),
+    "adam_epsilon": _at_least(0),
+    "label_smoothing_factor": _fraction(),
+    "dataloader_num_workers": _at_least(0),
+    "dataloader_prefetch_factor": _at_least(1),
+    "eval_delay": _at_least(0),
+    "warmup_ratio": _fraction(),
+}
+
+
+def value_problem(key: str, value: Any) -> str | None:
+    """Why `training_args.<key>: value` cannot train (range or non-finite), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None  # types are checked elsewhere
+    if not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
+    rule = VALUE_RULES.get(key)
+    if rule is not None and not rule[0](value):
+        return f"{rule[1]}, got {value!r}"
+    return None
+
+
+def check_training_budget(args: dict[str, Any], source: str) -> None:
+    """`max_steps` is -1 (train `num_train_epochs`) or >= 1; epochs must then be > 0."""
+    max_steps = args.get("max_steps", training_arg_default("max_steps"))
+    epochs = args.get("num_train_epochs", training_arg_default("num_train_epochs"))
+    if isinstance(max_steps, int) and not isinstance(max_steps, bool) \
+            and max_steps != -1 and max_steps < 1:
+        raise UserInputError(f"must be >= 1, or -1 to train num_train_epochs; got {max_steps}",
+                             source=source, key="training_args.max_steps")
+    trains_epochs = not (isinstance(max_steps, int) and max_steps >= 1)
+    if trains_epochs and isinstance(epochs, int | float) and not isinstance(epochs, bool) \
+            and not epochs > 0:
+        raise UserInputError(f"must be > 0 (or set max_steps >= 1), got {epochs!r}",
+                             source=source, key="training_args.num_train_epochs")
+
+
 @functools.lru_cache(maxsize=1)
 def training_args_fields() -> dict[str, Any]:
     """`TrainingArguments`' init fields by name (the keys `training_args:` accepts)."""
@@ -77,7 +148,9 @@ def _value_matches(value: Any, annotation: Any) -> bool:
         return isinstance(value, str)
     if annotation is bool:
         return isinstance(value, bool)
-    if annotation in (int, float):
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if annotation is str:
         return isinstance(value, str)
@@ -121,12 +194,16 @@ def normalise_training_args(user_args: dict[str, Any], source: str) -> dict[str,
             annotation = training_arg_type(key)
         except UserInputError as exc:
             raise exc.relocated(source) from None
-        if key in COMPAT_FIELDS:
+        if key in COMPAT_FIELDS and key != "warmup_ratio":
             continue
         if not _value_matches(value, annotation):
             raise UserInputError(
                 f"expected {getattr(annotation, '__name__', annotation)}, "
                 f"got {type(value).__name__} {value!r}", source=source, key=dotted)
+        problem = value_problem(key, value)
+        if problem:
+            raise UserInputError(problem, source=source, key=dotted)
+    check_training_budget(args, source)
     ratio = args.pop("warmup_ratio", None)
     if ratio is not None:
         if "warmup_steps" in args:

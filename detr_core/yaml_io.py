@@ -1,8 +1,10 @@
 """YAML reading and writing shared by run configs and search spaces.
 
 PyYAML follows YAML 1.1, where `2e-4` (no dot) is a *string*; learning rates are written that
-way by everyone, so the loader here resolves every float spelling YAML 1.2 accepts. Reading
-errors come back as `UserInputError` naming the file.
+way by everyone, so the loader here resolves every float spelling YAML 1.2 accepts. A key
+written twice in one mapping is an error (PyYAML would silently keep the last one, turning a
+searched range into a fixed value). Reading errors, encodings included
+(`detr_core.text_files`), come back as `UserInputError` naming the file. Writing is atomic.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any
 
 import yaml
 
+from detr_core.atomic_files import write_text_atomic
 from detr_core.errors import UserInputError
+from detr_core.text_files import read_user_text
 
 
 class _Loader(yaml.SafeLoader):
@@ -34,12 +38,37 @@ _Loader.add_implicit_resolver(
 )
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names the same key twice."""
+
+
+def _construct_mapping_once(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    """SafeLoader's mapping constructor, refusing a key given twice (merge keys `<<` aside)."""
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.get(key)
+        except TypeError:  # an unhashable key: SafeLoader reports it itself
+            continue
+        if first is not None:
+            raise DuplicateKeyError(
+                None, None, f"duplicate key {key!r} (first given at line {first})",
+                key_node.start_mark)
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping_once)
+
+
 def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """Read a YAML file whose top level must be a mapping; errors name the file."""
     path = Path(path)
-    if not path.is_file():
-        raise UserInputError("file not found", source=path)
-    return parse_yaml_mapping(path.read_text(encoding="utf-8"), path)
+    text = read_user_text(path)
+    return parse_yaml_mapping(text, path)
 
 
 def parse_yaml_mapping(text: str, source: str | Path) -> dict[str, Any]:
@@ -65,8 +94,10 @@ def loads_yaml(text: str) -> Any:
 
 
 def dump_yaml(data: Any, path: str | Path, header: str = "") -> None:
-    """Write `data` as block-style YAML, keys in insertion order, with an optional # header."""
-    Path(path).write_text(dumps_yaml(data, header), encoding="utf-8")
+    """Write `data` as block-style YAML, keys in insertion order, with an optional # header.
+
+    Written atomically: a crash never leaves a truncated file."""
+    write_text_atomic(Path(path), dumps_yaml(data, header))
 
 
 def dumps_yaml(data: Any, header: str = "") -> str:

@@ -1,6 +1,10 @@
 """search: Ray Tune + Optuna (TPE) + ASHA searches over DETR fine-tuning runs.
 
 - `run.py` the CLI (`cli.py` its flags and the plan it prints), `driver.py` wires the `Tuner`;
+- before anything starts: `preflight.py` (checkpoints, augmentations, data and every image);
+- stopping: `interrupt.py` (Ctrl-C / SIGTERM), `resume_command.py` (the last line printed),
+  `local_cluster.py` with `orphans.py` and `watchdog.py` (a local Ray cluster's processes end
+  with the driver, however it dies);
 - the spec: `spec_loading.py` reads a space file (`experiment_section.py`, `space_section.py`,
   `distributions.py`, `budget.py`) into a `spec.SearchSpec`; `tune_space.py` makes Tune domains;
 - a trial: `trial_config.py` (its values and run config), `trainable.py` (one detr_core run),

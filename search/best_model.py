@@ -4,22 +4,25 @@ Each trial keeps the Trainer checkpoint of its best step (see `search.trainable`
 `checkpoint_meta.json` naming step, metric and value. The copy in `best_model/` carries
 `export_source.json` (which trial, which checkpoint), so a re-export of the same winner leaves
 it untouched and a stale copy of another trial is never left beside a new `best_config.yaml`.
-On an object store (no folder rename) the old copy is deleted, the new one uploaded and
-`export_source.json` written last, so an interrupted copy is redone by the next export.
+A checkpoint whose model files are incomplete (a trial killed while Tune copied it) is passed
+over (`detr_core.model_check`); the copy is built aside and swapped in
+(`detr_core.atomic_files`), so `best_model/` is never half-written. On an object store (no
+folder rename) the old copy is deleted, the new one uploaded and `export_source.json` written
+last, so an interrupted copy is redone by the next export.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
+from detr_core.atomic_files import replace_folder, staging_folder
+from detr_core.errors import UserInputError
 from detr_core.metric_names import is_better
+from detr_core.model_check import check_model_folder
 from search.files import read_json
 from search.layout import BEST_MODEL_DIR, CHECKPOINT_META_FILE, MODEL_SOURCE_FILE
 from search.results import TrialRecord
@@ -28,13 +31,27 @@ from search.values import as_float, as_int
 
 
 def read_checkpoints(trial_dir: ExperimentPath) -> list[tuple[ExperimentPath, dict[str, Any]]]:
-    """`(checkpoint dir, checkpoint_meta.json)` for every checkpoint of a trial, oldest first."""
+    """`(checkpoint dir, checkpoint_meta.json)` for every whole checkpoint of a trial, oldest
+    first (one whose model files are incomplete is left out)."""
     found = []
     for ckpt in sorted(trial_dir.glob("checkpoint_*")):
         meta = read_json(ckpt / CHECKPOINT_META_FILE)
-        if isinstance(meta, dict):
+        if isinstance(meta, dict) and _is_whole(model_folder(ckpt, meta)):
             found.append((ckpt, meta))
     return found
+
+
+def _is_whole(folder: ExperimentPath) -> bool:
+    """False (with a warning) for a local model folder whose files are incomplete; a folder on
+    an object store was uploaded file by file, whole files only, and is taken as it is."""
+    if isinstance(folder, UriPath) or not (folder / "config.json").is_file():
+        return True  # not a model folder at all: `copy_winner_model` warns about it
+    try:
+        check_model_folder(folder)
+    except UserInputError as exc:
+        print(f"warning: skipping checkpoint {folder}: {exc.problem}", file=sys.stderr)
+        return False
+    return True
 
 
 def select_checkpoint(
@@ -80,17 +97,10 @@ def copy_best_model(experiment_dir: ExperimentPath, source: ExperimentPath,
         copy_tree(source, dest)
         (dest / MODEL_SOURCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
         return dest
-    tmp = Path(tempfile.mkdtemp(prefix=f".{BEST_MODEL_DIR}.", dir=experiment_dir))
+    tmp = staging_folder(dest)
     shutil.copytree(source, tmp, dirs_exist_ok=True)
     (tmp / MODEL_SOURCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
-    old = None
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{BEST_MODEL_DIR}.old.", dir=experiment_dir))
-        os.replace(dest, old / BEST_MODEL_DIR)
-    os.replace(tmp, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return dest
+    return replace_folder(tmp, dest)
 
 
 def copy_winner_model(

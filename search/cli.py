@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from detr_core.cli_parser import ArgumentParser
 from search.distributions import describe_distribution, format_number, format_value
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def _port(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `search/run.py` parser; every flag that mirrors the space file overrides it."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="search/run.py",
         description="Hyperparameter search for DETR fine-tuning: Optuna TPE proposes, ASHA stops "
                     "poor trials early, Ray Tune runs them. Flags below override the space "

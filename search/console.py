@@ -27,8 +27,8 @@ from search.trial_config import trial_values
 from search.trial_status import is_early_stopped, planned_budget
 from search.values import as_float, as_int
 
-RUNNING, STOPPED, FINISHED, ERRORED, RETRYING, CUT = (
-    "running", "stopped", "finished", "errored", "retrying", "cut")
+RUNNING, STOPPED, FINISHED, ERRORED, RETRYING, CUT, INTERRUPTED = (
+    "running", "stopped", "finished", "errored", "retrying", "cut", "interrupted")
 
 
 @dataclass
@@ -45,7 +45,7 @@ class TrialProgress:
 
     @property
     def ended(self) -> bool:
-        return self.status in (STOPPED, FINISHED, ERRORED, CUT)
+        return self.status in (STOPPED, FINISHED, ERRORED, CUT, INTERRUPTED)
 
 
 def short_key(key: str) -> str:
@@ -184,6 +184,18 @@ class SearchProgress(Callback):
         if self.tty:
             self._draw()
 
+    def mark_interrupted(self, running: dict[str, int | None]) -> None:
+        """Ctrl-C / SIGTERM stopped the search while these trials ran (id -> last step)."""
+        for trial_id, step in running.items():
+            row = self.trials.get(trial_id)
+            if row is not None:
+                row.status = INTERRUPTED
+                row.step = step if step is not None else row.step
+                self._event(row, f"interrupted at step {row.step}: best "
+                                 f"{self._metric_text(row.best)}")
+        if self.tty:
+            self._draw()
+
     def steps_done(self) -> int:
         return sum(t.step for t in self.trials.values())
 
@@ -255,5 +267,5 @@ def _error_line(trial: Any) -> str:
             lines = [ln.strip() for ln in f if ln.strip()]
     except OSError:
         return "see error.txt in its folder"
-    return lines[-1][:200] if lines else "see error.txt in its folder"
+    return lines[-1][:500] if lines else "see error.txt in its folder"
 

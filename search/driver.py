@@ -14,6 +14,12 @@ then what `search.export` writes from them.
 The console shows our own progress (`search.console`); Ray Tune's tables, Ray's logs and the
 trials' output reach it only with `verbose` (`-v`). `time_budget_s` ends the search at that
 wall time (`search.time_budget`) and exports what finished.
+
+Before anything is written the data is prepared and validated (`search.node_data`).
+Ctrl-C / SIGTERM stop the search resumably and are recorded (`search.interrupt`). A local
+cluster the driver starts is marked and watched (`search.orphans`, `search.watchdog`): its
+processes end with the driver however it dies; a cluster joined with `address` is never
+touched.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +37,10 @@ from detr_core.metric_names import SELECTABLE_EVAL_METRICS
 from search.budget import default_max_concurrent
 from search.cli import DEFAULT_DASHBOARD_PORT, DEFAULT_STORAGE, experiment_path
 from search.files import write_text_atomic
+from search.interrupt import SearchInterrupts, clear_interrupt_record, record_interruption
 from search.layout import PREPARED_DATA_FILE
-from search.node_data import data_record
+from search.local_cluster import LocalCluster
+from search.node_data import data_record, revalidate_record
 from search.spec import SearchSpec, write_spec_file
 from search.storage import ExperimentPath, folder_has_entries, is_uri, location, split_uri
 from search.tune_space import to_tune_param_space
@@ -51,6 +59,8 @@ class SearchOptions:
     verbose: int = 0  # 0: our progress only; 1: Ray Tune's tables and Ray's logs too
     time_budget_s: float | None = None
     report_dir: Path | None = None  # a local copy of REPORT.md and its plots
+    interrupts: SearchInterrupts = field(default_factory=SearchInterrupts)
+    resume_command: str = ""  # printed and recorded when the search is interrupted
 
 
 def auth_token_path() -> Path:
@@ -74,11 +84,12 @@ def quiet_libraries(verbose: int) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def start_ray(options: SearchOptions) -> None:
+def start_ray(options: SearchOptions, cluster: LocalCluster | None = None) -> None:
     """Join `options.address` or start a local Ray with the dashboard on 127.0.0.1.
 
     Without `verbose` the trials' output is not forwarded to this terminal (it is in each
-    trial's `trial.log`) and Ray logs warnings only.
+    trial's `trial.log`) and Ray logs warnings only. A local cluster is started marked and
+    watched by `cluster` (`search.local_cluster`).
     """
     import ray
 
@@ -89,6 +100,8 @@ def start_ray(options: SearchOptions) -> None:
     else:
         context = ray.init(include_dashboard=options.dashboard, dashboard_host="127.0.0.1",
                            dashboard_port=options.dashboard_port, **quiet)
+        if cluster is not None:
+            cluster.started(options.interrupts)
     url = getattr(context, "dashboard_url", None)
     if options.dashboard and url:
         url = url if url.startswith("http") else f"http://{url}"
@@ -211,20 +224,27 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> ExperimentPath:
     if not options.resume and folder_has_entries(experiment_dir):
         raise UserInputError(f"experiment {spec.name!r} exists; pass --resume to continue it "
                              "or --name for a new one", source=path)
+    LocalCluster.end_orphans_of(path)
     record = experiment_dir / PREPARED_DATA_FILE
     if options.resume and record.is_file():
-        data = json.loads(record.read_text())
+        # the files may have changed since the first session: checked again (COCO data)
+        data = revalidate_record(json.loads(record.read_text()),
+                                 on_cluster=bool(options.address))
     else:
         data = data_record(spec.base, str(spec.source), on_cluster=bool(options.address))
     try:
         experiment_dir.mkdir(parents=True, exist_ok=True)
         write_spec_file(spec, experiment_dir)
         write_text_atomic(record, json.dumps(data, indent=2))
+        clear_interrupt_record(experiment_dir)
     except OSError as exc:  # no such bucket, no credentials, a read-only folder
         raise UserInputError(f"cannot write there: {' '.join(str(exc).split())}",
                              source=path) from None
-    start_ray(options)
+    interrupts = options.interrupts
+    cluster = None if options.address else LocalCluster(path)
     try:
+        start_ray(options, cluster)
+        interrupts.install()  # again: ray.init replaces the SIGTERM handler
         from search.console import SearchProgress
         from search.tensorboard_hparams import HParamsLoggerCallback
         from search.time_budget import TimeBudget
@@ -235,16 +255,22 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> ExperimentPath:
         callbacks = [HParamsLoggerCallback(spec.space, SELECTABLE_EVAL_METRICS),
                      *([progress] if progress else [])]
         tuner, optuna_search = build_tuner(spec, options, data, callbacks, stop=budget)
-        tuner.fit()
+        with interrupts.tune_loop():
+            tuner.fit()
+        if interrupts.interrupted:
+            record_interruption(experiment_dir, interrupts, progress, options.resume_command)
         if budget is not None and budget.reached:
             cut = _record_budget_cut(experiment_dir, options, tuner, optuna_search, progress)
             print(f"time budget of {options.time_budget_s:g} s reached: {len(cut)} running "
                   "trial(s) cut, exporting what finished", flush=True)
         from search.export import copy_report, export_experiment
 
-        summary = export_experiment(experiment_dir)
+        # interrupted: export what is there now, without the (possibly long) test evaluation
+        summary = export_experiment(experiment_dir, evaluate_winner=not interrupts.interrupted)
         budget_spent = budget is not None and budget.reached
-        if options.final_seeds > 0 and budget_spent:
+        if options.final_seeds > 0 and interrupts.interrupted:
+            print("--final-seeds skipped: the search was interrupted", flush=True)
+        elif options.final_seeds > 0 and budget_spent:
             print("--final-seeds skipped: the time budget is spent", flush=True)
         elif options.final_seeds > 0 and summary.best_config_path is not None:
             from search.final_seeds import run_final_seeds
@@ -256,4 +282,6 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> ExperimentPath:
             print(f"report copy: {copy_report(summary, options.report_dir)}", flush=True)
     finally:
         ray.shutdown()
+        if cluster is not None:
+            cluster.stop()
     return experiment_dir

@@ -15,13 +15,17 @@ experiment folder (a local path or any storage URI `pyarrow.fs` resolves: `searc
 - `test_metrics.json` the winner's test-split metrics, when the run config has a test split
                       (`search.winner_eval`);
 - `REPORT.md`         the search diary (`search.report`), with "What mattered"
-                      (`search.importance`); `--report-dir DIR` copies it with its plots to a
-                      local folder too.
+                      (`search.importance`), and, when Ctrl-C / SIGTERM stopped the search,
+                      which trials were running and the command that resumes it;
+                      `--report-dir DIR` copies it with its plots to a local folder too.
+
+Every file is written atomically and `best_model/` is swapped in whole: an export killed at
+any moment leaves complete files (old or new), and the next export clears its leftovers. On an
+object store (`search.storage.UriPath`) a file is written in one upload, which is atomic too.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -30,11 +34,21 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python search/export.py`: make `search` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from detr_core.atomic_files import remove_stale_temporaries
+from detr_core.cli_parser import ArgumentParser
 from detr_core.errors import UserInputError, exit_on_user_error
 from search.best_model import copy_winner_model
 from search.files import write_text_atomic
 from search.importance import parameter_importances
-from search.layout import PLOTS_DIR, REPORT_FILE, TRIALS_CSV_FILE
+from search.interrupt import read_interrupt_record
+from search.layout import (
+    BEST_CONFIG_FILE,
+    BEST_MODEL_DIR,
+    PLOTS_DIR,
+    REPORT_FILE,
+    TEST_METRICS_FILE,
+    TRIALS_CSV_FILE,
+)
 from search.report import render_report
 from search.results import load_trials
 from search.spec import read_spec_file
@@ -58,6 +72,10 @@ def export_experiment(experiment_dir: str | Path | ExperimentPath,
         raise UserInputError("no such folder", source=experiment_dir)
     spec = read_spec_file(experiment_dir)
     trials = load_trials(experiment_dir, spec)
+    for name in (BEST_CONFIG_FILE, BEST_MODEL_DIR, REPORT_FILE, TEST_METRICS_FILE,
+                 TRIALS_CSV_FILE):
+        remove_stale_temporaries(experiment_dir, name)
+    remove_stale_temporaries(experiment_dir / PLOTS_DIR)
     keys = param_keys(spec, trials)
     winner = pick_winner(trials, spec.mode)
     importances = parameter_importances(spec, trials)
@@ -76,6 +94,7 @@ def export_experiment(experiment_dir: str | Path | ExperimentPath,
         importances=importances,
         importances_plot=write_importances_plot(experiment_dir / PLOTS_DIR, importances),
         seed_metrics=read_seed_metrics(experiment_dir),
+        interruption=read_interrupt_record(experiment_dir),
     )
     if winner is not None:
         summary.best_config, summary.best_config_path = write_best_config(
@@ -107,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Exit 0 when done; 1 when no trial reported the metric or the test evaluation failed (the
     other outputs are written anyway); 2 on a user error (not an experiment, no trials).
     """
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="search/export.py",
         description="Rebuild best_config.yaml, best_model/, trials.csv, plots/ and REPORT.md "
                     "from a Ray Tune experiment folder written by search/run.py.",

@@ -1,19 +1,23 @@
 """Reading and atomically writing the plain files of an experiment folder.
 
 Every output of the export is written to a temporary file beside its target and renamed into
-place, so a crash never leaves a truncated REPORT.md, trials.csv or best_config.yaml. On an
-object store (`search.storage.UriPath`) a file is written in one upload, which is atomic too.
+place (`detr_core.atomic_files`, the one home of that rule), so a crash never leaves a
+truncated REPORT.md, trials.csv or best_config.yaml. On an object store
+(`search.storage.UriPath`) a file is written in one upload, which is atomic too.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from detr_core import atomic_files
 from search.storage import ExperimentPath, UriPath
 from search.values import json_safe
+
+__all__ = ["display_path", "read_json", "write_bytes_atomic", "write_json_atomic",
+           "write_text_atomic"]
 
 
 def read_json(path: ExperimentPath) -> Any:
@@ -24,20 +28,17 @@ def read_json(path: ExperimentPath) -> Any:
         return None
 
 
-def temp_path(path: Path) -> Path:
-    """The hidden temporary sibling a file is written to before it replaces `path`."""
-    return path.with_name(f".{path.name}.tmp")
+def write_bytes_atomic(path: ExperimentPath, data: bytes) -> ExperimentPath:
+    """Write `data` to `path` in one rename (one upload on a storage URI)."""
+    if isinstance(path, UriPath):
+        path.write_bytes(data)
+        return path
+    return atomic_files.write_bytes_atomic(path, data)
 
 
 def write_text_atomic(path: ExperimentPath, text: str) -> ExperimentPath:
-    """Write `text` to `path` in one rename (one upload on a storage URI)."""
-    if isinstance(path, UriPath):
-        path.write_text(text)
-        return path
-    tmp = temp_path(path)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Write `text` (UTF-8) to `path` in one rename (one upload on a storage URI)."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: ExperimentPath, data: Any) -> ExperimentPath:

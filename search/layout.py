@@ -12,6 +12,7 @@ from detr_core.run_layout import BEST_MODEL_DIR, TEST_METRICS_FILE
 
 __all__ = [
     "BEST_CONFIG_FILE", "BEST_MODEL_DIR", "CHECKPOINT_META_FILE", "EVALUATION_LOG_FILE",
+    "INTERRUPTED_FILE",
     "MODEL_SOURCE_FILE", "PLOTS_DIR", "PREPARED_DATA_FILE", "REPORT_FILE", "SEEDS_DIR",
     "SPEC_FILE", "STUDY_FILE", "TEST_METRICS_FILE", "TIME_BUDGET_FILE", "TRIALS_CSV_FILE",
     "TRIAL_LOG_FILE",
@@ -22,6 +23,7 @@ SPEC_FILE = "search_spec.yaml"          # the resolved search (read back by the 
 PREPARED_DATA_FILE = "prepared_data.json"  # absolute COCO paths the trials train on
 STUDY_FILE = "optuna_study.log"         # Optuna journal of the TPE searcher
 TIME_BUDGET_FILE = "time_budget.json"   # written when --time-budget ended the search
+INTERRUPTED_FILE = "interrupted.json"   # written when Ctrl-C / SIGTERM stopped the search
 
 # written into each trial's folder
 TRIAL_LOG_FILE = "trial.log"            # the trial's own output: HF logs, progress bars, warnings

@@ -64,6 +64,15 @@ def data_record(base: dict[str, Any], source: str, on_cluster: bool) -> dict[str
     return {"kind": COCO, "data": section, "validated": True}
 
 
+def revalidate_record(record: dict[str, Any], on_cluster: bool) -> dict[str, Any]:
+    """A recorded search's data on `--resume`: COCO files may have changed since the first
+    session, so they are checked again as `data_record` checks them; a synthetic dataset is
+    made again if its cache was cleared."""
+    record = _normalised(record)
+    base = {"data": record["data"]}
+    return data_record(base, "prepared_data.json", on_cluster)
+
+
 def _normalised(record: dict[str, Any]) -> dict[str, Any]:
     """A record as `data_record` writes it; older experiments recorded absolute COCO paths."""
     if "kind" in record:

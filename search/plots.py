@@ -24,6 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from search.distributions import is_distribution, log_scale_keys_of
+from search.files import write_bytes_atomic
 from search.formatting import label
 from search.importance import Importances
 from search.results import TrialRecord
@@ -36,12 +37,12 @@ IMPORTANCES_PNG = "importances.png"
 
 
 def _save(fig: Any, path: ExperimentPath) -> ExperimentPath:
-    """The chart as PNG bytes, written in one go (a local file or one upload to a URI)."""
+    """The chart as PNG bytes, written atomically (rendered in memory, then one rename locally
+    or one upload to a storage URI)."""
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
-    path.write_bytes(png.getvalue())
-    return path
+    return write_bytes_atomic(path, png.getvalue())
 
 
 def curve(results: Iterable[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:

@@ -84,6 +84,7 @@ def render_report(
         f"- Searched: {', '.join(f'`{k}`' for k in spec.searched_keys()) or 'nothing'}",
         f"- Trials: {len(summary.trials)} ({counts_text(summary.status_counts)})",
         "",
+        *_interruption(summary),
         "## Trials",
         "",
         trials_table(spec, summary.trials, keys),
@@ -109,6 +110,26 @@ def render_report(
         "",
     ]
     return "\n".join(lines)
+
+
+def _interruption(summary: ExportSummary) -> list[str]:
+    """The note at the top of an interrupted search: when, which trials ran, how to resume."""
+    record = summary.interruption
+    if not record:
+        return []
+    running = record.get("running_trials") or {}
+    where = ", ".join(f"`{t}` at step {'-' if s is None else s}" for t, s in running.items())
+    lines = [
+        f"**Interrupted** by {record.get('signal', 'a signal')} at {record.get('at', '?')}: "
+        f"{len(running)} trial(s) were running ({where or 'none'}); finished trials, their "
+        "checkpoints and the Optuna study are kept. Resume with:",
+        "",
+        "```",
+        str(record.get("resume_command", "")),
+        "```",
+        "",
+    ]
+    return lines
 
 
 def _what_mattered(summary: ExportSummary, spec: SearchSpec) -> list[str]:

@@ -4,7 +4,7 @@ Only plain files are read, so any experiment folder can be read again at any tim
 without the driver that made it: per trial folder `params.json`, `result.json`
 (`progress.csv` as fallback) and `error.txt` / `error.pkl`; Ray's `experiment_state-*.json`
 only as a fallback for trial ids and statuses; the driver's `time_budget.json` for the trials
-that `--time-budget` cut.
+that `--time-budget` cut and its `interrupted.json` for those Ctrl-C / SIGTERM stopped.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from detr_core.errors import UserInputError
 from detr_core.metric_names import is_better
 from search.files import read_json
-from search.layout import TIME_BUDGET_FILE
+from search.layout import INTERRUPTED_FILE, TIME_BUDGET_FILE
 from search.spec import SearchSpec
 from search.storage import ExperimentPath
 from search.trial_config import trial_values
@@ -113,6 +113,11 @@ def read_error(trial_dir: ExperimentPath) -> str | None:
     return None
 
 
+#: Ray Tune trial states that mean a failure recorded in error.txt was retried past: the trial
+#: finished afterwards, or was still running (or waiting to) when the search stopped.
+RECOVERED_STATES = ("TERMINATED", "RUNNING", "PENDING", "PAUSED")
+
+
 def read_ray_states(experiment_dir: ExperimentPath) -> dict[str, tuple[str, str]]:
     """Fallback from the newest `experiment_state-*.json`: trial folder name -> (id, status).
 
@@ -145,6 +150,14 @@ def read_budget_cut(experiment_dir: ExperimentPath) -> set[str]:
     return {str(t) for t in data["cut_trials"]}
 
 
+def read_interrupted(experiment_dir: ExperimentPath) -> set[str]:
+    """Ids of the trials running when Ctrl-C / SIGTERM stopped the search (`interrupted.json`)."""
+    data = read_json(experiment_dir / INTERRUPTED_FILE)
+    if not isinstance(data, dict) or not isinstance(data.get("running_trials"), dict):
+        return set()
+    return {str(t) for t in data["running_trials"]}
+
+
 def best_of(
     results: Iterable[Mapping[str, Any]], metric: str, mode: str
 ) -> tuple[float | None, int | None]:
@@ -164,6 +177,7 @@ _TRIAL_ID_IN_DIRNAME = re.compile(r"(?:^|_)([0-9a-f]{5}_\d{5}|[0-9a-f]{8})(?=_|$
 def load_trial(
     trial_dir: ExperimentPath, spec: SearchSpec, ray_states: Mapping[str, tuple[str, str]],
     budget_cut: Collection[str] = (),
+    interrupted: Collection[str] = (),
 ) -> TrialRecord:
     """Read one trial folder and decide its status and best metric."""
     results = read_results(trial_dir)
@@ -176,11 +190,14 @@ def load_trial(
         match = _TRIAL_ID_IN_DIRNAME.search(trial_dir.name)
         trial_id = match.group(1) if match else trial_dir.name
     done = bool(results and results[-1].get("done")) or ray_status == "TERMINATED"
-    # error.txt stays after a failure that a retry (max_failures) got past: a trial that
-    # ended is not errored; its error column still tells what happened on the way
+    # error.txt stays after a failure that a retry (max_failures) got past: a trial that ended,
+    # or was still running when the search stopped, is not errored; its error column still
+    # tells what happened on the way
+    recovered = done or ray_status in RECOVERED_STATES
     status = trial_status(
-        results[-1] if results else None, errored=error is not None and not done,
+        results[-1] if results else None, errored=error is not None and not recovered,
         max_t=spec.scheduler.max_t, ended=done, cut_by_budget=trial_id in budget_cut,
+        interrupted=trial_id in interrupted,
     )
     best_value, best_step = best_of(results, spec.metric, spec.mode)
     return TrialRecord(
@@ -199,7 +216,9 @@ def load_trials(experiment_dir: ExperimentPath, spec: SearchSpec) -> list[TrialR
     """All trials of the experiment, sorted by trial id (the order Tune created them)."""
     ray_states = read_ray_states(experiment_dir)
     cut = read_budget_cut(experiment_dir)
-    trials = [load_trial(d, spec, ray_states, cut) for d in find_trial_dirs(experiment_dir)]
+    interrupted = read_interrupted(experiment_dir)
+    trials = [load_trial(d, spec, ray_states, cut, interrupted)
+              for d in find_trial_dirs(experiment_dir)]
     if not trials:
         raise UserInputError("no trials found (no trial folder with params.json/result.json); "
                              "did the search start?", source=experiment_dir)

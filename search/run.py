@@ -1,15 +1,21 @@
 """`python search/run.py --space search_spaces/iou.yaml`: run a DETR hyperparameter search.
 
-Parses the flags (`search.cli`), loads and validates the space file before anything starts
-(a bad file: one line naming file and key, exit 2), picks the experiment folder (`iou`, else
-the next free `iou-2`, ...: `search.naming`), prints the resolved search, then runs it
-(`search.driver.run_search`): Ray Tune + Optuna TPE + ASHA, our progress on the console,
-results and REPORT.md in `results/<name>/`. See `--help` and README.md.
+Parses the flags (`search.cli`), loads and validates the space file and what it points to
+before anything starts (a bad input: one line naming file and key, exit 2), picks the
+experiment folder (`iou`, else the next free `iou-2`, ...: `search.naming`), prints the
+resolved search, then runs it (`search.driver.run_search`): Ray Tune + Optuna TPE + ASHA, our
+progress on the console, results and REPORT.md in `results/<name>/`. See `--help` and
+README.md.
+
+Exit codes: 0 done, 2 bad input, 130 / 143 when Ctrl-C / SIGTERM stopped the search, 1 when
+the disk filled up; in the last three cases the last line is the command that continues the
+search (`search.interrupt`, `search.resume_command`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,14 +25,21 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from detr_core.errors import exit_on_user_error
 from search.cli import describe, parse_args, spec_overrides
+from search.interrupt import SearchInterrupted, SearchInterrupts
 from search.naming import choose_experiment
+from search.preflight import check_search_inputs
+from search.resume_command import can_resume, resume_command
 from search.spec_loading import load_search_spec
+
+#: Errors of a full disk (or quota): the search stops, resumable, instead of a traceback.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     spec = load_search_spec(args.space, spec_overrides(args))
+    check_search_inputs(spec)
     choice = choose_experiment(args.storage, spec.name, explicit=args.name is not None,
                                resume=args.resume)
     for note in choice.notes:
@@ -37,13 +50,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from search.driver import SearchOptions, run_search
 
+    def next_command() -> str:
+        return resume_command(args, spec.name, resume=can_resume(args, spec.name))
+
+    interrupts = SearchInterrupts(final_line=next_command)
     options = SearchOptions(
         storage=args.storage, address=args.address, resume=args.resume,
         dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port,
         final_seeds=args.final_seeds, verbose=args.verbose, time_budget_s=args.time_budget,
+        interrupts=interrupts, resume_command=resume_command(args, spec.name),
         report_dir=args.report_dir,
     )
-    experiment_dir = run_search(spec, options)
+    interrupts.install()
+    try:
+        experiment_dir = run_search(spec, options)
+    except SearchInterrupted:
+        print(f"interrupted by {interrupts.signal_name}; continue with:", flush=True)
+        print(next_command(), flush=True)
+        return interrupts.exit_code
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror}{where}; free some space, then continue with:",
+              file=sys.stderr, flush=True)
+        print(next_command(), flush=True)
+        return 1
+    finally:
+        interrupts.restore()
+    if interrupts.interrupted:
+        print(f"interrupted by {interrupts.signal_name}: {experiment_dir}/REPORT.md says which "
+              "trials were running; resume with:", flush=True)
+        print(next_command(), flush=True)
+        return interrupts.exit_code
     print(f"done: {experiment_dir}/REPORT.md", flush=True)
     return 0
 

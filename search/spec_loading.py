@@ -201,10 +201,14 @@ def _validate_space_values(base: dict[str, Any], space: dict[str, Any], src: str
 
 
 def _check_value(base: dict, params: dict, src: str, key: str, value: Any) -> None:
+    """Validate `base` with `params` set; blame the space key the error is about, if any."""
     try:
         run_config_from_dict(apply_overrides(base, params))
     except UserInputError as exc:
-        detail = exc.problem if exc.key in (None, key, "training_args") else \
+        culprit = next((k for k in params if exc.key == k
+                        or (exc.key or "").startswith(k + ".")), key)
+        value = params.get(culprit, value)
+        detail = exc.problem if exc.key in (None, culprit, "training_args") else \
             f"{exc.key}: {exc.problem}"
         raise UserInputError(f"value {value!r} is not valid here: {detail}", source=src,
-                             key=f"space.{key}") from None
+                             key=f"space.{culprit}") from None

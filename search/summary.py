@@ -54,6 +54,7 @@ class ExportSummary:
     test_metrics: dict[str, Any] | None = None
     test_error: str | None = None
     seed_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    interruption: dict[str, Any] | None = None  # interrupted.json: signal, trials, resume
 
     @property
     def winner_trial_id(self) -> str | None:

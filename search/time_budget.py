@@ -9,12 +9,12 @@ Optuna study they were pruned at their last step, and the report says so.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 
 from ray.tune.stopper import Stopper
 
+from search.files import write_json_atomic
 from search.layout import TIME_BUDGET_FILE
 from search.storage import ExperimentPath
 
@@ -39,7 +39,5 @@ class TimeBudget(Stopper):
 def write_budget_record(experiment_dir: ExperimentPath, budget_s: float,
                         cut: Sequence[str]) -> ExperimentPath:
     """`time_budget.json`: the budget and the trials it cut (read back by the export)."""
-    path = experiment_dir / TIME_BUDGET_FILE
-    path.write_text(json.dumps({"budget_s": budget_s, "cut_trials": list(cut)}, indent=2)
-                    + "\n", encoding="utf-8")
-    return path
+    return write_json_atomic(experiment_dir / TIME_BUDGET_FILE,
+                             {"budget_s": budget_s, "cut_trials": list(cut)})

@@ -112,6 +112,7 @@ def train_detr(config: dict[str, Any], *, base: dict[str, Any], space: dict[str,
                 resume_from_checkpoint=_restore_checkpoint(work_dir),
                 prepared_data=prepared,
                 evaluate_test=False,
+                keep_partial=False,  # Tune keeps the trial's best checkpoint
             )
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)

@@ -57,6 +57,7 @@ def trial_status(
     max_t: int | None,
     ended: bool | None = None,
     cut_by_budget: bool = False,
+    interrupted: bool = False,
 ) -> str:
     """Human-readable status of one trial, as shown in trials.csv and REPORT.md.
 
@@ -66,7 +67,9 @@ def trial_status(
     - `cut by time budget at step N`: below budget, and `--time-budget` ended the search while
       the trial ran (`cut_by_budget`: the driver records which trials it cut);
     - `stopped by ASHA at step N`: below budget, and Tune ended the trial (`ended`);
-    - `interrupted at step N`: below budget and not ended: still running when the driver died.
+    - `interrupted at step N`: below budget and still running when Ctrl-C / SIGTERM stopped
+      the search (`interrupted`: the driver records which trials) or when the driver died
+      (not ended); `interrupted before its first evaluation` when it had reported nothing.
 
     `ended` defaults to the `done` flag of the last result: Tune sets `done=True` on the result
     whose scheduler decision was STOP, and that result is what `result.json` logs last.
@@ -74,12 +77,14 @@ def trial_status(
     if errored:
         return ERRORED
     if not last_result or last_result.get("step") is None:
-        return NOT_STARTED
+        return f"{INTERRUPTED_PREFIX} before its first evaluation" if interrupted else NOT_STARTED
     step = int(last_result["step"])
     if not is_early_stopped(last_result, max_t):
         return COMPLETED
     if cut_by_budget:
         return f"{BUDGET_CUT_PREFIX} at step {step}"
+    if interrupted:
+        return f"{INTERRUPTED_PREFIX} at step {step}"
     if ended is None:
         ended = bool(last_result.get("done", False))
     if ended:

@@ -209,12 +209,17 @@ def run_cli(script: str, args: Sequence[str], env: dict[str, str],
 
 
 def start_cli(script: str, args: Sequence[str], env: dict[str, str],
-              log: Path) -> subprocess.Popen[bytes]:
-    """Start `python <script> <args>` in the background, stdout and stderr into `log`."""
+              log: Path, new_session: bool = False) -> subprocess.Popen[bytes]:
+    """Start `python <script> <args>` in the background, stdout and stderr into `log`.
+
+    `new_session`: the process leads its own process group, so `os.killpg(proc.pid, SIGINT)`
+    is what a Ctrl-C in its terminal sends (to the driver and every child it did not detach).
+    """
     handle = open(log, "wb")  # noqa: SIM115 - closed with the process by the caller's wait
     try:
         return subprocess.Popen([sys.executable, script, *map(str, args)], cwd=REPO_ROOT,
-                                env=env, stdout=handle, stderr=subprocess.STDOUT)
+                                env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                start_new_session=new_session)
     finally:
         handle.close()  # the child keeps its own descriptor
 
@@ -362,6 +367,15 @@ FAKE_TRIALS: dict[str, tuple] = {
     # created, never reported
     "aaaaa_00005": (fake_params("ciou", False, 1e-5, 0.2, 2), 600, [], False, False, False),
 }
+def write_fake_weights(path: Path, value: float) -> Path:
+    """A small but whole safetensors file (one tensor filled with `value`)."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file({"weight": np.full((4,), value, dtype=np.float32)}, str(path))
+    return path
+
+
 def write_fake_trial(exp: Path, index: int, trial_id: str, spec: tuple) -> Path:
     """One trial folder the way Ray Tune and the trainable leave it."""
     trial_params, total_steps, points, done, errored, checkpoints = spec
@@ -379,9 +393,9 @@ def write_fake_trial(exp: Path, index: int, trial_id: str, spec: tuple) -> Path:
         if checkpoints:
             ckpt = trial_dir / f"checkpoint_{i:06d}"
             (ckpt / "model").mkdir(parents=True)
-            (ckpt / "model" / "config.json").write_text(json.dumps({"trial": trial_id,
-                                                                     "step": step}))
-            (ckpt / "model" / "model.safetensors").write_bytes(b"\0" * 64)
+            (ckpt / "model" / "config.json").write_text(json.dumps(
+                {"model_type": "detr", "trial": trial_id, "step": step}))
+            write_fake_weights(ckpt / "model" / "model.safetensors", step)
             (ckpt / "checkpoint_meta.json").write_text(json.dumps(
                 {"step": step, "metric": METRIC, "value": value, "model_dir": "model"}))
     (trial_dir / "result.json").write_text("".join(line + "\n" for line in lines))

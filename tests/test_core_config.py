@@ -331,5 +331,4 @@ def test_evaluate_cli_missing_model_is_user_error(tmp_path: Path,
         main(["--model", str(tmp_path / "nope"), "--config", str(config)])
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {tmp_path / 'nope'}: not a save_pretrained model folder "
-                   "(no config.json)"]
+    assert err == [f"error: {tmp_path / 'nope'}: --model: model folder not found"]

@@ -121,7 +121,7 @@ def test_json_that_is_not_coco(coco_writer: Any) -> None:
 def test_broken_json(coco_writer: Any) -> None:
     paths = _valid_split(coco_writer)
     Path(paths.annotations).write_text('{"images": [')
-    with pytest.raises(UserInputError, match=r"not valid JSON \(line 1\)") as info:
+    with pytest.raises(UserInputError, match=r"not valid JSON \(line 1, column 13\)") as info:
         load_coco_split(paths)
     assert paths.annotations in str(info.value)
 

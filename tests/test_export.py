@@ -127,9 +127,11 @@ def test_best_model_is_the_best_step_checkpoint(experiment: Path):
 
     best_model = experiment / "best_model"
     assert summary.best_model_dir == best_model
-    assert json.loads((best_model / "config.json").read_text()) == {"trial": "aaaaa_00001",
-                                                                      "step": 900}
-    assert (best_model / "model.safetensors").read_bytes() == b"\0" * 64
+    assert json.loads((best_model / "config.json").read_text()) == {
+        "model_type": "detr", "trial": "aaaaa_00001", "step": 900}
+    source = next(experiment.glob("train_detr_aaaaa_00001_*/checkpoint_000002/model"))
+    assert (best_model / "model.safetensors").read_bytes() == \
+        (source / "model.safetensors").read_bytes()
     assert summary.model_step == 900
     assert not list(experiment.glob(".best_model*"))  # no temp folders left behind
 
@@ -177,7 +179,7 @@ def test_best_model_replaced_when_winner_changes(experiment: Path):
 
     assert summary.winner_trial_id == "aaaaa_00006"
     assert json.loads((experiment / "best_model" / "config.json").read_text()) == {
-        "trial": "aaaaa_00006", "step": 600}
+        "model_type": "detr", "trial": "aaaaa_00006", "step": 600}
     assert yaml.safe_load((experiment / "best_config.yaml").read_text())["iou_loss"] == "giou"
 
 

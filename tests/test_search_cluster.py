@@ -50,6 +50,9 @@ from search_helpers import (
     write_space,
 )
 
+from search.cli import experiment_path
+from search.orphans import record_path
+
 pytestmark = pytest.mark.slow
 
 NAME = "cluster"
@@ -139,6 +142,10 @@ def test_two_nodes_with_their_own_disks_results_on_s3_and_a_lost_node(
             # the same command with --resume and no --name: the newest experiment, from S3
             resumed = run_cli(RUN_SCRIPT, [*args, "--resume"], env)
             assert resumed.returncode == 0, output_tail(resumed)
+            # the driver only ever cleans up a cluster it started: the joined one still runs,
+            # and no owner record or watchdog was made for it
+            assert sum(p.name() == "raylet" for p in scope.processes()) >= 1
+            assert not record_path(experiment_path(storage, NAME)).exists()
         finally:
             cluster.shutdown()
         monkeypatch.delenv(MARKER_ENV)

@@ -12,6 +12,7 @@ processes re-seed their copy (`detr_core.data.dataset`).
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any
 
@@ -48,11 +49,50 @@ def build_augmentation(
                 warnings.filterwarnings("error", message=".*not valid for transform.*")
                 transforms.append(cls(**kwargs))
         except (TypeError, ValueError, UserWarning) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserInputError(f"{name}: {first}", key=key) from None
+            raise UserInputError(f"{name}: {argument_problem(exc)}", key=key) from None
     with warnings.catch_warnings():  # an empty list is valid: boxes are still clipped
         warnings.filterwarnings("ignore", message="Got processor for bboxes")
         return _compose(A, transforms, min_area, min_visibility, seed)
+
+
+_PYDANTIC_HEADER = re.compile(r"^\d+ validation errors? for \w+$")
+_PYDANTIC_DETAIL = re.compile(r"^\s+(?P<msg>.*?)(?: \[type=[^,\]]+(?:, input_value=(?P<value>.*?))?"
+                              r"(?:, input_type=\w+)?\])?$")
+
+
+def argument_problem(exc: BaseException) -> str:
+    """One line for a transform's refusal of its arguments, naming the argument.
+
+    albumentations validates arguments with pydantic, whose message is a block: "2 validation
+    errors for InitSchema / brightness.tuple[float, float] / Input should be ...". It becomes
+    `brightness: Input should be a valid tuple or a valid number (got 'x')`.
+    """
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    if not _PYDANTIC_HEADER.match(lines[0].strip()):
+        return " ".join(lines[0].split())
+    fields: dict[str, list[str]] = {}
+    values: dict[str, str] = {}
+    field = None
+    for line in lines[1:]:
+        if not line.startswith(" "):
+            field = line.strip().split(".", 1)[0]  # `brightness.float`: one branch of a union
+            fields.setdefault(field, [])
+            continue
+        match = _PYDANTIC_DETAIL.match(line)
+        if field is None or match is None or line.strip().startswith("For further"):
+            continue
+        message = match.group("msg").removeprefix("Value error, ")
+        if message not in fields[field]:
+            fields[field].append(message)
+        if match.group("value") and message != "Field required":
+            values.setdefault(field, match.group("value"))
+    parts = []
+    for name, messages in fields.items():
+        got = f" (got {values[name]})" if name in values else ""
+        parts.append(f"{name}: {' or '.join(messages)}{got}")
+    return "; ".join(parts) or " ".join(lines[0].split())
 
 
 def _compose(A: Any, transforms: list[Any], min_area: float, min_visibility: float,

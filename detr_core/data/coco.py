@@ -1,10 +1,15 @@
 """Read and validate a COCO-format split before any training starts.
 
 Every problem a user's export can have is reported as one line naming the file and the
-image or annotation id: a missing file, JSON that is not COCO, an annotation pointing to a
-missing image or an unknown category, a box of non-positive size, an image file that is not on
-disk. Boxes that stick out of their image are clipped and counted, not fatal. The result keeps
-images without annotations (they teach the model "no object").
+image or annotation id: a missing file, a file that is not UTF-8 JSON, JSON that is not COCO,
+a split without images, an annotation pointing to a missing image or an unknown category, a
+box of non-positive size, an image file that is missing, empty, not an image, truncated or of
+another size than its record says (`detr_core.data.image_check`). Boxes that stick out of
+their image are clipped and counted, not fatal. The result keeps images without annotations
+(they teach the model "no object").
+
+A search trial on a node whose data the driver could not see runs the same check by calling
+`load_coco_split(paths)` (or `detr_core.preflight.check_run_inputs`) there.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from detr_core.config import SplitPaths
+from detr_core.data.image_check import ImageRecord, check_images
 from detr_core.errors import UserInputError
+from detr_core.text_files import read_user_text
 
 
 @dataclass
@@ -65,14 +72,14 @@ def _require(condition: bool, path: Path, message: str) -> None:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    _require(path.is_file(), path, "file not found")
+    text = read_user_text(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UserInputError(f"not valid JSON (line {exc.lineno}): {exc.msg}",
-                             source=path) from None
-    except UnicodeDecodeError:
-        raise UserInputError("not a UTF-8 text file", source=path) from None
+        raise UserInputError(f"not valid JSON (line {exc.lineno}, column {exc.colno}): "
+                             f"{exc.msg}", source=path) from None
+    except RecursionError:
+        raise UserInputError("not valid JSON: nested too deeply", source=path) from None
     _require(isinstance(data, dict), path, "not COCO: top level must be an object")
     for key in ("images", "annotations", "categories"):
         _require(key in data, path, f"not COCO: missing the `{key}` list")
@@ -81,21 +88,26 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _check_images(data: dict[str, Any], path: Path, images_dir: Path) -> dict[int, dict]:
+    """Check every image record (not the files yet); return the records by id."""
+    _require(bool(data["images"]), path, "the split has no images (`images` is empty)")
     images: dict[int, dict] = {}
     for index, image in enumerate(data["images"]):
         _require(isinstance(image, dict) and "id" in image, path, f"images[{index}]: no `id`")
         image_id = image["id"]
+        _require(_is_id(image_id), path, f"images[{index}]: `id` must be an integer, got "
+                                         f"{image_id!r}")
         where = f"image id {image_id}"
         _require(image_id not in images, path, f"{where}: duplicate image id")
         for key in ("file_name", "width", "height"):
             _require(key in image, path, f"{where}: missing `{key}`")
         _require(
-            isinstance(image["width"], int | float) and isinstance(image["height"], int | float)
+            all(isinstance(image[k], int | float) and not isinstance(image[k], bool)
+                for k in ("width", "height"))
             and image["width"] > 0 and image["height"] > 0,
             path, f"{where}: width and height must be positive numbers",
         )
-        _require((images_dir / image["file_name"]).is_file(), path,
-                 f"{where}: image file {images_dir / image['file_name']} not found")
+        _require(isinstance(image["file_name"], str) and bool(image["file_name"]), path,
+                 f"{where}: `file_name` must be a non-empty string")
         images[image_id] = image
     return images
 
@@ -108,14 +120,16 @@ def _check_annotations(
     seen: set[Any] = set()
     for index, ann in enumerate(data["annotations"]):
         _require(isinstance(ann, dict) and "id" in ann, path, f"annotations[{index}]: no `id`")
+        _require(_is_id(ann["id"]), path,
+                 f"annotations[{index}]: `id` must be an integer, got {ann['id']!r}")
         where = f"annotation id {ann['id']}"
         _require(ann["id"] not in seen, path, f"{where}: duplicate annotation id")
         seen.add(ann["id"])
         for key in ("image_id", "category_id", "bbox"):
             _require(key in ann, path, f"{where}: missing `{key}`")
-        _require(ann["image_id"] in images, path,
+        _require(_is_id(ann["image_id"]) and ann["image_id"] in images, path,
                  f"{where}: image_id {ann['image_id']} is not in `images`")
-        _require(ann["category_id"] in category_ids, path,
+        _require(_is_id(ann["category_id"]) and ann["category_id"] in category_ids, path,
                  f"{where}: category_id {ann['category_id']} is not in `categories`")
         bbox = ann["bbox"]
         _require(
@@ -156,12 +170,27 @@ def load_coco_split(paths: SplitPaths, validate: bool = True) -> CocoSplit:
     for index, cat in enumerate(data["categories"]):
         _require(isinstance(cat, dict) and "id" in cat and "name" in cat, path,
                  f"categories[{index}]: needs `id` and `name`")
+        _require(_is_id(cat["id"]), path,
+                 f"categories[{index}]: `id` must be an integer, got {cat['id']!r}")
         _require(cat["id"] not in category_ids, path, f"category id {cat['id']}: duplicate")
         category_ids.add(cat["id"])
     _require(bool(category_ids), path, "not COCO: `categories` is empty")
     images = _check_images(data, path, images_dir)
     clipped = _check_annotations(data, path, images, category_ids)
+    check_split_images(images, images_dir, path)
     return _index(data, path, images_dir, clipped)
+
+
+def check_split_images(images: dict[Any, dict], images_dir: Path, annotation_file: Path,
+                       threads: int | None = None) -> None:
+    """Every image file of a split's records (`images`: id -> COCO record), in parallel."""
+    check_images([ImageRecord(i, images_dir / r["file_name"], r["width"], r["height"])
+                  for i, r in images.items()], annotation_file, threads)
+
+
+def _is_id(value: Any) -> bool:
+    """COCO ids are integers (pycocotools indexes by them)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _index(data: dict[str, Any], path: Path, images_dir: Path, clipped: int) -> CocoSplit:

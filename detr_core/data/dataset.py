@@ -6,6 +6,9 @@ square canvas, boxes to normalised cx,cy,w,h) and adds `pixel_mask`. Each label 
 `resized_size`, the image's extent inside the padded canvas, so predictions can be mapped back
 to original pixels exactly (`detr_core.boxes.to_original_pixels`).
 
+An image file that cannot be read (it was checked before training, so it changed since) raises
+`UnreadableImageError`: one line naming the annotation file, the image id and the file.
+
 Augmentation randomness in DataLoader workers: each worker process starts with a copy of the
 parent's albumentations pipeline, random state included, so every worker (and every epoch,
 when workers are re-created) would replay the same stream. A worker therefore re-seeds its copy
@@ -23,6 +26,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from detr_core.data.coco import CocoSplit, LabelMap
+from detr_core.data.image_check import ImageRecord, UnreadableImageError, image_error
 
 
 def load_rgb(path: str) -> np.ndarray:
@@ -52,6 +56,17 @@ class CocoDetectionDataset(Dataset):
         self._worker_seed = info.seed
         self.transform.set_random_seed(info.seed % 2**32)
 
+    def _load(self, image_id: int, info: dict[str, Any]) -> np.ndarray:
+        """The image as RGB; a file that cannot be read is one line naming it and its id."""
+        record = ImageRecord(image_id, self.split.images_dir / info["file_name"],
+                             info["width"], info["height"])
+        try:
+            return load_rgb(str(record.path))
+        except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, zlib.error...
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise image_error(record, f"cannot be read during training: {detail}",
+                              self.split.annotation_file, UnreadableImageError) from None
+
     def __len__(self) -> int:
         return len(self.split.image_ids)
 
@@ -59,7 +74,7 @@ class CocoDetectionDataset(Dataset):
         coco = self.split.coco
         image_id = self.split.image_ids[index]
         info = coco.imgs[image_id]
-        image = load_rgb(str(self.split.images_dir / info["file_name"]))
+        image = self._load(image_id, info)
         anns = [a for a in coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
         boxes = [list(a["bbox"]) for a in anns]
         labels = [self.label_map.label_of(a["category_id"]) for a in anns]
