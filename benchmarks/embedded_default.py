@@ -136,13 +136,19 @@ def mean_std(rows: list[dict[str, Any]], key: str) -> str:
     return f"{statistics.fmean(values):.3f} ± {std:.3f}"
 
 
+def _num(value: float | None, digits: int = 3) -> str:
+    """A metric for the table; n/a where it is undefined (no pair found: no IoU, no centre)."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def table(rows: list[dict[str, Any]], summary_label: str | None = None) -> list[str]:
     head = ["| run | wall (s) | steps/s (end to end) | mAP | mAP@.5 | recall | IoU mean "
             "(pairs found) | centre error px | missed / GT |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     body = [f"| {r['run']} | {r.get('wall_s', '')} | {r.get('steps_per_s', '')} | "
-            f"{r['map']:.3f} | {r['map_50']:.3f} | {r['recall']:.3f} | {r['iou_mean']:.3f} | "
-            f"{r['center_error_px']:.2f} | {r['missed']} / {r['num_gt']} |" for r in rows]
+            f"{_num(r['map'])} | {_num(r['map_50'])} | {_num(r['recall'])} | "
+            f"{_num(r['iou_mean'])} | {_num(r['center_error_px'], 2)} | "
+            f"{r['missed']} / {r['num_gt']} |" for r in rows]
     if summary_label:
         body.append(f"| **{summary_label}: mean ± std** | {mean_std(rows, 'wall_s')} | "
                     f"{mean_std(rows, 'steps_per_s')} | {mean_std(rows, 'map')} | "

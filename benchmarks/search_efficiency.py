@@ -393,6 +393,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from detr_core.yaml_io import load_yaml_mapping
 
+    if not args.curves.is_file():
+        print(f"error: {args.curves}: no recorded learning curves yet; record them first with "
+              "`python benchmarks/learning_curves.py` (resumable, hours on a CPU)",
+              file=sys.stderr)
+        return 2
     bench = load_yaml_mapping(args.config)
     spec, shipped = load_settings(args.config)
     table = CurveTable.from_jsonl(args.curves)
