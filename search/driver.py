@@ -228,7 +228,7 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> ExperimentPath:
     record = experiment_dir / PREPARED_DATA_FILE
     if options.resume and record.is_file():
         # the files may have changed since the first session: checked again (COCO data)
-        data = revalidate_record(json.loads(record.read_text()),
+        data = revalidate_record(json.loads(record.read_text()), spec.base, str(record),
                                  on_cluster=bool(options.address))
     else:
         data = data_record(spec.base, str(spec.source), on_cluster=bool(options.address))

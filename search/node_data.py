@@ -64,13 +64,12 @@ def data_record(base: dict[str, Any], source: str, on_cluster: bool) -> dict[str
     return {"kind": COCO, "data": section, "validated": True}
 
 
-def revalidate_record(record: dict[str, Any], on_cluster: bool) -> dict[str, Any]:
-    """A recorded search's data on `--resume`: COCO files may have changed since the first
-    session, so they are checked again as `data_record` checks them; a synthetic dataset is
-    made again if its cache was cleared."""
-    record = _normalised(record)
-    base = {"data": record["data"]}
-    return data_record(base, "prepared_data.json", on_cluster)
+def revalidate_record(record: dict[str, Any], base: dict[str, Any], source: str,
+                      on_cluster: bool) -> dict[str, Any]:
+    """A recorded search's data on `--resume` (`base`: the search's base run config): COCO
+    files may have changed since the first session, so they are checked again as `data_record`
+    checks them; a synthetic dataset is made again if its cache was cleared."""
+    return data_record({**base, "data": _normalised(record)["data"]}, source, on_cluster)
 
 
 def _normalised(record: dict[str, Any]) -> dict[str, Any]:

@@ -193,7 +193,7 @@ def load_trial(
     # error.txt stays after a failure that a retry (max_failures) got past: a trial that ended,
     # or was still running when the search stopped, is not errored; its error column still
     # tells what happened on the way
-    recovered = done or ray_status in RECOVERED_STATES
+    recovered = ray_status != "ERROR" and (done or ray_status in RECOVERED_STATES)
     status = trial_status(
         results[-1] if results else None, errored=error is not None and not recovered,
         max_t=spec.scheduler.max_t, ended=done, cut_by_budget=trial_id in budget_cut,

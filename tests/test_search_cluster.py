@@ -205,7 +205,7 @@ def test_two_nodes_with_their_own_disks_results_on_s3_and_a_lost_node(
     assert record["kind"] == "synthetic" and set(record["data"]) == {"synthetic"}
     best = yaml.safe_load(files["best_config.yaml"])
     assert best["data"] == {"synthetic": record["data"]["synthetic"]}  # parameters, no paths
-    assert best["model"]["preset"] == "tiny"
+    assert best["model"]["checkpoint"] == "builtin:tiny-shapes"  # the name, never a path
     for name in ("best_config.yaml", "search_spec.yaml"):
         text = files[name].decode()
         assert not any(str(cache) in text for cache in caches.values()), name

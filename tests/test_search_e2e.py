@@ -19,8 +19,6 @@ import json
 import math
 import re
 import shutil
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -32,7 +30,6 @@ import yaml
 from search_helpers import (
     EXPORT_SCRIPT,
     METRIC,
-    REPO_ROOT,
     RUN_SCRIPT,
     TERMINAL_STATUS_PREFIXES,
     free_port,
@@ -419,28 +416,26 @@ BAD_SPACES = {
 
 
 def test_bad_space_files_exit_2_with_one_line_before_anything_starts(
-        tmp_path: Path, cache: Path) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """In-process (`search.run.main`): a subprocess would prove nothing more than the exit code
+    and the one stderr line, which `SystemExit` and capsys show here too."""
+    import ray
+
+    from search.run import main
+
     storage = tmp_path / "results"
-    with ray_scope(cache) as scope:
-        procs = {}
-        for index, (file_name, (text, _)) in enumerate(BAD_SPACES.items()):
-            path = tmp_path / file_name
-            path.write_text(f"experiment: {{name: bad{index}}}\n{text}")
-            # started together: each one mostly waits on imports
-            procs[file_name] = (path, subprocess.Popen(
-                [sys.executable, RUN_SCRIPT, "--space", str(path), "--storage", str(storage)],
-                cwd=REPO_ROOT, env=scope.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                text=True))
-        outputs = {name: (path, *proc.communicate(timeout=180), proc.returncode)
-                   for name, (path, proc) in procs.items()}
-        for file_name, (path, out, err, code) in outputs.items():
-            key = BAD_SPACES[file_name][1]
-            assert code == 2, (file_name, out, err)
-            assert out == "", out
-            lines = err.splitlines()
-            assert len(lines) == 1, lines
-            assert lines[0].startswith(f"error: {path}: {key}: "), lines[0]
-            assert "Traceback" not in err
-        assert list(scope.tmpdir.iterdir()) == []  # Ray never started
-        assert scope.processes() == []
+    for index, (file_name, (text, key)) in enumerate(BAD_SPACES.items()):
+        path = tmp_path / file_name
+        path.write_text(f"experiment: {{name: bad{index}}}\n{text}")
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            main(["--space", str(path), "--storage", str(storage)])
+        out, err = capsys.readouterr()
+        assert info.value.code == 2, (file_name, out, err)
+        assert out == "", out
+        lines = err.splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(f"error: {path}: {key}: "), lines[0]
+        assert "Traceback" not in err
+        assert not ray.is_initialized()  # Ray never started
     assert not storage.exists()

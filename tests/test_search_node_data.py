@@ -91,3 +91,21 @@ def test_a_record_of_an_older_experiment_is_read_as_validated_coco_paths() -> No
     old = {"train": {"annotations": "/d/train.json", "images": "/d/train"},
            "val": {"annotations": "/d/val.json", "images": "/d/val"}}
     assert data_section(old) == old
+
+
+def test_resume_checks_the_recorded_coco_data_again(
+        tiny_run_dict: dict[str, Any], coco_writer: Any) -> None:
+    """`--resume` re-reads prepared_data.json with the search's base run: an unchanged dataset
+    gives the same record, an image deleted since the first session is one line naming it."""
+    from search.node_data import revalidate_record
+
+    run = _coco_run(tiny_run_dict, coco_writer)
+    record = data_record(run, "space.yaml", on_cluster=False)
+    base = {k: v for k, v in run.items() if k != "data"}  # the model etc. of the search's base
+    assert revalidate_record(record, base, "prepared_data.json", on_cluster=False) == record
+
+    image = next(Path(record["data"]["train"]["images"]).iterdir())
+    image.unlink()
+    with pytest.raises(UserInputError) as info:
+        revalidate_record(record, base, "prepared_data.json", on_cluster=False)
+    assert image.name in str(info.value)
