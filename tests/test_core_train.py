@@ -9,8 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,26 +220,26 @@ def test_test_metrics_json_beside_best_model(giou_run: Run) -> None:
         assert len(det["bbox"]) == 4 and 0.0 <= det["score"] <= 1.0
 
 
-def test_evaluate_cli(giou_run: Run, tmp_path: Path) -> None:
-    """`python -m detr_core.evaluate` prints the table and writes test_metrics.json; the
-    numbers are those the training run computed for the same model."""
+def test_evaluate_cli(giou_run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m detr_core.evaluate` (its `main`, in-process) prints the table and writes
+    test_metrics.json; the numbers are those the training run computed for the same model."""
     model_dir = tmp_path / "model"
     shutil.copytree(giou_run.result.best_model_dir, model_dir)
     (model_dir / "test_metrics.json").unlink()
-    proc = subprocess.run(
-        [sys.executable, "-m", "detr_core.evaluate", "--model", str(model_dir),
-         "--config", str(giou_run.config_path), "--split", "test"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    from detr_core.evaluate import main
+
+    capsys.readouterr()
+    assert main(["--model", str(model_dir), "--config", str(giou_run.config_path),
+                 "--split", "test"]) == 0
+    out = capsys.readouterr().out
     for row in ("test metrics of", "mAP@[.5:.95]", "mAP@.5", "IoU mean", "centre error px mean",
                 "missed objects", "ground-truth objects"):
-        assert row in proc.stdout, proc.stdout
+        assert row in out, out
     metrics = json.loads((model_dir / "test_metrics.json").read_text())
     trained = giou_run.result.test_metrics
     for key in ("map", "map_50", "map_75", "iou_mean", "missed", "num_gt"):
         assert metrics[key] == pytest.approx(trained[key], abs=1e-6), key
-    assert f"{metrics['num_gt']}" in proc.stdout
+    assert f"{metrics['num_gt']}" in out
 
 
 @pytest.mark.parametrize("variant", ["diou", "ciou"])

@@ -28,7 +28,6 @@ from pathlib import Path
 import pytest
 import yaml
 from search_helpers import (
-    EXPORT_SCRIPT,
     METRIC,
     RUN_SCRIPT,
     TERMINAL_STATUS_PREFIXES,
@@ -39,7 +38,6 @@ from search_helpers import (
     ray_scope,
     read_results,
     read_trials_csv,
-    run_cli,
     session_cache,
     start_cli,
     tensorboard_scalars,
@@ -348,7 +346,12 @@ def test_optuna_study_has_pruned_and_complete_trials(search: SearchRun) -> None:
     assert study.best_value == float(read_trials_csv(exp)[0][f"best_{METRIC}"])
 
 
-def test_export_rebuilds_every_output(search: SearchRun, tmp_path: Path, cache: Path) -> None:
+def test_export_rebuilds_every_output(search: SearchRun, tmp_path: Path) -> None:
+    """`search/export.py`'s `main`, in-process (test_export.py runs the script itself)."""
+    import ray
+
+    from search.export import main
+
     exp = _finished(search).experiment_dir
     copy = tmp_path / NAME
     shutil.copytree(exp, copy)
@@ -358,10 +361,8 @@ def test_export_rebuilds_every_output(search: SearchRun, tmp_path: Path, cache: 
         (copy / name).unlink()
     shutil.rmtree(copy / "best_model")
     shutil.rmtree(copy / "plots")
-    with ray_scope(cache) as scope:
-        proc = run_cli(EXPORT_SCRIPT, [copy], scope.env)
-        assert proc.returncode == 0, output_tail(proc)
-        assert scope.processes() == []  # the export never starts Ray
+    assert main([str(copy)]) == 0
+    assert not ray.is_initialized()  # the export never starts Ray
     for name in removed:
         assert (copy / name).is_file(), name
     assert (copy / "trials.csv").read_text() == originals["trials.csv"]
@@ -381,17 +382,21 @@ def test_export_rebuilds_every_output(search: SearchRun, tmp_path: Path, cache: 
         sorted(p.name for p in (exp / "plots").iterdir())
 
 
-def test_dry_run_prints_the_space_and_starts_nothing(tmp_path: Path, cache: Path) -> None:
+def test_dry_run_prints_the_space_and_starts_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """In-process (`search.run.main`): what is printed, and that neither Ray nor a folder was
+    started."""
+    import ray
+
+    from search.run import main
+
     space = write_space(tmp_path / "space.yaml", "dry", SPACE, num_samples=5)
     storage = tmp_path / "results"
-    with ray_scope(cache) as scope:
-        proc = run_cli(RUN_SCRIPT, ["--space", space, "--storage", storage, "--dry-run"],
-                       scope.env, timeout=120)
-        assert proc.returncode == 0, output_tail(proc)
-        assert list(scope.tmpdir.iterdir()) == []  # no Ray session folder
-        assert scope.processes() == []
+    capsys.readouterr()
+    assert main(["--space", str(space), "--storage", str(storage), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert not ray.is_initialized()
     assert not storage.exists()
-    out = proc.stdout
     assert "Search 'dry'" in out and "trials      5" in out
     assert "iou_loss" in out and "choice giou | diou" in out
     assert "training_args.learning_rate" in out and "loguniform [1e-06, 0.003]" in out

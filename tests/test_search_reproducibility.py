@@ -7,6 +7,10 @@ that file alone into a fresh folder (no checkpoint to resume from): its evaluati
 the winner trial's reported curve to 1e-6. The other trial (whichever of the two lost) is
 rebuilt the same way, so a trial run on a fresh actor and one on a reused actor are both
 covered. The two final seeds' curves differ from each other.
+
+The search runs on a `file://` storage URI (with `--report-dir`): it goes through the same
+`pyarrow.fs` layer as `s3://` and must leave every output there, the Optuna journal included
+(it once died at start with a FileNotFoundError from the journal path).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import pytest
 import yaml
 from search_helpers import (
     RUN_SCRIPT,
+    load_study,
     output_tail,
     ray_scope,
     read_results,
@@ -52,7 +57,8 @@ def _assert_same_curve(rows: list[dict[str, Any]], reported: list[dict[str, Any]
 
 
 @pytest.fixture(scope="module")
-def search(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def search_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, Path]:
+    """(experiment folder, the finished `run.py` process, the `--report-dir` copy)."""
     root = tmp_path_factory.mktemp("repro")
     space = write_space(
         root / "space.yaml", NAME,
@@ -63,10 +69,33 @@ def search(tmp_path_factory: pytest.TempPathFactory) -> Path:
         extra_overrides={"augmentation.train": [{"HorizontalFlip": {"p": 0.5}},
                                                 {"ColorJitter": {"brightness": 0.3, "p": 0.8}}]})
     with ray_scope(session_cache(tmp_path_factory)) as scope:
-        proc = run_cli(RUN_SCRIPT, ["--space", space, "--storage", root / "results",
-                                    "--no-dashboard", "--final-seeds", "2"], scope.env)
-    assert proc.returncode == 0, output_tail(proc)
-    return root / "results" / NAME
+        proc = run_cli(RUN_SCRIPT, ["--space", space, "--storage", f"file://{root / 'results'}",
+                                    "--no-dashboard", "--final-seeds", "2",
+                                    "--report-dir", root / "report"], scope.env)
+        assert proc.returncode == 0, output_tail(proc)
+        scope.assert_no_leftovers()
+    return root / "results" / NAME, proc, root / "report"
+
+
+@pytest.fixture(scope="module")
+def search(search_run: tuple[Path, Any, Path]) -> Path:
+    return search_run[0]
+
+
+def test_a_search_on_a_file_uri_writes_every_output_there(
+        search_run: tuple[Path, Any, Path]) -> None:
+    exp, proc, report = search_run
+    assert "Traceback" not in proc.stderr
+    assert f"report:      file://{exp}/REPORT.md" in proc.stdout
+    for name in ("search_spec.yaml", "prepared_data.json", "optuna_study.log",
+                 "best_config.yaml", "trials.csv", "REPORT.md", "test_metrics.json",
+                 "best_model/config.json", "plots/metric_curves.png",
+                 "final_seeds/seed_42/test_metrics.json"):
+        assert (exp / name).is_file(), name
+    assert {r["status"] for r in read_trials_csv(exp)} == {"completed"}
+    assert set(yaml.safe_load((exp / "best_config.yaml").read_text())["data"]) == {"synthetic"}
+    assert len(load_study(exp, NAME).trials) == 2
+    assert (report / "REPORT.md").read_text() == (exp / "REPORT.md").read_text()
 
 
 def test_best_config_alone_reproduces_the_winners_curve(search: Path, tmp_path: Path) -> None:
