@@ -268,6 +268,7 @@ TEST_METRICS = {"map": 0.5, "map_50": 0.8, "map_75": 0.45, "iou_mean": 0.7, "iou
                 "num_gt": 40, "per_class_ap": {"circle": 0.6, "square": 0.4}}
 
 
+@pytest.mark.slow
 def test_current_test_metrics_are_reused_and_stale_ones_ignored(experiment: Path):
     export_experiment(experiment, evaluate_winner=False)
     metrics_path = experiment / "test_metrics.json"
@@ -364,6 +365,7 @@ def test_main_rejects_an_experiment_without_trials(tmp_path: Path, capsys):
     assert "no trials" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_script_runs_from_a_path(experiment: Path):
     """`python search/export.py results/<name>` works with the script folder first on sys.path."""
     proc = subprocess.run(
@@ -376,6 +378,7 @@ def test_script_runs_from_a_path(experiment: Path):
     assert (experiment / "REPORT.md").is_file()
 
 
+@pytest.mark.slow
 def test_evaluation_result_is_stored_and_failure_keeps_other_outputs(experiment: Path,
                                                                      monkeypatch, capsys):
     import search.winner_eval as winner_eval

@@ -133,6 +133,7 @@ def _strip(report: str, *places: str) -> list[str]:
 
 @pytest.mark.parametrize("root_uri", ["s3", pytest.param("file", marks=pytest.mark.slow)],
                          indirect=True)
+@pytest.mark.slow
 def test_export_on_a_storage_uri_writes_the_same_outputs_as_on_a_local_folder(
         root_uri: str, tmp_path: Path) -> None:
     local = write_fake_experiment(tmp_path / "local" / "iou")
@@ -172,6 +173,7 @@ def test_export_on_a_storage_uri_writes_the_same_outputs_as_on_a_local_folder(
     assert links and all((copy_dir / link).is_file() for link in links)
 
 
+@pytest.mark.slow
 def test_winner_is_evaluated_from_a_download_and_its_log_uploaded(
         s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request,
         capsys: pytest.CaptureFixture[str]) -> None:
