@@ -403,6 +403,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = CurveTable.from_jsonl(args.curves)
     meta_path = args.curves.with_name("learning_curves.meta.json")
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    planned = math.prod(len(v) for v in meta.get("grid", {}).values()) * len(meta.get("seeds", []))
+    if not planned or len(table.curves) < planned:
+        print(f"error: {args.curves}: {len(table.curves)} of {planned or '?'} grid runs recorded "
+              f"({meta_path.name} gives the grid); finish the table with "
+              "`python benchmarks/learning_curves.py` (it skips the runs already there)",
+              file=sys.stderr)
+        return 2
     facts = grid_facts(table, spec.metric, spec.mode)
     low, high = (int(x) for x in (args.seeds or ("0-2" if args.quick else "10-29")).split("-"))
     seeds = range(low, high + 1)
