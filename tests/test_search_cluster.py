@@ -70,18 +70,33 @@ def _working_dirs(temp_dir: Path) -> set[str]:
     return {p.name for p in temp_dir.glob(f"session_*/artifacts/*/{NAME}/working_dirs/*")}
 
 
+def _checkpoint_step(s3: Any, key: str) -> int:
+    """The step a checkpoint_meta.json on S3 names; 0 if Tune deleted it meanwhile
+    (`num_to_keep=1`)."""
+    try:
+        return int(json.loads(s3.read(key)).get("step", 0))
+    except Exception:  # gone between the listing and the read
+        return 0
+
+
 def _lose_the_worker_after_a_checkpoint(cluster: Any, worker: Any, worker_temp: Path,
                                         head_temp: Path, s3: Any,
                                         proc: subprocess.Popen[bytes],
                                         log: Path) -> tuple[str, str]:
-    """Remove the worker node once a trial running there has uploaded a checkpoint and its
-    trial.log to S3; (that trial, its trial.log as the worker uploaded it)."""
+    """Remove the worker node once a trial running there has uploaded a checkpoint past its
+    first evaluation and its trial.log to S3; (that trial, its trial.log as the worker
+    uploaded it)."""
     deadline = time.monotonic() + CLI_TIMEOUT_S
     while time.monotonic() < deadline:
         assert proc.poll() is None, "search ended first:\n" + output_tail(log.read_text())
         for trial in sorted(_working_dirs(worker_temp)):
             keys = s3.keys(f"results/{NAME}/{trial}/")
-            if any(k.endswith("/checkpoint_meta.json") for k in keys) and \
+            # a checkpoint past the first evaluation: the driver has taken in the result of the
+            # first one (a report waits for the previous one to be consumed), so Tune restores
+            # the trial from a checkpoint it knows of instead of restarting it from step 0
+            steps = [_checkpoint_step(s3, k) for k in keys
+                     if k.endswith("/checkpoint_meta.json")]
+            if steps and max(steps) > LOGGING_STEPS and \
                     f"results/{NAME}/{trial}/trial.log" in keys:
                 trial_log = s3.read(f"results/{NAME}/{trial}/trial.log").decode()
                 if "data: synthetic dataset" in trial_log:
