@@ -150,7 +150,9 @@ class SearchProgress(Callback):
         if row is None:
             return
         row.status = ERRORED
-        self._event(row, f"errored at step {row.step}: {_error_line(trial)}")
+        where = _error_location(trial)
+        self._event(row, f"errored at step {row.step}: {_error_line(trial)}"
+                         + (f" (traceback: {where})" if where else ""))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         row = self.trials.get(trial.trial_id)
@@ -257,6 +259,23 @@ class SearchProgress(Callback):
         self.stream.flush()
         self._drawn_lines = len(lines)
         self._last_draw = time.monotonic()
+
+
+def _error_location(trial: Any) -> str | None:
+    """Where the trial's error file is kept: in its folder of the experiment (a URI on remote
+    storage), not in Ray's staging folder under /tmp that `Trial.error_file` names."""
+    name = getattr(getattr(trial, "run_metadata", None), "error_filename", None)
+    storage = getattr(trial, "storage", None)
+    folder = getattr(trial, "path", None)
+    if not (name and storage is not None and folder):
+        return getattr(trial, "error_file", None)
+    kind = storage.storage_filesystem.type_name
+    if kind == "local":
+        return f"{folder}/{name}"
+    return f"{_URI_SCHEMES.get(kind, kind)}://{folder}/{name}"
+
+
+_URI_SCHEMES = {"gcs": "gs"}  # pyarrow's filesystem names that differ from the URI scheme
 
 
 def _error_line(trial: Any) -> str:

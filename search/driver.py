@@ -77,6 +77,9 @@ def quiet_libraries(verbose: int) -> None:
     # Tune's "new output" prints an experiment box and a TensorBoard hint for a folder under
     # /tmp/ray whatever the verbosity; the classic reporter at verbose=0 prints nothing.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # a failed trial is one line of ours ("failed at step N, retrying ..." / "errored ...");
+    # its traceback is in the trial's error.txt, not ~60 lines of Tune's log on the console
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in Journal..."

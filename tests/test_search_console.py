@@ -98,7 +98,8 @@ def test_not_a_terminal_one_line_per_trial_event(tmp_path: Path) -> None:
                "ValueError: boxes1 must contain valid boxes (NaN)"),
         ("c3", "restarted from step 0"),
         ("c3", f"passed rung 2 at step 2: {METRIC} 0.65"),
-        ("c3", "errored at step 2: ValueError: boxes1 must contain valid boxes (NaN)"),
+        ("c3", "errored at step 2: ValueError: boxes1 must contain valid boxes (NaN) "
+               f"(traceback: {tmp_path / 'error.txt'})"),
     ]
 
 
