@@ -34,7 +34,7 @@ from search_helpers import (
 pytestmark = pytest.mark.slow
 
 NAME = "budget"
-BUDGET_S = 40
+BUDGET_S = 30
 SPACE = {
     "iou_loss": {"choice": ["giou", "diou"]},
     "training_args.learning_rate": {"loguniform": [1.0e-5, 1.0e-3]},
