@@ -415,6 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = range(low, high + 1)
     num_samples = int(bench["quick_num_samples" if args.quick else "num_samples"])
     seconds = float(bench["seconds_per_step"])
+    from search.driver import quiet_libraries
+
+    quiet_libraries(verbose=0)  # no Tune experiment boxes or TensorBoard hints per replay
     ray.init(num_cpus=max(2, spec.max_concurrent or 2), include_dashboard=False,
              log_to_driver=False, logging_level="ERROR")
     traces: dict[str, list[Trace]] = {}
