@@ -28,6 +28,7 @@ early (Ctrl-C, SIGTERM, an image that became unreadable) keeps its best model so
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -157,6 +158,22 @@ def build_datasets(config: RunConfig, data: PreparedData) -> dict[str, CocoDetec
     if data.test is not None:
         datasets["test"] = CocoDetectionDataset(data.test, data.label_map, eval_tf)
     return datasets
+
+
+class _MtimeFallbackNotice(logging.Filter):
+    """Drops transformers' "mtime may not be reliable on this filesystem" warning.
+
+    The Trainer orders checkpoints by mtime to rotate them and, when two were saved within a
+    second (a small model on a fast disk), says so and orders them by step number instead:
+    its own correct fallback, nothing a user can act on, and one more line on a console that
+    promises one clear line per problem.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "mtime may not be reliable" not in record.getMessage()
+
+
+logging.getLogger("transformers.trainer_utils").addFilter(_MtimeFallbackNotice())
 
 
 def train_run(

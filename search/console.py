@@ -23,6 +23,7 @@ from ray.tune import Callback
 from detr_core.metric_names import is_better
 from search.distributions import format_value
 from search.spec import SearchSpec
+from search.storage import ExperimentPath
 from search.trial_config import trial_values
 from search.trial_status import is_early_stopped, planned_budget
 from search.values import as_float, as_int
@@ -74,8 +75,9 @@ class SearchProgress(Callback):
     """Tune callback printing the search's progress (table on a TTY, event lines otherwise)."""
 
     def __init__(self, spec: SearchSpec, stream: TextIO | None = None, tty: bool | None = None,
-                 refresh_s: float = 1.0) -> None:
+                 refresh_s: float = 1.0, experiment: ExperimentPath | None = None) -> None:
         self.spec = spec
+        self.experiment = experiment  # where error lines point: the trial folders kept there
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty() if tty is None else tty
         self.refresh_s = refresh_s
@@ -150,7 +152,7 @@ class SearchProgress(Callback):
         if row is None:
             return
         row.status = ERRORED
-        where = _error_location(trial)
+        where = _error_location(trial, self.experiment)
         self._event(row, f"errored at step {row.step}: {_error_line(trial)}"
                          + (f" (traceback: {where})" if where else ""))
 
@@ -261,21 +263,15 @@ class SearchProgress(Callback):
         self._last_draw = time.monotonic()
 
 
-def _error_location(trial: Any) -> str | None:
+def _error_location(trial: Any, experiment: ExperimentPath | None) -> str | None:
     """Where the trial's error file is kept: in its folder of the experiment (a URI on remote
-    storage), not in Ray's staging folder under /tmp that `Trial.error_file` names."""
+    storage, written as everywhere else the search names it), not in Ray's staging folder
+    under /tmp that `Trial.error_file` names."""
     name = getattr(getattr(trial, "run_metadata", None), "error_filename", None)
-    storage = getattr(trial, "storage", None)
-    folder = getattr(trial, "path", None)
-    if not (name and storage is not None and folder):
+    folder = getattr(getattr(trial, "storage", None), "trial_dir_name", None)
+    if experiment is None or not (name and folder):
         return getattr(trial, "error_file", None)
-    kind = storage.storage_filesystem.type_name
-    if kind == "local":
-        return f"{folder}/{name}"
-    return f"{_URI_SCHEMES.get(kind, kind)}://{folder}/{name}"
-
-
-_URI_SCHEMES = {"gcs": "gs"}  # pyarrow's filesystem names that differ from the URI scheme
+    return str(experiment / folder / name)
 
 
 def _error_line(trial: Any) -> str:

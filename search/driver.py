@@ -254,7 +254,7 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> ExperimentPath:
 
         budget = TimeBudget(options.time_budget_s, start=started) if options.time_budget_s \
             else None
-        progress = None if options.verbose else SearchProgress(spec)
+        progress = None if options.verbose else SearchProgress(spec, experiment=experiment_dir)
         callbacks = [HParamsLoggerCallback(spec.space, SELECTABLE_EVAL_METRICS),
                      *([progress] if progress else [])]
         tuner, optuna_search = build_tuner(spec, options, data, callbacks, stop=budget)

@@ -247,10 +247,25 @@ def trial_dirs(experiment_dir: Path) -> list[Path]:
 
 
 def read_results(trial_dir: Path) -> list[dict[str, Any]]:
+    """Every whole result line of a trial; a last line Ray is still writing is left out, so
+    tests may poll a running trial."""
     path = trial_dir / "result.json"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    lines = [line for line in text.splitlines() if line.strip()]
+    if lines and not text.endswith("\n"):
+        lines.pop()  # possibly half-written: whole once its newline is there
+    return [json.loads(line) for line in lines]
+
+
+def read_json_if_whole(path: Path) -> Any:
+    """The JSON in `path`, or None while the file is missing, empty or half-written (a test
+    polling a file another process is writing)."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
 
 
 def read_trials_csv(experiment_dir: Path) -> list[dict[str, str]]:

@@ -16,12 +16,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from search.console import SearchProgress, format_duration
 from search.spec import ResourceSpec, SchedulerSpec, SearcherSpec, SearchSpec
+from search.storage import UriPath
 from search.time_budget import TimeBudget
 
 METRIC = "eval_loss_bbox"
@@ -46,9 +48,11 @@ class FakeTrial:
         self.local_path = str(folder) if folder else None
         self.evaluated_params = config
         self.error_file = None
-        if error and folder:
+        if error and folder:  # Ray's staging copy; the experiment keeps the same file name
             self.error_file = str(folder / "error.txt")
             Path(self.error_file).write_text(f"Traceback (most recent call last):\n{error}\n")
+            self.run_metadata = SimpleNamespace(error_filename="error.txt")
+            self.storage = SimpleNamespace(trial_dir_name=f"train_{trial_id}_lr=1e-3")
 
     def init_local_path(self) -> None:
         Path(self.local_path).mkdir(parents=True, exist_ok=True)
@@ -66,7 +70,8 @@ def _events(stream: io.StringIO) -> list[tuple[str, str]]:
 
 def test_not_a_terminal_one_line_per_trial_event(tmp_path: Path) -> None:
     out = io.StringIO()
-    progress = SearchProgress(_spec(), stream=out, tty=False)
+    experiment = tmp_path / "results" / "iou"
+    progress = SearchProgress(_spec(), stream=out, tty=False, experiment=experiment)
     a = FakeTrial("a1", {"iou_loss": "giou", "training_args.max_grad_norm": 0.2325, "seed": 3})
     b = FakeTrial("b2", {"iou_loss": "diou", "training_args.max_grad_norm": 0.5, "seed": 3})
     c = FakeTrial("c3", {"iou_loss": "diou", "training_args.max_grad_norm": 0.9, "seed": 3},
@@ -99,8 +104,23 @@ def test_not_a_terminal_one_line_per_trial_event(tmp_path: Path) -> None:
         ("c3", "restarted from step 0"),
         ("c3", f"passed rung 2 at step 2: {METRIC} 0.65"),
         ("c3", "errored at step 2: ValueError: boxes1 must contain valid boxes (NaN) "
-               f"(traceback: {tmp_path / 'error.txt'})"),
+               f"(traceback: {experiment / 'train_c3_lr=1e-3' / 'error.txt'})"),
     ]
+
+
+def test_an_error_line_names_the_file_on_the_experiments_storage(tmp_path: Path) -> None:
+    """On remote storage the error file is named by the experiment's URI, as every other
+    output the search prints (the filesystem options of the query string are not repeated)."""
+    experiment = UriPath.from_uri(
+        "s3://bucket/results/iou?endpoint_override=127.0.0.1:9&region=us-east-1&scheme=http")
+    out = io.StringIO()
+    progress = SearchProgress(_spec(), stream=out, tty=False, experiment=experiment)
+    trial = FakeTrial("c3", {"iou_loss": "diou", "training_args.max_grad_norm": 0.9}, tmp_path,
+                      error="ValueError: boxes1 must contain valid boxes (NaN)")
+    progress.on_trial_start(0, [], trial)
+    progress.on_trial_error(0, [], trial)
+    assert out.getvalue().splitlines()[-1].endswith(
+        "(traceback: s3://bucket/results/iou/train_c3_lr=1e-3/error.txt)")
 
 
 def test_trials_still_running_at_the_budget_are_cut_not_stopped() -> None:

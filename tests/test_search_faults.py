@@ -19,6 +19,7 @@ from search_helpers import (
     output_tail,
     ray_scope,
     ray_trial_states,
+    read_json_if_whole,
     read_results,
     read_trials_csv,
     session_cache,
@@ -56,9 +57,8 @@ def _coco_dataset(root: Path) -> dict[str, dict[str, str]]:
 
 def _trial_dir_with_lr(exp: Path, lr: float) -> Path | None:
     for folder in trial_dirs(exp) if exp.is_dir() else []:
-        params = folder / "params.json"
-        if params.is_file() and json.loads(params.read_text()).get(
-                "training_args.learning_rate") == lr:
+        params = read_json_if_whole(folder / "params.json")
+        if params is not None and params.get("training_args.learning_rate") == lr:
             return folder
     return None
 
