@@ -34,4 +34,5 @@ bench: setup          ## the quick search benchmark (replay, minutes); full runs
 	$(PY) benchmarks/search_efficiency.py --quick --out outputs/bench
 
 clean:
-	rm -rf outputs results/*/ .pytest_cache
+	rm -rf outputs .pytest_cache
+	find results -mindepth 1 -maxdepth 1 -type d ! -name benchmarks -exec rm -rf {} +  # keeps the committed reports

@@ -79,16 +79,30 @@ def build_trainer(base: dict[str, Any], output_dir: Path) -> tuple[Any, Any, Any
     return trainer, data, config
 
 
+def shipped_space() -> dict[str, Any]:
+    """The shipped search's dimensions (search_spaces/iou.yaml), as its YAML gives them."""
+    from search.spec_loading import load_search_spec
+
+    return load_search_spec(ROOT / "search_spaces" / "iou.yaml").space
+
+
+def shipped_hp_space() -> dict[str, Any]:
+    """The shipped space as HF's `hp_space` wants it: Tune domains keyed by the
+    TrainingArguments field (or `model_init` argument) they set."""
+    from search.spec_loading import load_search_spec
+    from search.tune_space import to_tune_param_space
+
+    space = to_tune_param_space(load_search_spec(ROOT / "search_spaces" / "iou.yaml"))
+    return {key.removeprefix("training_args."): domain for key, domain in space.items()}
+
+
 def hf_search(base: dict[str, Any], n_trials: int, folder: Path) -> dict[str, Any]:
     import ray
-    from ray import tune
 
     trainer, data, config = build_trainer(base, folder / "hf")
 
     def hp_space(_: Any) -> dict[str, Any]:
-        return {"learning_rate": tune.loguniform(2.5e-4, 2.0e-3),
-                "warmup_steps": tune.uniform(0.0, 0.2),
-                "iou_loss": tune.choice(["giou", "diou", "ciou"])}
+        return shipped_hp_space()
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
@@ -141,6 +155,11 @@ def our_search(folder: Path) -> dict[str, Any]:
             "test": {k: metrics.get(k) for k in COLUMNS}}
 
 
+def _space_text(space: dict[str, Any]) -> str:
+    return "; ".join(f"`{key}` {kind} {values}" for key, dist in space.items()
+                     for kind, values in dist.items())
+
+
 def header_index(exp: Path, column: str) -> int:
     return (exp / "trials.csv").read_text().splitlines()[0].split(",").index(column)
 
@@ -148,8 +167,13 @@ def header_index(exp: Path, column: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--trials", type=int, default=None,
+                        help="HF trials (default: the shipped search's num_samples)")
     args = parser.parse_args(argv)
+    if args.trials is None:
+        from search.spec_loading import load_search_spec
+
+        args.trials = load_search_spec(ROOT / "search_spaces" / "iou.yaml").num_samples
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     with tempfile.TemporaryDirectory(prefix="hf-search-") as tmp:
         folder = Path(tmp)
@@ -168,9 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# `make run` vs `Trainer.hyperparameter_search(backend=\"ray\")`", "",
         "`python benchmarks/hf_search.py` on this machine: both on the embedded default "
-        "(detr_core's DetrTrainer, `builtin:tiny-shapes`), 8 trials, 1,500 steps a trial at "
-        "most, evaluation every 250 steps, 1 CPU per trial, 2 trials at a time, "
-        "lr loguniform [2.5e-4, 2e-3], warmup ratio uniform [0, 0.2], IoU loss giou/diou/ciou.",
+        f"(detr_core's DetrTrainer, `builtin:tiny-shapes`), {args.trials} trials each, 1,500 "
+        "steps a trial at most, evaluation every 250 steps, 1 CPU per trial, 2 trials at a "
+        "time, over the "
+        f"shipped space (search_spaces/iou.yaml): {_space_text(shipped_space())}.",
         "",
         "| | wall time (s) | test mAP@.5 | recall | mAP | missed / GT |",
         "| --- | --- | --- | --- | --- | --- |",

@@ -376,6 +376,11 @@ def render(summary: dict[str, Any], meta: dict[str, Any], settings: str, args: A
     ])
 
 
+def _shown(path: Path) -> str:
+    """A path as the report names it: relative to the repository when inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -446,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "search_efficiency.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(traces, facts, args.out / "search_efficiency.png")
     (args.out / "search_efficiency.md").write_text(
-        render(summary, meta, str(shipped.relative_to(ROOT)), args, wall))
+        render(summary, meta, _shown(shipped), args, wall))
     print(json.dumps({k: v for k, v in summary.items() if k != "strategies"}), flush=True)
     for name, s in summary["strategies"].items():
         print(f"  {name}: median fraction to noise floor "
