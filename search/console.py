@@ -183,10 +183,15 @@ class SearchProgress(Callback):
             row = self.trials.get(trial_id)
             if row is not None:
                 row.status = CUT
-                self._event(row, f"cut by time budget at step {row.step}: best "
-                                 f"{self._metric_text(row.best)}")
+                self._event(row, f"cut by time budget {self._how_far(row)}")
         if self.tty:
             self._draw()
+
+    def _how_far(self, row: TrialProgress) -> str:
+        """How far a trial ended early got, as trials.csv says it (`search.trial_status`)."""
+        if row.best is None:
+            return "before its first evaluation"
+        return f"at step {row.step}: best {self._metric_text(row.best)}"
 
     def mark_interrupted(self, running: dict[str, int | None]) -> None:
         """Ctrl-C / SIGTERM stopped the search while these trials ran (id -> last step)."""
@@ -195,8 +200,7 @@ class SearchProgress(Callback):
             if row is not None:
                 row.status = INTERRUPTED
                 row.step = step if step is not None else row.step
-                self._event(row, f"interrupted at step {row.step}: best "
-                                 f"{self._metric_text(row.best)}")
+                self._event(row, f"interrupted {self._how_far(row)}")
         if self.tty:
             self._draw()
 

@@ -65,7 +65,8 @@ def trial_status(
     - `not started`: no result with a `step` was ever reported;
     - `completed`: the last step reached the planned budget (see `is_early_stopped`);
     - `cut by time budget at step N`: below budget, and `--time-budget` ended the search while
-      the trial ran (`cut_by_budget`: the driver records which trials it cut);
+      the trial ran (`cut_by_budget`: the driver records which trials it cut); `cut by time
+      budget before its first evaluation` when it had reported nothing;
     - `stopped by ASHA at step N`: below budget, and Tune ended the trial (`ended`);
     - `interrupted at step N`: below budget and still running when Ctrl-C / SIGTERM stopped
       the search (`interrupted`: the driver records which trials) or when the driver died
@@ -77,7 +78,11 @@ def trial_status(
     if errored:
         return ERRORED
     if not last_result or last_result.get("step") is None:
-        return f"{INTERRUPTED_PREFIX} before its first evaluation" if interrupted else NOT_STARTED
+        if interrupted:
+            return f"{INTERRUPTED_PREFIX} before its first evaluation"
+        if cut_by_budget:
+            return f"{BUDGET_CUT_PREFIX} before its first evaluation"
+        return NOT_STARTED
     step = int(last_result["step"])
     if not is_early_stopped(last_result, max_t):
         return COMPLETED

@@ -34,7 +34,7 @@ from search_helpers import (
 pytestmark = pytest.mark.slow
 
 NAME = "budget"
-BUDGET_S = 30
+BUDGET_S = 45  # trials start and report in ~20-25 s here; 30 s was too tight in CI
 SPACE = {
     "iou_loss": {"choice": ["giou", "diou"]},
     "training_args.learning_rate": {"loguniform": [1.0e-5, 1.0e-3]},

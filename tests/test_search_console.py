@@ -127,12 +127,15 @@ def test_trials_still_running_at_the_budget_are_cut_not_stopped() -> None:
     out = io.StringIO()
     progress = SearchProgress(_spec(), stream=out, tty=False)
     trial = FakeTrial("a1", {"iou_loss": "giou", "training_args.max_grad_norm": 0.3})
+    starting = FakeTrial("b2", {"iou_loss": "diou", "training_args.max_grad_norm": 0.5})
     progress.on_trial_start(0, [], trial)
+    progress.on_trial_start(0, [], starting)
     progress.on_trial_result(0, [], trial, _result(2, 0.6))
-    assert progress.running_trial_ids() == ["a1"]
+    assert progress.running_trial_ids() == ["a1", "b2"]
     progress.mark_cut(progress.running_trial_ids())
-    assert _events(out)[-1] == ("a1", f"cut by time budget at step 2: best {METRIC} 0.6")
-    assert "ASHA" not in out.getvalue().splitlines()[-1]
+    assert _events(out)[-2:] == [("a1", f"cut by time budget at step 2: best {METRIC} 0.6"),
+                                 ("b2", "cut by time budget before its first evaluation")]
+    assert "ASHA" not in out.getvalue()
     assert progress.running_trial_ids() == []
 
 

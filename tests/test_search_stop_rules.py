@@ -123,6 +123,27 @@ def test_an_interrupted_search_reads_back_as_interrupted(tmp_path: Path) -> None
     assert f"```\n{command}\n```" in report
 
 
+def test_a_trial_cut_by_the_budget_before_reporting_says_so(tmp_path: Path) -> None:
+    """A budget that ends the search while a trial is still starting: trials.csv says it was
+    cut before its first evaluation (it had started), as the console did; not "not started"."""
+    from search.export import export_experiment
+    from search.time_budget import write_budget_record
+
+    spec = {**FAKE_SPEC, "space": {"iou_loss": {"choice": ["giou", "diou"]}}}
+    trials = {  # params, total steps, [(step, metric)], done, errored, checkpoints
+        "aaaaa_00000": ({"iou_loss": "giou"}, 900, [(300, 0.3)], False, False, True),
+        "aaaaa_00001": ({"iou_loss": "diou"}, 900, [], False, False, False),
+        "aaaaa_00002": ({"iou_loss": "giou"}, 900, [], False, False, False),
+    }
+    exp = write_fake_experiment(tmp_path / "iou", spec, trials)
+    write_budget_record(exp, 30.0, ["aaaaa_00000", "aaaaa_00001"])
+    export_experiment(exp, evaluate_winner=False)
+    rows = {r["trial_id"]: r["status"] for r in read_trials_csv(exp)}
+    assert rows == {"aaaaa_00000": "cut by time budget at step 300",
+                    "aaaaa_00001": "cut by time budget before its first evaluation",
+                    "aaaaa_00002": "not started"}
+
+
 def test_a_full_disk_stops_the_search_with_one_line_and_the_resume_command(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
