@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -107,9 +108,8 @@ def grid_facts(table: CurveTable, metric: str, mode: str) -> GridFacts:
         per_point[key] = statistics.fmean(scores)
         spreads.append(statistics.stdev(scores) if len(scores) > 1 else 0.0)
     best = max(per_point, key=per_point.get)
-    steps = sum(max(table.curves[(config_key(p), table.seeds[0])].steps)
-                for p in table.complete_points())
-    return GridFacts(per_point[best], best, statistics.median(spreads), steps, per_point)
+    return GridFacts(per_point[best], best, statistics.median(spreads), grid_steps_of(table),
+                     per_point)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,8 +193,12 @@ def load_settings(config_path: Path) -> Any:
     shipped_path = (config_path.parent / bench["settings_from"]).resolve()
     shipped = load_yaml_mapping(shipped_path)
     shipped["space"] = bench["space"]
+    experiment = shipped.setdefault("experiment", {})
     for key, value in (bench.get("experiment_overrides") or {}).items():
-        shipped.setdefault("experiment", {})[key] = value
+        if isinstance(value, dict) and isinstance(experiment.get(key), dict):
+            experiment[key] = {**experiment[key], **value}  # e.g. one scheduler key
+        else:
+            experiment[key] = value
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / shipped_path.name
         dump_yaml(shipped, path)
@@ -259,6 +263,70 @@ def run_search(strategy: str, spec: Any, table: CurveTable, seed: int, curve_see
         started = time.perf_counter()
         tuner.fit()
         return log.reports, log.completed, time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class ReplayJob:
+    """What one process needs to replay its share of (strategy, searcher seed) searches."""
+
+    pairs: tuple[tuple[str, int], ...]
+    config: Path
+    curves: Path
+    num_samples: int
+    seconds_per_step: float
+    optimum: float
+
+
+def run_share(job: ReplayJob) -> list[tuple[str, int, Trace, float]]:
+    """Replay `job.pairs` in this process, on its own Ray instance: (strategy, seed, trace,
+    wall seconds) each. Replays mostly wait on the scaled clock and on Tune's event loop, so
+    several processes side by side finish sooner without changing what each one sees."""
+    import ray
+
+    from search.driver import quiet_libraries
+
+    spec, _ = load_settings(job.config)
+    table = CurveTable.from_jsonl(job.curves)
+    quiet_libraries(verbose=0)  # no Tune experiment boxes or TensorBoard hints per replay
+    # no per-trial CSV / JSON / TensorBoard files: nothing reads them, and writing them is
+    # most of a replay's CPU time (the `ReplayLog` callback keeps what the benchmark needs)
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    ray.init(num_cpus=max(2, spec.max_concurrent or 2), include_dashboard=False,
+             log_to_driver=False, logging_level="ERROR")
+    done = []
+    try:
+        for strategy, seed in job.pairs:
+            curve_seed = table.seeds[seed % len(table.seeds)]
+            reports, completed, took = run_search(strategy, spec, table, seed, curve_seed,
+                                                  job.num_samples, job.seconds_per_step)
+            trace = trace_from_reports(table, reports, completed, curve_seed, job.optimum,
+                                       spec.metric, spec.mode,
+                                       last_value_winner=strategy == "random_fifo")
+            done.append((strategy, seed, trace, took))
+            print(f"{strategy} seed {seed}: {len(reports)} results, compute "
+                  f"{trace.compute[-1] / grid_steps_of(table):.1%} of the grid, final regret "
+                  f"{trace.regret[-1]:.4f} ({took:.0f} s)", flush=True)
+    finally:
+        ray.shutdown()
+    return done
+
+
+def grid_steps_of(table: CurveTable) -> int:
+    return sum(max(table.curves[(config_key(p), table.seeds[0])].steps)
+               for p in table.complete_points())
+
+
+def run_all(pairs: Sequence[tuple[str, int]], jobs: int, **job: Any
+            ) -> list[tuple[str, int, Trace, float]]:
+    """Every (strategy, seed) replay, in `jobs` processes (1: in this one)."""
+    if jobs <= 1:
+        return run_share(ReplayJob(tuple(pairs), **job))
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    shares = [ReplayJob(tuple(pairs[i::jobs]), **job) for i in range(jobs)]
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return [item for share in pool.map(run_share, shares) for item in share]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,6 +411,15 @@ def plot(traces: dict[str, list[Trace]], facts: GridFacts, path: Path) -> None:
     plt.close(fig)
 
 
+def settings_text(spec: Any) -> str:
+    """The search settings a replay ran with, as the report states them."""
+    sched = spec.scheduler
+    return (f"ASHA grace period {sched.grace_period}, reduction factor "
+            f"{sched.reduction_factor}, max_t {sched.max_t}; Optuna TPE with "
+            f"{spec.searcher.n_startup_trials} startup trials; {spec.max_concurrent} trials at a "
+            "time")
+
+
 def render(summary: dict[str, Any], meta: dict[str, Any], settings: str, args: Any,
            wall: dict[str, float]) -> str:
     rows = []
@@ -359,7 +436,7 @@ def render(summary: dict[str, Any], meta: dict[str, Any], settings: str, args: A
         f"Command: `python benchmarks/search_efficiency.py {' '.join(args.argv)}`. "
         f"Curves: `benchmarks/data/learning_curves.jsonl` (commit {meta.get('commit', '?')[:8]},"
         f" checkpoint sha256 {str(meta.get('checkpoint_sha256'))[:12]}), "
-        f"{meta.get('grid')} x seeds {meta.get('seeds')}. Settings from `{settings}`.",
+        f"{meta.get('grid')} x seeds {meta.get('seeds')}. Settings from {settings}.",
         "",
         f"- Grid optimum (best mean-over-seeds test mAP@.5 at best-val step): "
         f"{summary['grid_optimum']:.4f} (`{summary['grid_optimum_point']}`)",
@@ -391,10 +468,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=str, default=None,
                         help="searcher seeds as A-B (default: 10-29, quick: 0-2)")
     parser.add_argument("--strategies", type=str, default=",".join(STRATEGIES))
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="replay in this many processes side by side (each its own Ray)")
     args = parser.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
-
-    import ray
 
     from detr_core.yaml_io import load_yaml_mapping
 
@@ -420,30 +497,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = range(low, high + 1)
     num_samples = int(bench["quick_num_samples" if args.quick else "num_samples"])
     seconds = float(bench["seconds_per_step"])
-    from search.driver import quiet_libraries
-
-    quiet_libraries(verbose=0)  # no Tune experiment boxes or TensorBoard hints per replay
-    ray.init(num_cpus=max(2, spec.max_concurrent or 2), include_dashboard=False,
-             log_to_driver=False, logging_level="ERROR")
-    traces: dict[str, list[Trace]] = {}
+    strategies = args.strategies.split(",")
+    pairs = [(strategy, seed) for strategy in strategies for seed in seeds]
+    done = run_all(pairs, args.jobs, config=args.config.resolve(), curves=args.curves.resolve(),
+                   num_samples=num_samples, seconds_per_step=seconds, optimum=facts.optimum)
+    order = {pair: index for index, pair in enumerate(pairs)}
+    traces: dict[str, list[Trace]] = {strategy: [] for strategy in strategies}
     wall: dict[str, float] = {}
-    try:
-        for strategy in args.strategies.split(","):
-            traces[strategy] = []
-            for seed in seeds:
-                curve_seed = table.seeds[seed % len(table.seeds)]
-                reports, completed, took = run_search(strategy, spec, table, seed, curve_seed,
-                                                      num_samples, seconds)
-                wall[strategy] = wall.get(strategy, 0.0) + took
-                traces[strategy].append(trace_from_reports(
-                    table, reports, completed, curve_seed, facts.optimum, spec.metric,
-                    spec.mode, last_value_winner=strategy == "random_fifo"))
-                t = traces[strategy][-1]
-                print(f"{strategy} seed {seed}: {len(reports)} results, compute "
-                      f"{t.compute[-1] / facts.grid_steps:.1%} of the grid, final regret "
-                      f"{t.regret[-1]:.4f} ({took:.0f} s)", flush=True)
-    finally:
-        ray.shutdown()
+    for strategy, _seed, trace, took in sorted(done, key=lambda d: order[(d[0], d[1])]):
+        traces[strategy].append(trace)
+        wall[strategy] = wall.get(strategy, 0.0) + took
     traces["grid"] = [grid_trace(table, s, facts.optimum, spec.metric, spec.mode)
                       for s in table.seeds]
     summary = summarise(traces, facts)
@@ -451,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "search_efficiency.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(traces, facts, args.out / "search_efficiency.png")
     (args.out / "search_efficiency.md").write_text(
-        render(summary, meta, _shown(shipped), args, wall))
+        render(summary, meta, f"`{_shown(shipped)}` ({settings_text(spec)})", args, wall))
     print(json.dumps({k: v for k, v in summary.items() if k != "strategies"}), flush=True)
     for name, s in summary["strategies"].items():
         print(f"  {name}: median fraction to noise floor "
