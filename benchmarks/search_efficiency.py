@@ -415,7 +415,7 @@ def settings_text(spec: Any) -> str:
     """The search settings a replay ran with, as the report states them."""
     sched = spec.scheduler
     return (f"ASHA grace period {sched.grace_period}, reduction factor "
-            f"{sched.reduction_factor}, max_t {sched.max_t}; Optuna TPE with "
+            f"{sched.reduction_factor:g}, max_t {sched.max_t}; Optuna TPE with "
             f"{spec.searcher.n_startup_trials} startup trials; {spec.max_concurrent} trials at a "
             "time")
 

@@ -99,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--curves", type=Path, default=search_efficiency.CURVES)
     parser.add_argument("--seeds", default="0-9")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--jobs", type=int, default=1, help="as search_efficiency.py --jobs")
     args = parser.parse_args(argv)
 
     from detr_core.yaml_io import load_yaml_mapping
@@ -118,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = folder / candidate["name"]
             code = search_efficiency.main(["--config", str(config), "--curves", str(args.curves),
                                            "--seeds", args.seeds, "--strategies", "asha_tpe",
-                                           "--out", str(out)])
+                                           "--out", str(out), "--jobs", str(args.jobs)])
             if code:
                 return code
             summary = json.loads((out / "search_efficiency.json").read_text())
