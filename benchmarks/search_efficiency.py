@@ -514,7 +514,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "search_efficiency.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(traces, facts, args.out / "search_efficiency.png")
     (args.out / "search_efficiency.md").write_text(
-        render(summary, meta, f"`{_shown(shipped)}` ({settings_text(spec)})", args, wall))
+        render(summary, meta, f"`{_shown(shipped)}`"
+               + (f" with `experiment_overrides` of `{_shown(args.config.resolve())}`"
+                  if bench.get("experiment_overrides") else "")
+               + f" ({settings_text(spec)})", args, wall))
     print(json.dumps({k: v for k, v in summary.items() if k != "strategies"}), flush=True)
     for name, s in summary["strategies"].items():
         print(f"  {name}: median fraction to noise floor "
