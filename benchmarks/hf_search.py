@@ -114,8 +114,14 @@ def hf_search(base: dict[str, Any], n_trials: int, folder: Path) -> dict[str, An
         search_wall = time.perf_counter() - started
     finally:
         ray.shutdown()
-    # the user's next step: train once more with the winner's hyperparameters, keep the end
+    print(json.dumps({"hf_search_wall_s": round(search_wall, 1),
+                      "winner": best.hyperparameters, "objective": best.objective}), flush=True)
+    # the user's next step: train once more with the winner's hyperparameters, keep the end.
+    # On a new Trainer: the searched one cannot train again (transformers 5.24 + accelerate:
+    # `trainer.train()` after `hyperparameter_search` raises "AcceleratorState object has no
+    # attribute distributed_type ... _reset_state() was called", measured 2026-11-27)
     started = time.perf_counter()
+    trainer, _, _ = build_trainer(base, folder / "hf_retrain")
     for key, value in best.hyperparameters.items():
         if hasattr(trainer.args, key):
             setattr(trainer.args, key, type(getattr(trainer.args, key))(value))
