@@ -293,7 +293,7 @@ def run_share(job: ReplayJob) -> list[tuple[str, int, Trace, float]]:
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     ray.init(num_cpus=max(2, spec.max_concurrent or 2), include_dashboard=False,
              log_to_driver=False, logging_level="ERROR")
-    done = []
+    done, grid_steps = [], grid_steps_of(table)
     try:
         for strategy, seed in job.pairs:
             curve_seed = table.seeds[seed % len(table.seeds)]
@@ -304,7 +304,7 @@ def run_share(job: ReplayJob) -> list[tuple[str, int, Trace, float]]:
                                        last_value_winner=strategy == "random_fifo")
             done.append((strategy, seed, trace, took))
             print(f"{strategy} seed {seed}: {len(reports)} results, compute "
-                  f"{trace.compute[-1] / grid_steps_of(table):.1%} of the grid, final regret "
+                  f"{trace.compute[-1] / grid_steps:.1%} of the grid, final regret "
                   f"{trace.regret[-1]:.4f} ({took:.0f} s)", flush=True)
     finally:
         ray.shutdown()

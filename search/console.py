@@ -25,7 +25,7 @@ from search.distributions import format_value
 from search.spec import SearchSpec
 from search.storage import ExperimentPath
 from search.trial_config import trial_values
-from search.trial_status import is_early_stopped, planned_budget
+from search.trial_status import BEFORE_FIRST_EVALUATION, is_early_stopped, planned_budget
 from search.values import as_float, as_int
 
 RUNNING, STOPPED, FINISHED, ERRORED, RETRYING, CUT, INTERRUPTED = (
@@ -190,7 +190,7 @@ class SearchProgress(Callback):
     def _how_far(self, row: TrialProgress) -> str:
         """How far a trial ended early got, as trials.csv says it (`search.trial_status`)."""
         if row.best is None:
-            return "before its first evaluation"
+            return BEFORE_FIRST_EVALUATION
         return f"at step {row.step}: best {self._metric_text(row.best)}"
 
     def mark_interrupted(self, running: dict[str, int | None]) -> None:

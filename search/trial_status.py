@@ -19,6 +19,7 @@ ERRORED = "errored"
 NOT_STARTED = "not started"
 STOPPED_PREFIX = "stopped by ASHA"
 BUDGET_CUT_PREFIX = "cut by time budget"
+BEFORE_FIRST_EVALUATION = "before its first evaluation"  # a trial ended early that reported nothing
 INTERRUPTED_PREFIX = "interrupted"
 
 #: Status categories in the order reports list them (see `status_category`).
@@ -79,9 +80,9 @@ def trial_status(
         return ERRORED
     if not last_result or last_result.get("step") is None:
         if interrupted:
-            return f"{INTERRUPTED_PREFIX} before its first evaluation"
+            return f"{INTERRUPTED_PREFIX} {BEFORE_FIRST_EVALUATION}"
         if cut_by_budget:
-            return f"{BUDGET_CUT_PREFIX} before its first evaluation"
+            return f"{BUDGET_CUT_PREFIX} {BEFORE_FIRST_EVALUATION}"
         return NOT_STARTED
     step = int(last_result["step"])
     if not is_early_stopped(last_result, max_t):
