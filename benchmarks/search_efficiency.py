@@ -346,12 +346,39 @@ def median_or_none(values: Sequence[float]) -> float | None:
     return None if math.isinf(value) else value
 
 
+TARGET_FRACTION = 0.15  # (a) within the noise floor at <= 15 % of the grid's compute
+TARGET_SPEEDUP = 2.0    # (a) needs >= 2x less compute than random_fifo (HF's default)
+LETTERS = {"asha_tpe": "a", "stock_optuna_asha": "b", "random_asha": "c", "random_fifo": "d",
+           "grid": "e"}
+
+
+def compute_versus(other: Sequence[float], other_spent: Sequence[float],
+                   base: Sequence[float]) -> dict[str, float | None]:
+    """How many times the compute of `base` another strategy needs to reach the noise floor.
+
+    `ratio` compares the medians (fractions of the grid; inf for a seed that never got there)
+    and is None when either median is inf. When only the other's median is inf, `at_least` is
+    a lower bound: each of its seeds that never got there is counted at the compute it spent
+    (it would have needed more), so the true median is at least that median.
+    """
+    base_median = statistics.median(base)
+    other_median = statistics.median(other)
+    if math.isinf(base_median):
+        return {"ratio": None, "at_least": None}
+    if not math.isinf(other_median):
+        ratio = other_median / base_median
+        return {"ratio": ratio, "at_least": ratio}
+    bounded = [r if not math.isinf(r) else s for r, s in zip(other, other_spent, strict=True)]
+    return {"ratio": None, "at_least": statistics.median(bounded) / base_median}
+
+
 def summarise(traces: dict[str, list[Trace]], facts: GridFacts) -> dict[str, Any]:
-    strategies = {}
+    strategies, reaches, spents = {}, {}, {}
     for name, runs in traces.items():
         reach = [first_within(t, facts.noise_floor) / facts.grid_steps for t in runs]
         final = [t.regret[-1] for t in runs]
         spent = [t.compute[-1] / facts.grid_steps for t in runs]
+        reaches[name], spents[name] = reach, spent
         strategies[name] = {
             "median_fraction_to_noise_floor": median_or_none(reach),
             "reached": f"{sum(not math.isinf(r) for r in reach)}_of_{len(reach)}",
@@ -360,9 +387,32 @@ def summarise(traces: dict[str, list[Trace]], facts: GridFacts) -> dict[str, Any
             "median_total_fraction": statistics.median(spent),
             "seeds": len(runs),
         }
+    if "asha_tpe" in reaches:
+        for name in strategies:
+            strategies[name]["compute_vs_asha_tpe"] = compute_versus(
+                reaches[name], spents[name], reaches["asha_tpe"])
     return {"noise_floor": facts.noise_floor, "grid_optimum": facts.optimum,
             "grid_optimum_point": facts.optimum_point, "grid_steps": facts.grid_steps,
-            "strategies": strategies}
+            "strategies": strategies, "targets": targets(strategies)}
+
+
+def targets(strategies: dict[str, Any]) -> dict[str, Any]:
+    """The issue's two targets, each met (True), missed (False) or not measurable (None)."""
+    ours = strategies.get("asha_tpe")
+    if ours is None:
+        return {}
+    fraction = ours["median_fraction_to_noise_floor"]
+    versus = strategies.get("random_fifo", {}).get("compute_vs_asha_tpe") or {}
+    bound = versus.get("at_least")
+    return {
+        "fraction_at_most": TARGET_FRACTION,
+        "fraction_met": fraction is not None and fraction <= TARGET_FRACTION,
+        "speedup_vs_random_fifo_at_least": TARGET_SPEEDUP,
+        # met when even the lower bound clears it; missed when the exact ratio falls short
+        "speedup_met": (True if bound is not None and bound >= TARGET_SPEEDUP
+                        else False if versus.get("ratio") is not None or fraction is None
+                        else None),
+    }
 
 
 def regret_curve(runs: Sequence[Trace], grid_steps: int, points: int = 60
@@ -420,31 +470,86 @@ def settings_text(spec: Any) -> str:
             "time")
 
 
+def _times(versus: dict[str, float | None] | None) -> str:
+    """A compute ratio as the table shows it."""
+    if not versus or versus.get("at_least") is None:
+        return "n/a"
+    if versus.get("ratio") is not None:
+        return f"{versus['ratio']:.2f}x"
+    return f">= {versus['at_least']:.2f}x"
+
+
+def headline(summary: dict[str, Any]) -> list[str]:
+    """The issue's targets, stated as met or not from the numbers of this run."""
+    strategies, goals = summary["strategies"], summary.get("targets") or {}
+    ours = strategies.get("asha_tpe")
+    if ours is None:
+        return []
+    fraction = ours["median_fraction_to_noise_floor"]
+    reached = ours["reached"].replace("_", " ")
+    verdict = {True: "**met**", False: "**not met**", None: "**not measurable**"}
+    lines = [
+        f"- (a) asha_tpe within the noise floor at <= {TARGET_FRACTION:.0%} of the grid's "
+        f"compute (median over seeds): "
+        + (f"{fraction:.1%}" if fraction is not None else "the median seed never got there")
+        + f" ({reached} seeds got there): {verdict[goals.get('fraction_met')]}."]
+    for name in ("stock_optuna_asha", "random_asha", "random_fifo"):
+        if name not in strategies:
+            continue
+        versus = strategies[name].get("compute_vs_asha_tpe") or {}
+        other = strategies[name]["median_fraction_to_noise_floor"]
+        if versus.get("at_least") is None:
+            text = "no ratio: (a)'s median seed never got within the noise floor"
+        elif versus.get("ratio") is not None:
+            text = (f"({LETTERS[name]}) needs {versus['ratio']:.2f}x (a)'s compute "
+                    f"({other:.1%} of the grid)")
+        else:
+            text = (f"({LETTERS[name]})'s median seed never got there; counting its seeds "
+                    f"that did not at the compute they spent, ({LETTERS[name]}) needs at "
+                    f"least {versus['at_least']:.2f}x (a)'s compute")
+        if name == "random_fifo":
+            text += (f"; target >= {TARGET_SPEEDUP:g}x: "
+                     f"{verdict[goals.get('speedup_met')]}")
+        lines.append(f"- (a) vs ({LETTERS[name]}) {name}: {text}.")
+    return lines
+
+
 def render(summary: dict[str, Any], meta: dict[str, Any], settings: str, args: Any,
            wall: dict[str, float]) -> str:
     rows = []
-    base = summary["strategies"].get("asha_tpe", {}).get("median_fraction_to_noise_floor")
     for name, s in summary["strategies"].items():
         frac = s["median_fraction_to_noise_floor"]
-        ratio = (f"{frac / base:.2f}x" if frac is not None and base else "n/a")
-        rows.append(f"| {name} | {'not reached' if frac is None else f'{frac:.1%}'} | "
+        rows.append(f"| ({LETTERS.get(name, '?')}) {name} | "
+                    f"{'not reached' if frac is None else f'{frac:.1%}'} | "
                     f"{s['reached'].replace('_', ' ')} | {s['median_final_regret']:.4f} | "
-                    f"{s['median_total_fraction']:.1%} | {ratio} | {wall.get(name, 0):.0f} |")
+                    f"{s['median_total_fraction']:.1%} | {_times(s.get('compute_vs_asha_tpe'))}"
+                    f" | {wall.get(name, 0):.0f} |")
     return "\n".join([
         "# Search efficiency: replayed learning curves",
         "",
         f"Command: `python benchmarks/search_efficiency.py {' '.join(args.argv)}`. "
         f"Curves: `benchmarks/data/learning_curves.jsonl` (commit {meta.get('commit', '?')[:8]},"
         f" checkpoint sha256 {str(meta.get('checkpoint_sha256'))[:12]}), "
-        f"{meta.get('grid')} x seeds {meta.get('seeds')}. Settings from {settings}.",
+        f"{meta.get('grid')} x seeds {meta.get('seeds')}. Settings from {settings}; "
+        f"{args.num_samples} trials per search; searcher seeds {args.seed_range}.",
         "",
         f"- Grid optimum (best mean-over-seeds test mAP@.5 at best-val step): "
         f"{summary['grid_optimum']:.4f} (`{summary['grid_optimum_point']}`)",
         f"- Noise floor (median across-seed std of that number): {summary['noise_floor']:.4f}",
         f"- Grid compute: {summary['grid_steps']} optimizer steps (one run per grid point)",
         "",
+        "## Headline",
+        "",
+        *headline(summary),
+        "",
+        "## All strategies",
+        "",
+        "Compute is in fractions of the grid's; a seed that never got within the noise floor "
+        "counts as infinite compute, so a median can be \"not reached\". The grid row has one "
+        "entry per curve seed.",
+        "",
         "| strategy | median compute to the noise floor (of grid) | seeds that got there | "
-        "median final regret | median compute spent | compute vs asha_tpe | wall (s) |",
+        "median final regret | median compute spent | compute vs (a) asha_tpe | wall (s) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
@@ -499,6 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds = float(bench["seconds_per_step"])
     strategies = args.strategies.split(",")
     pairs = [(strategy, seed) for strategy in strategies for seed in seeds]
+    args.num_samples, args.seed_range = num_samples, f"{low}-{high}"
     done = run_all(pairs, args.jobs, config=args.config.resolve(), curves=args.curves.resolve(),
                    num_samples=num_samples, seconds_per_step=seconds, optimum=facts.optimum)
     order = {pair: index for index, pair in enumerate(pairs)}
