@@ -26,7 +26,8 @@ the grid optimum is the best mean-over-seeds test mAP@.5 of any grid point at it
 the noise floor is the median over grid points of the across-seed std of that number; the
 grid's compute is one run per grid point; a strategy's choice (the config and step it would
 export: its best val step, or its last step for `random_fifo`) is scored on the seeds it did
-not search with (mean test mAP@.5 over them). Searcher seed i searches on curve seed i mod S.
+not search with (mean test mAP@.5 over them). Searcher seed i searches on curve seed i mod S
+(`--every-curve-seed`: on each of them).
 Compute is the sum of the steps the trials consumed. A seed that never gets within the noise
 floor of the grid optimum counts as infinite compute.
 
@@ -267,9 +268,10 @@ def run_search(strategy: str, spec: Any, table: CurveTable, seed: int, curve_see
 
 @dataclass(frozen=True)
 class ReplayJob:
-    """What one process needs to replay its share of (strategy, searcher seed) searches."""
+    """What one process needs to replay its share of (strategy, searcher seed, curve seed)
+    searches."""
 
-    pairs: tuple[tuple[str, int], ...]
+    runs: tuple[tuple[str, int, int], ...]
     config: Path
     curves: Path
     num_samples: int
@@ -277,10 +279,11 @@ class ReplayJob:
     optimum: float
 
 
-def run_share(job: ReplayJob) -> list[tuple[str, int, Trace, float]]:
-    """Replay `job.pairs` in this process, on its own Ray instance: (strategy, seed, trace,
-    wall seconds) each. Replays mostly wait on the scaled clock and on Tune's event loop, so
-    several processes side by side finish sooner without changing what each one sees."""
+def run_share(job: ReplayJob) -> list[tuple[str, int, int, Trace, float]]:
+    """Replay `job.runs` in this process, on its own Ray instance: (strategy, seed, curve
+    seed, trace, wall seconds) each. Replays mostly wait on the scaled clock and on Tune's
+    event loop, so several processes side by side finish sooner without changing what each
+    one sees."""
     import ray
 
     from search.driver import quiet_libraries
@@ -295,15 +298,15 @@ def run_share(job: ReplayJob) -> list[tuple[str, int, Trace, float]]:
              log_to_driver=False, logging_level="ERROR")
     done, grid_steps = [], grid_steps_of(table)
     try:
-        for strategy, seed in job.pairs:
-            curve_seed = table.seeds[seed % len(table.seeds)]
+        for strategy, seed, curve_seed in job.runs:
             reports, completed, took = run_search(strategy, spec, table, seed, curve_seed,
                                                   job.num_samples, job.seconds_per_step)
             trace = trace_from_reports(table, reports, completed, curve_seed, job.optimum,
                                        spec.metric, spec.mode,
                                        last_value_winner=strategy == "random_fifo")
-            done.append((strategy, seed, trace, took))
-            print(f"{strategy} seed {seed}: {len(reports)} results, compute "
+            done.append((strategy, seed, curve_seed, trace, took))
+            print(f"{strategy} seed {seed} (curves of seed {curve_seed}): {len(reports)} "
+                  f"results, compute "
                   f"{trace.compute[-1] / grid_steps:.1%} of the grid, final regret "
                   f"{trace.regret[-1]:.4f} ({took:.0f} s)", flush=True)
     finally:
@@ -316,15 +319,15 @@ def grid_steps_of(table: CurveTable) -> int:
                for p in table.complete_points())
 
 
-def run_all(pairs: Sequence[tuple[str, int]], jobs: int, **job: Any
-            ) -> list[tuple[str, int, Trace, float]]:
+def run_all(runs: Sequence[tuple[str, int, int]], jobs: int, **job: Any
+            ) -> list[tuple[str, int, int, Trace, float]]:
     """Every (strategy, seed) replay, in `jobs` processes (1: in this one)."""
     if jobs <= 1:
-        return run_share(ReplayJob(tuple(pairs), **job))
+        return run_share(ReplayJob(tuple(runs), **job))
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    shares = [ReplayJob(tuple(pairs[i::jobs]), **job) for i in range(jobs)]
+    shares = [ReplayJob(tuple(runs[i::jobs]), **job) for i in range(jobs)]
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         return [item for share in pool.map(run_share, shares) for item in share]
 
@@ -573,6 +576,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=str, default=None,
                         help="searcher seeds as A-B (default: 10-29, quick: 0-2)")
     parser.add_argument("--strategies", type=str, default=",".join(STRATEGIES))
+    parser.add_argument("--every-curve-seed", action="store_true",
+                        help="search with each searcher seed on the curves of every recorded "
+                             "seed (3x the searches; less noise when choosing defaults)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="replay in this many processes side by side (each its own Ray)")
     args = parser.parse_args(argv)
@@ -603,14 +609,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     num_samples = int(bench["quick_num_samples" if args.quick else "num_samples"])
     seconds = float(bench["seconds_per_step"])
     strategies = args.strategies.split(",")
-    pairs = [(strategy, seed) for strategy in strategies for seed in seeds]
-    args.num_samples, args.seed_range = num_samples, f"{low}-{high}"
-    done = run_all(pairs, args.jobs, config=args.config.resolve(), curves=args.curves.resolve(),
+    runs = [(strategy, seed, curve_seed) for strategy in strategies for seed in seeds
+            for curve_seed in (table.seeds if args.every_curve_seed
+                               else [table.seeds[seed % len(table.seeds)]])]
+    args.num_samples = num_samples
+    args.seed_range = f"{low}-{high}" + (
+        f", each on the curves of every seed {table.seeds}" if args.every_curve_seed else "")
+    done = run_all(runs, args.jobs, config=args.config.resolve(), curves=args.curves.resolve(),
                    num_samples=num_samples, seconds_per_step=seconds, optimum=facts.optimum)
-    order = {pair: index for index, pair in enumerate(pairs)}
+    order = {run: index for index, run in enumerate(runs)}
     traces: dict[str, list[Trace]] = {strategy: [] for strategy in strategies}
     wall: dict[str, float] = {}
-    for strategy, _seed, trace, took in sorted(done, key=lambda d: order[(d[0], d[1])]):
+    for strategy, _seed, _curves, trace, took in sorted(done, key=lambda d: order[d[:3]]):
         traces[strategy].append(trace)
         wall[strategy] = wall.get(strategy, 0.0) + took
     traces["grid"] = [grid_trace(table, s, facts.optimum, spec.metric, spec.mode)
