@@ -82,11 +82,11 @@ def render(results: dict[str, dict[str, Any]], candidates: list[dict[str, Any]],
         f"(TPE + ASHA) on the replayed learning curves, searcher seeds {seeds}, each on the "
         f"curves of every recorded seed ({facts['searches']} searches per candidate). Grid optimum "
         f"{facts['grid_optimum']:.4f}, noise floor {facts['noise_floor']:.4f}, grid compute "
-        f"{facts['grid_steps']} steps. Rule fixed before the run: most seeds within the noise "
+        f"{facts['grid_steps']} steps. Rule fixed before the run: most searches within the noise "
         "floor, then lower median final regret, then less compute. The seeds the benchmark "
         "reports (10-29) took no part.",
         "",
-        "| candidate | settings | seeds within the noise floor | median compute to it (of "
+        "| candidate | settings | searches within the noise floor | median compute to it (of "
         "grid) | median final regret | median compute spent |",
         "| --- | --- | --- | --- | --- | --- |",
         *rows,

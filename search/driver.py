@@ -41,6 +41,7 @@ from search.interrupt import SearchInterrupts, clear_interrupt_record, record_in
 from search.layout import PREPARED_DATA_FILE
 from search.local_cluster import LocalCluster
 from search.node_data import data_record, revalidate_record
+from search.resume_state import repair_saved_state
 from search.spec import SearchSpec, write_spec_file
 from search.storage import ExperimentPath, folder_has_entries, is_uri, location, split_uri
 from search.tune_space import to_tune_param_space
@@ -228,6 +229,9 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> ExperimentPath:
         raise UserInputError(f"experiment {spec.name!r} exists; pass --resume to continue it "
                              "or --name for a new one", source=path)
     LocalCluster.end_orphans_of(path)
+    if options.resume:  # after end_orphans_of: no killed session's copy is still writing
+        for note in repair_saved_state(experiment_dir):
+            print(f"resume: {note}", flush=True)
     record = experiment_dir / PREPARED_DATA_FILE
     if options.resume and record.is_file():
         # the files may have changed since the first session: checked again (COCO data)

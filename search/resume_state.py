@@ -1,0 +1,94 @@
+"""Resume past state files that a killed session left half-written.
+
+Tune saves an experiment's state (the trial table, the search generator, the searcher) into a
+local staging folder, each file written whole, then copies the folder to the experiment folder
+in a background thread, file by file, in place. A driver killed during that copy (SIGKILL, the
+OOM killer, a lost head node) leaves its session's newest state file cut short. `Tuner.restore`
+then logs "Failed to restore the run state" and carries on as a new run: the interrupted trials
+are never continued and the search ends at once, exit code 0 (measured with Ray 2.6x).
+
+Before a resume, the newest file of each family is checked to be whole (JSON parses; a pickle
+reaches its STOP opcode, read with `pickletools` so nothing is executed or loaded). A damaged
+one is set aside as `damaged-<name>`, so Tune restores the previous session's file, which is
+whole; trials started in the killed session then continue from that earlier state. The Optuna
+study lives in its own journal (`search.study_journal`) and loses nothing either way.
+"""
+
+from __future__ import annotations
+
+import json
+import pickletools
+from collections.abc import Callable
+
+from detr_core.errors import UserInputError
+from search.storage import ExperimentPath
+
+DAMAGED_PREFIX = "damaged-"
+EXPERIMENT_STATE = "experiment_state-*.json"
+SEARCH_GENERATOR_STATE = "search_gen_state-*.json"
+SEARCHER_STATE = "searcher-state-*.pkl"
+BASIC_VARIANT_STATE = "basic-variant-state-*.json"
+
+
+def _json_is_whole(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except ValueError:
+        return False
+    return True
+
+
+def _pickle_is_whole(data: bytes) -> bool:
+    try:
+        return any(op.name == "STOP" for op, _arg, _pos in pickletools.genops(data))
+    except (ValueError, EOFError, IndexError, KeyError, UnicodeDecodeError):  # a cut stream
+        return False
+
+
+def _is_whole(path: ExperimentPath) -> bool:
+    data = path.read_bytes()
+    check: Callable[[bytes], bool] = _pickle_is_whole if path.name.endswith(".pkl") \
+        else _json_is_whole
+    return bool(data) and check(data)
+
+
+def _set_aside(path: ExperimentPath) -> None:
+    """Rename `path` to damaged-<name> (kept for a post-mortem; no longer matched by Tune)."""
+    (path.parent / f"{DAMAGED_PREFIX}{path.name}").write_bytes(path.read_bytes())
+    path.unlink()
+
+
+def _newest_whole(experiment_dir: ExperimentPath, pattern: str, notes: list[str]) -> bool:
+    """Set aside the newest files of `pattern` until the newest one left is whole; whether a
+    whole one is left. Tune takes the greatest name (the session's start time)."""
+    for path in sorted(experiment_dir.glob(pattern), key=lambda p: p.name, reverse=True):
+        if _is_whole(path):
+            return True
+        _set_aside(path)
+        notes.append(f"{path.name} was cut short (its session was killed while saving it): "
+                     f"set aside as {DAMAGED_PREFIX}{path.name}, resuming from the session "
+                     "before it")
+    return False
+
+
+def repair_saved_state(experiment_dir: ExperimentPath) -> list[str]:
+    """Make the newest state file of each family whole before `Tuner.restore`; one line per
+    file set aside. Raises UserInputError when no whole experiment state is left."""
+    notes: list[str] = []
+    if not _newest_whole(experiment_dir, EXPERIMENT_STATE, notes):
+        raise UserInputError("cannot resume: no whole experiment state is left (each "
+                             "experiment_state-*.json was cut short when its session was "
+                             "killed); start the search again with --name",
+                             source=str(experiment_dir))
+    _newest_whole(experiment_dir, BASIC_VARIANT_STATE, notes)
+    had_searcher = any(True for _ in experiment_dir.glob(SEARCHER_STATE))
+    searcher_left = _newest_whole(experiment_dir, SEARCHER_STATE, notes)
+    generator_left = _newest_whole(experiment_dir, SEARCH_GENERATOR_STATE, notes)
+    if generator_left and had_searcher and not searcher_left:
+        # Tune restores the generator only together with a searcher state: without one it
+        # raises, so the generator's state goes too and the searcher starts from tuner.pkl
+        # (its study, in the journal, still holds every trial told so far)
+        for path in experiment_dir.glob(SEARCH_GENERATOR_STATE):
+            _set_aside(path)
+            notes.append(f"{path.name}: set aside with the damaged searcher state")
+    return notes
