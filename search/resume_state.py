@@ -7,8 +7,9 @@ OOM killer, a lost head node) leaves its session's newest state file cut short. 
 then logs "Failed to restore the run state" and carries on as a new run: the interrupted trials
 are never continued and the search ends at once, exit code 0 (measured with Ray 2.6x).
 
-Before a resume, the newest file of each family is checked to be whole (JSON parses; a pickle
-reaches its STOP opcode, read with `pickletools` so nothing is executed or loaded). A damaged
+Before a resume, the newest file of each family is checked to be whole (JSON parses; a pickle,
+told by its first byte whatever the file's name, reaches its STOP opcode, read with
+`pickletools` so nothing is executed or loaded). A damaged
 one is set aside as `damaged-<name>`, so Tune restores the previous session's file, which is
 whole; trials started in the killed session then continue from that earlier state. The Optuna
 study lives in its own journal (`search.study_journal`) and loses nothing either way.
@@ -24,6 +25,7 @@ from detr_core.errors import UserInputError
 from search.storage import ExperimentPath
 
 DAMAGED_PREFIX = "damaged-"
+PICKLE_PROTO = b"\x80"  # the first byte of every pickle of protocol 2 or later
 EXPERIMENT_STATE = "experiment_state-*.json"
 SEARCH_GENERATOR_STATE = "search_gen_state-*.json"
 SEARCHER_STATE = "searcher-state-*.pkl"
@@ -46,8 +48,9 @@ def _pickle_is_whole(data: bytes) -> bool:
 
 
 def _is_whole(path: ExperimentPath) -> bool:
+    """Told by content, not by name: Tune's `search_gen_state-*.json` is a pickle."""
     data = path.read_bytes()
-    check: Callable[[bytes], bool] = _pickle_is_whole if path.name.endswith(".pkl") \
+    check: Callable[[bytes], bool] = _pickle_is_whole if data[:1] == PICKLE_PROTO \
         else _json_is_whole
     return bool(data) and check(data)
 

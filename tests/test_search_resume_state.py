@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from detr_core.errors import UserInputError
@@ -31,24 +32,31 @@ def _searcher(trials: int) -> OptunaSearch:
 
 
 def _experiment(folder: Path, cut: set[str]) -> Path:
-    """Two sessions' state files; the newest of each family in `cut` truncated."""
+    """Two sessions' state files as Tune writes them (`SearchGenerator.save_to_dir`: a
+    search_gen_state-*.json that is a pickle, and searcher-state-*.pkl); the newest of each
+    family in `cut` truncated."""
     for session, trials in ((OLD, 2), (NEW, 3)):
         state = json.dumps({"trial_data": [f"t{i}" for i in range(trials)]}).encode()
-        searcher = folder / f"searcher-state-{session}.pkl"
-        _searcher(trials).save(str(searcher))
-        files = {f"experiment_state-{session}.json": state,
-                 f"search_gen_state-{session}.json": json.dumps({"counter": trials}).encode(),
-                 searcher.name: searcher.read_bytes()}
-        for name, data in files.items():
-            family = name.split("-")[0]
-            (folder / name).write_bytes(data[: len(data) // 2] if session == NEW and
-                                        family in cut else data)
+        (folder / f"experiment_state-{session}.json").write_bytes(state)
+        SearchGenerator(ConcurrencyLimiter(_searcher(trials), max_concurrent=2)).save_to_dir(
+            str(folder), session_str=session)
+        if session == NEW:
+            for family in cut:
+                path = next(folder.glob(f"{family}-{NEW}.*"))
+                path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     return folder
+
+
+def test_whole_files_as_tune_writes_them_are_left_alone(tmp_path: Path) -> None:
+    folder = _experiment(tmp_path, cut=set())
+    before = sorted(p.name for p in folder.iterdir())
+    assert repair_saved_state(folder) == []
+    assert sorted(p.name for p in folder.iterdir()) == before
 
 
 def test_a_cut_searcher_state_is_set_aside_and_tune_restores_the_previous_one(
         tmp_path: Path) -> None:
-    folder = _experiment(tmp_path, cut={"searcher"})
+    folder = _experiment(tmp_path, cut={"searcher-state"})
     with pytest.raises(pickle.UnpicklingError):  # what the resume hit before
         _searcher(0).restore_from_dir(str(folder))
     notes = repair_saved_state(folder)
@@ -72,7 +80,7 @@ def test_a_cut_experiment_state_falls_back_to_the_previous_session(tmp_path: Pat
 
 
 def test_every_searcher_state_cut_takes_the_generator_state_with_it(tmp_path: Path) -> None:
-    folder = _experiment(tmp_path, cut={"searcher"})
+    folder = _experiment(tmp_path, cut={"searcher-state"})
     old = folder / f"searcher-state-{OLD}.pkl"
     old.write_bytes(old.read_bytes()[:100])
     notes = repair_saved_state(folder)
@@ -88,7 +96,7 @@ def test_no_whole_experiment_state_left_is_one_clear_error(tmp_path: Path) -> No
 
 
 def test_repair_works_on_a_storage_uri(tmp_path: Path) -> None:
-    folder = _experiment(tmp_path, cut={"searcher", "search_gen_state"})
+    folder = _experiment(tmp_path, cut={"searcher-state", "search_gen_state"})
     notes = repair_saved_state(UriPath.from_uri(f"file://{folder}"))
     assert len(notes) == 2
     assert (folder / f"damaged-search_gen_state-{NEW}.json").is_file()
