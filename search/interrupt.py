@@ -121,10 +121,10 @@ class SearchInterrupts:
         self.signum = self.signum or signum
         _say("quitting now")
         try:
-            self.quit_now()
             _wait_for_state_copies(STATE_COPY_WAIT_S)
             print(f"quit at once ({self.signal_name}); continue with:", flush=True)
             print(self.final_line(), flush=True)
+            self.quit_now()  # last: it may end the Ray processes this one depends on
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

@@ -54,11 +54,11 @@ class LocalCluster:
         interrupts.quit_now = self.end_now
 
     def end_now(self) -> None:
-        """A second Ctrl-C: end the cluster's processes at once (the watchdog stays)."""
-        exclude = [self.watchdog.process.pid] if self.watchdog else []
-        end_own_processes(self.owner, exclude=exclude, grace_s=1.0, sweeps=2)
-        if self.watchdog is not None:
-            self.watchdog.stop()
+        """A second Ctrl-C, just before this driver exits: its watchdog ends the cluster's
+        processes when the exit closes its pipe. Ending them here instead lets Ray's core
+        worker see its raylet die and end this process first, with exit code 1 (seen in CI)."""
+        if self.watchdog is None:
+            end_own_processes(self.owner, grace_s=1.0, sweeps=2)
 
     def stop(self) -> None:
         """After `ray.shutdown()`: forget the record; the watchdog sweeps once and exits."""
