@@ -47,17 +47,17 @@ def _pickle_is_whole(data: bytes) -> bool:
         return False
 
 
-def _is_whole(path: ExperimentPath) -> bool:
+def _is_whole(data: bytes) -> bool:
     """Told by content, not by name: Tune's `search_gen_state-*.json` is a pickle."""
-    data = path.read_bytes()
     check: Callable[[bytes], bool] = _pickle_is_whole if data[:1] == PICKLE_PROTO \
         else _json_is_whole
     return bool(data) and check(data)
 
 
-def _set_aside(path: ExperimentPath) -> None:
-    """Rename `path` to damaged-<name> (kept for a post-mortem; no longer matched by Tune)."""
-    (path.parent / f"{DAMAGED_PREFIX}{path.name}").write_bytes(path.read_bytes())
+def _set_aside(path: ExperimentPath, data: bytes) -> None:
+    """Rename `path` (holding `data`) to damaged-<name> (kept for a post-mortem; no longer
+    matched by Tune)."""
+    (path.parent / f"{DAMAGED_PREFIX}{path.name}").write_bytes(data)
     path.unlink()
 
 
@@ -65,9 +65,10 @@ def _newest_whole(experiment_dir: ExperimentPath, pattern: str, notes: list[str]
     """Set aside the newest files of `pattern` until the newest one left is whole; whether a
     whole one is left. Tune takes the greatest name (the session's start time)."""
     for path in sorted(experiment_dir.glob(pattern), key=lambda p: p.name, reverse=True):
-        if _is_whole(path):
+        data = path.read_bytes()
+        if _is_whole(data):
             return True
-        _set_aside(path)
+        _set_aside(path, data)
         notes.append(f"{path.name} was cut short (its session was killed while saving it): "
                      f"set aside as {DAMAGED_PREFIX}{path.name}, resuming from the session "
                      "before it")
@@ -92,6 +93,6 @@ def repair_saved_state(experiment_dir: ExperimentPath) -> list[str]:
         # raises, so the generator's state goes too and the searcher starts from tuner.pkl
         # (its study, in the journal, still holds every trial told so far)
         for path in experiment_dir.glob(SEARCH_GENERATOR_STATE):
-            _set_aside(path)
+            _set_aside(path, path.read_bytes())
             notes.append(f"{path.name}: set aside with the damaged searcher state")
     return notes
