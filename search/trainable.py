@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from search.layout import CHECKPOINT_META_FILE, TRIAL_LOG_FILE
 from search.node_data import data_section, prepare_on_node
 from search.trial_config import trial_run_config, trial_threads
 from search.trial_output import output_to_file
+from search.trial_workdir import trial_work_dir
 
 # Trainer bookkeeping that is not worth a Tune metric column.
 _SKIPPED_METRICS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second")
@@ -102,8 +102,7 @@ def train_detr(config: dict[str, Any], *, base: dict[str, Any], space: dict[str,
         raw = trial_run_config(base, space, config, threads=threads)
         raw["data"] = data_section(data)
         run_config = run_config_from_dict(raw, source=f"trial {context.get_trial_id()}")
-        work_dir = Path(tempfile.mkdtemp(prefix="detr-trial-"))
-        try:
+        with trial_work_dir() as work_dir:
             prepared = prepare_on_node(data, run_config.data)
             train_run(
                 run_config,
@@ -114,5 +113,3 @@ def train_detr(config: dict[str, Any], *, base: dict[str, Any], space: dict[str,
                 evaluate_test=False,
                 keep_partial=False,  # Tune keeps the trial's best checkpoint
             )
-        finally:
-            shutil.rmtree(work_dir, ignore_errors=True)
