@@ -51,8 +51,11 @@ from search_helpers import (
 pytestmark = pytest.mark.slow
 
 NAME = "interrupts"
-EPOCHS = 10  # 32 images / batch 8 = 4 steps per epoch: 40 steps per trial
-MAX_T = 40
+# 32 images / batch 8 = 4 steps per epoch: 80 steps per trial. Five sessions each let every
+# trial report once more before the signal; while one resumed trial restarts, the other runs on,
+# so with 40 steps a trial could finish before the sigterm session's signal (seen in CI)
+EPOCHS = 20
+MAX_T = 80
 SESSION_TIMEOUT_S = 240
 
 
