@@ -37,7 +37,8 @@ def _hold(parent: Path) -> tuple[subprocess.Popen, Path]:
 
 def test_the_folder_is_removed_when_the_trial_ends_or_fails(tmp_path: Path) -> None:
     with trial_work_dir(tmp_path) as folder:
-        assert folder.name.startswith(f"detr-trial-{os.getpid()}-")
+        assert folder.name.startswith("detr-trial-")
+        assert folder.name.split("-")[-2] == str(os.getpid())
         (folder / "run").mkdir()
     assert not folder.exists()
     with pytest.raises(RuntimeError), trial_work_dir(tmp_path) as failed:
@@ -51,16 +52,19 @@ def test_a_killed_trials_folder_is_swept_by_the_next_trial_a_live_ones_kept(
     live, kept = _hold(tmp_path)
     other = tmp_path / "detr-trial-notapid"  # not a name this module writes
     other.mkdir()
+    # the same dead process id on another host (a container sharing the temp dir)
+    elsewhere = tmp_path / orphan.name.replace("detr-trial-", "detr-trial-otherhost", 1)
+    elsewhere.mkdir()
     try:
         killed.send_signal(signal.SIGKILL)
         killed.wait(timeout=10)
         assert orphan.is_dir()  # SIGKILL: the trial's own clean-up never ran
         with trial_work_dir(tmp_path) as mine:
             assert not orphan.exists()
-            assert kept.is_dir() and other.is_dir() and mine.is_dir()
+            assert kept.is_dir() and other.is_dir() and elsewhere.is_dir() and mine.is_dir()
         assert sweep_orphaned_work_dirs(tmp_path) == []
     finally:
         live.kill()
         live.wait(timeout=10)
     assert sweep_orphaned_work_dirs(tmp_path) == [kept]
-    assert other.is_dir()
+    assert other.is_dir() and elsewhere.is_dir()
