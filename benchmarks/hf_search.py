@@ -20,6 +20,7 @@ Both winners are scored on the test split by detr_core's evaluation.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
@@ -157,12 +158,12 @@ def our_search(folder: Path) -> dict[str, Any]:
         raise RuntimeError(proc.stdout[-3000:] + proc.stderr[-3000:])
     exp = folder / "ours"
     metrics = json.loads((exp / "test_metrics.json").read_text())
-    steps = sum(int(r.split(",")[header_index(exp, "last_step")])
-                for r in (exp / "trials.csv").read_text().splitlines()[1:])
-    best = exp / "best_config.yaml"
+    with (exp / "trials.csv").open(newline="") as rows:
+        steps = sum(int(row["last_step"]) for row in csv.DictReader(rows))
+    best = (exp / "best_config.yaml").read_text()
     return {"search_wall_s": round(wall, 1), "steps_trained": steps,
-            "winner": searched_values(yaml.safe_load(best.read_text())),
-            "winner_line": best.read_text().splitlines()[1].lstrip("# "),
+            "winner": searched_values(yaml.safe_load(best)),
+            "winner_line": best.splitlines()[1].lstrip("# "),
             "test": {k: metrics.get(k) for k in COLUMNS}}
 
 
@@ -180,10 +181,6 @@ def searched_values(run_config: dict[str, Any]) -> dict[str, Any]:
 def _space_text(space: dict[str, Any]) -> str:
     return "; ".join(f"`{key}` {kind} {values}" for key, dist in space.items()
                      for kind, values in dist.items())
-
-
-def header_index(exp: Path, column: str) -> int:
-    return (exp / "trials.csv").read_text().splitlines()[0].split(",").index(column)
 
 
 def render(report: dict[str, Any]) -> str:

@@ -157,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "trainable_overhead.json").write_text(json.dumps(report, indent=2) + "\n")
-    (OUT / "trainable_overhead.md").write_text(render(report))
-    print(render(report))
+    text = render(report)
+    (OUT / "trainable_overhead.md").write_text(text)
+    print(text)
     return 0
 
 

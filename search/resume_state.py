@@ -61,10 +61,15 @@ def _set_aside(path: ExperimentPath, data: bytes) -> None:
     path.unlink()
 
 
-def _newest_whole(experiment_dir: ExperimentPath, pattern: str, notes: list[str]) -> bool:
+def _newest_whole(experiment_dir: ExperimentPath, pattern: str, notes: list[str]
+                  ) -> bool | None:
     """Set aside the newest files of `pattern` until the newest one left is whole; whether a
-    whole one is left. Tune takes the greatest name (the session's start time)."""
-    for path in sorted(experiment_dir.glob(pattern), key=lambda p: p.name, reverse=True):
+    whole one is left (None: there was no such file). Tune takes the greatest name (the
+    session's start time)."""
+    paths = sorted(experiment_dir.glob(pattern), key=lambda p: p.name, reverse=True)
+    if not paths:
+        return None
+    for path in paths:
         data = path.read_bytes()
         if _is_whole(data):
             return True
@@ -85,10 +90,9 @@ def repair_saved_state(experiment_dir: ExperimentPath) -> list[str]:
                              "killed); start the search again with --name",
                              source=str(experiment_dir))
     _newest_whole(experiment_dir, BASIC_VARIANT_STATE, notes)
-    had_searcher = any(True for _ in experiment_dir.glob(SEARCHER_STATE))
     searcher_left = _newest_whole(experiment_dir, SEARCHER_STATE, notes)
     generator_left = _newest_whole(experiment_dir, SEARCH_GENERATOR_STATE, notes)
-    if generator_left and had_searcher and not searcher_left:
+    if generator_left and searcher_left is False:  # searcher files there, none whole
         # Tune restores the generator only together with a searcher state: without one it
         # raises, so the generator's state goes too and the searcher starts from tuner.pkl
         # (its study, in the journal, still holds every trial told so far)
