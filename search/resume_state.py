@@ -13,6 +13,8 @@ told by its first byte whatever the file's name, reaches its STOP opcode, read w
 one is set aside as `damaged-<name>`, so Tune restores the previous session's file, which is
 whole; trials started in the killed session then continue from that earlier state. The Optuna
 study lives in its own journal (`search.study_journal`) and loses nothing either way.
+A trial of that state whose checkpoint Tune has since deleted is pointed at its newest
+checkpoint left (`search.resume_checkpoints`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pickletools
 from collections.abc import Callable
 
 from detr_core.errors import UserInputError
+from search.resume_checkpoints import repoint_deleted_checkpoints
 from search.storage import ExperimentPath
 
 DAMAGED_PREFIX = "damaged-"
@@ -89,6 +92,8 @@ def repair_saved_state(experiment_dir: ExperimentPath) -> list[str]:
                              "experiment_state-*.json was cut short when its session was "
                              "killed); start the search again with --name",
                              source=str(experiment_dir))
+    newest = max(experiment_dir.glob(EXPERIMENT_STATE), key=lambda p: p.name)
+    notes += repoint_deleted_checkpoints(experiment_dir, newest)
     _newest_whole(experiment_dir, BASIC_VARIANT_STATE, notes)
     searcher_left = _newest_whole(experiment_dir, SEARCHER_STATE, notes)
     generator_left = _newest_whole(experiment_dir, SEARCH_GENERATOR_STATE, notes)

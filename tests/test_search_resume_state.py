@@ -102,3 +102,83 @@ def test_repair_works_on_a_storage_uri(tmp_path: Path) -> None:
     assert (folder / f"damaged-search_gen_state-{NEW}.json").is_file()
     assert max(p.name for p in folder.glob("searcher-state-*.pkl")) == \
         f"searcher-state-{OLD}.pkl"
+
+
+def _trial_whose_saved_checkpoint_tune_deleted(folder: Path, checkpoints: int
+                                               ) -> tuple[Path, str]:
+    """Ray's own checkpoint manager (num_to_keep=1, as the search sets it) registers
+    `checkpoints` checkpoints of a trial; the run metadata is saved after the second-to-last,
+    and registering the last deletes the one that state names (the window a killed driver
+    leaves). Returns the trial folder and the saved run metadata."""
+    from ray.train import Checkpoint, CheckpointConfig
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    trial_dir = folder / "train_detr_abc_1_lr=0.001"
+    metadata = _TrainingRunMetadata()
+    metadata.checkpoint_manager = _CheckpointManager(CheckpointConfig(
+        num_to_keep=1, checkpoint_score_attribute="eval_loss_bbox",
+        checkpoint_score_order="min"))
+    saved = ""
+    for index in range(checkpoints):
+        path = trial_dir / f"checkpoint_{index:06d}"
+        path.mkdir(parents=True)
+        (path / "checkpoint_meta.json").write_text(json.dumps({"step": 4 * index + 4}))
+        if index == checkpoints - 1:
+            saved = metadata.get_json_state()
+        loss = 0.5 + index / 10  # the first is the best: Tune keeps it and the latest
+        metadata.checkpoint_manager.register_checkpoint(_TrainingResult(
+            Checkpoint.from_directory(str(path)), {"eval_loss_bbox": loss, "step": 4 * index}))
+    return trial_dir, saved
+
+
+def _state_with(folder: Path, run_metadata: str) -> Path:
+    state = folder / f"experiment_state-{NEW}.json"
+    trial = json.dumps({"trial_id": "abc", "status": "RUNNING"})
+    state.write_text(json.dumps({"trial_data": [[trial, run_metadata]], "runner_data": {},
+                                 "stats": {}}))
+    return state
+
+
+def _latest_checkpoint(state: Path):
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    run_metadata = json.loads(state.read_text())["trial_data"][0][1]
+    return _TrainingRunMetadata.from_json_state(run_metadata).checkpoint_manager \
+        .latest_checkpoint_result
+
+
+def test_a_trial_whose_saved_checkpoint_tune_deleted_resumes_from_its_newest_one(
+        tmp_path: Path) -> None:
+    from ray.train._internal.storage import _exists_at_fs_path
+
+    trial_dir, saved = _trial_whose_saved_checkpoint_tune_deleted(tmp_path, checkpoints=3)
+    assert sorted(p.name for p in trial_dir.iterdir()) == ["checkpoint_000000",
+                                                           "checkpoint_000002"]
+    state = _state_with(tmp_path, saved)
+    gone = _latest_checkpoint(state).checkpoint
+    assert gone.path.endswith("checkpoint_000001")
+    assert not _exists_at_fs_path(gone.filesystem, gone.path)  # Tune's restore would raise
+
+    notes = repair_saved_state(tmp_path)
+    assert notes == ["trial abc: its saved checkpoint checkpoint_000001 was deleted by Tune "
+                     "before its killed session saved the next; resuming from "
+                     "checkpoint_000002"]
+    latest = _latest_checkpoint(state)
+    assert latest.checkpoint.path == str(trial_dir / "checkpoint_000002")
+    assert _exists_at_fs_path(latest.checkpoint.filesystem, latest.checkpoint.path)
+    assert repair_saved_state(tmp_path) == []  # whole now: left alone
+
+
+def test_a_trial_with_no_checkpoint_left_starts_over(tmp_path: Path) -> None:
+    import shutil
+
+    trial_dir, saved = _trial_whose_saved_checkpoint_tune_deleted(tmp_path, checkpoints=3)
+    shutil.rmtree(trial_dir)
+    trial_dir.mkdir()
+    state = _state_with(tmp_path, saved)
+    assert repair_saved_state(tmp_path) == [
+        "trial abc: its saved checkpoint checkpoint_000001 was deleted by Tune before its "
+        "killed session saved the next; resuming from no checkpoint: it starts over"]
+    assert _latest_checkpoint(state) is None
