@@ -20,6 +20,7 @@ from typing import Any, Literal
 from detr_core.builtin_models import builtin_problem, is_builtin
 from detr_core.errors import UserInputError
 from detr_core.errors import describe_value as _describe
+from detr_core.metric_names import is_ema_metric
 from detr_core.yaml_io import dump_yaml, load_yaml_mapping
 
 IouLoss = Literal["giou", "diou", "ciou"]
@@ -119,6 +120,21 @@ class EvaluationConfig:
 
 
 @dataclass
+class EmaConfig:
+    """Averaged weights (`detr_core.ema`), evaluated at every evaluation as `eval_ema_*`.
+
+    `decay` caps the decay of the moving average (at most about `1 / (1 - decay)` steps are
+    averaged); `warmup_power` sets how fast it gets there: the decay at step t is
+    `min(decay, 1 - (1 + t) ** -warmup_power)` (timm `ModelEmaV3`'s warm-up), so early
+    evaluations average few steps and late ones many. `metric_for_best_model: eval_ema_...`
+    chooses the best step by the average, and exports its weights.
+    """
+
+    decay: float = 0.999
+    warmup_power: float = 0.75
+
+
+@dataclass
 class RunConfig:
     """Everything one fine-tuning run needs; one YAML file is one of these."""
 
@@ -129,6 +145,7 @@ class RunConfig:
     training_args: dict[str, Any] = field(default_factory=dict)
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    ema: EmaConfig | None = None
     seed: int = 42
     num_threads: int | None = None
 
@@ -269,6 +286,15 @@ def _check_semantics(cfg: RunConfig, source: str) -> None:
         _fail(source, "augmentation.min_area", "must be >= 0 (pixels)")
     if not 0.0 <= cfg.augmentation.min_visibility <= 1.0:
         _fail(source, "augmentation.min_visibility", "must be within [0, 1]")
+    if cfg.ema is not None:
+        if not 0.0 <= cfg.ema.decay < 1.0:
+            _fail(source, "ema.decay", f"must be in [0, 1), got {cfg.ema.decay!r}")
+        if not cfg.ema.warmup_power > 0.0:
+            _fail(source, "ema.warmup_power", f"must be > 0, got {cfg.ema.warmup_power!r}")
+    best_by = cfg.training_args.get("metric_for_best_model")
+    if cfg.ema is None and isinstance(best_by, str) and is_ema_metric(best_by):
+        _fail(source, "training_args.metric_for_best_model",
+              f"{best_by} is a metric of averaged weights: add `ema: {{}}` to the run config")
     from detr_core.training_args import check_training_args  # heavy import, only when needed
 
     check_training_args(cfg.training_args, source)

@@ -2,11 +2,11 @@
 
     python -m detr_core.evaluate --model outputs/run/best_model --config run.yaml --split test
 
-COCO mAP family and per-class AP (pycocotools via torchmetrics), recall at IoU 0.5 (confident
-detections matched one-to-one to ground truth of their class), IoU mean/std of each ground
-truth with its best-matching detection ("IOU mu/std", over the pairs found), centre error in
-pixels over the same pairs ("Detection Performance mu/std") and the number of missed objects.
-Names are the canonical ones of `detr_core.metric_names`. Written as
+COCO mAP family and per-class AP (pycocotools via torchmetrics), recall and precision at IoU
+0.5 (confident detections matched one-to-one to ground truth of their class), IoU mean/std of
+each ground truth with its best-matching detection ("IOU mu/std", over the pairs found), centre
+error in pixels over the same pairs ("Detection Performance mu/std") and the number of missed
+objects. Names are the canonical ones of `detr_core.metric_names`. Written as
 `<split>_metrics.json` beside the model (plus `<split>_predictions.json` in COCO results
 format) and printed as a table. `detr_core.train` runs this on the test split automatically.
 """
@@ -38,7 +38,7 @@ from detr_core.visualize import split_detection_grid
 
 #: (label, metric) rows of the printed table: detection quality first, then localisation.
 REPORT_ROWS = (
-    ("mAP@.5", "map_50"), ("recall (IoU>=.5)", "recall"),
+    ("mAP@.5", "map_50"), ("recall (IoU>=.5)", "recall"), ("precision (IoU>=.5)", "precision"),
     ("mAP@[.5:.95]", "map"), ("mAP@.75", "map_75"),
     ("IoU mean (pairs found)", "iou_mean"), ("IoU std (pairs found)", "iou_std"),
     ("centre error px mean", "center_error_px"),
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="python -m detr_core.evaluate",
         description="Evaluate a trained DETR (a save_pretrained folder) on a split of a run's "
-        "data: mAP@.5, recall, COCO mAP, IoU mean/std, centre error px mean/std, missed "
+        "data: mAP@.5, recall, precision, COCO mAP, IoU mean/std, centre error px mean/std, missed "
         "objects.",
     )
     parser.add_argument("--model", type=Path, required=True, help="save_pretrained folder")

@@ -3,9 +3,12 @@
 The HF Trainer evaluates at every logging step, then decides whether the step is a new best,
 then saves the checkpoint. `EvaluationRelay` turns that into one event per evaluation: a new
 best is announced from `on_save` (its checkpoint is on disk by then), any other from
-`on_evaluate`. With `evaluate_test` set, the test split is evaluated right after the val split
-at every evaluation and its metrics ride along as `test_*` (learning-curve benchmarks score any
-step a strategy might export); the best step is still chosen on val alone.
+`on_evaluate`. Further evaluations run right after the val split at every evaluation and
+their metrics ride along in the same event (`add_evaluation(prefix, evaluate)`): the test split
+as `test_*` (learning-curve benchmarks score any step a strategy might export), the averaged
+weights as `eval_ema_*` (`detr_core.ema`). Those named `eval_*` are added to the metrics the
+Trainer chooses its best step from, so `metric_for_best_model: eval_ema_map_50` works; a
+`test_*` metric never chooses.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from transformers import TrainerCallback
 from detr_core.metric_names import eval_name, is_better
 
 TEST_PREFIX = "test_"
+#: The Trainer's timings of an evaluation: not metrics of the model.
+TIMING_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second",
+                   "_model_preparation_time")
 
 
 @dataclass(frozen=True)
@@ -49,11 +55,11 @@ class EvaluationListener(Protocol):
 class EvaluationRelay(TrainerCallback):
     """Turns Trainer callbacks into one `EvaluationEvent` per evaluation (see module doc)."""
 
-    def __init__(self, listeners: Sequence[EvaluationListener], history: list[dict],
-                 evaluate_test: Callable[[], dict[str, float]] | None = None) -> None:
+    def __init__(self, listeners: Sequence[EvaluationListener], history: list[dict]) -> None:
         self.listeners = list(listeners)
         self.history = history
-        self.evaluate_test = evaluate_test
+        self.evaluations: list[tuple[str, Callable[[], dict[str, Any]]]] = []
+        self._inside_evaluation = False
         self.train_loss: float | None = None
         self.learning_rate: float | None = None
         self.first_step_time: float | None = None
@@ -70,18 +76,34 @@ class EvaluationRelay(TrainerCallback):
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None,
                     **kw: Any):
+        if self._inside_evaluation:
+            return  # one of the further evaluations this relay runs, below
+        further = self._further_evaluations()
+        if metrics is not None:
+            metrics.update(further)  # the dict the Trainer picks its best step from
         metrics = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, int | float)}
-        if any(k.startswith(TEST_PREFIX) for k in metrics):
-            return  # the test evaluation this relay asked for, below
-        if self.evaluate_test is not None:
-            metrics.update({k: float(v) for k, v in self.evaluate_test().items()
-                            if k.startswith(TEST_PREFIX) and isinstance(v, int | float)})
         self.history.append({"step": state.global_step, **metrics})
         mode = "max" if args.greater_is_better else "min"
         if is_better(metrics.get(eval_name(args.metric_for_best_model)), state.best_metric, mode):
             self._pending = metrics
         else:
             self._emit(metrics, state, is_new_best=False)
+
+    def add_evaluation(self, prefix: str, evaluate: Callable[[], dict[str, Any]]) -> None:
+        """Run `evaluate` after every val evaluation; keep its numeric `<prefix>_*` metrics."""
+        self.evaluations.append((prefix, evaluate))
+
+    def _further_evaluations(self) -> dict[str, float]:
+        found: dict[str, float] = {}
+        self._inside_evaluation = True
+        try:
+            for prefix, evaluate in self.evaluations:
+                found.update({k: float(v) for k, v in evaluate().items()
+                              if k.startswith(f"{prefix}_") and isinstance(v, int | float)
+                              and not k.endswith(TIMING_SUFFIXES)})
+        finally:
+            self._inside_evaluation = False
+        return found
 
     def on_save(self, args: Any, state: Any, control: Any, **kw: Any):
         if self._pending is not None:

@@ -5,6 +5,8 @@
 - `recall`: the share of ground-truth boxes a confident detection (score >= threshold) finds:
   detections are matched one-to-one to ground truth of the same class, greedily by score, at
   IoU >= 0.5. What a user means by "it finds the objects".
+- `precision`: the share of confident detections that matched a ground-truth box in that same
+  matching: duplicates and false alarms, which recall does not see.
 - `localisation`: each ground-truth box is paired with its best-overlapping detection
   (score >= threshold, any class); over those pairs: IoU mean/std (the diary's "IOU mu/std")
   and the distance between box centres in original pixels, mean/std (the diary's "Detection
@@ -52,24 +54,27 @@ def coco_map(
     }
 
 
-def recall(
+def match_counts(
     predictions: Sequence[ImageBoxes], targets: Sequence[ImageBoxes], score_threshold: float,
     iou_threshold: float = 0.5,
-) -> float:
-    """Matched ground-truth boxes / all ground-truth boxes (NaN when there is none).
+) -> tuple[int, int, int]:
+    """(matched, ground-truth boxes, confident detections) over all images.
 
     Per image, detections with score >= `score_threshold` are taken in descending score; each
     claims the unmatched ground-truth box of its class with the highest IoU, if that IoU is
-    >= `iou_threshold` (COCO's greedy matching, at one threshold).
+    >= `iou_threshold` (COCO's greedy matching, at one threshold). A second detection of an
+    object already claimed matches nothing: it is what `precision` counts against.
     """
-    matched = 0
-    num_gt = 0
+    matched = num_gt = num_detections = 0
     for pred, target in zip(predictions, targets, strict=True):
         num_gt += len(target.boxes)
-        if len(target.boxes) == 0 or len(pred.boxes) == 0:
+        if len(pred.boxes) == 0:
             continue
         scores = pred.scores if pred.scores is not None else torch.ones(len(pred.boxes))
         keep = scores >= score_threshold
+        num_detections += int(keep.sum())
+        if len(target.boxes) == 0:
+            continue
         order = torch.argsort(scores[keep], descending=True, stable=True)
         boxes, labels = pred.boxes[keep][order], pred.labels[keep][order]
         if len(boxes) == 0:
@@ -83,16 +88,41 @@ def recall(
             if best_iou >= iou_threshold:
                 free[best] = False
                 matched += 1
+    return matched, num_gt, num_detections
+
+
+def recall(
+    predictions: Sequence[ImageBoxes], targets: Sequence[ImageBoxes], score_threshold: float,
+    iou_threshold: float = 0.5,
+) -> float:
+    """Matched ground-truth boxes / all ground-truth boxes (NaN when there is none)."""
+    matched, num_gt, _ = match_counts(predictions, targets, score_threshold, iou_threshold)
     return matched / num_gt if num_gt else math.nan
+
+
+def precision(
+    predictions: Sequence[ImageBoxes], targets: Sequence[ImageBoxes], score_threshold: float,
+    iou_threshold: float = 0.5,
+) -> float:
+    """Matched confident detections / all confident detections (NaN when there is none).
+
+    Duplicates (two confident boxes on one object) and boxes on background lower it; recall
+    alone never shows them.
+    """
+    matched, _, num_detections = match_counts(predictions, targets, score_threshold,
+                                              iou_threshold)
+    return matched / num_detections if num_detections else math.nan
 
 
 def detection_metrics(
     predictions: Sequence[ImageBoxes], targets: Sequence[ImageBoxes],
     class_names: Sequence[str], score_threshold: float,
 ) -> dict[str, object]:
-    """mAP family, per-class AP, recall and localisation, by their canonical names."""
+    """mAP family, per-class AP, recall, precision and localisation, by canonical names."""
     metrics = coco_map(predictions, targets, class_names)
-    metrics["recall"] = recall(predictions, targets, score_threshold)
+    matched, num_gt, num_detections = match_counts(predictions, targets, score_threshold)
+    metrics["recall"] = matched / num_gt if num_gt else math.nan
+    metrics["precision"] = matched / num_detections if num_detections else math.nan
     metrics.update(localisation(predictions, targets, score_threshold))
     return metrics
 

@@ -3,6 +3,7 @@
     <output-dir>/
       eval_history.jsonl      one JSON object per evaluation (step + every eval metric)
       checkpoints/            the Trainer's best-step checkpoint (model + optimizer state)
+        checkpoint-N/ema/     the averaged weights at that step (a run with `ema:`)
       tensorboard/            TensorBoard event files
       best_model/             `save_pretrained` folder of the best step, reloaded and re-saved
         best_step.json        which step, by which metric, with which value
@@ -16,6 +17,7 @@ The search layer reads these names from here instead of spelling them again.
 
 EVAL_HISTORY_FILE = "eval_history.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
+EMA_DIR = "ema"
 TENSORBOARD_DIR = "tensorboard"
 BEST_MODEL_DIR = "best_model"
 BEST_STEP_FILE = "best_step.json"

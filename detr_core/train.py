@@ -48,9 +48,11 @@ from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
 from detr_core.data.image_check import UnreadableImageError
 from detr_core.data.prepare import PreparedData
 from detr_core.detections import decode_predictions, decode_targets
+from detr_core.ema import EmaCallback, evaluate_averaged, weights_folder
 from detr_core.errors import exit_on_user_error
 from detr_core.eval_history import EvalHistoryWriter
 from detr_core.evaluation_events import (  # EvaluationEvent: re-exported for callers
+    TEST_PREFIX,
     EvaluationEvent,  # noqa: F401
     EvaluationListener,
     EvaluationRelay,
@@ -108,6 +110,23 @@ class DetrTrainer(Trainer):
         target = model if model is not None else self.model
         loaded = type(target).from_pretrained(resume_from_checkpoint)
         target.load_state_dict(loaded.state_dict())
+
+    def create_optimizer_and_scheduler(self, num_training_steps: int) -> None:
+        """As the Trainer does, but a schedule-free optimizer gets its warm-up in steps.
+
+        transformers hands `warmup_steps` to schedule-free optimizers as it is, so a ratio
+        (a float below 1, transformers 5's only way to give one) would become a fraction of one
+        step: a first step at 1/ratio times the learning rate. The scheduler is given the ratio
+        as before.
+        """
+        ratio = self.args.warmup_steps
+        if "schedule_free" in str(self.args.optim) and 0 < ratio < 1:
+            self.args.warmup_steps = self.args.get_warmup_steps(num_training_steps)
+            try:
+                self.create_optimizer()
+            finally:
+                self.args.warmup_steps = ratio
+        super().create_optimizer_and_scheduler(num_training_steps)
 
 
 def make_compute_metrics(class_names: Sequence[str], score_threshold: float):
@@ -210,6 +229,8 @@ def train_run(
     history: list[dict[str, float]] = []
     writer = SummaryWriter(log_dir=str(output_dir / TENSORBOARD_DIR))
     relay = EvaluationRelay(listeners, history)
+    # the average is updated before the relay hears of a step, and saved before it reports
+    ema = EmaCallback(config.ema, resume_from_checkpoint) if config.ema is not None else None
     trainer = DetrTrainer(
         model=model,
         args=args,
@@ -219,16 +240,14 @@ def train_run(
         processing_class=processor,
         compute_metrics=make_compute_metrics(data.label_map.names,
                                              config.evaluation.score_threshold),
-        callbacks=[TensorBoardCallback(writer), relay],
+        callbacks=[TensorBoardCallback(writer), *([ema] if ema else []), relay],
     )
-    if config.evaluation.test_during_training and "test" in datasets:
-        relay.evaluate_test = lambda: trainer.evaluate(
-            datasets["test"], ignore_keys=EVAL_IGNORE_KEYS, metric_key_prefix="test")
+    add_further_evaluations(relay, trainer, config, datasets, ema)
     metric = args.metric_for_best_model
 
     def keep(checkpoint: Path, step: int, value: float | None) -> Path:
-        return export_best_model(checkpoint, output_dir / BEST_MODEL_DIR, config.iou_loss,
-                                 best_model_files(data, step, metric, value))
+        return export_best_model(weights_folder(checkpoint, metric), output_dir / BEST_MODEL_DIR,
+                                 config.iou_loss, best_model_files(data, step, metric, value))
 
     try:
         trainer.train(
@@ -264,6 +283,23 @@ def train_run(
         write_report(result.test_metrics, best_model_dir / TEST_METRICS_FILE)
         print_report(result.test_metrics, title=f"test metrics of {best_model_dir}")
     return result
+
+
+def add_further_evaluations(relay: EvaluationRelay, trainer: Trainer, config: RunConfig,
+                            datasets: dict[str, CocoDetectionDataset],
+                            ema: EmaCallback | None) -> None:
+    """Evaluations beside val at every evaluation: the averaged weights on val (`eval_ema_*`),
+    and with `evaluation.test_during_training` the test split (`test_*`, `test_ema_*`)."""
+    splits = [("eval", datasets["val"])]
+    if config.evaluation.test_during_training and "test" in datasets:
+        relay.add_evaluation(TEST_PREFIX.rstrip("_"), lambda: trainer.evaluate(
+            datasets["test"], ignore_keys=EVAL_IGNORE_KEYS, metric_key_prefix="test"))
+        splits.append(("test", datasets["test"]))
+    if ema is None:
+        return
+    for prefix, dataset in splits:
+        relay.add_evaluation(prefix, lambda d=dataset, p=prefix: evaluate_averaged(
+            trainer, ema.module, d, EVAL_IGNORE_KEYS, p))
 
 
 def best_model_files(data: PreparedData, step: int, metric: str,

@@ -23,6 +23,7 @@ import ray
 from ray import tune
 
 from detr_core.config import run_config_from_dict
+from detr_core.ema import weights_folder
 from detr_core.train import EvaluationEvent, train_run
 from search.layout import CHECKPOINT_META_FILE, TRIAL_LOG_FILE
 from search.node_data import data_section, prepare_on_node
@@ -62,8 +63,10 @@ class TuneReporter:
         )
         checkpoint = None
         if event.is_new_best and event.best_checkpoint is not None:
+            weights = weights_folder(event.best_checkpoint, self.metric)
             meta = {"step": event.step, "metric": self.metric,
-                    "value": event.metrics.get(self.metric), "model_dir": "."}
+                    "value": event.metrics.get(self.metric),
+                    "model_dir": weights.relative_to(event.best_checkpoint).as_posix()}
             (event.best_checkpoint / CHECKPOINT_META_FILE).write_text(json.dumps(meta))
             checkpoint = tune.Checkpoint.from_directory(str(event.best_checkpoint))
         tune.report(metrics, checkpoint=checkpoint)
