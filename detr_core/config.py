@@ -125,7 +125,7 @@ class EmaConfig:
 
     `decay` caps the decay of the moving average (at most about `1 / (1 - decay)` steps are
     averaged); `warmup_power` sets how fast it gets there: the decay at step t is
-    `min(decay, 1 - (1 + t) ** -warmup_power)` (timm `ModelEmaV3`'s warm-up), so early
+    `min(decay, 1 - t ** -warmup_power)` (timm `ModelEmaV3`'s warm-up), so early
     evaluations average few steps and late ones many. `metric_for_best_model: eval_ema_...`
     chooses the best step by the average, and exports its weights.
     """

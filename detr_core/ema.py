@@ -5,11 +5,12 @@ trajectory; the average of its recent weights is what the run is heading to. RT-
 and Ultralytics train detectors this way and export the average. Here it also makes an early
 evaluation (an ASHA rung) say more about how a configuration will end.
 
-The average is timm's `ModelEmaV3` with its decay warm-up: the decay at step t is
-`min(decay, 1 - (1 + t) ** -warmup_power)`, so the average spans about `(1 + t) ** power`
-recent steps (at power 0.75: ~60 steps at step 250, ~240 at step 1,500) instead of a fixed
-horizon. The usual 0.9999 with a 2,000-step ramp (Ultralytics) would average over about two
-steps in a run of 1,500.
+The average is timm's `ModelEmaV3` with its decay warm-up: after optimizer step t the average
+moves to `decay_t * average + (1 - decay_t) * weights` with `decay_t = min(decay, 1 - t **
+-warmup_power)` (0 at step 1: the average starts as the weights), so it spans about
+`t ** power` recent steps (at power 0.75: ~60 steps at step 250, ~240 at step 1,500) instead
+of a fixed horizon. The usual 0.9999 with a 2,000-step ramp (Ultralytics) would average over
+about two steps in a run of 1,500.
 
 `EmaCallback` updates the average after every optimizer step and, when a checkpoint is saved,
 writes the averaged model beside it as `<checkpoint>/ema/` (a `save_pretrained` folder), so a

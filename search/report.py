@@ -12,13 +12,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from detr_core.metric_names import TEST_TABLE_METRICS
+from detr_core.metric_names import TEST_TABLE_METRICS, bare_name
 from detr_core.run_layout import detections_image
 from search.files import display_path
 from search.formatting import fmt, md_table, mean_std
 from search.importance import MIN_TRIALS
 from search.layout import BEST_CONFIG_FILE, BEST_MODEL_DIR, SEEDS_DIR, STUDY_FILE
-from search.results import TrialRecord
+from search.results import TrialRecord, shown_beside
 from search.spec import SearchSpec
 from search.storage import UriPath
 from search.summary import ExportSummary, counts_text
@@ -27,14 +27,17 @@ from search.winner import rank_trials
 
 
 def trials_table(spec: SearchSpec, trials: Sequence[TrialRecord], keys: Sequence[str]) -> str:
-    """Markdown table of all trials, best metric first."""
-    headers = ["rank", "trial", "status", f"best {spec.metric}", "best step", "last step",
-               "time (s)", *keys]
+    """Markdown table of all trials, best metric first, with the diary's metric and the
+    detection quality at each trial's best step (val split)."""
+    beside = shown_beside(spec.metric)
+    headers = ["rank", "trial", "status", f"best {spec.metric}", "best step",
+               *(bare_name(m) for m in beside), "last step", "time (s)", *keys]
     rows = []
     for rank, t in enumerate(rank_trials(trials, spec.mode), start=1):
         rows.append([
             str(rank) if t.best_value is not None else "-", f"`{t.trial_id}`", t.status,
-            fmt(t.best_value), fmt(t.best_step), fmt(t.last_step),
+            fmt(t.best_value), fmt(t.best_step),
+            *(fmt(t.value_at_best_step(m)) for m in beside), fmt(t.last_step),
             fmt(t.wall_time_s, ".0f"), *(fmt(t.params.get(k)) for k in keys),
         ])
     return md_table(headers, rows)
@@ -201,9 +204,10 @@ def _test_sections(summary: ExportSummary) -> list[str]:
     lines: list[str] = []
     if summary.test_metrics is not None:
         lines += ["## Test metrics of the winner", "",
-                  "Detection quality is read from mAP@.5 and recall (confident detections, "
-                  "score >= the run's `evaluation.score_threshold`, matched one-to-one to "
-                  "ground truth of their class at IoU >= 0.5); `iou_mean` and the centre error "
+                  "Detection quality is read from mAP@.5, recall and precision (confident "
+                  "detections, score >= the run's `evaluation.score_threshold`, matched "
+                  "one-to-one to ground truth of their class at IoU >= 0.5; precision below "
+                  "recall means duplicates or false alarms); `iou_mean` and the centre error "
                   "are the diary's localisation numbers over the pairs found.", "",
                   test_metrics_table(summary.test_metrics), ""]
         grid = (summary.best_model_dir / detections_image("test")

@@ -27,6 +27,15 @@ from search.trial_config import trial_values
 from search.trial_status import trial_status
 from search.values import as_float, as_int, parse_scalar
 
+#: Shown for every trial at its best step beside the objective (trials.csv, REPORT.md): the
+#: diary's metric and the detection quality, whichever of them the search ranks by.
+SHOWN_AT_BEST_STEP = ("eval_loss_bbox", "eval_map_50", "eval_recall", "eval_precision")
+
+
+def shown_beside(metric: str) -> list[str]:
+    """The `SHOWN_AT_BEST_STEP` metrics other than the objective `metric`."""
+    return [m for m in SHOWN_AT_BEST_STEP if m != metric]
+
 
 @dataclass
 class TrialRecord:
@@ -48,6 +57,13 @@ class TrialRecord:
     @property
     def last_result(self) -> dict[str, Any] | None:
         return self.results[-1] if self.results else None
+
+    def value_at_best_step(self, metric: str) -> float | None:
+        """`metric` as reported at the trial's best step (its last report of that step)."""
+        if self.best_step is None:
+            return None
+        at_best = [r for r in self.results if as_int(r.get("step")) == self.best_step]
+        return as_float(at_best[-1].get(metric)) if at_best else None
 
     @property
     def last_step(self) -> int | None:

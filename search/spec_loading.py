@@ -131,7 +131,7 @@ def _load_base(
                              source=src, key="base")
     overrides = as_mapping(overrides, src, "base_overrides")
     if overrides:
-        flat = _flatten_overrides(overrides, src)
+        flat = _flatten_overrides(overrides, src, sections_set=_sections_set(raw))
         raw = drop_excluded(raw, flat.keys())
         raw = apply_overrides(raw, flat)
         _validated(raw, src, "base_overrides")
@@ -141,11 +141,24 @@ def _load_base(
     return run_config_to_dict(cfg), base_source
 
 
-def _flatten_overrides(overrides: dict, src: str, prefix: str = "") -> dict[str, Any]:
+def _sections_set(raw: dict[str, Any], prefix: str = "") -> set[str]:
+    """Dotted keys of the mappings `raw` has (`training_args`, `data.synthetic`, ...)."""
+    found: set[str] = set()
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            found.add(prefix + key)
+            found |= _sections_set(value, f"{prefix}{key}.")
+    return found
+
+
+def _flatten_overrides(overrides: dict, src: str, prefix: str = "",
+                       sections_set: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
     """Nested and dotted override keys -> {dotted leaf key: value}.
 
     Mappings are merged key by key where the run config has a section (a dataclass, or a free
     mapping such as `training_args` and `model.config_overrides`); anything else is replaced.
+    An empty mapping turns on an optional section the base leaves unset (`ema: {}`: averaged
+    weights with their defaults) and changes nothing in one it has.
     """
     flat: dict[str, Any] = {}
     for key, value in overrides.items():
@@ -154,7 +167,9 @@ def _flatten_overrides(overrides: dict, src: str, prefix: str = "") -> dict[str,
                                  key=f"base_overrides.{prefix}{key}")
         dotted = f"{prefix}{key}"
         if isinstance(value, dict) and is_section(dotted):
-            flat.update(_flatten_overrides(value, src, dotted + "."))
+            if not value and dotted not in sections_set:
+                flat[dotted] = {}
+            flat.update(_flatten_overrides(value, src, dotted + ".", sections_set))
         else:
             flat[dotted] = value
     return flat

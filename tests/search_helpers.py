@@ -61,6 +61,7 @@ def write_space(
     max_failures: int = 0,
     seed: int = 0,
     extra_overrides: dict[str, Any] | None = None,
+    metric: str | None = None,
 ) -> Path:
     """A small search-space file: 32 training images (4 steps per epoch at batch 8)."""
     scheduler: dict[str, Any] = {"grace_period": grace_period,
@@ -76,6 +77,7 @@ def write_space(
             "searcher": {"seed": seed, "n_startup_trials": num_samples},
             "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0},
             "max_failures": max_failures,
+            **({"metric": metric} if metric else {}),
         },
         "base_overrides": {
             "data.synthetic": dict(SMALL_DATA),
@@ -401,7 +403,8 @@ def write_fake_trial(exp: Path, index: int, trial_id: str, spec: tuple) -> Path:
     for i, (step, value) in enumerate(points):
         lines.append(json.dumps({
             "step": step, "total_steps": total_steps, "epoch": step / 300, METRIC: value,
-            "train_loss": 2.0 - step / 1000, "eval_map": 0.1, "time_this_iter_s": 10.0,
+            "train_loss": 2.0 - step / 1000, "eval_map": 0.1, "eval_map_50": round(1 - value, 6),
+            "time_this_iter_s": 10.0,
             "time_total_s": 10.0 * (i + 1), "training_iteration": i + 1, "trial_id": trial_id,
             "done": done and i == len(points) - 1, "config": trial_params,
         }))

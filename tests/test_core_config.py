@@ -330,3 +330,30 @@ def test_evaluate_cli_missing_model_is_user_error(tmp_path: Path,
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {tmp_path / 'nope'}: --model: model folder not found"]
+
+
+def test_ema_section_defaults_and_ranges(tmp_path: Path) -> None:
+    """`ema: {}` turns averaged weights on with the documented defaults; bad values name the key."""
+    config = load_run_config(write_yaml(tmp_path / "ema.yaml", MINIMAL + "ema: {}\n"))
+    assert config.ema is not None
+    assert (config.ema.decay, config.ema.warmup_power) == (0.999, 0.75)
+    assert load_run_config(write_yaml(tmp_path / "plain.yaml", MINIMAL)).ema is None
+    for line, dotted in (("ema: {decay: 1.0}", "ema.decay"),
+                         ("ema: {warmup_power: 0}", "ema.warmup_power")):
+        path = write_yaml(tmp_path / "bad.yaml", MINIMAL + line + "\n")
+        with pytest.raises(UserInputError, match=rf"^{path}: {dotted}: must be"):
+            load_run_config(path)
+
+
+def test_ema_metric_needs_averaged_weights(tmp_path: Path) -> None:
+    """Choosing the best step by an `eval_ema_*` metric without `ema:` is refused up front."""
+    text = MINIMAL + "training_args: {metric_for_best_model: eval_ema_map_50}\n"
+    path = write_yaml(tmp_path / "bad.yaml", text)
+    with pytest.raises(UserInputError,
+                       match=rf"^{path}: training_args.metric_for_best_model: .*add `ema: {{}}`"):
+        load_run_config(path)
+    args = build_training_args(
+        load_run_config(write_yaml(tmp_path / "ok.yaml", text + "ema: {}\n")).training_args,
+        tmp_path / "out", seed=0)
+    assert args.metric_for_best_model == "eval_ema_map_50"
+    assert args.greater_is_better is True  # an ema_ metric keeps its base metric's direction

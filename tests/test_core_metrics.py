@@ -19,7 +19,7 @@ from detr_core.data.augment import build_augmentation
 from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
 from detr_core.data.prepare import prepare_data
 from detr_core.detections import ImageBoxes, decode_predictions, decode_targets
-from detr_core.metrics import coco_map, detection_metrics, localisation, recall
+from detr_core.metrics import coco_map, detection_metrics, localisation, precision, recall
 from detr_core.model import build_image_processor
 
 CLASS_NAMES = ("car", "person", "sign")
@@ -202,6 +202,26 @@ def test_recall_by_hand() -> None:
     metrics = detection_metrics(predictions, targets, ("a", "b", "c"), score_threshold=0.5)
     assert metrics["recall"] == pytest.approx(4 / 6)
     assert {"map", "map_50", "map_75", "per_class_ap", "iou_mean", "missed"} <= set(metrics)
+
+    # precision, same matching: confident boxes 3 + 1 + 1 + 1 + 2 = 8, of which 4 matched (the
+    # duplicate of A, B's wrong-class box, C's loose box, the false positive on image 4 did not)
+    assert precision(predictions, targets, score_threshold=0.5) == pytest.approx(4 / 8)
+    assert metrics["precision"] == pytest.approx(4 / 8)
+    # with threshold .2, C's exact box is a ninth confident detection and a fifth match
+    assert precision(predictions, targets, score_threshold=0.2) == pytest.approx(5 / 9)
+    # no confident detection at all: precision is undefined, not 0 or 1
+    assert math.isnan(precision(predictions[1:2], targets[1:2], score_threshold=0.95))
+
+
+def test_duplicates_lower_precision_not_recall() -> None:
+    """Three confident boxes on one object: recall 1, precision 1/3 (what a report must show)."""
+    targets = [_boxes(1, [[10, 10, 50, 50]], [0])]
+    one = [_boxes(1, [[10, 10, 50, 50]], [0], [.9])]
+    three = [_boxes(1, [[10, 10, 50, 50], [11, 10, 50, 51], [10, 12, 49, 50]], [0, 0, 0],
+                    [.9, .8, .7])]
+    assert recall(one, targets, 0.5) == recall(three, targets, 0.5) == 1.0
+    assert precision(one, targets, 0.5) == 1.0
+    assert precision(three, targets, 0.5) == pytest.approx(1 / 3)
 
 
 def test_localisation_nothing_found() -> None:

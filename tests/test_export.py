@@ -195,6 +195,10 @@ def test_trials_csv_rows_and_statuses(experiment: Path):
     winner = by_id["aaaaa_00001"]
     assert float(winner[f"best_{METRIC}"]) == pytest.approx(0.10)
     assert winner["best_step"] == "900"
+    # beside the objective, the detection quality at the best step (not the last step's 0.88)
+    assert float(winner["eval_map_50"]) == pytest.approx(0.90)
+    assert winner["eval_recall"] == ""  # not reported by these trials: an empty cell
+    assert "eval_loss_bbox" not in winner  # the objective has its best_ column
     assert winner["last_step"] == "1200"
     assert float(winner["wall_time_s"]) == pytest.approx(40.0)
     assert float(winner["training_args.learning_rate"]) == pytest.approx(3.2e-4)
@@ -245,7 +249,9 @@ def test_report_has_sorted_table_plots_winner_and_reproduce(experiment: Path):
     order = [next(t for t in FAKE_TRIALS if t in line) for line in table[:6]]
     assert order == ["aaaaa_00001", "aaaaa_00000", "aaaaa_00004", "aaaaa_00002", "aaaaa_00003",
                      "aaaaa_00005"]
-    assert table[0].startswith("| 1 | `aaaaa_00001` | completed | 0.1 | 900 | 1200 |")
+    # best value, best step, then map_50 / recall / precision at that step, then the last step
+    assert table[0].startswith("| 1 | `aaaaa_00001` | completed | 0.1 | 900 | 0.9 |  |  | 1200 |")
+    assert "| map_50 | recall | precision | last step |" in report
     links = [line[line.index("](") + 2:-1] for line in report.splitlines()
              if line.startswith("![")]
     assert "plots/metric_curves.png" in links

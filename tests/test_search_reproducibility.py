@@ -11,6 +11,10 @@ covered. The two final seeds' curves differ from each other.
 The search runs on a `file://` storage URI (with `--report-dir`): it goes through the same
 `pyarrow.fs` layer as `s3://` and must leave every output there, the Optuna journal included
 (it once died at start with a FileNotFoundError from the journal path).
+
+Its trials train with averaged weights (`ema: {}`) and the search ranks them by
+`eval_ema_loss_bbox`: the averaged metrics reach Tune at every evaluation, pick the best step,
+the exported `best_model/` is the averaged checkpoint, and the rerun reproduces them too.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ pytestmark = pytest.mark.slow
 
 NAME = "repro"
 CURVE_KEYS = ("eval_loss", "eval_loss_bbox", "eval_loss_iou", "eval_loss_ce", "eval_map_50",
-              "eval_recall", "train_loss")
+              "eval_recall", "eval_precision", "train_loss", "eval_ema_loss_bbox",
+              "eval_ema_map_50")
+METRIC = "eval_ema_loss_bbox"
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -65,9 +71,10 @@ def search_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, Pat
         {"training_args.learning_rate": {"loguniform": [3.0e-4, 3.0e-3]},
          "iou_loss": {"choice": ["giou", "diou"]}},
         num_samples=2, max_concurrent=1, grace_period=200, max_t=200, epochs=50,
-        logging_steps=50,
+        logging_steps=50, metric=METRIC,
         extra_overrides={"augmentation.train": [{"HorizontalFlip": {"p": 0.5}},
-                                                {"ColorJitter": {"brightness": 0.3, "p": 0.8}}]})
+                                                {"ColorJitter": {"brightness": 0.3, "p": 0.8}}],
+                         "ema": {}})
     with ray_scope(session_cache(tmp_path_factory)) as scope:
         proc = run_cli(RUN_SCRIPT, ["--space", space, "--storage", f"file://{root / 'results'}",
                                     "--no-dashboard", "--final-seeds", "2",
@@ -96,6 +103,29 @@ def test_a_search_on_a_file_uri_writes_every_output_there(
     assert set(yaml.safe_load((exp / "best_config.yaml").read_text())["data"]) == {"synthetic"}
     assert len(load_study(exp, NAME).trials) == 2
     assert (report / "REPORT.md").read_text() == (exp / "REPORT.md").read_text()
+
+
+def test_averaged_weights_reach_tune_and_the_export(search: Path) -> None:
+    """Every reported result has the eval_ema_* metrics; ranking, best step and best_model/
+    follow the averaged metric, and best_model/ is the checkpoint's averaged weights."""
+    import json
+
+    for trial_dir in trial_dirs(search):
+        results = read_results(trial_dir)
+        assert [r["step"] for r in results] == [50, 100, 150, 200]
+        assert all(METRIC in r and "eval_ema_map_50" in r and "eval_precision" in r
+                   for r in results)
+        values = [r[METRIC] for r in results]
+        assert results[-1]["best_step"] == results[values.index(min(values))]["step"]
+    rows = read_trials_csv(search)
+    assert [float(r[f"best_{METRIC}"]) for r in rows] == sorted(
+        float(r[f"best_{METRIC}"]) for r in rows)
+    assert "eval_loss_bbox" in rows[0]  # the diary's metric beside the objective
+    source = json.loads((search / "best_model" / "export_source.json").read_text())
+    assert source["metric"] == METRIC and source["checkpoint"].endswith("/ema")
+    assert source["step"] == int(rows[0]["best_step"])
+    assert yaml.safe_load((search / "best_config.yaml").read_text())["ema"] == {
+        "decay": 0.999, "warmup_power": 0.75}
 
 
 def test_best_config_alone_reproduces_the_winners_curve(search: Path, tmp_path: Path) -> None:
