@@ -55,7 +55,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from search.replay import CurveTable, config_key, replay_log, replay_trial  # noqa: E402
+from search.replay import (  # noqa: E402
+    CurveTable,
+    config_key,
+    replay_log,
+    replay_trial,
+    simulated_clock,
+)
 
 CONFIG = ROOT / "benchmarks" / "search_efficiency.yaml"
 CURVES = ROOT / "benchmarks" / "data" / "learning_curves.jsonl"
@@ -242,7 +248,7 @@ def make_search(strategy: str, spec: Any, seed: int, storage: Path) -> tuple[Any
 
 
 def run_search(strategy: str, spec: Any, table: CurveTable, seed: int, curve_seed: int,
-               num_samples: int, seconds_per_step: float) -> tuple[list[Any], set[str], float]:
+               num_samples: int) -> tuple[list[Any], set[str], float]:
     """One replayed search; (reports in order, completed trial ids, wall seconds)."""
     from ray import tune
 
@@ -250,10 +256,11 @@ def run_search(strategy: str, spec: Any, table: CurveTable, seed: int, curve_see
 
     with tempfile.TemporaryDirectory(prefix="replay-") as folder:
         search_alg, scheduler = make_search(strategy, spec, seed, Path(folder))
-        log = replay_log(spec.metric)
+        clock = simulated_clock(spec.max_concurrent or 2, num_samples)
+        log = replay_log(spec.metric, clock)
         trainable = tune.with_resources(
             tune.with_parameters(replay_trial, table=table, seed=curve_seed,
-                                 seconds_per_step=seconds_per_step), {"cpu": 1})
+                                 clock=clock), {"cpu": 1})
         tuner = tune.Tuner(
             trainable, param_space=to_tune_param_space(spec),
             tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode,
@@ -275,15 +282,14 @@ class ReplayJob:
     config: Path
     curves: Path
     num_samples: int
-    seconds_per_step: float
     optimum: float
 
 
 def run_share(job: ReplayJob) -> list[tuple[str, int, int, Trace, float]]:
     """Replay `job.runs` in this process, on its own Ray instance: (strategy, seed, curve
-    seed, trace, wall seconds) each. Replays mostly wait on the scaled clock and on Tune's
-    event loop, so several processes side by side finish sooner without changing what each
-    one sees."""
+    seed, trace, wall seconds) each. Replays mostly wait on Tune's event loop and the
+    simulated clock's turns, so several processes side by side finish sooner without changing
+    what each one sees."""
     import ray
 
     from search.driver import quiet_libraries
@@ -300,7 +306,7 @@ def run_share(job: ReplayJob) -> list[tuple[str, int, int, Trace, float]]:
     try:
         for strategy, seed, curve_seed in job.runs:
             reports, completed, took = run_search(strategy, spec, table, seed, curve_seed,
-                                                  job.num_samples, job.seconds_per_step)
+                                                  job.num_samples)
             trace = trace_from_reports(table, reports, completed, curve_seed, job.optimum,
                                        spec.metric, spec.mode,
                                        last_value_winner=strategy == "random_fifo")
@@ -601,7 +607,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench = load_yaml_mapping(args.config)
     spec, shipped = load_settings(args.config)
     table = CurveTable.from_jsonl(args.curves)
-    meta_path = args.curves.with_name("learning_curves.meta.json")
+    meta_path = args.curves.with_name(f"{args.curves.stem}.meta.json")
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     planned = math.prod(len(v) for v in meta.get("grid", {}).values()) * len(meta.get("seeds", []))
     if not planned or len(table.curves) < planned:
@@ -614,7 +620,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     low, high = (int(x) for x in (args.seeds or ("0-2" if args.quick else "10-29")).split("-"))
     seeds = range(low, high + 1)
     num_samples = int(bench["quick_num_samples" if args.quick else "num_samples"])
-    seconds = float(bench["seconds_per_step"])
     strategies = args.strategies.split(",")
     runs = [(strategy, seed, curve_seed) for strategy in strategies for seed in seeds
             for curve_seed in (table.seeds if args.every_curve_seed
@@ -622,7 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     searches = f"{num_samples} trials per search; searcher seeds {low}-{high}" + (
         f", each on the curves of every seed {table.seeds}" if args.every_curve_seed else "")
     done = run_all(runs, args.jobs, config=args.config.resolve(), curves=args.curves.resolve(),
-                   num_samples=num_samples, seconds_per_step=seconds, optimum=facts.optimum)
+                   num_samples=num_samples, optimum=facts.optimum)
     order = {run: index for index, run in enumerate(runs)}
     traces: dict[str, list[Trace]] = {strategy: [] for strategy in strategies}
     wall: dict[str, float] = {}

@@ -11,16 +11,23 @@ this module replays them.
   for a numeric key whose grid spans a decade or more), so a search space with continuous
   ranges can be replayed on a grid.
 - `replay_trial`: a Tune function trainable that reports a recorded curve step by step, with the
-  names the real trainable reports (`eval_*`, `step`, `total_steps`), sleeping a fixed time per
-  optimizer step, so concurrent trials interleave as they would in real time; ASHA, the Optuna
+  names the real trainable reports (`eval_*`, `step`, `total_steps`); ASHA, the Optuna
   searchers and the `ConcurrencyLimiter` see what they would see in a real search.
+- `SimulatedClock`: the order of events. Concurrent trials must interleave as they would in
+  real time, but wall time is noisy (two replays of one seed once gave 72 and 69 results). So
+  each trial lives on a simulated clock in optimizer steps: it starts when the trial whose slot
+  it takes ended, and reports the evaluation of step s at its start + s. A Ray actor hands out
+  turns in that order (ties: the trial created first), one report at a time: the next turn only
+  once the driver has processed the last report (ASHA decided, the searcher heard) and every
+  running trial has said when its next report is due. The same seed gives the same trace.
 - `ReplayLog`: a Tune callback recording every reported step, so the compute a search spent
   (the sum of the steps its trials consumed) and what it would have exported can be traced
-  over time.
+  over time; it also tells the clock what the driver has processed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -115,20 +122,127 @@ def _nearest(value: Any, values: Sequence[Any]) -> Any:
 
 
 def replay_trial(config: dict[str, Any], *, table: CurveTable, seed: int,
-                 seconds_per_step: float) -> None:
-    """Tune trainable: report the recorded curve of `config`'s grid point for `seed`."""
+                 seconds_per_step: float = 0.0, clock: Any = None) -> None:
+    """Tune trainable: report the recorded curve of `config`'s grid point for `seed`.
+
+    With a `clock` (a `SimulatedClock` actor) each report waits for its turn on the simulated
+    clock; without one, the trial sleeps `seconds_per_step` per optimizer step (wall-clock
+    order: not reproducible).
+    """
+    import ray
     from ray import tune
 
     params = table.snap(config)
     curve = table.curve(params, seed)
+    trial_id = tune.get_context().get_trial_id()
+    start = ray.get(clock.start_of.remote(trial_id)) if clock is not None else 0
     previous = 0
     for index, step in enumerate(curve.steps):
-        time.sleep((step - previous) * seconds_per_step)
+        if clock is not None:
+            ray.get(clock.turn.remote(trial_id, start + step))
+        else:
+            time.sleep((step - previous) * seconds_per_step)
         previous = step
         metrics = {f"eval_{name}": values[index] for name, values in curve.val.items()
                    if values[index] is not None}
         tune.report({**metrics, "step": step, "total_steps": curve.steps[-1],
-                     "grid_point": config_key(params)})
+                     "grid_point": config_key(params), "simulated_time": start + step})
+
+
+class ClockState:
+    """The bookkeeping of `SimulatedClock`, apart from Ray (see the module docstring)."""
+
+    def __init__(self, concurrency: int, num_samples: int) -> None:
+        self.concurrency = concurrency
+        self.num_samples = num_samples
+        self.now = 0
+        self.live: dict[str, int] = {}  # running trial -> its rank in creation order
+        self.start: dict[str, int] = {}  # trial -> simulated time it started
+        self.due: dict[str, int] = {}  # trial -> simulated time of its next report
+        self.ended = 0
+        self.unprocessed: str | None = None  # a granted report the driver has not processed
+
+    def may_report(self, trial_id: str) -> bool:
+        """True when `trial_id`'s next report is the earliest due and nothing is in flight."""
+        running = min(self.concurrency, self.num_samples - self.ended)
+        if self.unprocessed is not None or len(self.live) != running:
+            return False
+        if set(self.due) != set(self.live):
+            return False  # a running trial has not said when its next report is due
+        return min(self.due, key=lambda t: (self.due[t], self.live[t])) == trial_id
+
+    def register(self, trial_id: str, rank: int) -> None:
+        """A trial starts now (in the slot of the trial that ended last)."""
+        self.live[trial_id] = rank
+        self.start[trial_id] = self.now
+
+    def grant(self, trial_id: str) -> None:
+        self.now = self.due.pop(trial_id)
+        self.unprocessed = trial_id
+
+    def end(self, trial_id: str) -> None:
+        if trial_id in self.live:
+            del self.live[trial_id]
+            self.due.pop(trial_id, None)
+            self.ended += 1
+        if self.unprocessed == trial_id:
+            self.unprocessed = None
+
+
+def simulated_clock(concurrency: int, num_samples: int, timeout_s: float = 300.0) -> Any:
+    """A `SimulatedClock` actor for one replayed search (call after `ray.init`)."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class SimulatedClock:
+        """Turns on the simulated clock for the trials of one replayed search."""
+
+        def __init__(self) -> None:
+            self.state = ClockState(concurrency, num_samples)
+            self.changed = asyncio.Condition()
+
+        async def register(self, trial_id: str, rank: int) -> None:
+            """The driver starts a trial, the `rank`-th it created (ties go to the older)."""
+            async with self.changed:
+                self.state.register(trial_id, rank)
+                self.changed.notify_all()
+
+        async def start_of(self, trial_id: str) -> int:
+            """The trial's simulated start time (when the slot it took was freed)."""
+            return self.state.start[trial_id]
+
+        async def turn(self, trial_id: str, due: int) -> int:
+            """Wait until the report due at `due` is the next event; then it may be sent."""
+            async with self.changed:
+                self.state.due[trial_id] = due
+                self.changed.notify_all()
+                try:
+                    await asyncio.wait_for(self.changed.wait_for(
+                        lambda: self.state.may_report(trial_id)), timeout_s)
+                except asyncio.TimeoutError:
+                    raise RuntimeError(
+                        f"simulated clock stuck: {trial_id} due at {due}, running "
+                        f"{sorted(self.state.live)}, due {self.state.due}, ended "
+                        f"{self.state.ended}, unprocessed {self.state.unprocessed}") from None
+                self.state.grant(trial_id)
+                return self.state.now
+
+        async def processed(self, trial_id: str, done: bool) -> None:
+            """The driver has processed `trial_id`'s report (and stopped it, if `done`)."""
+            async with self.changed:
+                if self.state.unprocessed == trial_id:
+                    self.state.unprocessed = None
+                if done:
+                    self.state.end(trial_id)
+                self.changed.notify_all()
+
+        async def ended(self, trial_id: str) -> None:
+            """The trial finished, was stopped or failed."""
+            async with self.changed:
+                self.state.end(trial_id)
+                self.changed.notify_all()
+
+    return SimulatedClock.remote()
 
 
 @dataclass(frozen=True)
@@ -140,6 +254,7 @@ class Report:
     grid_point: str
     step: int
     value: float | None
+    simulated_time: int | None = None
 
 
 def _replay_log_class() -> type:
@@ -148,24 +263,44 @@ def _replay_log_class() -> type:
     class ReplayLog(Callback):
         """Every result Tune receives, in order (`reports`), and which trials completed."""
 
-        def __init__(self, metric: str) -> None:
+        def __init__(self, metric: str, clock: Any = None) -> None:
             self.metric = metric
+            self.clock = clock
             self.reports: list[Report] = []
             self.completed: set[str] = set()
+
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            # called before the trial's code runs (fresh or reused actor); `trials` is in
+            # creation order
+            self._tell_clock("register", trial.trial_id, trials.index(trial))
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                             **info: Any) -> None:
             self.reports.append(Report(len(self.reports), trial.trial_id,
                                        str(result["grid_point"]), int(result["step"]),
-                                       as_float(result.get(self.metric))))
+                                       as_float(result.get(self.metric)),
+                                       result.get("simulated_time")))
+            self._tell_clock("processed", trial.trial_id, bool(result.get("done")))
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any,
                               **info: Any) -> None:
             self.completed.add(trial.trial_id)
+            self._tell_clock("ended", trial.trial_id)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any,
+                           **info: Any) -> None:
+            self._tell_clock("ended", trial.trial_id)
+
+        def _tell_clock(self, what: str, *args: Any) -> None:
+            if self.clock is not None:
+                import ray
+
+                ray.get(getattr(self.clock, what).remote(*args))
 
     return ReplayLog
 
 
-def replay_log(metric: str) -> Any:
-    """A Tune callback recording the replayed results (`.reports`, `.completed`)."""
-    return _replay_log_class()(metric)
+def replay_log(metric: str, clock: Any = None) -> Any:
+    """A Tune callback recording the replayed results (`.reports`, `.completed`), telling the
+    `clock` (if any) what the driver has processed."""
+    return _replay_log_class()(metric, clock)

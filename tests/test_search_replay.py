@@ -113,3 +113,61 @@ def test_replay_through_tune_reports_curves_and_tells_optuna(tmp_path: Path) -> 
         trial = states[(config["training_args.learning_rate"], config["iou_loss"])]
         assert trial.state == optuna.trial.TrialState.COMPLETE
         assert trial.value == pytest.approx(min(recorded.val["loss_bbox"]))
+
+
+def _replay_once(table: CurveTable, folder: Path, seed: int) -> list[tuple[int, str, int, int]]:
+    """One replayed search, 2 trials at a time, on the simulated clock: (trial's rank of first
+    appearance, grid point, step, simulated time) of every report, in the order Tune took them."""
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+
+    from search.replay import simulated_clock
+    from search.searcher import AshaAwareOptunaSearch
+    from search.study_journal import journal_storage
+
+    searcher = AshaAwareOptunaSearch(
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=3), study_name="replay",
+        storage=journal_storage(folder), max_t=40)
+    clock = simulated_clock(concurrency=2, num_samples=8)
+    log = replay_log("eval_loss_bbox", clock)
+    tune.Tuner(
+        tune.with_resources(tune.with_parameters(replay_trial, table=table, seed=0, clock=clock),
+                            {"cpu": 1}),
+        param_space={"training_args.learning_rate": tune.loguniform(1e-4, 1e-2),
+                     "iou_loss": tune.choice(["giou", "diou"])},
+        tune_config=tune.TuneConfig(
+            metric="eval_loss_bbox", mode="min", num_samples=8, reuse_actors=True,
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=2),
+            scheduler=ASHAScheduler(time_attr="step", max_t=40, grace_period=10,
+                                    reduction_factor=2)),
+        run_config=tune.RunConfig(name="replay", storage_path=str(folder / "runs"), verbose=0,
+                                  callbacks=[log])).fit()
+    rank: dict[str, int] = {}
+    return [(rank.setdefault(r.trial_id, len(rank)), r.grid_point, r.step, r.simulated_time)
+            for r in log.reports]
+
+
+def test_replays_of_one_seed_are_identical_and_follow_the_simulated_clock(
+        tmp_path: Path) -> None:
+    """Two replays of one searcher seed, two trials at a time: the same reports in the same
+    order (wall time decides nothing), in simulated-time order, trials interleaved."""
+    import ray
+
+    table = CurveTable.from_runs(_runs())
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        first = _replay_once(table, tmp_path / "a", seed=5)
+        second = _replay_once(table, tmp_path / "b", seed=5)
+    finally:
+        ray.shutdown()
+    assert first == second
+    assert len({trial for trial, *_ in first}) == 8
+    times = [t for *_, t in first]
+    assert times == sorted(times)
+    # two trials run side by side: the first two reports are both trials' step 10
+    assert [(trial, step, t) for trial, _, step, t in first[:2]] == [(0, 10, 10), (1, 10, 10)]
+    stopped = [trial for trial in range(8)
+               if max(step for tr, _, step, _ in first if tr == trial) < 40]
+    assert stopped, "ASHA stopped nobody: the order of its decisions was not exercised"
