@@ -19,12 +19,18 @@ from detr_core.boxes import to_original_pixels
 
 @dataclass
 class ImageBoxes:
-    """Boxes of one image: xyxy original pixels, contiguous labels, scores (None for targets)."""
+    """Boxes of one image: xyxy original pixels, contiguous labels, scores (None for targets).
+
+    Ground truth may carry crowd regions (`crowd_boxes`, `crowd_labels`): no object to find,
+    but a detection on one is ignored, not counted wrong (COCOeval's `iscrowd`).
+    """
 
     image_id: int
     boxes: torch.Tensor
     labels: torch.Tensor
     scores: torch.Tensor | None = None
+    crowd_boxes: torch.Tensor | None = None
+    crowd_labels: torch.Tensor | None = None
 
 
 def _tensor(value: Any) -> torch.Tensor:
@@ -32,15 +38,20 @@ def _tensor(value: Any) -> torch.Tensor:
 
 
 def decode_targets(label_dicts: list[dict[str, Any]]) -> list[ImageBoxes]:
-    """Collated `labels` (tensors or numpy) -> ground-truth boxes in original pixels."""
+    """Collated `labels` (tensors or numpy) -> ground-truth boxes in original pixels (crowd
+    regions are in those pixels already, see `detr_core.data.dataset`)."""
     decoded = []
     for label in label_dicts:
         boxes = _tensor(label["boxes"]).float().reshape(-1, 4)
+        crowd = label.get("crowd_boxes")
         decoded.append(ImageBoxes(
             image_id=int(_tensor(label["image_id"]).reshape(-1)[0]),
             boxes=to_original_pixels(boxes, _tensor(label["size"]), _tensor(label["resized_size"]),
                                      _tensor(label["orig_size"])),
             labels=_tensor(label["class_labels"]).long().reshape(-1),
+            crowd_boxes=None if crowd is None else _tensor(crowd).float().reshape(-1, 4),
+            crowd_labels=None if crowd is None else
+            _tensor(label["crowd_labels"]).long().reshape(-1),
         ))
     return decoded
 

@@ -13,6 +13,13 @@
   Performance mu/std"). Ground truths no detection overlaps are counted as `missed`. These are
   numbers over the pairs found: a model that finds one object well scores a high IoU mean.
 - `detection_metrics`: all of the above under their canonical names (`metric_names`).
+
+Crowd regions (`iscrowd: 1` ground truth, `ImageBoxes.crowd_boxes`) are handled as COCOeval
+handles them: never an object to find (not in recall's denominator, not `missed`), and a
+confident detection that matches no object but covers a crowd region of its class (the
+detection's share inside the region, IoU as COCOeval computes it for crowds, >= 0.5) is
+ignored: neither a hit nor a false alarm for precision, not a pair for the IoU numbers. mAP
+passes them to COCOeval as `iscrowd` ground truth.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ def coco_map(
                                   backend="pycocotools")
     metric.update(
         [{"boxes": p.boxes, "scores": p.scores, "labels": p.labels} for p in predictions],
-        [{"boxes": t.boxes, "labels": t.labels} for t in targets],
+        [_with_crowd(t) for t in targets],
     )
     result = metric.compute()
     per_class = {}
@@ -54,40 +61,81 @@ def coco_map(
     }
 
 
-def match_counts(
-    predictions: Sequence[ImageBoxes], targets: Sequence[ImageBoxes], score_threshold: float,
-    iou_threshold: float = 0.5,
-) -> tuple[int, int, int]:
-    """(matched, ground-truth boxes, confident detections) over all images.
+def _with_crowd(target: ImageBoxes) -> dict[str, torch.Tensor]:
+    """A target for torchmetrics: objects, then crowd regions flagged `iscrowd`."""
+    crowd = target.crowd_boxes if target.crowd_boxes is not None else torch.zeros(0, 4)
+    crowd_labels = (target.crowd_labels if target.crowd_labels is not None
+                    else torch.zeros(0, dtype=torch.long))
+    return {"boxes": torch.cat([target.boxes.float(), crowd.float()]),
+            "labels": torch.cat([target.labels.long(), crowd_labels.long()]),
+            "iscrowd": torch.cat([torch.zeros(len(target.boxes), dtype=torch.long),
+                                  torch.ones(len(crowd), dtype=torch.long)])}
 
-    Per image, detections with score >= `score_threshold` are taken in descending score; each
-    claims the unmatched ground-truth box of its class with the highest IoU, if that IoU is
-    >= `iou_threshold` (COCO's greedy matching, at one threshold). A second detection of an
-    object already claimed matches nothing: it is what `precision` counts against.
+
+def on_crowd(boxes: torch.Tensor, labels: torch.Tensor, target: ImageBoxes,
+             iou_threshold: float = 0.5) -> torch.Tensor:
+    """Which detections cover a crowd region of their class (COCOeval's crowd IoU: the
+    intersection over the detection's own area)."""
+    found = torch.zeros(len(boxes), dtype=torch.bool)
+    if target.crowd_boxes is None or len(target.crowd_boxes) == 0 or len(boxes) == 0:
+        return found
+    from pycocotools import mask as mask_utils
+
+    def xywh(b: torch.Tensor) -> list[list[float]]:
+        b = b.double()
+        return torch.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]],
+                           dim=1).tolist()
+
+    crowd = target.crowd_boxes
+    overlap = torch.as_tensor(mask_utils.iou(xywh(boxes), xywh(crowd), [1] * len(crowd)))
+    overlap = overlap.reshape(len(boxes), len(crowd))
+    overlap[labels[:, None] != target.crowd_labels[None, :]] = -1.0
+    return (overlap >= iou_threshold).any(dim=1)
+
+
+def match_image(pred: ImageBoxes, target: ImageBoxes, score_threshold: float,
+                iou_threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                     torch.Tensor]:
+    """One image's confident detections in descending score, and the greedy matching:
+    (boxes, labels, hit, ignored).
+
+    Each detection claims the unmatched ground-truth box of its class with the highest IoU, if
+    that IoU is >= `iou_threshold` (COCO's greedy matching, at one threshold): `hit`. A
+    detection that claims nothing but lies on a crowd region of its class (`on_crowd`) is
+    `ignored`.
     """
-    matched = num_gt = num_detections = 0
-    for pred, target in zip(predictions, targets, strict=True):
-        num_gt += len(target.boxes)
-        if len(pred.boxes) == 0:
-            continue
-        scores = pred.scores if pred.scores is not None else torch.ones(len(pred.boxes))
-        keep = scores >= score_threshold
-        num_detections += int(keep.sum())
-        if len(target.boxes) == 0:
-            continue
-        order = torch.argsort(scores[keep], descending=True, stable=True)
-        boxes, labels = pred.boxes[keep][order], pred.labels[keep][order]
-        if len(boxes) == 0:
-            continue
+    scores = pred.scores if pred.scores is not None else torch.ones(len(pred.boxes))
+    keep = scores >= score_threshold
+    order = torch.argsort(scores[keep], descending=True, stable=True)
+    boxes, labels = pred.boxes[keep][order], pred.labels[keep][order]
+    hit = torch.zeros(len(boxes), dtype=torch.bool)
+    if len(target.boxes) and len(boxes):
         overlap = box_iou(boxes, target.boxes)
         overlap[labels[:, None] != target.labels[None, :]] = -1.0
         free = torch.ones(len(target.boxes), dtype=torch.bool)
-        for row in overlap:
+        for index, row in enumerate(overlap):
             candidates = torch.where(free, row, torch.full_like(row, -1.0))
             best_iou, best = candidates.max(dim=0)
             if best_iou >= iou_threshold:
                 free[best] = False
-                matched += 1
+                hit[index] = True
+    ignored = ~hit & on_crowd(boxes, labels, target, iou_threshold)
+    return boxes, labels, hit, ignored
+
+
+def match_counts(
+    predictions: Sequence[ImageBoxes], targets: Sequence[ImageBoxes], score_threshold: float,
+    iou_threshold: float = 0.5,
+) -> tuple[int, int, int]:
+    """(matched, ground-truth boxes, confident detections not ignored) over all images
+    (`match_image`). A second detection of an object already claimed matches nothing: it is
+    what `precision` counts against, unless it lies on a crowd region of its class."""
+    matched = num_gt = num_detections = 0
+    for pred, target in zip(predictions, targets, strict=True):
+        num_gt += len(target.boxes)
+        boxes, _, hit, ignored = match_image(pred, target, score_threshold, iou_threshold)
+        matched += int(hit.sum())
+        num_detections += len(boxes) - int(ignored.sum())
     return matched, num_gt, num_detections
 
 
@@ -130,14 +178,15 @@ def detection_metrics(
 def localisation(
     predictions: Sequence[ImageBoxes], targets: Sequence[ImageBoxes], score_threshold: float
 ) -> dict[str, float]:
-    """IoU and centre error of each ground truth with its best-matching confident detection."""
+    """IoU and centre error of each ground truth with its best-matching confident detection
+    (detections ignored on crowd regions left out)."""
     ious: list[torch.Tensor] = []
     errors: list[torch.Tensor] = []
     num_gt = 0
     for pred, target in zip(predictions, targets, strict=True):
         num_gt += len(target.boxes)
-        keep = pred.scores >= score_threshold if pred.scores is not None else slice(None)
-        boxes = pred.boxes[keep]
+        boxes, _, _, ignored = match_image(pred, target, score_threshold)
+        boxes = boxes[~ignored]  # a detection on a crowd region pairs with nothing
         if len(target.boxes) == 0 or len(boxes) == 0:
             continue
         overlap = box_iou(target.boxes, boxes)

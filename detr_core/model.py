@@ -72,6 +72,23 @@ def build_image_processor(model_cfg: ModelConfig) -> DetrImageProcessor:
     return processor
 
 
+def num_queries_of(model_cfg: ModelConfig) -> int | None:
+    """How many objects per image the model can find (DETR's `num_queries`), without building
+    it: the override, the preset's, or the checkpoint folder's `config.json` (None when the
+    checkpoint is not on this machine)."""
+    import json
+
+    if "num_queries" in model_cfg.config_overrides:
+        return int(model_cfg.config_overrides["num_queries"])
+    if model_cfg.preset == "tiny":
+        return int(TINY_PRESET["num_queries"])
+    config = Path(resolve_checkpoint(str(model_cfg.checkpoint))) / "config.json"
+    try:
+        return int(json.loads(config.read_text(encoding="utf-8"))["num_queries"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def build_model(model_cfg: ModelConfig, label_map: LabelMap, iou_loss: str,
                 freeze_backbone: bool) -> DetrForObjectDetection:
     """A DETR for `label_map`'s classes, with the run's IoU loss installed and backbone set."""

@@ -5,10 +5,13 @@
 
 How a user applies a search's winner. Writes `<out>/detections.json`, a COCO dataset file
 (`images`, `categories`, and `annotations` that carry a `score`: any COCO tool opens it, and
-its `annotations` list is also valid COCO *results* format), and `<out>/images/<name>.png`,
-each image with its detections (score >= threshold) drawn. Images are read, resized and padded
-by the model folder's own image processor and decoded exactly as in evaluation
-(`detr_core.detections`), so boxes are in the images' original pixels.
+its `annotations` list is also valid COCO *results* format), and under `<out>/images/` each
+image with its detections (score >= threshold) drawn, at its input's relative path (sub-folders
+kept) as PNG: `a.png` stays `a.png`, `a.jpg` becomes `a.jpg.png`, so `a.jpg` and `a.png` never
+overwrite each other (`drawn_names`; each image record names its file as `drawn`). Images are
+read as training reads them (`detr_core.data.image_io`: EXIF orientation applied, any mode as
+8-bit RGB), resized and padded by the model folder's own image processor and decoded exactly as
+in evaluation (`detr_core.detections`), so boxes are in the displayed images' pixels.
 """
 
 from __future__ import annotations
@@ -42,9 +45,24 @@ def find_images(folder: Path) -> list[Path]:
     return found
 
 
+def drawn_names(relatives: Sequence[str]) -> list[str]:
+    """A unique PNG name per input, mirroring its relative path (see the module docstring);
+    names that would still meet (also by case, for case-insensitive disks) get `-2`, `-3`."""
+    names, taken = [], set()
+    for relative in relatives:
+        base = relative if relative.lower().endswith(".png") else f"{relative}.png"
+        name, n = base, 1
+        while name.casefold() in taken:
+            n += 1
+            name = f"{base[:-4]}-{n}.png"
+        taken.add(name.casefold())
+        names.append(name)
+    return names
+
+
 def read_images(paths: Sequence[Path]) -> list[Any]:
     """Every image decoded to RGB first, so a broken file stops the run before any output."""
-    from detr_core.data.dataset import load_rgb
+    from detr_core.data.image_io import load_rgb
 
     images = []
     for path in paths:
@@ -136,11 +154,12 @@ def predict_folder(model: str, images_dir: Path, out_dir: Path, threshold: float
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / DRAWN_DIR).mkdir(parents=True)
-    for image_id, (path, image, boxes) in enumerate(zip(paths, images, found, strict=True),
-                                                    start=1):
-        relative = path.relative_to(images_dir).as_posix()
+    relatives = [path.relative_to(images_dir).as_posix() for path in paths]
+    for image_id, (relative, drawn, image, boxes) in enumerate(
+            zip(relatives, drawn_names(relatives), images, found, strict=True), start=1):
         coco["images"].append({"id": image_id, "file_name": relative,
-                               "width": int(image.shape[1]), "height": int(image.shape[0])})
+                               "width": int(image.shape[1]), "height": int(image.shape[0]),
+                               "drawn": f"{DRAWN_DIR}/{drawn}"})
         keep = boxes.scores >= threshold
         drawn_boxes, captions = [], []
         for box, label, score in zip(boxes.boxes[keep].tolist(), boxes.labels[keep].tolist(),
@@ -154,7 +173,7 @@ def predict_folder(model: str, images_dir: Path, out_dir: Path, threshold: float
             drawn_boxes.append(box)
             captions.append(f"{category['name']} {score:.2f}")
         picture = draw_detections(image, drawn_boxes, captions, DETECTION_COLOUR, scale=1.0)
-        target = staging / DRAWN_DIR / Path(relative).with_suffix(".png")
+        target = staging / DRAWN_DIR / drawn
         target.parent.mkdir(parents=True, exist_ok=True)
         from PIL import Image
 

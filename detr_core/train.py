@@ -46,7 +46,7 @@ from detr_core.config import RunConfig, load_default_run_config, load_run_config
 from detr_core.data.augment import build_augmentation
 from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
 from detr_core.data.image_check import UnreadableImageError
-from detr_core.data.prepare import PreparedData
+from detr_core.data.prepare import PreparedData, crowded_images_note
 from detr_core.detections import decode_predictions, decode_targets
 from detr_core.ema import EmaCallback, evaluate_averaged, weights_folder
 from detr_core.errors import exit_on_user_error
@@ -218,6 +218,9 @@ def train_run(
     datasets = build_datasets(config, data)
     processor = build_image_processor(config.model)
     model = build_model(config.model, data.label_map, config.iou_loss, config.freeze_backbone)
+    crowded = crowded_images_note(data, model.config.num_queries)
+    if crowded:
+        print(crowded, file=sys.stderr, flush=True)
     args = build_training_args(config.training_args, output_dir / CHECKPOINTS_DIR, config.seed)
     output_dir.mkdir(parents=True, exist_ok=True)
     best_so_far = BestSoFar()

@@ -24,9 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from detr_core.config import DataConfig, run_config_from_dict, run_config_to_dict
-from detr_core.data.prepare import PreparedData, coco_paths, prepare_data
+from detr_core.data.prepare import (
+    PreparedData,
+    coco_paths,
+    crowded_images_note,
+    prepare_data,
+    split_summary,
+)
 from detr_core.data.synthetic import dataset_dir, ensure_synthetic_dataset
 from detr_core.errors import UserInputError
+from detr_core.model import num_queries_of
 
 SYNTHETIC = "synthetic"
 COCO = "coco"
@@ -48,20 +55,29 @@ def data_record(base: dict[str, Any], source: str, on_cluster: bool) -> dict[str
 
     COCO data the driver cannot see is a user error on a local search; joining a cluster
     (`on_cluster`) it is a warning, and each trial validates the data on its node instead.
+    The record's `summary` lists each split (images, boxes, classes, images without boxes,
+    `detr_core.data.prepare.split_summary`): what `--dry-run` shows. Images with more objects
+    than the model's queries are warned about here, once for the whole search.
     """
     config = run_config_from_dict(base, source=source)
     section = run_config_to_dict(config)["data"]
     if config.data.synthetic is not None:
         folder = ensure_synthetic_dataset(config.data.synthetic)
-        return {"kind": SYNTHETIC, "data": section, "driver_copy": str(folder)}
-    missing = _missing_paths(config.data)
-    if missing and on_cluster:
-        key, path = missing[0]
-        print(f"warning: {key} {path} is not on this machine; each trial checks the data on "
-              "the node that trains it", file=sys.stderr, flush=True)
-        return {"kind": COCO, "data": section, "validated": False}
-    prepare_data(config.data)  # a missing or broken file: UserInputError naming it
-    return {"kind": COCO, "data": section, "validated": True}
+        prepared = prepare_data(config.data, validate=False, quiet=True)
+        record = {"kind": SYNTHETIC, "data": section, "driver_copy": str(folder)}
+    else:
+        missing = _missing_paths(config.data)
+        if missing and on_cluster:
+            key, path = missing[0]
+            print(f"warning: {key} {path} is not on this machine; each trial checks the data "
+                  "on the node that trains it", file=sys.stderr, flush=True)
+            return {"kind": COCO, "data": section, "validated": False, "summary": []}
+        prepared = prepare_data(config.data)  # a missing or broken file: UserInputError
+        record = {"kind": COCO, "data": section, "validated": True}
+    crowded = crowded_images_note(prepared, num_queries_of(config.model))
+    if crowded:
+        print(crowded, file=sys.stderr, flush=True)
+    return {**record, "summary": split_summary(prepared)}
 
 
 def revalidate_record(record: dict[str, Any], base: dict[str, Any], source: str,

@@ -45,9 +45,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in choice.notes:
         print(note, flush=True)
     spec = dataclasses.replace(spec, name=choice.name)
-    print(describe(spec, args), flush=True)
-    if args.dry_run:
+    if args.dry_run:  # the data checked exactly as the driver checks it, nothing written
+        from search.node_data import data_record
+
+        record = data_record(spec.base, str(spec.source), on_cluster=bool(args.address))
+        print(describe(spec, args), flush=True)
+        print("Data:", *(record["summary"] or ["  not on this machine: each trial checks it"]),
+              sep="\n", flush=True)
         return 0
+    print(describe(spec, args), flush=True)
     from search.driver import SearchOptions, run_search
 
     def next_command() -> str:

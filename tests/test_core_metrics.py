@@ -43,18 +43,33 @@ DETECTIONS: dict[int, list[tuple[int, list[float], float]]] = {
 }
 
 
+# Crowd regions per image: (label, [x, y, w, h]). Image 2's lies under the confident class-1 box
+# that matches no object there; image 4's under the false positive on the empty image; image
+# 3's under a class-1 box that hits its object at IoU .71, so only at IoU >= .75 is it ignored.
+CROWDS: dict[int, list[tuple[int, list[float]]]] = {
+    2: [(1, [45, 45, 55, 55])],
+    3: [(1, [15, 25, 40, 70])],
+    4: [(2, [25, 25, 20, 20])],
+}
+
+
 def xyxy(box: list[float]) -> list[float]:
     x, y, w, h = box
     return [x, y, x + w, y + h]
 
 
-def image_boxes() -> tuple[list[ImageBoxes], list[ImageBoxes]]:
+def image_boxes(crowds: dict[int, list[tuple[int, list[float]]]] | None = None
+                ) -> tuple[list[ImageBoxes], list[ImageBoxes]]:
     predictions, targets = [], []
     for image_id, gts in GROUND_TRUTH.items():
+        crowd = (crowds or {}).get(image_id, [])
         targets.append(ImageBoxes(
             image_id=image_id,
             boxes=torch.tensor([xyxy(b) for _, b in gts], dtype=torch.float32).reshape(-1, 4),
             labels=torch.tensor([label for label, _ in gts], dtype=torch.long),
+            crowd_boxes=torch.tensor([xyxy(b) for _, b in crowd],
+                                     dtype=torch.float32).reshape(-1, 4),
+            crowd_labels=torch.tensor([label for label, _ in crowd], dtype=torch.long),
         ))
         dets = DETECTIONS[image_id]
         predictions.append(ImageBoxes(
@@ -66,7 +81,8 @@ def image_boxes() -> tuple[list[ImageBoxes], list[ImageBoxes]]:
     return predictions, targets
 
 
-def pycocotools_reference(tmp_path: Path) -> tuple[np.ndarray, dict[str, float]]:
+def pycocotools_reference(tmp_path: Path, crowds: dict[int, list[tuple[int, list[float]]]]
+                          | None = None) -> tuple[np.ndarray, dict[str, float]]:
     """COCOeval run by hand on a ground-truth JSON on disk and `loadRes` of the detections."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -77,9 +93,11 @@ def pycocotools_reference(tmp_path: Path) -> tuple[np.ndarray, dict[str, float]]
                    for i in GROUND_TRUTH],
         "annotations": [
             {"id": n, "image_id": i, "category_id": category_of[label], "bbox": box,
-             "area": box[2] * box[3], "iscrowd": 0}
-            for n, (i, label, box) in enumerate(
-                ((i, label, box) for i, gts in GROUND_TRUTH.items() for label, box in gts),
+             "area": box[2] * box[3], "iscrowd": crowd}
+            for n, (i, label, box, crowd) in enumerate(
+                [*((i, label, box, 0) for i, gts in GROUND_TRUTH.items() for label, box in gts),
+                 *((i, label, box, 1) for i, gts in (crowds or {}).items()
+                   for label, box in gts)],
                 start=1)
         ],
         "categories": [{"id": category_of[k], "name": n} for k, n in enumerate(CLASS_NAMES)],
@@ -102,11 +120,15 @@ def pycocotools_reference(tmp_path: Path) -> tuple[np.ndarray, dict[str, float]]
     return evaluator.stats, per_class
 
 
-def test_coco_map_equals_cocoeval(tmp_path: Path) -> None:
-    stats, per_class = pycocotools_reference(tmp_path)
-    predictions, targets = image_boxes()
+@pytest.mark.parametrize("crowds", [None, CROWDS], ids=["no-crowd", "crowd-regions"])
+def test_coco_map_equals_cocoeval(tmp_path: Path, crowds: Any) -> None:
+    """Crowd regions are ignore regions for COCOeval: ours gives the same numbers."""
+    stats, per_class = pycocotools_reference(tmp_path, crowds)
+    predictions, targets = image_boxes(crowds)
     result = coco_map(predictions, targets, CLASS_NAMES)
     assert 0.2 < stats[0] < 0.9  # a non-trivial case: neither perfect nor empty
+    if crowds:  # and the crowds change the answer, so the comparison could fail
+        assert stats[0] != pytest.approx(pycocotools_reference(tmp_path)[0][0], abs=1e-6)
     assert result["map"] == pytest.approx(stats[0], abs=1e-6)
     assert result["map_50"] == pytest.approx(stats[1], abs=1e-6)
     assert result["map_75"] == pytest.approx(stats[2], abs=1e-6)
@@ -211,6 +233,26 @@ def test_recall_by_hand() -> None:
     assert precision(predictions, targets, score_threshold=0.2) == pytest.approx(5 / 9)
     # no confident detection at all: precision is undefined, not 0 or 1
     assert math.isnan(precision(predictions[1:2], targets[1:2], score_threshold=0.95))
+
+
+def test_detections_on_crowd_regions_are_ignored() -> None:
+    """Confident boxes at .5: 2 + 3 + 2 + 1 = 8, 6 of them hits. Image 2's unmatched class-1 box
+    and image 4's false positive lie on crowd regions of their class: neither hits nor false
+    alarms, so precision 6/8 -> 6/6; recall stays 6/8 (a crowd region is no object to find).
+    The ignored box of image 2 was the best overlap (IoU 1) of the object under it; with the
+    crowd that object pairs with its own class's box (IoU 1280/1920)."""
+    plain_preds, plain_targets = image_boxes()
+    preds, targets = image_boxes(CROWDS)
+    assert precision(plain_preds, plain_targets, 0.5) == pytest.approx(6 / 8)
+    assert precision(preds, targets, 0.5) == pytest.approx(1.0)
+    assert recall(plain_preds, plain_targets, 0.5) == recall(preds, targets, 0.5) == \
+        pytest.approx(6 / 8)
+    assert localisation(plain_preds[1:2], plain_targets[1:2], 0.5)["iou_mean"] == \
+        pytest.approx(1.0)
+    assert localisation(preds[1:2], targets[1:2], 0.5)["iou_mean"] == \
+        pytest.approx((1.0 + 1280 / 1920) / 2)
+    metrics = detection_metrics(preds, targets, CLASS_NAMES, 0.5)
+    assert metrics["num_gt"] == 8 and metrics["precision"] == pytest.approx(1.0)
 
 
 def test_duplicates_lower_precision_not_recall() -> None:

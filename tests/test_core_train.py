@@ -297,18 +297,31 @@ def test_predict_cli_writes_coco_detections_and_drawn_images(giou_run: Run,
     (images / "sub").mkdir(parents=True)
     shutil.copy(source / "000001.png", images / "a.png")
     Image.open(source / "000002.png").convert("RGB").save(images / "sub" / "b.jpg")
+    Image.open(source / "000001.png").convert("RGB").save(images / "a.jpg")  # a.png's stem
     Image.open(source / "000003.png").resize((80, 50)).save(images / "c.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a phone photo: stored 80x50, shown turned, 50x80
+    Image.open(source / "000004.png").convert("RGB").resize((80, 50)).save(
+        images / "d.jpg", exif=exif.tobytes())
     (images / "notes.txt").write_text("not an image")
     out = tmp_path / "preds"
     code = predict.main(["--model", str(giou_run.result.best_model_dir), "--images",
                          str(images), "--out", str(out), "--threshold", "0.0"])
     assert code == 0
     coco = json.loads((out / "detections.json").read_text())
-    assert [i["file_name"] for i in coco["images"]] == ["a.png", "c.png", "sub/b.jpg"]
-    assert coco["images"][1]["width"] == 80 and coco["images"][1]["height"] == 50
+    assert [i["file_name"] for i in coco["images"]] == [
+        "a.jpg", "a.png", "c.png", "d.jpg", "sub/b.jpg"]
+    assert [i["drawn"] for i in coco["images"]] == [
+        "images/a.jpg.png", "images/a.png", "images/c.png", "images/d.jpg.png",
+        "images/sub/b.jpg.png"]
+    assert all((out / i["drawn"]).is_file() for i in coco["images"])  # none overwritten
+    assert coco["images"][2]["width"] == 80 and coco["images"][2]["height"] == 50
+    assert (coco["images"][3]["width"], coco["images"][3]["height"]) == (50, 80)  # as shown
+    with Image.open(out / "images" / "d.jpg.png") as drawn:
+        assert drawn.size == (50, 80)
     queries = json.loads((giou_run.result.best_model_dir / "config.json").read_text())[
         "num_queries"]
-    assert len(coco["annotations"]) == 3 * queries  # threshold 0: every query
+    assert len(coco["annotations"]) == 5 * queries  # threshold 0: every query
     index = COCO()
     index.dataset = coco
     index.createIndex()
@@ -317,7 +330,6 @@ def test_predict_cli_writes_coco_detections_and_drawn_images(giou_run: Run,
         assert ann["bbox"][2] >= 0 and ann["bbox"][3] >= 0
     with Image.open(out / "images" / "c.png") as drawn:
         assert drawn.size == (80, 50)
-    assert (out / "images" / "sub" / "b.png").is_file()
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,10 @@ def test_coco_paths_missing_on_the_node_fail_with_one_line_naming_node_and_path(
         tiny_run_dict: dict[str, Any], coco_writer: Any) -> None:
     run = _coco_run(tiny_run_dict, coco_writer)
     record = data_record(run, "space.yaml", on_cluster=False)
+    summary = record.pop("summary")
     assert record == {"kind": "coco", "data": run["data"], "validated": True}
+    assert [line.split()[:3] for line in summary] == [["train", "2", "images,"],
+                                                     ["val", "2", "images,"]]
     config = run_config_from_dict({**run, "data": data_section(record)})
     assert len(prepare_on_node(record, config.data).train.coco.imgs) == 2
 
@@ -81,7 +84,7 @@ def test_coco_data_the_driver_cannot_see(tiny_run_dict: dict[str, Any], coco_wri
         data_record(run, "space.yaml", on_cluster=False)
     # joining a cluster: a warning, and each trial validates the data on its node
     record = data_record(run, "space.yaml", on_cluster=True)
-    assert record == {"kind": "coco", "data": run["data"], "validated": False}
+    assert record == {"kind": "coco", "data": run["data"], "validated": False, "summary": []}
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"warning: data.train.annotations {run['data']['train']['annotations']} is "
                    "not on this machine; each trial checks the data on the node that trains it"]

@@ -3,10 +3,16 @@
 Every problem a user's export can have is reported as one line naming the file and the
 image or annotation id: a missing file, a file that is not UTF-8 JSON, JSON that is not COCO,
 a split without images, an annotation pointing to a missing image or an unknown category, a
-box of non-positive size, an image file that is missing, empty, not an image, truncated or of
-another size than its record says (`detr_core.data.image_check`). Boxes that stick out of
-their image are clipped and counted, not fatal. The result keeps images without annotations
-(they teach the model "no object").
+box that is not four finite numbers, an image file that is missing, empty, not an image,
+truncated or of another displayed size than its record says (`detr_core.data.image_check`).
+
+Not fatal, and counted for one warning line per split (`detr_core.data.prepare`), as
+torchvision's detection references and HF's DETR processor treat them: boxes that stick out of
+their image are clipped; boxes with no area left (zero width or height, as CVAT and Label
+Studio exports contain, or wholly outside the image) are dropped. `iscrowd: 1` annotations are
+kept in the index: training leaves them out, evaluation treats them as ignore regions, as
+COCOeval does. The result keeps images without annotations (they teach the model "no
+object").
 
 A search trial on a node whose data the driver could not see runs the same check by calling
 `load_coco_split(paths)` (or `detr_core.preflight.check_run_inputs`) there.
@@ -17,12 +23,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from detr_core.config import SplitPaths
-from detr_core.data.image_check import ImageRecord, check_images
+from detr_core.data.image_check import ImageRecord, ImageSummary, check_images, unicode_variant
 from detr_core.errors import UserInputError
 from detr_core.text_files import read_user_text
 
@@ -37,6 +45,18 @@ class CocoSplit:
     image_ids: list[int]
     clipped_boxes: int = 0
     categories: list[dict[str, Any]] = field(default_factory=list)
+    dropped_boxes: list[Any] = field(default_factory=list)  # ids of boxes with no area left
+    images_seen: ImageSummary | None = None  # what the image check counted (validated only)
+
+    @property
+    def used_category_ids(self) -> set[int]:
+        """Categories that at least one annotation of the split uses."""
+        return {a["category_id"] for a in self.coco.dataset["annotations"]}
+
+    def objects_per_image(self) -> list[int]:
+        """Boxes a model must find in each image (crowd regions not counted)."""
+        return [sum(1 for a in self.coco.imgToAnns.get(i, []) if not a.get("iscrowd", 0))
+                for i in self.image_ids]
 
 
 @dataclass(frozen=True)
@@ -114,9 +134,14 @@ def _check_images(data: dict[str, Any], path: Path, images_dir: Path) -> dict[in
 
 def _check_annotations(
     data: dict[str, Any], path: Path, images: dict[int, dict], category_ids: set[int]
-) -> int:
-    """Validate every annotation in place; clip boxes to their image; return the clip count."""
+) -> tuple[int, list[Any]]:
+    """Validate every annotation in place; clip boxes to their image; drop boxes with no area.
+
+    Returns the number of clipped boxes and the ids of the dropped ones.
+    """
     clipped = 0
+    dropped: list[Any] = []
+    kept: list[dict[str, Any]] = []
     seen: set[Any] = set()
     for index, ann in enumerate(data["annotations"]):
         _require(isinstance(ann, dict) and "id" in ann, path, f"annotations[{index}]: no `id`")
@@ -134,38 +159,54 @@ def _check_annotations(
         bbox = ann["bbox"]
         _require(
             isinstance(bbox, list) and len(bbox) == 4
-            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox),
-            path, f"{where}: bbox must be [x, y, width, height] numbers, got {bbox!r}",
+            and all(isinstance(v, int | float) and not isinstance(v, bool)
+                    and math.isfinite(v) for v in bbox),
+            path, f"{where}: bbox must be [x, y, width, height] finite numbers, got {bbox!r}",
         )
         x, y, w, h = (float(v) for v in bbox)
-        _require(w > 0 and h > 0, path,
-                 f"{where}: bbox width and height must be > 0, got {bbox!r}")
         image = images[ann["image_id"]]
         x0, y0 = max(x, 0.0), max(y, 0.0)
         x1, y1 = min(x + w, float(image["width"])), min(y + h, float(image["height"]))
-        _require(x1 > x0 and y1 > y0, path,
-                 f"{where}: bbox {bbox!r} lies outside its image "
-                 f"({image['width']}x{image['height']})")
+        if not (w > 0 and h > 0 and x1 > x0 and y1 > y0):
+            dropped.append(ann["id"])  # zero width or height, or nothing left inside the image
+            continue
         if (x0, y0, x1, y1) != (x, y, x + w, y + h):
             clipped += 1
             ann["bbox"] = [x0, y0, x1 - x0, y1 - y0]
         ann.setdefault("area", (x1 - x0) * (y1 - y0))
         ann.setdefault("iscrowd", 0)
-    return clipped
+        kept.append(ann)
+    data["annotations"] = kept
+    return clipped, dropped
 
 
 def load_coco_split(paths: SplitPaths, validate: bool = True) -> CocoSplit:
     """Validate one split (annotation JSON + image folder) and index it with pycocotools.
 
-    `validate=False` only indexes: for a split that was validated already (a search trial's
-    data, prepared once by the driver). Boxes are still clipped by the augmentation pipeline.
+    `validate=False` skips the image files' check: for a split that was validated already (a
+    search trial's data, prepared once by the driver). The records and boxes are still read
+    the same way (clipped, degenerate boxes dropped, file names matched to the disk), so the
+    trial trains on what the driver checked.
     """
     path = Path(paths.annotations)
     images_dir = Path(paths.images)
     data = _read_json(path)
-    if not validate:
-        return _index(data, path, images_dir, clipped=0)
-    _require(images_dir.is_dir(), images_dir, "image folder not found")
+    if validate:
+        _require(images_dir.is_dir(), images_dir, "image folder not found")
+    category_ids = _check_categories(data, path)
+    images = _check_images(data, path, images_dir)
+    clipped, dropped = _check_annotations(data, path, images, category_ids)
+    if validate:
+        seen = check_split_images(images, images_dir, path)
+    else:
+        seen = None
+        use_names_on_disk(images, images_dir)
+    split = _index(data, path, images_dir, clipped)
+    split.dropped_boxes, split.images_seen = dropped, seen
+    return split
+
+
+def _check_categories(data: dict[str, Any], path: Path) -> set[int]:
     category_ids: set[int] = set()
     for index, cat in enumerate(data["categories"]):
         _require(isinstance(cat, dict) and "id" in cat and "name" in cat, path,
@@ -175,17 +216,33 @@ def load_coco_split(paths: SplitPaths, validate: bool = True) -> CocoSplit:
         _require(cat["id"] not in category_ids, path, f"category id {cat['id']}: duplicate")
         category_ids.add(cat["id"])
     _require(bool(category_ids), path, "not COCO: `categories` is empty")
-    images = _check_images(data, path, images_dir)
-    clipped = _check_annotations(data, path, images, category_ids)
-    check_split_images(images, images_dir, path)
-    return _index(data, path, images_dir, clipped)
+    return category_ids
+
+
+def use_names_on_disk(images: dict[Any, dict], images_dir: Path) -> None:
+    """Records whose file exists only under its Unicode-normalised name get that name."""
+    for record in images.values():
+        path = images_dir / record["file_name"]
+        if not os.path.lexists(path):
+            found = unicode_variant(path)
+            if found is not None:
+                record["file_name"] = found.relative_to(images_dir).as_posix()
 
 
 def check_split_images(images: dict[Any, dict], images_dir: Path, annotation_file: Path,
-                       threads: int | None = None) -> None:
-    """Every image file of a split's records (`images`: id -> COCO record), in parallel."""
-    check_images([ImageRecord(i, images_dir / r["file_name"], r["width"], r["height"])
-                  for i, r in images.items()], annotation_file, threads)
+                       threads: int | None = None) -> ImageSummary:
+    """Every image file of a split's records (`images`: id -> COCO record), in parallel.
+
+    A record whose file was found under its Unicode-normalised name gets that name as its
+    `file_name`, so training opens the file that was checked.
+    """
+    summary, checks = check_images(
+        [ImageRecord(i, images_dir / r["file_name"], r["width"], r["height"])
+         for i, r in images.items()], annotation_file, threads)
+    for record, check in zip(images.values(), checks, strict=True):
+        if check.found_as is not None:
+            record["file_name"] = check.found_as.relative_to(images_dir).as_posix()
+    return summary
 
 
 def _is_id(value: Any) -> bool:

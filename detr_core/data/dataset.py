@@ -6,6 +6,11 @@ square canvas, boxes to normalised cx,cy,w,h) and adds `pixel_mask`. Each label 
 `resized_size`, the image's extent inside the padded canvas, so predictions can be mapped back
 to original pixels exactly (`detr_core.boxes.to_original_pixels`).
 
+Images are read by `detr_core.data.image_io.load_rgb` (EXIF orientation applied, every mode as
+8-bit RGB). Crowd regions (`iscrowd: 1`) are no training targets; they ride along, augmented
+with the image, as `crowd_boxes` / `crowd_labels` (xyxy pixels of the image as given to the
+processor) so that evaluation can ignore detections on them as COCOeval does.
+
 An image file that cannot be read (it was checked before training, so it changed since) raises
 `UnreadableImageError`: one line naming the annotation file, the image id and the file.
 
@@ -22,21 +27,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from detr_core.data.coco import CocoSplit, LabelMap
 from detr_core.data.image_check import ImageRecord, UnreadableImageError, image_error
+from detr_core.data.image_io import load_rgb
 
-
-def load_rgb(path: str) -> np.ndarray:
-    """Open an image file as HxWx3 uint8 RGB (grayscale, palette and RGBA are converted)."""
-    with Image.open(path) as image:
-        if image.mode == "RGBA":
-            background = Image.new("RGB", image.size, (0, 0, 0))
-            background.paste(image, mask=image.getchannel("A"))
-            return np.array(background)
-        return np.array(image.convert("RGB"))  # a writable copy: torch warns on read-only arrays
+__all__ = ["CocoDetectionDataset", "DetrCollator", "load_rgb"]
 
 
 class CocoDetectionDataset(Dataset):
@@ -75,20 +72,26 @@ class CocoDetectionDataset(Dataset):
         image_id = self.split.image_ids[index]
         info = coco.imgs[image_id]
         image = self._load(image_id, info)
-        anns = [a for a in coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
+        anns = coco.imgToAnns.get(image_id, [])
         boxes = [list(a["bbox"]) for a in anns]
+        # a crowd region's label is stored as -(label + 1) through the augmentation
         labels = [self.label_map.label_of(a["category_id"]) for a in anns]
+        tags = [-(label + 1) if a.get("iscrowd", 0) else label
+                for a, label in zip(anns, labels, strict=True)]
         if self.transform is not None:
             self._seed_transform_in_worker()
             out = self.transform(image=image, bboxes=np.asarray(boxes, dtype=np.float32).reshape(
-                -1, 4), category_ids=labels)
-            image, boxes, labels = out["image"], out["bboxes"].tolist(), list(out["category_ids"])
-        annotations = [
-            {"bbox": [float(v) for v in box], "category_id": int(label),
-             "area": float(box[2] * box[3]), "iscrowd": 0}
-            for box, label in zip(boxes, labels, strict=True)
-        ]
-        return image, {"image_id": int(image_id), "annotations": annotations}
+                -1, 4), category_ids=tags)
+            image, boxes, tags = out["image"], out["bboxes"].tolist(), list(out["category_ids"])
+        annotations, crowd = [], []
+        for box, tag in zip(boxes, tags, strict=True):
+            box = [float(v) for v in box]
+            if tag < 0:
+                crowd.append((box, -int(tag) - 1))
+            else:
+                annotations.append({"bbox": box, "category_id": int(tag),
+                                    "area": box[2] * box[3], "iscrowd": 0})
+        return image, {"image_id": int(image_id), "annotations": annotations, "crowd": crowd}
 
 
 class DetrCollator:
@@ -99,13 +102,19 @@ class DetrCollator:
 
     def __call__(self, batch: list[tuple[np.ndarray, dict[str, Any]]]) -> dict[str, Any]:
         images = [item[0] for item in batch]
-        annotations = [item[1] for item in batch]
+        annotations = [{"image_id": item[1]["image_id"], "annotations": item[1]["annotations"]}
+                       for item in batch]
         encoded = self.processor(images=images, annotations=annotations, return_tensors="pt")
         mask = encoded["pixel_mask"]
-        for label, image_mask in zip(encoded["labels"], mask, strict=True):
+        for label, image_mask, item in zip(encoded["labels"], mask, batch, strict=True):
             rows = int(image_mask.any(dim=1).sum())
             cols = int(image_mask.any(dim=0).sum())
             label["resized_size"] = torch.tensor([rows, cols])
+            crowd = item[1].get("crowd", [])
+            label["crowd_boxes"] = torch.tensor(
+                [[x, y, x + w, y + h] for (x, y, w, h), _ in crowd],
+                dtype=torch.float32).reshape(-1, 4)
+            label["crowd_labels"] = torch.tensor([c for _, c in crowd], dtype=torch.int64)
         return {
             "pixel_values": encoded["pixel_values"],
             "pixel_mask": mask,

@@ -5,8 +5,8 @@ image id, not a DataLoader traceback minutes into a run:
 
 - the file exists, is not empty and is not a Git LFS pointer checked out in its place;
 - PIL recognises its header (format and size, without decoding the pixels);
-- its size is the record's `width` x `height` (EXIF rotation is named when it explains a
-  mismatch: training reads the pixels as stored);
+- its *displayed* size (after its EXIF orientation, as `detr_core.data.image_io` reads it and
+  labelling tools show it) is the record's `width` x `height`;
 - it is complete: a JPEG ends with its end-of-image marker (FF D9), a PNG with its IEND chunk.
   Only when that marker is missing (a truncated file, or one with bytes appended after the
   image) is the file decoded in full, which tells the two apart. Other formats are decoded.
@@ -15,6 +15,11 @@ Reading a header and the last bytes of a file is two small reads; files are chec
 of threads (the time is spent waiting on the disk, which releases the GIL). Measured in
 `benchmarks/image_check.py` (results/benchmarks/image_check.md).
 
+A file that is only found once its name is Unicode-normalised (zips made on macOS store names
+decomposed, NFD, where a JSON written elsewhere has them composed, NFC) is used, and the
+record's `file_name` is set to the name on disk; `ImageSummary` counts those, and the files
+that will be turned by their EXIF orientation or converted to 8-bit RGB, for one line per split.
+
 `UnreadableImageError` is raised by the dataset when a file that passed becomes unreadable
 during training; it carries the same one line.
 """
@@ -22,12 +27,15 @@ during training; it carries the same one line.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from detr_core.data.image_io import ImageFacts, image_facts
 from detr_core.errors import UserInputError
 
 JPEG_END_OF_IMAGE = b"\xff\xd9"
@@ -36,8 +44,6 @@ GIT_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 #: How many bytes at the end of a file are searched for its end marker (some writers pad).
 TAIL_BYTES = 32
 DEFAULT_THREADS = 16
-_EXIF_ORIENTATION = 0x0112
-_ROTATED_ORIENTATIONS = (5, 6, 7, 8)
 
 
 class UnreadableImageError(UserInputError):
@@ -73,61 +79,129 @@ class ImageProblem:
     problem: str
 
 
+@dataclass(frozen=True)
+class FileCheck:
+    """One file's check: the problem (None: fine), its header facts, the name found on disk
+    when only a Unicode-normalised name matched."""
+
+    problem: str | None
+    facts: ImageFacts | None = None
+    found_as: Path | None = None
+
+
+@dataclass
+class ImageSummary:
+    """What a split's check saw in files that passed (for one line per split)."""
+
+    images: int = 0
+    rotated: int = 0
+    converted: Counter = field(default_factory=Counter)  # mode -> count
+    renamed: list[tuple[Any, str, str]] = field(default_factory=list)  # (id, record, disk)
+
+    def add(self, record: ImageRecord, check: FileCheck) -> None:
+        self.images += 1
+        if check.facts is not None:
+            self.rotated += check.facts.rotated
+            if check.facts.converted:
+                self.converted[check.facts.mode] += 1
+        if check.found_as is not None:
+            self.renamed.append((record.image_id, record.path.name, check.found_as.name))
+
+
 def check_image_file(record: ImageRecord) -> str | None:
     """Why `record`'s file is not a complete image of the recorded size; None when it is.
 
     The answer completes "image file <path> ...": `is empty (0 bytes)`, `not found`...
     """
+    return inspect_image_file(record).problem
+
+
+def inspect_image_file(record: ImageRecord) -> FileCheck:
+    """`check_image_file` with the header facts and the on-disk name (see `FileCheck`)."""
+    path = record.path
+    if not os.path.lexists(path):
+        variant = unicode_variant(path)
+        if variant is not None:
+            check = _inspect(variant, record)
+            return FileCheck(check.problem, check.facts, variant)
+    return _inspect(path, record)
+
+
+def _inspect(path: Path, record: ImageRecord) -> FileCheck:
     from PIL import Image, UnidentifiedImageError
 
-    path = record.path
     try:
         size = path.stat().st_size
         if path.is_dir():
-            return "is a folder"
+            return FileCheck("is a folder")
         if size == 0:
-            return "is empty (0 bytes)"
+            return FileCheck("is empty (0 bytes)")
         with open(path, "rb") as handle:
             head = handle.read(len(GIT_LFS_POINTER))
             if head == GIT_LFS_POINTER:
-                return "is a Git LFS pointer, not the image (run `git lfs pull`)"
+                return FileCheck("is a Git LFS pointer, not the image (run `git lfs pull`)")
             handle.seek(0)
             try:
                 image = Image.open(handle)
             except UnidentifiedImageError:
-                return f"is not an image PIL can read (it starts with {head[:12]!r})"
+                return FileCheck(f"is not an image PIL can read (it starts with {head[:12]!r})")
             except (SyntaxError, ValueError) as exc:
-                return f"is a corrupt image: {_one_line(exc)}"
+                return FileCheck(f"is a corrupt image: {_one_line(exc)}")
             except OSError as exc:
                 if exc.errno is not None:  # the file system's error, not PIL's
                     raise
-                return f"is a corrupt image: {_one_line(exc)}"
+                return FileCheck(f"is a corrupt image: {_one_line(exc)}")
             with image:
-                mismatch = _size_problem(image, record)
-                if mismatch:
-                    return mismatch
-                return _completeness_problem(image, handle, size)
+                facts = image_facts(image)
+                problem = _size_problem(facts, record) or _completeness_problem(
+                    image, handle, size)
+                return FileCheck(problem, facts)
     except FileNotFoundError:
-        return "not found"
+        return FileCheck("not found")
     except OSError as exc:
-        return f"cannot be read: {exc.strerror or exc}"
+        return FileCheck(f"cannot be read: {exc.strerror or exc}")
 
 
-def _size_problem(image: Any, record: ImageRecord) -> str | None:
-    width, height = image.size
-    if (width, height) == (int(record.width), int(record.height)):
+def unicode_variant(path: Path) -> Path | None:
+    """The existing file whose path equals `path` once both are NFC-normalised, or None.
+
+    Walks `path` from its deepest existing folder, matching each missing component by its
+    normalised name, so sub-folders in either form are found too.
+    """
+    parts = path.parts
+    base = Path(parts[0])
+    for index, part in enumerate(parts[1:], start=1):
+        candidate = base / part
+        if os.path.lexists(candidate):
+            base = candidate
+            continue
+        wanted = unicodedata.normalize("NFC", part)
+        try:
+            matches = [entry for entry in os.listdir(base)
+                       if unicodedata.normalize("NFC", entry) == wanted]
+        except OSError:
+            return None
+        if not matches:
+            return None
+        base = base / matches[0]
+        if index == len(parts) - 1:
+            return base
+    return None
+
+
+def _size_problem(facts: ImageFacts, record: ImageRecord) -> str | None:
+    shown = facts.displayed_size
+    if shown == (int(record.width), int(record.height)):
         return None
-    problem = (f"is {width}x{height} pixels but its COCO record says "
-               f"{_dimension(record.width)}x{_dimension(record.height)}")
-    try:
-        orientation = image.getexif().get(_EXIF_ORIENTATION)
-    except Exception:  # broken EXIF data: the size mismatch is the message
-        orientation = None
-    if orientation in _ROTATED_ORIENTATIONS and (height, width) == (record.width,
-                                                                      record.height):
-        problem += (" (its EXIF orientation rotates it to the recorded size, but training "
-                    "reads the pixels as stored: save it rotated, e.g. with "
-                    "PIL.ImageOps.exif_transpose)")
+    recorded = f"{_dimension(record.width)}x{_dimension(record.height)}"
+    if facts.stored_size == shown:
+        return f"is {shown[0]}x{shown[1]} pixels but its COCO record says {recorded}"
+    problem = (f"is {shown[0]}x{shown[1]} pixels as displayed (EXIF orientation "
+               f"{facts.orientation}; stored {facts.stored_size[0]}x{facts.stored_size[1]}) "
+               f"but its COCO record says {recorded}")
+    if facts.stored_size == (int(record.width), int(record.height)):
+        problem += (": the record has the stored size, so its boxes may be in the stored "
+                    "frame; remove the orientation tag (or export the images rotated)")
     return problem
 
 
@@ -157,30 +231,39 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def inspect_images(records: Sequence[ImageRecord],
+                   threads: int | None = None) -> list[FileCheck]:
+    """`inspect_image_file` of every record, in record order, by a pool of threads."""
+    threads = threads or min(DEFAULT_THREADS, max(1, len(records)))
+    if threads == 1 or len(records) < 2:
+        return list(map(inspect_image_file, records))
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="image-check") as pool:
+        return list(pool.map(inspect_image_file, records, chunksize=32))
+
+
 def find_image_problems(records: Sequence[ImageRecord],
                         threads: int | None = None) -> list[ImageProblem]:
     """Every record whose file fails `check_image_file`, in record order."""
-    threads = threads or min(DEFAULT_THREADS, max(1, len(records)))
-    if threads == 1 or len(records) < 2:
-        problems: Iterable[str | None] = map(check_image_file, records)
-    else:
-        with ThreadPoolExecutor(max_workers=threads,
-                                thread_name_prefix="image-check") as pool:
-            problems = list(pool.map(check_image_file, records, chunksize=32))
-    return [ImageProblem(r, p) for r, p in zip(records, problems, strict=True) if p]
+    return [ImageProblem(r, c.problem) for r, c in
+            zip(records, inspect_images(records, threads), strict=True) if c.problem]
 
 
 def check_images(records: Sequence[ImageRecord], annotation_file: str | Path,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None) -> tuple[ImageSummary, list[FileCheck]]:
     """Raise `UserInputError` for the first bad image, naming the annotation file, the image id
     and the image file: `<train.json>: image id 7: image file <path> is empty (0 bytes)`.
 
     The line also says how many other images of the split fail, so a user fixing a broken
-    export learns the extent at once.
+    export learns the extent at once. When all pass: what was seen, and each file's check.
     """
-    problems = find_image_problems(records, threads)
+    checks = inspect_images(records, threads)
+    problems = [ImageProblem(r, c.problem) for r, c in zip(records, checks, strict=True)
+                if c.problem]
     if not problems:
-        return
+        summary = ImageSummary()
+        for record, check in zip(records, checks, strict=True):
+            summary.add(record, check)
+        return summary, checks
     first = problems[0]
     more = len(problems) - 1
     suffix = f" ({more} more image{'s' if more > 1 else ''} of this split fail too)" if more \

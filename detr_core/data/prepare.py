@@ -4,12 +4,19 @@ For `synthetic` that means generating (or finding in the cache) the dataset; for
 it means validating every split. A search validates a COCO dataset once on the driver and
 lets each trial only index it (`validate=False`); a synthetic one is made on every machine
 that trains, from its parameters (the cache is keyed by them).
+
+What was repaired or is worth knowing is said in one line each (`data_notes`, on stderr unless
+`quiet`): clipped boxes and dropped boxes with no area, per split; images turned by their EXIF
+orientation or converted to 8-bit RGB; file names matched only after Unicode normalisation;
+Roboflow's placeholder category (left out of the classes: `placeholder_category`); categories
+that val or test use but train never does.
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from detr_core.config import DataConfig, SplitPaths
 from detr_core.data.coco import CocoSplit, LabelMap, check_same_categories, load_coco_split
@@ -43,7 +50,7 @@ def coco_paths(data: DataConfig) -> dict[str, SplitPaths]:
 
 
 def prepare_data(data: DataConfig, validate: bool = True, quiet: bool = False) -> PreparedData:
-    """Generate or validate every split; print one warning line if boxes had to be clipped.
+    """Generate or validate every split; print what was repaired (`data_notes`) unless quiet.
 
     `validate=False` is for data a search driver prepared already: it is only indexed.
     """
@@ -51,13 +58,119 @@ def prepare_data(data: DataConfig, validate: bool = True, quiet: bool = False) -
     for name in ("val", "test"):
         if name in splits:
             check_same_categories(splits["train"], splits[name])
-    clipped = {name: s.clipped_boxes for name, s in splits.items() if s.clipped_boxes}
-    if clipped and not quiet:
-        detail = ", ".join(f"{n} {count} ({splits[n].annotation_file})"
-                           for n, count in clipped.items())
-        print(f"warning: boxes partly outside their image were clipped: {detail}",
-              file=sys.stderr)
+    placeholder = placeholder_category(splits)
+    categories = [c for c in splits["train"].categories
+                  if placeholder is None or c["id"] != placeholder["id"]]
+    if not quiet:
+        for line in data_notes(splits, placeholder):
+            print(line, file=sys.stderr)
     return PreparedData(
         train=splits["train"], val=splits["val"], test=splits.get("test"),
-        label_map=LabelMap.from_categories(splits["train"].categories),
+        label_map=LabelMap.from_categories(categories),
     )
+
+
+def placeholder_category(splits: dict[str, CocoSplit]) -> dict[str, Any] | None:
+    """Roboflow's placeholder: a category no annotation of any split uses, named like the
+    supercategory of every category in use (its project's name; its own is `none`)."""
+    used = set().union(*(s.used_category_ids for s in splits.values()))
+    categories = splits["train"].categories
+    in_use = [c for c in categories if c["id"] in used]
+    supercategories = {str(c.get("supercategory")) for c in in_use}
+    for category in categories:
+        if category["id"] not in used and in_use and supercategories == {str(category["name"])}:
+            return category
+    return None
+
+
+def _count(n: int, noun: str) -> str:
+    plural = noun + ("es" if noun.endswith("x") else "s")
+    return f"{n} {noun if n == 1 else plural}"
+
+
+def data_notes(splits: dict[str, CocoSplit], placeholder: dict[str, Any] | None) -> list[str]:
+    """One line per thing worth knowing about the prepared splits (see the module docstring)."""
+    lines = []
+    for name, split in splits.items():
+        where = f"{name} ({split.annotation_file})"
+        if split.clipped_boxes:
+            lines.append(f"warning: {where}: {_count(split.clipped_boxes, 'box')} partly "
+                         "outside their image were clipped")
+        if split.dropped_boxes:
+            shown = ", ".join(str(i) for i in split.dropped_boxes[:5])
+            more = ", ..." if len(split.dropped_boxes) > 5 else ""
+            lines.append(f"warning: {where}: {_count(len(split.dropped_boxes), 'box')} with no "
+                         f"area (zero width or height, or outside their image) dropped: "
+                         f"annotation id{'s' if len(split.dropped_boxes) > 1 else ''} "
+                         f"{shown}{more}")
+        seen = split.images_seen
+        if seen is not None and (seen.rotated or seen.converted):
+            modes = ", ".join(f"{mode}: {n}" for mode, n in sorted(seen.converted.items()))
+            parts = ([f"{seen.rotated} turned upright by their EXIF orientation"]
+                     if seen.rotated else [])
+            if seen.converted:
+                parts.append(f"{sum(seen.converted.values())} converted to 8-bit RGB ({modes})")
+            lines.append(f"note: {where}: of {seen.images} images, {' and '.join(parts)}")
+        if seen is not None and seen.renamed:
+            image_id, recorded, on_disk = seen.renamed[0]
+            lines.append(f"warning: {where}: {_count(len(seen.renamed), 'file name')} match the "
+                         "disk only "
+                         f"after Unicode normalisation (image id {image_id}: {recorded!r} is "
+                         f"{on_disk!r} on disk, e.g. a zip made on macOS); using those files")
+    if placeholder is not None:
+        lines.append(f"note: category {placeholder['id']} {placeholder['name']!r} is used by no "
+                     "annotation and is the supercategory of all the others (Roboflow's "
+                     "placeholder): left out of the classes")
+    trained = splits["train"].used_category_ids
+    names = {c["id"]: c["name"] for c in splits["train"].categories}
+    for name in ("val", "test"):
+        if name in splits:
+            unseen = sorted(splits[name].used_category_ids - trained)
+            if unseen:
+                listed = ", ".join(f"{i} {names.get(i)!r}" for i in unseen)
+                lines.append(f"warning: {name} ({splits[name].annotation_file}) has objects of "
+                             f"categories no train annotation uses: {listed}; the model "
+                             "cannot learn them")
+    return lines
+
+
+def crowded_images_note(data: PreparedData, num_queries: int | None) -> str | None:
+    """A warning when images hold more objects than the model has queries (it can never find
+    them all); None when none does or the query count is unknown."""
+    if num_queries is None:
+        return None
+    over: dict[str, int] = {}
+    largest = 0
+    for name in ("train", "val", "test"):
+        split = getattr(data, name)
+        if split is None:
+            continue
+        counts = split.objects_per_image()
+        beyond = [c for c in counts if c > num_queries]
+        if beyond:
+            over[name] = len(beyond)
+            largest = max(largest, *beyond)
+    if not over:
+        return None
+    where = ", ".join(f"{name} {n}" for name, n in over.items())
+    return (f"warning: {sum(over.values())} images have more objects than the model's "
+            f"{num_queries} queries ({where}; the largest has {largest}): DETR finds at most "
+            f"{num_queries} objects per image; raise model.config_overrides.num_queries")
+
+
+def split_summary(data: PreparedData) -> list[str]:
+    """Per split: images, boxes, classes used, images without boxes (what a dry run shows)."""
+    lines = []
+    for name in ("train", "val", "test"):
+        split = getattr(data, name)
+        if split is None:
+            continue
+        counts = split.objects_per_image()
+        crowd = sum(1 for a in split.coco.dataset["annotations"] if a.get("iscrowd", 0))
+        classes = len(split.used_category_ids & set(data.label_map.category_ids))
+        lines.append(f"  {name:<5} {len(counts)} images, {sum(counts)} boxes"
+                     + (f" (+{crowd} crowd regions)" if crowd else "")
+                     + f", {classes} of {len(data.label_map.names)} classes, "
+                     f"{sum(1 for c in counts if c == 0)} images without boxes "
+                     f"({split.annotation_file})")
+    return lines
