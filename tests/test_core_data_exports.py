@@ -224,8 +224,41 @@ def test_name_decomposed_by_a_macos_zip_is_found(tmp_path: Path, image_writer: A
     assert image.shape == (48, 64, 3)
     err = capsys.readouterr().err
     assert f"warning: train ({split.annotations}): 1 file name match" in err
-    assert "only after Unicode normalisation (image id 3" in err
+    assert "only after normalising Unicode, letter case or `\\` (image id 3" in err
     assert load_coco_split(split, validate=False).coco.imgs[3]["file_name"] == decomposed
+
+
+def test_names_differing_by_case_or_windows_separators_are_found(
+        tmp_path: Path, image_writer: Any) -> None:
+    image_writer(tmp_path / "train" / "Sub" / "IMG_1.JPG", 64, 48)
+    image_writer(tmp_path / "train" / "sub2" / "b.png", 64, 48)
+    image_writer(tmp_path / "train" / "dup.png", 64, 48)
+    image_writer(tmp_path / "train" / "DUP.png", 64, 48)
+    records = [{"id": 1, "file_name": "sub/img_1.jpg", "width": 64, "height": 48},
+               {"id": 2, "file_name": "sub2\\b.png", "width": 64, "height": 48}]
+    split = write_split(tmp_path, "train", records, [], [{"id": 1, "name": "a"}])
+    found = load_coco_split(split)
+    assert found.coco.imgs[1]["file_name"] == "Sub/IMG_1.JPG"
+    assert found.coco.imgs[2]["file_name"] == "sub2/b.png"
+    assert len(found.images_seen.renamed) == 2
+    # two files that differ only by case: which one is meant is unknown, so it is not found
+    split = write_split(tmp_path, "train", [
+        {"id": 1, "file_name": "Dup.png", "width": 64, "height": 48}], [],
+        [{"id": 1, "name": "a"}])
+    with pytest.raises(UserInputError, match=r"image id 1: image file .*Dup\.png not found"):
+        load_coco_split(split)
+
+
+def test_decompression_bomb_is_one_line(tmp_path: Path, image_writer: Any,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    image_writer(tmp_path / "train" / "big.png", 64, 48)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 48 // 4)  # 64x48 is > 2x the limit
+    split = write_split(tmp_path, "train", [
+        {"id": 5, "file_name": "big.png", "width": 64, "height": 48}], [],
+        [{"id": 1, "name": "a"}])
+    with pytest.raises(UserInputError, match=r"image id 5: image file .* is larger than PIL's "
+                                             "decompression-bomb limit"):
+        load_coco_split(split)
 
 
 def test_crowd_regions_reach_evaluation_not_training(coco_writer: Any) -> None:

@@ -16,8 +16,9 @@ of threads (the time is spent waiting on the disk, which releases the GIL). Meas
 `benchmarks/image_check.py` (results/benchmarks/image_check.md).
 
 A file that is only found once its name is Unicode-normalised (zips made on macOS store names
-decomposed, NFD, where a JSON written elsewhere has them composed, NFC) is used, and the
-record's `file_name` is set to the name on disk; `ImageSummary` counts those, and the files
+decomposed, NFD, where a JSON written elsewhere has them composed, NFC), case-folded (an export
+made on Windows or macOS, whose disks ignore case) or given `/` for Windows' `\\`, is used, and
+the record's `file_name` is set to the name on disk; `ImageSummary` counts those, and the files
 that will be turned by their EXIF orientation or converted to 8-bit RGB, for one line per split.
 
 `UnreadableImageError` is raised by the dataset when a file that passed becomes unreadable
@@ -143,6 +144,10 @@ def _inspect(path: Path, record: ImageRecord) -> FileCheck:
             handle.seek(0)
             try:
                 image = Image.open(handle)
+            except Image.DecompressionBombError as exc:
+                return FileCheck(f"is larger than PIL's decompression-bomb limit "
+                                 f"({_one_line(exc)}); raise PIL.Image.MAX_IMAGE_PIXELS if the "
+                                 "image is genuine")
             except UnidentifiedImageError:
                 return FileCheck(f"is not an image PIL can read (it starts with {head[:12]!r})")
             except (SyntaxError, ValueError) as exc:
@@ -163,30 +168,43 @@ def _inspect(path: Path, record: ImageRecord) -> FileCheck:
 
 
 def unicode_variant(path: Path) -> Path | None:
-    """The existing file whose path equals `path` once both are NFC-normalised, or None.
+    """The one existing file `path` means when its name differs from the disk only by Unicode
+    normalisation (NFC / NFD), by letter case, or by Windows `\\` separators; else None.
 
     Walks `path` from its deepest existing folder, matching each missing component by its
-    normalised name, so sub-folders in either form are found too.
+    normalised name (a case-only match must be the only one in its folder), so sub-folders in
+    either form are found too.
     """
+    text = str(path)
+    if "\\" in text:
+        path = Path(text.replace("\\", "/"))
+        if os.path.lexists(path):
+            return path
     parts = path.parts
     base = Path(parts[0])
-    for index, part in enumerate(parts[1:], start=1):
+    for part in parts[1:]:
         candidate = base / part
         if os.path.lexists(candidate):
             base = candidate
             continue
-        wanted = unicodedata.normalize("NFC", part)
-        try:
-            matches = [entry for entry in os.listdir(base)
-                       if unicodedata.normalize("NFC", entry) == wanted]
-        except OSError:
+        found = _matching_entry(base, part)
+        if found is None:
             return None
-        if not matches:
-            return None
-        base = base / matches[0]
-        if index == len(parts) - 1:
-            return base
-    return None
+        base = base / found
+    return base
+
+
+def _matching_entry(folder: Path, name: str) -> str | None:
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return None
+    wanted = unicodedata.normalize("NFC", name)
+    same = [e for e in entries if unicodedata.normalize("NFC", e) == wanted]
+    if same:
+        return same[0]
+    folded = [e for e in entries if unicodedata.normalize("NFC", e).casefold() == wanted.casefold()]
+    return folded[0] if len(folded) == 1 else None
 
 
 def _size_problem(facts: ImageFacts, record: ImageRecord) -> str | None:

@@ -115,8 +115,9 @@ def data_notes(splits: dict[str, CocoSplit], placeholder: dict[str, Any] | None)
             image_id, recorded, on_disk = seen.renamed[0]
             lines.append(f"warning: {where}: {_count(len(seen.renamed), 'file name')} match the "
                          "disk only "
-                         f"after Unicode normalisation (image id {image_id}: {recorded!r} is "
-                         f"{on_disk!r} on disk, e.g. a zip made on macOS); using those files")
+                         f"after normalising Unicode, letter case or `\\` (image id {image_id}: "
+                         f"{recorded!r} is {on_disk!r} on disk, e.g. a zip made on macOS); "
+                         "using those files")
     if placeholder is not None:
         lines.append(f"note: category {placeholder['id']} {placeholder['name']!r} is used by no "
                      "annotation and is the supercategory of all the others (Roboflow's "
