@@ -53,7 +53,7 @@ def default_raw() -> dict[str, Any]:
 
 def run_train(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
     """`python -m detr_core.train --config` as a subprocess; wall time and test metrics."""
-    from detr_core.yaml_io import dump_yaml
+    from detr_core.files import dump_yaml
 
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "run.yaml"

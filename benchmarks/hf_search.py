@@ -57,12 +57,10 @@ def search_base(smoke: bool) -> dict[str, Any]:
 
 def build_trainer(base: dict[str, Any], output_dir: Path) -> tuple[Any, Any, Any]:
     """(DetrTrainer with model_init, prepared data, run config): detr_core's pieces as is."""
-    from detr_core.config import run_config_from_dict
-    from detr_core.data.dataset import DetrCollator
-    from detr_core.data.prepare import prepare_data
+    from detr_core.config import build_training_args, run_config_from_dict
+    from detr_core.data import DetrCollator, prepare_data
     from detr_core.model import build_image_processor, build_model
-    from detr_core.train import DetrTrainer, build_datasets, make_compute_metrics
-    from detr_core.training_args import build_training_args
+    from detr_core.training import DetrTrainer, build_datasets, make_compute_metrics
 
     config = run_config_from_dict(base)
     data = prepare_data(config.data)
@@ -140,7 +138,7 @@ def hf_search(base: dict[str, Any], n_trials: int, folder: Path) -> dict[str, An
 
 
 def test_metrics(model_dir: Path, config: Any, data: Any) -> dict[str, Any]:
-    from detr_core.evaluate import evaluate_prepared
+    from detr_core.evaluation import evaluate_prepared
 
     metrics = evaluate_prepared(model_dir, config, data, "test")
     return {k: metrics.get(k) for k in COLUMNS}

@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from detr_core.config import apply_overrides  # noqa: E402  (after the sys.path line above)
+from detr_core.config import apply_overrides  # noqa: E402  (after the sys.path line above
 from search.replay import config_key  # noqa: E402
 
 DEFAULT_GRID = ROOT / "benchmarks" / "learning_curves.yaml"
@@ -70,7 +70,7 @@ def meta_file(curves: str | Path) -> Path:
 def load_grid(path: Path) -> dict[str, Any]:
     """The grid YAML: `space_file` (the base run), `grid` {dotted key: values}, `seeds`,
     optional `name` (the table's file stem) and `fixed` {dotted key: value} for every run."""
-    from detr_core.yaml_io import load_yaml_mapping
+    from detr_core.files import load_yaml_mapping
 
     raw = load_yaml_mapping(path)
     raw["space_file"] = str((path.parent / raw["space_file"]).resolve())
@@ -115,8 +115,7 @@ def train_point(task: tuple[dict[str, Any], dict[str, Any], int]) -> dict[str, A
     import torch
 
     from detr_core.config import apply_overrides, run_config_from_dict
-    from detr_core.eval_history import read_eval_history
-    from detr_core.train import train_run
+    from detr_core.training import read_eval_history, train_run
 
     base, params, seed = task
     raw = apply_overrides(base, {**params, "seed": seed, "num_threads": 1,
@@ -162,7 +161,7 @@ def _shown(path: Path) -> str:
 def write_meta(path: Path, grid_path: Path, grid: dict[str, Any], base: dict[str, Any]
                ) -> None:
     """Provenance of the table: command, commit, checkpoint hash, grid, machine."""
-    from detr_core.builtin_models import resolve_checkpoint
+    from detr_core.files import resolve_checkpoint
 
     checkpoint = base.get("model", {}).get("checkpoint")
     weights = Path(resolve_checkpoint(checkpoint)) / "model.safetensors" if checkpoint else None

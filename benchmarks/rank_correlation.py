@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from detr_core.metric_names import natural_mode  # noqa: E402  (after the sys.path line above)
+from detr_core.config import natural_mode  # noqa: E402  (after the sys.path line above
 from search.replay import CurveTable, config_key  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data"
@@ -77,7 +77,7 @@ def mean_or_none(values: Sequence[float | None]) -> float | None:
 
 def final_quality(table: CurveTable, key: str, final_metric: str) -> float | None:
     """Mean over seeds of test mAP@.5 at the step with the best val `final_metric`."""
-    from detr_core.metric_names import is_better
+    from detr_core.config import is_better
 
     mode = natural_mode(final_metric)
     test_metric = "ema_map_50" if final_metric.startswith("ema_") else "map_50"

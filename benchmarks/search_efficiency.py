@@ -75,7 +75,7 @@ STRATEGIES = ("asha_tpe", "stock_optuna_asha", "random_asha", "random_fifo")
 
 def best_val_step(curve: Any, metric: str, mode: str) -> int:
     """Index of the best val value of a curve (first one on ties)."""
-    from detr_core.metric_names import bare_name, is_better
+    from detr_core.config import bare_name, is_better
 
     values = curve.val[bare_name(metric)]
     best = None
@@ -140,7 +140,7 @@ def trace_from_reports(table: CurveTable, reports: Sequence[Any], completed: set
                        search_seed: int, optimum: float, metric: str, mode: str,
                        last_value_winner: bool) -> Trace:
     """Regret of what the search would export after each reported result."""
-    from detr_core.metric_names import is_better
+    from detr_core.config import is_better
 
     latest_step: dict[str, int] = {}
     last: dict[str, Any] = {}
@@ -173,7 +173,7 @@ def trace_from_reports(table: CurveTable, reports: Sequence[Any], completed: set
 def grid_trace(table: CurveTable, search_seed: int, optimum: float, metric: str,
                mode: str) -> Trace:
     """The grid run in its listed order on one seed; its choice is the best val value."""
-    from detr_core.metric_names import bare_name, is_better
+    from detr_core.config import bare_name, is_better
 
     others = _other_seeds(table, search_seed)
     trace, spent, best = Trace([], []), 0, None
@@ -193,7 +193,7 @@ def grid_trace(table: CurveTable, search_seed: int, optimum: float, metric: str,
 
 def load_settings(config_path: Path) -> Any:
     """The shipped search's settings with the benchmark's space (a SearchSpec)."""
-    from detr_core.yaml_io import dump_yaml, load_yaml_mapping
+    from detr_core.files import dump_yaml, load_yaml_mapping
     from search.spec_loading import load_search_spec
 
     bench = load_yaml_mapping(config_path)
@@ -597,7 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
 
-    from detr_core.yaml_io import load_yaml_mapping
+    from detr_core.files import load_yaml_mapping
 
     if not args.curves.is_file():
         print(f"error: {args.curves}: no recorded learning curves yet; record them first with "

@@ -5,7 +5,8 @@
 Side by side in one run, on the embedded default (one thread each, evaluation every 100
 steps, no test evaluation):
 
-- the same run bare (`detr_core.train.train_run` in a fresh process) and as a trial of the real
+- the same run bare (`detr_core.training.train.train_run` in a fresh process) and as a trial of
+the real
   function trainable (`search.trainable.train_detr` in a `Tuner`, reporting every evaluation
   with its best-step checkpoint, output redirected to `trial.log`): optimizer steps/s between
   the first and the last evaluation (evaluations included in both), bare runs before and after
@@ -47,7 +48,7 @@ def run_config(steps: int) -> dict[str, Any]:
 
 def _bare(raw: dict[str, Any], queue: mp.Queue) -> None:
     from detr_core.config import run_config_from_dict
-    from detr_core.train import train_run
+    from detr_core.training import train_run
 
     class Clock:
         def __init__(self) -> None:

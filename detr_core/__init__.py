@@ -1,10 +1,19 @@
-"""detr_core: DETR fine-tuning as a library.
+"""detr_core: DETR fine-tuning as a library. No Ray in here: `search/` builds on it.
 
-One YAML file is one run (`detr_core.config`); `detr_core.train.train_run` fine-tunes a
-`DetrForObjectDetection` with the Hugging Face `Trainer`, evaluates at every logging step and
-keeps the best step; `detr_core.evaluate` computes the test-set numbers the training diary
-tracked by hand (COCO mAP, IoU mean/std, centre error in pixels). No Ray in here: the search
-layer (`search/`) builds on the callback hook in `detr_core.train`.
+The house, bottom layer first; a sub-package imports only the ones above it in this list, and
+only through their `__init__` (the public names each docstring lists):
+
+    files/       errors, text and YAML files, atomic writes, run layout, builtin: checkpoints
+    config/      RunConfig dataclasses, dotted keys, TrainingArguments, metric names
+    data/        COCO splits, the image loader, synthetic data, augmentation, collate
+    model/       DETR from_pretrained / presets, IoU losses, box geometry, checkpoint checks
+    evaluation/  detections, COCO metrics, the test report, drawings, predict
+    training/    train_run (one diary "version"), EMA, evaluation events, preflight, pretrain
+
+Entry points: `detr_core.train.train_run` (`python -m detr_core.train`),
+`detr_core.evaluate`, `detr_core.predict`, `detr_core.pretrain` (short paths of the modules in
+`training/` and `evaluation/`), `detr_core.config.load_run_config`. A new metric is named in
+`config/metric_names.py` and computed in `evaluation/metrics.py`.
 """
 
 __version__ = "0.1.0"

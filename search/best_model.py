@@ -5,8 +5,8 @@ Each trial keeps the Trainer checkpoint of its best step (see `search.trainable`
 `export_source.json` (which trial, which checkpoint), so a re-export of the same winner leaves
 it untouched and a stale copy of another trial is never left beside a new `best_config.yaml`.
 A checkpoint whose model files are incomplete (a trial killed while Tune copied it) is passed
-over (`detr_core.model_check`); the copy is built aside and swapped in
-(`detr_core.atomic_files`), so `best_model/` is never half-written. On an object store (no
+over (`detr_core.model.model_check`); the copy is built aside and swapped in
+(`detr_core.files.atomic_files`), so `best_model/` is never half-written. On an object store (no
 folder rename) the old copy is deleted, the new one uploaded and `export_source.json` written
 last, so an interrupted copy is redone by the next export.
 """
@@ -19,10 +19,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from detr_core.atomic_files import replace_folder, staging_folder
-from detr_core.errors import UserInputError
-from detr_core.metric_names import is_better
-from detr_core.model_check import check_model_folder
+from detr_core.config import is_better
+from detr_core.files import UserInputError, replace_folder, staging_folder
+from detr_core.model import check_model_folder
 from search.files import read_json
 from search.layout import BEST_MODEL_DIR, CHECKPOINT_META_FILE, MODEL_SOURCE_FILE
 from search.results import TrialRecord

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from detr_core.cli_parser import ArgumentParser
+from detr_core.files import ArgumentParser
 from search.distributions import describe_distribution, format_number, format_value
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from detr_core.metric_names import is_better
+from detr_core.config import is_better
 from search.distributions import format_value
 from search.spec import SearchSpec
 from search.storage import ExperimentPath

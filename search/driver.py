@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detr_core.errors import UserInputError
-from detr_core.metric_names import SELECTABLE_EVAL_METRICS
+from detr_core.config import SELECTABLE_EVAL_METRICS
+from detr_core.files import UserInputError
 from search.budget import default_max_concurrent
 from search.cli import DEFAULT_DASHBOARD_PORT, DEFAULT_STORAGE, experiment_path
 from search.files import write_text_atomic

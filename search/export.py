@@ -34,9 +34,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python search/export.py`: make `search` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detr_core.atomic_files import remove_stale_temporaries
-from detr_core.cli_parser import ArgumentParser
-from detr_core.errors import UserInputError, exit_on_user_error
+from detr_core.files import (
+    ArgumentParser,
+    UserInputError,
+    exit_on_user_error,
+    remove_stale_temporaries,
+)
 from search.best_model import copy_winner_model
 from search.files import write_text_atomic
 from search.importance import parameter_importances

@@ -1,7 +1,7 @@
 """Reading and atomically writing the plain files of an experiment folder.
 
 Every output of the export is written to a temporary file beside its target and renamed into
-place (`detr_core.atomic_files`, the one home of that rule), so a crash never leaves a
+place (`detr_core.files.atomic_files`, the one home of that rule), so a crash never leaves a
 truncated REPORT.md, trials.csv or best_config.yaml. On an object store
 (`search.storage.UriPath`) a file is written in one upload, which is atomic too.
 """
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from detr_core import atomic_files
+from detr_core.files import atomic_files
 from search.storage import ExperimentPath, UriPath
 from search.values import json_safe
 

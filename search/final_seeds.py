@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from detr_core.config import run_config_from_dict
-from detr_core.run_layout import CHECKPOINTS_DIR
-from detr_core.yaml_io import parse_yaml_mapping
+from detr_core.files import CHECKPOINTS_DIR, parse_yaml_mapping
 from search.layout import BEST_CONFIG_FILE, TEST_METRICS_FILE, TRIAL_LOG_FILE
 from search.node_data import data_section
 from search.spec import SearchSpec
@@ -32,8 +31,8 @@ def _train_seed(raw: dict[str, Any], record: dict[str, Any],
                 target: ExperimentPath) -> dict[str, Any]:
     """One repeated run of the winner (a Ray task): full budget, evaluated on the test split,
     trained on this node and copied to `target`."""
-    from detr_core.evaluate import write_report
-    from detr_core.train import train_run
+    from detr_core.evaluation import write_report
+    from detr_core.training import train_run
     from search.node_data import prepare_on_node
     from search.trial_output import output_to_file
 

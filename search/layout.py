@@ -2,13 +2,13 @@
 
 The driver, the trainable, the searcher and the export all read or write these; each name is
 defined here only. `best_model/` and `test_metrics.json` take the names a detr_core run gives
-them (`detr_core.run_layout`). Ray Tune's own per-trial files (`params.json`, `result.json`,
+them (`detr_core.files.run_layout`). Ray Tune's own per-trial files (`params.json`, `result.json`,
 `progress.csv`, `error.txt`, `events.out.tfevents.*`, `checkpoint_*`) keep Ray's names.
 """
 
 from __future__ import annotations
 
-from detr_core.run_layout import BEST_MODEL_DIR, TEST_METRICS_FILE
+from detr_core.files import BEST_MODEL_DIR, TEST_METRICS_FILE
 
 __all__ = [
     "BEST_CONFIG_FILE", "BEST_MODEL_DIR", "CHECKPOINT_META_FILE", "EVALUATION_LOG_FILE",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from detr_core.errors import UserInputError
+from detr_core.files import UserInputError
 from search.layout import SPEC_FILE, TIME_BUDGET_FILE
 from search.storage import ExperimentPath, folder_has_entries, is_uri, join_uri, location
 

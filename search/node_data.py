@@ -24,15 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from detr_core.config import DataConfig, run_config_from_dict, run_config_to_dict
-from detr_core.data.prepare import (
+from detr_core.data import (
     PreparedData,
     coco_paths,
     crowded_images_note,
+    dataset_dir,
+    ensure_synthetic_dataset,
     prepare_data,
     split_summary,
 )
-from detr_core.data.synthetic import dataset_dir, ensure_synthetic_dataset
-from detr_core.errors import UserInputError
+from detr_core.files import UserInputError
 from detr_core.model import num_queries_of
 
 SYNTHETIC = "synthetic"

@@ -2,7 +2,7 @@
 
 `search.spec_loading` checks what the space file *says*: keys, types, ranges (every fixed
 value, every choice and both ends of every range, through detr_core's own rules). Here the
-things it *points to* are checked, with detr_core's preflight (`detr_core.preflight`):
+things it *points to* are checked, with detr_core's preflight (`detr_core.training.preflight`):
 
 - `check_search_inputs(spec)`: the checkpoint and augmentation pipelines of the base run, and
   of every candidate value of a searched `model.*` / `augmentation.*` key (each checkpoint
@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from detr_core.config import apply_overrides, run_config_from_dict
-from detr_core.config_keys import touches
-from detr_core.errors import UserInputError
-from detr_core.preflight import check_static_inputs
+from detr_core.config import apply_overrides, run_config_from_dict, touches
+from detr_core.files import UserInputError
+from detr_core.training import check_static_inputs
 from search.distributions import candidate_values, fixed_values_of, searched_keys_of
 from search.spec import SearchSpec
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from detr_core.metric_names import TEST_TABLE_METRICS, bare_name
-from detr_core.run_layout import detections_image
+from detr_core.config import TEST_TABLE_METRICS, bare_name
+from detr_core.files import detections_image
 from search.files import display_path
 from search.formatting import fmt, md_table, mean_std
 from search.importance import MIN_TRIALS

@@ -17,8 +17,8 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from detr_core.errors import UserInputError
-from detr_core.metric_names import is_better
+from detr_core.config import is_better
+from detr_core.files import UserInputError
 from search.files import read_json
 from search.layout import INTERRUPTED_FILE, TIME_BUDGET_FILE
 from search.spec import SearchSpec

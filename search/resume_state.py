@@ -23,7 +23,7 @@ import json
 import pickletools
 from collections.abc import Callable
 
-from detr_core.errors import UserInputError
+from detr_core.files import UserInputError
 from search.resume_checkpoints import repoint_deleted_checkpoints
 from search.storage import ExperimentPath
 

@@ -23,7 +23,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detr_core.errors import exit_on_user_error
+from detr_core.files import exit_on_user_error
 from search.cli import describe, parse_args, spec_overrides
 from search.interrupt import SearchInterrupted, SearchInterrupts
 from search.naming import choose_experiment

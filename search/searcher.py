@@ -16,7 +16,7 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
-from detr_core.metric_names import is_better
+from detr_core.config import is_better
 from search.trial_status import is_early_stopped
 from search.values import as_float, as_int
 

@@ -1,7 +1,7 @@
 """The `space:` section of a search-space file: which run-config keys to search, and how.
 
 Each key is a dotted run-config key (`training_args.learning_rate`); its type comes from
-detr_core (`detr_core.config_keys.key_type`), so a distribution that cannot produce a valid
+detr_core (`detr_core.config.config_keys.key_type`), so a distribution that cannot produce a valid
 value for it (`uniform` for an integer field, anything numeric for a string) fails here, as
 one line naming the file and the key. Path values are made absolute against the space file's
 folder with detr_core's own rule.
@@ -13,9 +13,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from detr_core.config import resolve_path_value
-from detr_core.config_keys import EXCLUSIVE_KEYS, key_type, touches
-from detr_core.errors import UserInputError
+from detr_core.config import EXCLUSIVE_KEYS, key_type, resolve_path_value, touches
+from detr_core.files import UserInputError
 from search.distributions import (
     DISTRIBUTIONS,
     INT_DISTRIBUTIONS,

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detr_core.errors import UserInputError
-from detr_core.yaml_io import dumps_yaml, parse_yaml_mapping
+from detr_core.files import UserInputError, dumps_yaml, parse_yaml_mapping
 from search.budget import asha_rungs
 from search.distributions import fixed_values_of, log_scale_keys_of, searched_keys_of
 from search.files import write_text_atomic

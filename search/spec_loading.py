@@ -39,7 +39,7 @@ config (`iou_loss`, `freeze_backbone`, `seed`, `model.*`, `data.*`, `augmentatio
 `evaluation.*`, `model.config_overrides.<DetrConfig field>`) and any
 `transformers.TrainingArguments` field as `training_args.<field>` (plus `warmup_ratio`).
 
-Keys that exclude each other (`detr_core.config_keys.EXCLUSIVE_KEYS`: `model.preset` /
+Keys that exclude each other (`detr_core.config.config_keys.EXCLUSIVE_KEYS`: `model.preset` /
 `model.checkpoint`, `data.synthetic` / `data.train|val|test`, `training_args.warmup_steps` /
 `warmup_ratio`): setting one in `base_overrides` or `space` drops the other from the base.
 Relative paths in `base_overrides` and in fixed or choice values of path keys are resolved
@@ -60,15 +60,16 @@ from typing import Any
 
 from detr_core.config import (
     DEFAULT_CONFIG_PATH,
+    EXCLUSIVE_KEYS,
     apply_overrides,
+    is_section,
     load_run_config,
     resolve_paths,
     run_config_from_dict,
     run_config_to_dict,
+    touches,
 )
-from detr_core.config_keys import EXCLUSIVE_KEYS, is_section, touches
-from detr_core.errors import UserInputError, describe_value
-from detr_core.yaml_io import load_yaml_mapping
+from detr_core.files import UserInputError, describe_value, load_yaml_mapping
 from search.distributions import candidate_values, fixed_values_of, searched_keys_of
 from search.experiment_section import as_mapping, build_spec, experiment_with_overrides
 from search.space_section import parse_space

@@ -23,8 +23,7 @@ import ray
 from ray import tune
 
 from detr_core.config import run_config_from_dict
-from detr_core.ema import weights_folder
-from detr_core.train import EvaluationEvent, train_run
+from detr_core.training import EvaluationEvent, train_run, weights_folder
 from search.layout import CHECKPOINT_META_FILE, TRIAL_LOG_FILE
 from search.node_data import data_section, prepare_on_node
 from search.trial_config import trial_run_config, trial_threads

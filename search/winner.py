@@ -12,8 +12,8 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from detr_core.metric_names import is_better
-from detr_core.yaml_io import dumps_yaml
+from detr_core.config import is_better
+from detr_core.files import dumps_yaml
 from search.files import display_path, write_text_atomic
 from search.layout import BEST_CONFIG_FILE
 from search.results import TrialRecord

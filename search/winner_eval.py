@@ -66,7 +66,8 @@ def evaluate_on_test(
 ) -> dict[str, Any] | None:
     """Run detr_core's test evaluation; None when the run config has no test split.
 
-    Imported here: detr_core.evaluate pulls in torch and transformers, which the rest of the
+    Imported here: detr_core.evaluation.evaluate pulls in torch and transformers, which the rest
+    of the
     export does not need. Their output (weight-loading bars, warnings) goes to
     `best_model/test_evaluation.log`, not to the console.
     """
@@ -77,7 +78,7 @@ def evaluate_on_test(
     config = resolve_paths(run_config_from_dict(best_config, source=str(config_path)), base)
     if not config.data.has_test_split:
         return None
-    from detr_core.evaluate import evaluate_model
+    from detr_core.evaluation import evaluate_model
 
     with output_to_file(model_dir / EVALUATION_LOG_FILE):
         return dict(evaluate_model(model_dir, config, split="test"))

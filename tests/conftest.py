@@ -109,7 +109,7 @@ class CocoWriter:
         cats: list[dict[str, Any]] | dict[int, str] | Sequence[int],
         extra: dict[str, Any] | None = None,
     ) -> Any:
-        from detr_core.config import SplitPaths
+        from detr_core.config.run_config import SplitPaths
 
         image_dir = self.root / split
         image_dir.mkdir(parents=True, exist_ok=True)

@@ -45,9 +45,9 @@ class Case:
 
 def _main(cli: str) -> Callable[[list[str]], Any]:
     if cli == "train":
-        from detr_core.train import main
+        from detr_core.training.train import main
     elif cli == "evaluate":
-        from detr_core.evaluate import main
+        from detr_core.evaluation.evaluate import main
     elif cli == "search":
         from search.run import main
     else:
@@ -404,9 +404,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real `save_pretrained` DETR folder (tiny preset, two classes)."""
     from transformers import DetrImageProcessor
 
-    from detr_core.config import ModelConfig
+    from detr_core.config.run_config import ModelConfig
     from detr_core.data.coco import LabelMap
-    from detr_core.model import build_model
+    from detr_core.model.build import build_model
 
     folder = tmp_path_factory.mktemp("model") / "tiny-detr"
     label_map = LabelMap((1, 2), ("a", "b"))

@@ -11,15 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
-from detr_core.config import DataConfig, ModelConfig, SplitPaths, SyntheticConfig
+from detr_core.config.run_config import DataConfig, ModelConfig, SplitPaths, SyntheticConfig
 from detr_core.data.augment import build_augmentation
 from detr_core.data.coco import LabelMap, load_coco_split
 from detr_core.data.dataset import CocoDetectionDataset, DetrCollator, load_rgb
 from detr_core.data.prepare import prepare_data
 from detr_core.data.scenes import SHAPES_CATEGORY_IDS as CATEGORY_IDS
 from detr_core.data.synthetic import dataset_dir, ensure_synthetic_dataset
-from detr_core.errors import UserInputError
-from detr_core.model import build_image_processor, build_model
+from detr_core.files.errors import UserInputError
+from detr_core.model.build import build_image_processor, build_model
 
 # Train split: an RGB image with two objects, a grayscale one, an RGBA one and one without any
 # annotation (it must be kept: it teaches "no object").
@@ -315,7 +315,7 @@ def test_synthetic_files_are_real_coco(tmp_path: Path) -> None:
 
 
 def test_augmentation_from_yaml(tmp_path: Path) -> None:
-    from detr_core.config import load_run_config
+    from detr_core.config.run_config import load_run_config
 
     path = tmp_path / "run.yaml"
     path.write_text(

@@ -17,15 +17,15 @@ import pytest
 import torch
 from PIL import Image
 
-from detr_core.config import DataConfig, ModelConfig
+from detr_core.config.run_config import DataConfig, ModelConfig
 from detr_core.data.coco import load_coco_split
 from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
 from detr_core.data.image_io import load_rgb, to_rgb8
 from detr_core.data.prepare import crowded_images_note, prepare_data, split_summary
-from detr_core.detections import decode_targets
-from detr_core.errors import UserInputError
-from detr_core.model import build_image_processor, num_queries_of
-from detr_core.predict import drawn_names
+from detr_core.evaluation.detections import decode_targets
+from detr_core.evaluation.predict import drawn_names
+from detr_core.files.errors import UserInputError
+from detr_core.model.build import build_image_processor, num_queries_of
 
 ORIENTATION = 0x0112
 BOX = [6, 34, 20, 18]  # x, y, w, h in the *displayed* frame (40 wide, 60 tall)
@@ -61,7 +61,7 @@ def share_inside_box(image: np.ndarray, box: list[float]) -> float:
 
 def write_split(root: Path, name: str, images: list[dict], annotations: list[dict],
                 categories: list[dict]) -> Any:
-    from detr_core.config import SplitPaths
+    from detr_core.config.run_config import SplitPaths
 
     path = root / f"{name}.json"
     path.write_text(json.dumps({"images": images, "annotations": annotations,

@@ -68,7 +68,7 @@ def _kept_model(out: Path) -> int:
     """The best model so far is a folder that loads; returns its step."""
     from transformers import DetrForObjectDetection
 
-    from detr_core.model_check import check_model_folder
+    from detr_core.model.model_check import check_model_folder
 
     folder = out / "best_model"
     check_model_folder(folder)

@@ -1,4 +1,5 @@
-"""detr_core.losses: GIoU equals transformers' DETR loss; DIoU/CIoU change matching and loss."""
+"""detr_core.model.losses: GIoU equals transformers' DETR loss; DIoU/CIoU change matching and
+loss."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ from torchvision import ops
 from transformers import DetrConfig
 from transformers.loss.loss_for_object_detection import ForObjectDetectionLoss
 
-from detr_core.boxes import cxcywh_to_xyxy
-from detr_core.losses import (
+from detr_core.model.boxes import cxcywh_to_xyxy
+from detr_core.model.build import _tiny_backbone
+from detr_core.model.losses import (
     IOU_VARIANTS,
     DetrIouLoss,
     DivergedTrainingError,
     IouHungarianMatcher,
 )
-from detr_core.model import _tiny_backbone
 
 NUM_LABELS = 3
 DECODER_LAYERS = 3

@@ -1,4 +1,5 @@
-"""detr_core.metrics / detections / boxes: mAP equals COCOeval, localisation, pixel mapping."""
+"""detr_core.evaluation.metrics / detections / boxes: mAP equals COCOeval, localisation, pixel
+mapping."""
 
 from __future__ import annotations
 
@@ -13,14 +14,20 @@ import numpy as np
 import pytest
 import torch
 
-from detr_core.boxes import box_centres, cxcywh_to_xyxy, to_original_pixels
-from detr_core.config import DataConfig, ModelConfig
+from detr_core.config.run_config import DataConfig, ModelConfig
 from detr_core.data.augment import build_augmentation
 from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
 from detr_core.data.prepare import prepare_data
-from detr_core.detections import ImageBoxes, decode_predictions, decode_targets
-from detr_core.metrics import coco_map, detection_metrics, localisation, precision, recall
-from detr_core.model import build_image_processor
+from detr_core.evaluation.detections import ImageBoxes, decode_predictions, decode_targets
+from detr_core.evaluation.metrics import (
+    coco_map,
+    detection_metrics,
+    localisation,
+    precision,
+    recall,
+)
+from detr_core.model.boxes import box_centres, cxcywh_to_xyxy, to_original_pixels
+from detr_core.model.build import build_image_processor
 
 CLASS_NAMES = ("car", "person", "sign")
 

@@ -1,4 +1,4 @@
-"""detr_core.model: the tiny preset, backbone freezing, loading a save_pretrained folder."""
+"""detr_core.model.build: the tiny preset, backbone freezing, loading a save_pretrained folder."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from detr_core.config import ModelConfig
+from detr_core.config.run_config import ModelConfig
 from detr_core.data.coco import LabelMap
-from detr_core.errors import UserInputError
-from detr_core.losses import DetrIouLoss
-from detr_core.model import (
+from detr_core.files.errors import UserInputError
+from detr_core.model.build import (
     TINY_PRESET,
     backbone_parameters,
     build_image_processor,
     build_model,
     load_trained_model,
 )
+from detr_core.model.losses import DetrIouLoss
 
 TWO = LabelMap(category_ids=(0, 1), names=("cat", "dog"))
 THREE = LabelMap(category_ids=(1, 2, 3), names=("rectangle", "ellipse", "triangle"))

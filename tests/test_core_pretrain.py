@@ -23,11 +23,11 @@ import pytest
 import torch
 import yaml
 
-from detr_core.builtin_models import CHECKPOINT_FILES, builtin_names, resolve_checkpoint
-from detr_core.config import ModelConfig, load_default_run_config, run_config_from_dict
+from detr_core.config.run_config import ModelConfig, load_default_run_config, run_config_from_dict
 from detr_core.data.coco import LabelMap
-from detr_core.errors import UserInputError
-from detr_core.model import build_model
+from detr_core.files.builtin_models import CHECKPOINT_FILES, builtin_names, resolve_checkpoint
+from detr_core.files.errors import UserInputError
+from detr_core.model.build import build_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHAPES = LabelMap((1, 2, 3), ("rectangle", "ellipse", "triangle"))

@@ -1,4 +1,4 @@
-"""detr_core.train / evaluate end to end on a tiny synthetic dataset (slow: real training).
+"""detr_core.training.train / evaluate end to end on a tiny synthetic dataset (slow: real training).
 
 One GIoU run (8 steps, evaluation every 2) is shared by most tests of this module; DIoU and
 CIoU get a 2-step run each. All data is generated into the session's `DETR_SEARCH_CACHE`.
@@ -17,8 +17,8 @@ import pytest
 import torch
 import yaml
 
-from detr_core.config import RunConfig, load_run_config
-from detr_core.train import EvaluationEvent, RunResult, train_run
+from detr_core.config.run_config import RunConfig, load_run_config
+from detr_core.training.train import EvaluationEvent, RunResult, train_run
 
 pytestmark = pytest.mark.slow
 
@@ -133,7 +133,7 @@ def _val_batch(run: Run) -> dict[str, torch.Tensor]:
     from detr_core.data.augment import build_augmentation
     from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
     from detr_core.data.prepare import prepare_data
-    from detr_core.model import build_image_processor
+    from detr_core.model.build import build_image_processor
 
     data = prepare_data(run.config.data, quiet=True)
     dataset = CocoDetectionDataset(data.val, data.label_map,
@@ -154,7 +154,7 @@ def test_best_model_is_the_best_checkpoint(giou_run: Run) -> None:
     from transformers import DetrForObjectDetection, set_seed
 
     from detr_core.data.coco import LabelMap
-    from detr_core.model import build_model
+    from detr_core.model.build import build_model
 
     result = giou_run.result
     batch = _val_batch(giou_run)
@@ -226,7 +226,7 @@ def test_evaluate_cli(giou_run: Run, tmp_path: Path, capsys: pytest.CaptureFixtu
     model_dir = tmp_path / "model"
     shutil.copytree(giou_run.result.best_model_dir, model_dir)
     (model_dir / "test_metrics.json").unlink()
-    from detr_core.evaluate import main
+    from detr_core.evaluation.evaluate import main
 
     capsys.readouterr()
     assert main(["--model", str(model_dir), "--config", str(giou_run.config_path),
@@ -258,7 +258,7 @@ def test_diou_ciou_runs(tmp_path: Path, tiny_run_dict: dict[str, Any], variant: 
 
 
 def test_eval_history_jsonl_has_every_evaluation(giou_run: Run) -> None:
-    from detr_core.eval_history import read_eval_history
+    from detr_core.training.eval_history import read_eval_history
 
     path = giou_run.result.output_dir / "eval_history.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()]
@@ -364,7 +364,7 @@ def test_test_split_at_every_evaluation_when_asked(tmp_path: Path,
                                                    tiny_run_dict: dict[str, Any]) -> None:
     """`evaluation.test_during_training`: test_* metrics beside eval_* at every evaluation,
     one event per evaluation all the same, and the best step still chosen on val."""
-    from detr_core.eval_history import read_eval_history
+    from detr_core.training.eval_history import read_eval_history
 
     tiny_run_dict["training_args"].update(max_steps=4, logging_steps=2)
     tiny_run_dict["evaluation"]["test_during_training"] = True
@@ -382,7 +382,7 @@ def test_test_split_at_every_evaluation_when_asked(tmp_path: Path,
 def test_checkpoint_rotation_says_nothing_about_mtime(tmp_path: Path) -> None:
     """Two checkpoints saved within a second make the Trainer's rotation fall back from mtime
     to step order and log a warning (in CI it was a second stderr line after a one-line
-    error); detr_core.train drops that notice, and the fallback itself still happens."""
+    error); detr_core.training.train drops that notice, and the fallback itself still happens."""
     import logging
     import os
 

@@ -69,7 +69,7 @@ def _add_new_winner(exp: Path) -> None:
 
 def _patch_writes(write: Callable, replace: Callable) -> None:
     """Route every atomic write and every `os.replace` of this process through the wrappers."""
-    from detr_core import atomic_files
+    from detr_core.files import atomic_files
 
     real = atomic_files.write_bytes_atomic
     for module in list(sys.modules.values()):
@@ -80,7 +80,7 @@ def _patch_writes(write: Callable, replace: Callable) -> None:
 
 def _die_at(k: int, how: str) -> Callable[[], None]:
     """Patch the child so that its k-th write (`mid-write`) or rename (`rename`) kills it."""
-    from detr_core import atomic_files
+    from detr_core.files import atomic_files
 
     calls = {"write": 0, "rename": 0}
     real_write, real_replace = atomic_files.write_bytes_atomic, os.replace
@@ -124,7 +124,7 @@ def _count_writes(exp: Path) -> dict[str, list[str]]:
     pid = os.fork()
     if pid == 0:
         try:
-            from detr_core import atomic_files
+            from detr_core.files import atomic_files
 
             counted: dict[str, list[str]] = {"write": [], "rename": []}
             real_write, real_replace = atomic_files.write_bytes_atomic, os.replace

@@ -254,7 +254,7 @@ def test_trials_csv_has_one_terminal_row_per_trial(search: SearchRun) -> None:
 
 
 def test_best_config_is_a_complete_run_config_of_the_winner(search: SearchRun) -> None:
-    from detr_core.config import load_run_config, run_config_from_dict
+    from detr_core.config.run_config import load_run_config, run_config_from_dict
 
     exp = _finished(search).experiment_dir
     winner = read_trials_csv(exp)[0]

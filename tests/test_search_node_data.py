@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from detr_core.config import run_config_from_dict
-from detr_core.errors import UserInputError
+from detr_core.config.run_config import run_config_from_dict
+from detr_core.files.errors import UserInputError
 from search.node_data import data_record, data_section, prepare_on_node
 
 

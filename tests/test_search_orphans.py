@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from detr_core.errors import UserInputError
+from detr_core.files.errors import UserInputError
 from search.local_cluster import LocalCluster
 from search.orphans import (
     OWNER_ENV,

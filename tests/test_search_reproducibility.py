@@ -2,7 +2,8 @@
 
 One real search (subprocess, real Ray): two trials one after the other, so the second runs on
 the reused actor of the first, 200 optimizer steps each, then `--final-seeds 2`. Afterwards the
-experiment folder is moved away except `best_config.yaml`, and `detr_core.train` trains from
+experiment folder is moved away except `best_config.yaml`, and `detr_core.training.train` trains
+from
 that file alone into a fresh folder (no checkpoint to resume from): its evaluation curve equals
 the winner trial's reported curve to 1e-6. The other trial (whichever of the two lost) is
 rebuilt the same way, so a trial run on a fresh actor and one on a reused actor are both
@@ -129,9 +130,9 @@ def test_averaged_weights_reach_tune_and_the_export(search: Path) -> None:
 
 
 def test_best_config_alone_reproduces_the_winners_curve(search: Path, tmp_path: Path) -> None:
-    from detr_core.config import load_run_config
-    from detr_core.eval_history import read_eval_history
-    from detr_core.train import train_run
+    from detr_core.config.run_config import load_run_config
+    from detr_core.training.eval_history import read_eval_history
+    from detr_core.training.train import train_run
     from search.results import load_trials
     from search.spec import read_spec_file
     from search.winner import build_best_config
@@ -163,7 +164,7 @@ def test_best_config_alone_reproduces_the_winners_curve(search: Path, tmp_path: 
 
 
 def test_final_seeds_get_their_own_streams(search: Path) -> None:
-    from detr_core.eval_history import read_eval_history
+    from detr_core.training.eval_history import read_eval_history
 
     seeds = sorted((search / "final_seeds").iterdir())
     assert [s.name for s in seeds] == ["seed_42", "seed_43"]

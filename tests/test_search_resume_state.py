@@ -17,7 +17,7 @@ import pytest
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from detr_core.errors import UserInputError
+from detr_core.files.errors import UserInputError
 from search.resume_state import repair_saved_state
 from search.storage import UriPath
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from detr_core.config import (
+from detr_core.config.config_keys import key_type
+from detr_core.config.run_config import (
     PATH_KEYS,
     DataConfig,
     SplitPaths,
@@ -18,9 +19,8 @@ from detr_core.config import (
     resolve_path_value,
     run_config_from_dict,
 )
-from detr_core.config_keys import key_type
-from detr_core.errors import UserInputError, exit_on_user_error
-from detr_core.training_args import DEFAULT_TRAINING_ARGS, training_arg_default
+from detr_core.config.training_args import DEFAULT_TRAINING_ARGS, training_arg_default
+from detr_core.files.errors import UserInputError, exit_on_user_error
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -131,7 +131,7 @@ def test_no_copies_of_detr_core_rules_in_search() -> None:
                  "CHECKPOINT_META =", '"final_seeds"', '"search_spec.yaml"'):
         assert text.count(copy) <= (1 if copy.startswith('"') else 0), copy
     assert len(re.findall(r"^class SearchSpec\b", text, re.M)) == 1
-    assert "def export_best_model" not in text  # detr_core.train has the one of that name
+    assert "def export_best_model" not in text  # detr_core.training.train has the one of that name
 
 
 def test_modules_stay_small_and_matplotlib_only_in_plots() -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from search_helpers import FAKE_SPEC, read_trials_csv, write_fake_experiment
 
-from detr_core.atomic_files import temp_path, write_text_atomic
+from detr_core.files.atomic_files import temp_path, write_text_atomic
 from search.cli import parse_args
 from search.interrupt import SearchInterrupted, SearchInterrupts, write_interrupt_record
 from search.resume_command import resume_command

@@ -110,7 +110,7 @@ def test_copy_tree_goes_both_ways_and_leaves_out_what_it_is_told(
 
 
 def test_a_storage_uri_that_pyarrow_cannot_resolve_is_a_user_error() -> None:
-    from detr_core.errors import UserInputError
+    from detr_core.files.errors import UserInputError
 
     with pytest.raises(UserInputError, match="storage URI not usable"):
         location("nosuchscheme://bucket/results")
@@ -272,7 +272,7 @@ def test_storage_that_cannot_be_written_is_one_line_before_ray_starts(
     import ray
     from search_helpers import write_space
 
-    from detr_core.errors import UserInputError
+    from detr_core.files.errors import UserInputError
     from search.driver import SearchOptions, run_search
     from search.spec_loading import load_search_spec
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import yaml
 from search_helpers import FAKE_SPEC, write_fake_experiment
 
-from detr_core.config import run_config_from_dict
-from detr_core.training_args import build_training_args
+from detr_core.config.run_config import run_config_from_dict
+from detr_core.config.training_args import build_training_args
 from search.export import export_experiment
 from search.trial_config import trial_run_config, trial_values
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from detr_core.config import load_default_run_config, run_config_from_dict
-from detr_core.errors import UserInputError
+from detr_core.config.run_config import load_default_run_config, run_config_from_dict
+from detr_core.files.errors import UserInputError
 from search.budget import asha_rungs, default_max_concurrent
 from search.distributions import quantize_params
 from search.experiment_section import REPORTED_METRICS

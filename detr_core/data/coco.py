@@ -15,7 +15,7 @@ COCOeval does. The result keeps images without annotations (they teach the model
 object").
 
 A search trial on a node whose data the driver could not see runs the same check by calling
-`load_coco_split(paths)` (or `detr_core.preflight.check_run_inputs`) there.
+`load_coco_split(paths)` (or `detr_core.training.preflight.check_run_inputs`) there.
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ from typing import Any
 
 from detr_core.config import SplitPaths
 from detr_core.data.image_check import ImageRecord, ImageSummary, check_images, unicode_variant
-from detr_core.errors import UserInputError
-from detr_core.text_files import read_user_text
+from detr_core.files import UserInputError, read_user_text
 
 
 @dataclass

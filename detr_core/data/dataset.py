@@ -4,7 +4,7 @@ Items are (RGB image array, COCO annotations with contiguous labels) after augme
 collate function runs the image processor on the whole batch (resize, normalise, pad to a fixed
 square canvas, boxes to normalised cx,cy,w,h) and adds `pixel_mask`. Each label dict also gets
 `resized_size`, the image's extent inside the padded canvas, so predictions can be mapped back
-to original pixels exactly (`detr_core.boxes.to_original_pixels`).
+to original pixels exactly (`detr_core.model.boxes.to_original_pixels`).
 
 Images are read by `detr_core.data.image_io.load_rgb` (EXIF orientation applied, every mode as
 8-bit RGB). Crowd regions (`iscrowd: 1`) are no training targets; they ride along, augmented

@@ -4,7 +4,7 @@ PyYAML follows YAML 1.1, where `2e-4` (no dot) is a *string*; learning rates are
 way by everyone, so the loader here resolves every float spelling YAML 1.2 accepts. A key
 written twice in one mapping is an error (PyYAML would silently keep the last one, turning a
 searched range into a fixed value). Reading errors, encodings included
-(`detr_core.text_files`), come back as `UserInputError` naming the file. Writing is atomic.
+(`detr_core.files.text_files`), come back as `UserInputError` naming the file. Writing is atomic.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from detr_core.atomic_files import write_text_atomic
-from detr_core.errors import UserInputError
-from detr_core.text_files import read_user_text
+from detr_core.files.atomic_files import write_text_atomic
+from detr_core.files.errors import UserInputError
+from detr_core.files.text_files import read_user_text
 
 
 class _Loader(yaml.SafeLoader):

@@ -17,14 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from detr_core.builtin_models import builtin_problem, is_builtin
-from detr_core.errors import UserInputError
-from detr_core.errors import describe_value as _describe
-from detr_core.metric_names import is_ema_metric
-from detr_core.yaml_io import dump_yaml, load_yaml_mapping
+from detr_core.config.metric_names import is_ema_metric
+from detr_core.files import (
+    UserInputError,
+    builtin_problem,
+    dump_yaml,
+    is_builtin,
+    load_yaml_mapping,
+)
+from detr_core.files import describe_value as _describe
 
 IouLoss = Literal["giou", "diou", "ciou"]
-DEFAULT_CONFIG_PATH = Path(__file__).with_name("defaults") / "run.yaml"
+DEFAULT_CONFIG_PATH = Path(__file__).parents[1] / "defaults" / "run.yaml"
 
 
 @dataclass
@@ -77,7 +81,7 @@ class ModelConfig:
     """Where the weights come from and the input resolution.
 
     `checkpoint` is a Hub name, a `save_pretrained` folder or `builtin:<name>` (a checkpoint
-    shipped with the package, `detr_core.builtin_models`); `preset: tiny` builds a small DETR
+    shipped with the package, `detr_core.files.builtin_models`); `preset: tiny` builds a small DETR
     from random weights offline. `image_size` is the longest edge after resizing; images are
     padded to a square canvas of that size. `config_overrides` sets `DetrConfig` fields.
     """
@@ -121,7 +125,7 @@ class EvaluationConfig:
 
 @dataclass
 class EmaConfig:
-    """Averaged weights (`detr_core.ema`), evaluated at every evaluation as `eval_ema_*`.
+    """Averaged weights (`detr_core.training.ema`), evaluated at every evaluation as `eval_ema_*`.
 
     `decay` caps the decay of the moving average (at most about `1 / (1 - decay)` steps are
     averaged); `warmup_power` sets how fast it gets there: the decay at step t is
@@ -295,7 +299,7 @@ def _check_semantics(cfg: RunConfig, source: str) -> None:
     if cfg.ema is None and isinstance(best_by, str) and is_ema_metric(best_by):
         _fail(source, "training_args.metric_for_best_model",
               f"{best_by} is a metric of averaged weights: add `ema: {{}}` to the run config")
-    from detr_core.training_args import check_training_args  # heavy import, only when needed
+    from detr_core.config.training_args import check_training_args  # heavy import, only when needed
 
     check_training_args(cfg.training_args, source)
 

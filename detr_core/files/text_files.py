@@ -12,7 +12,7 @@ from __future__ import annotations
 import codecs
 from pathlib import Path
 
-from detr_core.errors import UserInputError
+from detr_core.files.errors import UserInputError
 
 #: Leading bytes of formats people hand over by mistake, and what to call them.
 _BINARY_SIGNATURES: tuple[tuple[bytes, str], ...] = (

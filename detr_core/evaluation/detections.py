@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from detr_core.boxes import to_original_pixels
+from detr_core.model import to_original_pixels
 
 
 @dataclass

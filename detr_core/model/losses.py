@@ -20,7 +20,7 @@ from torch import nn
 from torchvision import ops
 from transformers.loss.loss_for_object_detection import HungarianMatcher, ImageLoss, _set_aux_loss
 
-from detr_core.boxes import cxcywh_to_xyxy
+from detr_core.model.boxes import cxcywh_to_xyxy
 
 PairwiseIou = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 IouLossFn = Callable[..., torch.Tensor]

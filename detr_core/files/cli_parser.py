@@ -2,7 +2,7 @@
 
 argparse answers a wrong flag with its whole usage block and then the error; here it is one
 line on stderr, `error: argument --num-samples: must be >= 1, got 0 (see search/run.py --help)`,
-and exit code 2, the same shape as `detr_core.errors.exit_on_user_error` gives every other
+and exit code 2, the same shape as `detr_core.files.errors.exit_on_user_error` gives every other
 user mistake.
 """
 
@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import NoReturn
 
-from detr_core.errors import USER_ERROR_EXIT_CODE
+from detr_core.files.errors import USER_ERROR_EXIT_CODE
 
 
 class ArgumentParser(argparse.ArgumentParser):

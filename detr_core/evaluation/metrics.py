@@ -30,8 +30,8 @@ from collections.abc import Sequence
 import torch
 from torchvision.ops import box_iou
 
-from detr_core.boxes import box_centres
-from detr_core.detections import ImageBoxes
+from detr_core.evaluation.detections import ImageBoxes
+from detr_core.model import box_centres
 
 
 def coco_map(

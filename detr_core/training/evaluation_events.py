@@ -6,7 +6,8 @@ best is announced from `on_save` (its checkpoint is on disk by then), any other 
 `on_evaluate`. Further evaluations run right after the val split at every evaluation and
 their metrics ride along in the same event (`add_evaluation(prefix, evaluate)`): the test split
 as `test_*` (learning-curve benchmarks score any step a strategy might export), the averaged
-weights as `eval_ema_*` (`detr_core.ema`). Those named `eval_*` are added to the metrics the
+weights as `eval_ema_*` (`detr_core.training.ema`). Those named `eval_*` are added to the metrics
+the
 Trainer chooses its best step from, so `metric_for_best_model: eval_ema_map_50` works; a
 `test_*` metric never chooses.
 """
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 
 from transformers import TrainerCallback
 
-from detr_core.metric_names import eval_name, is_better
+from detr_core.config import eval_name, is_better
 
 TEST_PREFIX = "test_"
 #: The Trainer's timings of an evaluation: not metrics of the model.

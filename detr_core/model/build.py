@@ -22,11 +22,10 @@ from huggingface_hub.errors import StrictDataclassError
 from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor, ResNetConfig
 from transformers.utils import logging as hf_logging
 
-from detr_core.builtin_models import resolve_checkpoint
 from detr_core.config import ModelConfig
-from detr_core.data.coco import LabelMap
-from detr_core.errors import UserInputError
-from detr_core.losses import DetrIouLoss
+from detr_core.data import LabelMap
+from detr_core.files import UserInputError, resolve_checkpoint
+from detr_core.model.losses import DetrIouLoss
 
 # "Loading weights" / "Writing model shards" bars for a 2 MB model are noise on every console
 hf_logging.disable_progress_bar()
@@ -115,16 +114,9 @@ def build_model(model_cfg: ModelConfig, label_map: LabelMap, iou_loss: str,
     return model
 
 
-def detr_config_fields() -> frozenset[str]:
-    """The `DetrConfig` fields `model.config_overrides` may set."""
-    import dataclasses
-
-    return frozenset(f.name for f in dataclasses.fields(DetrConfig)) | {"num_labels"}
-
-
 def _check_override_keys(overrides: dict[str, Any]) -> None:
     """DetrConfig accepts unknown keys silently; a typo in the run YAML must not pass."""
-    from detr_core.config_keys import config_override_type
+    from detr_core.config import config_override_type
 
     for key in overrides:
         config_override_type(key)

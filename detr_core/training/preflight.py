@@ -1,13 +1,14 @@
 """Everything a run depends on, checked before anything is written or started.
 
-`detr_core.config` checks what a run config *says* (keys, types, ranges). This module checks
-what it *points to*: the checkpoint (`detr_core.model_check`), the albumentations pipelines
-(built once, so a bad argument names its transform and field), and the data (COCO JSON and
-every image file, `detr_core.data.coco`; a synthetic dataset is generated first). A bad input
-is one `UserInputError` line; no output folder exists yet when it is raised.
+`detr_core.config.run_config` checks what a run config *says* (keys, types, ranges). This
+module checks what it *points to*: the checkpoint (`detr_core.model.model_check`), the
+albumentations pipelines (built once, so a bad argument names its transform and field), and
+the data (COCO JSON and every image file, `detr_core.data.coco`; a synthetic dataset is
+generated first). A bad input is one `UserInputError` line; no output folder exists yet when
+it is raised.
 
-`python -m detr_core.train` and `detr_core.evaluate` call it first thing; a search driver calls
-it once for the whole search (`search.preflight`), and a search trial calls
+`python -m detr_core.train` and `detr_core.evaluation.evaluate` call it first thing; a search
+driver calls it once for the whole search (`search.preflight`), and a search trial calls
 `check_static_inputs` on the node that trains (and `check_run_inputs` where the driver could
 not see that node's data).
 """
@@ -19,13 +20,13 @@ from typing import TYPE_CHECKING
 from detr_core.config import RunConfig
 
 if TYPE_CHECKING:
-    from detr_core.data.prepare import PreparedData
+    from detr_core.data import PreparedData
 
 
 def check_static_inputs(config: RunConfig) -> None:
     """The checkpoint and the augmentation pipelines: what a run needs besides its data."""
-    from detr_core.data.augment import build_augmentation
-    from detr_core.model_check import check_checkpoint
+    from detr_core.data import build_augmentation
+    from detr_core.model import check_checkpoint
 
     if config.model.checkpoint:
         check_checkpoint(config.model.checkpoint)
@@ -40,7 +41,7 @@ def check_run_inputs(config: RunConfig, prepared: PreparedData | None = None) ->
 
     Returns the prepared data the run trains on.
     """
-    from detr_core.data.prepare import prepare_data
+    from detr_core.data import prepare_data
 
     check_static_inputs(config)
     return prepared if prepared is not None else prepare_data(config.data)

@@ -3,7 +3,7 @@
 A search space (or any caller that sets values by dotted key, `training_args.learning_rate`)
 asks here instead of keeping its own copy of the schema: the `RunConfig` dataclasses answer
 for their fields, `transformers.TrainingArguments` for `training_args.<field>` (with the
-fields detr_core owns refused, see `detr_core.training_args`), `DetrConfig` for
+fields detr_core owns refused, see `detr_core.config.training_args`), `DetrConfig` for
 `model.config_overrides.<field>`. Keys that exclude each other are listed once here as well.
 """
 
@@ -15,8 +15,8 @@ import typing
 from collections.abc import Iterable
 from typing import Any
 
-from detr_core.config import RunConfig
-from detr_core.errors import UserInputError
+from detr_core.config.run_config import RunConfig
+from detr_core.files import UserInputError
 
 #: Pairs of run-config keys that exclude each other (`_check_semantics` and
 #: `normalise_training_args` refuse both): setting a key of one side drops the other side.
@@ -41,7 +41,7 @@ def key_type(dotted: str) -> Any:
 
     Raises `UserInputError` with `key=dotted` when the key does not exist or may not be set.
     """
-    from detr_core.training_args import training_arg_type
+    from detr_core.config.training_args import training_arg_type
 
     parts = dotted.split(".")
     if any(not p for p in parts):
@@ -77,10 +77,15 @@ def _leaf(tp: Any, dotted: str, rest: list[str]) -> Any:
     return tp
 
 
+def detr_config_fields() -> frozenset[str]:
+    """The `DetrConfig` fields `model.config_overrides` may set."""
+    from transformers import DetrConfig
+
+    return frozenset(f.name for f in dataclasses.fields(DetrConfig)) | {"num_labels"}
+
+
 def config_override_type(name: str) -> Any:
     """`model.config_overrides.<name>` must be a `DetrConfig` field (any value type)."""
-    from detr_core.model import detr_config_fields
-
     if name not in detr_config_fields():
         raise UserInputError("not a DetrConfig field", key=f"model.config_overrides.{name}")
     return Any

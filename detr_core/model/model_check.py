@@ -22,9 +22,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from detr_core.builtin_models import is_builtin, resolve_checkpoint
-from detr_core.errors import UserInputError
-from detr_core.text_files import read_user_text
+from detr_core.files import UserInputError, is_builtin, read_user_text, resolve_checkpoint
 
 CONFIG_FILE = "config.json"
 SAFETENSORS_FILE = "model.safetensors"

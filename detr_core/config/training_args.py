@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from detr_core.errors import UserInputError
-from detr_core.metric_names import DEFAULT_METRIC, natural_mode
+from detr_core.config.metric_names import DEFAULT_METRIC, natural_mode
+from detr_core.files import UserInputError
 
 # Values detr_core applies unless the run YAML says otherwise.
 DEFAULT_TRAINING_ARGS: dict[str, Any] = {

@@ -15,7 +15,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from detr_core.errors import UserInputError
+from detr_core.files.errors import UserInputError
 
 PREFIX = "builtin:"
 #: The files a shipped checkpoint folder holds (what `save_pretrained` writes, no more).

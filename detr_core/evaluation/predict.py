@@ -1,0 +1,214 @@
+"""Apply a trained DETR to a folder of images: COCO-format detections and drawn images.
+
+    python -m detr_core.predict --model results/iou/best_model --images photos/ --out preds/
+    detr-predict --model results/iou/best_model --images photos/ --out preds/ --threshold 0.3
+
+How a user applies a search's winner. Writes `<out>/detections.json`, a COCO dataset file
+(`images`, `categories`, and `annotations` that carry a `score`: any COCO tool opens it, and
+its `annotations` list is also valid COCO *results* format), and under `<out>/images/` each
+image with its detections (score >= threshold) drawn, at its input's relative path (sub-folders
+kept) as PNG: `a.png` stays `a.png`, `a.jpg` becomes `a.jpg.png`, so `a.jpg` and `a.png` never
+overwrite each other (`drawn_names`; each image record names its file as `drawn`). Images are
+read as training reads them (`detr_core.data.image_io`: EXIF orientation applied, any mode as
+8-bit RGB), resized and padded by the model folder's own image processor and decoded exactly as
+in evaluation (`detr_core.evaluation.detections`), so boxes are in the displayed images' pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from detr_core.files import CATEGORIES_FILE, ArgumentParser, UserInputError, exit_on_user_error
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+DETECTIONS_FILE = "detections.json"
+DRAWN_DIR = "images"
+
+
+def find_images(folder: Path) -> list[Path]:
+    """Image files under `folder` (any depth), sorted; a folder without any is an error."""
+    if not folder.is_dir():
+        raise UserInputError("folder not found", source=folder, key="--images")
+    found = sorted(p for p in folder.rglob("*")
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not found:
+        raise UserInputError(f"no image files ({', '.join(IMAGE_SUFFIXES)})", source=folder,
+                             key="--images")
+    return found
+
+
+def drawn_names(relatives: Sequence[str]) -> list[str]:
+    """A unique PNG name per input, mirroring its relative path (see the module docstring);
+    names that would still meet (also by case, for case-insensitive disks) get `-2`, `-3`."""
+    names, taken = [], set()
+    for relative in relatives:
+        base = relative if relative.lower().endswith(".png") else f"{relative}.png"
+        name, n = base, 1
+        while name.casefold() in taken:
+            n += 1
+            name = f"{base[:-4]}-{n}.png"
+        taken.add(name.casefold())
+        names.append(name)
+    return names
+
+
+def read_images(paths: Sequence[Path]) -> list[Any]:
+    """Every image decoded to RGB first, so a broken file stops the run before any output."""
+    from detr_core.data import load_rgb
+
+    images = []
+    for path in paths:
+        try:
+            images.append(load_rgb(str(path)))
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise UserInputError(f"cannot decode image: {exc}", source=path) from None
+    return images
+
+
+def model_categories(model_dir: Path, id2label: dict[int, str]) -> list[dict[str, Any]]:
+    """COCO categories in label order: from `categories.json` (written by training), else the
+    config's label names numbered by label."""
+    path = model_dir / CATEGORIES_FILE
+    if path.is_file():
+        return json.loads(path.read_text())
+    return [{"id": int(label), "name": name} for label, name in sorted(id2label.items())]
+
+
+def model_folder(model: str) -> Path:
+    """The folder of a `save_pretrained` model or `builtin:<name>`, checked for its files."""
+    from detr_core.files import resolve_checkpoint
+    from detr_core.model import check_model_folder
+
+    folder = Path(resolve_checkpoint(model))
+    if not (folder / "config.json").is_file():
+        raise UserInputError("not a save_pretrained model folder (no config.json)",
+                             source=folder, key="--model")
+    check_model_folder(folder, key="--model")  # config parses, weight files whole
+    if not (folder / "preprocessor_config.json").is_file():
+        raise UserInputError("no preprocessor_config.json (the image processor the model was "
+                             "trained with)", source=folder, key="--model")
+    return folder
+
+
+def load_model_folder(folder: Path) -> tuple[Any, Any]:
+    """(model, image processor) of a checked model folder."""
+    from transformers import DetrImageProcessor
+
+    from detr_core.model import load_trained_model
+
+    return load_trained_model(folder), DetrImageProcessor.from_pretrained(folder)
+
+
+def predict_images(model: Any, processor: Any, images: Sequence[Any], batch_size: int
+                   ) -> list[Any]:
+    """`ImageBoxes` (original pixels, every query) of each image, in order."""
+    import torch
+
+    from detr_core.data import DetrCollator
+    from detr_core.evaluation.detections import decode_predictions
+    from detr_core.evaluation.evaluate import pick_device
+
+    device = pick_device()
+    model.to(device).eval()
+    collate = DetrCollator(processor)
+    found = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            batch = collate([(image, {"image_id": start + i, "annotations": []})
+                             for i, image in enumerate(chunk)])
+            outputs = model(pixel_values=batch["pixel_values"].to(device),
+                            pixel_mask=batch["pixel_mask"].to(device))
+            found.extend(decode_predictions(outputs.logits.cpu(), outputs.pred_boxes.cpu(),
+                                            batch["labels"]))
+    return found
+
+
+def predict_folder(model: str, images_dir: Path, out_dir: Path, threshold: float = 0.5,
+                   batch_size: int = 16) -> dict[str, Any]:
+    """Detect objects in every image of `images_dir`; write the COCO file and drawn images."""
+    from detr_core.evaluation.visualize import DETECTION_COLOUR, draw_detections
+
+    if not 0.0 <= threshold <= 1.0:
+        raise UserInputError(f"must be within [0, 1], got {threshold}", key="--threshold")
+    if batch_size < 1:
+        raise UserInputError(f"must be >= 1, got {batch_size}", key="--batch-size")
+    folder = model_folder(model)
+    paths = find_images(images_dir)
+    images = read_images(paths)
+    detr, processor = load_model_folder(folder)
+    categories = model_categories(folder, detr.config.id2label)
+    found = predict_images(detr, processor, images, batch_size)
+
+    coco: dict[str, Any] = {"info": {"description": f"detections of {folder}",
+                                     "score_threshold": threshold},
+                            "images": [], "categories": categories, "annotations": []}
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / DRAWN_DIR).mkdir(parents=True)
+    relatives = [path.relative_to(images_dir).as_posix() for path in paths]
+    for image_id, (relative, drawn, image, boxes) in enumerate(
+            zip(relatives, drawn_names(relatives), images, found, strict=True), start=1):
+        coco["images"].append({"id": image_id, "file_name": relative,
+                               "width": int(image.shape[1]), "height": int(image.shape[0]),
+                               "drawn": f"{DRAWN_DIR}/{drawn}"})
+        keep = boxes.scores >= threshold
+        drawn_boxes, captions = [], []
+        for box, label, score in zip(boxes.boxes[keep].tolist(), boxes.labels[keep].tolist(),
+                                     boxes.scores[keep].tolist(), strict=True):
+            category = categories[label]
+            x0, y0, x1, y1 = box
+            coco["annotations"].append({
+                "id": len(coco["annotations"]) + 1, "image_id": image_id,
+                "category_id": category["id"], "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "area": (x1 - x0) * (y1 - y0), "score": score, "iscrowd": 0})
+            drawn_boxes.append(box)
+            captions.append(f"{category['name']} {score:.2f}")
+        picture = draw_detections(image, drawn_boxes, captions, DETECTION_COLOUR, scale=1.0)
+        target = staging / DRAWN_DIR / drawn
+        target.parent.mkdir(parents=True, exist_ok=True)
+        from PIL import Image
+
+        Image.fromarray(picture.permute(1, 2, 0).numpy()).save(target)
+    (staging / DETECTIONS_FILE).write_text(json.dumps(coco, indent=1))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
+    return coco
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(
+        prog="python -m detr_core.predict",
+        description="Detect objects in a folder of images with a trained DETR: writes "
+                    "COCO-format detections and the images with their boxes drawn.")
+    parser.add_argument("--model", required=True,
+                        help="save_pretrained folder (e.g. results/iou/best_model) or "
+                             "builtin:<name>")
+    parser.add_argument("--images", type=Path, required=True, help="folder of images")
+    parser.add_argument("--out", type=Path, required=True,
+                        help=f"output folder: {DETECTIONS_FILE} and {DRAWN_DIR}/")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="keep detections with at least this score (default 0.5)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    return parser
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    coco = predict_folder(args.model, args.images, args.out, args.threshold, args.batch_size)
+    print(f"{len(coco['annotations'])} detections (score >= {args.threshold}) in "
+          f"{len(coco['images'])} images: {args.out / DETECTIONS_FILE}, "
+          f"{args.out / DRAWN_DIR}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
