@@ -42,7 +42,7 @@ COLUMNS = ("map_50", "recall", "map", "iou_mean", "missed", "num_gt")
 
 def search_base(smoke: bool) -> dict[str, Any]:
     """The run config the shipped search trains (its base), as plain YAML values."""
-    from search.spec_loading import load_search_spec
+    from search.space import load_search_spec
 
     base = load_search_spec(ROOT / "search_spaces" / "iou.yaml").base
     # HF casts each sampled value to the type of the TrainingArguments field it sets: an int
@@ -83,7 +83,7 @@ def build_trainer(base: dict[str, Any], output_dir: Path) -> tuple[Any, Any, Any
 
 def shipped_space() -> dict[str, Any]:
     """The shipped search's dimensions (search_spaces/iou.yaml), as its YAML gives them."""
-    from search.spec_loading import load_search_spec
+    from search.space import load_search_spec
 
     return load_search_spec(ROOT / "search_spaces" / "iou.yaml").space
 
@@ -91,8 +91,7 @@ def shipped_space() -> dict[str, Any]:
 def shipped_hp_space() -> dict[str, Any]:
     """The shipped space as HF's `hp_space` wants it: Tune domains keyed by the
     TrainingArguments field (or `model_init` argument) they set."""
-    from search.spec_loading import load_search_spec
-    from search.tune_space import to_tune_param_space
+    from search.space import load_search_spec, to_tune_param_space
 
     space = to_tune_param_space(load_search_spec(ROOT / "search_spaces" / "iou.yaml"))
     return {key.removeprefix("training_args."): domain for key, domain in space.items()}
@@ -227,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         (OUT / "hf_search.md").write_text(render(report))
         return 0
     if args.trials is None:
-        from search.spec_loading import load_search_spec
+        from search.space import load_search_spec
 
         args.trials = load_search_spec(ROOT / "search_spaces" / "iou.yaml").num_samples
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

@@ -88,7 +88,7 @@ def grid_points(grid: dict[str, Any]) -> list[dict[str, Any]]:
 
 def base_run(space_file: str) -> dict[str, Any]:
     """The run config the shipped search's trials start from (its spec's base)."""
-    from search.spec_loading import load_search_spec
+    from search.space import load_search_spec
 
     return load_search_spec(space_file).base
 

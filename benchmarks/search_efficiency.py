@@ -194,7 +194,7 @@ def grid_trace(table: CurveTable, search_seed: int, optimum: float, metric: str,
 def load_settings(config_path: Path) -> Any:
     """The shipped search's settings with the benchmark's space (a SearchSpec)."""
     from detr_core.files import dump_yaml, load_yaml_mapping
-    from search.spec_loading import load_search_spec
+    from search.space import load_search_spec
 
     bench = load_yaml_mapping(config_path)
     shipped_path = (config_path.parent / bench["settings_from"]).resolve()
@@ -219,8 +219,8 @@ def make_search(strategy: str, spec: Any, seed: int, storage: Path) -> tuple[Any
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    from search.searcher import AshaAwareOptunaSearch
-    from search.study_journal import journal_storage
+    from search.store import journal_storage
+    from search.trial import AshaAwareOptunaSearch
 
     concurrency = spec.max_concurrent or 2
     asha = ASHAScheduler(time_attr="step", max_t=spec.scheduler.max_t,
@@ -252,7 +252,7 @@ def run_search(strategy: str, spec: Any, table: CurveTable, seed: int, curve_see
     """One replayed search; (reports in order, completed trial ids, wall seconds)."""
     from ray import tune
 
-    from search.tune_space import to_tune_param_space
+    from search.space import to_tune_param_space
 
     with tempfile.TemporaryDirectory(prefix="replay-") as folder:
         search_alg, scheduler = make_search(strategy, spec, seed, Path(folder))
@@ -292,7 +292,7 @@ def run_share(job: ReplayJob) -> list[tuple[str, int, int, Trace, float]]:
     what each one sees."""
     import ray
 
-    from search.driver import quiet_libraries
+    from search.running import quiet_libraries
 
     spec, _ = load_settings(job.config)
     table = CurveTable.from_jsonl(job.curves)

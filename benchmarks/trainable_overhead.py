@@ -7,7 +7,7 @@ steps, no test evaluation):
 
 - the same run bare (`detr_core.training.train.train_run` in a fresh process) and as a trial of
 the real
-  function trainable (`search.trainable.train_detr` in a `Tuner`, reporting every evaluation
+  function trainable (`search.trial.trainable.train_detr` in a `Tuner`, reporting every evaluation
   with its best-step checkpoint, output redirected to `trial.log`): optimizer steps/s between
   the first and the last evaluation (evaluations included in both), bare runs before and after
   the trials, averaged; the ratio trial / bare;
@@ -79,8 +79,7 @@ def trials(raw: dict[str, Any]) -> list[dict[str, float]]:
     import ray
     from ray import tune
 
-    from search.node_data import data_record
-    from search.trainable import train_detr
+    from search.trial import data_record, train_detr
 
     starts: dict[str, float] = {}
 

@@ -1,20 +1,37 @@
 """search: Ray Tune + Optuna (TPE) + ASHA searches over DETR fine-tuning runs.
 
-- `run.py` the CLI (`cli.py` its flags and the plan it prints), `driver.py` wires the `Tuner`;
-- before anything starts: `preflight.py` (checkpoints, augmentations, data and every image);
-- stopping: `interrupt.py` (Ctrl-C / SIGTERM), `resume_command.py` (the last line printed),
-  `local_cluster.py` with `orphans.py` and `watchdog.py` (a local Ray cluster's processes end
-  with the driver, however it dies);
-- the spec: `spec_loading.py` reads a space file (`experiment_section.py`, `space_section.py`,
-  `distributions.py`, `budget.py`) into a `spec.SearchSpec`; `tune_space.py` makes Tune domains;
-- a trial: `trial_config.py` (its values and run config), `trainable.py` (one detr_core run),
-  `trial_output.py` (its log file), `searcher.py` (Optuna that knows ASHA's early stops),
-  `trial_status.py` (how it ended);
-- while it runs: `console.py` (progress), `tensorboard_hparams.py`, `time_budget.py`;
-- afterwards: `export.py` rebuilds the outputs from the folder (`results.py`, `winner.py`,
-  `best_model.py`, `winner_eval.py`, `trials_csv.py`, `importance.py`, `plots.py`,
-  `report.py`), `final_seeds.py` retrains the winner; `layout.py` names every file;
-- where it all lives: `storage.py` (a local folder or any `pyarrow.fs` URI such as s3://),
-  `naming.py` (`iou`, `iou-2`, ...), `study_journal.py` (the Optuna journal on any storage),
-  `node_data.py` (the dataset made or checked on the node that trains).
+The house, bottom layer first; a sub-package imports only the ones above it in this list, and
+only through their `__init__` (its public names; tests/test_layers.py holds the layers):
+
+    store/     where it all lives: local folder or pyarrow.fs URI, atomic files, file names,
+               values read back, the Optuna journal
+    cluster/   the local Ray cluster, its process marks and the watchdog that ends them
+    space/     the space file -> SearchSpec: sections, distributions, ASHA budget, Tune space,
+               checks of what it points to
+    trial/     one trial: trainable, its run config, output, scratch folder, status, its data
+               on the node, the ASHA-aware Optuna searcher
+    results/   afterwards: trials read back, winner, best model, final seeds, trials.csv,
+               plots, importances, REPORT.md, export, TensorBoard HParams
+    resume/    the saved Tune state repaired before a --resume
+    running/   the running search: CLI, driver, console, interrupts, time budget, names,
+               the command that continues a search
+
+A search, as the data flows (`python search/run.py --space search_spaces/iou.yaml`):
+
+    run.py -> space.load_search_spec (YAML checked, exit 2 on a bad key)
+           -> space.check_search_inputs, running.choose_experiment -> running.describe (plan)
+           -> running.run_search: trial.data_record (data checked once, on the driver),
+              store (experiment folder, search_spec.yaml, prepared_data.json),
+              cluster.LocalCluster + Ray, Tuner(trial.train_detr, space.to_tune_param_space,
+              OptunaSearch (trial.AshaAwareOptunaSearch) + ASHA, store.journal_storage)
+              -> each trial: trial.trial_run_config -> detr_core.training.train_run
+                 -> tune.report at every evaluation (eval_* metrics, step, checkpoint)
+           -> results.export_experiment: results.reading -> winner -> best_model/,
+              best_config.yaml, trials.csv, plots/, REPORT.md (+ results.run_final_seeds)
+
+Where to add: a new hyperparameter needs no code (a run-config key or TrainingArguments
+field); a new metric is named in `detr_core/config/metric_names.py` and computed in
+`detr_core/evaluation/metrics.py`; a new storage backend is whatever `pyarrow.fs` resolves
+(`store/storage.py`). `run.py` and `export.py` are the entry points; `replay.py` replays
+recorded learning curves for the benchmarks.
 """

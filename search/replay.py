@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from search.values import as_float
+from search.store import as_float
 
 
 def config_key(params: Mapping[str, Any]) -> str:

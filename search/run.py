@@ -1,15 +1,15 @@
 """`python search/run.py --space search_spaces/iou.yaml`: run a DETR hyperparameter search.
 
-Parses the flags (`search.cli`), loads and validates the space file and what it points to
+Parses the flags (`search.running.cli`), loads and validates the space file and what it points to
 before anything starts (a bad input: one line naming file and key, exit 2), picks the
-experiment folder (`iou`, else the next free `iou-2`, ...: `search.naming`), prints the
-resolved search, then runs it (`search.driver.run_search`): Ray Tune + Optuna TPE + ASHA, our
-progress on the console, results and REPORT.md in `results/<name>/`. See `--help` and
+experiment folder (`iou`, else the next free `iou-2`, ...: `search.running.naming`), prints the
+resolved search, then runs it (`search.running.driver.run_search`): Ray Tune + Optuna TPE + ASHA,
+our progress on the console, results and REPORT.md in `results/<name>/`. See `--help` and
 README.md.
 
 Exit codes: 0 done, 2 bad input, 130 / 143 when Ctrl-C / SIGTERM stopped the search, 1 when
 the disk filled up; in the last three cases the last line is the command that continues the
-search (`search.interrupt`, `search.resume_command`).
+search (`search.running.interrupt`, `search.running.continue_command`).
 """
 
 from __future__ import annotations
@@ -24,12 +24,17 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detr_core.files import exit_on_user_error
-from search.cli import describe, parse_args, spec_overrides
-from search.interrupt import SearchInterrupted, SearchInterrupts
-from search.naming import choose_experiment
-from search.preflight import check_search_inputs
-from search.resume_command import can_resume, resume_command
-from search.spec_loading import load_search_spec
+from search.running import (
+    SearchInterrupted,
+    SearchInterrupts,
+    can_resume,
+    choose_experiment,
+    describe,
+    parse_args,
+    resume_command,
+    spec_overrides,
+)
+from search.space import check_search_inputs, load_search_spec
 
 #: Errors of a full disk (or quota): the search stops, resumable, instead of a traceback.
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -46,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(note, flush=True)
     spec = dataclasses.replace(spec, name=choice.name)
     if args.dry_run:  # the data checked exactly as the driver checks it, nothing written
-        from search.node_data import data_record
+        from search.trial import data_record
 
         record = data_record(spec.base, str(spec.source), on_cluster=bool(args.address))
         print(describe(spec, args), flush=True)
@@ -54,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               sep="\n", flush=True)
         return 0
     print(describe(spec, args), flush=True)
-    from search.driver import SearchOptions, run_search
+    from search.running import SearchOptions, run_search
 
     def next_command() -> str:
         return resume_command(args, spec.name, resume=can_resume(args, spec.name))

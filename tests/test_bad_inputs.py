@@ -51,7 +51,7 @@ def _main(cli: str) -> Callable[[list[str]], Any]:
     elif cli == "search":
         from search.run import main
     else:
-        from search.export import main
+        from search.results.export import main
     return main
 
 

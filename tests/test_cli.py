@@ -1,4 +1,4 @@
-"""search/cli.py: flags, their defaults, --help, overrides and the --dry-run summary."""
+"""search/running/cli.py: flags, their defaults, --help, overrides and the --dry-run summary."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from search.cli import (
+from search.running.cli import (
     build_parser,
     describe,
     experiment_path,
@@ -16,8 +16,8 @@ from search.cli import (
     spec_overrides,
     storage_root,
 )
-from search.distributions import describe_distribution
-from search.spec_loading import load_search_spec
+from search.space.distributions import describe_distribution
+from search.space.spec_loading import load_search_spec
 
 FLAGS = (
     "--space", "--name", "--num-samples", "--max-concurrent", "--cpus-per-trial",

@@ -24,10 +24,10 @@ from search_helpers import (
     write_fake_trial,
 )
 
-from search.export import export_experiment, main
-from search.plots import param_axis
-from search.results import read_results
-from search.trial_status import is_early_stopped, status_category, trial_status
+from search.results.export import export_experiment, main
+from search.results.plots import param_axis
+from search.results.reading import read_results
+from search.trial.status import is_early_stopped, status_category, trial_status
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -138,8 +138,8 @@ def test_best_model_is_the_best_step_checkpoint(experiment: Path):
 
 def test_checkpoint_of_the_best_step_beats_an_equal_value_elsewhere(tmp_path: Path):
     """Meta values may tie (a trainable that stores its best-so-far); the step decides."""
-    from search.best_model import select_checkpoint
-    from search.results import TrialRecord
+    from search.results.best_model import select_checkpoint
+    from search.results.reading import TrialRecord
 
     for index, step in enumerate((600, 900, 1200)):
         ckpt = tmp_path / f"checkpoint_{index:06d}"
@@ -226,7 +226,7 @@ def test_plots_are_real_pngs(experiment: Path):
 
 
 def test_param_axis_kinds():
-    from search.spec import SearchSpec
+    from search.space.spec import SearchSpec
 
     spec = SearchSpec.from_yaml_dict(FAKE_SPEC, "search_spec.yaml")
     assert param_axis(spec, "training_args.learning_rate", [1e-4, 2e-4]) == ("log", [])
@@ -387,7 +387,7 @@ def test_script_runs_from_a_path(experiment: Path):
 @pytest.mark.slow
 def test_evaluation_result_is_stored_and_failure_keeps_other_outputs(experiment: Path,
                                                                      monkeypatch, capsys):
-    import search.winner_eval as winner_eval
+    import search.results.winner_eval as winner_eval
 
     calls = []
 
@@ -429,8 +429,8 @@ def test_no_trial_with_the_metric_means_no_winner(tmp_path: Path):
 
 def test_a_trial_retried_past_a_failure_and_finished_is_not_errored(tmp_path: Path):
     """error.txt stays after a failure a retry got past (e.g. its node was lost)."""
-    from search.results import load_trial
-    from search.spec import SearchSpec
+    from search.results.reading import load_trial
+    from search.space.spec import SearchSpec
 
     spec = SearchSpec.from_yaml_dict(FAKE_SPEC, "search_spec.yaml")
     params, total, points = FAKE_TRIALS["aaaaa_00001"][:3]

@@ -58,7 +58,7 @@ def _snapshot(exp: Path, copied_from: Path | None = None) -> dict[str, bytes]:
 
 
 def _export(exp: Path) -> None:
-    from search.export import export_experiment
+    from search.results.export import export_experiment
 
     export_experiment(exp, evaluate_winner=False)
 

@@ -1,10 +1,11 @@
 """The layers the sub-packages' `__init__` docstrings state, checked on every import.
 
-Each `detr_core/<sub-package>/__init__.py` says which other sub-packages it may import
-(`Imports: ...`). Here every `import` of every module (at the top or inside a function) is read
-with `ast` and must keep to that: no import upwards, none of Ray or `search` anywhere in
-detr_core, and across sub-packages (and from `search/` and `benchmarks/`) only through the
-sub-package's public names (`from detr_core.config import RunConfig`), never a module behind it.
+Each `detr_core/<sub-package>/__init__.py` and `search/<sub-package>/__init__.py` says which
+other sub-packages of its package it may import (`Imports: ...`). Here every `import` of every
+module (at the top or inside a function) is read with `ast` and must keep to that: no import
+upwards, none of Ray or `search` anywhere in detr_core, and across sub-packages (and from
+`search/` and `benchmarks/` into detr_core) only through the sub-package's public names
+(`from detr_core.config import RunConfig`), never a module behind it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "detr_core"
-SUBPACKAGES = sorted(p.name for p in CORE.iterdir() if (p / "__init__.py").is_file())
+
+
+def subpackages(package: str) -> list[str]:
+    return sorted(p.name for p in (ROOT / package).iterdir() if (p / "__init__.py").is_file())
+
+
+SUBPACKAGES = subpackages("detr_core")
+SEARCH_SUBPACKAGES = subpackages("search")
+LAYERED = [("detr_core", s) for s in SUBPACKAGES] + [("search", s) for s in SEARCH_SUBPACKAGES]
 
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:
@@ -35,42 +44,50 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
     return found
 
 
-def allowed_imports(subpackage: str) -> set[str]:
-    """The sub-packages its `__init__` docstring lets it import."""
-    doc = ast.get_docstring(ast.parse((CORE / subpackage / "__init__.py").read_text())) or ""
+def allowed_imports(package: str, subpackage: str) -> set[str]:
+    """The sub-packages of `package` its `__init__` docstring lets it import."""
+    init = ROOT / package / subpackage / "__init__.py"
+    doc = ast.get_docstring(ast.parse(init.read_text())) or ""
     line = re.search(r"^Imports:(.*?)(?:\n\n|\Z)", doc, re.S | re.M)
-    assert line, f"detr_core/{subpackage}/__init__.py does not state its imports"
-    return set(re.findall(r"`detr_core\.(\w+)`", line.group(1)))
+    assert line, f"{init.relative_to(ROOT)} does not state its imports"
+    return set(re.findall(rf"`{package}\.(\w+)`", line.group(1)))
 
 
-def test_every_subpackage_states_its_layer_and_the_layers_form_an_order() -> None:
-    allowed = {name: allowed_imports(name) for name in SUBPACKAGES}
-    assert set(SUBPACKAGES) == {"config", "data", "evaluation", "files", "model", "training"}
-    order = sorted(SUBPACKAGES, key=lambda name: len(allowed[name]))
+@pytest.mark.parametrize(("package", "expected"), [
+    ("detr_core", {"config", "data", "evaluation", "files", "model", "training"}),
+    ("search", {"cluster", "results", "resume", "running", "space", "store", "trial"}),
+])
+def test_every_subpackage_states_its_layer_and_the_layers_form_an_order(
+        package: str, expected: set[str]) -> None:
+    names = subpackages(package)
+    assert set(names) == expected
+    allowed = {name: allowed_imports(package, name) for name in names}
+    order = sorted(names, key=lambda name: len(allowed[name]))
     for index, name in enumerate(order):  # each may import exactly the ones below it
         assert allowed[name] == set(order[:index]), (name, allowed[name])
 
 
-@pytest.mark.parametrize("subpackage", SUBPACKAGES)
-def test_no_module_imports_upwards_or_behind_a_public_face(subpackage: str) -> None:
-    allowed = allowed_imports(subpackage)
+@pytest.mark.parametrize(("package", "subpackage"), LAYERED,
+                         ids=[f"{p}.{s}" for p, s in LAYERED])
+def test_no_module_imports_upwards_or_behind_a_public_face(package: str,
+                                                           subpackage: str) -> None:
+    allowed = allowed_imports(package, subpackage)
     problems = []
-    for path in sorted((CORE / subpackage).rglob("*.py")):
+    for path in sorted((ROOT / package / subpackage).rglob("*.py")):
         for line, module in imported_modules(path):
             where = f"{path.relative_to(ROOT)}:{line} imports {module}"
-            top = module.split(".")[0]
-            if top in ("ray", "search"):
-                problems.append(f"{where} (detr_core never imports {top})")
-            if top != "detr_core" or module == "detr_core":
-                continue
             parts = module.split(".")
-            other = parts[1]
-            if other == subpackage:
+            if package == "detr_core" and parts[0] in ("ray", "search"):
+                problems.append(f"{where} (detr_core never imports {parts[0]})")
+            if package == "search" and parts[0] == "detr_core" and len(parts) > 2:
+                problems.append(f"{where} (import detr_core.{parts[1]}'s public names instead)")
+            if parts[0] != package or len(parts) < 2 or parts[1] == subpackage:
                 continue
+            other = parts[1]
             if other not in allowed:
                 problems.append(f"{where} (not a layer below {subpackage})")
             elif len(parts) > 2:
-                problems.append(f"{where} (import detr_core.{other}'s public names instead)")
+                problems.append(f"{where} (import {package}.{other}'s public names instead)")
     assert problems == []
 
 

@@ -50,8 +50,8 @@ from search_helpers import (
     write_space,
 )
 
-from search.cli import experiment_path
-from search.orphans import record_path
+from search.cluster.orphans import record_path
+from search.running.cli import experiment_path
 
 pytestmark = pytest.mark.slow
 

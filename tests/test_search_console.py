@@ -1,6 +1,7 @@
-"""What a search prints while it runs (`search.console`), a trial's log file
-(`search.trial_output`), the HParams in its TensorBoard events (`search.tensorboard_hparams`)
-and the time budget (`search.time_budget`), driven by the same hooks Ray Tune calls.
+"""What a search prints while it runs (`search.running.console`), a trial's log file
+(`search.trial.trial_output`), the HParams in its TensorBoard events
+(`search.results.tensorboard_hparams`)
+and the time budget (`search.running.time_budget`), driven by the same hooks Ray Tune calls.
 
 The real search (tests/test_search_e2e.py, tests/test_search_budget.py) checks the same lines
 in the output of a real run; here every event is produced on purpose, including the rare ones.
@@ -21,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from search.console import SearchProgress, format_duration
-from search.spec import ResourceSpec, SchedulerSpec, SearcherSpec, SearchSpec
-from search.storage import UriPath
-from search.time_budget import TimeBudget
+from search.running.console import SearchProgress, format_duration
+from search.running.time_budget import TimeBudget
+from search.space.spec import ResourceSpec, SchedulerSpec, SearcherSpec, SearchSpec
+from search.store.storage import UriPath
 
 METRIC = "eval_loss_bbox"
 SPACE = {"iou_loss": {"choice": ["giou", "diou"]},
@@ -193,7 +194,7 @@ def test_trial_output_goes_to_its_log_file(tmp_path: Path) -> None:
 import os, subprocess, sys, warnings
 sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
 from pathlib import Path
-from search.trial_output import output_to_file
+from search.trial.trial_output import output_to_file
 with output_to_file(Path({str(tmp_path)!r}) / "trial.log"):
     print("from print")
     os.write(2, b"from fd 2\\n")
@@ -215,7 +216,7 @@ def test_hparams_are_in_the_trials_event_file(tmp_path: Path, ends: bool) -> Non
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    from search.tensorboard_hparams import HParamsLoggerCallback
+    from search.results.tensorboard_hparams import HParamsLoggerCallback
 
     logger = HParamsLoggerCallback(SPACE, [METRIC, "eval_map_50"])
     trial = FakeTrial("a1", {"iou_loss": "diou", "training_args.max_grad_norm": 0.2325,

@@ -132,7 +132,7 @@ def test_search_exits_0_and_leaves_no_ray_process(search: SearchRun) -> None:
 
 def test_dashboard_line_names_localhost_and_token_file(search: SearchRun) -> None:
     """The printed login line: 127.0.0.1 and the chosen port, and where the token is."""
-    from search.driver import auth_token_path
+    from search.running.driver import auth_token_path
 
     _finished(search)
     lines = [ln for ln in search.output.splitlines() if ln.startswith("Ray dashboard:")]
@@ -350,7 +350,7 @@ def test_export_rebuilds_every_output(search: SearchRun, tmp_path: Path) -> None
     """`search/export.py`'s `main`, in-process (test_export.py runs the script itself)."""
     import ray
 
-    from search.export import main
+    from search.results.export import main
 
     exp = _finished(search).experiment_dir
     copy = tmp_path / NAME

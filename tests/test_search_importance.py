@@ -8,8 +8,8 @@ from pathlib import Path
 
 from search_helpers import FAKE_TRIALS, fake_params, write_fake_experiment
 
-from search.export import export_experiment
-from search.importance import MIN_TRIALS, optuna_distribution, value_at_step
+from search.results.export import export_experiment
+from search.results.importance import MIN_TRIALS, optuna_distribution, value_at_step
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

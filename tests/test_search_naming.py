@@ -15,9 +15,9 @@ from s3_server import S3Server, apply_env, s3_server
 from search_helpers import FAKE_SPEC, write_space
 
 from detr_core.files.errors import UserInputError
-from search.naming import choose_experiment, existing_suffixes, unfinished_reason
 from search.run import main
-from search.storage import location
+from search.running.naming import choose_experiment, existing_suffixes, unfinished_reason
+from search.store.storage import location
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The dataset on the node that trains (`search.node_data`): a synthetic one made again in
+"""The dataset on the node that trains (`search.trial.node_data`): a synthetic one made again in
 that node's own cache, the very same files; COCO paths checked there, a missing one failing
 the trial with one line naming the node and the path."""
 
@@ -15,7 +15,7 @@ import pytest
 
 from detr_core.config.run_config import run_config_from_dict
 from detr_core.files.errors import UserInputError
-from search.node_data import data_record, data_section, prepare_on_node
+from search.trial.node_data import data_record, data_section, prepare_on_node
 
 
 def _coco_run(tiny_run_dict: dict[str, Any], coco_writer: Any) -> dict[str, Any]:
@@ -100,7 +100,7 @@ def test_resume_checks_the_recorded_coco_data_again(
         tiny_run_dict: dict[str, Any], coco_writer: Any) -> None:
     """`--resume` re-reads prepared_data.json with the search's base run: an unchanged dataset
     gives the same record, an image deleted since the first session is one line naming it."""
-    from search.node_data import revalidate_record
+    from search.trial.node_data import revalidate_record
 
     run = _coco_run(tiny_run_dict, coco_writer)
     record = data_record(run, "space.yaml", on_cluster=False)

@@ -20,8 +20,8 @@ import psutil
 import pytest
 
 from detr_core.files.errors import UserInputError
-from search.local_cluster import LocalCluster
-from search.orphans import (
+from search.cluster.local_cluster import LocalCluster
+from search.cluster.orphans import (
     OWNER_ENV,
     OwnerRecord,
     end_orphans_of,
@@ -30,7 +30,7 @@ from search.orphans import (
     started_local_cluster,
     write_owner_record,
 )
-from search.watchdog import start_watchdog
+from search.cluster.watchdog import start_watchdog
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
 

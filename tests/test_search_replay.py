@@ -55,8 +55,8 @@ def test_replay_through_tune_reports_curves_and_tells_optuna(tmp_path: Path) -> 
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    from search.searcher import AshaAwareOptunaSearch
-    from search.study_journal import journal_storage
+    from search.store.study_journal import journal_storage
+    from search.trial.searcher import AshaAwareOptunaSearch
 
     table = CurveTable.from_runs(_runs())
     searcher = AshaAwareOptunaSearch(
@@ -124,8 +124,8 @@ def _replay_once(table: CurveTable, folder: Path, seed: int) -> list[tuple[int, 
     from ray.tune.search import ConcurrencyLimiter
 
     from search.replay import simulated_clock
-    from search.searcher import AshaAwareOptunaSearch
-    from search.study_journal import journal_storage
+    from search.store.study_journal import journal_storage
+    from search.trial.searcher import AshaAwareOptunaSearch
 
     searcher = AshaAwareOptunaSearch(
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=3), study_name="replay",

@@ -133,9 +133,9 @@ def test_best_config_alone_reproduces_the_winners_curve(search: Path, tmp_path: 
     from detr_core.config.run_config import load_run_config
     from detr_core.training.eval_history import read_eval_history
     from detr_core.training.train import train_run
-    from search.results import load_trials
-    from search.spec import read_spec_file
-    from search.winner import build_best_config
+    from search.results.reading import load_trials
+    from search.results.winner import build_best_config
+    from search.space.spec import read_spec_file
 
     rows = read_trials_csv(search)
     winner_id = rows[0]["trial_id"]

@@ -18,8 +18,8 @@ from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from detr_core.files.errors import UserInputError
-from search.resume_state import repair_saved_state
-from search.storage import UriPath
+from search.resume.state import repair_saved_state
+from search.store.storage import UriPath
 
 OLD, NEW = "2026-11-27_05-56-18", "2026-11-27_05-58-02"
 

@@ -19,9 +19,9 @@ import pytest
 from search_helpers import FAKE_SPEC, read_trials_csv, write_fake_experiment
 
 from detr_core.files.atomic_files import temp_path, write_text_atomic
-from search.cli import parse_args
-from search.interrupt import SearchInterrupted, SearchInterrupts, write_interrupt_record
-from search.resume_command import resume_command
+from search.running.cli import parse_args
+from search.running.continue_command import resume_command
+from search.running.interrupt import SearchInterrupted, SearchInterrupts, write_interrupt_record
 
 
 def test_first_signal_outside_tune_raises_and_is_remembered() -> None:
@@ -100,7 +100,7 @@ def test_resume_command_keeps_what_changes_the_rest_of_the_search() -> None:
 
 
 def test_an_interrupted_search_reads_back_as_interrupted(tmp_path: Path) -> None:
-    from search.export import export_experiment
+    from search.results.export import export_experiment
 
     spec = {**FAKE_SPEC, "space": {"iou_loss": {"choice": ["giou", "diou"]}}}
     trials = {  # params, total steps, [(step, metric)], done, errored, checkpoints
@@ -126,8 +126,8 @@ def test_an_interrupted_search_reads_back_as_interrupted(tmp_path: Path) -> None
 def test_a_trial_cut_by_the_budget_before_reporting_says_so(tmp_path: Path) -> None:
     """A budget that ends the search while a trial is still starting: trials.csv says it was
     cut before its first evaluation (it had started), as the console did; not "not started"."""
-    from search.export import export_experiment
-    from search.time_budget import write_budget_record
+    from search.results.export import export_experiment
+    from search.running.time_budget import write_budget_record
 
     spec = {**FAKE_SPEC, "space": {"iou_loss": {"choice": ["giou", "diou"]}}}
     trials = {  # params, total steps, [(step, metric)], done, errored, checkpoints
@@ -147,7 +147,7 @@ def test_a_trial_cut_by_the_budget_before_reporting_says_so(tmp_path: Path) -> N
 def test_a_full_disk_stops_the_search_with_one_line_and_the_resume_command(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import search.driver
+    import search.running.driver
     from search.run import main
 
     space = tmp_path / "space.yaml"
@@ -157,7 +157,7 @@ def test_a_full_disk_stops_the_search_with_one_line_and_the_resume_command(
     def full(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.json"))
 
-    monkeypatch.setattr(search.driver, "run_search", full)
+    monkeypatch.setattr(search.running.driver, "run_search", full)
     assert main(["--space", str(space), "--storage", str(tmp_path / "out")]) == 1
     captured = capsys.readouterr()
     assert captured.err.strip() == (f"error: No space left on device writing {tmp_path / 'x.json'}"
@@ -193,8 +193,8 @@ def test_a_write_the_kernel_refuses_keeps_the_old_file_whole(tmp_path: Path) -> 
 def test_a_trial_retried_past_a_failure_is_not_errored(tmp_path: Path) -> None:
     """error.txt stays after Tune retried a trial (worker killed, node lost): Ray's own state
     says whether it went on (TERMINATED, or still RUNNING when stopped) or gave up (ERROR)."""
-    from search.results import load_trials
-    from search.spec import SearchSpec
+    from search.results.reading import load_trials
+    from search.space.spec import SearchSpec
 
     spec_dict = {**FAKE_SPEC, "space": {"iou_loss": {"choice": ["giou", "diou"]}}}
     trials = {name: ({"iou_loss": "giou"}, 600, [(300, 0.3), (600, 0.2)], True, True, False)

@@ -1,4 +1,4 @@
-"""Experiments on storage URIs: `search.storage` over pyarrow.fs, the export and the Optuna
+"""Experiments on storage URIs: `search.store.storage` over pyarrow.fs, the export and the Optuna
 journal on `s3://` (moto's S3 server on 127.0.0.1, read back with boto3) and `file://`.
 
 The export's outputs on a URI are compared with the same export of the same fake experiment in
@@ -17,8 +17,8 @@ import yaml
 from s3_server import S3Server, apply_env, s3_server
 from search_helpers import write_fake_experiment
 
-from search.export import copy_report, export_experiment, main
-from search.storage import UriPath, copy_tree, folder_has_entries, location, remove_tree
+from search.results.export import copy_report, export_experiment, main
+from search.store.storage import UriPath, copy_tree, folder_has_entries, location, remove_tree
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -177,7 +177,7 @@ def test_export_on_a_storage_uri_writes_the_same_outputs_as_on_a_local_folder(
 def test_winner_is_evaluated_from_a_download_and_its_log_uploaded(
         s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request,
         capsys: pytest.CaptureFixture[str]) -> None:
-    import search.winner_eval as winner_eval
+    import search.results.winner_eval as winner_eval
 
     uri = s3.uri(f"{_unique(request)}/iou")
     copy_tree(write_fake_experiment(tmp_path / "iou"), location(uri))
@@ -229,7 +229,7 @@ def test_study_journal_on_s3_is_uploaded_at_every_write_and_pickles_without_loca
         s3: S3Server, request) -> None:
     import optuna
 
-    from search.study_journal import journal_storage
+    from search.store.study_journal import journal_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     experiment = location(s3.uri(f"{_unique(request)}/iou"))
@@ -257,7 +257,7 @@ def test_study_journal_on_s3_is_uploaded_at_every_write_and_pickles_without_loca
 def test_study_journal_on_a_file_uri_is_the_file_in_the_folder(tmp_path: Path) -> None:
     import optuna
 
-    from search.study_journal import journal_storage
+    from search.store.study_journal import journal_storage
 
     storage = journal_storage(location(f"file://{tmp_path / 'iou'}"))  # folder made too
     study = optuna.create_study(storage=storage, study_name="iou")
@@ -273,8 +273,8 @@ def test_storage_that_cannot_be_written_is_one_line_before_ray_starts(
     from search_helpers import write_space
 
     from detr_core.files.errors import UserInputError
-    from search.driver import SearchOptions, run_search
-    from search.spec_loading import load_search_spec
+    from search.running.driver import SearchOptions, run_search
+    from search.space.spec_loading import load_search_spec
 
     space = write_space(tmp_path / "space.yaml", "iou",
                         {"seed": {"choice": [1, 2]}}, num_samples=1)

@@ -1,7 +1,7 @@
 """Item: best_config.yaml and trials.csv hold exactly what the winner trained with.
 
 Optuna cannot quantize a log-scale float and its integer/float steps come back as raw draws in
-params.json (`0.2325`, `6`); the trainable rounds them (`search.trial_config`). The export
+params.json (`0.2325`, `6`); the trainable rounds them (`search.trial.trial_config`). The export
 must use the same merge, or best_config.yaml would describe a run nobody trained. Checked on
 a fake experiment folder whose params.json hold raw draws of a `qloguniform` and a `qrandint`
 dimension: the exported config equals, field for field, the run config the trainable builds
@@ -20,8 +20,8 @@ from search_helpers import FAKE_SPEC, write_fake_experiment
 
 from detr_core.config.run_config import run_config_from_dict
 from detr_core.config.training_args import build_training_args
-from search.export import export_experiment
-from search.trial_config import trial_run_config, trial_values
+from search.results.export import export_experiment
+from search.trial.trial_config import trial_run_config, trial_values
 
 SPACE = {
     "iou_loss": {"choice": ["giou", "diou"]},
@@ -64,7 +64,7 @@ def test_best_config_equals_the_winners_training_config_field_for_field(tmp_path
     assert summary.winner_trial_id == "aaaaa_00001"
     exported = yaml.safe_load((exp / "best_config.yaml").read_text())
 
-    # what the trainable builds from the winner's params.json (search.trainable.train_detr),
+    # what the trainable builds from the winner's params.json (search.trial.trainable.train_detr),
     # with the thread count of a 1-CPU trial (the fake results report none: the spec's share)
     params = json.loads(next(exp.glob("train_detr_aaaaa_00001_*/params.json")).read_text())
     trained = trial_run_config(FAKE_SPEC["base"], SPACE, params, threads=1)

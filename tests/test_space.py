@@ -1,4 +1,4 @@
-"""Search-space files (search.spec_loading and the modules it uses) written to disk, parsed,
+"""Search-space files (search.space.spec_loading and the modules it uses) written to disk, parsed,
 validated, turned into Tune.
 
 No Ray cluster is started: Tune domains and OptunaSearch are used as plain objects.
@@ -16,13 +16,13 @@ import yaml
 
 from detr_core.config.run_config import load_default_run_config, run_config_from_dict
 from detr_core.files.errors import UserInputError
-from search.budget import asha_rungs, default_max_concurrent
-from search.distributions import quantize_params
-from search.experiment_section import REPORTED_METRICS
-from search.spec import SearchSpec
-from search.spec_loading import load_search_spec
-from search.trial_config import trial_run_config
-from search.tune_space import to_tune_param_space
+from search.space.budget import asha_rungs, default_max_concurrent
+from search.space.distributions import quantize_params
+from search.space.experiment_section import REPORTED_METRICS
+from search.space.spec import SearchSpec
+from search.space.spec_loading import load_search_spec
+from search.space.tune_space import to_tune_param_space
+from search.trial.trial_config import trial_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -532,9 +532,9 @@ def test_shipped_space_files_load(path: Path) -> None:
 
 def test_module_docstring_example_loads(tmp_path: Path) -> None:
     """The format reference in the module docstring is itself a valid file."""
-    import search.spec_loading
+    import search.space.spec_loading
 
-    doc = search.spec_loading.__doc__.split("```yaml\n", 1)[1].split("```", 1)[0]
+    doc = search.space.spec_loading.__doc__.split("```yaml\n", 1)[1].split("```", 1)[0]
     base = {"model": {"preset": "tiny"}, "data": {"synthetic": {"num_train": 8}}}
     write(tmp_path / "configs", base, "run.yaml")
     path = write(tmp_path / "spaces", textwrap.dedent(doc))

@@ -8,7 +8,7 @@ generated first). A bad input is one `UserInputError` line; no output folder exi
 it is raised.
 
 `python -m detr_core.train` and `detr_core.evaluation.evaluate` call it first thing; a search
-driver calls it once for the whole search (`search.preflight`), and a search trial calls
+driver calls it once for the whole search (`search.space.preflight`), and a search trial calls
 `check_static_inputs` on the node that trains (and `check_run_inputs` where the driver could
 not see that node's data).
 """

@@ -1,0 +1,45 @@
+"""Afterwards: every trial read back from its folder (`reading`), the winner and its
+evaluation (`winner`, `winner_eval`, `best_model`, `final_seeds`), trials.csv, plots,
+importances, REPORT.md and the export that writes them all (`trials_csv`, `plots`,
+`importance`, `report`, `summary`, `formatting`, `export`) and the HParams written to
+TensorBoard (`tensorboard_hparams`).
+
+Imports: `search.store`, `search.cluster`, `search.space`, `search.trial`; `detr_core` through
+its public names.
+
+Public names (other packages import these, not the modules; each is imported on first use):
+`choose_winner`, `copy_report`, `export_experiment`, `HParamsLoggerCallback`, `load_trials`,
+`read_checkpoints`, `read_ray_states`, `read_results`, `run_final_seeds`, `TrialRecord`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: public name -> the module of this package that defines it
+_HOME = {
+    "HParamsLoggerCallback": "tensorboard_hparams",
+    "TrialRecord": "reading",
+    "choose_winner": "winner",
+    "copy_report": "export",
+    "export_experiment": "export",
+    "load_trials": "reading",
+    "read_checkpoints": "best_model",
+    "read_ray_states": "reading",
+    "read_interrupt_record": "reading",
+    "read_results": "reading",
+    "run_final_seeds": "final_seeds",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use: importing the package stays cheap
+    (no Ray or torch for a dry run) and no import cycle can arise through it."""
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,149 @@
+"""Rebuild everything a search leaves behind from its Ray Tune experiment folder alone.
+
+    python search/export.py results/<name>            # re-export (also after a crash / resume)
+    python search/export.py results/<name> --no-evaluate
+    python search/export.py s3://bucket/results/<name> --report-dir reports/<name>
+
+Reads `search_spec.yaml` and the trial folders (`search.results.reading`), then writes into the
+experiment folder (a local path or any storage URI `pyarrow.fs` resolves: `search.store.storage`):
+
+- `best_config.yaml`  complete detr_core run config of the winner (`search.results.winner`);
+- `best_model/`       the winner's `save_pretrained` folder from its best step, not its last
+                      (`search.results.best_model`);
+- `trials.csv`        one row per trial: status, trained values, best metric and step, time;
+- `plots/*.png`       curves, one chart per hyperparameter, importances (`search.results.plots`);
+- `test_metrics.json` the winner's test-split metrics, when the run config has a test split
+                      (`search.results.winner_eval`);
+- `REPORT.md`         the search diary (`search.results.report`), with "What mattered"
+                      (`search.results.importance`), and, when Ctrl-C / SIGTERM stopped the search,
+                      which trials were running and the command that resumes it;
+                      `--report-dir DIR` copies it with its plots to a local folder too.
+
+Every file is written atomically and `best_model/` is swapped in whole: an export killed at
+any moment leaves complete files (old or new), and the next export clears its leftovers. On an
+object store (`search.store.storage.UriPath`) a file is written in one upload, which is atomic too.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from detr_core.files import (
+    ArgumentParser,
+    UserInputError,
+    exit_on_user_error,
+    remove_stale_temporaries,
+)
+from search.results.best_model import copy_winner_model
+from search.results.importance import parameter_importances
+from search.results.reading import load_trials, read_interrupt_record
+from search.results.report import render_report
+from search.results.summary import ExportSummary, status_counts
+from search.results.trials_csv import param_keys, write_trials_csv
+from search.results.winner import pick_winner, write_best_config
+from search.results.winner_eval import read_seed_metrics, winner_test_metrics
+from search.space import read_spec_file
+from search.store import (
+    BEST_CONFIG_FILE,
+    BEST_MODEL_DIR,
+    PLOTS_DIR,
+    REPORT_FILE,
+    TEST_METRICS_FILE,
+    TRIALS_CSV_FILE,
+    ExperimentPath,
+    copy_tree,
+    location,
+    write_text_atomic,
+)
+
+
+def export_experiment(experiment_dir: str | Path | ExperimentPath,
+                      evaluate_winner: bool = True) -> ExportSummary:
+    """Rebuild every output of a search from its experiment folder (see module docstring).
+
+    Raises `UserInputError` when the folder is not an experiment or holds no trials.
+    """
+    from search.results.plots import write_importances_plot, write_plots  # matplotlib: only here
+
+    experiment_dir = location(experiment_dir)
+    if not experiment_dir.is_dir():
+        raise UserInputError("no such folder", source=experiment_dir)
+    spec = read_spec_file(experiment_dir)
+    trials = load_trials(experiment_dir, spec)
+    for name in (BEST_CONFIG_FILE, BEST_MODEL_DIR, REPORT_FILE, TEST_METRICS_FILE,
+                 TRIALS_CSV_FILE):
+        remove_stale_temporaries(experiment_dir, name)
+    remove_stale_temporaries(experiment_dir / PLOTS_DIR)
+    keys = param_keys(spec, trials)
+    winner = pick_winner(trials, spec.mode)
+    importances = parameter_importances(spec, trials)
+    summary = ExportSummary(
+        experiment_dir=experiment_dir,
+        name=spec.name,
+        metric=spec.metric,
+        mode=spec.mode,
+        trials=trials,
+        status_counts=status_counts(trials),
+        winner=winner,
+        trials_csv=write_trials_csv(experiment_dir / TRIALS_CSV_FILE, spec, trials, keys),
+        report_path=experiment_dir / REPORT_FILE,
+        plots=write_plots(experiment_dir / PLOTS_DIR, spec, trials, keys,
+                          winner.trial_id if winner else None),
+        importances=importances,
+        importances_plot=write_importances_plot(experiment_dir / PLOTS_DIR, importances),
+        seed_metrics=read_seed_metrics(experiment_dir),
+        interruption=read_interrupt_record(experiment_dir),
+    )
+    if winner is not None:
+        summary.best_config, summary.best_config_path = write_best_config(
+            experiment_dir, spec, winner)
+        summary.best_model_dir, summary.model_step, summary.model_source = copy_winner_model(
+            experiment_dir, winner, spec.mode)
+    generated = datetime.now(timezone.utc)
+    write_text_atomic(summary.report_path, render_report(summary, spec, keys, generated))
+    summary.test_metrics, summary.test_error = winner_test_metrics(
+        experiment_dir, summary.best_config, summary.best_config_path, summary.best_model_dir,
+        evaluate_winner)
+    if summary.test_metrics is not None or summary.test_error:
+        write_text_atomic(summary.report_path, render_report(summary, spec, keys, generated))
+    return summary
+
+
+def copy_report(summary: ExportSummary, report_dir: Path) -> Path:
+    """A local copy of REPORT.md with the plots it shows (`--report-dir`); returns its path."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(report_dir / REPORT_FILE, summary.report_path.read_text(encoding="utf-8"))
+    copy_tree(summary.experiment_dir / PLOTS_DIR, report_dir / PLOTS_DIR)
+    return report_dir / REPORT_FILE
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: export one experiment folder.
+
+    Exit 0 when done; 1 when no trial reported the metric or the test evaluation failed (the
+    other outputs are written anyway); 2 on a user error (not an experiment, no trials).
+    """
+    parser = ArgumentParser(
+        prog="search/export.py",
+        description="Rebuild best_config.yaml, best_model/, trials.csv, plots/ and REPORT.md "
+                    "from a Ray Tune experiment folder written by search/run.py.",
+    )
+    parser.add_argument("experiment_dir", help="e.g. results/iou or s3://bucket/results/iou")
+    parser.add_argument("--no-evaluate", action="store_true",
+                        help="do not evaluate the winner on the test split")
+    parser.add_argument("--report-dir", type=Path, metavar="DIR",
+                        help="also copy REPORT.md and its plots to this local folder")
+    args = parser.parse_args(argv)
+    summary = export_experiment(args.experiment_dir, evaluate_winner=not args.no_evaluate)
+    print(summary.describe())
+    if args.report_dir is not None:
+        print(f"report copy: {copy_report(summary, args.report_dir)}")
+    return 0 if summary.winner is not None and not summary.test_error else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Read a search back from its experiment folder: one `TrialRecord` per trial folder.
+
+Only plain files are read, so any experiment folder can be read again at any time, with or
+without the driver that made it: per trial folder `params.json`, `result.json`
+(`progress.csv` as fallback) and `error.txt` / `error.pkl`; Ray's `experiment_state-*.json`
+only as a fallback for trial ids and statuses; the driver's `time_budget.json` for the trials
+that `--time-budget` cut and its `interrupted.json` for those Ctrl-C / SIGTERM stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from detr_core.config import is_better
+from detr_core.files import UserInputError
+from search.space import SearchSpec
+from search.store import (
+    INTERRUPTED_FILE,
+    TIME_BUDGET_FILE,
+    ExperimentPath,
+    as_float,
+    as_int,
+    parse_scalar,
+    read_json,
+)
+from search.trial import trial_status, trial_values
+
+#: Shown for every trial at its best step beside the objective (trials.csv, REPORT.md): the
+#: diary's metric and the detection quality, whichever of them the search ranks by.
+SHOWN_AT_BEST_STEP = ("eval_loss_bbox", "eval_map_50", "eval_recall", "eval_precision")
+
+
+def shown_beside(metric: str) -> list[str]:
+    """The `SHOWN_AT_BEST_STEP` metrics other than the objective `metric`."""
+    return [m for m in SHOWN_AT_BEST_STEP if m != metric]
+
+
+@dataclass
+class TrialRecord:
+    """One trial as read back from its folder.
+
+    `params` are the values the trial trained with (`search.trial.trial_config.trial_values`: the
+    space's fixed values and the sampled ones rounded to their q), not Optuna's raw draws.
+    """
+
+    trial_id: str
+    path: ExperimentPath
+    params: dict[str, Any]
+    results: list[dict[str, Any]]
+    status: str
+    error: str | None = None
+    best_value: float | None = None
+    best_step: int | None = None
+
+    @property
+    def last_result(self) -> dict[str, Any] | None:
+        return self.results[-1] if self.results else None
+
+    def value_at_best_step(self, metric: str) -> float | None:
+        """`metric` as reported at the trial's best step (its last report of that step)."""
+        if self.best_step is None:
+            return None
+        at_best = [r for r in self.results if as_int(r.get("step")) == self.best_step]
+        return as_float(at_best[-1].get(metric)) if at_best else None
+
+    @property
+    def last_step(self) -> int | None:
+        last = self.last_result
+        return as_int(last.get("step")) if last else None
+
+    @property
+    def wall_time_s(self) -> float | None:
+        """Last `time_total_s` (survives resumes), else the sum of `time_this_iter_s`."""
+        last = self.last_result
+        if last and as_float(last.get("time_total_s")) is not None:
+            return as_float(last["time_total_s"])
+        times = [as_float(r.get("time_this_iter_s")) for r in self.results]
+        times = [t for t in times if t is not None]
+        return sum(times) if times else None
+
+
+def find_trial_dirs(experiment_dir: ExperimentPath) -> list[ExperimentPath]:
+    """Sub-folders Ray Tune made for trials: those holding params.json / result.json."""
+    markers = ("params.json", "result.json", "progress.csv")
+    return sorted(
+        p for p in experiment_dir.iterdir()
+        if p.is_dir() and any((p / m).is_file() for m in markers)
+    )
+
+
+def read_results(trial_dir: ExperimentPath) -> list[dict[str, Any]]:
+    """Every reported result in order: `result.json` lines, else `progress.csv` rows.
+
+    A torn last line (the driver died mid-write) is skipped, not fatal.
+    """
+    results: list[dict[str, Any]] = []
+    path = trial_dir / "result.json"
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                results.append(row)
+    if not results and (trial_dir / "progress.csv").is_file():
+        text = (trial_dir / "progress.csv").read_text(encoding="utf-8")
+        rows = csv.DictReader(io.StringIO(text, newline=""))
+        results = [{k: parse_scalar(v) for k, v in row.items()} for row in rows]
+    return results
+
+
+def read_params(trial_dir: ExperimentPath) -> dict[str, Any]:
+    """The trial's sampled config (flat dotted keys) from `params.json`; {} if unreadable."""
+    params = read_json(trial_dir / "params.json")
+    return params if isinstance(params, dict) else {}
+
+
+def read_error(trial_dir: ExperimentPath) -> str | None:
+    """Last non-empty line of `error.txt` (the exception message); None if the trial is clean."""
+    path = trial_dir / "error.txt"
+    if path.is_file():
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+        return lines[-1] if lines else "error (empty error.txt)"
+    if (trial_dir / "error.pkl").is_file():
+        return "error (see error.pkl)"
+    return None
+
+
+#: Ray Tune trial states that mean a failure recorded in error.txt was retried past: the trial
+#: finished afterwards, or was still running (or waiting to) when the search stopped.
+RECOVERED_STATES = ("TERMINATED", "RUNNING", "PENDING", "PAUSED")
+
+
+def read_ray_states(experiment_dir: ExperimentPath) -> dict[str, tuple[str, str]]:
+    """Fallback from the newest `experiment_state-*.json`: trial folder name -> (id, status).
+
+    Only plain JSON fields are read (`trial_id`, `status`, `relative_logdir`); any surprise in
+    Ray's internal format just means no fallback.
+    """
+    files = sorted(experiment_dir.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        return {}
+    try:
+        state = json.loads(files[-1].read_text(encoding="utf-8"))
+        states = {}
+        for entry in state.get("trial_data", []):
+            trial = json.loads(entry[0]) if isinstance(entry[0], str) else entry[0]
+            if trial.get("relative_logdir"):
+                states[str(trial["relative_logdir"])] = (
+                    str(trial.get("trial_id", "")),
+                    str(trial.get("status", "")),
+                )
+        return states
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return {}
+
+
+def read_budget_cut(experiment_dir: ExperimentPath) -> set[str]:
+    """Ids of the trials that `--time-budget` stopped (from `time_budget.json`), if any."""
+    data = read_json(experiment_dir / TIME_BUDGET_FILE)
+    if not isinstance(data, dict) or not isinstance(data.get("cut_trials"), list):
+        return set()
+    return {str(t) for t in data["cut_trials"]}
+
+
+def read_interrupted(experiment_dir: ExperimentPath) -> set[str]:
+    """Ids of the trials running when Ctrl-C / SIGTERM stopped the search (`interrupted.json`)."""
+    data = read_json(experiment_dir / INTERRUPTED_FILE)
+    if not isinstance(data, dict) or not isinstance(data.get("running_trials"), dict):
+        return set()
+    return {str(t) for t in data["running_trials"]}
+
+
+def best_of(
+    results: Iterable[Mapping[str, Any]], metric: str, mode: str
+) -> tuple[float | None, int | None]:
+    """Best finite value of `metric` ever reported and its step (first one on ties)."""
+    best_value: float | None = None
+    best_step: int | None = None
+    for row in results:
+        value = as_float(row.get(metric))
+        if is_better(value, best_value, mode):
+            best_value, best_step = value, as_int(row.get("step"))
+    return best_value, best_step
+
+
+_TRIAL_ID_IN_DIRNAME = re.compile(r"(?:^|_)([0-9a-f]{5}_\d{5}|[0-9a-f]{8})(?=_|$)")
+
+
+def load_trial(
+    trial_dir: ExperimentPath, spec: SearchSpec, ray_states: Mapping[str, tuple[str, str]],
+    budget_cut: Collection[str] = (),
+    interrupted: Collection[str] = (),
+) -> TrialRecord:
+    """Read one trial folder and decide its status and best metric."""
+    results = read_results(trial_dir)
+    error = read_error(trial_dir)
+    ray_id, ray_status = ray_states.get(trial_dir.name, ("", ""))
+    if error is None and ray_status == "ERROR":
+        error = "error (Ray marked the trial ERROR)"
+    trial_id = next((str(r["trial_id"]) for r in results if r.get("trial_id")), "") or ray_id
+    if not trial_id:
+        match = _TRIAL_ID_IN_DIRNAME.search(trial_dir.name)
+        trial_id = match.group(1) if match else trial_dir.name
+    done = bool(results and results[-1].get("done")) or ray_status == "TERMINATED"
+    # error.txt stays after a failure that a retry (max_failures) got past: a trial that ended,
+    # or was still running when the search stopped, is not errored; its error column still
+    # tells what happened on the way
+    recovered = ray_status != "ERROR" and (done or ray_status in RECOVERED_STATES)
+    status = trial_status(
+        results[-1] if results else None, errored=error is not None and not recovered,
+        max_t=spec.scheduler.max_t, ended=done, cut_by_budget=trial_id in budget_cut,
+        interrupted=trial_id in interrupted,
+    )
+    best_value, best_step = best_of(results, spec.metric, spec.mode)
+    return TrialRecord(
+        trial_id=trial_id,
+        path=trial_dir,
+        params=trial_values(spec.space, read_params(trial_dir)),
+        results=results,
+        status=status,
+        error=error,
+        best_value=best_value,
+        best_step=best_step,
+    )
+
+
+def load_trials(experiment_dir: ExperimentPath, spec: SearchSpec) -> list[TrialRecord]:
+    """All trials of the experiment, sorted by trial id (the order Tune created them)."""
+    ray_states = read_ray_states(experiment_dir)
+    cut = read_budget_cut(experiment_dir)
+    interrupted = read_interrupted(experiment_dir)
+    trials = [load_trial(d, spec, ray_states, cut, interrupted)
+              for d in find_trial_dirs(experiment_dir)]
+    if not trials:
+        raise UserInputError("no trials found (no trial folder with params.json/result.json); "
+                             "did the search start?", source=experiment_dir)
+    return sorted(trials, key=lambda t: t.trial_id)
+
+
+def read_interrupt_record(experiment_dir: ExperimentPath) -> dict[str, Any] | None:
+    """The record `search.running.interrupt` wrote when Ctrl-C / SIGTERM stopped the search,
+    or None (not interrupted, or resumed since)."""
+    data = read_json(experiment_dir / INTERRUPTED_FILE)
+    if not isinstance(data, dict) or not isinstance(data.get("running_trials"), dict):
+        return None
+    return data

@@ -1,0 +1,67 @@
+"""Each trial's TensorBoard event file carries its hyperparameters (the HParams tab).
+
+Ray Tune's `TBXLoggerCallback` writes the HParams summary only when a trial ends, with
+Optuna's raw draws, and never for a trial still running or cut by the time budget. This
+subclass writes it when the trial starts, into the same event file as the trial's scalars,
+with the values the trial trains with (`search.trial.trial_config.trial_values`: searched and fixed
+keys, q-rounding applied), and declares the metrics the trial reports (`ray/tune/<metric>`),
+so `tensorboard --logdir <experiment>` can compare trials side by side in its HParams tab.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ray.tune.logger import TBXLoggerCallback
+
+from search.trial import trial_values
+
+#: Tag prefix of the scalars Tune's TensorBoard logger writes.
+TUNE_SCALAR_PREFIX = "ray/tune/"
+
+
+def hparam_value(value: Any) -> str | bool | float:
+    """A value as the HParams plugin stores it: string, bool or number (lists as text)."""
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    return str(value)
+
+
+class HParamsLoggerCallback(TBXLoggerCallback):
+    """Tune's TensorBoard logger, with the trial's hyperparameters written as it starts."""
+
+    def __init__(self, space: Mapping[str, Any], metrics: Sequence[str]) -> None:
+        super().__init__()
+        self._space = dict(space)
+        self._metrics = [TUNE_SCALAR_PREFIX + m for m in metrics]
+        self._session_end: dict[Any, Any] = {}
+
+    def log_trial_start(self, trial: Any) -> None:
+        super().log_trial_start(trial)
+        from tensorboardX.summary import hparams
+
+        values = {k: hparam_value(v) for k, v in trial_values(self._space, trial.config).items()
+                  if v is not None}
+        experiment, session_start, session_end = hparams(
+            hparam_dict=values, metric_dict=dict.fromkeys(self._metrics, 0.0))
+        writer = self._trial_writer[trial].file_writer
+        writer.add_summary(experiment)
+        writer.add_summary(session_start)
+        writer.flush()
+        self._session_end[trial] = session_end
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Close the writers of trials Tune never ended (cut by the time budget): flushed."""
+        for trial in list(self._trial_writer):
+            self._trial_writer.pop(trial).close()
+            self._trial_result.pop(trial, None)
+        super().on_experiment_end(trials, **info)
+
+    def _try_log_hparams(self, trial: Any, result: dict) -> None:
+        """At the trial's end only the session's end is added (its values are written)."""
+        session_end = self._session_end.pop(trial, None)
+        if session_end is not None:
+            self._trial_writer[trial].file_writer.add_summary(session_end)

@@ -1,0 +1,45 @@
+"""The running search: the CLI (`cli`), the driver that starts Ray and runs the Tuner
+(`driver`), the console (`console`), Ctrl-C / SIGTERM (`interrupt`), `--time-budget`
+(`time_budget`), experiment names (`naming`) and the command that continues a search
+(`continue_command`). `search/run.py` is its entry point.
+
+Imports: `search.store`, `search.cluster`, `search.space`, `search.trial`, `search.results`,
+`search.resume`; `detr_core` through its public names.
+
+Public names (other packages import these, not the modules; each is imported on first use):
+`can_resume`, `choose_experiment`, `describe`, `parse_args`, `quiet_libraries`,
+`resume_command`, `run_search`, `SearchInterrupted`,
+`SearchInterrupts`, `SearchOptions`, `spec_overrides`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: public name -> the module of this package that defines it
+_HOME = {
+    "SearchInterrupted": "interrupt",
+    "SearchInterrupts": "interrupt",
+    "SearchOptions": "driver",
+    "can_resume": "continue_command",
+    "choose_experiment": "naming",
+    "describe": "cli",
+    "parse_args": "cli",
+    "quiet_libraries": "driver",
+    "resume_command": "continue_command",
+    "run_search": "driver",
+    "spec_overrides": "cli",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use: importing the package stays cheap
+    (no Ray or torch for a dry run) and no import cycle can arise through it."""
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value

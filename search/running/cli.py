@@ -1,0 +1,289 @@
+"""Command-line arguments of `python search/run.py`, and the summary a search prints first.
+
+`parse_args` reads the flags; `spec_overrides` turns the ones that change the search-space
+file's `experiment:` settings into `load_search_spec` overrides; `describe` is the resolved
+search (space, metric, ASHA rungs, resources, storage) that `--dry-run` prints and a real run
+prints before it starts. Nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from detr_core.files import ArgumentParser
+from search.space import describe_distribution, format_number, format_value
+
+if TYPE_CHECKING:
+    from search.space import SearchSpec
+
+DEFAULT_STORAGE = "results"
+DEFAULT_DASHBOARD_PORT = 8265
+
+#: CLI destination -> `load_search_spec` override key.
+_OVERRIDES = {
+    "name": "name",
+    "num_samples": "num_samples",
+    "max_concurrent": "max_concurrent",
+    "cpus_per_trial": "cpus_per_trial",
+    "gpus_per_trial": "gpus_per_trial",
+    "seed": "seed",
+    "max_failures": "max_failures",
+}
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """`90s`, `30m`, `2h`, `1h30m`, `1.5h` or plain seconds (`600`) -> seconds (> 0)."""
+    cleaned = text.strip().lower()
+    try:
+        seconds = float(cleaned)
+    except ValueError:
+        parts = _DURATION_PART.findall(cleaned)
+        if not parts or "".join(n + u for n, u in parts) != cleaned:
+            raise argparse.ArgumentTypeError(
+                f"expected a duration such as 90s, 30m, 2h or 1h30m, got {text!r}") from None
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be a duration > 0, got {text!r}")
+    return seconds
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration as `2h`, `1h30m`, `90s`: how --time-budget is written."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = "".join(f"{v}{u}" for v, u in ((hours, "h"), (minutes, "m"), (secs, "s")) if v)
+    return text or f"{seconds:g}s"
+
+
+def _port(text: str) -> int:
+    value = _int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port (1-65535), got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `search/run.py` parser; every flag that mirrors the space file overrides it."""
+    parser = ArgumentParser(
+        prog="search/run.py",
+        description="Hyperparameter search for DETR fine-tuning: Optuna TPE proposes, ASHA stops "
+                    "poor trials early, Ray Tune runs them. Flags below override the space "
+                    "file's `experiment:` settings.",
+        epilog="Example: python search/run.py --space search_spaces/iou.yaml --dry-run",
+    )
+    parser.add_argument(
+        "--space", required=True, metavar="FILE",
+        help="search-space YAML file (what to search, the base run, ASHA and resources)")
+    parser.add_argument(
+        "--name", metavar="NAME",
+        help="experiment name, the folder under --storage (default: the space file's "
+             "experiment.name, else its file name; when that folder exists, the next free "
+             "NAME-2, NAME-3, ...). An existing --name is refused unless --resume")
+    parser.add_argument(
+        "--num-samples", type=_positive_int, metavar="N",
+        help="number of trials to run (overrides experiment.num_samples)")
+    parser.add_argument(
+        "--max-concurrent", type=_positive_int, metavar="N",
+        help="trials running at once (default: as many as the resources allow)")
+    parser.add_argument(
+        "--cpus-per-trial", type=_non_negative_float, metavar="X",
+        help="CPU cores reserved per trial; torch in a trial uses that many threads")
+    parser.add_argument(
+        "--gpus-per-trial", type=_non_negative_float, metavar="X",
+        help="GPUs per trial; a fraction packs several trials on one GPU "
+             "(0.5 = two trials share a GPU); 0 trains on CPU")
+    parser.add_argument(
+        "--address", metavar="ADDR",
+        help="join an existing Ray cluster (`auto`, `host:port` or `ray://host:10001`) "
+             "instead of starting a local one")
+    parser.add_argument(
+        "--storage", default=DEFAULT_STORAGE, metavar="PATH_OR_URI",
+        help="results root; the experiment goes to STORAGE/NAME (default: results/). "
+             "A URI such as s3://bucket/path or gs://bucket/path works everywhere (pyarrow.fs); "
+             "on several nodes use a URI or a folder every node mounts")
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue an interrupted experiment: --name, else the newest NAME[-N] "
+             "(searcher state, finished trials and checkpoints are kept)")
+    parser.add_argument(
+        "--seed", type=_int, metavar="INT",
+        help="seed of the Optuna sampler (overrides experiment.searcher.seed); "
+             "the run's own seed is the `seed` key of the run config")
+    parser.add_argument(
+        "--no-dashboard", action="store_true",
+        help="do not start the Ray dashboard (local cluster only)")
+    parser.add_argument(
+        "--dashboard-port", type=_port, default=DEFAULT_DASHBOARD_PORT, metavar="PORT",
+        help=f"port of the Ray dashboard of a local cluster (default {DEFAULT_DASHBOARD_PORT})")
+    parser.add_argument(
+        "--final-seeds", type=_non_negative_int, default=0, metavar="K",
+        help="after the search, retrain the best config with K seeds and report test metrics "
+             "as mean and std (default 0: no retraining)")
+    parser.add_argument(
+        "--report-dir", type=Path, metavar="DIR",
+        help="also copy REPORT.md and its plots to this local folder (handy with a URI "
+             "--storage)")
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="validate the space file and print the resolved space and settings; "
+             "start nothing")
+    parser.add_argument(
+        "--time-budget", type=parse_duration, metavar="DURATION",
+        help="end the search at this wall time after it starts (90s, 30m, 2h, 1h30m): running "
+             "trials are cut, no new one starts, and what finished is exported")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0,
+        help="show Ray Tune's own progress tables and Ray's logs instead of our progress "
+             "lines (each trial's output stays in its trial.log either way)")
+    parser.add_argument(
+        "--max-failures", type=_int, metavar="N",
+        help="retries of an errored trial from its last checkpoint (overrides "
+             "experiment.max_failures; -1 retries without limit)")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse `argv` (default: sys.argv[1:]); bad flags exit 2 with argparse's usage line."""
+    return build_parser().parse_args(argv)
+
+
+def spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags given on the command line as `load_search_spec` overrides (None = not given)."""
+    return {key: getattr(args, dest, None) for dest, key in _OVERRIDES.items()
+            if getattr(args, dest, None) is not None}
+
+
+def storage_root(storage: str) -> str:
+    """`--storage` as Ray wants it: a URI unchanged, a local path absolute."""
+    if "://" in storage:
+        return storage.rstrip("/")
+    return str(Path(storage).expanduser().resolve())
+
+
+def experiment_path(storage: str, name: str) -> str:
+    """Where an experiment's results go: STORAGE/NAME (URI, its query kept last, or absolute
+    path)."""
+    from search.store import join_uri
+
+    root = storage_root(storage)
+    return join_uri(root, name) if "://" in root else str(Path(root) / name)
+
+
+# ---------------------------------------------------------------------------------------------
+# the summary
+
+
+def _resources(cpus: float, gpus: float) -> str:
+    text = f"{format_number(cpus)} CPU, {format_number(gpus)} GPU per trial"
+    if 0 < gpus < 1:
+        text += f" ({math.floor(1 / gpus + 1e-9)} trials share one GPU)"
+    return text
+
+
+def describe(spec: SearchSpec, args: argparse.Namespace | None = None) -> str:
+    """The resolved search in words: what `--dry-run` prints and a real run prints first."""
+    args = args or argparse.Namespace()
+    storage = getattr(args, "storage", DEFAULT_STORAGE) or DEFAULT_STORAGE
+    sched = spec.scheduler
+    rungs = ", ".join(format_number(r) for r in sched.rungs())
+    concurrent = (f"at most {spec.max_concurrent} at a time" if spec.max_concurrent
+                  else "as many at a time as the resources allow")
+    seed = "random" if spec.searcher.seed is None else str(spec.searcher.seed)
+    lines = [
+        f"Search {spec.name!r} from {spec.source}",
+        f"  metric      {spec.metric} ({spec.mode})",
+        f"  trials      {spec.num_samples}, {concurrent}",
+        f"  searcher    Optuna TPE, seed {seed}, "
+        f"{spec.searcher.n_startup_trials} random startup trials",
+        f"  ASHA        in optimizer steps: grace_period {sched.grace_period}, "
+        f"reduction_factor {format_number(sched.reduction_factor)}, max_t {sched.max_t}",
+        f"              rungs at steps {rungs}; every trial stops by step {sched.max_t}",
+        f"  resources   {_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial)}",
+        f"  retries     {_retries(spec.max_failures)}",
+        f"  results     {experiment_path(storage, spec.name)}",
+        f"  cluster     {_cluster(args)}",
+        f"  final seeds {_final_seeds(getattr(args, 'final_seeds', 0) or 0)}",
+        f"  time budget {_time_budget(getattr(args, 'time_budget', None))}",
+        f"  base run    {spec.base_source}",
+    ]
+    searched = spec.searched_keys()
+    width = max((len(k) for k in spec.space), default=0)
+    lines.append(f"Searched ({len(searched)}):")
+    lines += [f"  {k:<{width}}  {describe_distribution(spec.space[k])}" for k in searched]
+    fixed = spec.fixed_values()
+    if fixed:
+        lines.append(f"Fixed ({len(fixed)}):")
+        lines += [f"  {k:<{width}}  = {format_value(v)}" for k, v in fixed.items()]
+    return "\n".join(lines)
+
+
+def _retries(max_failures: int) -> str:
+    if max_failures < 0:
+        return "an errored trial is retried without limit from its last checkpoint"
+    if max_failures == 0:
+        return "none (an errored trial stays errored)"
+    return f"an errored trial is retried up to {max_failures}x from its last checkpoint"
+
+
+def _cluster(args: argparse.Namespace) -> str:
+    address = getattr(args, "address", None)
+    if address:
+        return f"existing Ray cluster at {address}"
+    if getattr(args, "no_dashboard", False):
+        return "local Ray, no dashboard"
+    port = getattr(args, "dashboard_port", DEFAULT_DASHBOARD_PORT)
+    return f"local Ray, dashboard on http://127.0.0.1:{port}"
+
+
+def _time_budget(seconds: float | None) -> str:
+    if not seconds:
+        return "none (every trial runs until done or stopped by ASHA)"
+    return (f"{format_seconds(seconds)}: trials still running then are cut, what finished is "
+            "exported")
+
+
+def _final_seeds(k: int) -> str:
+    if k <= 0:
+        return "none"
+    return f"retrain the best config with {k} seeds, test metrics as mean and std"

@@ -1,0 +1,299 @@
+"""Wire one search: prepare the data, start (or join) Ray, fit the `Tuner`, export.
+
+    spec = load_search_spec("search_spaces/iou.yaml")
+    run_search(spec, SearchOptions(storage="results"))   # or storage="s3://bucket/results"
+
+The `Tuner` is `with_resources(with_parameters(train_detr, ...))` over the spec's flat dotted
+space, searched by `AshaAwareOptunaSearch` (TPE, seeded) behind a `ConcurrencyLimiter`, and
+scheduled by `ASHAScheduler(time_attr="step")`. Results go to STORAGE/NAME, which is the Ray
+experiment folder itself, a local path or a storage URI (`search.store.storage`): trial folders
+(with TensorBoard events and `trial.log`), the Optuna study journal, `search_spec.yaml`, the
+data record the trials prepare their dataset from on their own node (`search.trial.node_data`),
+then what `search.results.export` writes from them.
+
+The console shows our own progress (`search.running.console`); Ray Tune's tables, Ray's logs and the
+trials' output reach it only with `verbose` (`-v`). `time_budget_s` ends the search at that
+wall time (`search.running.time_budget`) and exports what finished.
+
+Before anything is written the data is prepared and validated (`search.trial.node_data`).
+Ctrl-C / SIGTERM stop the search resumably and are recorded (`search.running.interrupt`). A local
+cluster the driver starts is marked and watched (`search.cluster.orphans`,
+`search.cluster.watchdog`): its
+processes end with the driver however it dies; a cluster joined with `address` is never
+touched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from detr_core.config import SELECTABLE_EVAL_METRICS
+from detr_core.files import UserInputError
+from search.cluster import LocalCluster
+from search.resume import repair_saved_state
+from search.running.cli import DEFAULT_DASHBOARD_PORT, DEFAULT_STORAGE, experiment_path
+from search.running.interrupt import SearchInterrupts, clear_interrupt_record, record_interruption
+from search.space import SearchSpec, default_max_concurrent, to_tune_param_space, write_spec_file
+from search.store import (
+    PREPARED_DATA_FILE,
+    ExperimentPath,
+    folder_has_entries,
+    is_uri,
+    location,
+    split_uri,
+    write_text_atomic,
+)
+from search.trial import data_record, revalidate_record
+
+
+@dataclass
+class SearchOptions:
+    """Driver settings that are not part of the space file."""
+
+    storage: str = DEFAULT_STORAGE
+    address: str | None = None
+    resume: bool = False
+    dashboard: bool = True
+    dashboard_port: int = DEFAULT_DASHBOARD_PORT
+    final_seeds: int = 0
+    verbose: int = 0  # 0: our progress only; 1: Ray Tune's tables and Ray's logs too
+    time_budget_s: float | None = None
+    report_dir: Path | None = None  # a local copy of REPORT.md and its plots
+    interrupts: SearchInterrupts = field(default_factory=SearchInterrupts)
+    resume_command: str = ""  # printed and recorded when the search is interrupted
+
+
+def auth_token_path() -> Path:
+    """Where Ray keeps the dashboard token (`RAY_AUTH_TOKEN_PATH` or ~/.ray/auth_token)."""
+    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+
+
+def quiet_libraries(verbose: int) -> None:
+    """Keep Optuna's and Tune's chatter off the console unless asked for (`-v`)."""
+    # every new best step is a checkpoint: Tune's "snapshotting too often" warning is noise
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if verbose:
+        return
+    # Tune's "new output" prints an experiment box and a TensorBoard hint for a folder under
+    # /tmp/ray whatever the verbosity; the classic reporter at verbose=0 prints nothing.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # a failed trial is one line of ours ("failed at step N, retrying ..." / "errored ...");
+    # its traceback is in the trial's error.txt, not ~60 lines of Tune's log on the console
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in Journal..."
+    for name in ("ray", "ray.tune", "ray.train"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def start_ray(options: SearchOptions, cluster: LocalCluster | None = None) -> None:
+    """Join `options.address` or start a local Ray with the dashboard on 127.0.0.1.
+
+    Without `verbose` the trials' output is not forwarded to this terminal (it is in each
+    trial's `trial.log`) and Ray logs warnings only. A local cluster is started marked and
+    watched by `cluster` (`search.cluster.local_cluster`).
+    """
+    import ray
+
+    quiet = {"log_to_driver": bool(options.verbose),
+             "logging_level": logging.INFO if options.verbose else logging.ERROR}
+    if options.address:
+        context = ray.init(address=options.address, **quiet)
+    else:
+        context = ray.init(include_dashboard=options.dashboard, dashboard_host="127.0.0.1",
+                           dashboard_port=options.dashboard_port, **quiet)
+        if cluster is not None:
+            cluster.started(options.interrupts)
+    url = getattr(context, "dashboard_url", None)
+    if options.dashboard and url:
+        url = url if url.startswith("http") else f"http://{url}"
+        line = f"Ray dashboard: {url}"
+        if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+            line += (f"  (token authentication: log in with the token in {auth_token_path()}; "
+                     "`ray get-auth-token` prints it)")
+        print(line, flush=True)
+
+
+def _searcher(spec: SearchSpec, experiment_dir: ExperimentPath,
+              max_concurrent: int) -> tuple[Any, Any]:
+    """(the searcher handed to Tune, the Optuna searcher inside it)."""
+    import optuna
+    from ray.tune.search import ConcurrencyLimiter
+
+    from search.store import journal_storage
+    from search.trial import AshaAwareOptunaSearch
+
+    sampler = optuna.samplers.TPESampler(seed=spec.searcher.seed,
+                                         n_startup_trials=spec.searcher.n_startup_trials)
+    searcher = AshaAwareOptunaSearch(
+        sampler=sampler, study_name=spec.name, storage=journal_storage(experiment_dir),
+        max_t=spec.scheduler.max_t,
+    )
+    return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent), searcher
+
+
+def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
+                callbacks: list[Any] | None = None, stop: Any = None) -> tuple[Any, Any]:
+    """(the `Tuner` of a new search, or the restored one with `options.resume`; its Optuna
+    searcher, None after a restore: it is Tune's restored copy then)."""
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from search.trial import train_detr
+
+    path = experiment_path(options.storage, spec.name)
+    trainable = tune.with_resources(
+        tune.with_parameters(train_detr, base=spec.base, space=spec.space, data=data,
+                             metric=spec.metric),
+        {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
+    )
+    if options.resume:
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+        # The restored RunConfig holds the first session's callbacks and stopper (pickled in
+        # tuner.pkl); this session's console and time budget replace them.
+        run_config = tuner._local_tuner._run_config
+        run_config.callbacks, run_config.stop = callbacks, stop
+        run_config.verbose = options.verbose
+        return tuner, None
+    resources = ray.cluster_resources()
+    max_concurrent = spec.max_concurrent or default_max_concurrent(
+        spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, spec.num_samples,
+        resources.get("CPU", 1), resources.get("GPU", 0))
+    scheduler = ASHAScheduler(
+        time_attr="step", max_t=spec.scheduler.max_t, grace_period=spec.scheduler.grace_period,
+        reduction_factor=spec.scheduler.reduction_factor,
+    )
+    search_alg, optuna_search = _searcher(spec, location(path), max_concurrent)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=to_tune_param_space(spec),
+        tune_config=tune.TuneConfig(
+            metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
+            search_alg=search_alg, scheduler=scheduler,
+            # a trial worker imports torch + transformers once (~10 s on 2 cores), not per trial
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=spec.name,
+            storage_path=split_uri(path)[0] if is_uri(path) else str(Path(path).parent),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute=spec.metric,
+                checkpoint_score_order=spec.mode),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            # the trial's working folder holds its trial.log: copied into its result folder
+            sync_config=tune.SyncConfig(sync_artifacts=True),
+            callbacks=callbacks,
+            stop=stop,
+            verbose=options.verbose,
+        ),
+    )
+    return tuner, optuna_search
+
+
+def _record_budget_cut(experiment_dir: ExperimentPath, options: SearchOptions, tuner: Any,
+                       optuna_search: Any, progress: Any) -> list[str]:
+    """After a search the time budget ended: which trials it cut, on disk and in the study."""
+    from search.running.time_budget import write_budget_record
+
+    results = {r.metrics.get("trial_id"): r for r in tuner.get_results() if r.metrics}
+    if progress is not None:
+        cut = progress.running_trial_ids()
+        progress.mark_cut(cut)
+    else:  # -v: no console callback; a trial whose last result is not `done` was cut
+        cut = [tid for tid, r in results.items() if tid and not r.metrics.get("done")
+               and r.error is None]
+    write_budget_record(experiment_dir, options.time_budget_s or 0.0, cut)
+    if optuna_search is not None:
+        for trial_id in cut:  # Tune does not tell the searcher about trials it stops this way
+            last = results[trial_id].metrics if trial_id in results else None
+            optuna_search.on_trial_complete(trial_id, result=last)
+    return cut
+
+
+def run_search(spec: SearchSpec, options: SearchOptions) -> ExperimentPath:
+    """Run (or resume) the search, export its results; returns the experiment folder."""
+    started = time.time()
+    quiet_libraries(options.verbose)
+    import ray
+    from ray import tune
+
+    path = experiment_path(options.storage, spec.name)
+    experiment_dir = location(path)
+    if options.resume and not tune.Tuner.can_restore(path):
+        raise UserInputError("no experiment to resume there", source=path)
+    if not options.resume and folder_has_entries(experiment_dir):
+        raise UserInputError(f"experiment {spec.name!r} exists; pass --resume to continue it "
+                             "or --name for a new one", source=path)
+    LocalCluster.end_orphans_of(path)
+    if options.resume:  # after end_orphans_of: no killed session's copy is still writing
+        for note in repair_saved_state(experiment_dir):
+            print(f"resume: {note}", flush=True)
+    record = experiment_dir / PREPARED_DATA_FILE
+    if options.resume and record.is_file():
+        # the files may have changed since the first session: checked again (COCO data)
+        data = revalidate_record(json.loads(record.read_text()), spec.base, str(record),
+                                 on_cluster=bool(options.address))
+    else:
+        data = data_record(spec.base, str(spec.source), on_cluster=bool(options.address))
+    try:
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+        write_spec_file(spec, experiment_dir)
+        write_text_atomic(record, json.dumps(data, indent=2))
+        clear_interrupt_record(experiment_dir)
+    except OSError as exc:  # no such bucket, no credentials, a read-only folder
+        raise UserInputError(f"cannot write there: {' '.join(str(exc).split())}",
+                             source=path) from None
+    interrupts = options.interrupts
+    cluster = None if options.address else LocalCluster(path)
+    try:
+        start_ray(options, cluster)
+        interrupts.install()  # again: ray.init replaces the SIGTERM handler
+        from search.results import HParamsLoggerCallback
+        from search.running.console import SearchProgress
+        from search.running.time_budget import TimeBudget
+
+        budget = TimeBudget(options.time_budget_s, start=started) if options.time_budget_s \
+            else None
+        progress = None if options.verbose else SearchProgress(spec, experiment=experiment_dir)
+        callbacks = [HParamsLoggerCallback(spec.space, SELECTABLE_EVAL_METRICS),
+                     *([progress] if progress else [])]
+        tuner, optuna_search = build_tuner(spec, options, data, callbacks, stop=budget)
+        with interrupts.tune_loop():
+            tuner.fit()
+        if interrupts.interrupted:
+            record_interruption(experiment_dir, interrupts, progress, options.resume_command)
+        if budget is not None and budget.reached:
+            cut = _record_budget_cut(experiment_dir, options, tuner, optuna_search, progress)
+            print(f"time budget of {options.time_budget_s:g} s reached: {len(cut)} running "
+                  "trial(s) cut, exporting what finished", flush=True)
+        from search.results import copy_report, export_experiment
+
+        # interrupted: export what is there now, without the (possibly long) test evaluation
+        summary = export_experiment(experiment_dir, evaluate_winner=not interrupts.interrupted)
+        budget_spent = budget is not None and budget.reached
+        if options.final_seeds > 0 and interrupts.interrupted:
+            print("--final-seeds skipped: the search was interrupted", flush=True)
+        elif options.final_seeds > 0 and budget_spent:
+            print("--final-seeds skipped: the time budget is spent", flush=True)
+        elif options.final_seeds > 0 and summary.best_config_path is not None:
+            from search.results import run_final_seeds
+
+            run_final_seeds(experiment_dir, spec, data, options.final_seeds)
+            summary = export_experiment(experiment_dir)
+        print(summary.describe(), flush=True)
+        if options.report_dir is not None:
+            print(f"report copy: {copy_report(summary, options.report_dir)}", flush=True)
+    finally:
+        ray.shutdown()
+        if cluster is not None:
+            cluster.stop()
+    return experiment_dir

@@ -1,0 +1,199 @@
+"""Ctrl-C (SIGINT) and SIGTERM on a running search: stop, keep everything, say how to resume.
+
+Ray Tune handles SIGINT by itself: it ends its loop, saves the experiment state one last time
+with the running trials still marked RUNNING (so `Tuner.restore` continues them from their last
+checkpoint), and prints Ray's own `Tuner.restore(...)` hint. SIGTERM it does not handle at all
+(`ray.init` makes it a bare `sys.exit`). `SearchInterrupts` takes both signals for the whole
+driver (Tune's own SIGINT handler is switched off with `TUNE_DISABLE_SIGINT_HANDLER`):
+
+- first signal, while `Tuner.fit()` runs its loop: forwarded to Tune's interrupt (the handler
+  Tune always installs for SIGUSR1), so Tune stops the trials the way it does for Ctrl-C; the
+  driver then records which trials were running (`interrupted.json`), exports, and prints the
+  resume command last (`search.run`). Outside the loop (data checks, Ray start-up, export) it
+  raises `SearchInterrupted` where the driver is.
+- second signal: quit at once. The search's own Ray processes are ended
+(`search.cluster.orphans`), a
+  copy of Tune's experiment state that is in flight is given a moment to land (Tune copies it
+  in a background thread; cutting it would leave a torn `experiment_state-*.json`), the resume
+  command is printed, and the process exits with 130 (SIGINT) or 143 (SIGTERM). Every file
+  the driver itself writes is written atomically, so nothing is left half-written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from search.store import INTERRUPTED_FILE, ExperimentPath, write_json_atomic
+
+SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+#: How long a second signal waits for Tune's state copy in flight (seconds).
+STATE_COPY_WAIT_S = 3.0
+
+
+class SearchInterrupted(BaseException):
+    """A stop signal arrived outside Tune's loop; unwinds the driver (not an `Exception`, so
+    no library's `except Exception` swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"{SIGNAL_NAMES.get(signum, signum)} received")
+        self.signum = signum
+
+
+@dataclass
+class SearchInterrupts:
+    """SIGINT / SIGTERM handling of one search driver (see the module docstring)."""
+
+    final_line: Callable[[], str] = lambda: ""  # printed last: the command that resumes
+    quit_now: Callable[[], None] = lambda: None  # second signal: end the own Ray processes
+    signum: int | None = None
+    count: int = 0
+    in_tune_loop: bool = False
+    _previous: dict[int, Any] = field(default_factory=dict)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def signal_name(self) -> str:
+        return SIGNAL_NAMES.get(self.signum, str(self.signum)) if self.signum else ""
+
+    @property
+    def exit_code(self) -> int:
+        """130 for SIGINT, 143 for SIGTERM: what a shell reports for a process they ended."""
+        return 128 + (self.signum or signal.SIGINT)
+
+    def install(self) -> None:
+        """Take SIGINT and SIGTERM (again after `ray.init`, which sets its own SIGTERM)."""
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.signal(signum, self._handle)
+            self._previous.setdefault(signum, previous)
+
+    def restore(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    @contextmanager
+    def tune_loop(self) -> Iterator[None]:
+        """Around `Tuner.fit()`: a first signal goes to Tune instead of raising here (and
+        Tune's "Trials did not complete" error, which an interruption makes true by design,
+        is not printed: the driver reports the interrupted trials itself)."""
+        tune_logger = logging.getLogger("ray.tune.tune")
+        noise = _InterruptedTrialsNoise(self)
+        tune_logger.addFilter(noise)
+        self.in_tune_loop = True
+        try:
+            yield
+        finally:
+            self.in_tune_loop = False
+            tune_logger.removeFilter(noise)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count > 1:
+            self._quit(signum)
+            return
+        self.signum = signum
+        key = "Ctrl-C" if signum == signal.SIGINT else self.signal_name
+        tune_handler = signal.getsignal(signal.SIGUSR1)
+        if self.in_tune_loop and callable(tune_handler):
+            _say(f"{key}: stopping the running trials and saving the experiment "
+                 f"(press Ctrl-C again to quit at once)")
+            tune_handler(signal.SIGUSR1, frame)  # sets Tune's experiment_interrupted_event
+            return
+        _say(f"{key}: stopping (press Ctrl-C again to quit at once)")
+        raise SearchInterrupted(signum)
+
+    def _quit(self, signum: int) -> None:
+        self.signum = self.signum or signum
+        _say("quitting now")
+        try:
+            _wait_for_state_copies(STATE_COPY_WAIT_S)
+            print(f"quit at once ({self.signal_name}); continue with:", flush=True)
+            print(self.final_line(), flush=True)
+            self.quit_now()  # last: it may end the Ray processes this one depends on
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(self.exit_code)
+
+
+class _InterruptedTrialsNoise(logging.Filter):
+    def __init__(self, interrupts: SearchInterrupts) -> None:
+        super().__init__()
+        self.interrupts = interrupts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (self.interrupts.interrupted
+                    and str(record.msg).startswith("Trials did not complete"))
+
+
+def _say(line: str) -> None:
+    sys.stdout.flush()
+    print(line, file=sys.stderr, flush=True)
+
+
+def _wait_for_state_copies(timeout_s: float) -> None:
+    """Let Ray Tune's background copies of its experiment state finish (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and thread.name.endswith("(entrypoint)"):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+# ---------------------------------------------------------------------------------------------
+# the record of an interruption, read back by the export
+
+
+def running_trials(experiment_dir: ExperimentPath) -> dict[str, int | None]:
+    """Trials Tune saved as RUNNING (it keeps them so when interrupted) -> last reported step."""
+    from search.results import read_ray_states, read_results
+    from search.store import as_int
+
+    running: dict[str, int | None] = {}
+    for folder, (trial_id, status) in read_ray_states(experiment_dir).items():
+        if status == "RUNNING" and trial_id:
+            results = read_results(experiment_dir / folder)
+            running[trial_id] = as_int(results[-1].get("step")) if results else None
+    return dict(sorted(running.items()))
+
+
+def record_interruption(experiment_dir: ExperimentPath, interrupts: SearchInterrupts,
+                        progress: Any,
+                        resume_command: str) -> dict[str, int | None]:
+    """After `Tuner.fit()` returned because of a signal: `interrupted.json`, and one console
+    line per trial that was running."""
+    running = running_trials(experiment_dir)
+    write_interrupt_record(experiment_dir, interrupts.signal_name, running, resume_command)
+    if progress is not None:
+        progress.mark_interrupted(running)
+    return running
+
+
+def write_interrupt_record(experiment_dir: ExperimentPath, signal_name: str,
+                           running: dict[str, int | None], resume_command: str) -> ExperimentPath:
+    """`interrupted.json`: which signal, when, the trials it stopped (id -> last step), and
+    the command that resumes the search."""
+    return write_json_atomic(experiment_dir / INTERRUPTED_FILE, {
+        "signal": signal_name,
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "running_trials": running,
+        "resume_command": resume_command,
+    })
+
+
+def clear_interrupt_record(experiment_dir: ExperimentPath) -> None:
+    """A resumed search continues the interrupted trials: the old record no longer holds."""
+    (experiment_dir / INTERRUPTED_FILE).unlink(missing_ok=True)

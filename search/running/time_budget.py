@@ -1,0 +1,41 @@
+"""`--time-budget`: end a search cleanly at a wall-clock time and keep what finished.
+
+`TimeBudget` is a Tune `Stopper` whose `stop_all()` turns true at the deadline; Tune then
+stops every running trial and starts no new one, and `Tuner.fit()` returns normally, so the
+export runs on what is there. The trials still running at that moment are "cut by time
+budget" (not "stopped by ASHA"): the driver writes their ids to `time_budget.json`, tells the
+Optuna study they were pruned at their last step, and the report says so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from ray.tune.stopper import Stopper
+
+from search.store import TIME_BUDGET_FILE, ExperimentPath, write_json_atomic
+
+
+class TimeBudget(Stopper):
+    """Stop the whole experiment once `budget_s` seconds have passed since `start`."""
+
+    def __init__(self, budget_s: float, start: float | None = None) -> None:
+        self.budget_s = budget_s
+        self.deadline = (time.time() if start is None else start) + budget_s
+        self.reached = False
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False  # single trials are ASHA's business
+
+    def stop_all(self) -> bool:
+        if not self.reached and time.time() >= self.deadline:
+            self.reached = True
+        return self.reached
+
+
+def write_budget_record(experiment_dir: ExperimentPath, budget_s: float,
+                        cut: Sequence[str]) -> ExperimentPath:
+    """`time_budget.json`: the budget and the trials it cut (read back by the export)."""
+    return write_json_atomic(experiment_dir / TIME_BUDGET_FILE,
+                             {"budget_s": budget_s, "cut_trials": list(cut)})

@@ -1,0 +1,48 @@
+"""The space file: YAML in (`spec_loading`, `experiment_section`, `space_section`), the
+`SearchSpec` (`spec`), distributions (`distributions`), ASHA's budget in optimizer
+steps (`budget`), the Tune param space (`tune_space`) and the checks of what a space
+points to (`preflight`). A new searchable hyperparameter needs no code here when it is a
+run-config key or a `TrainingArguments` field.
+
+Imports: `search.store`, `search.cluster`; `detr_core` through its public names.
+
+Public names (other packages import these, not the modules; each is imported on first use):
+`check_search_inputs`, `default_max_concurrent`, `describe_distribution`, `fixed_values_of`,
+`format_number`, `format_value`, `is_distribution`, `load_search_spec`, `log_scale_keys_of`,
+`quantize_params`, `read_spec_file`, `SearchSpec`, `to_tune_param_space`, `write_spec_file`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: public name -> the module of this package that defines it
+_HOME = {
+    "SearchSpec": "spec",
+    "check_search_inputs": "preflight",
+    "default_max_concurrent": "budget",
+    "describe_distribution": "distributions",
+    "fixed_values_of": "distributions",
+    "format_number": "distributions",
+    "format_value": "distributions",
+    "is_distribution": "distributions",
+    "load_search_spec": "spec_loading",
+    "log_scale_keys_of": "distributions",
+    "quantize_params": "distributions",
+    "read_spec_file": "spec",
+    "to_tune_param_space": "tune_space",
+    "write_spec_file": "spec",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use: importing the package stays cheap
+    (no Ray or torch for a dry run) and no import cycle can arise through it."""
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value

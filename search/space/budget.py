@@ -1,0 +1,77 @@
+"""How long trials run, in optimizer steps: ASHA's rungs and the defaults that depend on the base.
+
+ASHA's budget (`max_t`) defaults to the steps of the longest trial the space can produce, and
+its first rung (`grace_period`) to the first evaluation (`logging_steps`); both are read from
+the base run config and the searched values, with detr_core's defaults where neither says.
+Pure functions on plain dicts: no Ray, no files.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from search.space.distributions import candidate_values, is_distribution, is_number
+
+
+def asha_rungs(grace_period: float, reduction_factor: float, max_t: float) -> list[float]:
+    """Milestones of Ray's ASHA bracket 0: `grace * rf**k` for k while it stays <= max_t."""
+    count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
+    return [grace_period * reduction_factor**k for k in range(count)]
+
+
+def default_max_concurrent(cpus_per_trial: float, gpus_per_trial: float, num_samples: int,
+                           cluster_cpus: float, cluster_gpus: float) -> int:
+    """Trials that fit the cluster at once (what `max_concurrent: null` means), at least 1."""
+    fits = math.floor(cluster_cpus / cpus_per_trial + 1e-9)
+    if gpus_per_trial > 0:
+        fits = min(fits, math.floor(cluster_gpus / gpus_per_trial + 1e-9))
+    return max(1, min(fits, num_samples))
+
+
+def _numbers(values: list[Any]) -> list[float]:
+    return [v for v in values if is_number(v)]
+
+
+def training_arg_values(base: dict[str, Any], space: dict[str, Any], key: str) -> list[float]:
+    """Numbers `training_args.<key>` can take: searched candidates, else the fixed or base value,
+    else detr_core's default for the field."""
+    from detr_core.config import training_arg_default
+
+    dotted = f"training_args.{key}"
+    if dotted in space:
+        value = space[dotted]
+        return _numbers(candidate_values(value) if is_distribution(value) else [value])
+    args = base.get("training_args", {})
+    return _numbers([args[key] if key in args else training_arg_default(key)])
+
+
+def estimate_max_steps(base: dict[str, Any], space: dict[str, Any]) -> int | None:
+    """Optimizer steps of the longest trial, when the base makes that knowable; else None.
+
+    `max_steps` when set; for the synthetic dataset, epochs x ceil(images / batch) /
+    gradient accumulation, taking the longest end of every searched range. COCO files are not
+    read here (they can be large), so a COCO base returns None.
+    """
+    max_steps = training_arg_values(base, space, "max_steps")
+    if max_steps and max(max_steps) > 0:
+        return int(max(max_steps))
+    if "data.synthetic.num_train" in space:
+        images = _numbers(candidate_values(space["data.synthetic.num_train"]))
+    elif base.get("data", {}).get("synthetic") is not None:
+        images = [base["data"]["synthetic"]["num_train"]]
+    else:
+        return None
+    batch = min(training_arg_values(base, space, "per_device_train_batch_size"))
+    epochs = max(training_arg_values(base, space, "num_train_epochs"))
+    accumulation = min(training_arg_values(base, space, "gradient_accumulation_steps"))
+    per_epoch = max(1, math.ceil(max(images) / max(1, batch)) // max(1, int(accumulation)))
+    return max(1, math.ceil(epochs * per_epoch))
+
+
+def first_eval_step(base: dict[str, Any], space: dict[str, Any], max_t: int) -> int:
+    """Step of the first evaluation (logging_steps; a value < 1 is a ratio of max_t)."""
+    first = min(training_arg_values(base, space, "logging_steps"))
+    if first < 1:
+        return max(1, math.floor(first * max_t))
+    return max(1, math.ceil(first))

@@ -1,0 +1,51 @@
+"""One trial: the Tune function trainable (`trainable`), the run config a trial trains
+with (`trial_config`), its console output and scratch folder (`trial_output`,
+`trial_workdir`), how it ended (`status`), its dataset on the node that trains it
+(`node_data`) and the searcher that tells Optuna what ASHA did (`searcher`).
+
+Imports: `search.store`, `search.cluster`, `search.space`; `detr_core` through its public names.
+
+Public names (other packages import these, not the modules; each is imported on first use):
+`AshaAwareOptunaSearch`, `BEFORE_FIRST_EVALUATION`, `CATEGORIES`, `data_record`, `data_section`,
+`ERRORED`, `is_early_stopped`, `output_to_file`, `planned_budget`, `prepare_on_node`,
+`revalidate_record`, `status_category`, `train_detr`, `trial_run_config`, `trial_status`,
+`trial_threads`, `trial_values`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: public name -> the module of this package that defines it
+_HOME = {
+    "AshaAwareOptunaSearch": "searcher",
+    "BEFORE_FIRST_EVALUATION": "status",
+    "CATEGORIES": "status",
+    "ERRORED": "status",
+    "data_record": "node_data",
+    "data_section": "node_data",
+    "is_early_stopped": "status",
+    "output_to_file": "trial_output",
+    "planned_budget": "status",
+    "prepare_on_node": "node_data",
+    "revalidate_record": "node_data",
+    "status_category": "status",
+    "train_detr": "trainable",
+    "trial_run_config": "trial_config",
+    "trial_status": "status",
+    "trial_threads": "trial_config",
+    "trial_values": "trial_config",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use: importing the package stays cheap
+    (no Ray or torch for a dry run) and no import cycle can arise through it."""
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value

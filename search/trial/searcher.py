@@ -1,0 +1,68 @@
+"""Optuna TPE searcher that learns from ASHA's early stops the right way.
+
+Stock `OptunaSearch` reports intermediate values by `training_iteration` and tells Optuna
+COMPLETE with the *last* value of a trial that ASHA stopped at an early rung: TPE then treats a
+partial-budget score as final. Here intermediate values are keyed by the optimizer `step`,
+a trial stopped before its budget (`search.trial.status.is_early_stopped`) is told as PRUNED
+(Optuna keeps its intermediate values), and a finished trial is told its *best* value, the
+step whose checkpoint is kept. The study lives in an Optuna journal file inside the experiment
+folder (`search.store.study_journal`, on any storage), so it survives the driver and can be read
+with
+`optuna.load_study`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune.search.optuna import OptunaSearch
+
+from detr_core.config import is_better
+from search.store import as_float, as_int
+from search.trial.status import is_early_stopped
+
+
+class AshaAwareOptunaSearch(OptunaSearch):
+    """`OptunaSearch` with step-keyed reports, PRUNED for ASHA stops and best-value results."""
+
+    def __init__(self, *args: Any, max_t: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._max_t = max_t
+        self._best_values: dict[str, float] = {}
+        self._reported_steps: dict[str, set[int]] = {}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        self._record(trial_id, result)
+
+    def _record(self, trial_id: str, result: dict) -> None:
+        """Keep the best value and report it to Optuna as the value at `result['step']`."""
+        value, step = as_float(result.get(self.metric)), as_int(result.get("step"))
+        if value is None or step is None:
+            return
+        if is_better(value, self._best_values.get(trial_id), self.mode):
+            self._best_values[trial_id] = value
+        steps = self._reported_steps.setdefault(trial_id, set())
+        if int(step) not in steps:  # a trial resumed from a checkpoint repeats steps
+            steps.add(int(step))
+            self._ot_trials[trial_id].report(value, int(step))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        from optuna.trial import TrialState
+
+        if result:  # the last result (e.g. the one ASHA stopped at) skips on_trial_result
+            self._record(trial_id, result)
+        ot_trial = self._ot_trials[trial_id]
+        best = self._best_values.get(trial_id)
+        if error or best is None:
+            state, value = (TrialState.FAIL, None) if error else (TrialState.PRUNED, None)
+        elif result is not None and is_early_stopped(result, self._max_t):
+            state, value = TrialState.PRUNED, None
+        else:
+            state, value = TrialState.COMPLETE, best
+        self._ot_study.tell(ot_trial, value, state=state)
+        self._completed_trials.add(trial_id)
