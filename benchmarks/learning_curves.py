@@ -46,8 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.replay import config_key  # noqa: E402
 from detr_core.config import apply_overrides  # noqa: E402  (after the sys.path line above
-from search.replay import config_key  # noqa: E402
 
 DEFAULT_GRID = ROOT / "benchmarks" / "learning_curves.yaml"
 DATA_DIR = ROOT / "benchmarks" / "data"

@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.replay import CurveTable, config_key  # noqa: E402
 from detr_core.config import natural_mode  # noqa: E402  (after the sys.path line above
-from search.replay import CurveTable, config_key  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data"
 DEFAULT_TABLES = (DATA / "learning_curves.jsonl", DATA / "learning_curves_v2.jsonl",

@@ -4,7 +4,7 @@
     python benchmarks/search_efficiency.py --quick --out DIR     # replay only, few seeds (minutes)
 
 Replays the recorded learning curves of `benchmarks/data/learning_curves.jsonl` (made by
-`benchmarks/learning_curves.py`) through the real Ray Tune stack (`search.replay`): the real
+`benchmarks/learning_curves.py`) through the real Ray Tune stack (`benchmarks.replay`): the real
 `Tuner`, `ASHAScheduler`, `ConcurrencyLimiter` and searchers, with the shipped search's settings
 (`settings_from` in benchmarks/search_efficiency.yaml: grace period, reduction factor, Optuna
 startup trials, concurrency, metric) over the grid's dimensions. Strategies:
@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from search.replay import (  # noqa: E402
+from benchmarks.replay import (  # noqa: E402
     CurveTable,
     config_key,
     replay_log,

@@ -32,6 +32,6 @@ A search, as the data flows (`python search/run.py --space search_spaces/iou.yam
 Where to add: a new hyperparameter needs no code (a run-config key or TrainingArguments
 field); a new metric is named in `detr_core/config/metric_names.py` and computed in
 `detr_core/evaluation/metrics.py`; a new storage backend is whatever `pyarrow.fs` resolves
-(`store/storage.py`). `run.py` and `export.py` are the entry points; `replay.py` replays
-recorded learning curves for the benchmarks.
+(`store/storage.py`). `run.py` and `export.py` are the entry points. The replay of recorded
+learning curves is benchmark infrastructure: `benchmarks/replay.py`.
 """

@@ -1,4 +1,4 @@
-"""Replaying recorded curves through the real Tune stack (`search.replay`).
+"""Replaying recorded curves through the real Tune stack (`benchmarks.replay`).
 
 A small hand-made table (3 learning rates x 2 IoU losses, one seed, evaluations at steps 10, 20,
 30, 40) is replayed by a real `Tuner` with this project's `AshaAwareOptunaSearch` behind a
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from search.replay import CurveTable, config_key, replay_log, replay_trial
+from benchmarks.replay import CurveTable, config_key, replay_log, replay_trial
 
 pytestmark = pytest.mark.slow
 
@@ -123,7 +123,7 @@ def _replay_once(table: CurveTable, folder: Path, seed: int) -> list[tuple[int, 
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    from search.replay import simulated_clock
+    from benchmarks.replay import simulated_clock
     from search.store.study_journal import journal_storage
     from search.trial.searcher import AshaAwareOptunaSearch
 

@@ -30,13 +30,20 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ray.cloudpickle
+
 from search.store import as_float
+
+# Tune ships the trainable and its parameters to Ray workers by pickle. This module lives in
+# benchmarks/ (not an installed package), so it travels by value: a worker needs no path to it.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def config_key(params: Mapping[str, Any]) -> str:
