@@ -7,7 +7,7 @@ that names the new checkpoint reaches the experiment folder later, from a thrott
 copy. A driver killed between the two (SIGKILL, the OOM killer, a lost head node) leaves a state
 whose trial resumes from a checkpoint that no longer exists: Tune's restore raises "Could not
 recover from checkpoint as it does not exist on storage anymore" and the trial ends errored
-after its retries (seen in tests/test_search_interrupts.py).
+after its retries (seen in tests/scenarios/test_search_interrupts.py).
 
 Before `Tuner.restore`, each unfinished trial of the state Tune will restore is checked; one
 whose latest checkpoint is gone is pointed at its newest whole checkpoint still on storage

@@ -3,8 +3,9 @@
 (`search.results.tensorboard_hparams`)
 and the time budget (`search.running.time_budget`), driven by the same hooks Ray Tune calls.
 
-The real search (tests/test_search_e2e.py, tests/test_search_budget.py) checks the same lines
-in the output of a real run; here every event is produced on purpose, including the rare ones.
+The real search (tests/scenarios/test_search_e2e.py,
+tests/tuning/running/test_search_budget.py) checks the same lines in the output of a real run;
+here every event is produced on purpose, including the rare ones.
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ def test_trial_output_goes_to_its_log_file(tmp_path: Path) -> None:
     """Python prints, C-level writes and child processes all land in the file, then stop."""
     script = f"""
 import os, subprocess, sys, warnings
-sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+sys.path.insert(0, {str(Path(__file__).resolve().parents[3])!r})
 from pathlib import Path
 from search.trial.trial_output import output_to_file
 with output_to_file(Path({str(tmp_path)!r}) / "trial.log"):

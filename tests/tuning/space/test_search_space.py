@@ -24,7 +24,7 @@ from search.space.spec_loading import load_search_spec
 from search.space.tune_space import to_tune_param_space
 from search.trial.trial_config import trial_run_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 FULL = """\
 experiment:

@@ -20,7 +20,7 @@ from detr_core.config.training_args import build_training_args
 from detr_core.files.errors import UserInputError
 from detr_core.files.yaml_io import loads_yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 MINIMAL = """\
 model:

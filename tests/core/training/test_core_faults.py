@@ -22,7 +22,7 @@ from conftest import TINY_RUN, CocoWriter
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 MAX_STEPS = 400
 
 

@@ -22,7 +22,7 @@ from detr_core.config.run_config import (
 from detr_core.config.training_args import DEFAULT_TRAINING_ARGS, training_arg_default
 from detr_core.files.errors import UserInputError, exit_on_user_error
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_user_input_error_carries_its_parts() -> None:

@@ -29,7 +29,7 @@ from detr_core.files.builtin_models import CHECKPOINT_FILES, builtin_names, reso
 from detr_core.files.errors import UserInputError
 from detr_core.model.build import build_model
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 SHAPES = LabelMap((1, 2, 3), ("rectangle", "ellipse", "triangle"))
 
 

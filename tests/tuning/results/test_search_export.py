@@ -29,7 +29,7 @@ from search.results.plots import param_axis
 from search.results.reading import read_results
 from search.trial.status import is_early_stopped, status_category, trial_status
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 METRIC = "eval_loss_bbox"
 EXPECTED_STATUS = {
