@@ -11,8 +11,7 @@ Public names (other packages import these, not the modules; each is imported on 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from search.store import lazy_public_names
 
 #: public name -> the module of this package that defines it
 _HOME = {
@@ -21,12 +20,4 @@ _HOME = {
 
 __all__ = sorted(_HOME)
 
-
-def __getattr__(name: str) -> Any:
-    """Import a public name's module on first use: importing the package stays cheap
-    (no Ray or torch for a dry run) and no import cycle can arise through it."""
-    if name not in _HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_public_names(__name__, _HOME, globals())
