@@ -109,16 +109,12 @@ class ImageSummary:
             self.renamed.append((record.image_id, record.path.name, check.found_as.name))
 
 
-def check_image_file(record: ImageRecord) -> str | None:
-    """Why `record`'s file is not a complete image of the recorded size; None when it is.
-
-    The answer completes "image file <path> ...": `is empty (0 bytes)`, `not found`...
-    """
-    return inspect_image_file(record).problem
-
-
 def inspect_image_file(record: ImageRecord) -> FileCheck:
-    """`check_image_file` with the header facts and the on-disk name (see `FileCheck`)."""
+    """Why `record`'s file is not a complete image of the recorded size (None when it is),
+    with its header facts and the name found on disk (see `FileCheck`).
+
+    The problem completes "image file <path> ...": `is empty (0 bytes)`, `not found`...
+    """
     path = record.path
     if not os.path.lexists(path):
         variant = unicode_variant(path)
@@ -261,7 +257,7 @@ def inspect_images(records: Sequence[ImageRecord],
 
 def find_image_problems(records: Sequence[ImageRecord],
                         threads: int | None = None) -> list[ImageProblem]:
-    """Every record whose file fails `check_image_file`, in record order."""
+    """Every record whose file fails `inspect_image_file`, in record order."""
     return [ImageProblem(r, c.problem) for r, c in
             zip(records, inspect_images(records, threads), strict=True) if c.problem]
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -101,18 +100,3 @@ def load_rgb(path: str | Path) -> np.ndarray:
     with Image.open(path) as image:
         upright = ImageOps.exif_transpose(image) if orientation_of(image) != 1 else image
         return np.array(to_rgb8(upright))
-
-
-def open_displayed(path: str | Path) -> Image.Image:
-    """The file as an 8-bit RGB PIL image in its displayed orientation (for drawing)."""
-    return Image.fromarray(load_rgb(path), "RGB")
-
-
-def describe(facts: Any) -> str:
-    """`I;16` / `EXIF orientation 6`: how a file differs from plain RGB as stored."""
-    parts = []
-    if facts.rotated:
-        parts.append(f"EXIF orientation {facts.orientation}")
-    if facts.converted:
-        parts.append(f"mode {facts.mode}")
-    return ", ".join(parts)
