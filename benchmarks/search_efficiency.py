@@ -66,6 +66,14 @@ from benchmarks.replay import (  # noqa: E402
 CONFIG = ROOT / "benchmarks" / "search_efficiency.yaml"
 CURVES = ROOT / "benchmarks" / "data" / "learning_curves.jsonl"
 QUALITY = "map_50"  # test metric a choice is scored by
+
+
+def quality_metric(metric: str) -> str:
+    """The test metric a choice is scored by: mAP@.5 of the weights the objective exports
+    (an averaged-weight objective, `eval_ema_*`, exports the averaged weights)."""
+    from detr_core.config import is_ema_metric
+
+    return f"ema_{QUALITY}" if is_ema_metric(metric) else QUALITY
 STRATEGIES = ("asha_tpe", "stock_optuna_asha", "random_asha", "random_fifo")
 
 
@@ -85,12 +93,14 @@ def best_val_step(curve: Any, metric: str, mode: str) -> int:
     return best if best is not None else len(values) - 1
 
 
-def quality(table: CurveTable, point_key: str, step: int, seeds: Sequence[int]) -> float:
-    """Mean test mAP@.5 of a grid point at `step` over `seeds`."""
+def quality(table: CurveTable, point_key: str, step: int, seeds: Sequence[int],
+            metric: str = "") -> float:
+    """Mean test mAP@.5 of a grid point at `step` over `seeds` (of the weights `metric`
+    exports: `quality_metric`)."""
     values = []
     for seed in seeds:
         curve = table.curves[(point_key, seed)]
-        values.append(curve.test[QUALITY][curve.index_of(step)])
+        values.append(curve.test[quality_metric(metric)][curve.index_of(step)])
     return statistics.fmean(v for v in values if v is not None)
 
 
@@ -111,7 +121,8 @@ def grid_facts(table: CurveTable, metric: str, mode: str) -> GridFacts:
         scores = []
         for seed in table.seeds:
             curve = table.curves[(key, seed)]
-            scores.append(curve.test[QUALITY][best_val_step(curve, metric, mode)])
+            scores.append(curve.test[quality_metric(metric)][best_val_step(curve, metric,
+                                                                           mode)])
         per_point[key] = statistics.fmean(scores)
         spreads.append(statistics.stdev(scores) if len(scores) > 1 else 0.0)
     best = max(per_point, key=per_point.get)
@@ -164,7 +175,7 @@ def trace_from_reports(table: CurveTable, reports: Sequence[Any], completed: set
                 best = (report.value, report.grid_point, report.step)
             pick = (best[1], best[2]) if best else None
         trace.compute.append(sum(latest_step.values()))
-        trace.regret.append(optimum - quality(table, pick[0], pick[1], others)
+        trace.regret.append(optimum - quality(table, pick[0], pick[1], others, metric)
                             if pick else math.inf)
         trace.final_choice = pick[0] if pick else None
     return trace
@@ -186,7 +197,7 @@ def grid_trace(table: CurveTable, search_seed: int, optimum: float, metric: str,
             best = (value, key, curve.steps[index])
         spent += curve.steps[-1]
         trace.compute.append(spent)
-        trace.regret.append(optimum - quality(table, best[1], best[2], others))
+        trace.regret.append(optimum - quality(table, best[1], best[2], others, metric))
         trace.final_choice = best[1]
     return trace
 

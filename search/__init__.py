@@ -12,6 +12,8 @@ only through their `__init__` (its public names; tests/test_layers.py holds the 
                on the node, the ASHA-aware Optuna searcher
     results/   afterwards: trials read back, winner, best model, final seeds, trials.csv,
                plots, importances, REPORT.md, export, TensorBoard HParams
+    lineage/   searches that build on each other: --warm-start from earlier experiments, by
+               the rules of which earlier trial fits a new space
     resume/    the saved Tune state repaired before a --resume
     running/   the running search: CLI, driver, console, interrupts, time budget, names,
                the command that continues a search
@@ -19,7 +21,8 @@ only through their `__init__` (its public names; tests/test_layers.py holds the 
 A search, as the data flows (`python search/run.py --space search_spaces/iou.yaml`):
 
     run.py -> space.load_search_spec (YAML checked, exit 2 on a bad key)
-           -> space.check_search_inputs, running.choose_experiment -> running.describe (plan)
+           -> space.check_search_inputs, running.choose_experiment,
+              lineage.plan_warm_start (--warm-start) -> running.describe (plan)
            -> running.run_search: trial.data_record (data checked once, on the driver),
               store (experiment folder, search_spec.yaml, prepared_data.json),
               cluster.LocalCluster + Ray, Tuner(trial.train_detr, space.to_tune_param_space,
@@ -27,7 +30,9 @@ A search, as the data flows (`python search/run.py --space search_spaces/iou.yam
               -> each trial: trial.trial_run_config -> detr_core.training.train_run
                  -> tune.report at every evaluation (eval_* metrics, step, checkpoint)
            -> results.export_experiment: results.reading -> winner -> best_model/,
-              best_config.yaml, trials.csv, plots/, REPORT.md (+ results.run_final_seeds)
+              best_config.yaml, trials.csv, plots/, REPORT.md (+ results.run_final_seeds),
+              warm-start trials read back from warm_start.json (results.warm_trials)
+    export.py --compare A B ... -> results.compare_experiments -> COMPARE.md + plots
 
 Where to add: a new hyperparameter needs no code (a run-config key or TrainingArguments
 field); a new metric is named in `detr_core/config/metric_names.py` and computed in

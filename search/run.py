@@ -3,7 +3,8 @@
 Parses the flags (`search.running.cli`), loads and validates the space file and what it points to
 before anything starts (a bad input: one line naming file and key, exit 2), picks the
 experiment folder (`iou`, else the next free `iou-2`, ...: `search.running.naming`), prints the
-resolved search, then runs it (`search.running.driver.run_search`): Ray Tune + Optuna TPE + ASHA,
+resolved search (with the earlier trials `--warm-start` seeds it with: `search.lineage`),
+then runs it (`search.running.driver.run_search`): Ray Tune + Optuna TPE + ASHA,
 our progress on the console, results and REPORT.md in `results/<name>/`. See `--help` and
 README.md.
 
@@ -23,7 +24,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detr_core.files import exit_on_user_error
+from detr_core.files import UserInputError, exit_on_user_error
 from search.running import (
     SearchInterrupted,
     SearchInterrupts,
@@ -50,15 +51,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in choice.notes:
         print(note, flush=True)
     spec = dataclasses.replace(spec, name=choice.name)
+    warm_start = None
+    if args.warm_start:  # every source opened and checked before anything is written
+        if args.resume:
+            raise UserInputError("seeds a new search; a resumed one keeps its own study "
+                                 "(leave out --warm-start or --resume)", key="--warm-start")
+        from search.lineage import plan_warm_start
+
+        warm_start = plan_warm_start(spec, args.warm_start)
     if args.dry_run:  # the data checked exactly as the driver checks it, nothing written
         from search.trial import data_record
 
         record = data_record(spec.base, str(spec.source), on_cluster=bool(args.address))
-        print(describe(spec, args), flush=True)
+        print(describe(spec, args, warm_start), flush=True)
         print("Data:", *(record["summary"] or ["  not on this machine: each trial checks it"]),
               sep="\n", flush=True)
         return 0
-    print(describe(spec, args), flush=True)
+    print(describe(spec, args, warm_start), flush=True)
     from search.running import SearchOptions, run_search
 
     def next_command() -> str:
@@ -74,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     interrupts.install()
     try:
-        experiment_dir = run_search(spec, options)
+        experiment_dir = run_search(spec, options, warm_start)
     except SearchInterrupted:
         print(f"interrupted by {interrupts.signal_name}; continue with:", flush=True)
         print(next_command(), flush=True)

@@ -55,7 +55,8 @@ def allowed_imports(package: str, subpackage: str) -> set[str]:
 
 @pytest.mark.parametrize(("package", "expected"), [
     ("detr_core", {"config", "data", "evaluation", "files", "model", "training"}),
-    ("search", {"cluster", "results", "resume", "running", "space", "store", "trial"}),
+    ("search", {"cluster", "lineage", "results", "resume", "running", "space", "store",
+                "trial"}),
 ])
 def test_every_subpackage_states_its_layer_and_the_layers_form_an_order(
         package: str, expected: set[str]) -> None:

@@ -1,15 +1,18 @@
 """Afterwards: every trial read back from its folder (`reading`), the winner and its
 evaluation (`winner`, `winner_eval`, `best_model`, `final_seeds`), trials.csv, plots,
 importances, REPORT.md and the export that writes them all (`trials_csv`, `plots`,
-`importance`, `report`, `summary`, `formatting`, `export`) and the HParams written to
-TensorBoard (`tensorboard_hparams`).
+`importance`, `report`, `summary`, `formatting`, `export`), the HParams written to
+TensorBoard (`tensorboard_hparams`), the warm-start trials a search was seeded with
+(`warm_trials`, `warm_start.json`) and COMPARE.md over a sequence of searches (`compare`).
 
 Imports: `search.store`, `search.cluster`, `search.space`, `search.trial`; `detr_core` through
 its public names.
 
 Public names (other packages import these, not the modules; each is imported on first use):
-`choose_winner`, `copy_report`, `export_experiment`, `HParamsLoggerCallback`, `load_trials`,
-`read_checkpoints`, `read_ray_states`, `read_results`, `run_final_seeds`, `TrialRecord`.
+`choose_winner`, `compare_experiments`, `copy_report`, `export_experiment`, `find_trial_dirs`,
+`HParamsLoggerCallback`, `kept_result`, `load_trials`, `read_checkpoints`, `read_ray_states`,
+`read_results`, `read_warm_start_record`, `run_final_seeds`, `SourceSummary`, `TrialRecord`,
+`WarmStartRecord`, `WarmTrial`, `write_warm_start_record`.
 """
 
 from __future__ import annotations
@@ -19,10 +22,18 @@ from search.store import lazy_public_names
 #: public name -> the module of this package that defines it
 _HOME = {
     "HParamsLoggerCallback": "tensorboard_hparams",
+    "SourceSummary": "warm_trials",
     "TrialRecord": "reading",
+    "WarmStartRecord": "warm_trials",
+    "WarmTrial": "warm_trials",
+    "compare_experiments": "compare",
+    "kept_result": "warm_trials",
+    "read_warm_start_record": "warm_trials",
+    "write_warm_start_record": "warm_trials",
     "choose_winner": "winner",
     "copy_report": "export",
     "export_experiment": "export",
+    "find_trial_dirs": "reading",
     "load_trials": "reading",
     "read_checkpoints": "best_model",
     "read_ray_states": "reading",

@@ -3,6 +3,7 @@
     python search/export.py results/<name>            # re-export (also after a crash / resume)
     python search/export.py results/<name> --no-evaluate
     python search/export.py s3://bucket/results/<name> --report-dir reports/<name>
+    python search/export.py --compare results/iou results/iou-2 [--out DIR]   # COMPARE.md
 
 Reads `search_spec.yaml` and the trial folders (`search.results.reading`), then writes into the
 experiment folder (a local path or any storage URI `pyarrow.fs` resolves: `search.store.storage`):
@@ -14,6 +15,10 @@ experiment folder (a local path or any storage URI `pyarrow.fs` resolves: `searc
 - `plots/*.png`       curves, one chart per hyperparameter, importances (`search.results.plots`);
 - `test_metrics.json` the winner's test-split metrics, when the run config has a test split
                       (`search.results.winner_eval`);
+- warm-start trials   the earlier trials a `--warm-start` search was seeded with
+                      (`warm_start.json`, `search.results.warm_trials`) are ranked, drawn and
+                      may win like the others; a warm-start winner's config and model come
+                      from its own experiment;
 - `REPORT.md`         the search diary (`search.results.report`), with "What mattered"
                       (`search.results.importance`), and, when Ctrl-C / SIGTERM stopped the search,
                       which trials were running and the command that resumes it;
@@ -43,6 +48,7 @@ from search.results.reading import load_trials, read_interrupt_record
 from search.results.report import render_report
 from search.results.summary import ExportSummary, status_counts
 from search.results.trials_csv import param_keys, write_trials_csv
+from search.results.warm_trials import read_warm_start_record, warm_trial_records
 from search.results.winner import pick_winner, write_best_config
 from search.results.winner_eval import read_seed_metrics, winner_test_metrics
 from search.space import read_spec_file
@@ -72,7 +78,9 @@ def export_experiment(experiment_dir: str | Path | ExperimentPath,
     if not experiment_dir.is_dir():
         raise UserInputError("no such folder", source=experiment_dir)
     spec = read_spec_file(experiment_dir)
-    trials = load_trials(experiment_dir, spec)
+    warm_start = read_warm_start_record(experiment_dir)
+    trials = [*load_trials(experiment_dir, spec, allow_empty=warm_start is not None),
+              *warm_trial_records(warm_start)]
     for name in (BEST_CONFIG_FILE, BEST_MODEL_DIR, REPORT_FILE, TEST_METRICS_FILE,
                  TRIALS_CSV_FILE):
         remove_stale_temporaries(experiment_dir, name)
@@ -96,6 +104,7 @@ def export_experiment(experiment_dir: str | Path | ExperimentPath,
         importances_plot=write_importances_plot(experiment_dir / PLOTS_DIR, importances),
         seed_metrics=read_seed_metrics(experiment_dir),
         interruption=read_interrupt_record(experiment_dir),
+        warm_start=warm_start,
     )
     if winner is not None:
         summary.best_config, summary.best_config_path = write_best_config(
@@ -132,12 +141,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Rebuild best_config.yaml, best_model/, trials.csv, plots/ and REPORT.md "
                     "from a Ray Tune experiment folder written by search/run.py.",
     )
-    parser.add_argument("experiment_dir", help="e.g. results/iou or s3://bucket/results/iou")
+    parser.add_argument("experiment_dir", nargs="?",
+                        help="e.g. results/iou or s3://bucket/results/iou")
+    parser.add_argument("--compare", nargs="+", metavar="EXPERIMENT",
+                        help="compare these searches, in this order (the sequence): write "
+                             "COMPARE.md with a table and the best value so far against "
+                             "cumulative compute, into --out")
+    parser.add_argument("--out", metavar="DIR",
+                        help="where --compare writes COMPARE.md and compare_plots/ (default: "
+                             "the folder holding the first experiment)")
     parser.add_argument("--no-evaluate", action="store_true",
                         help="do not evaluate the winner on the test split")
     parser.add_argument("--report-dir", type=Path, metavar="DIR",
                         help="also copy REPORT.md and its plots to this local folder")
     args = parser.parse_args(argv)
+    if args.compare:
+        if args.experiment_dir:
+            parser.error("give either an experiment to export or --compare EXPERIMENT ...")
+        from search.results.compare import compare_experiments
+
+        out = args.out or str(location(args.compare[0]).parent)
+        print(f"comparison: {compare_experiments(args.compare, out)}")
+        return 0
+    if not args.experiment_dir:
+        parser.error("give the experiment folder to export (or --compare EXPERIMENT ...)")
     summary = export_experiment(args.experiment_dir, evaluate_winner=not args.no_evaluate)
     print(summary.describe())
     if args.report_dir is not None:

@@ -5,7 +5,9 @@ importances.
   every trial, the winner drawn thicker;
 - `param_<key>.png`: each trial's sampled value vs the best metric it reached (categorical,
   log or linear axis as the space draws it), marker shape by how the trial ended;
-- `importances.png`: `search.results.importance` as horizontal bars.
+- `importances.png`: `search.results.importance` as horizontal bars;
+- `compare_plots/best_so_far.png` (`search/export.py --compare`): the best value so far
+  against cumulative compute over a sequence of searches.
 
 The only module that imports matplotlib (headless `Agg` backend).
 """
@@ -183,3 +185,27 @@ def write_importances_plot(plots_dir: ExperimentPath,
         return None
     plots_dir.mkdir(exist_ok=True)
     return plot_importances(path, importances)
+
+
+def plot_best_so_far(path: ExperimentPath, points: Sequence[tuple[int, float | None, int]],
+                     names: Sequence[str], metric: str) -> ExperimentPath:
+    """Best `metric` so far (a step line) against cumulative optimizer steps, one colour per
+    search of the sequence, a dashed line where each search starts."""
+    fig, ax = plt.subplots(figsize=(9, 5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    previous_end = 0
+    for index, name in enumerate(names):
+        mine = [(x, y) for x, y, i in points if i == index and y is not None]
+        if not mine:
+            continue
+        start = previous_end
+        ax.axvline(start, color="grey", linestyle="--", linewidth=0.8)
+        xs, ys = zip(*mine, strict=True)
+        ax.step(xs, ys, where="post", marker="o", color=colours[index % len(colours)],
+                label=f"{index + 1}. {name}")
+        previous_end = xs[-1]
+    ax.set(xlabel="cumulative optimizer steps (trials trained by the searches)",
+           ylabel=f"best {metric} so far", title="Searches in sequence")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    return _save(fig, path)

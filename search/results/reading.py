@@ -47,6 +47,9 @@ class TrialRecord:
 
     `params` are the values the trial trained with (`search.trial.trial_config.trial_values`: the
     space's fixed values and the sampled ones rounded to their q), not Optuna's raw draws.
+    A warm-start trial (`search.results.warm_trials`) was trained by an earlier search: `origin`
+    is that experiment, `params` its values of this search's keys and `source_params` the
+    values it trained with there.
     """
 
     trial_id: str
@@ -57,6 +60,8 @@ class TrialRecord:
     error: str | None = None
     best_value: float | None = None
     best_step: int | None = None
+    origin: str | None = None
+    source_params: dict[str, Any] | None = None
 
     @property
     def last_result(self) -> dict[str, Any] | None:
@@ -139,16 +144,25 @@ RECOVERED_STATES = ("TERMINATED", "RUNNING", "PENDING", "PAUSED")
 
 
 def read_ray_states(experiment_dir: ExperimentPath) -> dict[str, tuple[str, str]]:
-    """Fallback from the newest `experiment_state-*.json`: trial folder name -> (id, status).
+    """Fallback from Ray's `experiment_state-*.json`: trial folder name -> (id, status).
 
-    Only plain JSON fields are read (`trial_id`, `status`, `relative_logdir`); any surprise in
-    Ray's internal format just means no fallback.
+    Every session's file is read, oldest first, newer entries winning: a search continued with
+    more trials (`--resume --num-samples`) has one file per Tune session, each naming only its
+    own trials. Only plain JSON fields are read (`trial_id`, `status`, `relative_logdir`); any
+    surprise in Ray's internal format just means no fallback from that file.
     """
-    files = sorted(experiment_dir.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
-    if not files:
-        return {}
+    # oldest first by the session start in the name (a resumed session syncs the old file
+    # in again with a new modification time)
+    files = sorted(experiment_dir.glob("experiment_state-*.json"), key=lambda p: p.name)
+    states: dict[str, tuple[str, str]] = {}
+    for path in files:
+        states.update(_ray_states_in(path))
+    return states
+
+
+def _ray_states_in(path: ExperimentPath) -> dict[str, tuple[str, str]]:
     try:
-        state = json.loads(files[-1].read_text(encoding="utf-8"))
+        state = json.loads(path.read_text(encoding="utf-8"))
         states = {}
         for entry in state.get("trial_data", []):
             trial = json.loads(entry[0]) if isinstance(entry[0], str) else entry[0]
@@ -232,14 +246,18 @@ def load_trial(
     )
 
 
-def load_trials(experiment_dir: ExperimentPath, spec: SearchSpec) -> list[TrialRecord]:
-    """All trials of the experiment, sorted by trial id (the order Tune created them)."""
+def load_trials(experiment_dir: ExperimentPath, spec: SearchSpec,
+                allow_empty: bool = False) -> list[TrialRecord]:
+    """All trials of the experiment, sorted by trial id (the order Tune created them).
+
+    No trial folder is a `UserInputError` unless `allow_empty` (a warm-started search has
+    trials before it trains any)."""
     ray_states = read_ray_states(experiment_dir)
     cut = read_budget_cut(experiment_dir)
     interrupted = read_interrupted(experiment_dir)
     trials = [load_trial(d, spec, ray_states, cut, interrupted)
               for d in find_trial_dirs(experiment_dir)]
-    if not trials:
+    if not trials and not allow_empty:
         raise UserInputError("no trials found (no trial folder with params.json/result.json); "
                              "did the search start?", source=experiment_dir)
     return sorted(trials, key=lambda t: t.trial_id)

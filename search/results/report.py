@@ -39,8 +39,9 @@ def trials_table(spec: SearchSpec, trials: Sequence[TrialRecord], keys: Sequence
                *(bare_name(m) for m in beside), "last step", "time (s)", *keys]
     rows = []
     for rank, t in enumerate(rank_trials(trials, spec.mode), start=1):
+        status = f"{t.status}, warm-start from `{t.origin}`" if t.origin else t.status
         rows.append([
-            str(rank) if t.best_value is not None else "-", f"`{t.trial_id}`", t.status,
+            str(rank) if t.best_value is not None else "-", f"`{t.trial_id}`", status,
             fmt(t.best_value), fmt(t.best_step),
             *(fmt(t.value_at_best_step(m)) for m in beside), fmt(t.last_step),
             fmt(t.wall_time_s, ".0f"), *(fmt(t.params.get(k)) for k in keys),
@@ -93,6 +94,7 @@ def render_report(
         f"- Trials: {len(summary.trials)} ({counts_text(summary.status_counts)})",
         "",
         *_interruption(summary),
+        *_warm_start(summary),
         "## Trials",
         "",
         trials_table(spec, summary.trials, keys),
@@ -140,6 +142,25 @@ def _interruption(summary: ExportSummary) -> list[str]:
     return lines
 
 
+def _warm_start(summary: ExportSummary) -> list[str]:
+    """Where the warm-start trials came from, how many were taken and why others were not."""
+    record = summary.warm_start
+    if record is None:
+        return []
+    return [
+        "## Warm start",
+        "",
+        f"The Optuna study was seeded with {len(record.trials)} trial(s) of earlier searches "
+        "(their values, best value and intermediate values by step; ASHA-stopped ones as "
+        "PRUNED). They were not trained again and do not count toward `num_samples`; they "
+        "are ranked below with their origin, and one of them may win.",
+        "",
+        *(f"- {line.strip()}" if not line.startswith(" ") else f"  - {line.strip()}"
+          for line in record.lines()),
+        "",
+    ]
+
+
 def _what_mattered(summary: ExportSummary, spec: SearchSpec) -> list[str]:
     imp = summary.importances
     lines = ["## What mattered", ""]
@@ -185,10 +206,13 @@ def _winner_section(summary: ExportSummary, spec: SearchSpec, keys: Sequence[str
     winner = summary.winner
     if winner is None:
         return ["## Winner", "", f"No trial reported `{spec.metric}` yet.", ""]
+    origin = (f", a warm-start trial of `{winner.origin}`: not trained by this search; "
+              f"`{BEST_CONFIG_FILE}` is its run config there and the model its checkpoint "
+              "from there" if winner.origin else "")
     lines = [
         "## Winner",
         "",
-        f"- Trial: `{winner.trial_id}` ({winner.status})",
+        f"- Trial: `{winner.trial_id}` ({winner.status}){origin}",
         f"- Best `{spec.metric}`: {fmt(winner.best_value)} at step {winner.best_step}",
         f"- Config: `{BEST_CONFIG_FILE}`",
     ]

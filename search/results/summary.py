@@ -14,6 +14,7 @@ from typing import Any
 from search.results.formatting import fmt
 from search.results.importance import Importances
 from search.results.reading import TrialRecord
+from search.results.warm_trials import WarmStartRecord
 from search.store import ExperimentPath, display_path
 from search.trial import CATEGORIES, status_category
 
@@ -54,6 +55,7 @@ class ExportSummary:
     test_error: str | None = None
     seed_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     interruption: dict[str, Any] | None = None  # interrupted.json: signal, trials, resume
+    warm_start: WarmStartRecord | None = None  # warm_start.json: earlier trials seeded with
 
     @property
     def winner_trial_id(self) -> str | None:
@@ -61,12 +63,17 @@ class ExportSummary:
 
     def describe(self) -> str:
         """A few lines for the terminal: counts, winner, where the outputs are."""
-        lines = [f"{self.name}: {len(self.trials)} trials ({counts_text(self.status_counts)})"]
+        warm = sum(1 for t in self.trials if t.origin)
+        taken = f", {warm} of them warm-start trials of earlier searches" if warm else ""
+        lines = [f"{self.name}: {len(self.trials)} trials ({counts_text(self.status_counts)}"
+                 f"{taken})"]
         if self.winner is None:
             lines.append(f"no trial reported {self.metric}: no best_config.yaml written")
         else:
+            origin = (f" (warm-start trial of {self.winner.origin})" if self.winner.origin
+                      else "")
             lines.append(
-                f"winner {self.winner.trial_id}: best {self.metric} = "
+                f"winner {self.winner.trial_id}{origin}: best {self.metric} = "
                 f"{fmt(self.winner.best_value)} at step {self.winner.best_step}"
             )
         if self.test_metrics is not None:

@@ -4,7 +4,9 @@ Columns: `trial_id`, `status`, one per hyperparameter (the spec's searched keys,
 key a trial had that is not fixed), `best_<metric>`, `best_step`, the diary's metric and the
 detection quality at that step (`eval_loss_bbox`, `eval_map_50`, `eval_recall`,
 `eval_precision`, less the objective: `search.results.reading.SHOWN_AT_BEST_STEP`), `last_step`,
-`wall_time_s`, `error`. The values are those of `search.trial.trial_config.trial_values`, so a
+`wall_time_s`, `error`, `origin` (`search`: trained by this search; `warm-start`: taken from
+an earlier search by `--warm-start`) and `source_experiment` (that search's folder). The
+values are those of `search.trial.trial_config.trial_values`, so a
 `qloguniform` learning rate reads as the rounded value the trial used, as in best_config.yaml.
 """
 
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from search.results.reading import TrialRecord, shown_beside
+from search.results.warm_trials import origin_label
 from search.results.winner import rank_trials
 from search.space import SearchSpec
 from search.store import ExperimentPath, write_text_atomic
@@ -40,7 +43,7 @@ def write_trials_csv(
     """One row per trial, best first (see the module docstring for the columns)."""
     beside = shown_beside(spec.metric)
     header = ["trial_id", "status", *keys, best_column(spec.metric), "best_step", *beside,
-              "last_step", "wall_time_s", "error"]
+              "last_step", "wall_time_s", "error", "origin", "source_experiment"]
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\r\n")
     writer.writerow(header)
@@ -49,7 +52,7 @@ def write_trials_csv(
             t.trial_id, t.status, *(_cell(t.params.get(k)) for k in keys),
             _cell(t.best_value), _cell(t.best_step),
             *(_cell(t.value_at_best_step(m)) for m in beside), _cell(t.last_step),
-            _cell(t.wall_time_s), t.error or "",
+            _cell(t.wall_time_s), t.error or "", origin_label(t), t.origin or "",
         ])
     return write_text_atomic(path, text.getvalue())
 

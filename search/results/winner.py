@@ -15,6 +15,7 @@ from typing import Any
 from detr_core.config import is_better
 from detr_core.files import dumps_yaml
 from search.results.reading import TrialRecord
+from search.results.warm_trials import source_spec
 from search.space import SearchSpec
 from search.store import BEST_CONFIG_FILE, ExperimentPath, as_int, display_path, write_text_atomic
 from search.trial import ERRORED, trial_run_config, trial_threads
@@ -57,7 +58,12 @@ def trial_thread_count(spec: SearchSpec, trial: TrialRecord) -> int:
 def build_best_config(spec: SearchSpec, trial: TrialRecord) -> dict[str, Any]:
     """A trial's complete run config: exactly what the trainable trained it with, thread
     count included (the same config and thread count on the same machine give the same
-    curve)."""
+    curve). A warm-start trial's comes from its own experiment's spec when that can be read
+    (else from this search's, which trains the same run by the warm-start rules)."""
+    own = source_spec(trial)
+    if own is not None and trial.source_params is not None:
+        return trial_run_config(own.base, own.space, trial.source_params,
+                                threads=trial_thread_count(own, trial))
     return trial_run_config(spec.base, spec.space, trial.params,
                             threads=trial_thread_count(spec, trial))
 
@@ -68,9 +74,11 @@ def write_best_config(
     """Write `best_config.yaml` (atomically) with a header naming the trial and its best step."""
     config = build_best_config(spec, winner)
     path = experiment_dir / BEST_CONFIG_FILE
+    origin = (f" (a warm-start trial of experiment {winner.origin}, not retrained here: "
+              "this is its run config there)" if winner.origin else "")
     header = (
         f"Best run config of search `{spec.name}`, written by search/export.py.\n"
-        f"Winner: trial {winner.trial_id}, best {spec.metric} = {winner.best_value!r} "
+        f"Winner: trial {winner.trial_id}{origin}, best {spec.metric} = {winner.best_value!r} "
         f"({spec.mode}) at step {winner.best_step}.\n"
         f"Reproduce: python -m detr_core.train --config {display_path(path)}\n"
         f"num_threads is the trial's thread count: keep it for a bit-exact rerun on this "

@@ -2,8 +2,8 @@
 (`state`; `checkpoints` re-points trials whose newest checkpoint Tune had deleted,
 through Ray's private `_TrainingRunMetadata`, checked against Ray 2.6x).
 
-Imports: `search.store`, `search.cluster`, `search.space`, `search.trial`, `search.results`;
-`detr_core` through its public names.
+Imports: `search.store`, `search.cluster`, `search.space`, `search.trial`, `search.results`,
+`search.lineage`; `detr_core` through its public names.
 
 Public names (other packages import these, not the modules; each is imported on first use):
 `repair_saved_state`.

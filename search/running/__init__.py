@@ -4,7 +4,7 @@
 (`continue_command`). `search/run.py` is its entry point.
 
 Imports: `search.store`, `search.cluster`, `search.space`, `search.trial`, `search.results`,
-`search.resume`; `detr_core` through its public names.
+`search.lineage`, `search.resume`; `detr_core` through its public names.
 
 Public names (other packages import these, not the modules; each is imported on first use):
 `can_resume`, `choose_experiment`, `describe`, `parse_args`, `quiet_libraries`,

@@ -19,6 +19,7 @@ from detr_core.files import ArgumentParser
 from search.space import describe_distribution, format_number, format_value
 
 if TYPE_CHECKING:
+    from search.results import WarmStartRecord
     from search.space import SearchSpec
 
 DEFAULT_STORAGE = "results"
@@ -144,8 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
              "on several nodes use a URI or a folder every node mounts")
     parser.add_argument(
         "--resume", action="store_true",
-        help="continue an interrupted experiment: --name, else the newest NAME[-N] "
-             "(searcher state, finished trials and checkpoints are kept)")
+        help="continue an experiment: --name, else the newest NAME[-N] (searcher state, "
+             "finished trials and checkpoints are kept). An interrupted one goes on where it "
+             "stopped; with --num-samples N above its trial count, a finished one gets more "
+             "trials, proposed by TPE from all of its trials")
+    parser.add_argument(
+        "--warm-start", action="append", default=[], metavar="EXPERIMENT",
+        help="seed this new search's Optuna study with the finished and ASHA-stopped trials of "
+             "an earlier experiment (a folder or storage URI search/run.py wrote; repeat for "
+             "several) whose values fit this space: TPE models them, they are not trained "
+             "again, do not count toward --num-samples, and may win")
     parser.add_argument(
         "--seed", type=_int, metavar="INT",
         help="seed of the Optuna sampler (overrides experiment.searcher.seed); "
@@ -221,8 +230,12 @@ def _resources(cpus: float, gpus: float) -> str:
     return text
 
 
-def describe(spec: SearchSpec, args: argparse.Namespace | None = None) -> str:
-    """The resolved search in words: what `--dry-run` prints and a real run prints first."""
+def describe(spec: SearchSpec, args: argparse.Namespace | None = None,
+             warm_start: WarmStartRecord | None = None) -> str:
+    """The resolved search in words: what `--dry-run` prints and a real run prints first,
+    with the warm-start trials taken and left out per source."""
+    from search.lineage import startup_note
+
     args = args or argparse.Namespace()
     storage = getattr(args, "storage", DEFAULT_STORAGE) or DEFAULT_STORAGE
     sched = spec.scheduler
@@ -235,7 +248,7 @@ def describe(spec: SearchSpec, args: argparse.Namespace | None = None) -> str:
         f"  metric      {spec.metric} ({spec.mode})",
         f"  trials      {spec.num_samples}, {concurrent}",
         f"  searcher    Optuna TPE, seed {seed}, "
-        f"{spec.searcher.n_startup_trials} random startup trials",
+        f"{startup_note(warm_start, spec.searcher.n_startup_trials)}",
         f"  ASHA        in optimizer steps: grace_period {sched.grace_period}, "
         f"reduction_factor {format_number(sched.reduction_factor)}, max_t {sched.max_t}",
         f"              rungs at steps {rungs}; every trial stops by step {sched.max_t}",
@@ -247,6 +260,10 @@ def describe(spec: SearchSpec, args: argparse.Namespace | None = None) -> str:
         f"  time budget {_time_budget(getattr(args, 'time_budget', None))}",
         f"  base run    {spec.base_source}",
     ]
+    if warm_start is not None:
+        lines.append(f"Warm start ({len(warm_start.trials)} trial(s) of earlier searches, "
+                     "not trained again):")
+        lines += [f"  {line}" for line in warm_start.lines()]
     searched = spec.searched_keys()
     width = max((len(k) for k in spec.space), default=0)
     lines.append(f"Searched ({len(searched)}):")

@@ -25,6 +25,7 @@ touched.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -36,11 +37,13 @@ from typing import Any
 from detr_core.config import SELECTABLE_EVAL_METRICS
 from detr_core.files import UserInputError
 from search.cluster import LocalCluster
+from search.results import WarmStartRecord, write_warm_start_record
 from search.resume import repair_saved_state
 from search.running.cli import DEFAULT_DASHBOARD_PORT, DEFAULT_STORAGE, experiment_path
 from search.running.interrupt import SearchInterrupts, clear_interrupt_record, record_interruption
 from search.space import SearchSpec, default_max_concurrent, to_tune_param_space, write_spec_file
 from search.store import (
+    INTERRUPTED_FILE,
     PREPARED_DATA_FILE,
     ExperimentPath,
     folder_has_entries,
@@ -121,8 +124,8 @@ def start_ray(options: SearchOptions, cluster: LocalCluster | None = None) -> No
         print(line, flush=True)
 
 
-def _searcher(spec: SearchSpec, experiment_dir: ExperimentPath,
-              max_concurrent: int) -> tuple[Any, Any]:
+def _searcher(spec: SearchSpec, experiment_dir: ExperimentPath, max_concurrent: int,
+              warm_start: WarmStartRecord | None = None) -> tuple[Any, Any]:
     """(the searcher handed to Tune, the Optuna searcher inside it)."""
     import optuna
     from ray.tune.search import ConcurrencyLimiter
@@ -132,17 +135,25 @@ def _searcher(spec: SearchSpec, experiment_dir: ExperimentPath,
 
     sampler = optuna.samplers.TPESampler(seed=spec.searcher.seed,
                                          n_startup_trials=spec.searcher.n_startup_trials)
+    searched = spec.searched_keys()
     searcher = AshaAwareOptunaSearch(
         sampler=sampler, study_name=spec.name, storage=journal_storage(experiment_dir),
         max_t=spec.scheduler.max_t,
+        warm_start=[t.optuna_trial(spec.metric, searched)
+                    for t in (warm_start.trials if warm_start else [])],
     )
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent), searcher
 
 
 def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
-                callbacks: list[Any] | None = None, stop: Any = None) -> tuple[Any, Any]:
+                callbacks: list[Any] | None = None, stop: Any = None,
+                warm_start: WarmStartRecord | None = None) -> tuple[Any, Any]:
     """(the `Tuner` of a new search, or the restored one with `options.resume`; its Optuna
-    searcher, None after a restore: it is Tune's restored copy then)."""
+    searcher, None after a restore: it is Tune's restored copy then).
+
+    A new `Tuner` in an experiment folder that holds a finished search adds trials to it
+    (`continue_finished`): its searcher opens the same Optuna study (the journal), so TPE
+    proposes from every trial before."""
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -172,7 +183,7 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
         time_attr="step", max_t=spec.scheduler.max_t, grace_period=spec.scheduler.grace_period,
         reduction_factor=spec.scheduler.reduction_factor,
     )
-    search_alg, optuna_search = _searcher(spec, location(path), max_concurrent)
+    search_alg, optuna_search = _searcher(spec, location(path), max_concurrent, warm_start)
     tuner = tune.Tuner(
         trainable,
         param_space=to_tune_param_space(spec),
@@ -219,8 +230,47 @@ def _record_budget_cut(experiment_dir: ExperimentPath, options: SearchOptions, t
     return cut
 
 
-def run_search(spec: SearchSpec, options: SearchOptions) -> ExperimentPath:
-    """Run (or resume) the search, export its results; returns the experiment folder."""
+@dataclass
+class Continuation:
+    """What `--resume` finds: trials there, whether Tune has unfinished ones to restore."""
+
+    existing: int
+    unfinished: bool
+
+    def more(self, num_samples: int, existing: int | None = None) -> int:
+        """Trials to add after the restore (if any) so the search has `num_samples`."""
+        return max(0, num_samples - (self.existing if existing is None else existing))
+
+
+def read_continuation(experiment_dir: ExperimentPath) -> Continuation:
+    """How a `--resume` of this experiment goes on (read before this session writes anything)."""
+    from search.results import find_trial_dirs
+    from search.running.naming import unfinished_reason
+
+    interrupted = (experiment_dir / INTERRUPTED_FILE).is_file()
+    return Continuation(existing=len(find_trial_dirs(experiment_dir)),
+                        unfinished=interrupted or unfinished_reason(experiment_dir) is not None)
+
+
+def continue_finished(spec: SearchSpec, existing: int) -> SearchSpec:
+    """The spec of a session that adds trials to a finished search: `num_samples` is the
+    number to add, the sampler seed moved on by the trials there (not the first session's
+    draws again)."""
+    seed = spec.searcher.seed
+    searcher = dataclasses.replace(spec.searcher,
+                                   seed=None if seed is None else seed + existing)
+    return dataclasses.replace(spec, num_samples=spec.num_samples - existing, searcher=searcher)
+
+
+def run_search(spec: SearchSpec, options: SearchOptions,
+               warm_start: WarmStartRecord | None = None) -> ExperimentPath:
+    """Run (or resume) the search, export its results; returns the experiment folder.
+
+    `warm_start` (`search.lineage.plan_warm_start`) seeds a new search's study with earlier
+    trials. With `options.resume`, an interrupted search is restored first; then, when
+    `spec.num_samples` asks for more trials than the experiment holds, a further session adds
+    them (a finished search given `--num-samples N`).
+    """
     started = time.time()
     quiet_libraries(options.verbose)
     import ray
@@ -233,6 +283,10 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> ExperimentPath:
     if not options.resume and folder_has_entries(experiment_dir):
         raise UserInputError(f"experiment {spec.name!r} exists; pass --resume to continue it "
                              "or --name for a new one", source=path)
+    if options.resume and warm_start is not None:
+        raise UserInputError("--warm-start seeds a new search; a resumed one keeps its study",
+                             source=path)
+    continuation = read_continuation(experiment_dir) if options.resume else None
     LocalCluster.end_orphans_of(path)
     if options.resume:  # after end_orphans_of: no killed session's copy is still writing
         for note in repair_saved_state(experiment_dir):
@@ -248,33 +302,61 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> ExperimentPath:
         experiment_dir.mkdir(parents=True, exist_ok=True)
         write_spec_file(spec, experiment_dir)
         write_text_atomic(record, json.dumps(data, indent=2))
+        if warm_start is not None:
+            write_warm_start_record(experiment_dir, warm_start)
         clear_interrupt_record(experiment_dir)
     except OSError as exc:  # no such bucket, no credentials, a read-only folder
         raise UserInputError(f"cannot write there: {' '.join(str(exc).split())}",
                              source=path) from None
+    sessions = ["new"] if continuation is None else (
+        ["restore", "more"] if continuation.unfinished else ["more"])
+    if continuation is not None and not continuation.unfinished \
+            and continuation.more(spec.num_samples) == 0:
+        print(f"{spec.name} holds {continuation.existing} trial(s) and asks for "
+              f"{spec.num_samples}: nothing to run (--num-samples N above "
+              f"{continuation.existing} adds trials); exporting again", flush=True)
+        sessions = []
     interrupts = options.interrupts
-    cluster = None if options.address else LocalCluster(path)
+    cluster = None if options.address or not sessions else LocalCluster(path)
     try:
-        start_ray(options, cluster)
-        interrupts.install()  # again: ray.init replaces the SIGTERM handler
-        from search.results import HParamsLoggerCallback
+        if sessions:
+            start_ray(options, cluster)
+            interrupts.install()  # again: ray.init replaces the SIGTERM handler
+        from search.results import HParamsLoggerCallback, find_trial_dirs
         from search.running.console import SearchProgress
         from search.running.time_budget import TimeBudget
 
         budget = TimeBudget(options.time_budget_s, start=started) if options.time_budget_s \
             else None
-        progress = None if options.verbose else SearchProgress(spec, experiment=experiment_dir)
-        callbacks = [HParamsLoggerCallback(spec.space, SELECTABLE_EVAL_METRICS),
-                     *([progress] if progress else [])]
-        tuner, optuna_search = build_tuner(spec, options, data, callbacks, stop=budget)
-        with interrupts.tune_loop():
-            tuner.fit()
-        if interrupts.interrupted:
-            record_interruption(experiment_dir, interrupts, progress, options.resume_command)
-        if budget is not None and budget.reached:
-            cut = _record_budget_cut(experiment_dir, options, tuner, optuna_search, progress)
-            print(f"time budget of {options.time_budget_s:g} s reached: {len(cut)} running "
-                  "trial(s) cut, exporting what finished", flush=True)
+        for session in sessions:
+            session_spec, session_options = spec, options
+            if session == "more":
+                existing = len(find_trial_dirs(experiment_dir))
+                if continuation.more(spec.num_samples, existing) == 0:
+                    break  # the restored session reached num_samples
+                session_spec = continue_finished(spec, existing)
+                session_options = dataclasses.replace(options, resume=False)
+                print(f"continuing {spec.name}: {existing} trial(s) kept, "
+                      f"{session_spec.num_samples} more proposed by TPE from all of them",
+                      flush=True)
+            progress = None if options.verbose else SearchProgress(session_spec,
+                                                                   experiment=experiment_dir)
+            callbacks = [HParamsLoggerCallback(spec.space, SELECTABLE_EVAL_METRICS),
+                         *([progress] if progress else [])]
+            tuner, optuna_search = build_tuner(session_spec, session_options, data, callbacks,
+                                               stop=budget, warm_start=warm_start)
+            with interrupts.tune_loop():
+                tuner.fit()
+            if interrupts.interrupted:
+                record_interruption(experiment_dir, interrupts, progress,
+                                    options.resume_command)
+            if budget is not None and budget.reached:
+                cut = _record_budget_cut(experiment_dir, options, tuner, optuna_search,
+                                         progress)
+                print(f"time budget of {options.time_budget_s:g} s reached: {len(cut)} "
+                      "running trial(s) cut, exporting what finished", flush=True)
+            if interrupts.interrupted or (budget is not None and budget.reached):
+                break
         from search.results import copy_report, export_experiment
 
         # interrupted: export what is there now, without the (possibly long) test evaluation
@@ -293,7 +375,8 @@ def run_search(spec: SearchSpec, options: SearchOptions) -> ExperimentPath:
         if options.report_dir is not None:
             print(f"report copy: {copy_report(summary, options.report_dir)}", flush=True)
     finally:
-        ray.shutdown()
+        if sessions:
+            ray.shutdown()
         if cluster is not None:
             cluster.stop()
     return experiment_dir

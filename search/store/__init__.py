@@ -6,13 +6,15 @@ study journal (`study_journal`). A new storage backend is whatever `pyarrow.fs` 
 Imports: nothing of search; `detr_core` through its public names.
 
 Public names (other packages import these, not the modules; each is imported on first use):
-`as_float`, `as_int`, `BEST_CONFIG_FILE`, `BEST_MODEL_DIR`, `CHECKPOINT_META_FILE`, `copy_tree`,
+`as_float`, `as_int`, `BEST_CONFIG_FILE`, `BEST_MODEL_DIR`, `CHECKPOINT_META_FILE`, `COMPARE_FILE`,
+`COMPARE_PLOTS_DIR`, `copy_tree`,
 `display_path`, `EVALUATION_LOG_FILE`, `ExperimentPath`, `folder_has_entries`,
 `INTERRUPTED_FILE`, `is_uri`, `join_uri`, `journal_storage`, `local_copy`, `location`,
 `MODEL_SOURCE_FILE`, `parse_scalar`, `PLOTS_DIR`, `PREPARED_DATA_FILE`, `read_json`,
 `relative_posix`, `remove_tree`, `REPORT_FILE`, `SEEDS_DIR`, `SPEC_FILE`, `split_uri`,
 `STUDY_FILE`, `TEST_METRICS_FILE`, `TIME_BUDGET_FILE`, `TRIAL_LOG_FILE`, `TRIALS_CSV_FILE`,
-`UriPath`, `write_bytes_atomic`, `write_json_atomic`, `write_text_atomic`.
+`UriPath`, `WARM_START_FILE`, `write_bytes_atomic`, `write_json_atomic`,
+`write_text_atomic`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ _HOME = {
     "BEST_CONFIG_FILE": "layout",
     "BEST_MODEL_DIR": "layout",
     "CHECKPOINT_META_FILE": "layout",
+    "COMPARE_FILE": "layout",
+    "COMPARE_PLOTS_DIR": "layout",
     "EVALUATION_LOG_FILE": "layout",
     "ExperimentPath": "storage",
     "INTERRUPTED_FILE": "layout",
@@ -39,6 +43,7 @@ _HOME = {
     "TIME_BUDGET_FILE": "layout",
     "TRIALS_CSV_FILE": "layout",
     "TRIAL_LOG_FILE": "layout",
+    "WARM_START_FILE": "layout",
     "UriPath": "storage",
     "as_float": "values",
     "as_int": "values",

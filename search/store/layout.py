@@ -11,11 +11,25 @@ from __future__ import annotations
 from detr_core.files import BEST_MODEL_DIR, TEST_METRICS_FILE
 
 __all__ = [
-    "BEST_CONFIG_FILE", "BEST_MODEL_DIR", "CHECKPOINT_META_FILE", "EVALUATION_LOG_FILE",
+    "BEST_CONFIG_FILE",
+    "BEST_MODEL_DIR",
+    "CHECKPOINT_META_FILE",
+    "COMPARE_FILE",
+    "COMPARE_PLOTS_DIR",
+    "EVALUATION_LOG_FILE",
     "INTERRUPTED_FILE",
-    "MODEL_SOURCE_FILE", "PLOTS_DIR", "PREPARED_DATA_FILE", "REPORT_FILE", "SEEDS_DIR",
-    "SPEC_FILE", "STUDY_FILE", "TEST_METRICS_FILE", "TIME_BUDGET_FILE", "TRIALS_CSV_FILE",
+    "MODEL_SOURCE_FILE",
+    "PLOTS_DIR",
+    "PREPARED_DATA_FILE",
+    "REPORT_FILE",
+    "SEEDS_DIR",
+    "SPEC_FILE",
+    "STUDY_FILE",
+    "TEST_METRICS_FILE",
+    "TIME_BUDGET_FILE",
+    "TRIALS_CSV_FILE",
     "TRIAL_LOG_FILE",
+    "WARM_START_FILE",
 ]
 
 # written by the driver when a search starts
@@ -24,6 +38,7 @@ PREPARED_DATA_FILE = "prepared_data.json"  # absolute COCO paths the trials trai
 STUDY_FILE = "optuna_study.log"         # Optuna journal of the TPE searcher
 TIME_BUDGET_FILE = "time_budget.json"   # written when --time-budget ended the search
 INTERRUPTED_FILE = "interrupted.json"   # written when Ctrl-C / SIGTERM stopped the search
+WARM_START_FILE = "warm_start.json"     # --warm-start: the earlier trials the study was seeded with
 
 # written into each trial's folder
 TRIAL_LOG_FILE = "trial.log"            # the trial's own output: HF logs, progress bars, warnings
@@ -39,3 +54,7 @@ PLOTS_DIR = "plots"
 
 # written by --final-seeds: SEEDS_DIR/seed_<S>/TEST_METRICS_FILE
 SEEDS_DIR = "final_seeds"
+
+# written by `search/export.py --compare` (into its --out folder)
+COMPARE_FILE = "COMPARE.md"
+COMPARE_PLOTS_DIR = "compare_plots"

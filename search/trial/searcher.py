@@ -9,10 +9,16 @@ step whose checkpoint is kept. The study lives in an Optuna journal file inside 
 folder (`search.store.study_journal`, on any storage), so it survives the driver and can be read
 with
 `optuna.load_study`.
+
+`warm_start` seeds a new study with trials of earlier searches (`search.lineage`): each is added
+once, with its values, its best value (COMPLETE) or as PRUNED with its intermediate values by
+step, marked with the user attributes `warm_start_source` / `warm_start_trial`; a study that
+already holds them (a resumed search) is left as it is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
@@ -25,11 +31,39 @@ from search.trial.status import is_early_stopped
 class AshaAwareOptunaSearch(OptunaSearch):
     """`OptunaSearch` with step-keyed reports, PRUNED for ASHA stops and best-value results."""
 
-    def __init__(self, *args: Any, max_t: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args: Any, max_t: int,
+                 warm_start: Sequence[Mapping[str, Any]] = (), **kwargs: Any) -> None:
         self._max_t = max_t
         self._best_values: dict[str, float] = {}
         self._reported_steps: dict[str, set[int]] = {}
+        self._warm_start = [dict(t) for t in warm_start]
+        super().__init__(*args, **kwargs)
+
+    def _setup_study(self, mode: Any) -> None:
+        super()._setup_study(mode)
+        self._add_warm_start_trials()
+
+    def _add_warm_start_trials(self) -> None:
+        """Add the warm-start trials to the study, unless it holds them already."""
+        if not self._warm_start or callable(self._space):
+            return
+        import optuna
+        from optuna.trial import TrialState
+
+        if any("warm_start_source" in t.user_attrs for t in self._ot_study.get_trials(
+                deepcopy=False)):
+            return  # a resumed search: its journal has them
+        trials = []
+        for warm in self._warm_start:
+            params = warm["params"]
+            trials.append(optuna.trial.create_trial(
+                params=params, distributions={k: self._space[k] for k in params},
+                value=warm["value"], state=TrialState[warm["state"]],
+                intermediate_values={int(k): float(v)
+                                     for k, v in warm["intermediate_values"].items()},
+                user_attrs=dict(warm["user_attrs"]),
+            ))
+        self._ot_study.add_trials(trials)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:

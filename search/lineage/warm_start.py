@@ -1,0 +1,196 @@
+"""`--warm-start EXPERIMENT`: seed a new search's Optuna study with the trials of earlier ones.
+
+    plan = plan_warm_start(spec, ["results/iou", "s3://bucket/results/lr_warmup"])
+    print(*plan.lines(), sep="\n")            # taken / left out, and why, per source
+    run_search(spec, SearchOptions(...), warm_start=plan)
+
+Each source must be an experiment folder `search/run.py` wrote (local or a storage URI), with
+the new search's objective (metric and mode), its ASHA budget (`max_t`) and the same base run
+wherever neither space sets a key (the data, the model, the schedule, the augmentation...):
+otherwise its values are not comparable and the source is refused with one line naming the key
+(`UserInputError`, exit 2). Keys that do not change what is trained or measured (the seed,
+threads, how often to log or save) may differ.
+
+From an accepted source the finished and ASHA-stopped trials are taken whose values fit the new
+space (`search.lineage.fitting`); errored, interrupted, budget-cut trials and those that do not
+fit are left out and counted by reason. A taken trial enters the study with its values, its
+best value (COMPLETE) or, stopped by ASHA, as PRUNED with its intermediate values by step, so
+TPE models it and counts it toward the random startup trials. It is not trained again and does
+not count toward `num_samples`. The driver records the plan in the new experiment
+(`search.results.warm_trials`), where the export ranks the trials beside the new ones.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from detr_core.files import UserInputError
+from search.lineage.fitting import fit_trial, same_value
+from search.results import (
+    SourceSummary,
+    TrialRecord,
+    WarmStartRecord,
+    WarmTrial,
+    kept_result,
+    load_trials,
+    read_warm_start_record,
+)
+from search.space import SearchSpec, format_value, read_spec_file
+from search.store import ExperimentPath, location
+from search.trial import ERRORED, status_category
+
+#: Run-config keys that change neither what is trained nor what is measured: they may differ
+#: between a source and the new search.
+NEUTRAL_KEYS = (
+    "seed", "num_threads", "data.synthetic.cache_dir",
+    "evaluation.batch_size", "evaluation.test_during_training",
+    "training_args.logging_steps", "training_args.logging_strategy",
+    "training_args.logging_first_step", "training_args.eval_steps",
+    "training_args.eval_strategy", "training_args.save_steps", "training_args.save_strategy",
+    "training_args.save_total_limit", "training_args.output_dir", "training_args.report_to",
+    "training_args.run_name", "training_args.disable_tqdm",
+    "training_args.dataloader_num_workers", "training_args.metric_for_best_model",
+    "training_args.greater_is_better", "training_args.load_best_model_at_end",
+)
+#: Trial statuses whose best value stands for the config (the others are left out).
+_TAKEN = ("completed", "stopped by ASHA")
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested run config as `{dotted key: leaf}` (lists and empty mappings are leaves)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _covered(key: str, keys: Sequence[str]) -> bool:
+    """True when `key` is one of `keys` or lies under (or above) one of them."""
+    return any(key == k or key.startswith(f"{k}.") or k.startswith(f"{key}.") for k in keys)
+
+
+def base_difference(old: SearchSpec, new: SearchSpec) -> str | None:
+    """The first base-run key, set by neither space, whose value differs (None: comparable)."""
+    spaces = [*old.space, *new.space]
+    old_flat, new_flat = flatten(old.base), flatten(new.base)
+    for key in sorted(set(old_flat) | set(new_flat)):
+        if _covered(key, spaces) or _covered(key, NEUTRAL_KEYS):
+            continue
+        there, here = old_flat.get(key, "unset"), new_flat.get(key, "unset")
+        if not same_value(there, here):
+            return (f"`{key}` is {format_value(there)} there and {format_value(here)} here")
+    return None
+
+
+def check_source(source: SearchSpec, new: SearchSpec, where: str) -> None:
+    """Refuse a source whose values the new search cannot compare with its own."""
+    if (source.metric, source.mode) != (new.metric, new.mode):
+        raise UserInputError(
+            f"that search optimised {source.metric} ({source.mode}), this one "
+            f"{new.metric} ({new.mode}): its values cannot seed this study", source=where)
+    if source.scheduler.max_t != new.scheduler.max_t:
+        raise UserInputError(
+            f"its budget differs: experiment max_t {source.scheduler.max_t} there, "
+            f"{new.scheduler.max_t} here", source=where)
+    difference = base_difference(source, new)
+    if difference:
+        raise UserInputError(f"its base run differs: {difference}; its trials are not "
+                             "comparable with this search's", source=where)
+
+
+def open_source(where: str, new: SearchSpec) -> tuple[ExperimentPath, SearchSpec,
+                                                       list[TrialRecord]]:
+    """(folder, spec, trials) of an accepted source; `UserInputError` for a refused one."""
+    folder = location(where)
+    if not folder.is_dir():
+        raise UserInputError("no such experiment folder", source=where)
+    spec = read_spec_file(folder)
+    check_source(spec, new, where)
+    return folder, spec, load_trials(folder, spec, allow_empty=True)
+
+
+def _reason_of_status(trial: TrialRecord) -> str | None:
+    category = status_category(trial.status)
+    if category in _TAKEN:
+        return None if trial.best_value is not None else "reported no value of the metric"
+    if category == ERRORED:
+        return "errored"
+    return f"{category} (not a finished or ASHA-stopped trial)"
+
+
+def take_trials(folder: ExperimentPath, spec: SearchSpec, trials: Sequence[TrialRecord],
+                new: SearchSpec) -> tuple[SourceSummary, list[WarmTrial]]:
+    """The trials of one source that fit the new search, and what was left out and why."""
+    taken: list[WarmTrial] = []
+    reasons: Counter[str] = Counter()
+    seen: dict[str, list[str]] = {}
+    for trial in trials:
+        reason = _reason_of_status(trial)
+        values = None
+        if reason is None:
+            values, misfit = fit_trial(trial.params, spec.base, spec.space, new.base, new.space)
+            if misfit is not None:
+                reason, value = misfit
+                if value is not None:
+                    seen.setdefault(reason, []).append(format_value(value))
+        if reason is not None or values is None:
+            reasons[reason or "does not fit"] += 1
+            continue
+        taken.append(WarmTrial(
+            source=str(folder), trial_id=trial.trial_id, trial_dir=str(trial.path),
+            params=values, source_params=dict(trial.params), status=trial.status,
+            best_value=trial.best_value, best_step=trial.best_step,
+            pruned=status_category(trial.status) == "stopped by ASHA",
+            results=[kept_result(r) for r in trial.results],
+        ))
+    left_out = {}
+    for reason, count in reasons.items():
+        values = sorted(set(seen.get(reason, [])))
+        listed = ", ".join(values[:6]) + (", ..." if len(values) > 6 else "")
+        shown = f"; its value{'s' if len(values) > 1 else ''}: {listed}" if values else ""
+        left_out[reason + shown] = count
+    summary = SourceSummary(source=str(folder), name=spec.name, trials=len(trials),
+                            taken=len(taken), left_out=left_out)
+    earlier = read_warm_start_record(folder)
+    if earlier is not None and earlier.trials:
+        summary.notes.append(
+            f"it was itself warm-started with {len(earlier.trials)} trial(s) of "
+            f"{', '.join(s.source for s in earlier.sources)}; give those with --warm-start "
+            "to use their trials too")
+    return summary, taken
+
+
+def plan_warm_start(new: SearchSpec, sources: Sequence[str]) -> WarmStartRecord | None:
+    """The trials of `sources` the new search starts from (None when no source is given).
+
+    Every source is opened and checked before any is used: a refused one raises
+    `UserInputError` (one line naming it and the reason) and nothing is written.
+    """
+    if not sources:
+        return None
+    opened: dict[str, tuple[ExperimentPath, SearchSpec, list[TrialRecord]]] = {}
+    for where in sources:
+        folder, spec, trials = open_source(where, new)
+        opened.setdefault(str(folder), (folder, spec, trials))  # a source given twice counts once
+    record = WarmStartRecord(sources=[], trials=[])
+    for folder, spec, trials in opened.values():
+        summary, taken = take_trials(folder, spec, trials, new)
+        record.sources.append(summary)
+        record.trials += taken
+    return record
+
+
+def startup_note(record: WarmStartRecord | None, n_startup_trials: int) -> str:
+    """How the warm-start trials change the random startup trials, for the plan's searcher line."""
+    if record is None:
+        return f"{n_startup_trials} random startup trials"
+    given = len(record.trials)
+    left = max(0, n_startup_trials - given)
+    return (f"{left} random startup trials ({given} warm-start trial(s) count toward "
+            f"{n_startup_trials})")

@@ -1,0 +1,226 @@
+"""COMPARE.md: a sequence of searches as the diary's "versions", in one table and one chart.
+
+    python search/export.py --compare results/iou results/iou-2 results/lr --out reports/
+
+Each experiment (local folder or storage URI, in the order given: the sequence) is read back
+from its folder alone, as the export reads it: per experiment its space (what it searched and
+what it fixed), its trials (trained by it, and warm-start ones taken from earlier searches),
+the compute it spent (the optimizer steps its own trials trained; warm-start trials cost
+nothing again), its best value, its winner and the winner's test metrics (`test_metrics.json`,
+and the repeated seeds when `--final-seeds` ran). Then the best value so far against the
+cumulative compute across the sequence: each experiment's own trials in the order they ended,
+so a later search that was warm-started or narrowed shows what it added for what it cost.
+Experiments that optimised another metric than the first are tabled but kept off the curve.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from detr_core.config import is_better
+from detr_core.files import UserInputError
+from search.results.formatting import fmt, md_table
+from search.results.reading import TrialRecord, load_trials
+from search.results.warm_trials import read_warm_start_record, warm_trial_records
+from search.results.winner import pick_winner
+from search.results.winner_eval import read_seed_metrics
+from search.space import SearchSpec, describe_distribution, format_value, read_spec_file
+from search.store import (
+    COMPARE_FILE,
+    COMPARE_PLOTS_DIR,
+    TEST_METRICS_FILE,
+    ExperimentPath,
+    as_float,
+    display_path,
+    location,
+    read_json,
+    write_text_atomic,
+)
+from search.trial import ERRORED
+
+#: Test metrics shown per winner (the detection quality, then the diary's IoU).
+TEST_SHOWN = ("map_50", "map", "recall", "precision")
+
+
+@dataclass
+class ComparedSearch:
+    """One experiment of the sequence, read back."""
+
+    where: ExperimentPath
+    spec: SearchSpec
+    trials: list[TrialRecord]   # its own and its warm-start trials
+    winner: TrialRecord | None
+    test_metrics: dict[str, Any] | None
+    seed_metrics: dict[str, dict[str, Any]]
+
+    @property
+    def own(self) -> list[TrialRecord]:
+        return [t for t in self.trials if not t.origin]
+
+    @property
+    def compute(self) -> int:
+        """Optimizer steps its own trials trained (the last step each reached)."""
+        return sum(t.last_step or 0 for t in self.own)
+
+    @property
+    def best_own(self) -> float | None:
+        """The best value its own clean trials reached (warm-start ones were paid for
+        earlier; an errored trial's value does not count, as it cannot win)."""
+        best = None
+        for t in self.own:
+            if t.status != ERRORED and is_better(t.best_value, best, self.spec.mode):
+                best = t.best_value
+        return best
+
+
+def read_search(where: str) -> ComparedSearch:
+    """One experiment folder as `ComparedSearch`; `UserInputError` when it is not one."""
+    folder = location(where)
+    if not folder.is_dir():
+        raise UserInputError("no such experiment folder", source=where)
+    spec = read_spec_file(folder)
+    warm = read_warm_start_record(folder)
+    trials = [*load_trials(folder, spec, allow_empty=warm is not None),
+              *warm_trial_records(warm)]
+    metrics = read_json(folder / TEST_METRICS_FILE)
+    return ComparedSearch(folder, spec, trials, pick_winner(trials, spec.mode),
+                          metrics if isinstance(metrics, dict) else None,
+                          read_seed_metrics(folder))
+
+
+def ended_order(trials: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """Trials in the order they ended: by the time of their last report, else by id."""
+    def key(t: TrialRecord) -> tuple[float, str]:
+        last = t.last_result or {}
+        stamp = as_float(last.get("timestamp"))
+        return (stamp if stamp is not None else float("inf"), t.trial_id)
+
+    return sorted(trials, key=key)
+
+
+def best_so_far(searches: Sequence[ComparedSearch]) -> list[tuple[int, float | None, int]]:
+    """(cumulative steps, best value so far, index of the search) after each own trial ended,
+    over the searches that share the first one's metric and mode (an errored trial costs its
+    steps but its value does not count)."""
+    first = searches[0].spec
+    points: list[tuple[int, float | None, int]] = []
+    spent, best = 0, None
+    for index, search in enumerate(searches):
+        if (search.spec.metric, search.spec.mode) != (first.metric, first.mode):
+            continue
+        for trial in ended_order(search.own):
+            spent += trial.last_step or 0
+            if trial.status != ERRORED and is_better(trial.best_value, best, first.mode):
+                best = trial.best_value
+            points.append((spent, best, index))
+    return points
+
+
+def _space_text(spec: SearchSpec) -> str:
+    searched = [f"`{k}` {describe_distribution(spec.space[k])}" for k in spec.searched_keys()]
+    fixed = [f"`{k}` = {format_value(v)}" for k, v in spec.fixed_values().items()]
+    return "; ".join(searched + fixed) or "nothing"
+
+
+def _winner_text(search: ComparedSearch) -> str:
+    winner = search.winner
+    if winner is None:
+        return "none"
+    values = ", ".join(f"{k.rsplit('.', 1)[-1]} {fmt(winner.params.get(k))}"
+                       for k in search.spec.searched_keys() if k in winner.params)
+    origin = f" (warm-start from `{display_path(location(winner.origin))}`)" \
+        if winner.origin else ""
+    return f"`{winner.trial_id}`{origin}: {values}"
+
+
+def _test_cells(search: ComparedSearch) -> list[str]:
+    if search.seed_metrics:
+        cells = []
+        for key in TEST_SHOWN:
+            values = [v for v in (as_float(m.get(key)) for m in search.seed_metrics.values())
+                      if v is not None]
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.fmean(values):.3f} ± {std:.3f}" if values else "")
+        return cells
+    metrics = search.test_metrics or {}
+    return [fmt(as_float(metrics.get(key)), ".3f") for key in TEST_SHOWN]
+
+
+def render_compare(searches: Sequence[ComparedSearch], plot_rel: str | None,
+                   generated: datetime) -> str:
+    """The Markdown of COMPARE.md (no I/O)."""
+    first = searches[0].spec
+    points = best_so_far(searches)
+    cumulative, so_far = {}, {}
+    for spent, best, index in points:
+        cumulative[index], so_far[index] = spent, best
+    rows = []
+    for index, s in enumerate(searches, start=1):
+        own, warm = len(s.own), len(s.trials) - len(s.own)
+        same = (s.spec.metric, s.spec.mode) == (first.metric, first.mode)
+        rows.append([
+            str(index), f"`{display_path(s.where)}`", f"`{s.spec.metric}` ({s.spec.mode})",
+            f"{own}" + (f" + {warm} warm-start" if warm else ""), f"{s.compute:,}",
+            f"{cumulative.get(index - 1, 0):,}" if same else "off the curve",
+            fmt(s.best_own), fmt(so_far.get(index - 1)) if same else "",
+            _winner_text(s), *_test_cells(s),
+        ])
+    lines = [
+        "# Comparison of searches",
+        "",
+        f"Generated {generated:%Y-%m-%d %H:%M} UTC by `search/export.py --compare` over "
+        f"{len(searches)} experiment(s), in the order given. Compute is the optimizer steps "
+        "each search's own trials trained (warm-start trials were paid for by the search "
+        "that trained them); best values are each search's own trials' best; test metrics "
+        "are the winner's (mean ± std over its repeated seeds when `--final-seeds` ran).",
+        "",
+        md_table(["#", "experiment", "metric", "trials", "compute (steps)",
+                  "cumulative steps", "best (own trials)", "best so far", "winner",
+                  *(f"test {k}" for k in TEST_SHOWN)], rows),
+        "",
+        "## Spaces",
+        "",
+        md_table(["#", "experiment", "ASHA (grace / factor / max_t)", "space"], [
+            [str(i), f"`{s.spec.name}`",
+             f"{s.spec.scheduler.grace_period} / {fmt(s.spec.scheduler.reduction_factor)} / "
+             f"{s.spec.scheduler.max_t}", _space_text(s.spec)]
+            for i, s in enumerate(searches, start=1)]),
+        "",
+        f"## Best `{first.metric}` so far against compute",
+        "",
+    ]
+    if plot_rel is not None:
+        lines += [f"![best so far]({plot_rel})", ""]
+    else:
+        lines += ["No trial reported the metric: nothing to draw.", ""]
+    return "\n".join(lines)
+
+
+def compare_experiments(sources: Sequence[str], out_dir: str | ExperimentPath) -> ExperimentPath:
+    """Write `COMPARE.md` and its chart into `out_dir`; returns the report's path.
+
+    Every experiment is read before anything is written: one that is not an experiment folder
+    raises `UserInputError` naming it.
+    """
+    from search.results.plots import plot_best_so_far  # matplotlib: only here
+
+    if not sources:
+        raise UserInputError("give at least one experiment folder", key="--compare")
+    searches = [read_search(where) for where in sources]
+    out = location(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    points = best_so_far(searches)
+    plot_rel = None
+    if any(best is not None for _, best, _ in points):
+        names = [s.spec.name for s in searches]
+        (out / COMPARE_PLOTS_DIR).mkdir(parents=True, exist_ok=True)
+        plot = plot_best_so_far(out / COMPARE_PLOTS_DIR / "best_so_far.png", points, names,
+                                searches[0].spec.metric)
+        plot_rel = f"{COMPARE_PLOTS_DIR}/{plot.name}"
+    report = out / COMPARE_FILE
+    write_text_atomic(report, render_compare(searches, plot_rel, datetime.now(timezone.utc)))
+    return report

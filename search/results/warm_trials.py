@@ -1,0 +1,164 @@
+"""The earlier trials a search was warm-started with (`--warm-start`): `warm_start.json`.
+
+A warm-started search seeds its Optuna study with finished and ASHA-stopped trials of earlier
+experiments (`search.lineage`); they are not trained again. So that the export can rank them,
+draw them and pick one as the winner from the experiment folder alone, the driver records them
+here when the search starts: per source its location and what was taken or left out (and why),
+per trial the values it has in the new space, the values it trained with in its own search,
+its status, best value and step, and its reported results (the metrics and steps, nothing of
+Ray's bookkeeping). The trial's checkpoints stay in its own experiment (`trial_dir`): the
+winner's `best_model/` is copied from there.
+
+This module owns the file's format: `search.lineage` writes it with `write_warm_start_record`,
+the export reads it with `read_warm_start_record` / `warm_trial_records`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from detr_core.files import UserInputError
+from search.results.reading import TrialRecord
+from search.space import SearchSpec
+from search.store import WARM_START_FILE, ExperimentPath, location, read_json, write_json_atomic
+
+#: Marks a warm-start trial (trials.csv `origin`, REPORT.md).
+WARM_START = "warm-start"
+#: Marks a trial trained by the search itself.
+TRAINED_HERE = "search"
+#: Result keys kept per reported row (with every numeric `eval_*` / `test_*` metric).
+_KEPT_KEYS = ("step", "total_steps", "done", "time_total_s", "time_this_iter_s", "timestamp")
+
+
+@dataclass
+class SourceSummary:
+    """One `--warm-start` source: where it is, its name, and what was taken / left out."""
+
+    source: str
+    name: str
+    trials: int
+    taken: int
+    left_out: dict[str, int] = field(default_factory=dict)  # reason -> how many trials
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The source in words: one line for what was taken, one per reason for leaving out."""
+        head = (f"{self.source} ({self.name}): {self.taken} of {self.trials} trial(s) taken"
+                + (f", {sum(self.left_out.values())} left out" if self.left_out else ""))
+        return [head, *(f"  left out {n}: {reason}" for reason, n in self.left_out.items()),
+                *(f"  note: {note}" for note in self.notes)]
+
+
+@dataclass
+class WarmTrial:
+    """One earlier trial as the new search sees it."""
+
+    source: str          # its experiment (local path or URI)
+    trial_id: str
+    trial_dir: str       # its folder in that experiment (checkpoints are copied from there)
+    params: dict[str, Any]         # its values of the new search's keys
+    source_params: dict[str, Any]  # the values it trained with in its own search
+    status: str
+    best_value: float | None
+    best_step: int | None
+    pruned: bool         # stopped by ASHA: told to Optuna as PRUNED with its intermediate values
+    results: list[dict[str, Any]]
+
+    def intermediate_values(self, metric: str) -> dict[int, float]:
+        """Its objective by step (the first report of a step counts, as the searcher does)."""
+        values: dict[int, float] = {}
+        for row in self.results:
+            step, value = row.get("step"), row.get(metric)
+            if isinstance(step, int) and _finite(value) and step not in values:
+                values[step] = float(value)
+        return values
+
+    def optuna_trial(self, metric: str, searched: Sequence[str]) -> dict[str, Any]:
+        """What the searcher adds to its study (`AshaAwareOptunaSearch(warm_start=...)`)."""
+        return {
+            "params": {k: self.params[k] for k in searched if k in self.params},
+            "state": "PRUNED" if self.pruned else "COMPLETE",
+            "value": None if self.pruned else self.best_value,
+            "intermediate_values": self.intermediate_values(metric),
+            "user_attrs": {"warm_start_source": self.source,
+                           "warm_start_trial": self.trial_id},
+        }
+
+
+@dataclass
+class WarmStartRecord:
+    """`warm_start.json`: the sources and the trials taken from them."""
+
+    sources: list[SourceSummary]
+    trials: list[WarmTrial]
+
+    def lines(self) -> list[str]:
+        return [line for s in self.sources for line in s.lines()]
+
+
+def kept_result(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A reported result without Ray's bookkeeping: steps, times and the numeric metrics."""
+    kept = {k: row[k] for k in _KEPT_KEYS if k in row}
+    kept.update({k: v for k, v in row.items()
+                 if k.startswith(("eval_", "test_")) and _finite(v)})
+    return kept
+
+
+def write_warm_start_record(experiment_dir: ExperimentPath, record: WarmStartRecord) -> None:
+    """Write `warm_start.json` (atomically) into the new experiment."""
+    write_json_atomic(experiment_dir / WARM_START_FILE, {
+        "sources": [asdict(s) for s in record.sources],
+        "trials": [asdict(t) for t in record.trials],
+    })
+
+
+def read_warm_start_record(experiment_dir: ExperimentPath) -> WarmStartRecord | None:
+    """The record of a warm-started search, None for one that was not warm-started."""
+    path = experiment_dir / WARM_START_FILE
+    if not path.is_file():
+        return None
+    data = read_json(path)
+    try:
+        return WarmStartRecord(
+            sources=[SourceSummary(**s) for s in data["sources"]],
+            trials=[WarmTrial(**t) for t in data["trials"]],
+        )
+    except (TypeError, KeyError) as exc:
+        raise UserInputError(f"not a warm-start record ({exc}); was it edited?",
+                             source=path) from None
+
+
+def warm_trial_records(record: WarmStartRecord | None) -> list[TrialRecord]:
+    """The warm-start trials as `TrialRecord`s (ranked, drawn and exported like the others)."""
+    if record is None:
+        return []
+    return [TrialRecord(
+        trial_id=t.trial_id, path=location(t.trial_dir), params=dict(t.params),
+        results=[dict(r) for r in t.results], status=t.status, best_value=t.best_value,
+        best_step=t.best_step, origin=t.source, source_params=dict(t.source_params),
+    ) for t in record.trials]
+
+
+def origin_label(trial: TrialRecord) -> str:
+    """`search` for a trial trained by this search, `warm-start` for one taken from another."""
+    return WARM_START if trial.origin else TRAINED_HERE
+
+
+def source_spec(trial: TrialRecord) -> SearchSpec | None:
+    """The spec of a warm-start trial's own experiment; None when it cannot be read now."""
+    from search.space import read_spec_file
+
+    if not trial.origin:
+        return None
+    try:
+        return read_spec_file(location(trial.origin))
+    except (UserInputError, OSError):
+        return None
+
+
+def _finite(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
