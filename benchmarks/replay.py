@@ -128,13 +128,24 @@ def _nearest(value: Any, values: Sequence[Any]) -> Any:
     return min(numeric, key=distance)
 
 
+def reported_steps(steps: Sequence[int], every: int | None) -> list[int]:
+    """The indices of the recorded evaluations a run evaluating every `every` steps makes (and
+    the last one, where a run always evaluates); all of them when `every` is None."""
+    if not every:
+        return list(range(len(steps)))
+    return [i for i, step in enumerate(steps) if step % every == 0 or i == len(steps) - 1]
+
+
 def replay_trial(config: dict[str, Any], *, table: CurveTable, seed: int,
-                 seconds_per_step: float = 0.0, clock: Any = None) -> None:
+                 seconds_per_step: float = 0.0, clock: Any = None,
+                 every: int | None = None) -> None:
     """Tune trainable: report the recorded curve of `config`'s grid point for `seed`.
 
     With a `clock` (a `SimulatedClock` actor) each report waits for its turn on the simulated
     clock; without one, the trial sleeps `seconds_per_step` per optimizer step (wall-clock
-    order: not reproducible).
+    order: not reproducible). `every`: report only the evaluations a run with that
+    `logging_steps` makes (a table recorded every 125 steps replays a search evaluating every
+    250 as that search sees it).
     """
     import ray
     from ray import tune
@@ -144,7 +155,8 @@ def replay_trial(config: dict[str, Any], *, table: CurveTable, seed: int,
     trial_id = tune.get_context().get_trial_id()
     start = ray.get(clock.start_of.remote(trial_id)) if clock is not None else 0
     previous = 0
-    for index, step in enumerate(curve.steps):
+    for index in reported_steps(curve.steps, every):
+        step = curve.steps[index]
         if clock is not None:
             ray.get(clock.turn.remote(trial_id, start + step))
         else:

@@ -223,6 +223,13 @@ def load_settings(config_path: Path) -> Any:
         return load_search_spec(path), shipped_path
 
 
+def evaluation_every(spec: Any) -> int | None:
+    """How often the searched run evaluates (its `training_args.logging_steps`), None if
+    unset: a replay reports only those of the recorded evaluations."""
+    every = (spec.base.get("training_args") or {}).get("logging_steps")
+    return int(every) if isinstance(every, int | float) and every >= 1 else None
+
+
 def make_search(strategy: str, spec: Any, seed: int, storage: Path) -> tuple[Any, Any]:
     """(search_alg, scheduler) of a strategy, from the shipped settings."""
     import optuna
@@ -271,7 +278,7 @@ def run_search(strategy: str, spec: Any, table: CurveTable, seed: int, curve_see
         log = replay_log(spec.metric, clock)
         trainable = tune.with_resources(
             tune.with_parameters(replay_trial, table=table, seed=curve_seed,
-                                 clock=clock), {"cpu": 1})
+                                 clock=clock, every=evaluation_every(spec)), {"cpu": 1})
         tuner = tune.Tuner(
             trainable, param_space=to_tune_param_space(spec),
             tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode,

@@ -86,8 +86,9 @@ def replay(spec: Any, table: CurveTable, seed: int, curve_seed: int, num_samples
     clock = simulated_clock(concurrency, num_samples)
     log = replay_log(spec.metric, clock)
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(replay_trial, table=table, seed=curve_seed,
-                                                 clock=clock), {"cpu": 1}),
+        tune.with_resources(tune.with_parameters(
+            replay_trial, table=table, seed=curve_seed, clock=clock,
+            every=search_efficiency.evaluation_every(spec)), {"cpu": 1}),
         param_space=to_tune_param_space(spec),
         tune_config=tune.TuneConfig(
             metric=spec.metric, mode=spec.mode, num_samples=num_samples,

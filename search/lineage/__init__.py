@@ -8,7 +8,7 @@ Imports: `search.store`, `search.cluster`, `search.space`, `search.trial`, `sear
 `detr_core` through its public names.
 
 Public names (other packages import these, not the modules; each is imported on first use):
-`fit_trial`, `fits`, `plan_warm_start`, `startup_note`.
+`fit_trial`, `fits`, `plan_warm_start`, `search_difference`, `startup_note`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ _HOME = {
     "fit_trial": "fitting",
     "fits": "fitting",
     "plan_warm_start": "warm_start",
+    "search_difference": "warm_start",
     "startup_note": "warm_start",
 }
 

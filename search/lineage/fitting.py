@@ -75,7 +75,18 @@ def misfit_reason(key: str, value: Any, entry: Any) -> str:
     """Why `value` does not fit the space entry of `key`, in one phrase (no values listed)."""
     if not is_distribution(entry):
         return f"`{key}` differs from the new search's fixed value {format_value(entry)}"
-    return f"`{key}` outside {describe_distribution(entry)}"
+    return f"`{key}` is not a value of {describe_distribution(entry)}"
+
+
+def clamped(value: Any, entry: Any) -> Any:
+    """A fitting value inside its range's bounds exactly (`fits` allows rounding noise at the
+    bounds; Optuna's distributions do not)."""
+    if not is_distribution(entry) or not _number(value):
+        return value
+    name, args = next(iter(entry.items()))
+    if name == "choice":
+        return value
+    return type(value)(min(max(value, args[0]), args[1]))
 
 
 def fit_trial(
@@ -96,16 +107,17 @@ def fit_trial(
                           "run's default, unknown here)", None)
         if not fits(value, entry):
             return None, (misfit_reason(key, value, entry), value)
-        values[key] = value
+        values[key] = clamped(value, entry)
     for key in old_space:
         if key in new_space:
             continue
         value = trained.get(key, dotted_value(old_base, key))
         new_value = dotted_value(new_base, key)
         if is_missing(new_value) or not same_value(value, new_value):
-            shown = "unset" if is_missing(new_value) else format_value(new_value)
+            shown = ("the run's default (not known here)" if is_missing(new_value)
+                     else format_value(new_value))
             return None, (f"`{key}` is not in the new space and the new base run trains "
-                          f"{shown}", value)
+                          f"{shown}", None if is_missing(value) else value)
     return values, None
 
 

@@ -88,6 +88,34 @@ def base_difference(old: SearchSpec, new: SearchSpec) -> str | None:
     return None
 
 
+def search_difference(old: SearchSpec, new: SearchSpec) -> str | None:
+    """How a space file differs from the search it would continue (`--resume`): objective,
+    ASHA budget, space or base run (keys that change neither training nor measurement aside);
+    None when it describes the same search (trial counts, concurrency, seeds may change)."""
+    if (old.metric, old.mode) != (new.metric, new.mode):
+        return f"the metric is {old.metric} ({old.mode}) there and {new.metric} ({new.mode}) here"
+    if old.scheduler.max_t != new.scheduler.max_t:
+        return f"max_t is {old.scheduler.max_t} there and {new.scheduler.max_t} here"
+    for key in sorted(set(old.space) | set(new.space)):
+        there, here = old.space.get(key, "not searched"), new.space.get(key, "not searched")
+        if there != here:
+            return f"space key `{key}` is {_entry_text(there)} there and {_entry_text(here)} here"
+    old_flat, new_flat = flatten(old.base), flatten(new.base)
+    for key in sorted(set(old_flat) | set(new_flat)):
+        if _covered(key, NEUTRAL_KEYS):
+            continue
+        there, here = old_flat.get(key, "unset"), new_flat.get(key, "unset")
+        if not same_value(there, here):
+            return f"base key `{key}` is {format_value(there)} there and {format_value(here)} here"
+    return None
+
+
+def _entry_text(entry: Any) -> str:
+    from search.space import describe_distribution, is_distribution
+
+    return describe_distribution(entry) if is_distribution(entry) else format_value(entry)
+
+
 def check_source(source: SearchSpec, new: SearchSpec, where: str) -> None:
     """Refuse a source whose values the new search cannot compare with its own."""
     if (source.metric, source.mode) != (new.metric, new.mode):

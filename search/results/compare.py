@@ -158,6 +158,9 @@ def render_compare(searches: Sequence[ComparedSearch], plot_rel: str | None,
     cumulative, so_far = {}, {}
     for spent, best, index in points:
         cumulative[index], so_far[index] = spent, best
+    for index in range(1, len(searches)):  # a search with no trial of its own adds nothing
+        cumulative.setdefault(index, cumulative.get(index - 1, 0))
+        so_far.setdefault(index, so_far.get(index - 1))
     rows = []
     for index, s in enumerate(searches, start=1):
         own, warm = len(s.own), len(s.trials) - len(s.own)

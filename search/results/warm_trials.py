@@ -9,8 +9,9 @@ its status, best value and step, and its reported results (the metrics and steps
 Ray's bookkeeping). The trial's checkpoints stay in its own experiment (`trial_dir`): the
 winner's `best_model/` is copied from there.
 
-This module owns the file's format: `search.lineage` writes it with `write_warm_start_record`,
-the export reads it with `read_warm_start_record` / `warm_trial_records`.
+This module owns the file's format: `search.lineage` builds the record, the driver writes it
+with `write_warm_start_record`, the export reads it with `read_warm_start_record` /
+`warm_trial_records`.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from search.store import WARM_START_FILE, ExperimentPath, location, read_json, w
 WARM_START = "warm-start"
 #: Marks a trial trained by the search itself.
 TRAINED_HERE = "search"
-#: Result keys kept per reported row (with every numeric `eval_*` / `test_*` metric).
-_KEPT_KEYS = ("step", "total_steps", "done", "time_total_s", "time_this_iter_s", "timestamp")
+#: Ray's bookkeeping in a reported result: not kept in the record.
+_RAY_KEYS = ("config", "trial_id", "experiment_id", "date", "hostname", "node_ip", "pid",
+             "experiment_tag", "training_iteration", "time_since_restore",
+             "iterations_since_restore", "checkpoint_dir_name", "should_checkpoint")
 
 
 @dataclass
@@ -100,10 +103,11 @@ class WarmStartRecord:
 
 
 def kept_result(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A reported result without Ray's bookkeeping: steps, times and the numeric metrics."""
-    kept = {k: row[k] for k in _KEPT_KEYS if k in row}
-    kept.update({k: v for k, v in row.items()
-                 if k.startswith(("eval_", "test_")) and _finite(v)})
+    """A reported result without Ray's bookkeeping: its numbers (step, metrics, train loss,
+    learning rate, threads, times) and `done`."""
+    kept = {k: v for k, v in row.items() if k not in _RAY_KEYS and _finite(v)}
+    if "done" in row:
+        kept["done"] = bool(row["done"])
     return kept
 
 

@@ -6,7 +6,7 @@ space file's settings, `--final-seeds`, `--report-dir`, the dashboard flags, `-v
 `--time-budget` is left out on purpose: the budget was for the first session, and what is left
 is the user's call.
 When nothing can be resumed yet (stopped before Tune saved the experiment), it is the same
-command without `--resume`.
+command without `--resume` (with its `--warm-start` sources: a resumed search keeps its study).
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ def resume_argv(args: argparse.Namespace, name: str, resume: bool = True) -> lis
     argv = ["--space", str(args.space), "--name", name]
     if resume:
         argv.append("--resume")
+    else:  # started anew: with the earlier experiments it was warm-started from
+        for source in getattr(args, "warm_start", None) or []:
+            argv += ["--warm-start", str(source)]
     if args.storage and args.storage != DEFAULT_STORAGE:
         argv += ["--storage", str(args.storage)]
     for dest, flag in _CARRIED:

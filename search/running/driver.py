@@ -45,6 +45,7 @@ from search.space import SearchSpec, default_max_concurrent, to_tune_param_space
 from search.store import (
     INTERRUPTED_FILE,
     PREPARED_DATA_FILE,
+    SPEC_FILE,
     ExperimentPath,
     folder_has_entries,
     is_uri,
@@ -252,6 +253,21 @@ def read_continuation(experiment_dir: ExperimentPath) -> Continuation:
                         unfinished=interrupted or unfinished_reason(experiment_dir) is not None)
 
 
+def check_same_search(experiment_dir: ExperimentPath, spec: SearchSpec, where: str) -> None:
+    """Refuse a `--resume` whose space file no longer describes the search it continues: its
+    trials would be relabelled, and new ones drawn from another space than the study's."""
+    from search.lineage import search_difference
+    from search.space import read_spec_file
+
+    if not (experiment_dir / SPEC_FILE).is_file():
+        return
+    difference = search_difference(read_spec_file(experiment_dir), spec)
+    if difference:
+        raise UserInputError(f"--resume continues the search as it was, but {difference}; "
+                             "start a new search (with --warm-start from this one) instead",
+                             source=where)
+
+
 def continue_finished(spec: SearchSpec, existing: int) -> SearchSpec:
     """The spec of a session that adds trials to a finished search: `num_samples` is the
     number to add, the sampler seed moved on by the trials there (not the first session's
@@ -287,6 +303,8 @@ def run_search(spec: SearchSpec, options: SearchOptions,
         raise UserInputError("--warm-start seeds a new search; a resumed one keeps its study",
                              source=path)
     continuation = read_continuation(experiment_dir) if options.resume else None
+    if options.resume:
+        check_same_search(experiment_dir, spec, path)
     LocalCluster.end_orphans_of(path)
     if options.resume:  # after end_orphans_of: no killed session's copy is still writing
         for note in repair_saved_state(experiment_dir):
@@ -317,9 +335,10 @@ def run_search(spec: SearchSpec, options: SearchOptions,
               f"{continuation.existing} adds trials); exporting again", flush=True)
         sessions = []
     interrupts = options.interrupts
-    cluster = None if options.address or not sessions else LocalCluster(path)
+    needs_ray = bool(sessions) or options.final_seeds > 0
+    cluster = None if options.address or not needs_ray else LocalCluster(path)
     try:
-        if sessions:
+        if needs_ray:
             start_ray(options, cluster)
             interrupts.install()  # again: ray.init replaces the SIGTERM handler
         from search.results import HParamsLoggerCallback, find_trial_dirs
@@ -375,7 +394,7 @@ def run_search(spec: SearchSpec, options: SearchOptions,
         if options.report_dir is not None:
             print(f"report copy: {copy_report(summary, options.report_dir)}", flush=True)
     finally:
-        if sessions:
+        if needs_ray:
             ray.shutdown()
         if cluster is not None:
             cluster.stop()

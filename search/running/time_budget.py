@@ -36,6 +36,14 @@ class TimeBudget(Stopper):
 
 def write_budget_record(experiment_dir: ExperimentPath, budget_s: float,
                         cut: Sequence[str]) -> ExperimentPath:
-    """`time_budget.json`: the budget and the trials it cut (read back by the export)."""
+    """`time_budget.json`: the budget and the trials it cut (read back by the export). The
+    trials an earlier session's budget cut stay listed (a finished search given more trials
+    may be cut again)."""
+    from search.store import read_json
+
+    earlier = read_json(experiment_dir / TIME_BUDGET_FILE)
+    before = earlier.get("cut_trials") if isinstance(earlier, dict) else None
+    trials = [str(t) for t in before] if isinstance(before, list) else []
+    trials += [t for t in cut if t not in trials]
     return write_json_atomic(experiment_dir / TIME_BUDGET_FILE,
-                             {"budget_s": budget_s, "cut_trials": list(cut)})
+                             {"budget_s": budget_s, "cut_trials": trials})

@@ -18,6 +18,7 @@ already holds them (a resumed search) is left as it is.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -56,13 +57,17 @@ class AshaAwareOptunaSearch(OptunaSearch):
         trials = []
         for warm in self._warm_start:
             params = warm["params"]
-            trials.append(optuna.trial.create_trial(
-                params=params, distributions={k: self._space[k] for k in params},
-                value=warm["value"], state=TrialState[warm["state"]],
-                intermediate_values={int(k): float(v)
-                                     for k, v in warm["intermediate_values"].items()},
-                user_attrs=dict(warm["user_attrs"]),
-            ))
+            try:
+                trials.append(optuna.trial.create_trial(
+                    params=params, distributions={k: self._space[k] for k in params},
+                    value=warm["value"], state=TrialState[warm["state"]],
+                    intermediate_values={int(k): float(v)
+                                         for k, v in warm["intermediate_values"].items()},
+                    user_attrs=dict(warm["user_attrs"]),
+                ))
+            except (ValueError, KeyError) as exc:  # the plan checked it: should not happen
+                print(f"warning: warm-start trial {warm['user_attrs'].get('warm_start_trial')} "
+                      f"left out of the study: {exc}", file=sys.stderr, flush=True)
         self._ot_study.add_trials(trials)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:

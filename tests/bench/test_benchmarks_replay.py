@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.replay import CurveTable, config_key, replay_log, replay_trial
+from benchmarks.replay import CurveTable, config_key, replay_log, replay_trial, reported_steps
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +46,13 @@ def test_snap_takes_the_nearest_grid_point_on_a_log_scale() -> None:
     assert table.budget == 40 and table.seeds == [0] and len(table.complete_points()) == 6
     with pytest.raises(KeyError):
         table.snap({"training_args.learning_rate": 1e-3, "iou_loss": "ciou"})
+
+
+def test_a_replay_reports_only_the_evaluations_the_searched_run_makes() -> None:
+    steps = [125, 250, 375, 500, 625, 750, 875, 1000, 1125, 1250, 1375, 1500]
+    assert [steps[i] for i in reported_steps(steps, 250)] == [250, 500, 750, 1000, 1250, 1500]
+    assert [steps[i] for i in reported_steps(steps, 400)] == [1500]  # the last one always
+    assert reported_steps(steps, None) == list(range(12))
 
 
 def test_replay_through_tune_reports_curves_and_tells_optuna(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import yaml
 from s3_server import S3Server, apply_env, s3_server
 from search_helpers import FAKE_SPEC, METRIC, write_fake_experiment, write_fake_trial, write_space
 
+from detr_core.files import UserInputError
 from search.lineage.fitting import fit_trial, fits
 from search.lineage.warm_start import plan_warm_start
 from search.results.export import export_experiment
@@ -83,7 +84,7 @@ def test_a_key_the_old_search_did_not_have_takes_its_old_base_value() -> None:
     values, why = fit_trial(trained, old_base, {LR: {"loguniform": [1e-5, 1e-3]}}, old_base,
                             {LR: {"loguniform": [1e-5, 1e-3]}, "iou_loss": {"choice": ["ciou"]}})
     assert values is None
-    assert why == ("`iou_loss` outside choice ciou", "giou")
+    assert why == ("`iou_loss` is not a value of choice ciou", "giou")
 
 
 def test_a_key_only_the_old_search_had_must_equal_the_new_base_value() -> None:
@@ -98,6 +99,41 @@ def test_a_key_only_the_old_search_had_must_equal_the_new_base_value() -> None:
 def test_a_key_set_nowhere_in_the_old_search_is_not_guessed() -> None:
     values, why = fit_trial({}, {}, {}, {}, {"ema.decay": {"uniform": [0.9, 0.999]}})
     assert values is None and "`ema.decay` was not set in that search" in why[0]
+    values, why = fit_trial({"ema.decay": 0.99}, {}, {"ema.decay": {"uniform": [0.9, 0.999]}},
+                            {}, {})
+    assert why == ("`ema.decay` is not in the new space and the new base run trains the "
+                   "run's default (not known here)", 0.99)
+
+
+def test_a_value_at_a_bound_within_rounding_enters_the_study_inside_it() -> None:
+    values, _ = fit_trial({LR: 1e-3 * (1 + 1e-13)}, {}, {}, {},
+                          {LR: {"loguniform": [1e-4, 1e-3]}})
+    assert values == {LR: 1e-3}  # Optuna's distribution refuses anything above its high
+
+
+def test_resume_refuses_a_space_file_that_describes_another_search(source: Path) -> None:
+    from search.running.driver import check_same_search
+
+    same = new_spec()
+    check_same_search(source, same, str(source))  # the same search: nothing to say
+    with pytest.raises(UserInputError, match="space key `training_args.learning_rate` is "
+                       r"loguniform \[1e-05, 0.001\] \(log scale\) there and loguniform "
+                       r"\[1e-05, 0.01\] \(log scale\) here"):
+        check_same_search(source, new_spec(training_args__learning_rate={
+            "loguniform": [1e-5, 1e-2]}), str(source))
+    changed = new_spec()
+    changed.base["model"]["image_size"] = 128
+    with pytest.raises(UserInputError, match=r"base key `model\.image_size` is 96 there and 128"):
+        check_same_search(source, changed, str(source))
+
+
+def test_a_second_time_budget_cut_keeps_the_first_one_s_trials(tmp_path: Path) -> None:
+    from search.running.time_budget import write_budget_record
+
+    write_budget_record(tmp_path, 60.0, ["a", "b"])
+    write_budget_record(tmp_path, 30.0, ["b", "c"])
+    assert json.loads((tmp_path / "time_budget.json").read_text()) == {
+        "budget_s": 30.0, "cut_trials": ["a", "b", "c"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,8 +160,8 @@ def test_the_plan_takes_finished_and_stopped_trials_and_says_why_others_are_left
         f"{source} (iou): 1 of 6 trial(s) taken, 5 left out",
         "  left out 1: `training_args.num_train_epochs` is not in the new space and the new "
         "base run trains 5; its value: 4",
-        "  left out 1: `training_args.learning_rate` outside loguniform [5e-05, 0.0005] "
-        "(log scale); its value: 2e-05",
+        "  left out 1: `training_args.learning_rate` is not a value of loguniform [5e-05, "
+        "0.0005] (log scale); its value: 2e-05",
         "  left out 1: errored",
         "  left out 1: interrupted (not a finished or ASHA-stopped trial)",
         "  left out 1: not started (not a finished or ASHA-stopped trial)",
