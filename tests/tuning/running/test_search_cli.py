@@ -23,7 +23,7 @@ FLAGS = (
     "--space", "--name", "--num-samples", "--max-concurrent", "--cpus-per-trial",
     "--gpus-per-trial", "--address", "--storage", "--resume", "--seed", "--no-dashboard",
     "--dashboard-port", "--final-seeds", "--dry-run", "--max-failures", "--time-budget",
-    "-v", "--verbose", "--report-dir",
+    "-v", "--verbose", "--report-dir", "--warm-start",
 )
 
 SPACE = """\
