@@ -3,7 +3,8 @@
     python benchmarks/search_efficiency.py                       # the full run (>= 20 seeds each)
     python benchmarks/search_efficiency.py --quick --out DIR     # replay only, few seeds (minutes)
 
-Replays the recorded learning curves of `benchmarks/data/learning_curves.jsonl` (made by
+Replays the recorded learning curves of `benchmarks/data/learning_curves_v2.jsonl` (the first
+grid, `learning_curves.jsonl`, with `--curves`; made by
 `benchmarks/learning_curves.py`) through the real Ray Tune stack (`benchmarks.replay`): the real
 `Tuner`, `ASHAScheduler`, `ConcurrencyLimiter` and searchers, with the shipped search's settings
 (`settings_from` in benchmarks/search_efficiency.yaml: grace period, reduction factor, Optuna
@@ -64,7 +65,7 @@ from benchmarks.replay import (  # noqa: E402
 )
 
 CONFIG = ROOT / "benchmarks" / "search_efficiency.yaml"
-CURVES = ROOT / "benchmarks" / "data" / "learning_curves.jsonl"
+CURVES = ROOT / "benchmarks" / "data" / "learning_curves_v2.jsonl"
 QUALITY = "map_50"  # test metric a choice is scored by
 
 
@@ -549,7 +550,7 @@ def headline(summary: dict[str, Any]) -> list[str]:
 
 
 def render(summary: dict[str, Any], meta: dict[str, Any], settings: str, argv: Sequence[str],
-           searches: str, wall: dict[str, float]) -> str:
+           searches: str, wall: dict[str, float], curves: str = "") -> str:
     rows = []
     for name, s in summary["strategies"].items():
         frac = s["median_fraction_to_noise_floor"]
@@ -562,7 +563,7 @@ def render(summary: dict[str, Any], meta: dict[str, Any], settings: str, argv: S
         "# Search efficiency: replayed learning curves",
         "",
         f"Command: `python benchmarks/search_efficiency.py {' '.join(argv)}`. "
-        f"Curves: `benchmarks/data/learning_curves.jsonl` (commit {meta.get('commit', '?')[:8]},"
+        f"Curves: `{curves or _shown(CURVES)}` (commit {meta.get('commit', '?')[:8]},"
         f" checkpoint sha256 {str(meta.get('checkpoint_sha256'))[:12]}), "
         f"{meta.get('grid')} x seeds {meta.get('seeds')}. Settings from {settings}; "
         f"{searches}.",
@@ -662,7 +663,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         render(summary, meta, f"`{_shown(shipped)}`"
                + (f" with `experiment_overrides` of `{_shown(args.config.resolve())}`"
                   if bench.get("experiment_overrides") else "")
-               + f" ({settings_text(spec)})", args.argv, searches, wall))
+               + f" ({settings_text(spec)})", args.argv, searches, wall,
+               _shown(args.curves.resolve())))
     print(json.dumps({k: v for k, v in summary.items() if k != "strategies"}), flush=True)
     for name, s in summary["strategies"].items():
         print(f"  {name}: median fraction to noise floor "

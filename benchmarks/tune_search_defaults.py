@@ -62,7 +62,7 @@ def choose(results: dict[str, dict[str, Any]]) -> str:
 
 
 def render(results: dict[str, dict[str, Any]], candidates: list[dict[str, Any]],
-           chosen: str, facts: dict[str, Any], seeds: str) -> str:
+           chosen: str, facts: dict[str, Any], seeds: str, command: str = "") -> str:
     rows = []
     for candidate in candidates:
         name = candidate["name"]
@@ -77,7 +77,8 @@ def render(results: dict[str, dict[str, Any]], candidates: list[dict[str, Any]],
     return "\n".join([
         "# Choosing the shipped search defaults (searcher seeds 0-9)",
         "",
-        f"`python benchmarks/tune_search_defaults.py`: each candidate is the shipped settings "
+        f"`{command or 'python benchmarks/tune_search_defaults.py'}`: each candidate is the "
+        "shipped settings "
         f"(search_spaces/iou.yaml) with the keys shown replaced, run as this project's searcher "
         f"(TPE + ASHA) on the replayed learning curves, searcher seeds {seeds}, each on the "
         f"curves of every recorded seed ({facts['searches']} searches per candidate). Grid optimum "
@@ -136,7 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         {**facts, "seeds": args.seeds, "chosen": chosen, "candidates": candidates,
          "results": results}, indent=2) + "\n")
     (args.out / "search_defaults.md").write_text(
-        render(results, candidates, chosen, facts, args.seeds))
+        render(results, candidates, chosen, facts, args.seeds,
+               " ".join(["python benchmarks/tune_search_defaults.py",
+                         *(argv if argv is not None else sys.argv[1:])])))
     print(f"chosen: {chosen}", flush=True)
     return 0
 
