@@ -400,7 +400,8 @@ def compute_versus(other: Sequence[float], other_spent: Sequence[float],
     return {"ratio": None, "at_least": statistics.median(bounded) / base_median}
 
 
-def summarise(traces: dict[str, list[Trace]], facts: GridFacts) -> dict[str, Any]:
+def summarise(traces: dict[str, list[Trace]], facts: GridFacts,
+              num_samples: int | None = None) -> dict[str, Any]:
     strategies, reaches, spents = {}, {}, {}
     for name, runs in traces.items():
         reach = [first_within(t, facts.noise_floor) / facts.grid_steps for t in runs]
@@ -421,6 +422,7 @@ def summarise(traces: dict[str, list[Trace]], facts: GridFacts) -> dict[str, Any
                 reaches[name], spents[name], reaches["asha_tpe"])
     return {"noise_floor": facts.noise_floor, "grid_optimum": facts.optimum,
             "grid_optimum_point": facts.optimum_point, "grid_steps": facts.grid_steps,
+            "grid_points": len(facts.per_point), "num_samples": num_samples,
             "strategies": strategies, "targets": targets(strategies)}
 
 
@@ -546,6 +548,33 @@ def headline(summary: dict[str, Any]) -> list[str]:
             text += (f"; target >= {TARGET_SPEEDUP:g}x: "
                      f"{verdict[goals.get('speedup_met')]}")
         lines.append(f"- (a) vs ({LETTERS[name]}) {name}: {text}.")
+    lines += limits(summary)
+    return lines
+
+
+def limits(summary: dict[str, Any]) -> list[str]:
+    """By how much a missed target was missed, and the physical limit beside it."""
+    ours = summary["strategies"].get("asha_tpe")
+    if ours is None:
+        return []
+    got, of = (int(x) for x in ours["reached"].split("_of_"))
+    fraction = ours["median_fraction_to_noise_floor"]
+    points = summary.get("grid_points") or 0
+    lines = []
+    if fraction is None:
+        lines.append(f"- Missed by: {of // 2 + 1 - got} more of {of} seeds would have to get "
+                     f"within the noise floor for a median (got {got}); median final regret "
+                     f"{ours['median_final_regret']:.4f} against a floor of "
+                     f"{summary['noise_floor']:.4f}.")
+    elif fraction > TARGET_FRACTION:
+        lines.append(f"- Missed by: {fraction - TARGET_FRACTION:.1%} of the grid's compute "
+                     f"({fraction / TARGET_FRACTION:.2f}x the target).")
+    trials = summary.get("num_samples")
+    if points:
+        full = f"; {trials} trials at full budget {trials / points:.1%}" if trials else ""
+        lines.append(f"- Physical limit: one full training is 1/{points} = {1 / points:.1%} of "
+                     f"the grid's compute{full}; (a) spent {ours['median_total_fraction']:.1%} "
+                     "(median).")
     return lines
 
 
@@ -655,7 +684,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         wall[strategy] = wall.get(strategy, 0.0) + took
     traces["grid"] = [grid_trace(table, s, facts.optimum, spec.metric, spec.mode)
                       for s in table.seeds]
-    summary = summarise(traces, facts)
+    summary = summarise(traces, facts, num_samples)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "search_efficiency.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(traces, facts, args.out / "search_efficiency.png")
