@@ -24,8 +24,8 @@ from typing import Any
 from detr_core.config import is_better
 from detr_core.files import UserInputError
 from search.results.formatting import fmt, md_table
-from search.results.reading import TrialRecord, load_trials
-from search.results.warm_trials import read_warm_start_record, warm_trial_records
+from search.results.reading import TrialRecord
+from search.results.warm_trials import experiment_trials
 from search.results.winner import pick_winner
 from search.results.winner_eval import read_seed_metrics
 from search.space import SearchSpec, describe_distribution, format_value, read_spec_file
@@ -83,9 +83,7 @@ def read_search(where: str) -> ComparedSearch:
     if not folder.is_dir():
         raise UserInputError("no such experiment folder", source=where)
     spec = read_spec_file(folder)
-    warm = read_warm_start_record(folder)
-    trials = [*load_trials(folder, spec, allow_empty=warm is not None),
-              *warm_trial_records(warm)]
+    trials, _ = experiment_trials(folder, spec)
     metrics = read_json(folder / TEST_METRICS_FILE)
     return ComparedSearch(folder, spec, trials, pick_winner(trials, spec.mode),
                           metrics if isinstance(metrics, dict) else None,

@@ -44,11 +44,11 @@ from detr_core.files import (
 )
 from search.results.best_model import copy_winner_model
 from search.results.importance import parameter_importances
-from search.results.reading import load_trials, read_interrupt_record
+from search.results.reading import read_interrupt_record
 from search.results.report import render_report
 from search.results.summary import ExportSummary, status_counts
 from search.results.trials_csv import param_keys, write_trials_csv
-from search.results.warm_trials import read_warm_start_record, warm_trial_records
+from search.results.warm_trials import experiment_trials
 from search.results.winner import pick_winner, write_best_config
 from search.results.winner_eval import read_seed_metrics, winner_test_metrics
 from search.space import read_spec_file
@@ -78,9 +78,7 @@ def export_experiment(experiment_dir: str | Path | ExperimentPath,
     if not experiment_dir.is_dir():
         raise UserInputError("no such folder", source=experiment_dir)
     spec = read_spec_file(experiment_dir)
-    warm_start = read_warm_start_record(experiment_dir)
-    trials = [*load_trials(experiment_dir, spec, allow_empty=warm_start is not None),
-              *warm_trial_records(warm_start)]
+    trials, warm_start = experiment_trials(experiment_dir, spec)
     for name in (BEST_CONFIG_FILE, BEST_MODEL_DIR, REPORT_FILE, TEST_METRICS_FILE,
                  TRIALS_CSV_FILE):
         remove_stale_temporaries(experiment_dir, name)

@@ -146,6 +146,17 @@ def warm_trial_records(record: WarmStartRecord | None) -> list[TrialRecord]:
     ) for t in record.trials]
 
 
+def experiment_trials(experiment_dir: ExperimentPath, spec: SearchSpec
+                      ) -> tuple[list[TrialRecord], WarmStartRecord | None]:
+    """Every trial an experiment ranks: its own (trial folders) and its warm-start ones, with
+    the warm-start record (None when it was not warm-started)."""
+    from search.results.reading import load_trials
+
+    record = read_warm_start_record(experiment_dir)
+    own = load_trials(experiment_dir, spec, allow_empty=record is not None)
+    return [*own, *warm_trial_records(record)], record
+
+
 def origin_label(trial: TrialRecord) -> str:
     """`search` for a trial trained by this search, `warm-start` for one taken from another."""
     return WARM_START if trial.origin else TRAINED_HERE
