@@ -42,7 +42,8 @@ from step_timer import steps_per_second  # noqa: E402  (benchmarks/ is on sys.pa
 
 OUT = ROOT / "results" / "benchmarks"
 SEEDS = (42, 43, 44)
-COLUMNS = ("map", "map_50", "recall", "iou_mean", "center_error_px", "missed", "num_gt")
+COLUMNS = ("map", "map_50", "recall", "precision", "iou_mean", "center_error_px", "missed",
+           "num_gt")
 
 
 def default_raw() -> dict[str, Any]:
@@ -145,18 +146,21 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 
 def table(rows: list[dict[str, Any]], summary_label: str | None = None) -> list[str]:
-    head = ["| run | wall (s) | steps/s (end to end) | mAP | mAP@.5 | recall | IoU mean "
-            "(pairs found) | centre error px | missed / GT |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    head = ["| run | wall (s) | steps/s (end to end) | mAP | mAP@.5 | recall | precision | "
+            "IoU mean (pairs found) | centre error px | missed / GT |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    # precision: n/a in rows recorded before it was a column
     body = [f"| {r['run']} | {r.get('wall_s', '')} | {r.get('steps_per_s', '')} | "
             f"{_num(r['map'])} | {_num(r['map_50'])} | {_num(r['recall'])} | "
-            f"{_num(r['iou_mean'])} | {_num(r['center_error_px'], 2)} | "
+            f"{_num(r.get('precision'))} | {_num(r['iou_mean'])} | "
+            f"{_num(r['center_error_px'], 2)} | "
             f"{r['missed']} / {r['num_gt']} |" for r in rows]
     if summary_label:
         body.append(f"| **{summary_label}: mean ± std** | {mean_std(rows, 'wall_s')} | "
                     f"{mean_std(rows, 'steps_per_s')} | {mean_std(rows, 'map')} | "
                     f"**{mean_std(rows, 'map_50')}** | **{mean_std(rows, 'recall')}** | "
-                    f"{mean_std(rows, 'iou_mean')} | {mean_std(rows, 'center_error_px')} | "
+                    f"**{mean_std(rows, 'precision')}** | {mean_std(rows, 'iou_mean')} | "
+                    f"{mean_std(rows, 'center_error_px')} | "
                     f"{mean_std(rows, 'missed')} |")
     return head + body
 
@@ -166,7 +170,9 @@ def render(results: dict[str, Any]) -> str:
              f"`python benchmarks/embedded_default.py` on {results['machine']}. Test split of "
              "the synthetic rectangles / ellipses / triangles task (128 images), score threshold "
              "0.5. Recall: confident detections matched one-to-one to ground truth of their "
-             "class at IoU >= 0.5. IoU mean and centre error are over the pairs found.", ""]
+             "class at IoU >= 0.5; precision: the matched share of the confident detections "
+             "(duplicates lower it; n/a in rows recorded before it was a column). IoU mean and "
+             "centre error are over the pairs found.", ""]
     if "train" in results:
         lines += ["## `python -m detr_core.train` (fine-tunes `builtin:tiny-shapes`)", "",
                   *table(results["train"], "fine-tuned"), ""]

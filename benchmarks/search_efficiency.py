@@ -420,9 +420,13 @@ def summarise(traces: dict[str, list[Trace]], facts: GridFacts,
         for name in strategies:
             strategies[name]["compute_vs_asha_tpe"] = compute_versus(
                 reaches[name], spents[name], reaches["asha_tpe"])
+    ranked = sorted(facts.per_point.values(), reverse=True)
     return {"noise_floor": facts.noise_floor, "grid_optimum": facts.optimum,
             "grid_optimum_point": facts.optimum_point, "grid_steps": facts.grid_steps,
             "grid_points": len(facts.per_point), "num_samples": num_samples,
+            # how many configurations count as found, and the optimum's lead over the next
+            "points_within_floor": sum(v >= facts.optimum - facts.noise_floor for v in ranked),
+            "runner_up_gap": ranked[0] - ranked[1] if len(ranked) > 1 else None,
             "strategies": strategies, "targets": targets(strategies)}
 
 
@@ -575,6 +579,15 @@ def limits(summary: dict[str, Any]) -> list[str]:
         lines.append(f"- Physical limit: one full training is 1/{points} = {1 / points:.1%} of "
                      f"the grid's compute{full}; (a) spent {ours['median_total_fraction']:.1%} "
                      "(median).")
+    within, gap = summary.get("points_within_floor"), summary.get("runner_up_gap")
+    grid = summary["strategies"].get("grid")
+    if within is not None and gap is not None:
+        grid_rate = f"; the grid itself, every configuration trained once, picks one on " \
+                    f"{grid['reached'].replace('_', ' ')} curve seeds" if grid else ""
+        lines.append(f"- Noise limit: {within} of {points} configurations are within the floor "
+                     f"(the optimum leads the next by {gap:.4f}, one run's spread is "
+                     f"{summary['noise_floor']:.4f}){grid_rate}: a search that sees one "
+                     "seed per configuration cannot tell them apart reliably at any compute.")
     return lines
 
 

@@ -142,6 +142,11 @@ def test_coco_map_equals_cocoeval(tmp_path: Path, crowds: Any) -> None:
     assert set(result["per_class_ap"]) == set(CLASS_NAMES)
     for name in CLASS_NAMES:
         assert result["per_class_ap"][name] == pytest.approx(per_class[name], abs=1e-6), name
+    # the evaluations during training skip per-class AP: the same summary numbers
+    summary = coco_map(predictions, targets, CLASS_NAMES, per_class=False)
+    assert "per_class_ap" not in summary
+    assert {k: summary[k] for k in ("map", "map_50", "map_75")} == pytest.approx(
+        {k: result[k] for k in ("map", "map_50", "map_75")}, abs=1e-9)
 
 
 def test_coco_map_perfect_and_class_without_ground_truth() -> None:
