@@ -52,6 +52,10 @@ class EmaCallback(TrainerCallback):
         self.config = config
         self.resume_from = Path(resume_from) if resume_from else None
         self.ema: Any = None
+        self._source: Any = None  # the model the tensor lists below belong to
+        self._averaged: list[torch.Tensor] = []
+        self._current: list[torch.Tensor] = []
+        self._copied: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):
         from timm.utils.model_ema import ModelEmaV3
@@ -64,7 +68,32 @@ class EmaCallback(TrainerCallback):
             self.ema.module.load_state_dict(restored.state_dict())
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):
-        self.ema.update(model, step=state.global_step)
+        # ModelEmaV3.update's arithmetic (floating tensors lerped, others copied) on tensor
+        # lists built once: it walks both state_dicts every step, ~3 ms of a ~80 ms CPU step
+        # of the embedded default
+        if model is not self._source:
+            self._pair_tensors(model)
+        if self._source is None:  # dtypes differ: timm casts every step
+            self.ema.update(model, step=state.global_step)
+            return
+        weight = 1.0 - self.ema.get_decay(state.global_step)
+        torch._foreach_lerp_(self._averaged, self._current, weight=weight)
+        for averaged, current in self._copied:
+            averaged.copy_(current)
+
+    def _pair_tensors(self, model: Any) -> None:
+        self._source = model
+        self._averaged, self._current, self._copied = [], [], []
+        for averaged, current in zip(self.ema.module.state_dict().values(),
+                                     model.state_dict().values(), strict=True):
+            if averaged.dtype != current.dtype or averaged.device != current.device:
+                self._source = None
+                return
+            if averaged.is_floating_point():
+                self._averaged.append(averaged)
+                self._current.append(current)
+            else:
+                self._copied.append((averaged, current))
 
     def on_save(self, args: Any, state: Any, control: Any, **kw: Any):
         # the Trainer saves at new best steps only (save_strategy "best") and names the folder

@@ -91,7 +91,8 @@ def test_a_diverging_trial_and_an_unreadable_image_error_their_trials_only(
     }))
     victim = tmp_path / "coco" / "train" / "5.png"
     exp = tmp_path / "results" / name
-    with ray_scope(cache) as scope:
+    # the image must be read again from disk after it is damaged: no in-memory copy
+    with ray_scope(cache, DETR_SEARCH_IMAGE_CACHE_MB="0") as scope:
         log = tmp_path / "search.log"
         proc = start_cli(RUN_SCRIPT, ["--space", space, "--storage", tmp_path / "results",
                                       "--no-dashboard"], scope.env, log)

@@ -85,6 +85,42 @@ def test_dataset_items_use_contiguous_labels(coco_writer: Any) -> None:
     assert empty == {"image_id": 4, "annotations": [], "crowd": []}
 
 
+def test_small_split_is_decoded_once_and_large_or_worker_reads_from_disk(
+        coco_writer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A split that fits `$DETR_SEARCH_IMAGE_CACHE_MB` is decoded once per image in the training
+    process (each access gets its own copy); a larger one, or a DataLoader worker, reads every
+    time."""
+    import detr_core.data.dataset as dataset_module
+
+    data = prepare_data(write_dataset(coco_writer, {1: "person", 7: "train", 90: "zebra"}))
+    reads: list[str] = []
+
+    def counting_load(path: str) -> np.ndarray:
+        reads.append(path)
+        return load_rgb(path)
+
+    monkeypatch.setattr(dataset_module, "load_rgb", counting_load)
+    cached = CocoDetectionDataset(data.train, data.label_map, transform=None)
+    first, _ = cached[0]
+    first[:] = 0  # a transform writing into its input does not reach the cache
+    again, _ = cached[0]
+    assert len(reads) == 1 and again.any()
+    assert np.array_equal(again, load_rgb(reads[0]))
+
+    reads.clear()
+    decoded = sum(3 * i["width"] * i["height"] for i in data.train.coco.imgs.values())
+    monkeypatch.setenv("DETR_SEARCH_IMAGE_CACHE_MB", str((decoded - 1) / 2**20))  # 1 byte over
+    uncached = CocoDetectionDataset(data.train, data.label_map, transform=None)
+    uncached[0], uncached[0]
+    assert len(reads) == 2
+
+    reads.clear()
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: object())
+    in_worker = CocoDetectionDataset(data.train, data.label_map, transform=None)
+    in_worker[0], in_worker[0]
+    assert len(reads) == 2
+
+
 def test_label_map_sorted_by_category_id() -> None:
     label_map = LabelMap.from_categories([{"id": 7, "name": "b"}, {"id": 2, "name": "a"}])
     assert label_map.id2label == {0: "a", 1: "b"}

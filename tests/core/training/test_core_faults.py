@@ -43,7 +43,8 @@ def _run_config(folder: Path) -> Path:
 
 def _start(folder: Path) -> tuple[subprocess.Popen[str], Path]:
     out = folder / "out"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # DETR_SEARCH_IMAGE_CACHE_MB=0: the image damaged mid-run is read from disk again
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DETR_SEARCH_IMAGE_CACHE_MB": "0"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "detr_core.train", "--config", str(_run_config(folder)),
          "--output-dir", str(out)], cwd=REPO, env=env, stdout=subprocess.PIPE,
