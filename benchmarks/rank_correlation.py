@@ -122,6 +122,13 @@ def rung_rows(name: str, table: CurveTable, final_metric: str) -> list[Row]:
     return rows
 
 
+def only_seeds(table: CurveTable, seeds: Sequence[int]) -> CurveTable:
+    """The table's curves of `seeds` only (those it has)."""
+    kept = [s for s in table.seeds if s in seeds]
+    return CurveTable({k: c for k, c in table.curves.items() if k[1] in kept}, table.grid, kept,
+                      table.points)
+
+
 def render(tables: dict[str, dict[str, Any]], rows: Sequence[Row], final_metric: str,
            argv: Sequence[str]) -> str:
     lines = [
@@ -169,6 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tables", type=Path, nargs="+", default=list(DEFAULT_TABLES))
     parser.add_argument("--final-metric", default="map_50",
                         help="val metric whose best step is exported (default map_50)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="only these seeds of every table (compare a partly recorded "
+                             "table with a complete one on the seeds both have)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
     args = parser.parse_args(argv)
     tables: dict[str, dict[str, Any]] = {}
@@ -178,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"skipping {path}: not recorded", file=sys.stderr)
             continue
         table = CurveTable.from_jsonl(path)
+        if args.seeds is not None:
+            table = only_seeds(table, args.seeds)
         meta_path = path.with_name(f"{path.stem}.meta.json")
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         mine = rung_rows(path.stem, table, args.final_metric)
