@@ -129,6 +129,12 @@ def only_seeds(table: CurveTable, seeds: Sequence[int]) -> CurveTable:
                       table.points)
 
 
+def only_configs(table: CurveTable, keys: set[str]) -> CurveTable:
+    """The table's curves of the configurations `keys` only."""
+    return CurveTable({k: c for k, c in table.curves.items() if k[0] in keys}, table.grid,
+                      table.seeds, [p for p in table.points if config_key(p) in keys])
+
+
 def render(tables: dict[str, dict[str, Any]], rows: Sequence[Row], final_metric: str,
            argv: Sequence[str]) -> str:
     lines = [
@@ -148,7 +154,10 @@ def render(tables: dict[str, dict[str, Any]], rows: Sequence[Row], final_metric:
         lines += [f"## `{name}`", "",
                   f"{info['configs']} configurations x seeds {info['seeds']} "
                   f"(commit {str(info.get('commit') or '?')[:8]}); final test mAP@.5 of the best "
-                  f"{info['best_final']:.3f}." if info.get("best_final") is not None else
+                  f"{info['best_final']:.3f}"
+                  + (f", median over the configurations {info['median_final']:.3f}."
+                     if info.get("median_final") is not None else ".")
+                  if info.get("best_final") is not None else
                   f"{info['configs']} configurations: too few to rank.", ""]
         if not mine:
             continue
@@ -179,17 +188,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="only these seeds of every table (compare a partly recorded "
                              "table with a complete one on the seeds both have)")
+    parser.add_argument("--common-configs", action="store_true",
+                        help="only the configurations every table has (for all its seeds)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
+    parser.add_argument("--report", default="rank_correlation",
+                        help="file stem of the report in --out (default rank_correlation)")
     args = parser.parse_args(argv)
     tables: dict[str, dict[str, Any]] = {}
     rows: list[Row] = []
+    loaded = {}
     for path in args.tables:
         if not path.is_file():
             print(f"skipping {path}: not recorded", file=sys.stderr)
             continue
         table = CurveTable.from_jsonl(path)
-        if args.seeds is not None:
-            table = only_seeds(table, args.seeds)
+        loaded[path] = only_seeds(table, args.seeds) if args.seeds is not None else table
+    if args.common_configs and loaded:
+        common = set.intersection(*({config_key(p) for p in t.complete_points()}
+                                    for t in loaded.values()))
+        loaded = {path: only_configs(t, common) for path, t in loaded.items()}
+    for path, table in loaded.items():
         meta_path = path.with_name(f"{path.stem}.meta.json")
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         mine = rung_rows(path.stem, table, args.final_metric)
@@ -198,14 +216,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         finals = [f for f in finals if f is not None]
         tables[path.stem] = {"configs": len(table.complete_points()), "seeds": table.seeds,
                              "commit": meta.get("commit"),
-                             "best_final": max(finals) if finals else None}
+                             "best_final": max(finals) if finals else None,
+                             "median_final": statistics.median(finals) if finals else None}
         rows += mine
     args.out.mkdir(parents=True, exist_ok=True)
     shown = [str(a) for a in (argv if argv is not None else sys.argv[1:])]
-    (args.out / "rank_correlation.md").write_text(render(tables, rows, args.final_metric, shown))
-    (args.out / "rank_correlation.json").write_text(json.dumps(
+    (args.out / f"{args.report}.md").write_text(render(tables, rows, args.final_metric, shown))
+    (args.out / f"{args.report}.json").write_text(json.dumps(
         {"tables": tables, "rows": [r.__dict__ for r in rows]}, indent=1) + "\n")
-    print(f"wrote {args.out / 'rank_correlation.md'}")
+    print(f"wrote {args.out / args.report}.md")
     return 0
 
 
