@@ -144,7 +144,9 @@ class DetrTrainer(Trainer):
         as before.
         """
         ratio = self.args.warmup_steps
-        if "schedule_free" in str(self.args.optim) and 0 < ratio < 1:
+        # `optim` is an OptimizerNames member: str() gives "OptimizerNames.SCHEDULE_FREE_ADAMW"
+        optim = str(getattr(self.args.optim, "value", self.args.optim))
+        if optim.startswith("schedule_free") and 0 < ratio < 1:
             self.args.warmup_steps = self.args.get_warmup_steps(num_training_steps)
             try:
                 self.create_optimizer()
