@@ -135,24 +135,27 @@ class DetrTrainer(Trainer):
         loaded = type(target).from_pretrained(resume_from_checkpoint)
         target.load_state_dict(loaded.state_dict())
 
-    def create_optimizer_and_scheduler(self, num_training_steps: int) -> None:
+    def create_optimizer(self, model: Any = None) -> Any:
         """As the Trainer does, but a schedule-free optimizer gets its warm-up in steps.
 
         transformers hands `warmup_steps` to schedule-free optimizers as it is, so a ratio
         (a float below 1, transformers 5's only way to give one) would become a fraction of one
         step: a first step at 1/ratio times the learning rate. The scheduler is given the ratio
-        as before.
+        as before. `train()` calls this method (not `create_optimizer_and_scheduler`, which an
+        earlier version overrode to no effect) once the run's step count is in
+        `state.max_steps`.
         """
         ratio = self.args.warmup_steps
         # `optim` is an OptimizerNames member: str() gives "OptimizerNames.SCHEDULE_FREE_ADAMW"
         optim = str(getattr(self.args.optim, "value", self.args.optim))
-        if optim.startswith("schedule_free") and 0 < ratio < 1:
-            self.args.warmup_steps = self.args.get_warmup_steps(num_training_steps)
+        if self.optimizer is None and optim.startswith("schedule_free") and 0 < ratio < 1 \
+                and self.state.max_steps:
+            self.args.warmup_steps = self.args.get_warmup_steps(self.state.max_steps)
             try:
-                self.create_optimizer()
+                return super().create_optimizer(model)
             finally:
                 self.args.warmup_steps = ratio
-        super().create_optimizer_and_scheduler(num_training_steps)
+        return super().create_optimizer(model)
 
 
 def make_compute_metrics(class_names: Sequence[str], score_threshold: float):

@@ -3,9 +3,9 @@
 transformers hands `warmup_steps` to the schedule-free optimizer as it is: a ratio such as
 0.1 (transformers 5's only way to give a share of the run) would be a warm-up of 0.1 steps,
 i.e. a first step at 10x the learning rate, which wrecks a fine-tuning from pretrained
-weights. `DetrTrainer.create_optimizer_and_scheduler` converts the ratio. (It once compared
-the option's `str()`, "OptimizerNames.SCHEDULE_FREE_ADAMW", with "schedule_free", so the
-conversion never ran; this test reads the optimizer itself.)
+weights. `DetrTrainer.create_optimizer` converts the ratio. Checked on the optimizer a real
+`train()` made (an earlier fix overrode a method `train()` does not call, and compared the
+option's `str()`, "OptimizerNames.SCHEDULE_FREE_ADAMW", with "schedule_free": it never ran).
 """
 
 from __future__ import annotations
@@ -14,36 +14,48 @@ import tempfile
 from typing import Any
 
 import pytest
-import torch
+from transformers import TrainerCallback
 
 from detr_core.config import build_training_args, run_config_from_dict
-from detr_core.data import prepare_data
-from detr_core.model import build_model
+from detr_core.data import DetrCollator, prepare_data
+from detr_core.model import build_image_processor, build_model
 from detr_core.training import DetrTrainer, build_datasets
+
+
+class FirstSteps(TrainerCallback):
+    """The optimizer's warm-up and the learning rate of its first two steps."""
+
+    def __init__(self) -> None:
+        self.warmups: list[Any] = []
+        self.lrs: list[float] = []
+
+    def on_step_end(self, args: Any, state: Any, control: Any, optimizer: Any = None,
+                    **kw: Any) -> None:
+        groups = optimizer.param_groups
+        self.warmups = [g["warmup_steps"] for g in groups]
+        self.lrs.append(groups[0]["scheduled_lr"])
+        control.should_training_stop = state.global_step >= 2
 
 
 @pytest.mark.parametrize(("warmup", "in_steps"), [(0.1, 4), (0.0, 0), (3, 3)])
 def test_schedule_free_warm_up_is_in_steps(tiny_run_dict: dict[str, Any], warmup: float,
                                            in_steps: int) -> None:
     tiny_run_dict["training_args"].update(optim="schedule_free_adamw", max_steps=40,
-                                          lr_scheduler_type="constant", warmup_steps=warmup)
+                                          logging_steps=40, lr_scheduler_type="constant",
+                                          warmup_steps=warmup)
     config = run_config_from_dict(tiny_run_dict)
     data = prepare_data(config.data, validate=False, quiet=True)
     datasets = build_datasets(config, data)
     model = build_model(config.model, data.label_map, config.iou_loss, config.freeze_backbone)
+    seen = FirstSteps()
     with tempfile.TemporaryDirectory() as out:
         args = build_training_args(config.training_args, out, config.seed)
         trainer = DetrTrainer(model=model, args=args, train_dataset=datasets["train"],
-                              eval_dataset=datasets["val"])
-        trainer.create_optimizer_and_scheduler(num_training_steps=40)
-    optimizer = trainer.optimizer
-    assert [g["warmup_steps"] for g in optimizer.param_groups] == [in_steps] * len(
-        optimizer.param_groups)
+                              eval_dataset=datasets["val"], callbacks=[seen],
+                              data_collator=DetrCollator(build_image_processor(config.model)))
+        trainer.train()
+    assert seen.warmups == [in_steps] * len(seen.warmups)
     assert trainer.args.warmup_steps == warmup  # the scheduler and a saved config see the ratio
-    # the first step's learning rate: lr / warm-up steps (never lr / 0.1 = 10x lr)
-    for parameter in model.parameters():
-        parameter.grad = torch.ones_like(parameter)
-    optimizer.train()
-    optimizer.step()
-    first = optimizer.param_groups[0]["scheduled_lr"]
-    assert first == pytest.approx(1e-3 / in_steps if in_steps else 1e-3)
+    # the first steps' learning rate: lr * step / warm-up steps (never lr / 0.1 = 10x lr)
+    expected = [1e-3 * k / in_steps for k in (1, 2)] if in_steps else [1e-3, 1e-3]
+    assert seen.lrs == pytest.approx(expected)
