@@ -52,7 +52,8 @@ class EmaCallback(TrainerCallback):
         self.config = config
         self.resume_from = Path(resume_from) if resume_from else None
         self.ema: Any = None
-        self._source: Any = None  # the model the tensor lists below belong to
+        self._source: Any = None  # the model the tensor lists below were built for
+        self._casts = False  # dtypes or devices differ: timm's update (it casts every step)
         self._averaged: list[torch.Tensor] = []
         self._current: list[torch.Tensor] = []
         self._copied: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -73,7 +74,7 @@ class EmaCallback(TrainerCallback):
         # of the embedded default
         if model is not self._source:
             self._pair_tensors(model)
-        if self._source is None:  # dtypes differ: timm casts every step
+        if self._casts:
             self.ema.update(model, step=state.global_step)
             return
         weight = 1.0 - self.ema.get_decay(state.global_step)
@@ -82,12 +83,12 @@ class EmaCallback(TrainerCallback):
             averaged.copy_(current)
 
     def _pair_tensors(self, model: Any) -> None:
-        self._source = model
+        self._source, self._casts = model, False
         self._averaged, self._current, self._copied = [], [], []
         for averaged, current in zip(self.ema.module.state_dict().values(),
                                      model.state_dict().values(), strict=True):
             if averaged.dtype != current.dtype or averaged.device != current.device:
-                self._source = None
+                self._casts = True
                 return
             if averaged.is_floating_point():
                 self._averaged.append(averaged)
