@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import pytest
 from search_helpers import (
     METRIC,
@@ -126,12 +127,29 @@ def _start(argv: list[str], env: dict[str, str], log: Path, new_session: bool = 
         handle.close()
 
 
-def _trial_worker(scope):
-    """One process running a trial (Ray titles it after the trainable's actor method)."""
-    workers = [p for p in scope.processes() if "ImplicitFunc" in p.name()
-               or any("ImplicitFunc" in part for part in p.cmdline())]
-    assert workers, [p.name() for p in scope.processes()]
-    return workers[0]
+def _trial_worker(scope, exp: Path):
+    """The process running the unfinished trial with the fewest results.
+
+    Ray titles a trial's process after the trainable's actor method and runs it in the trial's
+    own working folder, named like the trial's folder. A trial that has just reached MAX_T can
+    still have its process for a moment: killing that one fails nothing (seen in CI), so the
+    victim is the trial furthest from its end.
+    """
+    progress = {d.name: (r[-1]["step"] if (r := read_results(d)) else 0)
+                for d in trial_dirs(exp)}
+    workers = []
+    for proc in scope.processes():
+        try:
+            if not ("ImplicitFunc" in proc.name()
+                    or any("ImplicitFunc" in part for part in proc.cmdline())):
+                continue
+            folder = Path(proc.cwd()).name
+        except (OSError, psutil.Error):
+            continue
+        if progress.get(folder, MAX_T) < MAX_T:
+            workers.append((progress[folder], proc))
+    assert workers, (progress, [p.name() for p in scope.processes()])
+    return min(workers, key=lambda pair: pair[0])[1]
 
 
 def _command_argv(command: str) -> list[str]:
@@ -157,7 +175,7 @@ def _session(how: str, argv: list[str], exp: Path, scope, root: Path,
                 if target == "group":
                     os.killpg(proc.pid, signum)
                 elif target == "worker":
-                    _trial_worker(scope).send_signal(signum)
+                    _trial_worker(scope, exp).send_signal(signum)
                 else:
                     proc.send_signal(signum)
                 last_signal = time.monotonic()
