@@ -52,11 +52,12 @@ from search_helpers import (
 pytestmark = pytest.mark.slow
 
 NAME = "interrupts"
-# 32 images / batch 8 = 4 steps per epoch: 80 steps per trial. Five sessions each let every
+# 32 images / batch 8 = 4 steps per epoch: 120 steps per trial. Five sessions each let every
 # trial report once more before the signal; while one resumed trial restarts, the other runs on,
-# so with 40 steps a trial could finish before the sigterm session's signal (seen in CI)
-EPOCHS = 20
-MAX_T = 80
+# so with 40 steps a trial could finish before the sigterm session's signal, and with 80 both
+# had finished before the last session could kill a worker (both seen in CI)
+EPOCHS = 30
+MAX_T = 120
 SESSION_TIMEOUT_S = 240
 
 
