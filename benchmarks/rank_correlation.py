@@ -12,7 +12,8 @@ anytime iterate is what it evaluates) and every evaluated step, this reports
 - Spearman's rank correlation between a configuration's mean (over seeds) validation metric at
   that step and its *final* test mAP@.5, and
 - the share of the three configurations that end best which a rung at that step would keep
-  with reduction factor 2 (the better half by the rung metric).
+  with the shipped reduction factor (`--reduction-factor`, default search_spaces/iou.yaml's:
+  3 keeps the best third by the rung metric).
 
 "Final" is what a finished search would export: the test mAP@.5 of the step with the best
 validation value of the objective the table is ranked by (`--final-metric`, default val
@@ -46,8 +47,16 @@ DEFAULT_TABLES = (DATA / "learning_curves.jsonl", DATA / "learning_curves_v2.jso
 #: Rung metrics compared (val split, bare names); a table lacking one skips it.
 CANDIDATES = ("loss_bbox", "loss", "map_50", "map", "recall", "ema_loss_bbox", "ema_map_50",
               "ema_map")
-KEEP_FRACTION = 0.5  # ASHA with reduction factor 2 keeps the better half at a rung
+SHIPPED_SPACE = ROOT / "search_spaces" / "iou.yaml"
 TOP = 3
+
+
+def shipped_reduction_factor(space: Path = SHIPPED_SPACE) -> int:
+    """ASHA's reduction factor in the shipped space: a rung keeps 1 / factor of its trials."""
+    import yaml
+
+    scheduler = (yaml.safe_load(space.read_text()).get("experiment") or {}).get("scheduler")
+    return int((scheduler or {}).get("reduction_factor", 2))
 
 
 @dataclass(frozen=True)
@@ -95,8 +104,10 @@ def final_quality(table: CurveTable, key: str, final_metric: str) -> float | Non
     return mean_or_none(values)
 
 
-def rung_rows(name: str, table: CurveTable, final_metric: str) -> list[Row]:
-    """Every candidate rung metric at every step of one table."""
+def rung_rows(name: str, table: CurveTable, final_metric: str,
+              reduction_factor: int = 2) -> list[Row]:
+    """Every candidate rung metric at every step of one table; a rung keeps the best
+    1 / `reduction_factor` of the configurations (at least one)."""
     keys = [config_key(p) for p in table.complete_points()]
     finals = {k: final_quality(table, k, final_metric) for k in keys}
     keys = [k for k in keys if finals[k] is not None]
@@ -117,7 +128,7 @@ def rung_rows(name: str, table: CurveTable, final_metric: str) -> list[Row]:
                 continue
             rho = spearman([sign * scores[k] for k in ranked], [finals[k] for k in ranked])
             kept = sorted(ranked, key=lambda k: sign * scores[k], reverse=True)[
-                :max(1, math.ceil(len(ranked) * KEEP_FRACTION))]
+                :max(1, math.ceil(len(ranked) / reduction_factor))]
             rows.append(Row(name, metric, step, rho, len(top & set(kept)) / len(top)))
     return rows
 
@@ -136,7 +147,7 @@ def only_configs(table: CurveTable, keys: set[str]) -> CurveTable:
 
 
 def render(tables: dict[str, dict[str, Any]], rows: Sequence[Row], final_metric: str,
-           argv: Sequence[str]) -> str:
+           argv: Sequence[str], reduction_factor: int) -> str:
     lines = [
         "# Rank correlation: does an early evaluation predict the end?",
         "",
@@ -145,8 +156,8 @@ def render(tables: dict[str, dict[str, Any]], rows: Sequence[Row], final_metric:
         "Per table, rung metric (val split, mean over seeds) and step: Spearman's rho with the "
         f"configuration's final test mAP@.5 (at its best val `{final_metric}` step, mean over "
         f"seeds; sign turned so that 1 is a perfect ranking for losses too), and the share of "
-        f"the {TOP} configurations that end best which a rung there would keep (the better "
-        f"{KEEP_FRACTION:.0%}, reduction factor 2).",
+        f"the {TOP} configurations that end best which a rung there would keep (the best "
+        f"1/{reduction_factor}, reduction factor {reduction_factor}).",
         "",
     ]
     for name, info in tables.items():
@@ -190,10 +201,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "table with a complete one on the seeds both have)")
     parser.add_argument("--common-configs", action="store_true",
                         help="only the configurations every table has (for all its seeds)")
+    parser.add_argument("--reduction-factor", type=int, default=None,
+                        help="ASHA's reduction factor for the 'top kept' table (default: the "
+                             "shipped search_spaces/iou.yaml's)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
     parser.add_argument("--report", default="rank_correlation",
                         help="file stem of the report in --out (default rank_correlation)")
     args = parser.parse_args(argv)
+    factor = (shipped_reduction_factor() if args.reduction_factor is None
+              else args.reduction_factor)
+    if factor < 2:
+        parser.error(f"--reduction-factor {factor}: must be >= 2")
     tables: dict[str, dict[str, Any]] = {}
     rows: list[Row] = []
     loaded = {}
@@ -210,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path, table in loaded.items():
         meta_path = path.with_name(f"{path.stem}.meta.json")
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        mine = rung_rows(path.stem, table, args.final_metric)
+        mine = rung_rows(path.stem, table, args.final_metric, factor)
         finals = [final_quality(table, config_key(p), args.final_metric)
                   for p in table.complete_points()]
         finals = [f for f in finals if f is not None]
@@ -221,9 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows += mine
     args.out.mkdir(parents=True, exist_ok=True)
     shown = [str(a) for a in (argv if argv is not None else sys.argv[1:])]
-    (args.out / f"{args.report}.md").write_text(render(tables, rows, args.final_metric, shown))
+    (args.out / f"{args.report}.md").write_text(render(tables, rows, args.final_metric, shown,
+                                                                factor))
     (args.out / f"{args.report}.json").write_text(json.dumps(
-        {"tables": tables, "rows": [r.__dict__ for r in rows]}, indent=1) + "\n")
+        {"tables": tables, "reduction_factor": factor, "rows": [r.__dict__ for r in rows]},
+        indent=1) + "\n")
     print(f"wrote {args.out / args.report}.md")
     return 0
 
