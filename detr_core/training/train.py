@@ -130,6 +130,19 @@ class DetrTrainer(Trainer):
         with torch.random.fork_rng(devices=devices):
             return super().evaluate(*args, **kwargs)
 
+    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
+        """The Trainer's estimate (6 x input elements x non-embedding parameters, for
+        `total_flos`), with the parameter count taken once per model: the Trainer's own
+        recounts every named module and parameter at every optimizer step."""
+        main_input = getattr(self.model, "main_input_name", "input_ids")
+        if main_input not in inputs or not hasattr(self.model, "num_parameters"):
+            return 0
+        cached = getattr(self, "_flops_parameters", None)
+        if cached is None or cached[0] is not self.model:
+            cached = (self.model, self.model.num_parameters(exclude_embeddings=True))
+            self._flops_parameters = cached
+        return 6 * inputs[main_input].numel() * cached[1]
+
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         target = model if model is not None else self.model
         loaded = type(target).from_pretrained(resume_from_checkpoint)
