@@ -19,6 +19,7 @@ Written to `results/benchmarks/averaged_weights_cost.{md,json}`.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -44,7 +45,7 @@ def trial_config(steps: int, ema: bool) -> dict[str, Any]:
     from detr_core.config import apply_overrides
     from search.space import load_search_spec
 
-    raw = apply_overrides(json.loads(json.dumps(load_search_spec(SPACE).base)), {
+    raw = apply_overrides(copy.deepcopy(load_search_spec(SPACE).base), {
         "training_args.max_steps": steps, "training_args.learning_rate": LEARNING_RATE,
         "training_args.metric_for_best_model": "eval_map_50",
         "training_args.greater_is_better": True, "num_threads": 1})
@@ -149,9 +150,9 @@ def main(argv: list[str] | None = None) -> int:
             cpus[name].append(round(cpu, 2))
             loss[name] = last
             print(f"{name} ema: {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
-    base = trial_config(args.steps, ema=False)
+    logging_steps = trial_config(args.steps, ema=False)["training_args"].get("logging_steps")
     result = {"steps": args.steps, "rounds": args.rounds, "cpus": os.cpu_count(),
-              "logging_steps": base["training_args"].get("logging_steps"), "walls": walls,
+              "logging_steps": logging_steps, "walls": walls,
               "cpu": cpus, "loss": loss,
               "ratio": statistics.fmean(walls["with"]) / statistics.fmean(walls["without"]),
               "cpu_ratio": statistics.fmean(cpus["with"]) / statistics.fmean(cpus["without"]),

@@ -48,9 +48,7 @@ HF_OBJECTIVE = "eval_map_50"
 
 def search_base(smoke: bool) -> dict[str, Any]:
     """The run config the shipped search trains (its base), as plain YAML values."""
-    from search.space import load_search_spec
-
-    base = load_search_spec(ROOT / "search_spaces" / "iou.yaml").base
+    base = shipped_spec().base
     # HF casts each sampled value to the type of the TrainingArguments field it sets: an int
     # warmup_steps (the default's 100) would turn a sampled ratio 0.12 into 0 (field notes)
     base["training_args"]["warmup_steps"] = 0.0
@@ -89,19 +87,24 @@ def build_trainer(base: dict[str, Any], output_dir: Path) -> tuple[Any, Any, Any
     return trainer, data, config
 
 
-def shipped_space() -> dict[str, Any]:
-    """The shipped search's dimensions (search_spaces/iou.yaml), as its YAML gives them."""
+def shipped_spec() -> Any:
+    """The shipped search (search_spaces/iou.yaml), loaded afresh (callers may edit it)."""
     from search.space import load_search_spec
 
-    return load_search_spec(ROOT / "search_spaces" / "iou.yaml").space
+    return load_search_spec(ROOT / "search_spaces" / "iou.yaml")
+
+
+def shipped_space() -> dict[str, Any]:
+    """The shipped search's dimensions (search_spaces/iou.yaml), as its YAML gives them."""
+    return shipped_spec().space
 
 
 def shipped_hp_space() -> dict[str, Any]:
     """The shipped space as HF's `hp_space` wants it: Tune domains keyed by the
     TrainingArguments field (or `model_init` argument) they set."""
-    from search.space import load_search_spec, to_tune_param_space
+    from search.space import to_tune_param_space
 
-    space = to_tune_param_space(load_search_spec(ROOT / "search_spaces" / "iou.yaml"))
+    space = to_tune_param_space(shipped_spec())
     return {key.removeprefix("training_args."): domain for key, domain in space.items()}
 
 
@@ -195,9 +198,7 @@ def our_search(folder: Path) -> dict[str, Any]:
 
 def shipped_objective() -> str:
     """The shipped space's metric and mode, as `metric (mode)`."""
-    from search.space import load_search_spec
-
-    spec = load_search_spec(ROOT / "search_spaces" / "iou.yaml")
+    spec = shipped_spec()
     return f"{spec.metric} ({spec.mode})"
 
 
@@ -317,9 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         (OUT / "hf_search.md").write_text(render(report))
         return 0
     if args.trials is None:
-        from search.space import load_search_spec
-
-        args.trials = load_search_spec(ROOT / "search_spaces" / "iou.yaml").num_samples
+        args.trials = shipped_spec().num_samples
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     with tempfile.TemporaryDirectory(prefix="hf-search-") as tmp:
         folder = Path(tmp)

@@ -53,10 +53,9 @@ TOP = 3
 
 def shipped_reduction_factor(space: Path = SHIPPED_SPACE) -> int:
     """ASHA's reduction factor in the shipped space: a rung keeps 1 / factor of its trials."""
-    import yaml
+    from search.space import load_search_spec
 
-    scheduler = (yaml.safe_load(space.read_text()).get("experiment") or {}).get("scheduler")
-    return int((scheduler or {}).get("reduction_factor", 2))
+    return int(load_search_spec(space).scheduler.reduction_factor)
 
 
 @dataclass(frozen=True)
