@@ -89,6 +89,7 @@ from detr_core.training.partial_run import (
     stop_signals_raise_interrupt,
 )
 from detr_core.training.preflight import check_run_inputs
+from detr_core.training.schedule_free import exact_mode_switches
 
 # Model outputs the Trainer must not keep during evaluation (only loss_dict, logits, boxes).
 EVAL_IGNORE_KEYS = [
@@ -122,7 +123,9 @@ class DetrTrainer(Trainer):
     Every DataLoader iterator, the evaluation's too, draws its base seed from the global torch
     generator, so each evaluation would shift the dropout masks of the steps after it: how
     often a run evaluates (logging steps, averaged weights, the test split during training)
-    would change the model it trains. `evaluate` restores the generators afterwards.
+    would change the model it trains. `evaluate` restores the generators afterwards, and a
+    schedule-free optimizer's switch to its averaged weights and back is made exact
+    (`create_optimizer`).
     """
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
@@ -156,7 +159,8 @@ class DetrTrainer(Trainer):
         step: a first step at 1/ratio times the learning rate. The scheduler is given the ratio
         as before. `train()` calls this method (not `create_optimizer_and_scheduler`, which an
         earlier version overrode to no effect) once the run's step count is in
-        `state.max_steps`.
+        `state.max_steps`. Its evaluations give the training weights back bit for bit
+        (`detr_core.training.schedule_free`).
         """
         ratio = self.args.warmup_steps
         # `optim` is an OptimizerNames member: str() gives "OptimizerNames.SCHEDULE_FREE_ADAMW"
@@ -165,10 +169,10 @@ class DetrTrainer(Trainer):
                 and self.state.max_steps:
             self.args.warmup_steps = self.args.get_warmup_steps(self.state.max_steps)
             try:
-                return super().create_optimizer(model)
+                return exact_mode_switches(super().create_optimizer(model))
             finally:
                 self.args.warmup_steps = ratio
-        return super().create_optimizer(model)
+        return exact_mode_switches(super().create_optimizer(model))
 
 
 def make_compute_metrics(class_names: Sequence[str], score_threshold: float):

@@ -59,3 +59,35 @@ def test_schedule_free_warm_up_is_in_steps(tiny_run_dict: dict[str, Any], warmup
     # the first steps' learning rate: lr * step / warm-up steps (never lr / 0.1 = 10x lr)
     expected = [1e-3 * k / in_steps for k in (1, 2)] if in_steps else [1e-3, 1e-3]
     assert seen.lrs == pytest.approx(expected)
+
+
+def test_eval_then_train_gives_the_training_weights_back_bit_for_bit() -> None:
+    """`exact_mode_switches`: eval() still moves the weights to the optimizer's average (what
+    an evaluation, and a checkpoint saved after it, sees); train() restores the exact training
+    weights, which schedulefree's own inverse lerp does not. Other optimizers are untouched."""
+    import schedulefree
+    import torch
+
+    from detr_core.training.schedule_free import exact_mode_switches, is_schedule_free
+
+    torch.manual_seed(0)
+    weights = torch.nn.Parameter(torch.randn(4096))
+    optimizer = schedulefree.AdamWScheduleFree([weights], lr=1e-2, warmup_steps=2)
+    plain = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))])
+    assert exact_mode_switches(plain) is plain and not is_schedule_free(plain)
+    assert exact_mode_switches(optimizer) is optimizer and is_schedule_free(optimizer)
+    optimizer.train()
+    for _ in range(5):
+        weights.grad = torch.randn(4096)
+        optimizer.step()
+    training = weights.detach().clone()
+    average = torch.lerp(training, optimizer.state[weights]["z"], 1 - 1 / 0.9)
+    optimizer.eval()
+    assert torch.equal(weights.detach(), average)
+    assert not optimizer.param_groups[0]["train_mode"]
+    optimizer.train()
+    assert torch.equal(weights.detach(), training)
+    assert optimizer.param_groups[0]["train_mode"]
+    # schedulefree's own way back is off by rounding: what the wrapper exists for
+    rounded = average.clone().lerp_(optimizer.state[weights]["z"], 1 - 0.9)
+    assert not torch.equal(rounded, training)
