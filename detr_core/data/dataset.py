@@ -146,15 +146,17 @@ class DetrCollator:
                        for item in batch]
         encoded = self.processor(images=images, annotations=annotations, return_tensors="pt")
         mask = encoded["pixel_mask"]
-        for label, image_mask, item in zip(encoded["labels"], mask, batch, strict=True):
-            rows = int(image_mask.any(dim=1).sum())
-            cols = int(image_mask.any(dim=0).sum())
-            label["resized_size"] = torch.tensor([rows, cols])
+        # the resized image's rows and columns inside the padded canvas, for the whole batch
+        # at once (per image, these few small tensor ops cost as much as the processor)
+        sizes = torch.stack([mask.any(dim=2).sum(dim=1), mask.any(dim=1).sum(dim=1)], dim=1)
+        for label, size, item in zip(encoded["labels"], sizes.unbind(0), batch, strict=True):
+            label["resized_size"] = size.clone()
             crowd = item[1].get("crowd", [])
             label["crowd_boxes"] = torch.tensor(
                 [[x, y, x + w, y + h] for (x, y, w, h), _ in crowd],
-                dtype=torch.float32).reshape(-1, 4)
-            label["crowd_labels"] = torch.tensor([c for _, c in crowd], dtype=torch.int64)
+                dtype=torch.float32).reshape(-1, 4) if crowd else torch.zeros((0, 4))
+            label["crowd_labels"] = torch.tensor([c for _, c in crowd], dtype=torch.int64) \
+                if crowd else torch.zeros(0, dtype=torch.int64)
         return {
             "pixel_values": encoded["pixel_values"],
             "pixel_mask": mask,

@@ -401,6 +401,54 @@ def test_empty_augmentation_still_clips() -> None:
     np.testing.assert_allclose(out["bboxes"], [[5.0, 5.0, 5.0, 5.0]], atol=1e-4)
 
 
+@pytest.mark.parametrize("steps", [
+    [{"HorizontalFlip": {"p": 0.5}}, {"ColorJitter": {"hue": 0.1, "p": 0.5}}],
+    [{"Affine": {"translate_percent": 0.4, "scale": [0.5, 1.5], "rotate": [-30, 30],
+                 "p": 0.9}}, {"ColorJitter": {"p": 0.5}}, "ToGray"],
+    [{"RandomCrop": {"height": 24, "width": 24}}],
+    [{"ColorJitter": {"p": 0.5}}, "ToGray"],
+])
+def test_boxes_filtered_once_when_only_the_first_transform_moves_them(steps: list) -> None:
+    """When no transform after the first moves boxes, they are filtered at the end only (not
+    after each transform, albumentations' default): the same pixels, boxes and labels as
+    albumentations filtering after every step, on random boxes (small ones among them) that
+    crops, scales and shifts push partly or wholly out of the image."""
+    compose = build_augmentation(steps, 6.0, 0.3, "augmentation.train", seed=3)
+    reference = build_augmentation(steps, 6.0, 0.3, "augmentation.train", seed=3)
+    assert not compose.processors["bboxes"].params.check_each_transform
+    reference.processors["bboxes"].params.check_each_transform = True
+    reference.check_each_transform = tuple(reference.processors.values())
+    rng = np.random.default_rng(0)
+    dropped = 0
+    for _ in range(150):
+        image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        # inside the 64 x 48 image, as data preparation guarantees
+        boxes = np.stack([rng.uniform(0, 40, 4), rng.uniform(0, 30, 4), rng.uniform(1, 20, 4),
+                          rng.uniform(1, 17, 4)], axis=1).astype(np.float32)
+        a = compose(image=image, bboxes=boxes, category_ids=[0, 1, 2, 3])
+        b = reference(image=image, bboxes=boxes, category_ids=[0, 1, 2, 3])
+        np.testing.assert_array_equal(a["image"], b["image"])
+        np.testing.assert_array_equal(a["bboxes"], b["bboxes"])
+        assert list(a["category_ids"]) == list(b["category_ids"])
+        dropped += 4 - len(a["bboxes"])
+    assert dropped > 0  # the filter had work to do
+
+
+@pytest.mark.parametrize("steps", [
+    [{"ColorJitter": {"p": 0.5}}, {"Affine": {"scale": [1.0, 2.0]}}],
+    [{"RandomCrop": {"height": 24, "width": 24}}, {"Affine": {"translate_percent": 0.3}}],
+])
+def test_boxes_filtered_after_each_transform_when_a_later_one_moves_them(steps: list) -> None:
+    """A box under `min_area` is dropped before a later scale-up could keep it (the filter
+    after the colour transform): albumentations' own behaviour, kept."""
+    compose = build_augmentation(steps, 6.0, 0.0, "augmentation.train", seed=0)
+    assert compose.processors["bboxes"].params.check_each_transform
+    if "ColorJitter" in steps[0]:
+        out = compose(image=np.zeros((48, 64, 3), dtype=np.uint8),
+                      bboxes=np.array([[10, 10, 2, 2]], dtype=np.float32), category_ids=[0])
+        assert len(out["bboxes"]) == 0  # area 4 < 6 before the scale-up
+
+
 def test_collate_outputs_detr_inputs(coco_writer: Any) -> None:
     data = prepare_data(write_dataset(coco_writer, {0: "cat", 1: "dog"}))
     dataset = CocoDetectionDataset(data.train, data.label_map,
