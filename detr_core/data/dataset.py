@@ -147,7 +147,7 @@ class DetrCollator:
         encoded = self.processor(images=images, annotations=annotations, return_tensors="pt")
         mask = encoded["pixel_mask"]
         # the resized image's rows and columns inside the padded canvas, for the whole batch
-        # at once (per image, these few small tensor ops cost as much as the processor)
+        # at once (image by image, these small tensor ops took a third of the collation)
         sizes = torch.stack([mask.any(dim=2).sum(dim=1), mask.any(dim=1).sum(dim=1)], dim=1)
         for label, size, item in zip(encoded["labels"], sizes.unbind(0), batch, strict=True):
             label["resized_size"] = size.clone()
