@@ -420,6 +420,13 @@ def summarise(traces: dict[str, list[Trace]], facts: GridFacts,
         for name in strategies:
             strategies[name]["compute_vs_asha_tpe"] = compute_versus(
                 reaches[name], spents[name], reaches["asha_tpe"])
+        ours = traces["asha_tpe"]
+        for name, runs in traces.items():
+            if name not in ("asha_tpe", "grid") and len(runs) == len(ours):
+                # seeds on which this strategy spent the same compute on the same choices
+                strategies[name]["same_trace_as_asha_tpe"] = sum(
+                    a.compute == b.compute and a.regret == b.regret
+                    for a, b in zip(ours, runs, strict=True))
     ranked = sorted(facts.per_point.values(), reverse=True)
     return {"noise_floor": facts.noise_floor, "grid_optimum": facts.optimum,
             "grid_optimum_point": facts.optimum_point, "grid_steps": facts.grid_steps,
@@ -579,6 +586,17 @@ def limits(summary: dict[str, Any]) -> list[str]:
         lines.append(f"- Physical limit: one full training is 1/{points} = {1 / points:.1%} of "
                      f"the grid's compute{full}; (a) spent {ours['median_total_fraction']:.1%} "
                      "(median).")
+    stock = summary["strategies"].get("stock_optuna_asha") or {}
+    if stock.get("same_trace_as_asha_tpe") is not None:
+        lines.append(
+            f"- Searcher limit: (b) followed (a)'s trace exactly on "
+            f"{stock['same_trace_as_asha_tpe']} of {stock['seeds']} seeds. (a) tells Optuna an "
+            "ASHA-stopped trial as PRUNED with its values by step, (b) as COMPLETE with its "
+            "last, partial value; but TPE's good group is the best ~10% of the trials (1-2 of "
+            f"{trials or 'its'}), finished trials either way, so it proposes the same "
+            "configurations. A compute target against (b) needs a searcher that proposes "
+            "otherwise (one that uses the rung values as a lower fidelity), not other "
+            "bookkeeping.")
     within, gap = summary.get("points_within_floor"), summary.get("runner_up_gap")
     grid = summary["strategies"].get("grid")
     if within is not None and gap is not None:

@@ -28,3 +28,20 @@ def test_limits_name_the_miss_the_physical_and_the_noise_limit() -> None:
                         "every configuration trained once, picks one on 1 of 3 curve seeds: a "
                         "search that sees one seed per configuration cannot tell them apart "
                         "reliably at any compute.")
+
+
+def test_searcher_limit_counts_the_seeds_stock_optuna_followed_the_same_trace() -> None:
+    facts = GridFacts(optimum=0.80, optimum_point="a", noise_floor=0.025, grid_steps=4000,
+                      per_point={"a": 0.80, "b": 0.76})
+    ours = [Trace(compute=[500, 1000], regret=[0.1, 0.0]), Trace(compute=[500], regret=[0.2])]
+    stock = [Trace(compute=[500, 1000], regret=[0.1, 0.0]), Trace(compute=[500], regret=[0.1])]
+    random = [Trace(compute=[700], regret=[0.3]), Trace(compute=[500], regret=[0.2])]
+    summary = summarise({"asha_tpe": ours, "stock_optuna_asha": stock, "random_fifo": random},
+                        facts, num_samples=16)
+    assert summary["strategies"]["stock_optuna_asha"]["same_trace_as_asha_tpe"] == 1
+    assert summary["strategies"]["random_fifo"]["same_trace_as_asha_tpe"] == 1
+    assert "same_trace_as_asha_tpe" not in summary["strategies"]["asha_tpe"]
+    searcher = [line for line in limits(summary) if line.startswith("- Searcher limit")]
+    assert searcher and searcher[0].startswith(
+        "- Searcher limit: (b) followed (a)'s trace exactly on 1 of 2 seeds.")
+    assert "(1-2 of 16)" in searcher[0]
