@@ -76,12 +76,13 @@ def timed_run(raw: dict[str, Any]) -> tuple[float, float, float | None]:
 
 def grid_effect(path: Path = GRID) -> dict[str, Any]:
     """Final test mAP@.5, raw vs averaged weights, over every run of the grid."""
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    from benchmarks.replay import CurveTable
+
     pairs, by_config = [], {}
-    for row in rows:
-        raw, ema = row["test"]["map_50"][-1], row["test"]["ema_map_50"][-1]
+    for (key, _seed), curve in CurveTable.from_jsonl(path).curves.items():
+        raw, ema = curve.test["map_50"][-1], curve.test["ema_map_50"][-1]
         pairs.append(raw - ema)
-        by_config.setdefault(row["key"], []).append((raw, ema))
+        by_config.setdefault(key, []).append((raw, ema))
     best_raw = max(statistics.fmean(r for r, _ in v) for v in by_config.values())
     best_ema = max(statistics.fmean(e for _, e in v) for v in by_config.values())
     return {"runs": len(pairs), "raw_higher": sum(d > 0 for d in pairs),

@@ -169,10 +169,12 @@ class DetrTrainer(Trainer):
                 and self.state.max_steps:
             self.args.warmup_steps = self.args.get_warmup_steps(self.state.max_steps)
             try:
-                return exact_mode_switches(super().create_optimizer(model))
+                optimizer = super().create_optimizer(model)
             finally:
                 self.args.warmup_steps = ratio
-        return exact_mode_switches(super().create_optimizer(model))
+        else:
+            optimizer = super().create_optimizer(model)
+        return exact_mode_switches(optimizer)
 
 
 def make_compute_metrics(class_names: Sequence[str], score_threshold: float):
