@@ -52,12 +52,13 @@ from search_helpers import (
 pytestmark = pytest.mark.slow
 
 NAME = "interrupts"
-# 32 images / batch 8 = 4 steps per epoch: 120 steps per trial. Five sessions each let every
+# 32 images / batch 8 = 4 steps per epoch: 240 steps per trial. Five sessions each let every
 # trial report once more before the signal; while one resumed trial restarts, the other runs on,
-# so with 40 steps a trial could finish before the sigterm session's signal, and with 80 both
-# had finished before the last session could kill a worker (both seen in CI)
-EPOCHS = 30
-MAX_T = 120
+# so with 40 steps a trial could finish before the sigterm session's signal, and with 80, and
+# with 120 once the data pipeline got faster, both had finished before the last session could
+# kill a worker (all seen in CI: the last session took both trials from ~40 to 120 in 6 s)
+EPOCHS = 60
+MAX_T = 240
 SESSION_TIMEOUT_S = 240
 
 
