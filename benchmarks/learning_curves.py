@@ -48,6 +48,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.replay import config_key  # noqa: E402
 from detr_core.config import apply_overrides  # noqa: E402  (after the sys.path line above
+from detr_core.files import exit_on_user_error  # noqa: E402
 
 DEFAULT_GRID = ROOT / "benchmarks" / "learning_curves.yaml"
 DATA_DIR = ROOT / "benchmarks" / "data"
@@ -68,19 +69,33 @@ def meta_file(curves: str | Path) -> Path:
 
 
 def load_grid(path: Path) -> dict[str, Any]:
-    """The grid YAML: `space_file` (the base run), `grid` {dotted key: values}, `seeds`,
+    """The grid YAML: `space_file` (the base run), `grid` {dotted key: values} or `points` (a
+    list of {dotted key: value}: chosen configurations instead of every combination), `seeds`,
     optional `name` (the table's file stem) and `fixed` {dotted key: value} for every run."""
-    from detr_core.files import load_yaml_mapping
+    from detr_core.files import UserInputError, load_yaml_mapping
 
     raw = load_yaml_mapping(path)
     raw["space_file"] = str((path.parent / raw["space_file"]).resolve())
     raw.setdefault("name", DEFAULT_NAME)
     raw["fixed"] = dict(raw.get("fixed") or {})
+    if ("grid" in raw) == ("points" in raw):
+        raise UserInputError("give either `grid` (values per key) or `points` (a list of "
+                             "configurations)", source=path)
+    raw.setdefault("grid", None)
+    raw.setdefault("points", None)
+    if raw["points"] is not None and not (
+            isinstance(raw["points"], list) and raw["points"]
+            and all(isinstance(p, dict) and p for p in raw["points"])):
+        raise UserInputError("must be a non-empty list of mappings {dotted key: value}",
+                             source=path, key="points")
     return raw
 
 
 def grid_points(grid: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every combination of the grid's values, as flat dotted run-config overrides."""
+    """The configurations to run, as flat dotted run-config overrides: the listed `points`,
+    or every combination of the grid's values."""
+    if grid.get("points") is not None:
+        return [dict(point) for point in grid["points"]]
     keys = list(grid["grid"])
     return [dict(zip(keys, values, strict=True))
             for values in itertools.product(*(grid["grid"][k] for k in keys))]
@@ -172,7 +187,8 @@ def write_meta(path: Path, grid_path: Path, grid: dict[str, Any], base: dict[str
         "checkpoint": checkpoint,
         "checkpoint_sha256": _sha256(weights) if weights and weights.is_file() else None,
         "space_file": _shown(Path(grid["space_file"])),
-        "grid": grid["grid"], "seeds": grid["seeds"], "fixed": grid["fixed"],
+        "grid": grid["grid"], **({"points": grid["points"]} if grid["points"] else {}),
+        "seeds": grid["seeds"], "fixed": grid["fixed"],
         "budget_steps": base.get("training_args", {}).get("max_steps"),
         "threads_per_run": 1,
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
@@ -205,6 +221,7 @@ def run_parallel(tasks: list[Any], workers: int, deadline: float | None
                 yield future.result()
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", type=Path, default=DEFAULT_GRID)
@@ -230,9 +247,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.workers} workers", flush=True)
     if done and meta_path.is_file():
         previous = json.loads(meta_path.read_text())
-        current_grid = {"grid": grid["grid"], "seeds": grid["seeds"], "fixed": grid["fixed"]}
-        recorded = {"grid": previous["grid"], "seeds": previous["seeds"],
-                    "fixed": previous.get("fixed", {})}
+        current_grid = {"grid": grid["grid"], "points": grid["points"], "seeds": grid["seeds"],
+                        "fixed": grid["fixed"]}
+        recorded = {"grid": previous["grid"], "points": previous.get("points"),
+                    "seeds": previous["seeds"], "fixed": previous.get("fixed", {})}
         if recorded != current_grid:
             print(f"error: {curves_path}: the recorded runs used another grid; give the grid "
                   "another `name`", file=sys.stderr)

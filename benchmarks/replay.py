@@ -7,7 +7,9 @@ grid. `benchmarks/learning_curves.py` records the curves of this project's embed
 this module replays them.
 
 - `CurveTable`: the recorded runs, one `Curve` (steps; val and test metrics at each evaluation)
-  per grid point and seed; `snap` maps any sampled config to the nearest grid point (log scale
+  per grid point and seed, plus optional *scoring* seeds recorded for some grid points only
+  (racing: more seeds for the contenders), which score what a search picks but are never
+  replayed; `snap` maps any sampled config to the nearest grid point (log scale
   for a numeric key whose grid spans a decade or more), so a search space with continuous
   ranges can be replayed on a grid.
 - `replay_trial`: a Tune function trainable that reports a recorded curve step by step, with the
@@ -63,14 +65,31 @@ class Curve:
         return self.steps.index(step)
 
 
+def _curve_of(run: Mapping[str, Any]) -> Curve:
+    return Curve(tuple(int(s) for s in run["steps"]),
+                 {m: tuple(v) for m, v in run["val"].items()},
+                 {m: tuple(v) for m, v in run["test"].items()})
+
+
+def read_runs(path: str | Path) -> list[dict[str, Any]]:
+    """The recorded runs of a JSON-lines table (blank lines skipped)."""
+    lines = Path(path).read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
 @dataclass
 class CurveTable:
-    """Recorded curves by (grid point key, seed), with the grid's values per key."""
+    """Recorded curves by (grid point key, seed), with the grid's values per key.
+
+    `curves` are replayed: every grid point has every seed of `seeds`. `scoring` holds curves
+    of further seeds for some grid points (`add_scoring_runs`); `seeds_of` lists a point's
+    seeds of both kinds and `scored_curve` finds either."""
 
     curves: dict[tuple[str, int], Curve]
     grid: dict[str, list[Any]]
     seeds: list[int]
     points: list[dict[str, Any]] = field(default_factory=list)
+    scoring: dict[tuple[str, int], Curve] = field(default_factory=dict)
 
     @classmethod
     def from_runs(cls, runs: Iterable[Mapping[str, Any]]) -> CurveTable:
@@ -84,10 +103,7 @@ class CurveTable:
             for name, value in params.items():
                 if value not in grid.setdefault(name, []):
                     grid[name].append(value)
-            curves[(key, int(run["seed"]))] = Curve(
-                tuple(int(s) for s in run["steps"]),
-                {m: tuple(v) for m, v in run["val"].items()},
-                {m: tuple(v) for m, v in run["test"].items()})
+            curves[(key, int(run["seed"]))] = _curve_of(run)
         for values in grid.values():
             values.sort(key=lambda v: (isinstance(v, str), v))
         seeds = sorted({seed for _, seed in curves})
@@ -95,8 +111,36 @@ class CurveTable:
 
     @classmethod
     def from_jsonl(cls, path: str | Path) -> CurveTable:
-        lines = Path(path).read_text().splitlines()
-        return cls.from_runs(json.loads(line) for line in lines if line.strip())
+        return cls.from_runs(read_runs(path))
+
+    def add_scoring_runs(self, runs: Iterable[Mapping[str, Any]], source: str | Path) -> None:
+        """Add runs of further seeds for some of the grid's points (`source`: their file, for
+        errors). Each must be a recorded point, a seed not replayed, with the point's steps."""
+        from detr_core.files import UserInputError
+
+        for number, run in enumerate(runs, start=1):
+            key, seed = config_key(run["params"]), int(run["seed"])
+            where = f"run {number} ({key}, seed {seed})"
+            if (key, self.seeds[0]) not in self.curves:
+                raise UserInputError("not a configuration of the replayed curves",
+                                     source=source, key=where)
+            if seed in self.seeds:
+                raise UserInputError(f"seed {seed} is one of the replayed seeds {self.seeds}",
+                                     source=source, key=where)
+            curve = _curve_of(run)
+            if curve.steps != self.curves[(key, self.seeds[0])].steps:
+                raise UserInputError("evaluated at other steps than the replayed curves",
+                                     source=source, key=where)
+            self.scoring[(key, seed)] = curve
+
+    def seeds_of(self, key: str) -> list[int]:
+        """Every seed recorded for a grid point: the replayed ones and its scoring seeds."""
+        return sorted({*self.seeds, *(seed for k, seed in self.scoring if k == key)})
+
+    def scored_curve(self, key: str, seed: int) -> Curve:
+        """A point's curve of any of its seeds (`seeds_of`)."""
+        curve = self.curves.get((key, seed))
+        return curve if curve is not None else self.scoring[(key, seed)]
 
     def complete_points(self) -> list[dict[str, Any]]:
         """Grid points recorded for every seed (a partly recorded grid replays these only)."""

@@ -32,7 +32,10 @@ the grid optimum is the best mean-over-seeds test mAP@.5 of any grid point at it
 the noise floor is the median over grid points of the across-seed std of that number; the
 grid's compute is one run per grid point; a strategy's choice (the config and step it would
 export: its best val step, or its last step for `random_fifo`) is scored on the seeds it did
-not search with (mean test mAP@.5 over them). Searcher seed i searches on curve seed i mod S
+not search with (mean test mAP@.5 over them). `--scoring-seeds` adds a table of further seeds
+for some configurations (racing: the contenders; `benchmarks/learning_curves_schedule_free_
+seeds.yaml`): never replayed, they enter every configuration's mean and spread above, so the
+optimum is not the luck of three seeds. Searcher seed i searches on curve seed i mod S
 (`--every-curve-seed`: on each of them).
 Compute is the sum of the steps the trials consumed. A seed that never gets within the noise
 floor of the grid optimum counts as infinite compute.
@@ -53,7 +56,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +67,12 @@ if str(ROOT) not in sys.path:
 from benchmarks.replay import (  # noqa: E402
     CurveTable,
     config_key,
+    read_runs,
     replay_log,
     replay_trial,
     simulated_clock,
 )
+from detr_core.files import UserInputError, exit_on_user_error  # noqa: E402
 
 CONFIG = ROOT / "benchmarks" / "search_efficiency.yaml"
 CURVES = ROOT / "benchmarks" / "data" / "learning_curves_v2.jsonl"
@@ -105,7 +110,7 @@ def quality(table: CurveTable, point_key: str, step: int, seeds: Sequence[int],
     exports: `quality_metric`)."""
     values = []
     for seed in seeds:
-        curve = table.curves[(point_key, seed)]
+        curve = table.scored_curve(point_key, seed)
         values.append(curve.test[quality_metric(metric)][curve.index_of(step)])
     return statistics.fmean(v for v in values if v is not None)
 
@@ -125,8 +130,8 @@ def grid_facts(table: CurveTable, metric: str, mode: str) -> GridFacts:
     for point in table.complete_points():
         key = config_key(point)
         scores = []
-        for seed in table.seeds:
-            curve = table.curves[(key, seed)]
+        for seed in table.seeds_of(key):
+            curve = table.scored_curve(key, seed)
             scores.append(curve.test[quality_metric(metric)][best_val_step(curve, metric,
                                                                            mode)])
         per_point[key] = statistics.fmean(scores)
@@ -147,10 +152,12 @@ class Trace:
     compute: list[int]
     regret: list[float]
     final_choice: str | None = None
+    trained: list[str] = field(default_factory=list)  # grid points, in the order first seen
 
 
-def _other_seeds(table: CurveTable, seed: int) -> list[int]:
-    return [s for s in table.seeds if s != seed]
+def _other_seeds(table: CurveTable, seed: int, key: str) -> list[int]:
+    """The seeds a choice of grid point `key` is scored on: all it has but the searched one."""
+    return [s for s in table.seeds_of(key) if s != seed]
 
 
 def trace_from_reports(table: CurveTable, reports: Sequence[Any], completed: set[str],
@@ -164,8 +171,9 @@ def trace_from_reports(table: CurveTable, reports: Sequence[Any], completed: set
     budget_of: dict[str, int] = {}
     best = None  # (value, point, step) of the best val value so far
     trace = Trace([], [])
-    others = _other_seeds(table, search_seed)
     for report in reports:
+        if report.grid_point not in trace.trained:
+            trace.trained.append(report.grid_point)
         latest_step[report.trial_id] = report.step
         last[report.trial_id] = report
         budget_of[report.trial_id] = table.curves[(report.grid_point, search_seed)].steps[-1]
@@ -181,7 +189,8 @@ def trace_from_reports(table: CurveTable, reports: Sequence[Any], completed: set
                 best = (report.value, report.grid_point, report.step)
             pick = (best[1], best[2]) if best else None
         trace.compute.append(sum(latest_step.values()))
-        trace.regret.append(optimum - quality(table, pick[0], pick[1], others, metric)
+        trace.regret.append(optimum - quality(table, pick[0], pick[1],
+                                              _other_seeds(table, search_seed, pick[0]), metric)
                             if pick else math.inf)
         trace.final_choice = pick[0] if pick else None
     return trace
@@ -192,7 +201,6 @@ def grid_trace(table: CurveTable, search_seed: int, optimum: float, metric: str,
     """The grid run in its listed order on one seed; its choice is the best val value."""
     from detr_core.config import bare_name, is_better
 
-    others = _other_seeds(table, search_seed)
     trace, spent, best = Trace([], []), 0, None
     for point in table.complete_points():
         key = config_key(point)
@@ -202,10 +210,45 @@ def grid_trace(table: CurveTable, search_seed: int, optimum: float, metric: str,
         if best is None or is_better(value, best[0], mode):
             best = (value, key, curve.steps[index])
         spent += curve.steps[-1]
+        trace.trained.append(key)
         trace.compute.append(spent)
-        trace.regret.append(optimum - quality(table, best[1], best[2], others, metric))
+        trace.regret.append(optimum - quality(table, best[1], best[2],
+                                              _other_seeds(table, search_seed, best[1]), metric))
         trace.final_choice = best[1]
     return trace
+
+
+#: What a scoring-seed table must share with the replayed curves (their `.meta.json`).
+SAME_RECORDING = ("fixed", "checkpoint_sha256", "space_file")
+
+
+def _meta_of(curves: Path) -> dict[str, Any]:
+    path = curves.with_name(f"{curves.stem}.meta.json")
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def check_scoring_table(curves: Path, scoring: Path) -> dict[str, Any]:
+    """The scoring-seed table's provenance, once checked against the replayed curves': it
+    must exist and be recorded with the same fixed keys, checkpoint and base run."""
+    if not scoring.is_file():
+        raise UserInputError("no such file (record it with `python "
+                             "benchmarks/learning_curves.py --grid ...`)", source=scoring)
+    ours, theirs = _meta_of(curves), _meta_of(scoring)
+    for key in SAME_RECORDING:
+        if ours.get(key) != theirs.get(key):
+            raise UserInputError(f"recorded with another value than {curves.name}: "
+                                 f"{theirs.get(key)!r} instead of {ours.get(key)!r}",
+                                 source=scoring.with_name(f"{scoring.stem}.meta.json"), key=key)
+    return theirs
+
+
+def load_table(curves: Path, scoring: Path | None = None) -> CurveTable:
+    """The replayed curves, with the seeds of the `scoring` table (`--scoring-seeds`) added
+    as scoring seeds: more seeds of some configurations that score a choice, never replayed."""
+    table = CurveTable.from_jsonl(curves)
+    if scoring is not None:
+        table.add_scoring_runs(read_runs(scoring), scoring)
+    return table
 
 
 def load_settings(config_path: Path) -> Any:
@@ -349,6 +392,7 @@ class ReplayJob:
     curves: Path
     num_samples: int
     optimum: float
+    scoring: Path | None = None
 
 
 def run_share(job: ReplayJob) -> list[tuple[str, int, int, Trace, float]]:
@@ -361,7 +405,7 @@ def run_share(job: ReplayJob) -> list[tuple[str, int, int, Trace, float]]:
     from search.running import quiet_libraries
 
     spec, _ = load_settings(job.config)
-    table = CurveTable.from_jsonl(job.curves)
+    table = load_table(job.curves, job.scoring)
     quiet_libraries(verbose=0)  # no Tune experiment boxes or TensorBoard hints per replay
     # no per-trial CSV / JSON / TensorBoard files: nothing reads them, and writing them is
     # most of a replay's CPU time (the `ReplayLog` callback keeps what the benchmark needs)
@@ -450,6 +494,8 @@ def compute_versus(other: Sequence[float], other_spent: Sequence[float],
 def summarise(traces: dict[str, list[Trace]], facts: GridFacts,
               num_samples: int | None = None) -> dict[str, Any]:
     strategies, reaches, spents = {}, {}, {}
+    within_floor = {k for k, v in facts.per_point.items()
+                    if v >= facts.optimum - facts.noise_floor}
     for name, runs in traces.items():
         reach = [first_within(t, facts.noise_floor) / facts.grid_steps for t in runs]
         final = [t.regret[-1] for t in runs]
@@ -462,6 +508,11 @@ def summarise(traces: dict[str, list[Trace]], facts: GridFacts,
             "median_final_regret": statistics.median(final),
             "median_total_fraction": statistics.median(spent),
             "seeds": len(runs),
+            # sampling or selection: searches that trained a configuration within the floor
+            # (by its mean over every seed), and those that ended on one
+            "trained_one_within_floor": sum(bool(within_floor & set(t.trained))
+                                            for t in runs),
+            "ended_on_one_within_floor": sum(t.final_choice in within_floor for t in runs),
         }
     if "asha_tpe" in reaches:
         for name in strategies:
@@ -653,7 +704,31 @@ def limits(summary: dict[str, Any]) -> list[str]:
                      f"(the optimum leads the next by {gap:.4f}, one run's spread is "
                      f"{summary['noise_floor']:.4f}){grid_rate}: a search that sees one "
                      "seed per configuration cannot tell them apart reliably at any compute.")
+    if ours.get("trained_one_within_floor") is not None:
+        lines.append(f"- Sampling or selection: (a) trained a configuration within the floor "
+                     f"in {ours['trained_one_within_floor']} of {of} searches and ended on one "
+                     f"in {ours['ended_on_one_within_floor']} (scored on the held-out seeds, "
+                     f"{got} got within the floor).")
     return lines
+
+
+def scoring_summary(table: CurveTable, path: Path, meta: dict[str, Any] | None
+                    ) -> dict[str, Any]:
+    """What the scoring seeds added: their file and commit, the configurations and seeds."""
+    points = sorted({key for key, _ in table.scoring})
+    return {"file": _shown(path.resolve()), "commit": (meta or {}).get("commit"),
+            "points": len(points), "seeds": sorted({seed for _, seed in table.scoring}),
+            "runs": len(table.scoring)}
+
+
+def scoring_text(summary: dict[str, Any]) -> list[str]:
+    extra = summary.get("scoring_seeds")
+    if not extra:
+        return []
+    return [f"- Scoring seeds: `{extra['file']}` (commit {str(extra['commit'])[:8]}): seeds "
+            f"{extra['seeds']} of {extra['points']} configurations ({extra['runs']} runs), "
+            "never replayed; a choice is scored on every seed its configuration has but the "
+            "one searched, and the optimum and floor use them too."]
 
 
 def render(summary: dict[str, Any], meta: dict[str, Any], settings: str, argv: Sequence[str],
@@ -679,6 +754,7 @@ def render(summary: dict[str, Any], meta: dict[str, Any], settings: str, argv: S
         f"{summary['grid_optimum']:.4f} (`{summary['grid_optimum_point']}`)",
         f"- Noise floor (median across-seed std of that number): {summary['noise_floor']:.4f}",
         f"- Grid compute: {summary['grid_steps']} optimizer steps (one run per grid point)",
+        *scoring_text(summary),
         "",
         "## Headline",
         "",
@@ -705,6 +781,7 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
+@exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -712,6 +789,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--curves", type=Path, default=CURVES)
+    parser.add_argument("--scoring-seeds", type=Path, default=None, metavar="JSONL",
+                        help="a table of further seeds for some configurations of --curves "
+                             "(same fixed keys and checkpoint): they score what a search "
+                             "picks and the grid's optimum, and are never replayed")
     parser.add_argument("--seeds", type=str, default=None,
                         help="searcher seeds as A-B (default: 10-29, quick: 0-2)")
     parser.add_argument("--strategies", type=str, default=",".join(STRATEGIES))
@@ -732,7 +813,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     bench = load_yaml_mapping(args.config)
     spec, shipped = load_settings(args.config)
-    table = CurveTable.from_jsonl(args.curves)
+    scoring_meta = (check_scoring_table(args.curves, args.scoring_seeds)
+                    if args.scoring_seeds else None)
+    table = load_table(args.curves, args.scoring_seeds)
     meta_path = args.curves.with_name(f"{args.curves.stem}.meta.json")
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     planned = math.prod(len(v) for v in meta.get("grid", {}).values()) * len(meta.get("seeds", []))
@@ -753,7 +836,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     searches = f"{num_samples} trials per search; searcher seeds {low}-{high}" + (
         f", each on the curves of every seed {table.seeds}" if args.every_curve_seed else "")
     done = run_all(runs, args.jobs, config=args.config.resolve(), curves=args.curves.resolve(),
-                   num_samples=num_samples, optimum=facts.optimum)
+                   num_samples=num_samples, optimum=facts.optimum,
+                   scoring=args.scoring_seeds.resolve() if args.scoring_seeds else None)
     order = {run: index for index, run in enumerate(runs)}
     traces: dict[str, list[Trace]] = {strategy: [] for strategy in strategies}
     wall: dict[str, float] = {}
@@ -763,6 +847,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     traces["grid"] = [grid_trace(table, s, facts.optimum, spec.metric, spec.mode)
                       for s in table.seeds]
     summary = summarise(traces, facts, num_samples)
+    if args.scoring_seeds:
+        summary["scoring_seeds"] = scoring_summary(table, args.scoring_seeds, scoring_meta)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "search_efficiency.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(traces, facts, args.out / "search_efficiency.png")

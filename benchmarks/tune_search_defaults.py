@@ -101,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", type=Path, default=CANDIDATES)
     parser.add_argument("--curves", type=Path, default=search_efficiency.CURVES)
+    parser.add_argument("--scoring-seeds", type=Path, default=None, metavar="JSONL",
+                        help="as search_efficiency.py --scoring-seeds")
     parser.add_argument("--seeds", default="0-9")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--jobs", type=int, default=1, help="as search_efficiency.py --jobs")
@@ -124,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = search_efficiency.main(["--config", str(config), "--curves", str(args.curves),
                                            "--seeds", args.seeds, "--strategies", "asha_tpe",
                                            "--every-curve-seed",
+                                           *(["--scoring-seeds", str(args.scoring_seeds)]
+                                             if args.scoring_seeds else []),
                                            "--out", str(out), "--jobs", str(args.jobs)])
             if code:
                 return code

@@ -13,9 +13,12 @@ def test_limits_name_the_miss_the_physical_and_the_noise_limit() -> None:
     # four configurations; the optimum leads the next by 0.04, one run's spread is 0.025
     facts = GridFacts(optimum=0.80, optimum_point="a", noise_floor=0.025, grid_steps=4000,
                       per_point={"a": 0.80, "b": 0.76, "c": 0.70, "d": 0.50})
-    never = Trace(compute=[1000, 2000], regret=[0.3, 0.04])
-    found = Trace(compute=[500, 1000], regret=[0.1, 0.0])
-    traces = {"asha_tpe": [never, never, found], "grid": [never, found, never]}
+    never = Trace(compute=[1000, 2000], regret=[0.3, 0.04], final_choice="b",
+                  trained=["c", "b"])
+    missed = Trace(compute=[1000, 2000], regret=[0.3, 0.04], final_choice="b",
+                   trained=["a", "b"])  # trained the optimum, chose another
+    found = Trace(compute=[500, 1000], regret=[0.1, 0.0], final_choice="a", trained=["d", "a"])
+    traces = {"asha_tpe": [never, missed, found], "grid": [never, found, never]}
     summary = summarise(traces, facts, num_samples=2)
     assert summary["points_within_floor"] == 1
     assert abs(summary["runner_up_gap"] - 0.04) < 1e-12
@@ -28,6 +31,11 @@ def test_limits_name_the_miss_the_physical_and_the_noise_limit() -> None:
                         "every configuration trained once, picks one on 1 of 3 curve seeds: a "
                         "search that sees one seed per configuration cannot tell them apart "
                         "reliably at any compute.")
+    ours = summary["strategies"]["asha_tpe"]
+    assert (ours["trained_one_within_floor"], ours["ended_on_one_within_floor"]) == (2, 1)
+    assert lines[3] == ("- Sampling or selection: (a) trained a configuration within the floor "
+                        "in 2 of 3 searches and ended on one in 1 (scored on the held-out seeds, "
+                        "1 got within the floor).")
 
 
 def test_searcher_limit_counts_the_seeds_stock_optuna_followed_the_same_trace() -> None:
