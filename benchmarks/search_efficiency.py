@@ -18,8 +18,9 @@ startup trials, concurrency, metric) over the grid's dimensions. Strategies:
 - `asha_tpe_rung` (not in the default set, an experiment): ours, but every trial, stopped or
   finished, told COMPLETE with its value at the first rung, so TPE compares all trials at one
   fidelity. On the development seeds (`--seeds 0-9 --every-curve-seed --strategies
-  asha_tpe,asha_tpe_rung`) it did no better: 12 of 30 searches within the floor for both,
-  median regret 0.057 for both, compute 15.7 % against 15.5 %;
+  asha_tpe,asha_tpe_rung`; scored on 3 seeds, ASHA 500 / 2) it did no better: 12 of 30
+  searches within the floor for both, median regret 0.057 for both, compute 15.7 % against
+  15.5 %;
 - `random_fifo`: what `Trainer.hyperparameter_search(backend="ray")` does (transformers
   5.24 `integrations/integration_utils.py::run_hp_search_ray`: `ray.tune.run(config=
   trainer.hp_space(None), num_samples=n_trials)` with random sampling and no scheduler, then
