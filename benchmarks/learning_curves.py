@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.replay import config_key  # noqa: E402
+from benchmarks.replay import config_key, meta_file  # noqa: E402
 from detr_core.config import apply_overrides  # noqa: E402  (after the sys.path line above
 from detr_core.files import exit_on_user_error  # noqa: E402
 
@@ -60,12 +60,6 @@ SKIPPED_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second")
 def curves_file(name: str) -> str:
     """The table's JSON-lines file (`learning_curves.jsonl`)."""
     return f"{name}.jsonl"
-
-
-def meta_file(curves: str | Path) -> Path:
-    """The provenance file beside a table: `x.jsonl` -> `x.meta.json`."""
-    curves = Path(curves)
-    return curves.with_name(f"{curves.stem}.meta.json")
 
 
 def load_grid(path: Path) -> dict[str, Any]:

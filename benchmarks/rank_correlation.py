@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.replay import CurveTable, config_key  # noqa: E402
+from benchmarks.replay import CurveTable, config_key, read_meta  # noqa: E402
 from detr_core.config import natural_mode  # noqa: E402  (after the sys.path line above
 
 DATA = ROOT / "benchmarks" / "data"
@@ -225,8 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     for t in loaded.values()))
         loaded = {path: only_configs(t, common) for path, t in loaded.items()}
     for path, table in loaded.items():
-        meta_path = path.with_name(f"{path.stem}.meta.json")
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        meta = read_meta(path)
         mine = rung_rows(path.stem, table, args.final_metric, factor)
         finals = [final_quality(table, config_key(p), args.final_metric)
                   for p in table.complete_points()]

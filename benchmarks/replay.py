@@ -71,6 +71,30 @@ def _curve_of(run: Mapping[str, Any]) -> Curve:
                  {m: tuple(v) for m, v in run["test"].items()})
 
 
+def meta_file(curves: str | Path) -> Path:
+    """The provenance file beside a table: `x.jsonl` -> `x.meta.json`."""
+    curves = Path(curves)
+    return curves.with_name(f"{curves.stem}.meta.json")
+
+
+def read_meta(curves: str | Path) -> dict[str, Any]:
+    """A table's provenance (`meta_file`): command, commit, grid, seeds...; {} if absent."""
+    path = meta_file(curves)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def planned_runs(meta: Mapping[str, Any]) -> int:
+    """How many runs a table's provenance plans: its configurations (the listed `points`, or
+    every combination of the `grid`'s values) times its seeds; 0 if it gives none."""
+    if meta.get("points"):
+        configs = len(meta["points"])
+    elif meta.get("grid"):
+        configs = math.prod(len(values) for values in meta["grid"].values())
+    else:
+        configs = 0
+    return configs * len(meta.get("seeds") or [])
+
+
 def read_runs(path: str | Path) -> list[dict[str, Any]]:
     """The recorded runs of a JSON-lines table (blank lines skipped)."""
     lines = Path(path).read_text().splitlines()

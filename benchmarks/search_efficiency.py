@@ -68,6 +68,9 @@ if str(ROOT) not in sys.path:
 from benchmarks.replay import (  # noqa: E402
     CurveTable,
     config_key,
+    meta_file,
+    planned_runs,
+    read_meta,
     read_runs,
     replay_log,
     replay_trial,
@@ -223,23 +226,18 @@ def grid_trace(table: CurveTable, search_seed: int, optimum: float, metric: str,
 SAME_RECORDING = ("fixed", "checkpoint_sha256", "space_file")
 
 
-def _meta_of(curves: Path) -> dict[str, Any]:
-    path = curves.with_name(f"{curves.stem}.meta.json")
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def check_scoring_table(curves: Path, scoring: Path) -> dict[str, Any]:
     """The scoring-seed table's provenance, once checked against the replayed curves': it
     must exist and be recorded with the same fixed keys, checkpoint and base run."""
     if not scoring.is_file():
         raise UserInputError("no such file (record it with `python "
                              "benchmarks/learning_curves.py --grid ...`)", source=scoring)
-    ours, theirs = _meta_of(curves), _meta_of(scoring)
+    ours, theirs = read_meta(curves), read_meta(scoring)
     for key in SAME_RECORDING:
         if ours.get(key) != theirs.get(key):
             raise UserInputError(f"recorded with another value than {curves.name}: "
                                  f"{theirs.get(key)!r} instead of {ours.get(key)!r}",
-                                 source=scoring.with_name(f"{scoring.stem}.meta.json"), key=key)
+                                 source=meta_file(scoring), key=key)
     return theirs
 
 
@@ -716,10 +714,9 @@ def limits(summary: dict[str, Any]) -> list[str]:
 def scoring_summary(table: CurveTable, path: Path, meta: dict[str, Any] | None
                     ) -> dict[str, Any]:
     """What the scoring seeds added: their file and commit, the configurations and seeds."""
-    points = sorted({key for key, _ in table.scoring})
     return {"file": _shown(path.resolve()), "commit": (meta or {}).get("commit"),
-            "points": len(points), "seeds": sorted({seed for _, seed in table.scoring}),
-            "runs": len(table.scoring)}
+            "points": len({key for key, _ in table.scoring}),
+            "seeds": sorted({seed for _, seed in table.scoring}), "runs": len(table.scoring)}
 
 
 def scoring_text(summary: dict[str, Any]) -> list[str]:
@@ -817,12 +814,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     scoring_meta = (check_scoring_table(args.curves, args.scoring_seeds)
                     if args.scoring_seeds else None)
     table = load_table(args.curves, args.scoring_seeds)
-    meta_path = args.curves.with_name(f"{args.curves.stem}.meta.json")
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    planned = math.prod(len(v) for v in meta.get("grid", {}).values()) * len(meta.get("seeds", []))
+    meta = read_meta(args.curves)
+    planned = planned_runs(meta)
     if not planned or len(table.curves) < planned:
         print(f"error: {args.curves}: {len(table.curves)} of {planned or '?'} grid runs recorded "
-              f"({meta_path.name} gives the grid); finish the table with "
+              f"({meta_file(args.curves).name} gives the grid); finish the table with "
               "`python benchmarks/learning_curves.py` (it skips the runs already there)",
               file=sys.stderr)
         return 2

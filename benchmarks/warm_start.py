@@ -38,7 +38,13 @@ if str(ROOT) not in sys.path:
 
 import search_efficiency  # noqa: E402  (benchmarks/ is this script's folder)
 
-from benchmarks.replay import CurveTable, replay_log, replay_trial, simulated_clock  # noqa: E402
+from benchmarks.replay import (  # noqa: E402
+    CurveTable,
+    read_meta,
+    replay_log,
+    replay_trial,
+    simulated_clock,
+)
 
 CONFIG = ROOT / "benchmarks" / "warm_start.yaml"
 OUT = ROOT / "results" / "benchmarks"
@@ -260,8 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = load_yaml_mapping(args.config)
     curves = (args.config.parent / config["curves"]).resolve()
     table = CurveTable.from_jsonl(curves)
-    meta_path = curves.with_name(curves.stem + ".meta.json")
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta = read_meta(curves)
     first, last = args.seeds or config["seeds"]
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     rows = run(config, table, range(first, last + 1))

@@ -140,3 +140,19 @@ def test_the_recorder_runs_a_list_of_points_from_yaml(tmp_path: Path,
     with pytest.raises(UserInputError, match="non-empty list of mappings"):
         learning_curves.load_grid(bad)
     assert not (tmp_path / "data").exists()
+
+
+
+def test_a_table_of_listed_points_is_counted_by_its_points(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert search_efficiency.planned_runs(
+        {"grid": None, "points": [HIGH], "seeds": [2, 3]}) == 2
+    assert search_efficiency.planned_runs({"grid": {"a": [1, 2], "b": [3]}, "seeds": [0]}) == 2
+    assert search_efficiency.planned_runs({}) == 0
+    short = _write(tmp_path / "short.jsonl", [_run("high", 2)],
+                   {**META, "grid": None, "points": [HIGH, LOW], "seeds": [2]})
+    code = search_efficiency.main(["--curves", str(short), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "1 of 2 grid runs recorded (short.meta.json gives the grid)" in err[0]
+    assert not (tmp_path / "out").exists()
