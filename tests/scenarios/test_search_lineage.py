@@ -1,5 +1,6 @@
-"""Searches that build on each other, for real (Ray, Tune, Optuna, ASHA; `search/run.py` as a
-subprocess on the tiny synthetic data): a first search `first`; a second one warm-started from
+"""Searches that build on each other, for real (Ray, Tune, Optuna, ASHA; `search/run.py`'s
+`main` in this process, on the tiny synthetic data: signals and leftover processes are
+`test_search_interrupts.py`'s): a first search `first`; a second one warm-started from
 it (its trials in the study and in trials.csv, not trained again, not counted toward
 --num-samples); the first continued after it finished with `--resume --num-samples` (the
 study and every trial kept, new trials proposed by TPE from all of them, the report rebuilt
@@ -12,12 +13,11 @@ from pathlib import Path
 
 import pytest
 from search_helpers import (
-    RUN_SCRIPT,
     load_study,
     output_tail,
     ray_scope,
     read_trials_csv,
-    run_cli,
+    run_main_in_process,
     session_cache,
     trial_dirs,
     write_space,
@@ -45,13 +45,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     common = ["--storage", storage, "--no-dashboard"]
     done = {}
     with ray_scope(cache) as scope:
-        done["first"] = run_cli(RUN_SCRIPT, ["--space", first, *common], scope.env)
-        done["second"] = run_cli(RUN_SCRIPT, ["--space", second, *common,
-                                              "--warm-start", storage / "first"], scope.env)
+        done["first"] = run_main_in_process(run_main, ["--space", first, *common], scope.env)
+        done["second"] = run_main_in_process(run_main, ["--space", second, *common,
+                                                        "--warm-start", storage / "first"],
+                                             scope.env)
         # the warm-start plan of the second search, read before the first grows
         done["second_csv"] = read_trials_csv(storage / "second")
-        done["more"] = run_cli(RUN_SCRIPT, ["--space", first, *common, "--name", "first",
-                                            "--resume", "--num-samples", "3"], scope.env)
+        done["more"] = run_main_in_process(run_main, ["--space", first, *common, "--name",
+                                                      "first", "--resume", "--num-samples", "3"],
+                                           scope.env)
         scope.assert_no_leftovers()
     done["storage"], done["cache"] = storage, cache
     return done

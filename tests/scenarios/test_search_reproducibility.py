@@ -1,13 +1,13 @@
 """`best_config.yaml` reproduces the winner, and `--final-seeds` really varies the seed.
 
-One real search (subprocess, real Ray): two trials one after the other, so the second runs on
-the reused actor of the first, 200 optimizer steps each, then `--final-seeds 2`. Afterwards the
-experiment folder is moved away except `best_config.yaml`, and `detr_core.training.train` trains
-from
-that file alone into a fresh folder (no checkpoint to resume from): its evaluation curve equals
-the winner trial's reported curve to 1e-6. The other trial (whichever of the two lost) is
-rebuilt the same way, so a trial run on a fresh actor and one on a reused actor are both
-covered. The two final seeds' curves differ from each other.
+One real search (`search/run.py`'s `main` in this process, real Ray): two trials one after
+the other, so the second runs on the reused actor of the first, 200 optimizer steps each, then
+`--final-seeds 2`. Afterwards the experiment folder is moved away except `best_config.yaml`,
+and `detr_core.training.train` trains from that file alone into a fresh folder (no checkpoint
+to resume from): its evaluation curve equals the winner trial's reported curve to 1e-6. The
+other trial (whichever of the two lost) is rebuilt the same way, so a trial run on a fresh
+actor and one on a reused actor are both covered. The two final seeds' curves differ from
+each other.
 
 The search runs on a `file://` storage URI (with `--report-dir`): it goes through the same
 `pyarrow.fs` layer as `s3://` and must leave every output there, the Optuna journal included
@@ -28,17 +28,18 @@ from typing import Any
 import pytest
 import yaml
 from search_helpers import (
-    RUN_SCRIPT,
     load_study,
     output_tail,
     ray_scope,
     read_results,
     read_trials_csv,
-    run_cli,
+    run_main_in_process,
     session_cache,
     trial_dirs,
     write_space,
 )
+
+from search.run import main as run_main
 
 pytestmark = pytest.mark.slow
 
@@ -77,9 +78,10 @@ def search_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, Pat
                                                 {"ColorJitter": {"brightness": 0.3, "p": 0.8}}],
                          "ema": {}})
     with ray_scope(session_cache(tmp_path_factory)) as scope:
-        proc = run_cli(RUN_SCRIPT, ["--space", space, "--storage", f"file://{root / 'results'}",
-                                    "--no-dashboard", "--final-seeds", "2",
-                                    "--report-dir", root / "report"], scope.env)
+        proc = run_main_in_process(run_main, ["--space", space, "--storage",
+                                              f"file://{root / 'results'}", "--no-dashboard",
+                                              "--final-seeds", "2", "--report-dir",
+                                              root / "report"], scope.env)
         assert proc.returncode == 0, output_tail(proc)
         scope.assert_no_leftovers()
     return root / "results" / NAME, proc, root / "report"

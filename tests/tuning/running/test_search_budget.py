@@ -21,16 +21,17 @@ from pathlib import Path
 import pytest
 import yaml
 from search_helpers import (
-    RUN_SCRIPT,
     load_study,
     output_tail,
     ray_scope,
     read_trials_csv,
-    run_cli,
+    run_main_in_process,
     session_cache,
     trial_dirs,
     write_space,
 )
+
+from search.run import main as run_main
 
 pytestmark = pytest.mark.slow
 
@@ -52,9 +53,9 @@ def budget_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, 
                         grace_period=4000, reduction_factor=2, epochs=1000, logging_steps=2)
     with ray_scope(cache) as scope:
         start = time.monotonic()
-        proc = run_cli(RUN_SCRIPT, ["--space", space, "--storage", root / "results",
-                                    "--no-dashboard", "--time-budget", f"{BUDGET_S}s"],
-                       scope.env)
+        proc = run_main_in_process(run_main, ["--space", space, "--storage", root / "results",
+                                              "--no-dashboard", "--time-budget",
+                                              f"{BUDGET_S}s"], scope.env)
         took = time.monotonic() - start
         scope.assert_no_leftovers()
     assert proc.returncode == 0, output_tail(proc)
