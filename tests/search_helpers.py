@@ -1,5 +1,6 @@
-"""Helpers for the end-to-end search tests: small space files, the CLI as a real subprocess,
-the files a search leaves behind, and the Ray processes a test must not leave running.
+"""Helpers for the end-to-end search tests: small space files, the CLI as a real subprocess
+(or its `main` in this process, where the process proves nothing more), the files a search
+leaves behind, and the Ray processes a test must not leave running.
 
 Every CLI run gets a `RayScope`: a short private `RAY_TMPDIR` (Ray's session folder and its
 Unix sockets go there, not in the shared /tmp/ray) and a unique marker environment variable.
