@@ -155,6 +155,9 @@ def _check_annotations(
                  f"{where}: image_id {ann['image_id']} is not in `images`")
         _require(_is_id(ann["category_id"]) and ann["category_id"] in category_ids, path,
                  f"{where}: category_id {ann['category_id']} is not in `categories`")
+        # a string "0" is truthy: read as a crowd region here, as a box by pycocotools
+        _require(ann.get("iscrowd", 0) in (0, 1),
+                 path, f"{where}: iscrowd must be 0 or 1, got {ann.get('iscrowd')!r}")
         bbox = ann["bbox"]
         _require(
             isinstance(bbox, list) and len(bbox) == 4
@@ -173,7 +176,7 @@ def _check_annotations(
             clipped += 1
             ann["bbox"] = [x0, y0, x1 - x0, y1 - y0]
         ann.setdefault("area", (x1 - x0) * (y1 - y0))
-        ann.setdefault("iscrowd", 0)
+        ann["iscrowd"] = int(ann.get("iscrowd", 0))  # checked above: 0 / 1 / false / true
         kept.append(ann)
     data["annotations"] = kept
     return clipped, dropped

@@ -21,6 +21,7 @@ from typing import Any
 from detr_core.config import DataConfig, SplitPaths
 from detr_core.data.coco import CocoSplit, LabelMap, check_same_categories, load_coco_split
 from detr_core.data.synthetic import ensure_synthetic_dataset, split_paths
+from detr_core.files import UserInputError
 
 
 @dataclass
@@ -58,6 +59,7 @@ def prepare_data(data: DataConfig, validate: bool = True, quiet: bool = False) -
     for name in ("val", "test"):
         if name in splits:
             check_same_categories(splits["train"], splits[name])
+    check_splits_have_boxes(splits)
     placeholder = placeholder_category(splits)
     categories = [c for c in splits["train"].categories
                   if placeholder is None or c["id"] != placeholder["id"]]
@@ -68,6 +70,30 @@ def prepare_data(data: DataConfig, validate: bool = True, quiet: bool = False) -
         train=splits["train"], val=splits["val"], test=splits.get("test"),
         label_map=LabelMap.from_categories(categories),
     )
+
+
+#: What each split's boxes are for: a split without any cannot serve it.
+SPLIT_PURPOSE = {"train": "train on", "val": "choose the best step by",
+                 "test": "score the model on"}
+
+
+def check_splits_have_boxes(splits: dict[str, CocoSplit]) -> None:
+    """Every split needs at least one box (crowd regions and boxes with no area not counted).
+
+    A train split without one trains a model that finds nothing; a val split without one
+    ranks every step by an empty evaluation (mAP -1, pycocotools' "no data", a box loss of
+    0), so the best checkpoint is chosen on nothing; a test split without one scores nothing.
+    """
+    for name, split in splits.items():
+        if sum(split.objects_per_image()) == 0:
+            dropped = (f", {_count(len(split.dropped_boxes), 'box')} dropped for having no "
+                       "area" if split.dropped_boxes else "")
+            crowd = sum(1 for a in split.coco.dataset["annotations"] if a.get("iscrowd", 0))
+            raise UserInputError(
+                f"the {name} split has no boxes to {SPLIT_PURPOSE.get(name, 'use')} "
+                f"({_count(len(split.image_ids), 'image')}, {_count(crowd, 'crowd region')}"
+                f"{dropped})",
+                source=str(split.annotation_file))
 
 
 def placeholder_category(splits: dict[str, CocoSplit]) -> dict[str, Any] | None:

@@ -179,9 +179,13 @@ def test_broken_json(coco_writer: Any) -> None:
         ([{"image_id": 1, "category_id": 1, "bbox": [1, 1, "5", 5]}],
          "annotation id 1: bbox must be [x, y, width, height]"),
         ([{"image_id": 1, "bbox": [1, 1, 5, 5]}], "annotation id 1: missing `category_id`"),
+        ([{"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "iscrowd": "0"}],
+         "annotation id 1: iscrowd must be 0 or 1, got '0'"),
+        ([{"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "iscrowd": 2}],
+         "annotation id 1: iscrowd must be 0 or 1, got 2"),
     ],
     ids=["missing-image", "unknown-category", "short-bbox", "nan", "infinite", "string",
-         "no-category"],
+         "no-category", "iscrowd-string", "iscrowd-2"],
 )
 def test_broken_annotations(coco_writer: Any, annotations: list[dict],
                             expected: str) -> None:
@@ -189,6 +193,36 @@ def test_broken_annotations(coco_writer: Any, annotations: list[dict],
     with pytest.raises(UserInputError) as info:
         load_coco_split(paths)
     assert str(info.value).startswith(f"{paths.annotations}: {expected}")
+
+
+def test_iscrowd_as_a_boolean_is_read_as_0_or_1(coco_writer: Any) -> None:
+    paths = _valid_split(coco_writer, annotations=[
+        {"image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10], "iscrowd": False},
+        {"image_id": 2, "category_id": 2, "bbox": [5, 5, 20, 20], "iscrowd": True}])
+    split = load_coco_split(paths)
+    assert [a["iscrowd"] for a in split.coco.dataset["annotations"]] == [0, 1]
+    assert split.objects_per_image() == [1, 0]
+
+
+@pytest.mark.parametrize(
+    ("split_name", "annotations", "expected"),
+    [("train", [], "the train split has no boxes to train on (2 images, 0 crowd regions)"),
+     ("train", [{"image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10], "iscrowd": 1},
+                {"image_id": 2, "category_id": 1, "bbox": [1, 1, 0, 10]}],
+      "the train split has no boxes to train on (2 images, 1 crowd region, 1 box dropped for "
+      "having no area)"),
+     ("val", [], "the val split has no boxes to choose the best step by (2 images, 0 crowd "
+                 "regions)")],
+    ids=["train-empty", "train-crowd-and-degenerate", "val-empty"])
+def test_a_split_without_boxes_is_refused(coco_writer: Any, split_name: str,
+                                          annotations: list[dict], expected: str) -> None:
+    images = [{"id": 1}, {"id": 2}]
+    boxes = [{"image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10]}]
+    splits = {name: coco_writer(name, images, annotations if name == split_name else boxes,
+                                {1: "a"}) for name in ("train", "val")}
+    with pytest.raises(UserInputError) as info:
+        prepare_data(DataConfig(train=splits["train"], val=splits["val"]), quiet=True)
+    assert str(info.value) == f"{splits[split_name].annotations}: {expected}"
 
 
 def test_missing_image_file(coco_writer: Any) -> None:
@@ -490,7 +524,8 @@ def _augmented_stream(dataset: Any, *, num_workers: int, epochs: int, torch_seed
 def same_image_dataset(coco_writer: Any) -> CocoDetectionDataset:
     """Eight copies of one image behind a pipeline of random colour changes (seed 5)."""
     images = [{"id": i, "file_name": "same.png", "width": 64, "height": 48} for i in range(1, 9)]
-    split = coco_writer("train", images[:1], [], {1: "a"})
+    box = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 10, 10]}  # a split needs one
+    split = coco_writer("train", images[:1], [box], {1: "a"})
     data = json.loads(Path(split.annotations).read_text())
     data["images"] = images
     Path(split.annotations).write_text(json.dumps(data))
