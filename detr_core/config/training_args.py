@@ -24,7 +24,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from detr_core.config.metric_names import DEFAULT_METRIC, natural_mode
+from detr_core.config.metric_names import (
+    DEFAULT_METRIC,
+    SELECTABLE_EVAL_METRICS,
+    eval_name,
+    natural_mode,
+)
 from detr_core.files import UserInputError
 
 # Values detr_core applies unless the run YAML says otherwise.
@@ -216,8 +221,49 @@ def normalise_training_args(user_args: dict[str, Any], source: str) -> dict[str,
     warmup = args.get("warmup_steps")
     if isinstance(warmup, int | float) and warmup < 0:
         raise UserInputError("must be >= 0", source=source, key="training_args.warmup_steps")
+    metric = args.get("metric_for_best_model")
+    if isinstance(metric, str) and eval_name(metric) not in SELECTABLE_EVAL_METRICS:
+        # else the Trainer fails with a KeyError at the first evaluation, mid-run
+        raise UserInputError(
+            f"unknown metric {metric!r}; one of: "
+            f"{', '.join(m for m in SELECTABLE_EVAL_METRICS if 'ema_' not in m)} "
+            "(and their eval_ema_* twins with averaged weights, `ema:`)",
+            source=source, key="training_args.metric_for_best_model")
+    check_report_to(args.get("report_to"), source)
     args.pop("load_best_model_at_end", None)  # the best step is always kept and reloaded
     return args
+
+
+#: `report_to` values that need nothing installed: TensorBoard is always written (the run's
+#: own `tensorboard/` folder), "none" and "all" are the Trainer's own words.
+BUILTIN_REPORTS = ("tensorboard", "none", "all")
+
+
+def check_report_to(value: Any, source: str) -> None:
+    """Each `report_to` integration must be one transformers knows, and installed.
+
+    Else the Trainer raises when it is built, after the run's folder was made.
+    """
+    wanted = [value] if isinstance(value, str) else value
+    if not isinstance(wanted, list) or any(not isinstance(w, str) for w in wanted):
+        return  # a type problem: reported by the type check
+    others = [w for w in wanted if w not in BUILTIN_REPORTS]
+    if not others:
+        return
+    from transformers.integrations import integration_utils
+
+    known = integration_utils.INTEGRATION_TO_CALLBACK
+    installed = set(integration_utils.get_available_reporting_integrations())
+    for name in others:
+        if name not in known:
+            raise UserInputError(
+                f"unknown integration {name!r}; one of: {', '.join(sorted(known))}, none",
+                source=source, key="training_args.report_to")
+        if name not in installed:
+            raise UserInputError(
+                f"{name!r} is not installed here (pip install {name.replace('_', '-')}), or "
+                "leave it out: TensorBoard files are always written",
+                source=source, key="training_args.report_to")
 
 
 def check_training_args(user_args: dict[str, Any], source: str) -> None:

@@ -358,3 +358,34 @@ def test_ema_metric_needs_averaged_weights(tmp_path: Path) -> None:
         tmp_path / "out", seed=0)
     assert args.metric_for_best_model == "eval_ema_map_50"
     assert args.greater_is_better is True  # an ema_ metric keeps its base metric's direction
+
+
+def test_an_unknown_best_model_metric_is_refused_when_the_file_is_read(tmp_path: Path) -> None:
+    """Else the Trainer fails with a KeyError at the first evaluation, with a folder written."""
+    path = write_yaml(tmp_path / "bad.yaml",
+                      MINIMAL + "training_args: {metric_for_best_model: eval_mAP}\n")
+    with pytest.raises(UserInputError, match=rf"^{path}: training_args.metric_for_best_model: "
+                                             r"unknown metric 'eval_mAP'; one of: eval_loss, "):
+        load_run_config(path)
+    bare = write_yaml(tmp_path / "bare.yaml",
+                      MINIMAL + "training_args: {metric_for_best_model: map_50}\n")
+    assert load_run_config(bare).training_args["metric_for_best_model"] == "map_50"
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("wandb", "'wandb' is not installed here (pip install wandb), or leave it out"),
+    ("[tensorboard, comet_ml]", "'comet_ml' is not installed here (pip install comet-ml)"),
+    ("weights_and_biases", "unknown integration 'weights_and_biases'; one of: azure_ml, "),
+])
+def test_a_report_to_integration_must_be_installed(tmp_path: Path, value: str, expected: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missing logger fails the Trainer's construction, after the run's folder was made."""
+    from transformers.integrations import integration_utils
+
+    # what transformers finds installed, as on a machine with no logger but TensorBoard
+    monkeypatch.setattr(integration_utils, "get_available_reporting_integrations",
+                        lambda: ["tensorboard"])
+    path = write_yaml(tmp_path / "bad.yaml", MINIMAL + f"training_args: {{report_to: {value}}}\n")
+    with pytest.raises(UserInputError) as info:
+        load_run_config(path)
+    assert str(info.value).startswith(f"{path}: training_args.report_to: {expected}")
