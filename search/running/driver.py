@@ -36,7 +36,7 @@ from typing import Any
 
 from detr_core.config import SELECTABLE_EVAL_METRICS
 from detr_core.files import UserInputError
-from search.cluster import LocalCluster
+from search.cluster import LocalCluster, check_trials_fit
 from search.results import WarmStartRecord, write_warm_start_record
 from search.resume import repair_saved_state
 from search.running.cli import DEFAULT_DASHBOARD_PORT, DEFAULT_STORAGE, experiment_path
@@ -50,6 +50,7 @@ from search.store import (
     folder_has_entries,
     is_uri,
     location,
+    remove_tree,
     split_uri,
     write_text_atomic,
 )
@@ -341,6 +342,12 @@ def run_search(spec: SearchSpec, options: SearchOptions,
         if needs_ray:
             start_ray(options, cluster)
             interrupts.install()  # again: ray.init replaces the SIGTERM handler
+            try:
+                check_trials_fit(spec, joined=bool(options.address))
+            except UserInputError:
+                if not options.resume:  # a new experiment: nothing of it is left behind
+                    remove_tree(experiment_dir)
+                raise
         from search.results import HParamsLoggerCallback, find_trial_dirs
         from search.running.console import SearchProgress
         from search.running.time_budget import TimeBudget

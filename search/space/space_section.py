@@ -13,7 +13,13 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from detr_core.config import EXCLUSIVE_KEYS, key_type, resolve_path_value, touches
+from detr_core.config import (
+    EXCLUSIVE_KEYS,
+    key_type,
+    resolve_path_value,
+    strip_optional,
+    touches,
+)
 from detr_core.files import UserInputError
 from search.space.distributions import (
     DISTRIBUTIONS,
@@ -22,6 +28,7 @@ from search.space.distributions import (
     check_distribution,
     check_number_type,
     is_distribution,
+    numeric_kinds,
     searched_keys_of,
 )
 from search.space.experiment_section import as_mapping
@@ -52,7 +59,21 @@ def parse_space(space: Any, src: str, folder: Path) -> dict[str, Any]:
 
 def _parse_entry(key: str, value: Any, folder: Path) -> Any:
     """One `key: value` of the space, checked; raises `UserInputError` (problem only used)."""
+    if touches([key], ("data",)):
+        # every trial trains on the data the driver prepared and checked once
+        # (`search.trial.node_data`): a data key here would be ignored by the trials
+        raise UserInputError("the data is prepared once for the whole search and every trial "
+                             "trains on it: set it in base_overrides (one search per dataset)")
     annotation = key_type(key)
+    if (isinstance(value, dict) and len(value) > 1 and any(k in DISTRIBUTIONS for k in value)
+            and not accepts_mapping(annotation)):
+        raise UserInputError(f"a distribution is one key with its arguments, e.g. "
+                             f"{{loguniform: [low, high]}}; got keys "
+                             f"{', '.join(map(str, value))}")
+    if isinstance(value, list) and numeric_kinds(strip_optional(annotation)):
+        raise UserInputError(f"a list is not a value of this numeric key (got {value!r}): a "
+                             "range is {uniform: [low, high]} or {loguniform: [low, high]}, a "
+                             "set of values {choice: [...]}")
     if (isinstance(value, dict) and len(value) == 1 and not is_distribution(value)
             and not accepts_mapping(annotation)):
         raise UserInputError(f"unknown distribution {next(iter(value))!r} (known: "

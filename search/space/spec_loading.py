@@ -35,7 +35,7 @@ space:                           # dotted keys of the run config
 ```
 
 Distributions: see `search.space.distributions`. Searchable keys: every field of the detr_core run
-config (`iou_loss`, `freeze_backbone`, `seed`, `model.*`, `data.*`, `augmentation.*`,
+config (`iou_loss`, `freeze_backbone`, `seed`, `model.*`, `augmentation.*`,
 `evaluation.*`, `model.config_overrides.<DetrConfig field>`) and any
 `transformers.TrainingArguments` field as `training_args.<field>` (plus `warmup_ratio`).
 
