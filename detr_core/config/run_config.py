@@ -31,6 +31,10 @@ IouLoss = Literal["giou", "diou", "ciou"]
 DEFAULT_CONFIG_PATH = Path(__file__).parents[1] / "defaults" / "run.yaml"
 
 
+#: The longest edge a run may resize images to: a square canvas of 8192 px holds 38x the pixels
+#: of DETR's 1333, enough for high-resolution imagery and far from an out-of-memory typo.
+MAX_IMAGE_SIZE = 8192
+
 @dataclass
 class SplitPaths:
     """A COCO split on disk: annotation JSON and the folder its `file_name`s are relative to."""
@@ -276,6 +280,12 @@ def _check_semantics(cfg: RunConfig, source: str) -> None:
         _fail(source, "model", "give exactly one of `preset: tiny` or `checkpoint: NAME_OR_DIR`")
     if model.image_size < 32:
         _fail(source, "model.image_size", "must be >= 32 pixels")
+    if model.image_size > MAX_IMAGE_SIZE:
+        # a batch of such canvases needs tens of GB before the first step (seen: 100000 px
+        # tried to allocate 26 GB and ended in an out-of-memory traceback)
+        _fail(source, "model.image_size",
+              f"must be <= {MAX_IMAGE_SIZE} pixels (DETR trains at 800-1333), got "
+              f"{model.image_size}")
     if is_builtin(model.checkpoint):
         problem = builtin_problem(str(model.checkpoint))
         if problem:

@@ -31,7 +31,12 @@ from detr_core.files.builtin_models import (
     resolve_checkpoint,
 )
 from detr_core.files.cli_parser import ArgumentParser
-from detr_core.files.errors import UserInputError, describe_value, exit_on_user_error
+from detr_core.files.errors import (
+    UserInputError,
+    describe_value,
+    errors_from,
+    exit_on_user_error,
+)
 from detr_core.files.run_layout import (
     BEST_MODEL_DIR,
     BEST_STEP_FILE,
@@ -65,6 +70,7 @@ __all__ = [
     "detections_image",
     "dump_yaml",
     "dumps_yaml",
+    "errors_from",
     "exit_on_user_error",
     "is_builtin",
     "load_yaml_mapping",

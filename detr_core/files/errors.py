@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -63,6 +64,21 @@ def describe_value(value: object) -> str:
 def _rebuild(cls: type[UserInputError], problem: str, source: str | None,
              key: str | None) -> UserInputError:
     return cls(problem, source=source, key=key)
+
+
+@contextmanager
+def errors_from(source: str | Path | None) -> Iterator[None]:
+    """Report a `UserInputError` raised inside without a file of its own from `source`.
+
+    Checks past a config file's own (an augmentation pipeline built, the model run) know the
+    key but not the file; the CLI that read the file does (`--config run.yaml`).
+    """
+    try:
+        yield
+    except UserInputError as exc:
+        if exc.source is not None or source is None:
+            raise
+        raise exc.relocated(source) from None
 
 
 def exit_on_user_error(func: F) -> F:

@@ -109,9 +109,33 @@ def build_model(model_cfg: ModelConfig, label_map: LabelMap, iou_loss: str,
         torch.nn.init.normal_(model.model.query_position_embeddings.weight)
     else:
         model = _from_checkpoint(str(model_cfg.checkpoint), labels, overrides)
+    if overrides:
+        check_model_runs(model)
     model.loss_function = DetrIouLoss(iou_loss)
     set_backbone_trainable(model, trainable=not freeze_backbone)
     return model
+
+
+def check_model_runs(model: DetrForObjectDetection, size: int = 64) -> None:
+    """One forward pass on a blank image: overrides that build but cannot run are refused.
+
+    `config_overrides` fields can agree with DetrConfig and still not fit each other or the
+    checkpoint (`d_model: 65`: the position embedding makes 64 channels, the projection 65),
+    which otherwise ends the first training step in a tensor-size traceback with the run's
+    folder written. In eval mode and without gradients: no dropout, so no random numbers
+    drawn, and the training that follows is the same as without the check.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(pixel_values=torch.zeros(1, 3, size, size),
+                  pixel_mask=torch.ones(1, size, size, dtype=torch.long))
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise UserInputError(f"the model does not run with these overrides: {_one_line(exc)}",
+                             key="model.config_overrides") from None
+    finally:
+        model.train(was_training)
 
 
 def _check_override_keys(overrides: dict[str, Any]) -> None:

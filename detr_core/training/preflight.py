@@ -2,7 +2,8 @@
 
 `detr_core.config.run_config` checks what a run config *says* (keys, types, ranges). This
 module checks what it *points to*: the checkpoint (`detr_core.model.model_check`), the
-albumentations pipelines (built once, so a bad argument names its transform and field), and
+albumentations pipelines (built once, so a bad argument names its transform and field; then
+run once on each split's smallest images: `detr_core.data.pipeline_check`), and
 the data (COCO JSON and every image file, `detr_core.data.coco`; a synthetic dataset is
 generated first). A bad input is one `UserInputError` line; no output folder exists yet when
 it is raised.
@@ -41,7 +42,9 @@ def check_run_inputs(config: RunConfig, prepared: PreparedData | None = None) ->
 
     Returns the prepared data the run trains on.
     """
-    from detr_core.data import prepare_data
+    from detr_core.data import check_pipelines_fit, prepare_data
 
     check_static_inputs(config)
-    return prepared if prepared is not None else prepare_data(config.data)
+    data = prepared if prepared is not None else prepare_data(config.data)
+    check_pipelines_fit(config.augmentation, data.train, data.val)
+    return data

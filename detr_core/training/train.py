@@ -68,6 +68,7 @@ from detr_core.files import (
     TENSORBOARD_DIR,
     TEST_METRICS_FILE,
     ArgumentParser,
+    errors_from,
     exit_on_user_error,
     replace_folder,
     staging_folder,
@@ -383,11 +384,9 @@ def export_best_model(checkpoint: Path, target: Path, iou_loss: str,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(
-        prog="python -m detr_core.train",
-        description="Fine-tune DETR once (one diary 'version'); evaluates at every logging "
-        "step, keeps the best step, evaluates it on the test split.",
-    )
+    parser = ArgumentParser(prog="python -m detr_core.train", description=(
+        "Fine-tune DETR once (one diary 'version'); evaluates at every logging step, keeps "
+        "the best step, evaluates it on the test split."))
     parser.add_argument("--config", type=Path,
                         help="run YAML (default: the embedded synthetic + tiny-DETR config)")
     parser.add_argument("--output-dir", type=Path, default=Path("outputs/run"),
@@ -401,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Exit 0 when done, 2 on bad input, 130 / 143 when Ctrl-C / SIGTERM stopped the run."""
     args = build_parser().parse_args(argv)
     config = load_run_config(args.config) if args.config else load_default_run_config()
-    with stop_signals_raise_interrupt() as stop:
+    with stop_signals_raise_interrupt() as stop, errors_from(args.config):
         try:
             result = train_run(config, args.output_dir)
         except RunInterrupted as exc:

@@ -26,6 +26,7 @@ from typing import Any
 from detr_core.config import DataConfig, run_config_from_dict, run_config_to_dict
 from detr_core.data import (
     PreparedData,
+    check_pipelines_fit,
     coco_paths,
     crowded_images_note,
     dataset_dir,
@@ -75,6 +76,10 @@ def data_record(base: dict[str, Any], source: str, on_cluster: bool) -> dict[str
             return {"kind": COCO, "data": section, "validated": False, "summary": []}
         prepared = prepare_data(config.data)  # a missing or broken file: UserInputError
         record = {"kind": COCO, "data": section, "validated": True}
+    try:  # the base run's pipelines on the smallest images, before any trial starts
+        check_pipelines_fit(config.augmentation, prepared.train, prepared.val)
+    except UserInputError as exc:
+        raise exc.relocated(source) from None
     crowded = crowded_images_note(prepared, num_queries_of(config.model))
     if crowded:
         print(crowded, file=sys.stderr, flush=True)

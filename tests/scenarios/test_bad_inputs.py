@@ -235,7 +235,19 @@ RUN_CASES = [
          lambda tmp, env: train_argv(write_yaml(tmp / "run.yaml", tiny_run(**{
              "augmentation.train": [{"HorizontalFlip": {"p": 0.5}},
                                     {"ColorJitter": {"brightness": -1}}]})), tmp),
-         lambda tmp: ["augmentation.train[1]: ColorJitter: brightness: ", "non negative"]),
+         lambda tmp: [f"{tmp / 'run.yaml'}: augmentation.train[1]: ColorJitter: brightness: ",
+                      "non negative"]),
+    Case("run YAML", "a crop larger than the smallest image", "train",
+         lambda tmp, env: train_argv(write_yaml(tmp / "run.yaml", tiny_run(**{
+             "augmentation.train": [{"RandomCrop": {"height": 500, "width": 500, "p": 0.5}}]})),
+             tmp),
+         lambda tmp: [f"{tmp / 'run.yaml'}: augmentation.train: fails on image id ",
+                      "the split's smallest", "CropSizeError"]),
+    Case("run YAML", "model overrides that build but cannot run", "train",
+         lambda tmp, env: train_argv(write_yaml(tmp / "run.yaml", tiny_run(**{
+             "model.config_overrides": {"d_model": 65}})), tmp),
+         lambda tmp: [f"{tmp / 'run.yaml'}: model.config_overrides: the model does not run "
+                      "with these overrides: "]),
     Case("run YAML", "unknown albumentations transform", "train",
          lambda tmp, env: train_argv(write_yaml(tmp / "run.yaml", tiny_run(**{
              "augmentation.train": [{"RandomFlipp": {}}]})), tmp),

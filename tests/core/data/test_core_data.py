@@ -225,6 +225,31 @@ def test_a_split_without_boxes_is_refused(coco_writer: Any, split_name: str,
     assert str(info.value) == f"{splits[split_name].annotations}: {expected}"
 
 
+def test_a_pipeline_that_cannot_take_the_smallest_image_is_refused_before_training(
+        coco_writer: Any) -> None:
+    """A RandomCrop larger than some images fails there mid-epoch (CropSizeError); it is
+    found on the narrowest and the shortest image of the split, even at p < 1."""
+    from detr_core.config.run_config import AugmentationConfig
+    from detr_core.data import check_pipelines_fit
+
+    images = [{"id": 1, "width": 120, "height": 100}, {"id": 2, "width": 50, "height": 90},
+              {"id": 3, "width": 110, "height": 40}]
+    boxes = [{"image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10]}]
+    train = coco_writer("train", images, boxes, {1: "a"})
+    val = coco_writer("val", images[:1], boxes, {1: "a"})
+    data = prepare_data(DataConfig(train=train, val=val), quiet=True)
+    fits = AugmentationConfig(train=[{"RandomCrop": {"height": 40, "width": 50}}])
+    check_pipelines_fit(fits, data.train, data.val)
+    for crop, culprit in (({"height": 40, "width": 60}, "image id 2"),
+                          ({"height": 50, "width": 50, "p": 0.1}, "image id 3")):
+        too_big = AugmentationConfig(train=[{"RandomCrop": crop}])
+        with pytest.raises(UserInputError) as info:
+            check_pipelines_fit(too_big, data.train, data.val)
+        message = str(info.value)
+        assert message.startswith(f"augmentation.train: fails on {culprit} of {train.annotations}")
+        assert "CropSizeError" in message and "\n" not in message
+
+
 def test_missing_image_file(coco_writer: Any) -> None:
     paths = _valid_split(coco_writer, images=[{"id": 1}, {"id": 2, "write_file": False}])
     with pytest.raises(UserInputError) as info:

@@ -61,6 +61,30 @@ def test_config_overrides_applied_and_bad_ones_rejected() -> None:
     assert "\n" not in str(info.value)
 
 
+def test_overrides_that_build_but_cannot_run_are_refused_and_the_check_draws_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """d_model 65 builds (DetrConfig does not check it against the heads or the position
+    embedding) and fails at the first step; the blank forward pass finds it up front."""
+    with pytest.raises(UserInputError) as info:
+        build_model(tiny(d_model=65), TWO, "giou", False)
+    assert str(info.value).startswith("model.config_overrides: the model does not run with "
+                                      "these overrides: ")
+    assert "\n" not in str(info.value)
+    # an override that runs: the check leaves the random numbers and the mode alone
+    torch.manual_seed(3)
+    model = build_model(tiny(num_queries=7), TWO, "giou", False)
+    after_check = torch.rand(1).item()
+    import detr_core.model.build as build
+
+    monkeypatch.setattr(build, "check_model_runs", lambda model: None)
+    torch.manual_seed(3)
+    unchecked = build_model(tiny(num_queries=7), TWO, "giou", False)
+    assert torch.rand(1).item() == after_check
+    assert model.training == unchecked.training
+    for mine, theirs in zip(model.parameters(), unchecked.parameters(), strict=True):
+        assert torch.equal(mine, theirs)
+
+
 def _frozen_names(model: torch.nn.Module) -> set[str]:
     return {name for name, p in model.named_parameters() if not p.requires_grad}
 

@@ -84,3 +84,19 @@ def test_dry_run_refuses_what_the_search_refuses(tmp_path: Path, coco_writer: An
     assert len(lines) == 1 and lines[0].startswith(f"error: {expected}"), captured.err
     assert "Search 'dry'" not in captured.out  # refused before the plan is printed
     assert not storage.exists()
+
+
+def test_dry_run_refuses_a_base_pipeline_that_cannot_take_the_smallest_image(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The base run's crop is larger than the synthetic images: every trial would fail."""
+    from search.run import main as run_main
+
+    space = write_space(tmp_path / "space.yaml", "crop", SPACE, num_samples=2, extra_overrides={
+        "augmentation.train": [{"RandomCrop": {"height": 900, "width": 900}}]})
+    with pytest.raises(SystemExit) as info:
+        run_main(["--space", str(space), "--storage", str(tmp_path / "results"), "--dry-run"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"error: {space}: augmentation.train: fails on image id "), err
+    assert "CropSizeError" in err[0]
