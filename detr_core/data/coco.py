@@ -151,9 +151,12 @@ def _check_annotations(
         seen.add(ann["id"])
         for key in ("image_id", "category_id", "bbox"):
             _require(key in ann, path, f"{where}: missing `{key}`")
-        _require(_is_id(ann["image_id"]) and ann["image_id"] in images, path,
+        for key in ("image_id", "category_id"):
+            _require(_is_id(ann[key]), path,
+                     f"{where}: `{key}` must be an integer, got {ann[key]!r}")
+        _require(ann["image_id"] in images, path,
                  f"{where}: image_id {ann['image_id']} is not in `images`")
-        _require(_is_id(ann["category_id"]) and ann["category_id"] in category_ids, path,
+        _require(ann["category_id"] in category_ids, path,
                  f"{where}: category_id {ann['category_id']} is not in `categories`")
         # a string "0" is truthy: read as a crowd region here, as a box by pycocotools
         _require(ann.get("iscrowd", 0) in (0, 1),
@@ -210,13 +213,19 @@ def load_coco_split(paths: SplitPaths, validate: bool = True) -> CocoSplit:
 
 def _check_categories(data: dict[str, Any], path: Path) -> set[int]:
     category_ids: set[int] = set()
+    names: dict[str, Any] = {}
     for index, cat in enumerate(data["categories"]):
         _require(isinstance(cat, dict) and "id" in cat and "name" in cat, path,
                  f"categories[{index}]: needs `id` and `name`")
         _require(_is_id(cat["id"]), path,
                  f"categories[{index}]: `id` must be an integer, got {cat['id']!r}")
         _require(cat["id"] not in category_ids, path, f"category id {cat['id']}: duplicate")
+        # one name per class: the model's id2label / label2id would merge two of a name
+        _require(str(cat["name"]) not in names, path,
+                 f"category id {cat['id']}: name {cat['name']!r} is also category id "
+                 f"{names.get(str(cat['name']))}'s")
         category_ids.add(cat["id"])
+        names[str(cat["name"])] = cat["id"]
     _require(bool(category_ids), path, "not COCO: `categories` is empty")
     return category_ids
 

@@ -34,6 +34,7 @@ from detr_core.files import (
     ArgumentParser,
     UserInputError,
     detections_image,
+    errors_from,
     exit_on_user_error,
     metrics_file,
     predictions_file,
@@ -181,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = load_run_config(args.config) if args.config else load_default_run_config()
-    metrics = evaluate_model(args.model, config, args.split)
+    with errors_from(args.config):  # `data: no test split` is about that file
+        metrics = evaluate_model(args.model, config, args.split)
     print_report(metrics, title=f"{args.split} metrics of {args.model}")
     return 0
 

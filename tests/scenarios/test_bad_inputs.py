@@ -507,6 +507,12 @@ MODEL_CASES = [
          lambda tmp, env: ["--model", str(tmp / "nope"),
                            "--config", str(write_yaml(tmp / "run.yaml", tiny_run()))],
          lambda tmp: [f"{tmp / 'nope'}: --model: model folder not found"]),
+    Case("model folders", "evaluate a test split the run config does not have", "evaluate",
+         lambda tmp, env: ["--model", str(_model_copy(tmp, env, lambda folder: None)),
+                           "--config", str(write_yaml(tmp / "run.yaml", tiny_run(**{
+                               "data.synthetic.num_test": 0}))), "--split", "test"],
+         lambda tmp: [f"{tmp / 'run.yaml'}: data: this run config has no test split"],
+         extra={"model_dir": "my-model", "needs_model": True}),
 ]
 
 # ---------------------------------------------------------------------------------------------

@@ -179,13 +179,15 @@ def test_broken_json(coco_writer: Any) -> None:
         ([{"image_id": 1, "category_id": 1, "bbox": [1, 1, "5", 5]}],
          "annotation id 1: bbox must be [x, y, width, height]"),
         ([{"image_id": 1, "bbox": [1, 1, 5, 5]}], "annotation id 1: missing `category_id`"),
+        ([{"image_id": 1, "category_id": "1", "bbox": [1, 1, 5, 5]}],
+         "annotation id 1: `category_id` must be an integer, got '1'"),
         ([{"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "iscrowd": "0"}],
          "annotation id 1: iscrowd must be 0 or 1, got '0'"),
         ([{"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "iscrowd": 2}],
          "annotation id 1: iscrowd must be 0 or 1, got 2"),
     ],
     ids=["missing-image", "unknown-category", "short-bbox", "nan", "infinite", "string",
-         "no-category", "iscrowd-string", "iscrowd-2"],
+         "no-category", "category-id-string", "iscrowd-string", "iscrowd-2"],
 )
 def test_broken_annotations(coco_writer: Any, annotations: list[dict],
                             expected: str) -> None:
@@ -193,6 +195,14 @@ def test_broken_annotations(coco_writer: Any, annotations: list[dict],
     with pytest.raises(UserInputError) as info:
         load_coco_split(paths)
     assert str(info.value).startswith(f"{paths.annotations}: {expected}")
+
+
+def test_two_categories_of_one_name_are_refused(coco_writer: Any) -> None:
+    paths = coco_writer("train", [{"id": 1}], [], {1: "cat", 2: "dog", 3: "cat"})
+    with pytest.raises(UserInputError) as info:
+        load_coco_split(paths)
+    assert str(info.value) == (f"{paths.annotations}: category id 3: name 'cat' is also "
+                               "category id 1's")
 
 
 def test_iscrowd_as_a_boolean_is_read_as_0_or_1(coco_writer: Any) -> None:
