@@ -202,13 +202,18 @@ def check_replaceable(folder: Path, staging: bool) -> None:
 
 
 def check_not_around_images(folder: Path, images_dir: Path) -> None:
-    """Refuse an output (or staging) folder that is the images folder or holds it: replacing
-    it would delete the very photos predict reads."""
+    """Refuse an output (or staging) folder that is the images folder or holds it (replacing it
+    would delete the very photos predict reads) or lies inside it (the next run would read
+    the drawn images as photos)."""
     if folder == images_dir:
         raise UserInputError("is the --images folder: choose another --out", source=folder,
                              key="--out")
     if images_dir.is_relative_to(folder):
         raise UserInputError(f"contains the --images folder {images_dir}: choose another --out",
+                             source=folder, key="--out")
+    if folder.is_relative_to(images_dir):  # a run after this one would read the drawn images
+        raise UserInputError(f"is inside the --images folder {images_dir} (its drawn images "
+                             "would be read as photos next time): choose another --out",
                              source=folder, key="--out")
 
 
@@ -289,6 +294,11 @@ def publish_output(out_dir: Path, build: Callable[[Path], None]) -> None:
     try:
         build(staging)
         check_replaceable(out_dir, staging=False)
+    except OSError as exc:  # a folder this user cannot write, a full disk
+        shutil.rmtree(staging, ignore_errors=True)
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise UserInputError(f"cannot write there{where}: {exc.strerror or exc}",
+                             source=out_dir, key="--out") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -10,6 +10,7 @@ CLI `main` in-process on real files; a tiny untrained model keeps the runs to se
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -117,7 +118,8 @@ def test_out_holding_user_files_is_refused_untouched(
     (lambda photos: photos, "is the --images folder"),
     (lambda photos: photos.parent, "contains the --images folder"),
     (lambda photos: photos / "sub" / "..", "is the --images folder"),  # resolved first
-], ids=["same", "parent", "same-via-dotdot"])
+    (lambda photos: photos / "preds", "is inside the --images folder"),
+], ids=["same", "parent", "same-via-dotdot", "inside"])
 def test_out_at_or_around_the_images_is_refused(
         capsys: pytest.CaptureFixture[str], tiny_model: Path, photos: Path, tmp_path: Path,
         pick_out: Callable[[Path], Path], says: str) -> None:
@@ -194,3 +196,13 @@ def test_files_added_to_out_while_the_model_runs_are_kept(
                            "(notes.txt)")
     assert snapshot(out) == before | {"notes.txt": b"mine"}
     assert partial_folders(tmp_path) == []
+
+
+def test_out_where_nothing_can_be_written_is_one_line(capsys: pytest.CaptureFixture[str],
+                                                      tiny_model: Path, photos: Path) -> None:
+    """sysfs refuses new folders to every user, root included (a PermissionError traceback
+    before); nothing is left there."""
+    out = Path("/sys") / f"detr-predict-{os.getpid()}"
+    line = refused(capsys, tiny_model, photos, out)
+    assert line.startswith(f"error: {out}: --out: cannot write there ({out}.partial"), line
+    assert not out.exists() and not Path(f"{out}.partial").exists()
