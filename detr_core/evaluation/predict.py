@@ -29,7 +29,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from detr_core.files import CATEGORIES_FILE, ArgumentParser, UserInputError, exit_on_user_error
+from detr_core.files import (
+    CATEGORIES_FILE,
+    ArgumentParser,
+    UserInputError,
+    exit_on_user_error,
+    replace_folder,
+)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DETECTIONS_FILE = "detections.json"
@@ -287,8 +293,9 @@ def write_output(staging: Path, coco: dict[str, Any], relatives: Sequence[str],
 def publish_output(out_dir: Path, build: Callable[[Path], None]) -> None:
     """Run `build` on a fresh `<out>.partial` folder, then put it in place of `out_dir` (an
     earlier output, checked by `output_folder`) in one rename: readers never see half an
-    output, and a failed build leaves no `.partial` behind. `out_dir` is checked once more
-    just before it goes: the user may have put files there while the model ran."""
+    output (`detr_core.files.replace_folder`), and a failed build leaves no `.partial` behind.
+    `out_dir` is checked once more just before it goes: the user may have put files there
+    while the model ran."""
     staging = staging_path(out_dir)
     shutil.rmtree(staging, ignore_errors=True)  # a killed run's leftover, checked as ours
     try:
@@ -302,9 +309,7 @@ def publish_output(out_dir: Path, build: Callable[[Path], None]) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    staging.rename(out_dir)
+    replace_folder(staging, out_dir)
 
 
 def predict_folder(model: str, images_dir: Path, out_dir: Path, threshold: float = 0.5,

@@ -34,7 +34,7 @@ from detr_core.data import (
     prepare_data,
     split_summary,
 )
-from detr_core.files import UserInputError
+from detr_core.files import UserInputError, errors_from
 from detr_core.model import num_queries_of
 
 SYNTHETIC = "synthetic"
@@ -76,10 +76,8 @@ def data_record(base: dict[str, Any], source: str, on_cluster: bool) -> dict[str
             return {"kind": COCO, "data": section, "validated": False, "summary": []}
         prepared = prepare_data(config.data)  # a missing or broken file: UserInputError
         record = {"kind": COCO, "data": section, "validated": True}
-    try:  # the base run's pipelines on the smallest images, before any trial starts
+    with errors_from(source):  # the base run's pipelines on the smallest images, up front
         check_pipelines_fit(config.augmentation, prepared.train, prepared.val)
-    except UserInputError as exc:
-        raise exc.relocated(source) from None
     crowded = crowded_images_note(prepared, num_queries_of(config.model))
     if crowded:
         print(crowded, file=sys.stderr, flush=True)
