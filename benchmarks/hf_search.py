@@ -65,7 +65,7 @@ def build_trainer(base: dict[str, Any], output_dir: Path) -> tuple[Any, Any, Any
     """(DetrTrainer with model_init, prepared data, run config): detr_core's pieces as is."""
     from detr_core.config import build_training_args, run_config_from_dict
     from detr_core.data import DetrCollator, prepare_data
-    from detr_core.model import build_image_processor, build_model
+    from detr_core.model import build_image_processor, build_model, model_family
     from detr_core.training import DetrTrainer, build_datasets, make_compute_metrics
 
     config = run_config_from_dict(base)
@@ -83,7 +83,8 @@ def build_trainer(base: dict[str, Any], output_dir: Path) -> tuple[Any, Any, Any
         train_dataset=datasets["train"], eval_dataset=datasets["val"],
         processing_class=processor,
         compute_metrics=make_compute_metrics(data.label_map.names,
-                                             config.evaluation.score_threshold))
+                                             config.evaluation.score_threshold,
+                                             model_family(config.model)))
     return trainer, data, config
 
 

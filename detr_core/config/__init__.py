@@ -8,7 +8,7 @@ Imports: `detr_core.files`.
 Public names (other packages import these, not the modules): `apply_overrides`, `bare_name`,
 `build_training_args`, `config_override_type`, `DataConfig`, `DEFAULT_CONFIG_PATH`,
 `DEFAULT_METRIC`, `detr_config_fields`, `EMA_PREFIX`, `EmaConfig`, `EVAL_METRICS`, `eval_name`,
-`EXCLUSIVE_KEYS`, `is_better`, `is_ema_metric`, `is_section`, `key_type`,
+`EXCLUSIVE_KEYS`, `FamilyName`, `is_better`, `is_ema_metric`, `is_section`, `key_type`,
 `load_default_run_config`, `load_run_config`, `LOSS_TERMS`, `METRICS`, `ModelConfig`,
 `natural_mode`, `PATH_KEYS`, `resolve_path_value`, `resolve_paths`, `run_config_from_dict`,
 `run_config_to_dict`, `RunConfig`, `save_run_config`, `SELECTABLE_EVAL_METRICS`, `SplitPaths`,
@@ -26,6 +26,7 @@ from detr_core.config.config_keys import (
     strip_optional,
     touches,
 )
+from detr_core.config.config_paths import PATH_KEYS, resolve_path_value, resolve_paths
 from detr_core.config.metric_names import (
     DEFAULT_METRIC,
     EMA_PREFIX,
@@ -42,9 +43,9 @@ from detr_core.config.metric_names import (
 )
 from detr_core.config.run_config import (
     DEFAULT_CONFIG_PATH,
-    PATH_KEYS,
     DataConfig,
     EmaConfig,
+    FamilyName,
     ModelConfig,
     RunConfig,
     SplitPaths,
@@ -52,8 +53,6 @@ from detr_core.config.run_config import (
     apply_overrides,
     load_default_run_config,
     load_run_config,
-    resolve_path_value,
-    resolve_paths,
     run_config_from_dict,
     run_config_to_dict,
     save_run_config,
@@ -73,6 +72,7 @@ __all__ = [
     "TEST_TABLE_METRICS",
     "DataConfig",
     "EmaConfig",
+    "FamilyName",
     "ModelConfig",
     "RunConfig",
     "SplitPaths",

@@ -10,6 +10,7 @@ fields detr_core owns refused, see `detr_core.config.training_args`), `DetrConfi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Iterable
@@ -77,17 +78,27 @@ def _leaf(tp: Any, dotted: str, rest: list[str]) -> Any:
     return tp
 
 
+@functools.lru_cache(maxsize=1)
 def detr_config_fields() -> frozenset[str]:
-    """The `DetrConfig` fields `model.config_overrides` may set."""
-    from transformers import DetrConfig
+    """The config fields `model.config_overrides` may set: those of any supported family's
+    config class (which family a run has is known only once its checkpoint is read; the model
+    builder then checks the key against that family's class)."""
+    from transformers import AutoConfig
 
-    return frozenset(f.name for f in dataclasses.fields(DetrConfig)) | {"num_labels"}
+    from detr_core.config.run_config import FamilyName
+
+    fields: set[str] = {"num_labels"}
+    for model_type in typing.get_args(FamilyName):
+        fields.update(f.name for f in dataclasses.fields(type(AutoConfig.for_model(model_type))))
+    return frozenset(fields)
 
 
 def config_override_type(name: str) -> Any:
-    """`model.config_overrides.<name>` must be a `DetrConfig` field (any value type)."""
+    """`model.config_overrides.<name>` must be a field of a DETR-family config class (any
+    value type)."""
     if name not in detr_config_fields():
-        raise UserInputError("not a DetrConfig field", key=f"model.config_overrides.{name}")
+        raise UserInputError("not a config field of any supported DETR-family model",
+                             key=f"model.config_overrides.{name}")
     return Any
 
 

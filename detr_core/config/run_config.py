@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from detr_core.config.config_paths import resolve_paths
 from detr_core.config.metric_names import is_ema_metric
 from detr_core.files import (
     UserInputError,
@@ -28,6 +29,10 @@ from detr_core.files import (
 from detr_core.files import describe_value as _describe
 
 IouLoss = Literal["giou", "diou", "ciou"]
+#: `model_type` of every supported family (`detr_core.model.families.FAMILIES`, which a test
+#: keeps equal to this list: the config layer does not import the model layer).
+FamilyName = Literal["detr", "conditional_detr", "deformable_detr", "rt_detr", "rt_detr_v2",
+                     "d_fine"]
 DEFAULT_CONFIG_PATH = Path(__file__).parents[1] / "defaults" / "run.yaml"
 
 
@@ -85,12 +90,15 @@ class ModelConfig:
     """Where the weights come from and the input resolution.
 
     `checkpoint` is a Hub name, a `save_pretrained` folder or `builtin:<name>` (a checkpoint
-    shipped with the package, `detr_core.files.builtin_models`); `preset: tiny` builds a small DETR
-    from random weights offline. `image_size` is the longest edge after resizing; images are
-    padded to a square canvas of that size. `config_overrides` sets `DetrConfig` fields.
+    shipped with the package, `detr_core.files.builtin_models`) of any supported DETR-family
+    model, whose family is read from its `config.json`; `preset: tiny` builds a small model of
+    `family` (default `detr`) from random weights offline. `image_size` is the longest edge
+    after resizing (DETR-style processors pad to a square canvas of that size; RT-DETR-style
+    ones resize to that square). `config_overrides` sets fields of the family's config class.
     """
 
     preset: Literal["tiny"] | None = None
+    family: FamilyName | None = None
     checkpoint: str | None = None
     image_size: int = 96
     config_overrides: dict[str, Any] = field(default_factory=dict)
@@ -150,6 +158,9 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     iou_loss: IouLoss = "giou"
     freeze_backbone: bool = False
+    #: The backbone's learning rate as a multiple of `training_args.learning_rate` (its own
+    #: optimizer group); unset: the checkpoint's recipe (`detr_core.model.recipes`), else 1.
+    backbone_lr_ratio: float | None = None
     training_args: dict[str, Any] = field(default_factory=dict)
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
@@ -278,6 +289,9 @@ def _check_semantics(cfg: RunConfig, source: str) -> None:
     model = cfg.model
     if (model.preset is None) == (model.checkpoint is None):
         _fail(source, "model", "give exactly one of `preset: tiny` or `checkpoint: NAME_OR_DIR`")
+    if model.family is not None and model.preset is None:
+        _fail(source, "model.family", "only with `preset: tiny` (a checkpoint's family is read "
+              "from its config.json)")
     if model.image_size < 32:
         _fail(source, "model.image_size", "must be >= 32 pixels")
     if model.image_size > MAX_IMAGE_SIZE:
@@ -290,6 +304,9 @@ def _check_semantics(cfg: RunConfig, source: str) -> None:
         problem = builtin_problem(str(model.checkpoint))
         if problem:
             _fail(source, "model.checkpoint", problem)
+    if cfg.backbone_lr_ratio is not None and not 0.0 < cfg.backbone_lr_ratio <= 100.0:
+        _fail(source, "backbone_lr_ratio", f"must be in (0, 100], got {cfg.backbone_lr_ratio!r} "
+              "(a still backbone: freeze_backbone: true)")
     if cfg.num_threads is not None and cfg.num_threads < 1:
         _fail(source, "num_threads", "must be >= 1 (or null for all cores)")
     if not 0.0 <= cfg.evaluation.score_threshold <= 1.0:
@@ -334,50 +351,6 @@ def load_run_config(path: str | Path) -> RunConfig:
 def load_default_run_config() -> RunConfig:
     """The embedded default: synthetic shapes + tiny preset, runs offline on a CPU."""
     return load_run_config(DEFAULT_CONFIG_PATH)
-
-
-#: Dotted run-config keys whose string values are file-system paths (made absolute on load).
-PATH_KEYS = (
-    *(f"data.{split}.{part}" for split in ("train", "val", "test")
-      for part in ("annotations", "images")),
-    "data.synthetic.cache_dir",
-    "model.checkpoint",
-)
-
-
-def is_local_checkpoint(checkpoint: str, base: Path) -> bool:
-    """A `model.checkpoint` that names a folder (`./x`, `/x`, `~/x` or one that exists under
-    `base`) rather than a Hub name such as `facebook/detr-resnet-50`."""
-    return checkpoint.startswith((".", "/", "~")) or (base / checkpoint).exists()
-
-
-def resolve_path_value(key: str, value: Any, base: Path) -> Any:
-    """`value` of path key `key` made absolute against `base`; other values unchanged.
-
-    A checkpoint that is a Hub name stays as it is (see `is_local_checkpoint`).
-    """
-    if key not in PATH_KEYS or not isinstance(value, str):
-        return value
-    if key == "model.checkpoint" and not is_local_checkpoint(value, base):
-        return value
-    path = Path(value).expanduser()
-    return str(path if path.is_absolute() else (base / path).resolve())
-
-
-def resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
-    """Return a copy whose data paths (and a checkpoint that is a local folder) are absolute.
-
-    Tune trials run in their own working directory, so every user path is made absolute once.
-    """
-    cfg = copy.deepcopy(cfg)
-    for key in PATH_KEYS:
-        *parents, leaf = key.split(".")
-        node: Any = cfg
-        for part in parents:
-            node = getattr(node, part, None)
-        if node is not None and getattr(node, leaf, None) is not None:
-            setattr(node, leaf, resolve_path_value(key, getattr(node, leaf), base))
-    return cfg
 
 
 def run_config_to_dict(cfg: RunConfig) -> dict[str, Any]:

@@ -135,7 +135,8 @@ class CocoDetectionDataset(Dataset):
 
 
 class DetrCollator:
-    """Batch images + COCO annotations into DETR inputs with the run's image processor."""
+    """Batch images + COCO annotations into the inputs of any DETR-family model with the
+    run's image processor (a pixel mask of ones where the processor pads nothing)."""
 
     def __init__(self, processor: Any) -> None:
         self.processor = processor
@@ -145,7 +146,10 @@ class DetrCollator:
         annotations = [{"image_id": item[1]["image_id"], "annotations": item[1]["annotations"]}
                        for item in batch]
         encoded = self.processor(images=images, annotations=annotations, return_tensors="pt")
-        mask = encoded["pixel_mask"]
+        mask = encoded.get("pixel_mask")
+        if mask is None:  # a processor that resizes to a fixed size pads nothing (RT-DETR)
+            pixels = encoded["pixel_values"]
+            mask = torch.ones((pixels.shape[0], *pixels.shape[2:]), dtype=torch.long)
         # the resized image's rows and columns inside the padded canvas, for the whole batch
         # at once (image by image, these small tensor ops took a third of the collation)
         sizes = torch.stack([mask.any(dim=2).sum(dim=1), mask.any(dim=1).sum(dim=1)], dim=1)

@@ -1,9 +1,19 @@
-"""DETR outputs and targets -> per-image boxes in original pixels.
+"""Detector outputs and targets -> per-image boxes in original pixels.
 
-Shared by evaluation during training (`metrics.compute_metrics`) and the test-set evaluation
-(`evaluate`), so both see exactly the same detections. A DETR query's class is the most
-likely real class (the "no object" logit is dropped after the softmax, as in
-`post_process_object_detection`) and its score that probability.
+Shared by evaluation during training (`metrics.compute_metrics`), the test-set evaluation
+(`evaluate`) and `predict`, so all see exactly the same detections. Scores follow the model's
+family (`detr_core.model.families`), as each family's `post_process_object_detection` in
+transformers computes them (tested against it):
+
+- DETR (`softmax`): one detection a query, its class the most likely real class (the "no
+  object" logit is dropped after the softmax) and its score that probability;
+- Conditional / Deformable DETR, RT-DETR, D-FINE (`sigmoid`): every (query, class) pair is a
+  candidate with score sigmoid(logit); the top-k pairs of an image are kept (k: 100 for
+  Conditional / Deformable DETR, the number of queries for RT-DETR / D-FINE), so a query may
+  give two classes.
+
+So a `score_threshold` of 0.5 keeps a DETR detection more likely than all other classes and no
+object together, and a sigmoid family's detection whose class is more likely present than not.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from detr_core.model import to_original_pixels
+from detr_core.model import Family, to_original_pixels
 
 
 @dataclass
@@ -56,13 +66,27 @@ def decode_targets(label_dicts: list[dict[str, Any]]) -> list[ImageBoxes]:
     return decoded
 
 
+def scored_queries(logits: torch.Tensor, boxes: torch.Tensor, family: Family
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(scores, labels, boxes) per image, as the family's post-processing ranks them."""
+    if family.scoring == "softmax":
+        scores, labels = logits.softmax(-1)[..., :-1].max(-1)
+        return scores, labels, boxes
+    num_queries, num_classes = logits.shape[1], logits.shape[2]
+    k = min(family.top_k or num_queries, num_queries * num_classes)
+    scores, index = logits.sigmoid().flatten(1).topk(k, dim=-1)
+    labels = index % num_classes
+    queries = index // num_classes
+    return scores, labels, boxes.gather(1, queries.unsqueeze(-1).expand(-1, -1, 4))
+
+
 def decode_predictions(
-    logits: Any, pred_boxes: Any, label_dicts: list[dict[str, Any]]
+    logits: Any, pred_boxes: Any, label_dicts: list[dict[str, Any]], family: Family
 ) -> list[ImageBoxes]:
-    """Per-query best class and score; boxes mapped like the targets of the same images."""
-    probs = _tensor(logits).float().softmax(-1)[..., :-1]
-    scores, labels = probs.max(-1)
-    boxes = _tensor(pred_boxes).float()
+    """Detections scored as `family` scores them; boxes mapped like the targets of the same
+    images."""
+    scores, labels, boxes = scored_queries(_tensor(logits).float(), _tensor(pred_boxes).float(),
+                                           family)
     decoded = []
     for i, label in enumerate(label_dicts):
         decoded.append(ImageBoxes(

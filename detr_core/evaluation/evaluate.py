@@ -41,7 +41,7 @@ from detr_core.files import (
     write_json_atomic,
     write_text_atomic,
 )
-from detr_core.model import check_model_folder
+from detr_core.model import check_model_folder, family_of_model
 
 #: (label, metric) rows of the printed table: detection quality first, then localisation.
 REPORT_ROWS = (
@@ -64,6 +64,7 @@ def predict(model: Any, dataset: CocoDetectionDataset, processor: Any, batch_siz
             ) -> tuple[list[ImageBoxes], list[ImageBoxes]]:
     """Run the model over a dataset; detections and ground truth in original pixels."""
     device = pick_device()
+    family = family_of_model(model)
     model.to(device).eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
                         collate_fn=DetrCollator(processor))
@@ -73,7 +74,7 @@ def predict(model: Any, dataset: CocoDetectionDataset, processor: Any, batch_siz
                         pixel_mask=batch["pixel_mask"].to(device))
         labels = batch["labels"]
         predictions.extend(decode_predictions(outputs.logits.cpu(), outputs.pred_boxes.cpu(),
-                                              labels))
+                                              labels, family))
         targets.extend(decode_targets(labels))
     return predictions, targets
 
@@ -94,13 +95,11 @@ def evaluate_prepared(model_dir: Path, config: RunConfig, data: PreparedData, sp
                       dataset: CocoDetectionDataset | None = None, processor: Any = None
                       ) -> dict[str, Any]:
     """Metrics of `model_dir` on one split of already prepared data; also writes predictions."""
-    from transformers import DetrImageProcessor
-
-    from detr_core.model import build_image_processor, load_trained_model
+    from detr_core.model import build_image_processor, load_image_processor, load_trained_model
 
     if processor is None:
         has_own = (Path(model_dir) / "preprocessor_config.json").is_file()
-        processor = (DetrImageProcessor.from_pretrained(model_dir) if has_own
+        processor = (load_image_processor(model_dir) if has_own
                      else build_image_processor(config.model))
     if dataset is None:
         from detr_core.data import build_augmentation

@@ -110,11 +110,9 @@ def model_folder(model: str) -> Path:
 
 def load_model_folder(folder: Path) -> tuple[Any, Any]:
     """(model, image processor) of a checked model folder."""
-    from transformers import DetrImageProcessor
+    from detr_core.model import load_image_processor, load_trained_model
 
-    from detr_core.model import load_trained_model
-
-    return load_trained_model(folder), DetrImageProcessor.from_pretrained(folder)
+    return load_trained_model(folder), load_image_processor(folder)
 
 
 def predict_images(model: Any, processor: Any, images: Sequence[Any], batch_size: int
@@ -125,8 +123,10 @@ def predict_images(model: Any, processor: Any, images: Sequence[Any], batch_size
     from detr_core.data import DetrCollator
     from detr_core.evaluation.detections import decode_predictions
     from detr_core.evaluation.evaluate import pick_device
+    from detr_core.model import family_of_model
 
     device = pick_device()
+    family = family_of_model(model)
     model.to(device).eval()
     collate = DetrCollator(processor)
     found = []
@@ -138,7 +138,7 @@ def predict_images(model: Any, processor: Any, images: Sequence[Any], batch_size
             outputs = model(pixel_values=batch["pixel_values"].to(device),
                             pixel_mask=batch["pixel_mask"].to(device))
             found.extend(decode_predictions(outputs.logits.cpu(), outputs.pred_boxes.cpu(),
-                                            batch["labels"]))
+                                            batch["labels"], family))
     return found
 
 

@@ -1,35 +1,65 @@
-"""Model and losses: DETR built or loaded with `from_pretrained`, label maps, backbone
-freezing (`build`), GIoU / DIoU / CIoU for both the matcher and the box loss (`losses`),
-box geometry (`boxes`) and the check of a checkpoint folder (`model_check`).
+"""Model and losses: any supported DETR-family detector built or loaded with
+`from_pretrained` (`build`), the family table and tiny presets (`families`), the backbone and
+its freezing (`backbone`), GIoU / DIoU / CIoU for both the matcher and the box loss of each
+family (`losses`), the published and measured fine-tuning recipes (`recipes`), box geometry
+(`boxes`) and the check of a checkpoint folder (`model_check`).
 
 Imports: `detr_core.files`, `detr_core.config`, `detr_core.data`.
 
-Public names (other packages import these, not the modules): `box_centres`,
-`build_image_processor`, `build_model`, `check_checkpoint`, `check_model_folder`,
-`DetrIouLoss`, `load_trained_model`, `num_queries_of`,
-`to_original_pixels`.
+Public names (other packages import these, not the modules): `backbone_parameters`,
+`box_centres`, `build_image_processor`, `build_model`, `check_checkpoint`,
+`check_model_folder`, `apply_recipe`, `FAMILIES`, `Family`, `family_of_model`,
+`iou_loss_function`, `load_image_processor`, `load_trained_model`, `model_family`,
+`num_queries_of`, `PUBLISHED`, `Recipe`, `RECIPE_KEYS`, `recipe_for`, `run_sets`,
+`describe_recipe`, `to_original_pixels`.
 """
 
 from __future__ import annotations
 
+from detr_core.model.backbone import backbone_parameters
 from detr_core.model.boxes import box_centres, to_original_pixels
 from detr_core.model.build import (
     build_image_processor,
     build_model,
+    load_image_processor,
     load_trained_model,
+    model_family,
     num_queries_of,
 )
-from detr_core.model.losses import DetrIouLoss
+from detr_core.model.families import FAMILIES, Family, family_of_model
+from detr_core.model.losses import iou_loss_function
 from detr_core.model.model_check import check_checkpoint, check_model_folder
+from detr_core.model.recipes import (
+    PUBLISHED,
+    RECIPE_KEYS,
+    Recipe,
+    apply_recipe,
+    describe_recipe,
+    recipe_for,
+    run_sets,
+)
 
 __all__ = [
-    "DetrIouLoss",
+    "FAMILIES",
+    "PUBLISHED",
+    "RECIPE_KEYS",
+    "Family",
+    "Recipe",
+    "apply_recipe",
+    "backbone_parameters",
     "box_centres",
     "build_image_processor",
     "build_model",
     "check_checkpoint",
     "check_model_folder",
+    "describe_recipe",
+    "family_of_model",
+    "iou_loss_function",
+    "load_image_processor",
     "load_trained_model",
+    "model_family",
     "num_queries_of",
+    "recipe_for",
+    "run_sets",
     "to_original_pixels",
 ]

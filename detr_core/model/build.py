@@ -1,17 +1,21 @@
-"""Build the `DetrForObjectDetection` and image processor of a run.
+"""Build the detector and image processor of a run, for any supported DETR-family member.
 
 Two sources: a checkpoint (Hub name, `save_pretrained` folder or `builtin:<name>`, loaded with
-`from_pretrained` and given the dataset's label set: when the checkpoint was trained on other
-classes its classification head is re-initialised, the rest is fine-tuned) or the `tiny`
-preset (random weights, ResNet-ish backbone of ~0.3 M parameters, builds offline in well under
-a second once transformers is imported; for tests and for pretraining). The backbone is then
-frozen or left trainable as the run says; note that transformers freezes an HF ResNet backbone
-at construction, so "trainable" has to be set explicitly.
+`AutoModelForObjectDetection.from_pretrained` and given the dataset's label set: when the
+checkpoint was trained on other classes every parameter shaped by the number of labels is
+re-initialised, the rest is fine-tuned) or the `tiny` preset of a family (random weights,
+ResNet-ish backbone of ~0.3 M parameters, builds offline in well under a second once
+transformers is imported; for tests and for pretraining). The family (`detr_core.model.families`)
+is read from the checkpoint's `config.json`, or is the preset's `model.family`; it picks the
+loss (with the run's IoU variant, `detr_core.model.losses`), the image processor and the
+post-processing. The backbone is then frozen or left trainable as the run says
+(`detr_core.model.backbone`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,52 +23,72 @@ from typing import Any
 
 import torch
 from huggingface_hub.errors import StrictDataclassError
-from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor, ResNetConfig
 from transformers.utils import logging as hf_logging
 
 from detr_core.config import ModelConfig
 from detr_core.data import LabelMap
 from detr_core.files import UserInputError, resolve_checkpoint
-from detr_core.model.losses import DetrIouLoss
+from detr_core.model.backbone import set_backbone_trainable
+from detr_core.model.families import (
+    Family,
+    family,
+    family_of_checkpoint,
+    family_of_model,
+    tiny_config,
+    tiny_preset,
+)
+from detr_core.model.losses import iou_loss_function
 
 # "Loading weights" / "Writing model shards" bars for a 2 MB model are noise on every console
 hf_logging.disable_progress_bar()
 
-TINY_PRESET: dict[str, Any] = {
-    "d_model": 64,
-    "encoder_layers": 1,
-    "decoder_layers": 2,
-    "encoder_ffn_dim": 128,
-    "decoder_ffn_dim": 128,
-    "encoder_attention_heads": 4,
-    "decoder_attention_heads": 4,
-    "num_queries": 10,  # at most 3 objects per image: fewer queries match faster
-    "dropout": 0.0,
-    "auxiliary_loss": True,
-    # transformers initialises every linear layer and embedding with N(0, 0.02), BERT-style:
-    # harmless when fine-tuning, but a from-scratch d_model=64 transformer then starts with
-    # vanishing activations and every query predicting the same mean box (measured: no
-    # detection after 2,500 steps). 1/sqrt(d_model) keeps activations at unit scale.
-    "init_std": 0.125,
-}
+PREPROCESSOR_FILE = "preprocessor_config.json"
 
 
-def _tiny_backbone() -> ResNetConfig:
-    return ResNetConfig(
-        embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1],
-        layer_type="basic", out_features=["stage3"],  # 6x6 map at 96 px (stage4: 3x3)
-    )
+def model_family(model_cfg: ModelConfig) -> Family:
+    """The family of the run's model: the preset's `family` (DETR unless given), else the one
+    its checkpoint's `config.json` names."""
+    if model_cfg.preset is not None:
+        return family(model_cfg.family or "detr")
+    found = family_of_checkpoint(str(model_cfg.checkpoint))
+    if found is None:
+        raise UserInputError(f"{model_cfg.checkpoint!r}: no config.json on this machine to read "
+                             "the model's family from (download a Hub model first, e.g. `hf "
+                             "download NAME`, or give a save_pretrained folder)",
+                             key="model.checkpoint")
+    return found
 
 
-def build_image_processor(model_cfg: ModelConfig) -> DetrImageProcessor:
-    """The checkpoint's processor (or DETR defaults) resized to a square canvas of image_size."""
-    processor = None
+def build_image_processor(model_cfg: ModelConfig) -> Any:
+    """The checkpoint's image processor (else its family's defaults) set to `image_size`."""
     checkpoint = resolve_checkpoint(model_cfg.checkpoint) if model_cfg.checkpoint else None
-    if checkpoint is not None and (Path(checkpoint) / "preprocessor_config.json").is_file():
-        processor = DetrImageProcessor.from_pretrained(checkpoint)
-    if processor is None:
-        processor = DetrImageProcessor()
-    size = model_cfg.image_size
+    if checkpoint is not None and (Path(checkpoint) / PREPROCESSOR_FILE).is_file():
+        processor = load_image_processor(checkpoint)
+    else:
+        import transformers
+
+        processor = getattr(transformers, model_family(model_cfg).processor_class)()
+    return fit_processor(processor, model_cfg.image_size)
+
+
+def load_image_processor(folder: str | Path) -> Any:
+    """The image processor a model folder was saved with (its own class, from its JSON)."""
+    from transformers import AutoImageProcessor
+
+    return AutoImageProcessor.from_pretrained(str(folder))
+
+
+def fit_processor(processor: Any, size: int) -> Any:
+    """Resize to `size` by the processor's own rule: a fixed `height` x `width` (RT-DETR and
+    D-FINE stretch every image to the square, as they were trained) stays a fixed square; a
+    `shortest_edge` / `longest_edge` rule (DETR, Conditional and Deformable DETR) keeps the
+    aspect ratio, longest edge `size`, padded to a square canvas of `size`."""
+    current = processor.size  # a SizeDict, or a dict in older processors
+    fixed = (current.get("height"), current.get("width")) if isinstance(current, dict) else (
+        getattr(current, "height", None), getattr(current, "width", None))
+    if None not in fixed:
+        processor.size = {"height": size, "width": size}
+        return processor
     processor.size = {"shortest_edge": size, "longest_edge": size}
     processor.pad_size = {"height": size, "width": size}
     processor.do_pad = True
@@ -72,15 +96,15 @@ def build_image_processor(model_cfg: ModelConfig) -> DetrImageProcessor:
 
 
 def num_queries_of(model_cfg: ModelConfig) -> int | None:
-    """How many objects per image the model can find (DETR's `num_queries`), without building
-    it: the override, the preset's, or the checkpoint folder's `config.json` (None when the
+    """How many objects per image the model can find (`num_queries`), without building it:
+    the override, the preset's, or the checkpoint folder's `config.json` (None when the
     checkpoint is not on this machine)."""
     import json
 
     if "num_queries" in model_cfg.config_overrides:
         return int(model_cfg.config_overrides["num_queries"])
     if model_cfg.preset == "tiny":
-        return int(TINY_PRESET["num_queries"])
+        return int(tiny_preset(model_cfg.family or "detr")["num_queries"])
     config = Path(resolve_checkpoint(str(model_cfg.checkpoint))) / "config.json"
     try:
         return int(json.loads(config.read_text(encoding="utf-8"))["num_queries"])
@@ -89,39 +113,40 @@ def num_queries_of(model_cfg: ModelConfig) -> int | None:
 
 
 def build_model(model_cfg: ModelConfig, label_map: LabelMap, iou_loss: str,
-                freeze_backbone: bool) -> DetrForObjectDetection:
-    """A DETR for `label_map`'s classes, with the run's IoU loss installed and backbone set."""
+                freeze_backbone: bool) -> Any:
+    """A detector for `label_map`'s classes, with the run's IoU loss installed and backbone set."""
+    from transformers import AutoModelForObjectDetection
+
     labels = {"num_labels": len(label_map.names), "id2label": label_map.id2label,
               "label2id": label_map.label2id}
     overrides = dict(model_cfg.config_overrides)
-    _check_override_keys(overrides)
+    fam = model_family(model_cfg)
+    check_override_keys(overrides, fam)
     if model_cfg.preset == "tiny":
         try:
-            config = DetrConfig(
-                backbone_config=_tiny_backbone(), use_timm_backbone=False,
-                use_pretrained_backbone=False, **{**TINY_PRESET, **overrides}, **labels,
-            )
+            config = tiny_config(fam.model_type, **overrides, **labels)
         except (TypeError, ValueError, StrictDataclassError) as exc:
             raise UserInputError(_one_line(exc), key="model.config_overrides") from None
-        model = DetrForObjectDetection(config)
-        # Object queries as in the original DETR (nn.Embedding's N(0, 1)): distinct queries
-        # from the first step, so they specialise instead of collapsing onto one box.
-        torch.nn.init.normal_(model.model.query_position_embeddings.weight)
+        model = AutoModelForObjectDetection.from_config(config)
+        if fam.model_type == "detr":
+            # Object queries as in the original DETR (nn.Embedding's N(0, 1)): distinct queries
+            # from the first step, so they specialise instead of collapsing onto one box.
+            torch.nn.init.normal_(model.model.query_position_embeddings.weight)
     else:
         model = _from_checkpoint(str(model_cfg.checkpoint), labels, overrides)
     if overrides:
         check_model_runs(model)
-    model.loss_function = DetrIouLoss(iou_loss)
+    model.loss_function = iou_loss_function(fam.model_type, iou_loss)
     set_backbone_trainable(model, trainable=not freeze_backbone)
     return model
 
 
-def check_model_runs(model: DetrForObjectDetection, size: int = 64) -> None:
+def check_model_runs(model: Any, size: int = 64) -> None:
     """One forward pass on a blank image: overrides that build but cannot run are refused.
 
-    `config_overrides` fields can agree with DetrConfig and still not fit each other or the
-    checkpoint (`d_model: 65`: the position embedding makes 64 channels, the projection 65),
-    which otherwise ends the first training step in a tensor-size traceback with the run's
+    `config_overrides` fields can agree with the config class and still not fit each other or
+    the checkpoint (`d_model: 65`: the position embedding makes 64 channels, the projection
+    65), which otherwise ends the first training step in a tensor-size traceback with the run's
     folder written. In eval mode and without gradients: no dropout, so no random numbers
     drawn, and the training that follows is the same as without the check.
     """
@@ -131,29 +156,35 @@ def check_model_runs(model: DetrForObjectDetection, size: int = 64) -> None:
         with torch.no_grad():
             model(pixel_values=torch.zeros(1, 3, size, size),
                   pixel_mask=torch.ones(1, size, size, dtype=torch.long))
-    except (RuntimeError, ValueError, IndexError) as exc:
+    except (RuntimeError, ValueError, IndexError, AssertionError) as exc:
         raise UserInputError(f"the model does not run with these overrides: {_one_line(exc)}",
                              key="model.config_overrides") from None
     finally:
         model.train(was_training)
 
 
-def _check_override_keys(overrides: dict[str, Any]) -> None:
-    """DetrConfig accepts unknown keys silently; a typo in the run YAML must not pass."""
-    from detr_core.config import config_override_type
+def check_override_keys(overrides: dict[str, Any], fam: Family) -> None:
+    """Config classes accept unknown keys silently; a typo in the run YAML must not pass."""
+    from transformers import AutoConfig
 
+    config_class = type(AutoConfig.for_model(fam.model_type))
+    fields = {f.name for f in dataclasses.fields(config_class)} | {"num_labels"}
     for key in overrides:
-        config_override_type(key)
+        if key not in fields:
+            raise UserInputError(f"not a {config_class.__name__} field ({fam.title})",
+                                 key=f"model.config_overrides.{key}")
 
 
-def _from_checkpoint(checkpoint: str, labels: dict[str, Any],
-                     overrides: dict[str, Any]) -> DetrForObjectDetection:
-    """`from_pretrained` with the run's label set; a head for other classes starts afresh."""
+def _from_checkpoint(checkpoint: str, labels: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """`from_pretrained` with the run's label set; label-shaped parameters start afresh when
+    the checkpoint's classes are not the dataset's."""
+    from transformers import AutoConfig, AutoModelForObjectDetection
+
     source = resolve_checkpoint(checkpoint)
     try:
-        previous = DetrConfig.from_pretrained(source).id2label
+        previous = AutoConfig.from_pretrained(source).id2label
         with _quiet_load_report():
-            model, info = DetrForObjectDetection.from_pretrained(
+            model, info = AutoModelForObjectDetection.from_pretrained(
                 source, ignore_mismatched_sizes=True, output_loading_info=True, **labels,
                 **overrides)
     except OSError as exc:
@@ -166,12 +197,13 @@ def _from_checkpoint(checkpoint: str, labels: dict[str, Any],
         raise UserInputError(_one_line(exc), key="model.config_overrides") from None
     old_names = [previous.get(i) for i in range(len(previous))]
     new_names = list(labels["id2label"].values())
+    label_shaped = label_shaped_parameters(model)
     if old_names != new_names:
-        reset_classification_head(model)
+        reset_label_parameters(model, label_shaped)
         print(f"model.checkpoint {checkpoint}: new classification head for "
               f"{', '.join(new_names)} (the checkpoint's was for {', '.join(map(str, old_names))})",
               file=sys.stderr)
-    _warn_unloaded(checkpoint, info)
+    _warn_unloaded(checkpoint, info, label_shaped)
     return model
 
 
@@ -187,13 +219,13 @@ def _quiet_load_report() -> Iterator[None]:
         hf_logging.set_verbosity(level)
 
 
-def _warn_unloaded(checkpoint: str, info: dict[str, Any]) -> None:
-    """One warning line naming weights the checkpoint did not provide (apart from the head)."""
-    head = "class_labels_classifier."
-    missing = sorted(k for k in info.get("missing_keys", []) if not k.startswith(head))
+def _warn_unloaded(checkpoint: str, info: dict[str, Any], label_shaped: set[str]) -> None:
+    """One warning line naming weights the checkpoint did not provide (apart from the ones
+    shaped by the label set, re-initialised on purpose)."""
+    missing = sorted(k for k in info.get("missing_keys", []) if k not in label_shaped)
     mismatched = sorted(k[0] if isinstance(k, tuple) else str(k)
                         for k in info.get("mismatched_keys", []))
-    mismatched = [k for k in mismatched if not k.startswith(head)]
+    mismatched = [k for k in mismatched if k not in label_shaped]
     unexpected = sorted(info.get("unexpected_keys", []))
     for what, keys in (("not in the checkpoint, newly initialised", missing),
                        ("of another shape in the checkpoint, newly initialised", mismatched),
@@ -204,38 +236,58 @@ def _warn_unloaded(checkpoint: str, info: dict[str, Any]) -> None:
                   f"{shown}", file=sys.stderr)
 
 
-def reset_classification_head(model: DetrForObjectDetection) -> None:
-    """Fresh class logits for a new label set (as DETR initialises them), boxes kept.
+def label_shaped_parameters(model: Any) -> set[str]:
+    """State-dict names of every tensor whose shape depends on the number of labels.
 
-    `ignore_mismatched_sizes` only re-initialises a head of another *size*; a checkpoint trained
-    on as many classes as the dataset has, but other ones, would keep classifying by its old
-    classes. Checked by label names, so any label set is handled the same way.
+    Found by building the model's architecture twice on the `meta` device (no memory, no
+    random numbers), with its label count and one more, and comparing shapes: DETR's
+    `class_labels_classifier`, but also e.g. RT-DETR's per-layer `class_embed`,
+    `enc_score_head` and `denoising_class_embed`, whatever a family names them.
     """
-    head = model.class_labels_classifier
-    torch.nn.init.normal_(head.weight, mean=0.0, std=model.config.init_std)
-    torch.nn.init.zeros_(head.bias)
+    from transformers import AutoModelForObjectDetection
+
+    shapes = []
+    for extra in (0, 1):
+        config = type(model.config).from_dict(
+            {**model.config.to_dict(), "num_labels": model.config.num_labels + extra,
+             "id2label": None, "label2id": None})
+        with torch.device("meta"), _quiet_load_report():
+            built = AutoModelForObjectDetection.from_config(config)
+        shapes.append({k: tuple(v.shape) for k, v in built.state_dict().items()})
+    return {k for k, shape in shapes[0].items() if shapes[1].get(k) != shape}
+
+
+def reset_label_parameters(model: Any, names: set[str] | None = None) -> None:
+    """Re-initialise the label-shaped tensors (`label_shaped_parameters`) as a new model of
+    the same config initialises them (each family's own init: DETR's N(0, init_std), the
+    focal-loss prior bias of the sigmoid families), everything else kept as loaded.
+
+    `ignore_mismatched_sizes` only re-initialises tensors of another *size*; a checkpoint
+    trained on as many classes as the dataset has, but other ones, would keep classifying by
+    its old classes. Checked by label names, so any label set is handled the same way. The
+    fresh model is drawn on a forked random stream: the run's later random numbers (data
+    order, dropout) are the same whether or not a head was reset.
+    """
+    from transformers import AutoModelForObjectDetection
+
+    names = label_shaped_parameters(model) if names is None else names
+    with torch.random.fork_rng(devices=[]), _quiet_load_report():
+        fresh = AutoModelForObjectDetection.from_config(model.config).state_dict()
+    own = model.state_dict()
+    with torch.no_grad():
+        for name in names:
+            own[name].copy_(fresh[name])
 
 
 def _one_line(exc: Exception) -> str:
-    """DetrConfig's strict-dataclass errors span several lines; a user error is one."""
+    """Config classes' strict-dataclass errors span several lines; a user error is one."""
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def load_trained_model(model_dir: str | Path, iou_loss: str = "giou") -> DetrForObjectDetection:
+def load_trained_model(model_dir: str | Path, iou_loss: str = "giou") -> Any:
     """Reload a `save_pretrained` folder written by a run (its best step) for evaluation."""
-    model = DetrForObjectDetection.from_pretrained(str(model_dir))
-    model.loss_function = DetrIouLoss(iou_loss)
+    from transformers import AutoModelForObjectDetection
+
+    model = AutoModelForObjectDetection.from_pretrained(str(model_dir))
+    model.loss_function = iou_loss_function(family_of_model(model).model_type, iou_loss)
     return model
-
-
-def backbone_parameters(model: DetrForObjectDetection) -> list[Any]:
-    """Exactly the parameters `freeze_backbone` acts on: the conv encoder's."""
-    return list(model.model.backbone.parameters())
-
-
-def set_backbone_trainable(model: DetrForObjectDetection, trainable: bool) -> None:
-    """Freeze (diary 12_5..12_7) or unfreeze every backbone parameter."""
-    if trainable:
-        model.model.unfreeze_backbone()
-    else:
-        model.model.freeze_backbone()

@@ -7,11 +7,11 @@ folder that does not exist). Here the same problems are one line naming the file
 - `model.checkpoint` is told apart as a local folder (`./x`, `/x`, `~/x`, a path that exists,
   or anything that cannot be a Hub name such as `a/b/c`), a shipped `builtin:<name>`, or a
   Hugging Face Hub name (then its cached copy is checked; offline and not cached is an error);
-- a model folder has a `config.json` that is JSON of a DETR model, and weights whose files are
-  whole: every safetensors file's header is read with the `safetensors` library, which also
-  checks that the file is exactly as long as the header says (a truncated download fails
-  here); a sharded checkpoint's index names files that exist; a `pytorch_model.bin` is a
-  complete zip archive.
+- a model folder has a `config.json` that is JSON of a supported DETR-family model, and
+  weights whose files are whole: every safetensors file's header is read with the
+  `safetensors` library, which also checks that the file is exactly as long as the header
+  says (a truncated download fails here); a sharded checkpoint's index names files that
+  exist; a `pytorch_model.bin` is a complete zip archive.
 
 Reading headers costs milliseconds: the tensors themselves are not read.
 """
@@ -23,13 +23,13 @@ import zipfile
 from pathlib import Path
 
 from detr_core.files import UserInputError, is_builtin, read_user_text, resolve_checkpoint
+from detr_core.model.families import FAMILIES
 
 CONFIG_FILE = "config.json"
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX_FILE = "model.safetensors.index.json"
 PYTORCH_FILE = "pytorch_model.bin"
 PREPROCESSOR_FILE = "preprocessor_config.json"
-MODEL_TYPE = "detr"
 
 
 def is_hub_name(checkpoint: str) -> bool:
@@ -75,7 +75,8 @@ def check_checkpoint(checkpoint: str, key: str = "model.checkpoint") -> None:
 
 
 def check_model_folder(folder: Path, key: str | None = None) -> None:
-    """A `save_pretrained` DETR folder whose config and weight files are whole."""
+    """A `save_pretrained` folder of a supported DETR-family model whose config and weight
+    files are whole."""
     folder = Path(folder)
     if not folder.exists():
         raise UserInputError("model folder not found", source=folder, key=key)
@@ -88,9 +89,10 @@ def check_model_folder(folder: Path, key: str | None = None) -> None:
                              source=folder, key=key)
     config = _read_json(config_path, key)
     model_type = config.get("model_type") if isinstance(config, dict) else None
-    if model_type != MODEL_TYPE:
-        raise UserInputError(f"describes a {model_type!r} model, not DETR (model_type must be "
-                             f"{MODEL_TYPE!r})", source=config_path, key=key)
+    if model_type not in FAMILIES:
+        raise UserInputError(f"describes a {model_type!r} model, not a supported DETR-family "
+                             f"detector (model_type must be one of {', '.join(FAMILIES)})",
+                             source=config_path, key=key)
     if (folder / PREPROCESSOR_FILE).is_file():
         _read_json(folder / PREPROCESSOR_FILE, key)
     for weights in _weight_files(folder, key):

@@ -20,14 +20,8 @@ from detr_core.training.ema import EmaCallback, weights_folder
 from detr_core.training.eval_history import read_eval_history
 from detr_core.training.evaluation_events import EvaluationListener
 from detr_core.training.preflight import check_run_inputs, check_static_inputs
-from detr_core.training.train import (
-    DetrTrainer,
-    EvaluationEvent,
-    RunResult,
-    build_datasets,
-    make_compute_metrics,
-    train_run,
-)
+from detr_core.training.train import EvaluationEvent, RunResult, build_datasets, train_run
+from detr_core.training.trainer import DetrTrainer, make_compute_metrics
 
 __all__ = [
     "DetrTrainer",

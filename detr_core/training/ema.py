@@ -130,8 +130,7 @@ def weights_swapped_in(model: torch.nn.Module, averaged: torch.nn.Module) -> Ite
 
 
 def evaluate_averaged(trainer: Any, averaged: torch.nn.Module, dataset: Any,
-                      ignore_keys: list[str], prefix: str) -> dict[str, float]:
+                      prefix: str) -> dict[str, float]:
     """The Trainer's evaluation of the averaged weights, metrics named `<prefix>_ema_*`."""
     with weights_swapped_in(trainer.model, averaged):
-        return trainer.evaluate(dataset, ignore_keys=ignore_keys,
-                                metric_key_prefix=f"{prefix}_{EMA_PREFIX.rstrip('_')}")
+        return trainer.evaluate(dataset, metric_key_prefix=f"{prefix}_{EMA_PREFIX.rstrip('_')}")

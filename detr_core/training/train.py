@@ -45,7 +45,6 @@ from transformers import Trainer, set_seed
 from transformers.integrations import TensorBoardCallback
 
 from detr_core.config import (
-    LOSS_TERMS,
     RunConfig,
     build_training_args,
     load_default_run_config,
@@ -59,7 +58,6 @@ from detr_core.data import (
     build_augmentation,
     crowded_images_note,
 )
-from detr_core.evaluation import decode_predictions, decode_targets, detection_metrics
 from detr_core.files import (
     BEST_MODEL_DIR,
     BEST_STEP_FILE,
@@ -74,7 +72,14 @@ from detr_core.files import (
     staging_folder,
     write_json_atomic,
 )
-from detr_core.model import build_image_processor, build_model, load_trained_model
+from detr_core.model import (
+    apply_recipe,
+    build_image_processor,
+    build_model,
+    family_of_model,
+    load_image_processor,
+    load_trained_model,
+)
 from detr_core.training.ema import EmaCallback, evaluate_averaged, weights_folder
 from detr_core.training.eval_history import EvalHistoryWriter
 from detr_core.training.evaluation_events import (  # EvaluationEvent: re-exported for callers
@@ -90,14 +95,7 @@ from detr_core.training.partial_run import (
     stop_signals_raise_interrupt,
 )
 from detr_core.training.preflight import check_run_inputs
-from detr_core.training.schedule_free import exact_mode_switches
-
-# Model outputs the Trainer must not keep during evaluation (only loss_dict, logits, boxes).
-EVAL_IGNORE_KEYS = [
-    "auxiliary_outputs", "last_hidden_state", "decoder_hidden_states", "decoder_attentions",
-    "cross_attentions", "encoder_last_hidden_state", "encoder_hidden_states",
-    "encoder_attentions", "intermediate_hidden_states",
-]
+from detr_core.training.trainer import DetrTrainer, make_compute_metrics
 
 
 @dataclass
@@ -112,96 +110,6 @@ class RunResult:
     max_steps: int
     test_metrics: dict[str, Any] | None = None
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-class DetrTrainer(Trainer):
-    """`Trainer` that resumes DETR checkpoints with `from_pretrained` and whose evaluations
-    leave the training's random streams alone.
-
-    transformers 5.x writes DETR checkpoints with legacy key names and its resume path loads
-    them with `strict=False`, silently keeping random weights; `from_pretrained` maps the names.
-
-    Every DataLoader iterator, the evaluation's too, draws its base seed from the global torch
-    generator, so each evaluation would shift the dropout masks of the steps after it: how
-    often a run evaluates (logging steps, averaged weights, the test split during training)
-    would change the model it trains. `evaluate` restores the generators afterwards, and a
-    schedule-free optimizer's switch to its averaged weights and back is made exact
-    (`create_optimizer`).
-    """
-
-    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices):
-            return super().evaluate(*args, **kwargs)
-
-    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
-        """The Trainer's estimate (6 x input elements x non-embedding parameters, for
-        `total_flos`), with the parameter count taken once per model: the Trainer's own
-        recounts every named module and parameter at every optimizer step."""
-        main_input = getattr(self.model, "main_input_name", "input_ids")
-        if main_input not in inputs or not hasattr(self.model, "num_parameters"):
-            return 0
-        cached = getattr(self, "_flops_parameters", None)
-        if cached is None or cached[0] is not self.model:
-            cached = (self.model, self.model.num_parameters(exclude_embeddings=True))
-            self._flops_parameters = cached
-        return 6 * inputs[main_input].numel() * cached[1]
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-        target = model if model is not None else self.model
-        loaded = type(target).from_pretrained(resume_from_checkpoint)
-        target.load_state_dict(loaded.state_dict())
-
-    def create_optimizer(self, model: Any = None) -> Any:
-        """As the Trainer does, but a schedule-free optimizer gets its warm-up in steps.
-
-        transformers hands `warmup_steps` to schedule-free optimizers as it is, so a ratio
-        (a float below 1, transformers 5's only way to give one) would become a fraction of one
-        step: a first step at 1/ratio times the learning rate. The scheduler is given the ratio
-        as before. `train()` calls this method (not `create_optimizer_and_scheduler`, which an
-        earlier version overrode to no effect) once the run's step count is in
-        `state.max_steps`. Its evaluations give the training weights back bit for bit
-        (`detr_core.training.schedule_free`).
-        """
-        ratio = self.args.warmup_steps
-        # `optim` is an OptimizerNames member: str() gives "OptimizerNames.SCHEDULE_FREE_ADAMW"
-        optim = str(getattr(self.args.optim, "value", self.args.optim))
-        if self.optimizer is None and optim.startswith("schedule_free") and 0 < ratio < 1 \
-                and self.state.max_steps:
-            self.args.warmup_steps = self.args.get_warmup_steps(self.state.max_steps)
-            try:
-                optimizer = super().create_optimizer(model)
-            finally:
-                self.args.warmup_steps = ratio
-        else:
-            optimizer = super().create_optimizer(model)
-        return exact_mode_switches(optimizer)
-
-
-def make_compute_metrics(class_names: Sequence[str], score_threshold: float):
-    """`compute_metrics` for the Trainer: mean loss terms and every detection metric."""
-
-    def compute_metrics(eval_pred: Any) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        count = 0
-        predictions, targets = [], []
-        for batch_preds, batch_labels in zip(eval_pred.predictions, eval_pred.label_ids,
-                                             strict=True):
-            loss_dict, logits, pred_boxes = batch_preds[0], batch_preds[1], batch_preds[2]
-            size = len(batch_labels)
-            for term in LOSS_TERMS:
-                totals[term] = totals.get(term, 0.0) + float(loss_dict[term]) * size
-            count += size
-            targets.extend(decode_targets(batch_labels))
-            predictions.extend(decode_predictions(logits, pred_boxes, batch_labels))
-        metrics = {term: total / max(count, 1) for term, total in totals.items()}
-        # per-class AP only at the test split's evaluation (it doubles an evaluation's time)
-        found = detection_metrics(predictions, targets, class_names, score_threshold,
-                                  per_class=False)
-        metrics.update(found)
-        return metrics
-
-    return compute_metrics
 
 
 def configure_threads(num_threads: int | None) -> int:
@@ -269,6 +177,7 @@ def train_run(
     datasets = build_datasets(config, data)
     processor = build_image_processor(config.model)
     model = build_model(config.model, data.label_map, config.iou_loss, config.freeze_backbone)
+    config = with_recipe(config)  # said once the model is built: no line before an error
     crowded = crowded_images_note(data, model.config.num_queries)
     if crowded:
         print(crowded, file=sys.stderr, flush=True)
@@ -292,8 +201,10 @@ def train_run(
         train_dataset=datasets["train"],
         eval_dataset=datasets["val"],
         processing_class=processor,
+        backbone_lr_ratio=config.backbone_lr_ratio or 1.0,
         compute_metrics=make_compute_metrics(data.label_map.names,
-                                             config.evaluation.score_threshold),
+                                             config.evaluation.score_threshold,
+                                             family_of_model(model)),
         callbacks=[TensorBoardCallback(writer), *([ema] if ema else []), relay],
     )
     add_further_evaluations(relay, trainer, config, datasets, ema)
@@ -306,7 +217,6 @@ def train_run(
     try:
         trainer.train(
             resume_from_checkpoint=str(resume_from_checkpoint) if resume_from_checkpoint else None,
-            ignore_keys_for_eval=EVAL_IGNORE_KEYS,
         )
     except KeyboardInterrupt:
         writer.close()
@@ -339,6 +249,24 @@ def train_run(
     return result
 
 
+def with_recipe(config: RunConfig) -> RunConfig:
+    """`config` with the values its checkpoint's recipe fills (`detr_core.model.recipes`),
+    said in one line on stderr when any was filled."""
+    filled, sources = apply_recipe(config)
+    taken = [key for key, source in sources.items() if source.startswith("recipe")]
+    if taken:
+        values = ", ".join(f"{key.removeprefix('training_args.')} "
+                           f"{_recipe_value(filled, key):g}" for key in taken)
+        print(f"{sources[taken[0]]}: {values} (unset in the run)", file=sys.stderr, flush=True)
+    return filled
+
+
+def _recipe_value(config: RunConfig, key: str) -> float:
+    if key == "backbone_lr_ratio":
+        return float(config.backbone_lr_ratio or 1.0)
+    return float(config.training_args[key.removeprefix("training_args.")])
+
+
 def add_further_evaluations(relay: EvaluationRelay, trainer: Trainer, config: RunConfig,
                             datasets: dict[str, CocoDetectionDataset],
                             ema: EmaCallback | None) -> None:
@@ -347,13 +275,13 @@ def add_further_evaluations(relay: EvaluationRelay, trainer: Trainer, config: Ru
     splits = [("eval", datasets["val"])]
     if config.evaluation.test_during_training and "test" in datasets:
         relay.add_evaluation(TEST_PREFIX.rstrip("_"), lambda: trainer.evaluate(
-            datasets["test"], ignore_keys=EVAL_IGNORE_KEYS, metric_key_prefix="test"))
+            datasets["test"], metric_key_prefix="test"))
         splits.append(("test", datasets["test"]))
     if ema is None:
         return
     for prefix, dataset in splits:
         relay.add_evaluation(prefix, lambda d=dataset, p=prefix: evaluate_averaged(
-            trainer, ema.module, d, EVAL_IGNORE_KEYS, p))
+            trainer, ema.module, d, p))
 
 
 def best_model_files(data: PreparedData, step: int, metric: str,
@@ -372,12 +300,10 @@ def export_best_model(checkpoint: Path, target: Path, iou_loss: str,
     Built complete in a staging folder (weights, processor, `files` as JSON) and put in place
     with `replace_folder`: a crash never leaves a half-written `best_model/`.
     """
-    from transformers import DetrImageProcessor
-
     model = load_trained_model(checkpoint, iou_loss)
     staging = staging_folder(target)
     model.save_pretrained(staging)
-    DetrImageProcessor.from_pretrained(checkpoint).save_pretrained(staging)
+    load_image_processor(checkpoint).save_pretrained(staging)
     for name, content in (files or {}).items():
         write_json_atomic(staging / name, content)
     return replace_folder(staging, target)

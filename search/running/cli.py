@@ -2,8 +2,9 @@
 
 `parse_args` reads the flags; `spec_overrides` turns the ones that change the search-space
 file's `experiment:` settings into `load_search_spec` overrides; `describe` is the resolved
-search (space, metric, ASHA rungs, resources, storage) that `--dry-run` prints and a real run
-prints before it starts. Nothing here imports Ray.
+search (space, metric, ASHA rungs, resources, storage, and where the values a checkpoint's
+recipe fills come from) that `--dry-run` prints and a real run prints before it starts.
+Nothing here imports Ray.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from detr_core.files import ArgumentParser
-from search.space import describe_distribution, format_number, format_value
+from search.space import (
+    describe_distribution,
+    format_number,
+    format_value,
+    recipe_lines,
+    relative_note,
+)
 
 if TYPE_CHECKING:
     from search.results import WarmStartRecord
@@ -267,12 +274,15 @@ def describe(spec: SearchSpec, args: argparse.Namespace | None = None,
     searched = spec.searched_keys()
     width = max((len(k) for k in spec.space), default=0)
     lines.append(f"Searched ({len(searched)}):")
-    lines += [f"  {k:<{width}}  {describe_distribution(spec.space[k])}" for k in searched]
+    for key in searched:
+        note = relative_note(spec.recipe, key)
+        lines.append(f"  {key:<{width}}  {describe_distribution(spec.space[key])}"
+                     + (f", {note}" if note else ""))
     fixed = spec.fixed_values()
     if fixed:
         lines.append(f"Fixed ({len(fixed)}):")
         lines += [f"  {k:<{width}}  = {format_value(v)}" for k, v in fixed.items()]
-    return "\n".join(lines)
+    return "\n".join(lines + recipe_lines(spec.base, spec.space, spec.recipe))
 
 
 def _retries(max_failures: int) -> str:

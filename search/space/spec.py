@@ -9,7 +9,7 @@ folder alone. One class for both, so the export works on exactly what the driver
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,9 @@ class SearchSpec:
     space: dict
     source: Path
     base_source: str = "embedded default"
+    #: where the recipe's four keys get their values, and the ranges resolved from factors of
+    #: the recipe's (`search.space.relative_ranges`)
+    recipe: dict = field(default_factory=dict)
 
     def searched_keys(self) -> list[str]:
         """Keys drawn from a distribution, in file order."""
@@ -100,6 +103,7 @@ class SearchSpec:
             },
             "base": copy.deepcopy(self.base),
             "space": copy.deepcopy(self.space),
+            "recipe": copy.deepcopy(self.recipe),
         }
 
     @classmethod
@@ -107,8 +111,8 @@ class SearchSpec:
         """The spec `to_yaml_dict` wrote; `UserInputError` naming `source` if it is not one."""
         exp = raw.get("experiment")
         base, space = raw.get("base"), raw.get("space")
-        if not isinstance(exp, dict) or not isinstance(base, dict) or not isinstance(space,
-                                                                                     dict):
+        recipe = raw.get("recipe") or {}  # absent in folders written before recipes
+        if not all(isinstance(part, dict) for part in (exp, base, space, recipe)):
             raise UserInputError("not a search spec (needs `experiment`, `base` and `space` "
                                  "mappings)", source=source)
         try:
@@ -122,7 +126,7 @@ class SearchSpec:
                                        float(exp["gpus_per_trial"])),
                 max_failures=int(exp.get("max_failures", 0)), base=base, space=space,
                 source=Path(str(raw.get("source", source))),
-                base_source=str(raw.get("base_source", "embedded default")),
+                base_source=str(raw.get("base_source", "embedded default")), recipe=recipe,
             )
         except KeyError as exc:
             raise UserInputError("missing (written by search/run.py; was the file edited?)",

@@ -34,9 +34,15 @@ space:                           # dotted keys of the run config
   seed: 3                        # a plain value is fixed for every trial
 ```
 
-Distributions: see `search.space.distributions`. Searchable keys: every field of the detr_core run
-config (`iou_loss`, `freeze_backbone`, `seed`, `model.*`, `augmentation.*`,
-`evaluation.*`, `model.config_overrides.<DetrConfig field>`) and any
+Distributions: see `search.space.distributions`. The four values a checkpoint's fine-tuning
+recipe fills (`training_args.learning_rate`, `backbone_lr_ratio`, `training_args.weight_decay`,
+`training_args.max_grad_norm`) may be stated as factors of the recipe's,
+`{loguniform: [0.25, 2.0], relative_to: recipe}`, and the file then fits any checkpoint: they
+are resolved here, against the base run's model (`search.space.relative_ranges`).
+
+Searchable keys: every field of the detr_core run config (`iou_loss`, `freeze_backbone`,
+`seed`, `model.*`, `augmentation.*`, `evaluation.*`,
+`model.config_overrides.<field of the family config>`) and any
 `transformers.TrainingArguments` field as `training_args.<field>` (plus `warmup_ratio`).
 
 Keys that exclude each other (`detr_core.config.config_keys.EXCLUSIVE_KEYS`: `model.preset` /
@@ -54,6 +60,7 @@ file and the key, not in a trial.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -72,6 +79,7 @@ from detr_core.config import (
 from detr_core.files import UserInputError, describe_value, load_yaml_mapping
 from search.space.distributions import candidate_values, fixed_values_of, searched_keys_of
 from search.space.experiment_section import as_mapping, build_spec, experiment_with_overrides
+from search.space.relative_ranges import resolve_relative, split_relative
 from search.space.space_section import parse_space
 from search.space.spec import SearchSpec
 
@@ -93,12 +101,24 @@ def load_search_spec(path: str | Path, overrides: dict | None = None) -> SearchS
             raise UserInputError(f"unknown top-level key (known: {', '.join(TOP_LEVEL_KEYS)})",
                                  source=src, key=str(key))
     folder = path.resolve().parent
-    space = parse_space(raw.get("space"), src, folder)
+    space, relative = split_relative(raw.get("space"), src)
+    space = parse_space(space, src, folder)
     base, base_source = _load_base(raw.get("base"), raw.get("base_overrides"), src, folder)
     base = drop_excluded(base, space.keys())
-    _validate_space_values(base, space, src)
+    # the rest first: the recipe is read from the base with the space's fixed values
+    _validate_space_values(base, {k: v for k, v in space.items() if k not in relative}, src)
+    space, recipe = resolve_relative(space, relative, base, _overridden(raw, src), src)
+    if relative:
+        _validate_space_values(base, space, src)  # the resolved ranges, as absolute values
     experiment = experiment_with_overrides(raw.get("experiment"), overrides, src)
-    return build_spec(experiment, base, space, path, base_source)
+    return dataclasses.replace(build_spec(experiment, base, space, path, base_source),
+                               recipe=recipe)
+
+
+def _overridden(raw: dict[str, Any], src: str) -> set[str]:
+    """The dotted keys the file's `base_overrides` sets (already checked by `_load_base`)."""
+    overrides = as_mapping(raw.get("base_overrides"), src, "base_overrides")
+    return set(_flatten_overrides(overrides, src)) if overrides else set()
 
 
 def _validated(raw: dict[str, Any], src: str, key_prefix: str) -> None:

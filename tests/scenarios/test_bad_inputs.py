@@ -482,7 +482,7 @@ MODEL_CASES = [
                       "config.json", "not valid JSON"),
     _train_with_model("config.json of another model type",
                       lambda f: (f / "config.json").write_text('{"model_type": "bert"}'),
-                      "config.json", "'bert' model, not DETR"),
+                      "config.json", "'bert' model, not a supported DETR-family"),
     _train_with_model("no weights", lambda f: (f / "model.safetensors").unlink(), "",
                       "no model weights"),
     _train_with_model("sharded index names a missing shard", _shard,

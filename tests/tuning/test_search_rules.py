@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 
 from detr_core.config.config_keys import key_type
+from detr_core.config.config_paths import PATH_KEYS, resolve_path_value
 from detr_core.config.run_config import (
-    PATH_KEYS,
     DataConfig,
     SplitPaths,
     SyntheticConfig,
-    resolve_path_value,
     run_config_from_dict,
 )
 from detr_core.config.training_args import DEFAULT_TRAINING_ARGS, training_arg_default
@@ -90,7 +89,7 @@ def test_key_type_answers_from_detr_core(key: str, expected: object) -> None:
     ("model.size", "unknown run-config key"),
     ("training_args.seed", "set by detr_core"),
     ("training_args.learnin_rate", "not a transformers.TrainingArguments field"),
-    ("model.config_overrides.num_querys", "not a DetrConfig field"),
+    ("model.config_overrides.num_querys", "not a config field of any supported DETR-family model"),
     ("iou_loss.x", "not a mapping"),
     ("training_args.learning_rate.x", "has no sub-keys"),
 ])

@@ -26,6 +26,7 @@ from detr_core.evaluation.metrics import (
     precision,
     recall,
 )
+from detr_core.model import FAMILIES
 from detr_core.model.boxes import box_centres, cxcywh_to_xyxy, to_original_pixels
 from detr_core.model.build import build_image_processor
 
@@ -334,7 +335,7 @@ def test_decode_back_to_original_pixels(coco_writer: Any, canvas: int) -> None:
     for i, label in enumerate(batch["labels"]):
         pred_boxes[i, : len(label["boxes"])] = label["boxes"]
         logits[i, torch.arange(len(label["boxes"])), label["class_labels"]] = 5.0
-    predicted = decode_predictions(logits, pred_boxes, batch["labels"])
+    predicted = decode_predictions(logits, pred_boxes, batch["labels"], FAMILIES["detr"])
     for pred, target in zip(predicted, decoded, strict=True):
         n = len(target.boxes)
         torch.testing.assert_close(pred.boxes[:n], target.boxes, atol=1e-3, rtol=0)

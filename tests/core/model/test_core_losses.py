@@ -12,7 +12,7 @@ from transformers import DetrConfig
 from transformers.loss.loss_for_object_detection import ForObjectDetectionLoss
 
 from detr_core.model.boxes import cxcywh_to_xyxy
-from detr_core.model.build import _tiny_backbone
+from detr_core.model.families import _tiny_backbone
 from detr_core.model.losses import (
     IOU_VARIANTS,
     DetrIouLoss,
@@ -29,7 +29,8 @@ QUERIES = 6
 def config() -> DetrConfig:
     """A DETR config with auxiliary losses and non-default cost/coefficient weights."""
     return DetrConfig(
-        backbone_config=_tiny_backbone(), use_timm_backbone=False, use_pretrained_backbone=False,
+        backbone_config=_tiny_backbone(multi_scale=False), use_timm_backbone=False,
+        use_pretrained_backbone=False,
         d_model=32, num_labels=NUM_LABELS, decoder_layers=DECODER_LAYERS, auxiliary_loss=True,
         num_queries=QUERIES, class_cost=2, bbox_cost=5, giou_cost=3, bbox_loss_coefficient=4,
         giou_loss_coefficient=2, eos_coefficient=0.2,

@@ -11,13 +11,13 @@ import torch
 from detr_core.config.run_config import ModelConfig
 from detr_core.data.coco import LabelMap
 from detr_core.files.errors import UserInputError
+from detr_core.model.backbone import backbone_parameters
 from detr_core.model.build import (
-    TINY_PRESET,
-    backbone_parameters,
     build_image_processor,
     build_model,
     load_trained_model,
 )
+from detr_core.model.families import TINY_DETR as TINY_PRESET
 from detr_core.model.losses import DetrIouLoss
 
 TWO = LabelMap(category_ids=(0, 1), names=("cat", "dog"))
@@ -162,5 +162,5 @@ def test_load_trained_model_keeps_weights(tmp_path: Path) -> None:
 
 def test_missing_checkpoint_folder_is_user_error(tmp_path: Path) -> None:
     cfg = ModelConfig(checkpoint=str(tmp_path / "nowhere"))
-    with pytest.raises(UserInputError, match=r"^model\.checkpoint: cannot load"):
+    with pytest.raises(UserInputError, match=r"^model\.checkpoint: .*nowhere': no config\.json"):
         build_model(cfg, TWO, "giou", False)

@@ -1,0 +1,256 @@
+"""Ranges relative to the checkpoint's recipe: `{loguniform: [0.25, 2.0], relative_to: recipe}`.
+
+A learning rate that suits one checkpoint is 5-40x off for another (`detr_core.model`'s
+recipes), so a space may state the four values a recipe fills (`RECIPE_KEYS`: learning rate,
+backbone lr ratio, weight decay, gradient clipping) as multiples of the recipe's own, and the
+same file then fits any checkpoint. They are resolved when the space file is loaded, against
+the search's base run (its `base` and `base_overrides`: one checkpoint for the whole search):
+the bounds and q of a range, or the values of a `choice`, are multiplied by the recipe's
+value, so the Tune / Optuna space, the trials and every result hold absolute values.
+
+`SearchSpec.recipe` records what was resolved (factors, the recipe's value, name and source)
+and where each of the four values comes from (`space (searched)`, `space (fixed)`,
+`space (base_overrides)`, `run`, or `recipe`: left to the recipe, which `detr_core` applies
+in every trial); it is written to `search_spec.yaml`, and `recipe_lines` puts it in words for
+the plan that `--dry-run` prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Any
+
+from detr_core.config import apply_overrides, key_type, run_config_from_dict
+from detr_core.files import UserInputError
+from search.space.distributions import (
+    DISTRIBUTIONS,
+    INT_DISTRIBUTIONS,
+    check_distribution,
+    fixed_values_of,
+    format_number,
+    is_number,
+    searched_keys_of,
+)
+
+RELATIVE_KEY = "relative_to"
+RELATIVE_TARGETS = ("recipe",)
+#: Searched keys that change the model, hence its recipe, from trial to trial.
+MODEL_KEYS = ("model", "model.checkpoint", "model.preset", "model.family")
+#: Resolved bounds are rounded to this many significant digits (0.25 * 0.002 stays 5e-4).
+SIGNIFICANT_DIGITS = 12
+
+
+def recipe_keys() -> tuple[str, ...]:
+    """The run-config keys a recipe fills, in detr_core's order (`RECIPE_KEYS`)."""
+    return tuple(_recipes().RECIPE_KEYS)
+
+
+def _recipes() -> Any:
+    """detr_core.model, imported on first use (it loads torch: seconds), for its recipe names
+    (`RECIPE_KEYS`, `recipe_for`, `run_sets`, `describe_recipe`)."""
+    import detr_core.model
+
+    return detr_core.model
+
+
+def split_relative(space: Any, src: str) -> tuple[Any, list[str]]:
+    """`space:` with `relative_to` taken off its entries, and the keys that had it.
+
+    What is left of such an entry is checked as any distribution is (`parse_space`); here only
+    `relative_to` itself: `recipe`, on one of `RECIPE_KEYS`, next to a distribution.
+    """
+    if not isinstance(space, dict):
+        return space, []
+    result: dict[Any, Any] = {}
+    relative: list[str] = []
+    for key, value in space.items():
+        if not (isinstance(key, str) and isinstance(value, dict) and RELATIVE_KEY in value):
+            result[key] = value
+            continue
+        target = value[RELATIVE_KEY]
+        if target not in RELATIVE_TARGETS:
+            raise _refused(src, key, f"relative_to takes recipe (the checkpoint's fine-tuning "
+                                     f"recipe), got {target!r}")
+        if key not in recipe_keys():
+            raise _refused(src, key, f"relative_to: recipe applies to {', '.join(recipe_keys())}")
+        rest = {k: v for k, v in value.items() if k != RELATIVE_KEY}
+        if not any(k in DISTRIBUTIONS for k in rest):
+            raise _refused(src, key, "relative_to: recipe goes with a range or a choice of "
+                                     "factors, e.g. {loguniform: [0.25, 2.0], relative_to: recipe}")
+        result[key] = rest
+        relative.append(key)
+    return result, relative
+
+
+def _refused(src: str, key: str, problem: str) -> UserInputError:
+    """The one-line error about space key `key` of file `src`."""
+    return UserInputError(problem, source=src, key=f"space.{key}")
+
+
+def resolve_relative(space: dict[str, Any], relative: list[str], base: dict[str, Any],
+                     overridden: set[str], src: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the space with each relative entry in absolute values, the `SearchSpec.recipe` record).
+
+    `space` is parsed (its relative entries hold factors), `base` the complete base run,
+    `overridden` the dotted keys `base_overrides` sets. Refused, naming the key: a searched
+    model (no one recipe), a model without a recipe, a recipe value of 0 (every multiple is 0),
+    an integer distribution or a choice that is not all numbers.
+    """
+    record: dict[str, Any] = {"keys": recipe_key_origins(space, base, overridden)}
+    if not relative:
+        return space, record
+    searched_model = next((k for k in searched_keys_of(space) if k in MODEL_KEYS), None)
+    if searched_model is not None:
+        raise _refused(src, relative[0], f"relative_to: recipe needs one checkpoint for the "
+                                         f"whole search; {searched_model} is searched")
+    recipe = _base_recipe(space, base, src, relative[0])
+    record.update(name=recipe.name, source=recipe.source, relative={})
+    resolved = dict(space)
+    for key in relative:
+        factors = space[key]
+        dist = _scaled(factors, recipe.value(key), recipe.name, src, key)
+        resolved[key] = dist
+        record["relative"][key] = {"factors": copy.deepcopy(factors),
+                                   "recipe_value": recipe.value(key),
+                                   "resolved": copy.deepcopy(dist)}
+    return resolved, record
+
+
+def recipe_key_origins(space: dict[str, Any], base: dict[str, Any],
+                       overridden: set[str]) -> dict[str, str]:
+    """Where each of `RECIPE_KEYS` gets its value: the space, base_overrides, the base run,
+    or (`recipe`) left to the recipe of the trial's model (its defaults when it has none)."""
+    searched, fixed = set(searched_keys_of(space)), fixed_values_of(space)
+    origins: dict[str, str] = {}
+    for key in recipe_keys():
+        if key in searched:
+            origins[key] = "space (searched)"
+        elif key in fixed:
+            origins[key] = "space (fixed)"
+        elif key in overridden:
+            origins[key] = "space (base_overrides)"
+        elif _base_value(base, key) is not None:  # the raw base: its model may be searched
+            origins[key] = "run"
+        else:
+            origins[key] = "recipe"
+    return origins
+
+
+def _base_value(base: dict[str, Any], key: str) -> Any:
+    node: Any = base
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _base_recipe(space: dict[str, Any], base: dict[str, Any], src: str, key: str) -> Any:
+    """The recipe of the base run's model (fixed space values applied); refused without one."""
+    def fail(problem: str) -> UserInputError:
+        return _refused(src, key, f"relative_to: recipe: {problem}")
+
+    try:
+        model = run_config_from_dict(apply_overrides(base, fixed_values_of(space))).model
+        recipe = _recipes().recipe_for(model)
+    except UserInputError as exc:
+        where = f"{exc.source}: " if exc.source else ""
+        raise fail(f"{where}{exc.problem}") from None
+    if recipe is None:
+        raise fail(f"the base model ({model_words(model)}) has no recipe (no recipe.json in its "
+                   "folder, and its family has no published one); give absolute values")
+    return recipe
+
+
+def model_words(model: Any) -> str:
+    """The model of a run in a few words: its checkpoint, else its preset and family."""
+    if model.checkpoint is not None:
+        return f"checkpoint {model.checkpoint}"
+    return f"preset {model.preset}, family {model.family or 'detr'}"
+
+
+def _scaled(dist: dict, value: float, name: str, src: str, key: str) -> dict:
+    """`dist` (factors) times `value`, rounded to `SIGNIFICANT_DIGITS`, checked again."""
+    def fail(problem: str) -> UserInputError:
+        return _refused(src, key, f"relative_to: recipe: {problem}")
+
+    kind, args = next(iter(dist.items()))
+    if kind in INT_DISTRIBUTIONS:
+        raise fail(f"{kind} draws integers; scale a float range (uniform, loguniform, quniform, "
+                   "qloguniform) or a choice of numbers")
+    if kind == "choice" and not all(is_number(a) for a in args):
+        raise fail("a choice relative to the recipe lists numbers (factors)")
+    if value == 0:
+        raise fail(f"the recipe of {name} sets {key} to 0, so every multiple of it is 0; give "
+                   "absolute values")
+    scaled = [_round(a * value) for a in args]
+    try:
+        return {kind: check_distribution(kind, scaled, key_type(key), key)}
+    except UserInputError as exc:
+        raise fail(f"{exc.problem} (factors times {format_number(value)})") from None
+
+
+def _round(number: float) -> float:
+    return float(f"{number:.{SIGNIFICANT_DIGITS}g}")
+
+
+# ---------------------------------------------------------------------------------------------
+# in words (the plan `--dry-run` prints)
+
+
+def relative_note(recipe: dict[str, Any], key: str) -> str:
+    """`0.25-2 x the recipe's 0.002` for a key resolved from factors; '' for any other."""
+    entry = (recipe.get("relative") or {}).get(key)
+    if not entry:
+        return ""
+    kind, factors = next(iter(entry["factors"].items()))
+    words = (" | ".join(format_number(f) for f in factors) if kind == "choice"
+             else f"{format_number(factors[0])}-{format_number(factors[1])}")
+    return f"{words} x the recipe's {format_number(entry['recipe_value'])}"
+
+
+def recipe_lines(base: dict[str, Any], space: dict[str, Any], recipe: dict[str, Any]
+                 ) -> list[str]:
+    """The recipe of the search's model and, per `RECIPE_KEYS`, where its value comes from."""
+    origins = recipe.get("keys") or {}
+    if not origins:  # a spec built in code: no base_overrides to tell apart
+        with contextlib.suppress(UserInputError):  # an incomplete base: nothing to say
+            origins = recipe_key_origins(space, base, set())
+    keys = recipe_keys()
+    width = max(len(k) for k in keys)
+    searched_model = next((k for k in searched_keys_of(space) if k in MODEL_KEYS), None)
+    values: dict[str, float] = {}
+    if searched_model is not None:
+        head = f"Recipe: each trial's model's own ({searched_model} is searched)"
+    elif recipe.get("name"):
+        head = f"Recipe: {recipe['name']} ({recipe['source']})"
+        values = _recipe_values(base, space)[1]
+    else:
+        head, values = _recipe_values(base, space)
+    lines = [head]
+    for key in keys:
+        origin = origins.get(key, "recipe")
+        if origin == "recipe":
+            words = (f"recipe: {format_number(values[key])}" if key in values
+                     else "each trial's recipe" if searched_model else "default")
+        elif origin == "space (searched)":
+            note = relative_note(recipe, key)
+            words = f"{origin}: {note}" if note else origin
+        else:
+            value = fixed_values_of(space).get(key, _base_value(base, key))
+            words = f"{origin}: {format_number(value) if is_number(value) else value}"
+        lines.append(f"  {key:<{width}}  {words}")
+    return lines
+
+
+def _recipe_values(base: dict[str, Any], space: dict[str, Any]) -> tuple[str, dict[str, float]]:
+    """(the head line, the recipe's value of each key) of the base run's model; never raises:
+    a recipe that cannot be read here is said so (each trial reads it again)."""
+    try:
+        model = run_config_from_dict(apply_overrides(base, fixed_values_of(space))).model
+        recipe = _recipes().recipe_for(model)
+    except UserInputError as exc:
+        return f"Recipe: not known here ({exc})", {}
+    if recipe is None:
+        return f"Recipe: none for {model_words(model)} (detr_core's defaults apply)", {}
+    return (f"Recipe: {recipe.name} ({recipe.source})",
+            {key: recipe.value(key) for key in recipe_keys()})
