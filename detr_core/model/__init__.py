@@ -11,7 +11,7 @@ Public names (other packages import these, not the modules): `backbone_parameter
 `check_model_folder`, `apply_recipe`, `FAMILIES`, `Family`, `family_of_model`,
 `iou_loss_function`, `load_image_processor`, `load_trained_model`, `model_family`,
 `num_queries_of`, `PUBLISHED`, `Recipe`, `RECIPE_KEYS`, `recipe_for`, `run_sets`,
-`describe_recipe`, `to_original_pixels`.
+`describe_recipe`, `tiny_preset`, `to_original_pixels`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from detr_core.model.build import (
     model_family,
     num_queries_of,
 )
-from detr_core.model.families import FAMILIES, Family, family_of_model
+from detr_core.model.families import FAMILIES, Family, family_of_model, tiny_preset
 from detr_core.model.losses import iou_loss_function
 from detr_core.model.model_check import check_checkpoint, check_model_folder
 from detr_core.model.recipes import (
@@ -61,5 +61,6 @@ __all__ = [
     "num_queries_of",
     "recipe_for",
     "run_sets",
+    "tiny_preset",
     "to_original_pixels",
 ]

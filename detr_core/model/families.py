@@ -142,7 +142,9 @@ _RT_DETR = {"d_model": 64, "encoder_hidden_dim": 64, "encoder_in_channels": [32,
 
 TINY_PRESETS: dict[str, dict[str, Any]] = {
     "detr": TINY_DETR,
-    "conditional_detr": _TRANSFORMER,
+    # the same unit-scale init as DETR's preset (transformers' 0.02 leaves a d_model-64 model's
+    # scores low for long: overfitting 8 images, 500 steps, train mAP@.5 0.94 -> 1.0)
+    "conditional_detr": {**_TRANSFORMER, "init_std": 0.125},
     "deformable_detr": {**_TRANSFORMER, "num_feature_levels": 3},
     "rt_detr": _RT_DETR,
     "rt_detr_v2": _RT_DETR,

@@ -31,6 +31,7 @@ from typing import Any
 
 from detr_core.config import load_run_config, run_config_to_dict
 from detr_core.files import CHECKPOINT_FILES, ArgumentParser, UserInputError, exit_on_user_error
+from detr_core.model import FAMILIES, tiny_preset
 
 DEFAULT_PRETRAIN_CONFIG = Path(__file__).parents[1] / "defaults" / "pretrain.yaml"
 PROVENANCE_FILE = "pretraining.json"
@@ -100,14 +101,17 @@ def render_report(provenance: dict[str, Any], output_dir: Path) -> str:
         f"| {h['step']} | {_fmt(h.get('eval_map_50'))} | {_fmt(h.get('eval_recall'))} | "
         f"{_fmt(h.get('eval_loss_bbox'))} |" for h in provenance["eval_history"])
     machine = provenance["machine"]
-    return f"""# The shipped checkpoint `builtin:tiny-shapes`
+    family = FAMILIES[cfg["model"].get("family") or "detr"]
+    preset = ", ".join(f"{k} {v}" for k, v in tiny_preset(family.model_type).items()
+                       if k in ("d_model", "encoder_layers", "decoder_layers", "num_queries"))
+    return f"""# The shipped checkpoint `builtin:{output_dir.name}`
 
 Made by `{provenance["command"]}` (config `{Path(provenance["config_file"]).name}`), on
 {machine["platform"]}, torch {machine["torch"]}, transformers {machine["transformers"]},
 {machine["threads"]} threads.
 
-- Model: the `tiny` preset (DETR, d_model 64, 1 encoder / 2 decoder layers, ResNet-ish backbone,
-  10 queries) from random weights; folder size {size_kb:.0f} KB
+- Model: the `tiny` preset of {family.title} ({preset}; ResNet-ish backbone of ~0.3 M
+  parameters) from random weights; folder size {size_kb:.0f} KB
   ({", ".join(CHECKPOINT_FILES)}).
 - Pretraining data: synthetic task `{syn["task"]}`: stars, crosses, rings, pentagons (rotated;
   gradient and striped backgrounds; {syn["min_objects"]}-{syn["max_objects"]} objects per image,

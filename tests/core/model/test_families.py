@@ -204,3 +204,15 @@ def test_trained_model_folder_reloads_with_its_family(tmp_path: Path, family: st
     assert loaded.loss_function.iou_variant == "diou"
     for name, value in loaded.state_dict().items():
         assert torch.equal(value, model.state_dict()[name]), name
+
+
+@pytest.mark.parametrize("family", ["conditional_detr", "d_fine"])
+def test_num_queries_is_known_before_building(tmp_path: Path, family: str) -> None:
+    """What the "more objects than queries" warning reads, for presets and folders alike."""
+    from detr_core.model import num_queries_of, tiny_preset
+
+    assert num_queries_of(tiny(family)) == tiny_preset(family)["num_queries"]
+    assert num_queries_of(tiny(family, num_queries=12)) == 12
+    saved_checkpoint(tmp_path / "m", family)
+    assert num_queries_of(ModelConfig(checkpoint=str(tmp_path / "m"))) == \
+        tiny_preset(family)["num_queries"]

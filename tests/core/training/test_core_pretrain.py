@@ -99,8 +99,9 @@ def test_same_number_of_other_classes_gets_a_fresh_head(tmp_path: Path) -> None:
                                saved.bbox_predictor.layers[0].weight)
 
 
-def _tiny_pretrain_yaml(path: Path) -> Path:
+def _tiny_pretrain_yaml(path: Path, family: str = "detr") -> Path:
     raw = yaml.safe_load((REPO_ROOT / "detr_core/defaults/pretrain.yaml").read_text())
+    raw["model"]["family"] = family
     raw["data"]["synthetic"].update(num_train=16, num_val=8, num_test=8, image_size=64)
     raw["model"]["image_size"] = 64
     raw["num_threads"] = 2
@@ -111,12 +112,13 @@ def _tiny_pretrain_yaml(path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_pretrain_command_writes_a_checkpoint_train_loads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("family", ["detr", "d_fine"])
+def test_pretrain_command_writes_a_checkpoint_train_loads(tmp_path: Path, family: str) -> None:
     from detr_core import pretrain, train
 
     out = tmp_path / "ckpt"
     report = tmp_path / "made.md"
-    assert pretrain.main(["--config", str(_tiny_pretrain_yaml(tmp_path / "pt.yaml")),
+    assert pretrain.main(["--config", str(_tiny_pretrain_yaml(tmp_path / "pt.yaml", family)),
                           "--output-dir", str(out), "--work-dir", str(tmp_path / "work"),
                           "--report", str(report)]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -139,6 +141,7 @@ def test_pretrain_command_writes_a_checkpoint_train_loads(tmp_path: Path) -> Non
                        "--output-dir", str(tmp_path / "ft")]) == 0
     tuned = json.loads((tmp_path / "ft" / "best_model" / "config.json").read_text())
     assert set(tuned["id2label"].values()) == set(SHAPES.names)
+    assert tuned["model_type"] == made["run_config"]["model"]["family"] == family
 
 
 @pytest.mark.slow
