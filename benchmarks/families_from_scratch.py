@@ -2,6 +2,7 @@
 
     python benchmarks/families_from_scratch.py                  # resume; 2 runs side by side
     python benchmarks/families_from_scratch.py --report-only    # rewrite the report
+    python benchmarks/families_from_scratch.py --time-steps     # steps/s side by side
 
 Every supported family's tiny preset (`detr_core.model.families`: one ~0.3 M-parameter ResNet
 backbone for all, d_model 64) is trained from random weights on the embedded default data
@@ -10,8 +11,10 @@ for 1,500 steps of batch 8 with the same optimizer for all (AdamW 1e-3, weight d
 clipping 0.1, no warm-up, backbone at the main rate, GIoU), one thread a run, 3 seeds. Val
 and test are evaluated every 250 steps (`evaluation.test_during_training`); the report gives
 mAP@.5, mAP, recall and precision (score threshold 0.5, each family's own scores) at steps
-250 / 500 / 1,000 / 1,500, the mean +- std over seeds, parameters and training steps/s (wall
-time of the run less its evaluations; two runs share the machine's two cores).
+250 / 500 / 1,000 / 1,500, the mean +- std over seeds and the parameters. Steps/s are timed
+apart (`--time-steps`, `benchmarks/step_timer.py`): one family at a time, one thread, the rest
+of the machine idle, the families interleaved over 3 rounds (median), training steps only; the
+curves' own wall times shared the two cores with another run and are not comparable.
 
 Resumable: each finished run is appended to `benchmarks/data/families_from_scratch.jsonl` at
 once and skipped on the next call; `--stop-after SECONDS` starts no new run after that long.
@@ -37,6 +40,7 @@ if str(ROOT) not in sys.path:
 from detr_core.config import FamilyName  # noqa: E402  (after the sys.path line above)
 
 DATA_FILE = ROOT / "benchmarks" / "data" / "families_from_scratch.jsonl"
+SPEED_FILE = ROOT / "benchmarks" / "data" / "families_from_scratch_speed.json"
 REPORT = ROOT / "results" / "benchmarks" / "families_from_scratch.md"
 FAMILIES = ("detr", "conditional_detr", "deformable_detr", "rt_detr", "rt_detr_v2", "d_fine")
 SEEDS = (0, 1, 2)
@@ -74,6 +78,7 @@ def train_one(job: tuple[str, int, str]) -> dict[str, Any]:
     from detr_core.training import train_run
 
     config = run_config_from_dict(run_config(family, seed, cache_dir), source=family)
+    started_at = commit()
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         result = train_run(config, out, evaluate_test=False)
@@ -89,7 +94,19 @@ def train_one(job: tuple[str, int, str]) -> dict[str, Any]:
              for row in result.history]
     return {"family": family, "seed": seed, "parameters": parameters,
             "steps_per_s": STEPS / max(wall - eval_time, 1e-9), "wall_s": wall,
-            "curve": curve, "commit": commit()}
+            "curve": curve, "commit": started_at}
+
+
+def time_steps(rounds: int = 3, steps: int = 60) -> dict[str, float]:
+    """Median training steps/s of each family's preset, one thread, interleaved rounds."""
+    from benchmarks.step_timer import steps_per_second
+
+    seen: dict[str, list[float]] = {f: [] for f in FAMILIES}
+    for _ in range(rounds):
+        for family in FAMILIES:
+            seen[family].append(steps_per_second(steps, threads=1, freeze_backbone=False,
+                                                 model={"preset": "tiny", "family": family}))
+    return {f: statistics.median(v) for f, v in seen.items()}
 
 
 def commit() -> str:
@@ -123,16 +140,23 @@ def write_report(runs: list[dict[str, Any]]) -> None:
              "no warm-up), batch 8, 96 px, 1,500 steps, one thread a run (two runs side by side "
              "on 2 cores), GIoU. Each cell: mean +- std over the seeds run "
              f"({', '.join(map(str, SEEDS))}); metrics at score threshold 0.5 with each "
-             "family's own scores. Steps/s: training only (evaluations subtracted).", ""]
+             "family's own scores. Steps/s: `--time-steps`, each family alone on an idle machine, "
+             "one thread, 60 timed training steps of batch 8, median of 3 interleaved rounds "
+             "(data: `benchmarks/data/families_from_scratch_speed.json`).", ""]
     by_family: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         by_family.setdefault(run["family"], []).append(run)
-    lines += ["| family | seeds | parameters | steps/s |", "| --- | --- | --- | --- |"]
+    speed = json.loads(SPEED_FILE.read_text()) if SPEED_FILE.is_file() else {}
+    lines += ["| family | seeds | parameters | steps/s (1 thread, alone) | vs DETR |",
+              "| --- | --- | --- | --- | --- |"]
     for family in FAMILIES:
         mine = by_family.get(family, [])
+        rate = speed.get(family)
+        shown = f"{rate:.1f}" if rate else "n/a"
+        ratio = f"{rate / speed['detr']:.2f}x" if rate and speed.get("detr") else "n/a"
         if mine:
             lines.append(f"| {TABLE[family].title} | {len(mine)} | {mine[0]['parameters']:,} | "
-                         f"{statistics.mean(r['steps_per_s'] for r in mine):.1f} |")
+                         f"{shown} | {ratio} |")
     for split, title in (("test", "Test split (128 images)"), ("eval", "Val split (64 images)")):
         lines += ["", f"## {title}", "",
                   "| family | metric | " + " | ".join(f"step {s:,}" for s in SHOWN_STEPS) + " |",
@@ -157,8 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-after", type=float, default=None)
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--families", nargs="*", default=list(FAMILIES))
+    parser.add_argument("--time-steps", action="store_true",
+                        help="time each family's training steps alone (minutes), then report")
     args = parser.parse_args(argv)
-    if not args.report_only:
+    if args.time_steps:
+        SPEED_FILE.write_text(json.dumps(time_steps(), indent=1) + "\n")
+    elif not args.report_only:
         done = {(r["family"], r["seed"]) for r in done_runs()}
         cache = str(ROOT / ".cache" / "families_from_scratch")
         jobs = [(f, s, cache) for s in SEEDS for f in args.families if (f, s) not in done]

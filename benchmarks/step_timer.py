@@ -13,12 +13,14 @@ from typing import Any
 
 
 def steps_per_second(steps: int, threads: int | None = None, freeze_backbone: bool | None = None,
-                     warmup: int = 5) -> float:
-    """Time `steps` optimizer steps of the default run (backbone frozen as asked)."""
+                     warmup: int = 5, model: dict[str, Any] | None = None) -> float:
+    """Time `steps` optimizer steps of the default run (backbone frozen as asked; `model`: another
+    `model:` section, e.g. `{"preset": "tiny", "family": "d_fine"}`)."""
     import torch
     from torch.utils.data import DataLoader
 
     from detr_core.config import load_default_run_config
+    from detr_core.config.run_config import ModelConfig
     from detr_core.data import DetrCollator, prepare_data
     from detr_core.model import build_image_processor, build_model
     from detr_core.training import build_datasets
@@ -26,13 +28,15 @@ def steps_per_second(steps: int, threads: int | None = None, freeze_backbone: bo
     if threads is not None:
         torch.set_num_threads(threads)
     config = load_default_run_config()
+    if model is not None:
+        config.model = ModelConfig(**{"image_size": config.model.image_size, **model})
     freeze = config.freeze_backbone if freeze_backbone is None else freeze_backbone
     data = prepare_data(config.data, validate=False, quiet=True)
     loader = DataLoader(build_datasets(config, data)["train"], batch_size=8, shuffle=True,
                         collate_fn=DetrCollator(build_image_processor(config.model)))
-    model = build_model(config.model, data.label_map, config.iou_loss, freeze)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4)
-    model.train()
+    detector = build_model(config.model, data.label_map, config.iou_loss, freeze)
+    optimizer = torch.optim.AdamW([p for p in detector.parameters() if p.requires_grad], lr=5e-4)
+    detector.train()
     batches: Any = iter(loader)
     start = time.perf_counter()
     for done in range(steps + warmup):
@@ -43,7 +47,7 @@ def steps_per_second(steps: int, threads: int | None = None, freeze_backbone: bo
         except StopIteration:
             batches = iter(loader)
             batch = next(batches)
-        loss = model(**batch).loss
+        loss = detector(**batch).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

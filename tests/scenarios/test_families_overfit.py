@@ -27,7 +27,7 @@ SCHEDULES = {
     "deformable_detr": (200, 2e-3),
     "rt_detr": (200, 2e-3),
     "rt_detr_v2": (200, 2e-3),
-    "d_fine": (150, 2e-3),
+    "d_fine": (250, 2e-3),
 }
 
 
