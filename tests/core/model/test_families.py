@@ -28,6 +28,9 @@ from detr_core.model.build import (
 )
 
 ALL = tuple(FAMILIES)
+#: One softmax and one sigmoid family in `make test-fast`; every family in `make test`.
+EACH = [pytest.param(f, marks=[] if f in ("detr", "rt_detr") else [pytest.mark.slow])
+        for f in ALL]
 THREE = LabelMap(category_ids=(1, 2, 3), names=("rectangle", "ellipse", "triangle"))
 OTHER_THREE = LabelMap(category_ids=(1, 2, 3), names=("star", "cross", "ring"))
 TWO = LabelMap(category_ids=(0, 1), names=("cat", "dog"))
@@ -56,7 +59,7 @@ def test_config_layer_lists_the_same_families() -> None:
     assert set(typing.get_args(FamilyName)) == set(FAMILIES)
 
 
-@pytest.mark.parametrize("family", ALL)
+@pytest.mark.parametrize("family", EACH)
 def test_tiny_preset_of_each_family_builds_and_runs(family: str) -> None:
     model = build_model(tiny(family), TWO, "diou", False)
     assert model.config.model_type == family
@@ -75,7 +78,7 @@ def test_tiny_preset_of_each_family_builds_and_runs(family: str) -> None:
     assert out.pred_boxes.shape == (2, model.config.num_queries, 4)
 
 
-@pytest.mark.parametrize("family", ALL)
+@pytest.mark.parametrize("family", EACH)
 def test_checkpoint_family_is_read_and_only_label_shaped_tensors_start_afresh(
         tmp_path: Path, family: str) -> None:
     """Same number of classes, other names: every label-shaped tensor (the classifier, and for
@@ -154,7 +157,7 @@ def test_each_family_gets_its_own_image_processor(tmp_path: Path, family: str) -
     assert type(load_image_processor(tmp_path)) is type(processor)
 
 
-@pytest.mark.parametrize("family", ALL)
+@pytest.mark.parametrize("family", EACH)
 def test_detections_equal_transformers_post_processing(family: str) -> None:
     """Scores, labels and pixel boxes as the family's `post_process_object_detection` gives
     them (softmax per query for DETR, sigmoid top-k over (query, class) pairs otherwise)."""
@@ -177,7 +180,7 @@ def test_detections_equal_transformers_post_processing(family: str) -> None:
         torch.testing.assert_close(mine.boxes[order], upstream["boxes"][expected])
 
 
-@pytest.mark.parametrize("family", ALL)
+@pytest.mark.parametrize("family", EACH)
 def test_freeze_backbone_freezes_exactly_the_backbone_and_its_batch_norms(family: str) -> None:
     model = build_model(tiny(family), TWO, "giou", freeze_backbone=True)
     frozen = {id(p) for n, p in model.named_parameters() if not p.requires_grad
@@ -196,6 +199,7 @@ def test_freeze_backbone_freezes_exactly_the_backbone_and_its_batch_norms(family
         assert any(isinstance(m, torch.nn.BatchNorm2d) for m in live.model.backbone.modules())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["deformable_detr", "d_fine"])
 def test_trained_model_folder_reloads_with_its_family(tmp_path: Path, family: str) -> None:
     model = saved_checkpoint(tmp_path / "m", family)
