@@ -143,7 +143,9 @@ def with_globals(function: Callable, replacements: dict[str, Any]) -> Callable:
     groups, D-FINE's corners) is reused as is, and nothing shared is changed: the copy has a
     globals dict of its own, transformers' module and function stay untouched (Ray workers run
     trials of other variants in the same process). A name the function no longer uses means
-    transformers changed: refused, rather than silently computing GIoU.
+    transformers changed: refused, rather than silently computing GIoU. Relies on upstream
+    internals (the global names each loss function instantiates), checked against transformers
+    5.25; `tests/core/model/test_family_losses.py` fails on a version that changes them.
     """
     code = function.__code__
     unused = [name for name in replacements
