@@ -11,7 +11,7 @@ Public names (other packages import these, not the modules): `backbone_parameter
 `check_model_folder`, `apply_recipe`, `FAMILIES`, `Family`, `family_of_model`,
 `iou_loss_function`, `load_image_processor`, `load_trained_model`, `model_family`,
 `num_queries_of`, `PUBLISHED`, `Recipe`, `RECIPE_KEYS`, `recipe_for`, `run_sets`,
-`describe_recipe`, `tiny_preset`, `to_original_pixels`.
+`run_value`, `tiny_preset`, `to_original_pixels`.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from detr_core.model.recipes import (
     RECIPE_KEYS,
     Recipe,
     apply_recipe,
-    describe_recipe,
     recipe_for,
     run_sets,
+    run_value,
 )
 
 __all__ = [
@@ -52,7 +52,6 @@ __all__ = [
     "build_model",
     "check_checkpoint",
     "check_model_folder",
-    "describe_recipe",
     "family_of_model",
     "iou_loss_function",
     "load_image_processor",
@@ -61,6 +60,7 @@ __all__ = [
     "num_queries_of",
     "recipe_for",
     "run_sets",
+    "run_value",
     "tiny_preset",
     "to_original_pixels",
 ]

@@ -138,11 +138,16 @@ def recipe_for(model_cfg: ModelConfig) -> Recipe | None:
     return PUBLISHED.get(model_family(model_cfg).model_type)
 
 
+def run_value(config: RunConfig, key: str) -> Any:
+    """The run's own value of `key` (one of `RECIPE_KEYS`), None when it leaves it unset."""
+    if key == "backbone_lr_ratio":
+        return config.backbone_lr_ratio
+    return config.training_args.get(key.removeprefix("training_args."))
+
+
 def run_sets(config: RunConfig, key: str) -> bool:
     """Whether the run states `key` (one of `RECIPE_KEYS`) itself."""
-    if key == "backbone_lr_ratio":
-        return config.backbone_lr_ratio is not None
-    return key.removeprefix("training_args.") in config.training_args
+    return run_value(config, key) is not None
 
 
 def apply_recipe(config: RunConfig) -> tuple[RunConfig, dict[str, str]]:
@@ -165,10 +170,3 @@ def apply_recipe(config: RunConfig) -> tuple[RunConfig, dict[str, str]]:
                  if k.startswith("training_args.")})
     ratio = filled.get("backbone_lr_ratio", config.backbone_lr_ratio)
     return replace(config, training_args=args, backbone_lr_ratio=ratio), sources
-
-
-def describe_recipe(recipe: Recipe) -> str:
-    """One line: the recipe's four values and its source."""
-    return (f"{recipe.name}: learning_rate {recipe.learning_rate:g}, backbone_lr_ratio "
-            f"{recipe.backbone_lr_ratio:g}, weight_decay {recipe.weight_decay:g}, "
-            f"max_grad_norm {recipe.max_grad_norm:g} ({recipe.source})")

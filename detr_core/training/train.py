@@ -79,6 +79,7 @@ from detr_core.model import (
     family_of_model,
     load_image_processor,
     load_trained_model,
+    run_value,
 )
 from detr_core.training.ema import EmaCallback, evaluate_averaged, weights_folder
 from detr_core.training.eval_history import EvalHistoryWriter
@@ -256,15 +257,9 @@ def with_recipe(config: RunConfig) -> RunConfig:
     taken = [key for key, source in sources.items() if source.startswith("recipe")]
     if taken:
         values = ", ".join(f"{key.removeprefix('training_args.')} "
-                           f"{_recipe_value(filled, key):g}" for key in taken)
+                           f"{run_value(filled, key):g}" for key in taken)
         print(f"{sources[taken[0]]}: {values} (unset in the run)", file=sys.stderr, flush=True)
     return filled
-
-
-def _recipe_value(config: RunConfig, key: str) -> float:
-    if key == "backbone_lr_ratio":
-        return float(config.backbone_lr_ratio or 1.0)
-    return float(config.training_args[key.removeprefix("training_args.")])
 
 
 def add_further_evaluations(relay: EvaluationRelay, trainer: Trainer, config: RunConfig,

@@ -48,7 +48,7 @@ def recipe_keys() -> tuple[str, ...]:
 
 def _recipes() -> Any:
     """detr_core.model, imported on first use (it loads torch: seconds), for its recipe names
-    (`RECIPE_KEYS`, `recipe_for`, `run_sets`, `describe_recipe`)."""
+    (`RECIPE_KEYS`, `recipe_for`, `run_sets`)."""
     import detr_core.model
 
     return detr_core.model
