@@ -1,10 +1,13 @@
 """Detections drawn on their images: what "it finds the objects" looks like.
 
-`draw_detections` draws one image's boxes with class names (and scores); `detection_grid`
-puts images with their ground truth beside the same images with a model's confident
-detections, pair after pair, into one PNG (REPORT.md shows the winner's on the test split).
-Drawing and tiling are torchvision's (`draw_bounding_boxes`, `make_grid`); images are scaled
-up so small images stay legible.
+`draw_detections` draws one image's boxes with class names (and scores) in the image's own
+pixels (predict's drawn copies, torchvision's `draw_bounding_boxes`). `detection_grid` puts
+images with their ground truth beside the same images with a model's confident detections,
+pair after pair, into one PNG (`test_detections.png`, shown in REPORT.md), drawn with
+matplotlib: every image is scaled to one display height (`PANEL_HEIGHT`, width by its aspect
+ratio) with its boxes, and labels and box lines are sized in display pixels. Real datasets mix
+images of ~200 and ~2000 px; sharing the largest image's canvas made most panels thumbnails in
+black padding, and labels drawn in image pixels unreadable once shrunk.
 """
 
 from __future__ import annotations
@@ -16,11 +19,19 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.utils import draw_bounding_boxes, make_grid
+from torchvision.utils import draw_bounding_boxes
 
 GROUND_TRUTH_COLOUR = (40, 220, 60)
 DETECTION_COLOUR = (255, 60, 40)
-MIN_TILE = 192  # pixels: smaller images are scaled up (nearest) before drawing
+MIN_TILE = 192  # pixels: `draw_detections` scales smaller images up (nearest) by default
+
+# detection_grid's layout, in pixels of the PNG (DPI 72: one point is one pixel)
+PANEL_HEIGHT = 256  # every image is drawn this tall, its width following its aspect ratio
+LABEL_FONT_PX = 12  # class name + score, the same size on every image
+BOX_LINE_PX = 2
+PAIR_GAP = 4  # between an image's ground truth and its detections
+GAP = 16  # between pairs, between rows and around the grid
+DPI = 72
 
 
 def _scale_for(image: np.ndarray) -> float:
@@ -43,27 +54,84 @@ def draw_detections(image: np.ndarray, boxes_xyxy: Sequence[Sequence[float]],
     return draw_bounding_boxes(tensor, boxes, labels=list(captions), colors=colour, width=2)
 
 
+def panel_width(image: np.ndarray) -> int:
+    """Display width of an image drawn `PANEL_HEIGHT` tall (its aspect ratio kept)."""
+    height, width = image.shape[:2]
+    return max(1, round(PANEL_HEIGHT * width / height))
+
+
 def detection_grid(images: Sequence[np.ndarray],
                    ground_truth: Sequence[Sequence[tuple[Sequence[float], str]]],
                    detections: Sequence[Sequence[tuple[Sequence[float], str, float]]],
                    path: Path, pairs_per_row: int = 4) -> Path:
-    """A PNG of (ground truth | detections) pairs: boxes xyxy in the images' own pixels."""
-    tiles = []
-    for image, truth, found in zip(images, ground_truth, detections, strict=True):
-        scale = _scale_for(image)
-        tiles.append(draw_detections(image, [b for b, _ in truth], [n for _, n in truth],
-                                     GROUND_TRUTH_COLOUR, scale))
-        tiles.append(draw_detections(image, [b for b, _, _ in found],
-                                     [f"{n} {s:.2f}" for _, n, s in found],
-                                     DETECTION_COLOUR, scale))
-    height = max(t.shape[1] for t in tiles)
-    width = max(t.shape[2] for t in tiles)
-    padded = [torch.nn.functional.pad(t, (0, width - t.shape[2], 0, height - t.shape[1]))
-              for t in tiles]
-    grid = make_grid(padded, nrow=2 * pairs_per_row, padding=4, pad_value=255)
+    """A PNG of (ground truth | detections) pairs: boxes xyxy in the images' own pixels.
+
+    Each image is drawn `PANEL_HEIGHT` pixels tall with its boxes scaled alike; a row holds
+    `pairs_per_row` pairs and is as wide as its images make it (white beyond, never black).
+    """
+    from matplotlib.figure import Figure
+
+    if not images:
+        raise ValueError("detection_grid: no images to draw")
+    pairs = list(zip(images, ground_truth, detections, strict=True))
+    rows = [pairs[i:i + pairs_per_row] for i in range(0, len(pairs), pairs_per_row)]
+    row_widths = [sum(2 * panel_width(image) + PAIR_GAP for image, _, _ in row)
+                  + GAP * (len(row) - 1) for row in rows]
+    width = max(row_widths) + 2 * GAP
+    height = len(rows) * (PANEL_HEIGHT + GAP) + GAP
+    figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, facecolor="white")
+    for row_index, row in enumerate(rows):
+        top, left = GAP + row_index * (PANEL_HEIGHT + GAP), GAP
+        for image, truth, found in row:
+            shown, panel = _display_pixels(image), panel_width(image)
+            panels = [
+                ([b for b, _ in truth], [n for _, n in truth], GROUND_TRUTH_COLOUR),
+                ([b for b, _, _ in found], [f"{n} {s:.2f}" for _, n, s in found],
+                 DETECTION_COLOUR)]
+            for boxes, captions, colour in panels:
+                axes = figure.add_axes((left / width, 1 - (top + PANEL_HEIGHT) / height,
+                                        panel / width, PANEL_HEIGHT / height))
+                _draw_panel(axes, shown, image.shape[:2], boxes, captions, colour)
+                left += panel + PAIR_GAP
+            left += GAP - PAIR_GAP
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path)
+    figure.savefig(path, dpi=DPI, format="png", facecolor="white")
     return path
+
+
+def _display_pixels(image: np.ndarray) -> np.ndarray:
+    """The image resized to its panel's pixels (HxWx3 uint8): shown 1:1 with no resampling by
+    matplotlib; big photos shrink with Lanczos, small images grow sharp (nearest)."""
+    rgb = np.stack([image] * 3, axis=-1) if image.ndim == 2 else image[..., :3]
+    picture = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
+    scale = PANEL_HEIGHT / picture.height
+    resample = Image.NEAREST if scale >= 2 else Image.LANCZOS
+    return np.asarray(picture.resize((panel_width(image), PANEL_HEIGHT), resample))
+
+
+def _draw_panel(axes: Any, shown: np.ndarray, size: tuple[int, int],
+                boxes: Sequence[Sequence[float]], captions: Sequence[str],
+                colour: tuple[int, int, int]) -> None:
+    """One panel: the image spans the axes with data coordinates in its own pixels (`size`
+    is its original height, width), so boxes need no scaling; lines and fonts are in points,
+    which at `DPI` 72 are display pixels whatever the image's size."""
+    from matplotlib.patches import Rectangle
+
+    image_height, image_width = size
+    axes.imshow(shown, extent=(0, image_width, image_height, 0), interpolation="nearest",
+                aspect="auto")
+    axes.set_xlim(0, image_width)
+    axes.set_ylim(image_height, 0)
+    axes.set_axis_off()
+    edge = tuple(c / 255 for c in colour)
+    pixels_per_unit = PANEL_HEIGHT / image_height
+    for (x0, y0, x1, y1), caption in zip(boxes, captions, strict=True):
+        axes.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=edge,
+                                 linewidth=BOX_LINE_PX))
+        above = y0 * pixels_per_unit >= LABEL_FONT_PX + 6  # room for the label over the box
+        axes.text(max(x0, 0), y0, caption, fontsize=LABEL_FONT_PX, color="black",
+                  va="bottom" if above else "top", ha="left", clip_on=True,
+                  bbox={"facecolor": edge, "edgecolor": "none", "pad": 1.5})
 
 
 def split_detection_grid(split: Any, names: Sequence[str], category_of_label: Any,

@@ -275,13 +275,15 @@ def test_eval_history_jsonl_has_every_evaluation(giou_run: Run) -> None:
 def test_best_model_has_categories_and_a_detection_grid(giou_run: Run) -> None:
     from PIL import Image
 
+    from detr_core.evaluation.visualize import PANEL_HEIGHT
+
     best = giou_run.result.best_model_dir
     assert json.loads((best / "categories.json").read_text()) == [
         {"id": 1, "name": "rectangle"}, {"id": 2, "name": "ellipse"},
         {"id": 3, "name": "triangle"}]
     with Image.open(best / "test_detections.png") as grid:
-        # 8 test images of 64 px, scaled to 192 px tiles: 4 (truth | detections) pairs a row
-        assert grid.width > 8 * 192 and grid.height > 2 * 192
+        # 8 square test images drawn PANEL_HEIGHT tall: 4 (truth | detections) pairs a row
+        assert grid.width > 8 * PANEL_HEIGHT and grid.height > 2 * PANEL_HEIGHT
 
 
 def test_predict_cli_writes_coco_detections_and_drawn_images(giou_run: Run,
