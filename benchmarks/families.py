@@ -19,10 +19,12 @@ of them `make run` should search, on evidence fixed before it is measured:
 3. Equal steps (the default action): every checkpoint, seeds 0, 1, 2, at its own recipe, all
    four values stated in the run so nothing is filled in; schedule-free AdamW (constant, no
    warm-up: the optimizer of `search_spaces/iou.yaml`), GIoU, batch 8, 96 px, the embedded
-   default's data and augmentation, 600 steps, val and test evaluated every 50 steps, one
-   thread a run. Steps/s are timed apart (`--time-steps`, `benchmarks/step_timer.py`: each
-   checkpoint alone, one thread, 60 steps, median of 3 interleaved rounds), since the runs'
-   own wall times share the two cores with another run.
+   default's data and augmentation, 600 steps (longer where a checkpoint needs more to reach
+   the rule's B = 90 CPU-s at its timed steps/s: `run_length`, decided before any run), val
+   and test evaluated every 50 steps, one thread a run. Steps/s are timed apart
+   (`--time-steps`, `benchmarks/step_timer.py`: each checkpoint alone, one thread, 60 steps,
+   median of 3 interleaved rounds), since the runs' own wall times share the two cores with
+   another run.
 4. The rule, committed before anything was measured:
 
    The checkpoint `make run` searches is the one with the highest mean val mAP@.5 (3 seeds)
@@ -46,6 +48,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import multiprocessing
 import statistics
 import subprocess
@@ -60,6 +63,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.families_report import (  # noqa: E402  (after the sys.path line above)
+    BUDGET,
     METRICS,
     RECIPE_SOURCE,
     choose_learning_rate,
@@ -169,11 +173,27 @@ def commit() -> str:
 
 
 def read_runs(data_file: Path, steps: int) -> list[dict[str, Any]]:
-    """The records of `data_file` of runs `steps` long."""
+    """The records of `data_file` of runs `steps` long (the real table: at least `STEPS`, as
+    an equal-step run trains on to the rule's budget, `run_length`)."""
     if not data_file.is_file():
         return []
     runs = [json.loads(line) for line in data_file.read_text().splitlines() if line.strip()]
+    if steps == STEPS:
+        return [run for run in runs if run["steps"] >= steps]
     return [run for run in runs if run["steps"] == steps]
+
+
+def run_length(steps: int, steps_per_s: float | None, name: str) -> int:
+    """An equal-step run's max_steps: `steps`, or longer where the checkpoint needs more to
+    reach the rule's budget B (`BUDGET` CPU-s at its timed steps/s): a fast checkpoint's curve
+    must reach B, or the rule would read it before B. Decided before any run was made."""
+    if steps != STEPS:
+        return steps  # a smoke run
+    if steps_per_s is None:
+        raise SystemExit(f"builtin:{name}: no steps/s yet: run `python benchmarks/families.py "
+                         "--time-steps` first (the runs' length follows from it)")
+    needed = math.ceil(BUDGET * steps_per_s / EVERY) * EVERY
+    return max(steps, needed)
 
 
 def run_key(kind: str, checkpoint: str, seed: int, learning_rate: float) -> tuple[Any, ...]:
@@ -196,9 +216,11 @@ def grid_jobs(names: list[str], steps: int, cache: str) -> list[Job]:
             for name in names for lr in LEARNING_RATES]
 
 
-def equal_jobs(names: list[str], steps: int, cache: str) -> list[Job]:
-    """3 seeds of each checkpoint at its own recipe (one without a recipe is skipped)."""
-    from detr_core.model.recipes import RECIPE_KEYS, checkpoint_recipe
+def equal_jobs(names: list[str], steps: int, cache: str, speed: dict[str, float]
+               ) -> list[Job]:
+    """3 seeds of each checkpoint at its own recipe (one without a recipe is skipped), each
+    `run_length` steps long."""
+    from detr_core.model import RECIPE_KEYS, checkpoint_recipe
 
     jobs = []
     for name in names:
@@ -208,7 +230,8 @@ def equal_jobs(names: list[str], steps: int, cache: str) -> list[Job]:
                   "skipped", flush=True)
             continue
         values = {key: recipe.value(dotted) for dotted, key in RECIPE_KEYS.items()}
-        jobs += [("equal", name, seed, values, steps, cache) for seed in SEEDS]
+        length = run_length(steps, speed.get(name), name)
+        jobs += [("equal", name, seed, values, length, cache) for seed in SEEDS]
     return sorted(jobs, key=lambda job: job[2])  # seed by seed: a partial table is balanced
 
 
@@ -320,8 +343,9 @@ def main(argv: list[str] | None = None) -> int:
             jobs = grid_jobs(present(args.checkpoints or list(RECIPE_GRID), BUILTIN),
                              args.steps, cache)
         else:
+            speed = json.loads(speed_file.read_text()) if speed_file.is_file() else {}
             jobs = equal_jobs(present(args.checkpoints or list(CHECKPOINTS), BUILTIN),
-                              args.steps, cache)
+                              args.steps, cache, speed)
         todo = [job for job in jobs
                 if run_key(job[0], job[1], job[2], job[3]["learning_rate"]) not in done]
         run_jobs(todo, args.jobs, args.stop_after, data_file)

@@ -7,7 +7,7 @@ family (`losses`), the published and measured fine-tuning recipes (`recipes`), b
 Imports: `detr_core.files`, `detr_core.config`, `detr_core.data`.
 
 Public names (other packages import these, not the modules): `backbone_parameters`,
-`box_centres`, `build_image_processor`, `build_model`, `check_checkpoint`,
+`box_centres`, `build_image_processor`, `build_model`, `check_checkpoint`, `checkpoint_recipe`,
 `check_model_folder`, `apply_recipe`, `FAMILIES`, `Family`, `family_of_model`,
 `iou_loss_function`, `load_image_processor`, `load_trained_model`, `model_family`,
 `num_queries_of`, `PUBLISHED`, `Recipe`, `RECIPE_KEYS`, `recipe_for`, `run_sets`,
@@ -34,6 +34,7 @@ from detr_core.model.recipes import (
     RECIPE_KEYS,
     Recipe,
     apply_recipe,
+    checkpoint_recipe,
     recipe_for,
     run_sets,
     run_value,
@@ -52,6 +53,7 @@ __all__ = [
     "build_model",
     "check_checkpoint",
     "check_model_folder",
+    "checkpoint_recipe",
     "family_of_model",
     "iou_loss_function",
     "load_image_processor",
