@@ -19,11 +19,17 @@ Pure functions on plain dicts: no Ray, no files.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
-from search.space import describe_distribution, format_value, is_distribution
+from search.space import (
+    describe_distribution,
+    fits,
+    format_value,
+    is_distribution,
+    is_number,
+    same_value,
+)
 
 _MISSING = object()
 
@@ -42,35 +48,6 @@ def is_missing(value: Any) -> bool:
     return value is _MISSING
 
 
-def same_value(a: Any, b: Any) -> bool:
-    """Equal as YAML values: `True` is not `1`, `1` is `1.0`, floats within 1e-12 relative."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if _number(a) and _number(b):
-        return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
-    return a == b
-
-
-def fits(value: Any, entry: Any) -> bool:
-    """True when `value` is a value the space entry (a distribution or a fixed value) draws."""
-    if not is_distribution(entry):
-        return same_value(value, entry)
-    name, args = next(iter(entry.items()))
-    if name == "choice":
-        return any(same_value(value, choice) for choice in args)
-    if not _number(value) or not math.isfinite(value):
-        return False
-    low, high = args[0], args[1]
-    if not (low - 1e-12 * abs(low) <= value <= high + 1e-12 * abs(high)):
-        return False
-    if name in ("randint", "qrandint", "lograndint") and float(value) != int(value):
-        return False
-    if name.startswith("q"):
-        ratio = (value - low) / args[2]
-        return math.isclose(ratio, round(ratio), rel_tol=1e-9, abs_tol=1e-9)
-    return True
-
-
 def misfit_reason(key: str, value: Any, entry: Any) -> str:
     """Why `value` does not fit the space entry of `key`, in one phrase (no values listed)."""
     if not is_distribution(entry):
@@ -81,7 +58,7 @@ def misfit_reason(key: str, value: Any, entry: Any) -> str:
 def clamped(value: Any, entry: Any) -> Any:
     """A fitting value inside its range's bounds exactly (`fits` allows rounding noise at the
     bounds; Optuna's distributions do not)."""
-    if not is_distribution(entry) or not _number(value):
+    if not is_distribution(entry) or not is_number(value):
         return value
     name, args = next(iter(entry.items()))
     if name == "choice":
@@ -120,6 +97,3 @@ def fit_trial(
                           f"{shown}", None if is_missing(value) else value)
     return values, None
 
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from detr_core.files import UserInputError
-from search.lineage.fitting import fit_trial, same_value
+from search.lineage.fitting import fit_trial
 from search.results import (
     SourceSummary,
     TrialRecord,
@@ -37,7 +37,15 @@ from search.results import (
     load_trials,
     read_warm_start_record,
 )
-from search.space import SearchSpec, format_value, read_spec_file
+from search.space import (
+    SearchSpec,
+    absolute_values,
+    factor_values,
+    format_value,
+    per_trial_keys,
+    read_spec_file,
+    same_value,
+)
 from search.store import ExperimentPath, location
 from search.trial import ERRORED, status_category
 
@@ -162,7 +170,10 @@ def take_trials(folder: ExperimentPath, spec: SearchSpec, trials: Sequence[Trial
         reason = _reason_of_status(trial)
         values = None
         if reason is None:
-            values, misfit = fit_trial(trial.params, spec.base, spec.space, new.base, new.space)
+            # keys the new search resolves per trial are compared as factors of the recipe
+            # of the trial's own model (what the new space samples)
+            trained = factor_values(trial.params, spec.base, per_trial_keys(new.recipe))
+            values, misfit = fit_trial(trained, spec.base, spec.space, new.base, new.space)
             if misfit is not None:
                 reason, value = misfit
                 if value is not None:
@@ -172,7 +183,8 @@ def take_trials(folder: ExperimentPath, spec: SearchSpec, trials: Sequence[Trial
             continue
         taken.append(WarmTrial(
             source=str(folder), trial_id=trial.trial_id, trial_dir=str(trial.path),
-            params=values, source_params=dict(trial.params), status=trial.status,
+            params=absolute_values(values, new.base, new.recipe), sampled=values,
+            source_params=dict(trial.params), status=trial.status,
             best_value=trial.best_value, best_step=trial.best_step,
             pruned=status_category(trial.status) == "stopped by ASHA",
             results=[kept_result(r) for r in trial.results],

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from search.results.reading import TrialRecord
-from search.space import SearchSpec, is_distribution
+from search.space import SearchSpec, factor_values, is_distribution, per_trial_keys
 from search.store import as_float, as_int
 
 #: Fewer trials than this at the first rung: no importances (a forest on 2 points says nothing).
@@ -53,11 +53,13 @@ def rung_points(spec: SearchSpec, trials: Sequence[TrialRecord]
                 ) -> list[tuple[dict[str, Any], float]]:
     """(searched values, metric at the first rung) of every trial that reached it."""
     keys = spec.searched_keys()
+    relative = per_trial_keys(spec.recipe)  # as the space samples them: factors
     points = []
     for trial in trials:
         value = value_at_step(trial.results, spec.metric, spec.scheduler.grace_period)
         if value is not None and all(k in trial.params for k in keys):
-            points.append(({k: trial.params[k] for k in keys}, value))
+            params = factor_values(trial.params, spec.base, relative)
+            points.append(({k: params[k] for k in keys}, value))
     return points
 
 

@@ -79,6 +79,17 @@ class TrialRecord:
         last = self.last_result
         return as_int(last.get("step")) if last else None
 
+    def cpu_seconds(self, cpus_per_trial: float) -> float | None:
+        """Its compute: wall time times the CPUs (torch threads) it trained with (reported as
+        `num_threads`; else the search's `cpus_per_trial`). Steps are ASHA's budget, but models
+        train at different steps/s (plain DETR ~5x D-FINE on a CPU): equal steps are not equal
+        compute."""
+        wall = self.wall_time_s
+        if wall is None:
+            return None
+        threads = as_float((self.last_result or {}).get("num_threads"))
+        return wall * (threads or cpus_per_trial)
+
     @property
     def wall_time_s(self) -> float | None:
         """Last `time_total_s` (survives resumes), else the sum of `time_this_iter_s`."""
@@ -237,7 +248,7 @@ def load_trial(
     return TrialRecord(
         trial_id=trial_id,
         path=trial_dir,
-        params=trial_values(spec.space, read_params(trial_dir)),
+        params=trial_values(spec.space, read_params(trial_dir), spec.base, spec.recipe),
         results=results,
         status=status,
         error=error,

@@ -19,7 +19,7 @@ from search.results.importance import MIN_TRIALS
 from search.results.reading import TrialRecord, shown_beside
 from search.results.summary import ExportSummary, counts_text
 from search.results.winner import rank_trials
-from search.space import SearchSpec
+from search.space import SearchSpec, searched_model_keys
 from search.store import (
     BEST_CONFIG_FILE,
     BEST_MODEL_DIR,
@@ -36,7 +36,7 @@ def trials_table(spec: SearchSpec, trials: Sequence[TrialRecord], keys: Sequence
     detection quality at each trial's best step (val split)."""
     beside = shown_beside(spec.metric)
     headers = ["rank", "trial", "status", f"best {spec.metric}", "best step",
-               *(bare_name(m) for m in beside), "last step", "time (s)", *keys]
+               *(bare_name(m) for m in beside), "last step", "time (s)", "CPU-s", *keys]
     rows = []
     for rank, t in enumerate(rank_trials(trials, spec.mode), start=1):
         status = f"{t.status}, warm-start from `{t.origin}`" if t.origin else t.status
@@ -44,9 +44,33 @@ def trials_table(spec: SearchSpec, trials: Sequence[TrialRecord], keys: Sequence
             str(rank) if t.best_value is not None else "-", f"`{t.trial_id}`", status,
             fmt(t.best_value), fmt(t.best_step),
             *(fmt(t.value_at_best_step(m)) for m in beside), fmt(t.last_step),
-            fmt(t.wall_time_s, ".0f"), *(fmt(t.params.get(k)) for k in keys),
+            fmt(t.wall_time_s, ".0f"), fmt(t.cpu_seconds(spec.resources.cpus_per_trial), ".0f"),
+            *(fmt(t.params.get(k)) for k in keys),
         ])
     return md_table(headers, rows)
+
+
+def by_model_table(spec: SearchSpec, trials: Sequence[TrialRecord]) -> str:
+    """One row per value of the searched model key(s): trials, best metric, steps and
+    CPU-seconds (what a checkpoint's trials cost, and how fast it trains)."""
+    keys = searched_model_keys(spec.space)
+    groups: dict[str, list[TrialRecord]] = {}
+    for trial in trials:
+        name = ", ".join(fmt(trial.params.get(k)) for k in keys)
+        groups.setdefault(name, []).append(trial)
+    rows = []
+    for name, group in groups.items():
+        ranked = rank_trials(group, spec.mode)
+        best = ranked[0] if ranked and ranked[0].best_value is not None else None
+        steps = sum(t.last_step or 0 for t in group)
+        cpus = spec.resources.cpus_per_trial
+        cpu = [c for c in (t.cpu_seconds(cpus) for t in group) if c is not None]
+        rate = f"{steps / sum(cpu):.1f}" if cpu and sum(cpu) > 0 else "n/a"
+        rows.append([f"`{name}`", str(len(group)), fmt(best.best_value if best else None),
+                     f"`{best.trial_id}`" if best else "-", str(steps),
+                     fmt(sum(cpu) if cpu else None, ".0f"), rate])
+    return md_table([" / ".join(f"`{k}`" for k in keys), "trials", f"best {spec.metric}",
+                     "best trial", "steps trained", "CPU-s", "steps per CPU-s"], rows)
 
 
 def test_metrics_table(metrics: Mapping[str, Any]) -> str:
@@ -97,8 +121,13 @@ def render_report(
         *_warm_start(summary),
         "## Trials",
         "",
+        "CPU-s: the trial's wall time times its CPUs (torch threads). ASHA's budget is in "
+        "optimizer steps; where models of different speed are searched, equal steps are not "
+        "equal compute.",
+        "",
         trials_table(spec, summary.trials, keys),
         "",
+        *_by_model(summary, spec),
         "## Curves",
         "",
     ]
@@ -120,6 +149,17 @@ def render_report(
         "",
     ]
     return "\n".join(lines)
+
+
+def _by_model(summary: ExportSummary, spec: SearchSpec) -> list[str]:
+    """Where the model itself is searched: its values side by side (the importance of the
+    choice is in "What mattered")."""
+    if not searched_model_keys(spec.space):
+        return []
+    return ["## By model", "",
+            "Each searched model's trials: how good the best got and what they cost. "
+            "Recipe-relative values were resolved per trial against that model's recipe.", "",
+            by_model_table(spec, summary.trials), ""]
 
 
 def _interruption(summary: ExportSummary) -> list[str]:

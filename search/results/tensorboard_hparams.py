@@ -33,9 +33,12 @@ def hparam_value(value: Any) -> str | bool | float:
 class HParamsLoggerCallback(TBXLoggerCallback):
     """Tune's TensorBoard logger, with the trial's hyperparameters written as it starts."""
 
-    def __init__(self, space: Mapping[str, Any], metrics: Sequence[str]) -> None:
+    def __init__(self, space: Mapping[str, Any], metrics: Sequence[str],
+                 base: Mapping[str, Any] | None = None,
+                 recipe: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self._space = dict(space)
+        self._base, self._recipe = base, recipe
         self._metrics = [TUNE_SCALAR_PREFIX + m for m in metrics]
         self._session_end: dict[Any, Any] = {}
 
@@ -43,8 +46,8 @@ class HParamsLoggerCallback(TBXLoggerCallback):
         super().log_trial_start(trial)
         from tensorboardX.summary import hparams
 
-        values = {k: hparam_value(v) for k, v in trial_values(self._space, trial.config).items()
-                  if v is not None}
+        trained = trial_values(self._space, trial.config, self._base, self._recipe)
+        values = {k: hparam_value(v) for k, v in trained.items() if v is not None}
         experiment, session_start, session_end = hparams(
             hparam_dict=values, metric_dict=dict.fromkeys(self._metrics, 0.0))
         writer = self._trial_writer[trial].file_writer

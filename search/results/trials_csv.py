@@ -4,10 +4,11 @@ Columns: `trial_id`, `status`, one per hyperparameter (the spec's searched keys,
 key a trial had that is not fixed), `best_<metric>`, `best_step`, the diary's metric and the
 detection quality at that step (`eval_loss_bbox`, `eval_map_50`, `eval_recall`,
 `eval_precision`, less the objective: `search.results.reading.SHOWN_AT_BEST_STEP`), `last_step`,
-`wall_time_s`, `error`, `origin` (`search`: trained by this search; `warm-start`: taken from
-an earlier search by `--warm-start`) and `source_experiment` (that search's folder). The
-values are those of `search.trial.trial_config.trial_values`, so a
-`qloguniform` learning rate reads as the rounded value the trial used, as in best_config.yaml.
+`wall_time_s`, `cpu_s` (wall time x the trial's CPUs), `error`, `origin` (`search`: trained
+by this search; `warm-start`: taken from an earlier search by `--warm-start`) and
+`source_experiment` (that search's folder). The values are those of
+`search.trial.trial_config.trial_values`, so a `qloguniform` learning rate reads as the rounded
+value the trial used, as in best_config.yaml.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def write_trials_csv(
     """One row per trial, best first (see the module docstring for the columns)."""
     beside = shown_beside(spec.metric)
     header = ["trial_id", "status", *keys, best_column(spec.metric), "best_step", *beside,
-              "last_step", "wall_time_s", "error", "origin", "source_experiment"]
+              "last_step", "wall_time_s", "cpu_s", "error", "origin", "source_experiment"]
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\r\n")
     writer.writerow(header)
@@ -52,7 +53,8 @@ def write_trials_csv(
             t.trial_id, t.status, *(_cell(t.params.get(k)) for k in keys),
             _cell(t.best_value), _cell(t.best_step),
             *(_cell(t.value_at_best_step(m)) for m in beside), _cell(t.last_step),
-            _cell(t.wall_time_s), t.error or "", origin_label(t), t.origin or "",
+            _cell(t.wall_time_s), _cell(t.cpu_seconds(spec.resources.cpus_per_trial)),
+            t.error or "", origin_label(t), t.origin or "",
         ])
     return write_text_atomic(path, text.getvalue())
 

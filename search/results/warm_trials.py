@@ -69,6 +69,9 @@ class WarmTrial:
     best_step: int | None
     pruned: bool         # stopped by ASHA: told to Optuna as PRUNED with its intermediate values
     results: list[dict[str, Any]]
+    #: its values as the new space samples them (recipe-relative keys as factors, where the
+    #: new search resolves them per trial); None: the same as `params`
+    sampled: dict[str, Any] | None = None
 
     def intermediate_values(self, metric: str) -> dict[int, float]:
         """Its objective by step (the first report of a step counts, as the searcher does)."""
@@ -82,7 +85,7 @@ class WarmTrial:
     def optuna_trial(self, metric: str, searched: Sequence[str]) -> dict[str, Any]:
         """What the searcher adds to its study (`AshaAwareOptunaSearch(warm_start=...)`)."""
         return {
-            "params": {k: self.params[k] for k in searched if k in self.params},
+            "params": {k: own[k] for k in searched if k in (own := self.sampled or self.params)},
             "state": "PRUNED" if self.pruned else "COMPLETE",
             "value": None if self.pruned else self.best_value,
             "intermediate_values": self.intermediate_values(metric),

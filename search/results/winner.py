@@ -61,10 +61,12 @@ def build_best_config(spec: SearchSpec, trial: TrialRecord) -> dict[str, Any]:
     curve). A warm-start trial's comes from its own experiment's spec when that can be read
     (else from this search's, which trains the same run by the warm-start rules)."""
     own = source_spec(trial)
+    # a trial's params are the values it trained with (`trial_values`: rounded, and made
+    # absolute where the model is searched), so they are set as they are: no space
     if own is not None and trial.source_params is not None:
-        return trial_run_config(own.base, own.space, trial.source_params,
+        return trial_run_config(own.base, {}, trial.source_params,
                                 threads=trial_thread_count(own, trial))
-    return trial_run_config(spec.base, spec.space, trial.params,
+    return trial_run_config(spec.base, {}, trial.params,
                             threads=trial_thread_count(spec, trial))
 
 

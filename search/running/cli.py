@@ -256,6 +256,8 @@ def describe(spec: SearchSpec, args: argparse.Namespace | None = None,
         f"  trials      {spec.num_samples}, {concurrent}",
         f"  searcher    Optuna TPE, seed {seed}, "
         f"{startup_note(warm_start, spec.searcher.n_startup_trials)}",
+        *(f"  first       {', '.join(f'{k}={format_value(v)}' for k, v in point.items())}"
+          for point in spec.searcher.points_to_evaluate),
         f"  ASHA        in optimizer steps: grace_period {sched.grace_period}, "
         f"reduction_factor {format_number(sched.reduction_factor)}, max_t {sched.max_t}",
         f"              rungs at steps {rungs}; every trial stops by step {sched.max_t}",

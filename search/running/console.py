@@ -99,7 +99,7 @@ class SearchProgress(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         row = self.trials.get(trial.trial_id)
         if row is None:
-            values = trial_values(self.spec.space, trial.config)
+            values = trial_values(self.spec.space, trial.config, self.spec.base, self.spec.recipe)
             row = TrialProgress(trial.trial_id, {k: values[k] for k in self.spec.searched_keys()
                                                  if k in values})
             self.trials[trial.trial_id] = row

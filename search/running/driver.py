@@ -140,7 +140,7 @@ def _searcher(spec: SearchSpec, experiment_dir: ExperimentPath, max_concurrent: 
     searched = spec.searched_keys()
     searcher = AshaAwareOptunaSearch(
         sampler=sampler, study_name=spec.name, storage=journal_storage(experiment_dir),
-        max_t=spec.scheduler.max_t,
+        max_t=spec.scheduler.max_t, first_points=spec.searcher.points_to_evaluate,
         warm_start=[t.optuna_trial(spec.metric, searched)
                     for t in (warm_start.trials if warm_start else [])],
     )
@@ -165,7 +165,7 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
     path = experiment_path(options.storage, spec.name)
     trainable = tune.with_resources(
         tune.with_parameters(train_detr, base=spec.base, space=spec.space, data=data,
-                             metric=spec.metric),
+                             metric=spec.metric, recipe=spec.recipe),
         {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
     )
     if options.resume:
@@ -367,7 +367,8 @@ def run_search(spec: SearchSpec, options: SearchOptions,
                       flush=True)
             progress = None if options.verbose else SearchProgress(session_spec,
                                                                    experiment=experiment_dir)
-            callbacks = [HParamsLoggerCallback(spec.space, SELECTABLE_EVAL_METRICS),
+            callbacks = [HParamsLoggerCallback(spec.space, SELECTABLE_EVAL_METRICS, spec.base,
+                                               spec.recipe),
                          *([progress] if progress else [])]
             tuner, optuna_search = build_tuner(session_spec, session_options, data, callbacks,
                                                stop=budget, warm_start=warm_start)

@@ -234,3 +234,32 @@ def describe_distribution(dist: dict) -> str:
     if name in ("loguniform", "qloguniform"):
         text += " (log scale)"
     return text
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal as YAML values: `True` is not `1`, `1` is `1.0`, floats within 1e-12 relative."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if is_number(a) and is_number(b):
+        return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
+    return a == b
+
+
+def fits(value: Any, entry: Any) -> bool:
+    """True when `value` is a value the space entry (a distribution or a fixed value) draws."""
+    if not is_distribution(entry):
+        return same_value(value, entry)
+    name, args = next(iter(entry.items()))
+    if name == "choice":
+        return any(same_value(value, choice) for choice in args)
+    if not is_number(value) or not math.isfinite(value):
+        return False
+    low, high = args[0], args[1]
+    if not (low - 1e-12 * abs(low) <= value <= high + 1e-12 * abs(high)):
+        return False
+    if name in ("randint", "qrandint", "lograndint") and float(value) != int(value):
+        return False
+    if name.startswith("q"):
+        ratio = (value - low) / args[2]
+        return math.isclose(ratio, round(ratio), rel_tol=1e-9, abs_tol=1e-9)
+    return True

@@ -28,7 +28,7 @@ EXPERIMENT_KEYS = (
     "resources", "max_failures",
 )
 SCHEDULER_KEYS = ("grace_period", "reduction_factor", "max_t")
-SEARCHER_KEYS = ("seed", "n_startup_trials")
+SEARCHER_KEYS = ("seed", "n_startup_trials", "points_to_evaluate")
 RESOURCE_KEYS = ("cpus_per_trial", "gpus_per_trial")
 
 #: `load_search_spec(overrides=...)` key -> (path in `experiment:`, CLI flag shown in errors).
@@ -178,6 +178,7 @@ def build_spec(
         seed=r.integer("searcher.seed", DEFAULT_SEARCHER_SEED, allow_none=True),
         n_startup_trials=r.integer("searcher.n_startup_trials",
                                    default_startup_trials(num_samples), minimum=0),
+        points_to_evaluate=r.get("searcher.points_to_evaluate") or [],  # start_points checks
     )
     scheduler = _scheduler(r, base, space)
     base = select_best_step_by(base, metric, mode)

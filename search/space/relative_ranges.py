@@ -4,15 +4,16 @@ A learning rate that suits one checkpoint is 5-40x off for another (`detr_core.m
 recipes), so a space may state the four values a recipe fills (`RECIPE_KEYS`: learning rate,
 backbone lr ratio, weight decay, gradient clipping) as multiples of the recipe's own, and the
 same file then fits any checkpoint. They are resolved when the space file is loaded, against
-the search's base run (its `base` and `base_overrides`: one checkpoint for the whole search):
-the bounds and q of a range, or the values of a `choice`, are multiplied by the recipe's
-value, so the Tune / Optuna space, the trials and every result hold absolute values.
+the search's base run (its `base` and `base_overrides`) when it has one checkpoint for the
+whole search: the bounds and q of a range, or the values of a `choice`, are multiplied by the
+recipe's value, so the Tune / Optuna space, the trials and every result hold absolute values.
 
 `SearchSpec.recipe` records what was resolved (factors, the recipe's value, name and source)
 and where each of the four values comes from (`space (searched)`, `space (fixed)`,
 `space (base_overrides)`, `run`, or `recipe`: left to the recipe, which `detr_core` applies
 in every trial); it is written to `search_spec.yaml`, and `recipe_lines` puts it in words for
-the plan that `--dry-run` prints.
+the plan that `--dry-run` prints. When the model itself is searched there is no one recipe:
+the factors are resolved per trial (`search.space.per_trial_recipes`).
 """
 
 from __future__ import annotations
@@ -32,11 +33,15 @@ from search.space.distributions import (
     is_number,
     searched_keys_of,
 )
+from search.space.per_trial_recipes import (
+    MODEL_KEYS,
+    per_model_note,
+    resolve_per_trial,
+    searched_model_keys,
+)
 
 RELATIVE_KEY = "relative_to"
 RELATIVE_TARGETS = ("recipe",)
-#: Searched keys that change the model, hence its recipe, from trial to trial.
-MODEL_KEYS = ("model", "model.checkpoint", "model.preset", "model.family")
 #: Resolved bounds are rounded to this many significant digits (0.25 * 0.002 stays 5e-4).
 SIGNIFICANT_DIGITS = 12
 
@@ -89,21 +94,26 @@ def _refused(src: str, key: str, problem: str) -> UserInputError:
 
 
 def resolve_relative(space: dict[str, Any], relative: list[str], base: dict[str, Any],
-                     overridden: set[str], src: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the space with each relative entry in absolute values, the `SearchSpec.recipe` record).
+                     overridden: set[str], src: str
+                     ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """(the space as trials sample it, the `SearchSpec.recipe` record, the spaces to check).
 
     `space` is parsed (its relative entries hold factors), `base` the complete base run,
-    `overridden` the dotted keys `base_overrides` sets. Refused, naming the key: a searched
-    model (no one recipe), a model without a recipe, a recipe value of 0 (every multiple is 0),
-    an integer distribution or a choice that is not all numbers.
+    `overridden` the dotted keys `base_overrides` sets. With one model for the whole search,
+    each relative entry becomes absolute values here (the returned space; nothing else to
+    check). With a searched model (`MODEL_KEYS`), the space keeps the factors, each trial
+    resolves them against its own model's recipe (`search.space.per_trial_recipes`), and the
+    third item holds one absolute space per candidate model, for the caller to validate.
+    Refused, naming the key: a model without a recipe, a recipe value of 0 (every multiple is
+    0), an integer distribution or a choice that is not all numbers.
     """
     record: dict[str, Any] = {"keys": recipe_key_origins(space, base, overridden)}
     if not relative:
-        return space, record
-    searched_model = next((k for k in searched_keys_of(space) if k in MODEL_KEYS), None)
-    if searched_model is not None:
-        raise _refused(src, relative[0], f"relative_to: recipe needs one checkpoint for the "
-                                         f"whole search; {searched_model} is searched")
+        return space, record, []
+    if searched_model_keys(space):
+        per_trial, candidates = resolve_per_trial(space, relative, base, src, _scaled,
+                                                  model_words)
+        return space, {**record, **per_trial}, candidates
     recipe = _base_recipe(space, base, src, relative[0])
     record.update(name=recipe.name, source=recipe.source, relative={})
     resolved = dict(space)
@@ -114,7 +124,7 @@ def resolve_relative(space: dict[str, Any], relative: list[str], base: dict[str,
         record["relative"][key] = {"factors": copy.deepcopy(factors),
                                    "recipe_value": recipe.value(key),
                                    "resolved": copy.deepcopy(dist)}
-    return resolved, record
+    return resolved, record, [resolved]
 
 
 def recipe_key_origins(space: dict[str, Any], base: dict[str, Any],
@@ -205,6 +215,9 @@ def relative_note(recipe: dict[str, Any], key: str) -> str:
     kind, factors = next(iter(entry["factors"].items()))
     words = (" | ".join(format_number(f) for f in factors) if kind == "choice"
              else f"{format_number(factors[0])}-{format_number(factors[1])}")
+    if "per_model" in entry:
+        return (f"{words} x each trial's recipe "
+                f"({per_model_note(entry, format_number)})")
     return f"{words} x the recipe's {format_number(entry['recipe_value'])}"
 
 

@@ -34,10 +34,13 @@ class SchedulerSpec:
 
 @dataclass
 class SearcherSpec:
-    """Optuna TPE settings: sampler seed (None: random) and random trials before TPE."""
+    """Optuna TPE settings: sampler seed (None: random), random trials before TPE, and the
+    configurations to try first (`search.space.start_points`: partial, in the space's terms,
+    so a recipe-relative key resolved per trial holds a factor)."""
 
     seed: int | None
     n_startup_trials: int
+    points_to_evaluate: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -97,6 +100,7 @@ class SearchSpec:
                 "reduction_factor": self.scheduler.reduction_factor,
                 "searcher_seed": self.searcher.seed,
                 "n_startup_trials": self.searcher.n_startup_trials,
+                "points_to_evaluate": copy.deepcopy(self.searcher.points_to_evaluate),
                 "cpus_per_trial": self.resources.cpus_per_trial,
                 "gpus_per_trial": self.resources.gpus_per_trial,
                 "max_failures": self.max_failures,
@@ -121,7 +125,8 @@ class SearchSpec:
                 num_samples=int(exp["num_samples"]), max_concurrent=exp.get("max_concurrent"),
                 scheduler=SchedulerSpec(int(exp["grace_period"]),
                                         float(exp["reduction_factor"]), int(exp["max_t"])),
-                searcher=SearcherSpec(exp.get("searcher_seed"), int(exp["n_startup_trials"])),
+                searcher=SearcherSpec(exp.get("searcher_seed"), int(exp["n_startup_trials"]),
+                                      list(exp.get("points_to_evaluate") or [])),
                 resources=ResourceSpec(float(exp["cpus_per_trial"]),
                                        float(exp["gpus_per_trial"])),
                 max_failures=int(exp.get("max_failures", 0)), base=base, space=space,

@@ -17,6 +17,8 @@ experiment:                      # every key optional
   searcher:                      # Optuna TPE
     seed: 0                      # default 0; null = a different search each time
     n_startup_trials: 4          # random trials before TPE; default min(10, ceil(num_samples/2))
+    points_to_evaluate:          # tried first, in order (search.space.start_points)
+      - {iou_loss: ciou}         # keys left out are sampled
   resources: {cpus_per_trial: 1, gpus_per_trial: 0}   # gpus may be fractional: 0.5 = 2 per GPU
   max_failures: 0                # retries of an errored trial from its last checkpoint (-1: no cap)
 base: ../configs/run.yaml        # detr_core run config: a path (relative to THIS file) or an
@@ -38,7 +40,9 @@ Distributions: see `search.space.distributions`. The four values a checkpoint's 
 recipe fills (`training_args.learning_rate`, `backbone_lr_ratio`, `training_args.weight_decay`,
 `training_args.max_grad_norm`) may be stated as factors of the recipe's,
 `{loguniform: [0.25, 2.0], relative_to: recipe}`, and the file then fits any checkpoint: they
-are resolved here, against the base run's model (`search.space.relative_ranges`).
+are resolved here, against the base run's model (`search.space.relative_ranges`), or per
+trial against each trial's own model when a model key is searched
+(`search.space.per_trial_recipes`).
 
 Searchable keys: every field of the detr_core run config (`iou_loss`, `freeze_backbone`,
 `seed`, `model.*`, `augmentation.*`, `evaluation.*`,
@@ -82,6 +86,7 @@ from search.space.experiment_section import as_mapping, build_spec, experiment_w
 from search.space.relative_ranges import resolve_relative, split_relative
 from search.space.space_section import parse_space
 from search.space.spec import SearchSpec
+from search.space.start_points import check_points
 
 TOP_LEVEL_KEYS = ("experiment", "base", "base_overrides", "space")
 
@@ -107,12 +112,19 @@ def load_search_spec(path: str | Path, overrides: dict | None = None) -> SearchS
     base = drop_excluded(base, space.keys())
     # the rest first: the recipe is read from the base with the space's fixed values
     _validate_space_values(base, {k: v for k, v in space.items() if k not in relative}, src)
-    space, recipe = resolve_relative(space, relative, base, _overridden(raw, src), src)
-    if relative:
-        _validate_space_values(base, space, src)  # the resolved ranges, as absolute values
+    space, recipe, resolved = resolve_relative(space, relative, base, _overridden(raw, src),
+                                               src)
+    for absolute in resolved:  # the resolved ranges, as absolute values (one per model)
+        _validate_space_values(base, absolute, src)
     experiment = experiment_with_overrides(raw.get("experiment"), overrides, src)
-    return dataclasses.replace(build_spec(experiment, base, space, path, base_source),
-                               recipe=recipe)
+    spec = build_spec(experiment, base, space, path, base_source)
+    points = check_points(spec.searcher.points_to_evaluate, space, recipe, src, folder)
+    if len(points) > spec.num_samples:
+        raise UserInputError(f"{len(points)} points to evaluate, but the search runs "
+                             f"{spec.num_samples} trials (num_samples)", source=src,
+                             key="experiment.searcher.points_to_evaluate")
+    searcher = dataclasses.replace(spec.searcher, points_to_evaluate=points)
+    return dataclasses.replace(spec, recipe=recipe, searcher=searcher)
 
 
 def _overridden(raw: dict[str, Any], src: str) -> set[str]:

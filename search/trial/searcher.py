@@ -13,7 +13,8 @@ with
 `warm_start` seeds a new study with trials of earlier searches (`search.lineage`): each is added
 once, with its values, its best value (COMPLETE) or as PRUNED with its intermediate values by
 step, marked with the user attributes `warm_start_source` / `warm_start_trial`; a study that
-already holds them (a resumed search) is left as it is.
+already holds them (a resumed search) is left as it is. `first_points` (the space file's
+`points_to_evaluate`) are enqueued the same way, once (`search.space.start_points`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from ray.tune.search.optuna import OptunaSearch
 
 from detr_core.config import is_better
+from search.space import enqueue_points
 from search.store import as_float, as_int
 from search.trial.status import is_early_stopped
 
@@ -33,8 +35,10 @@ class AshaAwareOptunaSearch(OptunaSearch):
     """`OptunaSearch` with step-keyed reports, PRUNED for ASHA stops and best-value results."""
 
     def __init__(self, *args: Any, max_t: int,
-                 warm_start: Sequence[Mapping[str, Any]] = (), **kwargs: Any) -> None:
+                 warm_start: Sequence[Mapping[str, Any]] = (),
+                 first_points: Sequence[Mapping[str, Any]] = (), **kwargs: Any) -> None:
         self._max_t = max_t
+        self._first_points = [dict(p) for p in first_points]
         self._best_values: dict[str, float] = {}
         self._reported_steps: dict[str, set[int]] = {}
         self._warm_start = [dict(t) for t in warm_start]
@@ -43,6 +47,9 @@ class AshaAwareOptunaSearch(OptunaSearch):
     def _setup_study(self, mode: Any) -> None:
         super()._setup_study(mode)
         self._add_warm_start_trials()
+        # the space file's points_to_evaluate, once: not again in a resumed or continued study
+        # (Ray's own `points_to_evaluate` would enqueue them in every session)
+        enqueue_points(self._ot_study, self._first_points)
 
     def _add_warm_start_trials(self) -> None:
         """Add the warm-start trials to the study, unless it holds them already."""

@@ -89,8 +89,9 @@ def _restore_checkpoint(work_dir: Path) -> Path | None:
 
 
 def train_detr(config: dict[str, Any], *, base: dict[str, Any], space: dict[str, Any],
-               data: dict[str, Any], metric: str) -> None:
-    """Tune entry point; `base`, `space` and the `data` record come via `with_parameters`.
+               data: dict[str, Any], metric: str, recipe: dict[str, Any] | None = None) -> None:
+    """Tune entry point; `base`, `space`, the `data` record and the spec's `recipe` record
+    (per-trial recipe-relative keys) come via `with_parameters`.
 
     `data` is the driver's record of the dataset (`search.trial.node_data.data_record`): synthetic
     parameters or absolute COCO paths, prepared on this node before training.
@@ -101,7 +102,7 @@ def train_detr(config: dict[str, Any], *, base: dict[str, Any], space: dict[str,
     # which only reaches storage when the trial runs on the driver's node.
     with output_to_file(Path.cwd() / TRIAL_LOG_FILE):
         threads = _trial_cpus()
-        raw = trial_run_config(base, space, config, threads=threads)
+        raw = trial_run_config(base, space, config, threads=threads, recipe=recipe)
         raw["data"] = data_section(data)
         run_config = run_config_from_dict(raw, source=f"trial {context.get_trial_id()}")
         with trial_work_dir() as work_dir:

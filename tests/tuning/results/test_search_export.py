@@ -201,6 +201,8 @@ def test_trials_csv_rows_and_statuses(experiment: Path):
     assert "eval_loss_bbox" not in winner  # the objective has its best_ column
     assert winner["last_step"] == "1200"
     assert float(winner["wall_time_s"]) == pytest.approx(40.0)
+    # no num_threads reported by these trials: the spec's CPUs per trial
+    assert float(winner["cpu_s"]) == pytest.approx(40.0 * 1)
     assert float(winner["training_args.learning_rate"]) == pytest.approx(3.2e-4)
     assert winner["iou_loss"] == "ciou"
     assert by_id["aaaaa_00000"]["best_step"] == "600"

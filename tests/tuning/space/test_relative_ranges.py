@@ -151,13 +151,6 @@ def test_what_cannot_be_resolved_is_refused(tmp_path: Path, space: dict, key: st
     assert text.startswith(f"{path}: space.{key}: ") and words in text, text
 
 
-def test_a_searched_checkpoint_has_no_one_recipe(tmp_path: Path, rt_detr_folder: Path) -> None:
-    space = {"model.checkpoint": {"choice": ["builtin:tiny-shapes", str(rt_detr_folder)]}}
-    path = iou_like(tmp_path, space=space)
-    assert refused(path) == (f"{path}: space.{LR}: relative_to: recipe needs one checkpoint "
-                             "for the whole search; model.checkpoint is searched")
-
-
 def test_a_model_without_a_recipe_is_refused_naming_it(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from detr_core.model import recipes
