@@ -13,9 +13,11 @@ from typing import Any
 
 
 def steps_per_second(steps: int, threads: int | None = None, freeze_backbone: bool | None = None,
-                     warmup: int = 5, model: dict[str, Any] | None = None) -> float:
+                     warmup: int = 5, model: dict[str, Any] | None = None,
+                     config: Any = None) -> float:
     """Time `steps` optimizer steps of the default run (backbone frozen as asked; `model`: another
-    `model:` section, e.g. `{"preset": "tiny", "family": "d_fine"}`)."""
+    `model:` section, e.g. `{"preset": "tiny", "family": "d_fine"}`; `config`: another
+    `RunConfig` to time instead of the default, its data, augmentation and batch size)."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -26,12 +28,13 @@ def steps_per_second(steps: int, threads: int | None = None, freeze_backbone: bo
 
     if threads is not None:
         torch.set_num_threads(threads)
-    config = load_default_run_config()
+    config = load_default_run_config() if config is None else config
     if model is not None:
         config.model = ModelConfig(**{"image_size": config.model.image_size, **model})
     freeze = config.freeze_backbone if freeze_backbone is None else freeze_backbone
     data = prepare_data(config.data, validate=False, quiet=True)
-    loader = DataLoader(build_datasets(config, data)["train"], batch_size=8, shuffle=True,
+    batch_size = int(config.training_args.get("per_device_train_batch_size", 8))
+    loader = DataLoader(build_datasets(config, data)["train"], batch_size=batch_size, shuffle=True,
                         collate_fn=DetrCollator(build_image_processor(config.model)))
     detector = build_model(config.model, data.label_map, config.iou_loss, freeze)
     optimizer = torch.optim.AdamW([p for p in detector.parameters() if p.requires_grad], lr=5e-4)

@@ -3,7 +3,8 @@
 Two sources: a checkpoint (Hub name, `save_pretrained` folder or `builtin:<name>`, loaded with
 `AutoModelForObjectDetection.from_pretrained` and given the dataset's label set: when the
 checkpoint was trained on other classes every parameter shaped by the number of labels is
-re-initialised, the rest is fine-tuned) or the `tiny` preset of a family (random weights,
+re-initialised, the rest is fine-tuned; a `num_queries` override re-initialises the query
+embeddings the same way, said in one line) or the `tiny` preset of a family (random weights,
 ResNet-ish backbone of ~0.3 M parameters, builds offline in well under a second once
 transformers is imported; for tests and for pretraining). The family (`detr_core.model.families`)
 is read from the checkpoint's `config.json`, or is the preset's `model.family`; it picks the
@@ -128,27 +129,40 @@ def build_model(model_cfg: ModelConfig, label_map: LabelMap, iou_loss: str,
         except (TypeError, ValueError, StrictDataclassError) as exc:
             raise UserInputError(_one_line(exc), key="model.config_overrides") from None
         model = AutoModelForObjectDetection.from_config(config)
-        if fam.model_type == "detr":
-            # Object queries as in the original DETR (nn.Embedding's N(0, 1)): distinct queries
-            # from the first step, so they specialise instead of collapsing onto one box.
-            torch.nn.init.normal_(model.model.query_position_embeddings.weight)
+        init_queries(model)
     else:
         model = _from_checkpoint(str(model_cfg.checkpoint), labels, overrides)
     if overrides:
-        check_model_runs(model)
+        check_model_runs(model, min(model_cfg.image_size, CHECK_SIZE_CAP))
     model.loss_function = iou_loss_function(fam.model_type, iou_loss)
     set_backbone_trainable(model, trainable=not freeze_backbone)
     return model
 
 
+def init_queries(model: Any) -> None:
+    """DETR's object queries as in the original DETR (nn.Embedding's N(0, 1)), not
+    transformers' N(0, init_std): distinct queries from the first step, so they specialise
+    instead of collapsing onto one box. Other families keep their own init."""
+    if model.config.model_type == "detr":
+        torch.nn.init.normal_(model.model.query_position_embeddings.weight)
+
+
+#: The largest square `check_model_runs` tries (the run's own size below it): a 640 px image
+#: has more encoder positions than any `num_queries` selects, and stays cheap on a CPU.
+CHECK_SIZE_CAP = 640
+
+
 def check_model_runs(model: Any, size: int = 64) -> None:
-    """One forward pass on a blank image: overrides that build but cannot run are refused.
+    """One forward pass on a blank image of the run's size: overrides that build but cannot
+    run are refused.
 
     `config_overrides` fields can agree with the config class and still not fit each other or
     the checkpoint (`d_model: 65`: the position embedding makes 64 channels, the projection
     65), which otherwise ends the first training step in a tensor-size traceback with the run's
-    folder written. In eval mode and without gradients: no dropout, so no random numbers
-    drawn, and the training that follows is the same as without the check.
+    folder written. At the run's size, since RT-DETR / D-FINE select `num_queries` of the
+    encoder's positions, which a small blank image may not have. In eval mode and without
+    gradients: no dropout, so no random numbers drawn, and the training that follows is the
+    same as without the check.
     """
     was_training = model.training
     model.eval()
@@ -182,7 +196,8 @@ def _from_checkpoint(checkpoint: str, labels: dict[str, Any], overrides: dict[st
 
     source = resolve_checkpoint(checkpoint)
     try:
-        previous = AutoConfig.from_pretrained(source).id2label
+        previous_config = AutoConfig.from_pretrained(source)
+        previous = previous_config.id2label
         with _quiet_load_report():
             model, info = AutoModelForObjectDetection.from_pretrained(
                 source, ignore_mismatched_sizes=True, output_loading_info=True, **labels,
@@ -199,11 +214,23 @@ def _from_checkpoint(checkpoint: str, labels: dict[str, Any], overrides: dict[st
     new_names = list(labels["id2label"].values())
     label_shaped = label_shaped_parameters(model)
     if old_names != new_names:
-        reset_label_parameters(model, label_shaped)
+        reset_parameters(model, label_shaped)
         print(f"model.checkpoint {checkpoint}: new classification head for "
               f"{', '.join(new_names)} (the checkpoint's was for {', '.join(map(str, old_names))})",
               file=sys.stderr)
-    _warn_unloaded(checkpoint, info, label_shaped)
+    query_shaped: set[str] = set()
+    old_queries = getattr(previous_config, "num_queries", None)
+    if model.config.num_queries != old_queries:
+        query_shaped = parameters_shaped_by(model, "num_queries")
+        reset_parameters(model, query_shaped)
+        print(f"model.checkpoint {checkpoint}: num_queries {old_queries} -> "
+              f"{model.config.num_queries} (model.config_overrides): " + (
+                  f"the query embeddings ({', '.join(sorted(query_shaped))}) start afresh as "
+                  f"in a new {family_of_model(model).title} model; every other weight is the "
+                  "checkpoint's"
+                  if query_shaped else "no weight depends on it (the decoder's queries are the "
+                  f"encoder's top {model.config.num_queries} proposals)"), file=sys.stderr)
+    _warn_unloaded(checkpoint, info, label_shaped | query_shaped)
     return model
 
 
@@ -237,32 +264,42 @@ def _warn_unloaded(checkpoint: str, info: dict[str, Any], label_shaped: set[str]
 
 
 def label_shaped_parameters(model: Any) -> set[str]:
-    """State-dict names of every tensor whose shape depends on the number of labels.
+    """State-dict names of every tensor whose shape depends on the number of labels: DETR's
+    `class_labels_classifier`, but also e.g. RT-DETR's per-layer `class_embed`,
+    `enc_score_head` and `denoising_class_embed`, whatever a family names them."""
+    return parameters_shaped_by(model, "num_labels")
+
+
+def parameters_shaped_by(model: Any, field: str) -> set[str]:
+    """State-dict names of every tensor whose shape depends on the config's integer `field`
+    (`num_labels`; `num_queries`: DETR's, Conditional and Deformable DETR's
+    `query_position_embeddings`, none for RT-DETR / D-FINE, whose queries are selected).
 
     Found by building the model's architecture twice on the `meta` device (no memory, no
-    random numbers), with its label count and one more, and comparing shapes: DETR's
-    `class_labels_classifier`, but also e.g. RT-DETR's per-layer `class_embed`,
-    `enc_score_head` and `denoising_class_embed`, whatever a family names them.
+    random numbers), with its value of `field` and one more, and comparing shapes.
     """
     from transformers import AutoModelForObjectDetection
 
     shapes = []
     for extra in (0, 1):
-        config = type(model.config).from_dict(
-            {**model.config.to_dict(), "num_labels": model.config.num_labels + extra,
-             "id2label": None, "label2id": None})
+        fields = {field: getattr(model.config, field) + extra}
+        if field == "num_labels":
+            fields |= {"id2label": None, "label2id": None}
+        config = type(model.config).from_dict({**model.config.to_dict(), **fields})
         with torch.device("meta"), _quiet_load_report():
             built = AutoModelForObjectDetection.from_config(config)
         shapes.append({k: tuple(v.shape) for k, v in built.state_dict().items()})
     return {k for k, shape in shapes[0].items() if shapes[1].get(k) != shape}
 
 
-def reset_label_parameters(model: Any, names: set[str] | None = None) -> None:
-    """Re-initialise the label-shaped tensors (`label_shaped_parameters`) as a new model of
-    the same config initialises them (each family's own init: DETR's N(0, init_std), the
+def reset_parameters(model: Any, names: set[str]) -> None:
+    """Re-initialise the tensors `names` (the label-shaped ones, `label_shaped_parameters`, or
+    the query-shaped ones) as a new model of the same config initialises them (each family's
+    own init: DETR's N(0, init_std) classifier and N(0, 1) queries as its preset's, the
     focal-loss prior bias of the sigmoid families), everything else kept as loaded.
 
-    `ignore_mismatched_sizes` only re-initialises tensors of another *size*; a checkpoint
+    `ignore_mismatched_sizes` only re-initialises tensors of another *size*, with
+    transformers' init (DETR's queries N(0, init_std), not its preset's); a checkpoint
     trained on as many classes as the dataset has, but other ones, would keep classifying by
     its old classes. Checked by label names, so any label set is handled the same way. The
     fresh model is drawn on a forked random stream: the run's later random numbers (data
@@ -270,9 +307,10 @@ def reset_label_parameters(model: Any, names: set[str] | None = None) -> None:
     """
     from transformers import AutoModelForObjectDetection
 
-    names = label_shaped_parameters(model) if names is None else names
     with torch.random.fork_rng(devices=[]), _quiet_load_report():
-        fresh = AutoModelForObjectDetection.from_config(model.config).state_dict()
+        fresh_model = AutoModelForObjectDetection.from_config(model.config)
+        init_queries(fresh_model)
+        fresh = fresh_model.state_dict()
     own = model.state_dict()
     with torch.no_grad():
         for name in names:

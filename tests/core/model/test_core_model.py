@@ -76,7 +76,7 @@ def test_overrides_that_build_but_cannot_run_are_refused_and_the_check_draws_not
     after_check = torch.rand(1).item()
     import detr_core.model.build as build
 
-    monkeypatch.setattr(build, "check_model_runs", lambda model: None)
+    monkeypatch.setattr(build, "check_model_runs", lambda model, size: None)
     torch.manual_seed(3)
     unchecked = build_model(tiny(num_queries=7), TWO, "giou", False)
     assert torch.rand(1).item() == after_check
