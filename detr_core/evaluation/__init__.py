@@ -5,9 +5,10 @@ images (`predict`).
 
 Imports: `detr_core.files`, `detr_core.config`, `detr_core.data`, `detr_core.model`.
 
-Public names (other packages import these, not the modules): `coco_map`, `decode_predictions`,
-`decode_targets`, `detection_metrics`, `evaluate_model`, `evaluate_prepared`, `ImageBoxes`,
-`precision`, `predict_folder`, `print_report`, `recall`, `write_report`.
+Public names (other packages import these, not the modules): `best_f1_threshold`, `coco_map`,
+`decode_predictions`, `decode_targets`, `detection_metrics`, `evaluate_model`,
+`evaluate_prepared`, `ImageBoxes`, `precision`, `predict_folder`, `print_report`, `recall`,
+`threshold_sweep`, `write_report`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,19 @@ from detr_core.evaluation.evaluate import (
     print_report,
     write_report,
 )
-from detr_core.evaluation.metrics import coco_map, detection_metrics, precision, recall
+from detr_core.evaluation.metrics import (
+    best_f1_threshold,
+    coco_map,
+    detection_metrics,
+    precision,
+    recall,
+    threshold_sweep,
+)
 from detr_core.evaluation.predict import predict_folder
 
 __all__ = [
     "ImageBoxes",
+    "best_f1_threshold",
     "coco_map",
     "decode_predictions",
     "decode_targets",
@@ -34,5 +43,6 @@ __all__ = [
     "predict_folder",
     "print_report",
     "recall",
+    "threshold_sweep",
     "write_report",
 ]

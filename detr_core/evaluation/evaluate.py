@@ -28,7 +28,11 @@ from torch.utils.data import DataLoader
 from detr_core.config import RunConfig, load_default_run_config, load_run_config
 from detr_core.data import CocoDetectionDataset, DetrCollator, PreparedData, prepare_data
 from detr_core.evaluation.detections import ImageBoxes, decode_predictions, decode_targets
-from detr_core.evaluation.metrics import detection_metrics
+from detr_core.evaluation.metrics import (
+    best_f1_threshold,
+    detection_metrics,
+    threshold_sweep,
+)
 from detr_core.evaluation.visualize import split_detection_grid
 from detr_core.files import (
     ArgumentParser,
@@ -92,9 +96,10 @@ def coco_results(predictions: Sequence[ImageBoxes], category_of: Any) -> list[di
 
 
 def evaluate_prepared(model_dir: Path, config: RunConfig, data: PreparedData, split: str,
-                      dataset: CocoDetectionDataset | None = None, processor: Any = None
-                      ) -> dict[str, Any]:
-    """Metrics of `model_dir` on one split of already prepared data; also writes predictions."""
+                      dataset: CocoDetectionDataset | None = None, processor: Any = None,
+                      thresholds: Sequence[float] = ()) -> dict[str, Any]:
+    """Metrics of `model_dir` on one split of already prepared data; also writes predictions.
+    `thresholds`: also recall / precision / F1 at each (`threshold_sweep`) and the best F1's."""
     from detr_core.model import build_image_processor, load_image_processor, load_trained_model
 
     if processor is None:
@@ -111,6 +116,9 @@ def evaluate_prepared(model_dir: Path, config: RunConfig, data: PreparedData, sp
     predictions, targets = predict(model, dataset, processor, config.evaluation.batch_size)
     metrics: dict[str, Any] = detection_metrics(
         predictions, targets, data.label_map.names, config.evaluation.score_threshold)
+    if thresholds:
+        metrics["threshold_sweep"] = threshold_sweep(predictions, targets, thresholds)
+        metrics["best_f1_threshold"] = best_f1_threshold(metrics["threshold_sweep"])
     metrics.update(
         missed=int(metrics["missed"]), num_gt=int(metrics["num_gt"]),
         split=split, num_images=len(dataset), score_threshold=config.evaluation.score_threshold,
@@ -124,15 +132,16 @@ def evaluate_prepared(model_dir: Path, config: RunConfig, data: PreparedData, sp
     return metrics
 
 
-def evaluate_model(model_dir: str | Path, config: RunConfig, split: str = "test"
-                   ) -> dict[str, Any]:
-    """Prepare the run's data and evaluate `model_dir` on `split` (`train`, `val` or `test`)."""
+def evaluate_model(model_dir: str | Path, config: RunConfig, split: str = "test",
+                   thresholds: Sequence[float] = ()) -> dict[str, Any]:
+    """Prepare the run's data and evaluate `model_dir` on `split` (`train`, `val` or `test`),
+    with a sweep of score `thresholds` if any."""
     model_dir = Path(model_dir)
     check_model_folder(model_dir, key="--model")
     data = prepare_data(config.data)
     if getattr(data, split, None) is None:
         raise UserInputError(f"this run config has no {split} split", key="data")
-    metrics = evaluate_prepared(model_dir, config, data, split)
+    metrics = evaluate_prepared(model_dir, config, data, split, thresholds=thresholds)
     write_report(metrics, model_dir / metrics_file(split))
     return metrics
 
@@ -156,6 +165,15 @@ def format_report(metrics: dict[str, Any], title: str = "") -> str:
         lines.append(f"  {label:<{width}}  {text}")
     for name, ap in sorted(metrics.get("per_class_ap", {}).items()):
         lines.append(f"  {'AP ' + name:<{width}}  {ap:.4f}")
+    sweep = metrics.get("threshold_sweep")
+    if sweep:
+        lines.append("  score threshold   recall  precision      F1  detections")
+        for row in sweep:
+            mark = "  <- best F1" if row["score_threshold"] == metrics.get("best_f1_threshold") \
+                else ""
+            lines.append(f"  {row['score_threshold']:>15.2f}  {row['recall']:7.4f}  "
+                         f"{row['precision']:9.4f}  {row['f1']:6.4f}  {row['detections']:>10}"
+                         f"{mark}")
     return "\n".join(lines)
 
 
@@ -174,7 +192,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path,
                         help="run YAML naming the data (default: the embedded default)")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument("--thresholds", type=_thresholds, default=(),
+                        help="score thresholds to sweep, e.g. 0.3,0.4,0.5,0.6,0.7: recall, "
+                             "precision and F1 at each, and the best F1's (choose the run's "
+                             "evaluation.score_threshold on val, never on test)")
     return parser
+
+
+def _thresholds(text: str) -> tuple[float, ...]:
+    """`0.3,0.4,0.5` -> (0.3, 0.4, 0.5), each in [0, 1]; argparse's one-line error otherwise."""
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated numbers: {text!r}") from None
+    if not values or not all(0.0 <= v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"thresholds are scores in [0, 1], got {text!r}")
+    return values
 
 
 @exit_on_user_error
@@ -182,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = load_run_config(args.config) if args.config else load_default_run_config()
     with errors_from(args.config):  # `data: no test split` is about that file
-        metrics = evaluate_model(args.model, config, args.split)
+        metrics = evaluate_model(args.model, config, args.split, args.thresholds)
     print_report(metrics, title=f"{args.split} metrics of {args.model}")
     return 0
 

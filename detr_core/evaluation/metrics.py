@@ -168,6 +168,34 @@ def precision(
     return matched / num_detections if num_detections else math.nan
 
 
+def threshold_sweep(
+    predictions: Sequence[ImageBoxes], targets: Sequence[ImageBoxes],
+    thresholds: Sequence[float],
+) -> list[dict[str, float]]:
+    """Recall, precision and F1 at each score threshold: the operating point of a detector,
+    to be chosen on validation data (the threshold does not change mAP, which ranks every
+    detection; it decides which detections a user is shown)."""
+    rows = []
+    for threshold in thresholds:
+        matched, num_gt, num_detections = match_counts(predictions, targets, threshold)
+        rec = matched / num_gt if num_gt else math.nan
+        prec = matched / num_detections if num_detections else math.nan
+        f1 = 2 * rec * prec / (rec + prec) if rec == rec and prec == prec and rec + prec else \
+            math.nan
+        rows.append({"score_threshold": float(threshold), "recall": rec, "precision": prec,
+                     "f1": f1, "detections": num_detections})
+    return rows
+
+
+def best_f1_threshold(rows: Sequence[dict[str, float]]) -> float | None:
+    """The threshold of the highest F1 in a `threshold_sweep` (a tie: the higher threshold,
+    fewer boxes shown); None when no row has an F1."""
+    scored = [r for r in rows if r["f1"] == r["f1"]]
+    if not scored:
+        return None
+    return max(scored, key=lambda r: (r["f1"], r["score_threshold"]))["score_threshold"]
+
+
 def detection_metrics(
     predictions: Sequence[ImageBoxes], targets: Sequence[ImageBoxes],
     class_names: Sequence[str], score_threshold: float, per_class: bool = True,

@@ -50,8 +50,12 @@ def test_train_evaluate_predict(tmp_path: Path, family: str, iou_loss: str,
 
     capsys.readouterr()
     assert evaluate.main(["--model", str(best), "--config", str(config),
-                          "--split", "test"]) == 0
-    assert "test metrics of" in capsys.readouterr().out
+                          "--split", "val", "--thresholds", "0.3,0.5,0.7"]) == 0
+    out = capsys.readouterr().out
+    assert "val metrics of" in out and "score threshold   recall  precision" in out
+    sweep = json.loads((best / "val_metrics.json").read_text())["threshold_sweep"]
+    assert [row["score_threshold"] for row in sweep] == [0.3, 0.5, 0.7]
+    assert sweep[0]["detections"] >= sweep[1]["detections"] >= sweep[2]["detections"]
 
     images = tmp_path / "photos"
     images.mkdir()

@@ -20,11 +20,13 @@ from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
 from detr_core.data.prepare import prepare_data
 from detr_core.evaluation.detections import ImageBoxes, decode_predictions, decode_targets
 from detr_core.evaluation.metrics import (
+    best_f1_threshold,
     coco_map,
     detection_metrics,
     localisation,
     precision,
     recall,
+    threshold_sweep,
 )
 from detr_core.model import FAMILIES
 from detr_core.model.boxes import box_centres, cxcywh_to_xyxy, to_original_pixels
@@ -345,3 +347,26 @@ def test_decode_back_to_original_pixels(coco_writer: Any, canvas: int) -> None:
     as_numpy = [{k: v.numpy() for k, v in label.items()} for label in batch["labels"]]
     for a, b in zip(decode_targets(as_numpy), decoded, strict=True):
         torch.testing.assert_close(a.boxes, b.boxes)
+
+
+def test_threshold_sweep_trades_recall_for_precision_by_hand() -> None:
+    """Two objects; each has its right box (scores 0.9 and 0.6) and a duplicate of the first
+    (0.4) plus a box on background (0.2). At 0.1 all 4 are shown: recall 1, precision 2/4;
+    at 0.5 the two right boxes: recall 1, precision 1 (the best F1); at 0.7 only the 0.9 box:
+    recall 1/2, precision 1."""
+    targets = [ImageBoxes(1, torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30]]),
+                          torch.tensor([0, 0]))]
+    predictions = [ImageBoxes(1, torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30],
+                                               [0.0, 0, 10, 10], [50, 50, 60, 60]]),
+                              torch.tensor([0, 0, 0, 0]), torch.tensor([0.9, 0.6, 0.4, 0.2]))]
+    rows = threshold_sweep(predictions, targets, [0.1, 0.3, 0.5, 0.7, 0.95])
+    got = [(r["score_threshold"], r["recall"], r["precision"], r["detections"]) for r in rows]
+    assert got[:4] == [(0.1, 1.0, 0.5, 4), (0.3, 1.0, pytest.approx(2 / 3), 3),
+                       (0.5, 1.0, 1.0, 2), (0.7, 0.5, 1.0, 1)]
+    assert rows[2]["f1"] == 1.0 and rows[3]["f1"] == pytest.approx(2 / 3)
+    assert math.isnan(rows[4]["precision"]) and math.isnan(rows[4]["f1"])  # nothing shown
+    assert best_f1_threshold(rows) == 0.5
+    # a tie goes to the higher threshold (fewer boxes shown)
+    assert best_f1_threshold([{"score_threshold": 0.3, "f1": 0.8},
+                              {"score_threshold": 0.6, "f1": 0.8}]) == 0.6
+    assert best_f1_threshold([{"score_threshold": 0.3, "f1": math.nan}]) is None
