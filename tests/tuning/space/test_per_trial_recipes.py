@@ -155,7 +155,7 @@ def test_points_are_checked_and_stated_in_the_spaces_terms(tmp_path: Path,
     assert f"  first       {CKPT}={rt_detr_folder}, {LR}=1" in describe(spec)
     # one model for the whole search: a factor is scaled when the space loads
     single = load_search_spec(space_file(tmp_path, {}, {"points_to_evaluate": [{LR: 0.5}]}))
-    assert single.searcher.points_to_evaluate == [{LR: 1e-3}]
+    assert single.searcher.points_to_evaluate == [{LR: 2e-3}]  # 0.5 x tiny-shapes-d-fine's
 
 
 @pytest.mark.parametrize(("points", "key", "words"), [

@@ -32,6 +32,8 @@ def iou_like(folder: Path, overrides: dict[str, Any] | None = None,
              space: dict[str, Any] | None = None) -> Path:
     """The shipped iou.yaml with `base_overrides` and `space` entries added (or replaced)."""
     doc = yaml.safe_load(IOU.read_text(encoding="utf-8"))
+    if "model.preset" in (overrides or {}):  # a preset instead of iou.yaml's checkpoint
+        doc["base_overrides"].pop("model.checkpoint")
     doc["base_overrides"].update(overrides or {})
     doc["space"].update(space or {})
     path = folder / "space.yaml"
@@ -51,16 +53,16 @@ def refused(path: Path) -> str:
 # resolution
 
 
-def test_shipped_iou_resolves_to_exactly_the_former_absolute_range() -> None:
+def test_shipped_iou_resolves_against_its_checkpoints_measured_recipe() -> None:
     spec = load_search_spec(IOU)
-    assert spec.space[LR] == {"loguniform": [5e-4, 4e-3]}
+    assert spec.space[LR] == {"loguniform": [1e-3, 8e-3]}
     domain = to_tune_param_space(spec)[LR]
-    assert (domain.lower, domain.upper) == (5e-4, 4e-3)
-    assert spec.recipe["name"] == "builtin:tiny-shapes"
+    assert (domain.lower, domain.upper) == (1e-3, 8e-3)
+    assert spec.recipe["name"] == "builtin:tiny-shapes-d-fine"
     assert spec.recipe["source"].startswith("measured: ")
     assert spec.recipe["relative"] == {LR: {"factors": {"loguniform": [0.25, 2.0]},
-                                            "recipe_value": 0.002,
-                                            "resolved": {"loguniform": [5e-4, 4e-3]}}}
+                                            "recipe_value": 0.004,
+                                            "resolved": {"loguniform": [1e-3, 8e-3]}}}
     assert spec.recipe["keys"] == {LR: "space (searched)", "backbone_lr_ratio": "recipe",
                                    "training_args.weight_decay": "recipe",
                                    "training_args.max_grad_norm": "run"}
@@ -125,9 +127,9 @@ def test_a_folder_with_its_own_recipe_uses_it(tmp_path: Path, rt_detr_folder: Pa
     ({LR: {"randint": [1, 3], "relative_to": "recipe"}}, LR, "randint draws integers"),
     ({LR: {"choice": [1, "twice"], "relative_to": "recipe"}}, LR, "lists numbers"),
     ({"training_args.weight_decay": {"uniform": [0.5, 2.0], "relative_to": "recipe"}},
-     "training_args.weight_decay", "the recipe of builtin:tiny-shapes sets "
+     "training_args.weight_decay", "the recipe of builtin:tiny-shapes-d-fine sets "
                                    "training_args.weight_decay to 0"),
-    ({LR: {"uniform": [-1.0, 2.0], "relative_to": "recipe"}}, LR, "value -0.002 is not valid"),
+    ({LR: {"uniform": [-1.0, 2.0], "relative_to": "recipe"}}, LR, "value -0.004 is not valid"),
 ])
 def test_what_cannot_be_resolved_is_refused(tmp_path: Path, space: dict, key: str,
                                             words: str) -> None:
@@ -167,12 +169,12 @@ def test_dry_run_prints_the_resolved_range_and_where_each_recipe_value_comes_fro
     storage = tmp_path / "results"
     assert main(["--space", str(path), "--storage", str(storage), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert (f"  {LR}  loguniform [0.0005, 0.004] (log scale), 0.25-2 x the recipe's 0.002"
+    assert (f"  {LR}  loguniform [0.001, 0.008] (log scale), 0.25-2 x the recipe's 0.004"
             in lines), lines
     head = next(i for i, line in enumerate(lines) if line.startswith("Recipe: "))
-    assert lines[head].startswith("Recipe: builtin:tiny-shapes (measured: ")
+    assert lines[head].startswith("Recipe: builtin:tiny-shapes-d-fine (measured: ")
     assert [" ".join(line.split()) for line in lines[head + 1:head + 5]] == [
-        f"{LR} space (searched): 0.25-2 x the recipe's 0.002",
+        f"{LR} space (searched): 0.25-2 x the recipe's 0.004",
         "backbone_lr_ratio recipe: 1",
         "training_args.weight_decay space (base_overrides): 0.01",
         "training_args.max_grad_norm run: 0.1",
