@@ -45,6 +45,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -146,6 +147,9 @@ def part_search(folder: Path, out: Path, final_seeds: int = 3) -> dict[str, Any]
         raise RuntimeError("".join(lines[-40:]))
     exp = folder / "bench"
     winner = json.loads((exp / "test_metrics.json").read_text())
+    drawing = exp / "best_model" / "test_detections.png"  # the folder is temporary: keep it
+    if drawing.is_file():
+        shutil.copy2(drawing, out / "embedded_default_test_detections.png")
     seeds = {p.parent.name: json.loads(p.read_text())
              for p in sorted((exp / "final_seeds").glob("seed_*/test_metrics.json"))}
     best = (exp / "best_config.yaml").read_text().splitlines()[1]
