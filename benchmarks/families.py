@@ -49,7 +49,6 @@ import argparse
 import dataclasses
 import json
 import math
-import multiprocessing
 import statistics
 import subprocess
 import sys
@@ -62,7 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.families_report import (  # noqa: E402  (after the sys.path line above)
+from benchmarks.families_report import (  # noqa: E402
     BUDGET,
     METRICS,
     RECIPE_SOURCE,
@@ -70,6 +69,7 @@ from benchmarks.families_report import (  # noqa: E402  (after the sys.path line
     recipe_json,
     write_report,
 )
+from benchmarks.run_pool import run_pool  # noqa: E402  (after the sys.path line above)
 
 DATA_DIR = ROOT / "benchmarks" / "data"
 REPORT = ROOT / "results" / "benchmarks" / "families.md"
@@ -244,28 +244,17 @@ def run_jobs(jobs: list[Job], n_jobs: int, stop_after: float | None, data_file: 
 
     _, name, seed, recipe, steps, cache = jobs[0]
     prepare_data(run_config_from_dict(run_config(name, seed, recipe, steps, cache, False)).data)
-    start = time.monotonic()
-    with multiprocessing.get_context("spawn").Pool(n_jobs, maxtasksperchild=1) as pool:
-        pending, running = list(jobs), []
-        while pending or running:
-            while pending and len(running) < n_jobs and (
-                    stop_after is None or time.monotonic() - start < stop_after):
-                running.append(pool.apply_async(train_one, (pending.pop(0),)))
-            if not running:
-                break
-            finished = next((r for r in running if r.ready()), None)
-            if finished is None:
-                time.sleep(1)
-                continue
-            running.remove(finished)
-            record = finished.get()
-            data_file.parent.mkdir(parents=True, exist_ok=True)
-            with data_file.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
-            last = record["curve"][-1] if record["curve"] else {}
-            print(f"{record['kind']} {record['checkpoint']} seed {record['seed']} lr "
-                  f"{record['learning_rate']:g}: {record['wall_s']:.0f} s, val map_50 "
-                  f"{last.get('eval_map_50')}", flush=True)
+
+    def record(run: dict[str, Any]) -> None:
+        data_file.parent.mkdir(parents=True, exist_ok=True)
+        with data_file.open("a") as handle:
+            handle.write(json.dumps(run) + "\n")
+        last = run["curve"][-1] if run["curve"] else {}
+        print(f"{run['kind']} {run['checkpoint']} seed {run['seed']} lr "
+              f"{run['learning_rate']:g}: {run['wall_s']:.0f} s, val map_50 "
+              f"{last.get('eval_map_50')}", flush=True)
+
+    run_pool(train_one, jobs, n_jobs, stop_after, record)
 
 
 def write_recipes(runs: list[dict[str, Any]], names: list[str], builtin: Path,

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -57,12 +56,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.bccd_search import (  # noqa: E402  (after the sys.path line above)
+from benchmarks.bccd_search import (  # noqa: E402
     SEARCH_NAME,
     read_search,
     run_search,
     search_section,
 )
+from benchmarks.run_pool import run_pool  # noqa: E402  (after the sys.path line above)
 
 DATA_FILE = ROOT / "benchmarks" / "data" / "families_bccd.jsonl"
 SPEED_FILE = ROOT / "benchmarks" / "data" / "families_bccd_speed.json"
@@ -330,26 +330,13 @@ def write_report(runs: list[dict[str, Any]], speed: dict[str, dict[str, float]],
 def train_all(names: list[str], data_root: Path, jobs: int, stop_after: float | None) -> None:
     """Train `names` `jobs` at a time in fresh processes, each recorded as soon as it ends."""
     os.environ.setdefault("DETR_SEARCH_IMAGE_CACHE_MB", "512")  # every BCCD split decoded once
-    start = time.monotonic()
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(jobs, maxtasksperchild=1) as pool:
-        pending = list(names)
-        running = []
-        while pending or running:
-            while pending and len(running) < jobs and (
-                    stop_after is None or time.monotonic() - start < stop_after):
-                running.append(pool.apply_async(train_one, ((pending.pop(0), str(data_root)),)))
-            if not running:
-                break
-            finished = next((r for r in running if r.ready()), None)
-            if finished is None:
-                time.sleep(1)
-                continue
-            running.remove(finished)
-            record = finished.get()
-            append_run(record)
-            print(f"{record['run']}: {record['wall_s']:.0f} s, best step {record['best_step']}, "
-                  f"test map_50 {fmt(record['test']['map_50'])}", flush=True)
+
+    def record(run: dict[str, Any]) -> None:
+        append_run(run)
+        print(f"{run['run']}: {run['wall_s']:.0f} s, best step {run['best_step']}, "
+              f"test map_50 {fmt(run['test']['map_50'])}", flush=True)
+
+    run_pool(train_one, [(name, str(data_root)) for name in names], jobs, stop_after, record)
 
 
 def main(argv: list[str] | None = None) -> int:

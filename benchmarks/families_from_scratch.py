@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from detr_core.config import FamilyName  # noqa: E402  (after the sys.path line above)
+from benchmarks.run_pool import run_pool  # noqa: E402  (after the sys.path line above)
+from detr_core.config import FamilyName  # noqa: E402
 
 DATA_FILE = ROOT / "benchmarks" / "data" / "families_from_scratch.jsonl"
 SPEED_FILE = ROOT / "benchmarks" / "data" / "families_from_scratch_speed.json"
@@ -194,28 +194,15 @@ def main(argv: list[str] | None = None) -> int:
         from detr_core.data import prepare_data
 
         prepare_data(run_config_from_dict(run_config("detr", 0, cache)).data)  # once, cached
-        start = time.monotonic()
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(args.jobs, maxtasksperchild=1) as pool:
-            pending = list(jobs)
-            running = []
-            while pending or running:
-                while pending and len(running) < args.jobs and (
-                        args.stop_after is None or time.monotonic() - start < args.stop_after):
-                    running.append(pool.apply_async(train_one, (pending.pop(0),)))
-                if not running:
-                    break
-                finished = next((r for r in running if r.ready()), None)
-                if finished is None:
-                    time.sleep(1)
-                    continue
-                running.remove(finished)
-                record = finished.get()
-                DATA_FILE.parent.mkdir(parents=True, exist_ok=True)
-                with DATA_FILE.open("a") as handle:
-                    handle.write(json.dumps(record) + "\n")
-                print(f"{record['family']} seed {record['seed']}: {record['wall_s']:.0f} s, "
-                      f"test map_50 {record['curve'][-1].get('test_map_50')}", flush=True)
+
+        def record(run: dict[str, Any]) -> None:
+            DATA_FILE.parent.mkdir(parents=True, exist_ok=True)
+            with DATA_FILE.open("a") as handle:
+                handle.write(json.dumps(run) + "\n")
+            print(f"{run['family']} seed {run['seed']}: {run['wall_s']:.0f} s, "
+                  f"test map_50 {run['curve'][-1].get('test_map_50')}", flush=True)
+
+        run_pool(train_one, jobs, args.jobs, args.stop_after, record)
     write_report(done_runs())
     print(f"report: {REPORT}")
     return 0
