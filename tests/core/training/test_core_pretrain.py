@@ -161,7 +161,8 @@ def test_a_built_wheel_carries_the_shipped_checkpoint(tmp_path: Path) -> None:
 
 def test_loading_reports_the_new_head_and_unexpected_gaps_in_one_line_each(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The head is new on purpose (one line); a weight of another shape is said too."""
+    """The head is new on purpose (one line); so are the query embeddings of a new query
+    count (one line naming them)."""
     saved = build_model(ModelConfig(preset="tiny"), LabelMap((1, 2), ("apple", "pear")),
                         "giou", False)
     saved.save_pretrained(tmp_path / "ckpt")
@@ -171,6 +172,6 @@ def test_loading_reports_the_new_head_and_unexpected_gaps_in_one_line_each(
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].endswith("new classification head for rectangle, ellipse, triangle (the "
                            "checkpoint's was for apple, pear)")
-    assert len(err) == 2 and "weights of another shape in the checkpoint" in err[1]
-    assert "query_position_embeddings" in err[1]
+    assert len(err) == 2 and "num_queries 10 -> 12 (model.config_overrides)" in err[1]
+    assert "query_position_embeddings" in err[1] and "start afresh" in err[1]
     assert not any("LOAD REPORT" in line for line in err)
