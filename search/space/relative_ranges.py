@@ -34,7 +34,6 @@ from search.space.distributions import (
     searched_keys_of,
 )
 from search.space.per_trial_recipes import (
-    MODEL_KEYS,
     per_model_note,
     resolve_per_trial,
     searched_model_keys,
@@ -230,7 +229,7 @@ def recipe_lines(base: dict[str, Any], space: dict[str, Any], recipe: dict[str, 
             origins = recipe_key_origins(space, base, set())
     keys = recipe_keys()
     width = max(len(k) for k in keys)
-    searched_model = next((k for k in searched_keys_of(space) if k in MODEL_KEYS), None)
+    searched_model = next(iter(searched_model_keys(space)), None)
     values: dict[str, float] = {}
     if searched_model is not None:
         head = f"Recipe: each trial's model's own ({searched_model} is searched)"
