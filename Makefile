@@ -22,7 +22,7 @@ train: setup          ## one fine-tuning run of the embedded default, with test 
 	$(PY) -m detr_core.train --output-dir outputs/default
 
 test: setup           ## the whole test suite (Ray is started for real by the slow tests)
-	$(PY) -m pytest -q --durations=15
+	$(PY) -X faulthandler -m pytest -q --durations=15
 
 test-fast: setup      ## unit tests only
 	$(PY) -m pytest -q -m "not slow"
