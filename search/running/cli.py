@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from detr_core.files import ArgumentParser
 from search.space import (
+    SAMPLERS,
     describe_distribution,
+    describe_sampler,
     format_number,
     format_value,
     recipe_lines,
@@ -40,6 +42,7 @@ _OVERRIDES = {
     "cpus_per_trial": "cpus_per_trial",
     "gpus_per_trial": "gpus_per_trial",
     "seed": "seed",
+    "sampler": "sampler",
     "max_failures": "max_failures",
 }
 
@@ -167,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of the Optuna sampler (overrides experiment.searcher.seed); "
              "the run's own seed is the `seed` key of the run config")
     parser.add_argument(
+        "--sampler", choices=list(SAMPLERS), metavar="NAME",
+        help="the Optuna sampler (overrides experiment.searcher.sampler): "
+             f"{', '.join(SAMPLERS)}; its options stay in experiment.searcher.sampler_options")
+    parser.add_argument(
         "--no-dashboard", action="store_true",
         help="do not start the Ray dashboard (local cluster only)")
     parser.add_argument(
@@ -254,7 +261,8 @@ def describe(spec: SearchSpec, args: argparse.Namespace | None = None,
         f"Search {spec.name!r} from {spec.source}",
         f"  metric      {spec.metric} ({spec.mode})",
         f"  trials      {spec.num_samples}, {concurrent}",
-        f"  searcher    Optuna TPE, seed {seed}, "
+        f"  searcher    {describe_sampler(spec.searcher.sampler, spec.searcher.sampler_options)}"
+        f", seed {seed}, "
         f"{startup_note(warm_start, spec.searcher.n_startup_trials)}",
         *(f"  first       {', '.join(f'{k}={format_value(v)}' for k, v in point.items())}"
           for point in spec.searcher.points_to_evaluate),

@@ -126,17 +126,17 @@ def start_ray(options: SearchOptions, cluster: LocalCluster | None = None) -> No
         print(line, flush=True)
 
 
-def _searcher(spec: SearchSpec, experiment_dir: ExperimentPath, max_concurrent: int,
-              warm_start: WarmStartRecord | None = None) -> tuple[Any, Any]:
-    """(the searcher handed to Tune, the Optuna searcher inside it)."""
-    import optuna
+def build_searcher(spec: SearchSpec, experiment_dir: ExperimentPath, max_concurrent: int,
+                   warm_start: WarmStartRecord | None = None) -> tuple[Any, Any]:
+    """(the searcher handed to Tune, the Optuna searcher inside it), with the spec's sampler."""
     from ray.tune.search import ConcurrencyLimiter
 
+    from search.space import build_sampler
     from search.store import journal_storage
     from search.trial import AshaAwareOptunaSearch
 
-    sampler = optuna.samplers.TPESampler(seed=spec.searcher.seed,
-                                         n_startup_trials=spec.searcher.n_startup_trials)
+    sampler = build_sampler(spec.searcher.sampler, spec.searcher.sampler_options,
+                            spec.searcher.seed, spec.searcher.n_startup_trials)
     searched = spec.searched_keys()
     searcher = AshaAwareOptunaSearch(
         sampler=sampler, study_name=spec.name, storage=journal_storage(experiment_dir),
@@ -185,7 +185,7 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
         time_attr="step", max_t=spec.scheduler.max_t, grace_period=spec.scheduler.grace_period,
         reduction_factor=spec.scheduler.reduction_factor,
     )
-    search_alg, optuna_search = _searcher(spec, location(path), max_concurrent, warm_start)
+    search_alg, optuna_search = build_searcher(spec, location(path), max_concurrent, warm_start)
     tuner = tune.Tuner(
         trainable,
         param_space=to_tune_param_space(spec),

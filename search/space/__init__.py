@@ -9,11 +9,12 @@ key or a `TrainingArguments` field.
 Imports: `search.store`, `search.cluster`; `detr_core` through its public names.
 
 Public names (other packages import these, not the modules; each is imported on first use):
-`absolute_values`, `check_search_inputs`, `default_max_concurrent`, `describe_distribution`,
-`enqueue_points`, `factor_values`, `fits`, `fixed_values_of`, `format_number`,
-`format_value`, `is_distribution`, `is_number`, `load_search_spec`, `log_scale_keys_of`,
-`per_trial_keys`, `quantize_params`, `read_spec_file`, `recipe_lines`, `relative_note`,
-`same_value`, `SearchSpec`, `searched_model_keys`, `to_tune_param_space`, `write_spec_file`.
+`absolute_values`, `build_sampler`, `check_search_inputs`, `default_max_concurrent`,
+`describe_distribution`, `describe_sampler`, `enqueue_points`, `factor_values`, `fits`,
+`fixed_values_of`, `format_number`, `format_value`, `is_distribution`, `is_number`,
+`load_search_spec`, `log_scale_keys_of`, `per_trial_keys`, `quantize_params`,
+`read_spec_file`, `recipe_lines`, `relative_note`, `same_value`, `SAMPLERS`, `SearchSpec`,
+`searched_model_keys`, `to_tune_param_space`, `write_spec_file`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from search.store import lazy_public_names
 
 #: public name -> the module of this package that defines it
 _HOME = {
+    "SAMPLERS": "samplers",
     "SearchSpec": "spec",
     "absolute_values": "per_trial_recipes",
     "factor_values": "per_trial_recipes",
@@ -45,6 +47,8 @@ _HOME = {
     "relative_note": "relative_ranges",
     "same_value": "distributions",
     "to_tune_param_space": "tune_space",
+    "build_sampler": "samplers",
+    "describe_sampler": "samplers",
     "write_spec_file": "spec",
 }
 

@@ -18,6 +18,7 @@ from detr_core.config import DEFAULT_METRIC, SELECTABLE_EVAL_METRICS, natural_mo
 from detr_core.files import UserInputError, describe_value
 from search.space.budget import estimate_max_steps, first_eval_step
 from search.space.distributions import is_number
+from search.space.samplers import DEFAULT_SAMPLER, check_sampler
 from search.space.spec import ResourceSpec, SchedulerSpec, SearcherSpec, SearchSpec
 
 #: Metrics the trainable reports at every evaluation; `experiment.metric` must be one of them.
@@ -28,7 +29,7 @@ EXPERIMENT_KEYS = (
     "resources", "max_failures",
 )
 SCHEDULER_KEYS = ("grace_period", "reduction_factor", "max_t")
-SEARCHER_KEYS = ("seed", "n_startup_trials", "points_to_evaluate")
+SEARCHER_KEYS = ("seed", "n_startup_trials", "points_to_evaluate", "sampler", "sampler_options")
 RESOURCE_KEYS = ("cpus_per_trial", "gpus_per_trial")
 
 #: `load_search_spec(overrides=...)` key -> (path in `experiment:`, CLI flag shown in errors).
@@ -39,6 +40,7 @@ OVERRIDE_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
     "cpus_per_trial": (("resources", "cpus_per_trial"), "--cpus-per-trial"),
     "gpus_per_trial": (("resources", "gpus_per_trial"), "--gpus-per-trial"),
     "seed": (("searcher", "seed"), "--seed"),
+    "sampler": (("searcher", "sampler"), "--sampler"),
     "max_failures": (("max_failures",), "--max-failures"),
 }
 
@@ -174,11 +176,15 @@ def build_spec(
         cpus_per_trial=r.resource("resources.cpus_per_trial", DEFAULT_CPUS_PER_TRIAL, True),
         gpus_per_trial=r.resource("resources.gpus_per_trial", DEFAULT_GPUS_PER_TRIAL, False),
     )
+    seed = r.integer("searcher.seed", DEFAULT_SEARCHER_SEED, allow_none=True)
+    startup = r.integer("searcher.n_startup_trials", default_startup_trials(num_samples),
+                        minimum=0)
+    sampler, options = check_sampler(r.get("searcher.sampler", DEFAULT_SAMPLER),
+                                     r.get("searcher.sampler_options"), seed, startup, r.src)
     searcher = SearcherSpec(
-        seed=r.integer("searcher.seed", DEFAULT_SEARCHER_SEED, allow_none=True),
-        n_startup_trials=r.integer("searcher.n_startup_trials",
-                                   default_startup_trials(num_samples), minimum=0),
+        seed=seed, n_startup_trials=startup,
         points_to_evaluate=r.get("searcher.points_to_evaluate") or [],  # start_points checks
+        sampler=sampler, sampler_options=options,
     )
     scheduler = _scheduler(r, base, space)
     base = select_best_step_by(base, metric, mode)

@@ -34,13 +34,16 @@ class SchedulerSpec:
 
 @dataclass
 class SearcherSpec:
-    """Optuna TPE settings: sampler seed (None: random), random trials before TPE, and the
-    configurations to try first (`search.space.start_points`: partial, in the space's terms,
-    so a recipe-relative key resolved per trial holds a factor)."""
+    """Optuna settings: sampler seed (None: random), random trials before the model takes
+    over, the configurations to try first (`search.space.start_points`: partial, in the
+    space's terms, so a recipe-relative key resolved per trial holds a factor), and which
+    sampler with which options (`search.space.samplers`)."""
 
     seed: int | None
     n_startup_trials: int
     points_to_evaluate: list[dict[str, Any]] = field(default_factory=list)
+    sampler: str = "tpe"
+    sampler_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,6 +104,8 @@ class SearchSpec:
                 "searcher_seed": self.searcher.seed,
                 "n_startup_trials": self.searcher.n_startup_trials,
                 "points_to_evaluate": copy.deepcopy(self.searcher.points_to_evaluate),
+                "sampler": self.searcher.sampler,
+                "sampler_options": copy.deepcopy(self.searcher.sampler_options),
                 "cpus_per_trial": self.resources.cpus_per_trial,
                 "gpus_per_trial": self.resources.gpus_per_trial,
                 "max_failures": self.max_failures,
@@ -126,7 +131,9 @@ class SearchSpec:
                 scheduler=SchedulerSpec(int(exp["grace_period"]),
                                         float(exp["reduction_factor"]), int(exp["max_t"])),
                 searcher=SearcherSpec(exp.get("searcher_seed"), int(exp["n_startup_trials"]),
-                                      list(exp.get("points_to_evaluate") or [])),
+                                      list(exp.get("points_to_evaluate") or []),
+                                      str(exp.get("sampler", "tpe")),  # older folders: TPE
+                                      dict(exp.get("sampler_options") or {})),
                 resources=ResourceSpec(float(exp["cpus_per_trial"]),
                                        float(exp["gpus_per_trial"])),
                 max_failures=int(exp.get("max_failures", 0)), base=base, space=space,

@@ -14,9 +14,11 @@ experiment:                      # every key optional
     reduction_factor: 3          # keep the best 1/3 at each rung (default 3)
     max_t: 1500                  # cap per trial; default: the longest trial's steps, estimated
                                  # from the base (required when it trains on COCO files)
-  searcher:                      # Optuna TPE
+  searcher:                      # Optuna
+    sampler: tpe                 # tpe (default) | gp | random | qmc | cmaes (search.space.samplers)
+    sampler_options: {}          # the sampler's own options, e.g. {multivariate: true}
     seed: 0                      # default 0; null = a different search each time
-    n_startup_trials: 4          # random trials before TPE; default min(10, ceil(num_samples/2))
+    n_startup_trials: 4          # random trials first; default min(10, ceil(num_samples/2))
     points_to_evaluate:          # tried first, in order (search.space.start_points)
       - {iou_loss: ciou}         # keys left out are sampled
   resources: {cpus_per_trial: 1, gpus_per_trial: 0}   # gpus may be fractional: 0.5 = 2 per GPU

@@ -131,7 +131,8 @@ def test_to_yaml_dict_has_the_flat_experiment(full_spec: SearchSpec) -> None:
     assert doc["experiment"] == {
         "metric": "eval_loss_bbox", "mode": "min", "num_samples": 8, "max_concurrent": 2,
         "max_t": 1500, "grace_period": 300, "reduction_factor": 3.0, "searcher_seed": 0,
-        "n_startup_trials": 4, "points_to_evaluate": [], "cpus_per_trial": 1.0,
+        "n_startup_trials": 4, "points_to_evaluate": [], "sampler": "tpe", "sampler_options": {},
+        "cpus_per_trial": 1.0,
         "gpus_per_trial": 0.5, "max_failures": 1,
     }
     assert doc["space"] == full_spec.space and doc["base"] == full_spec.base
