@@ -126,7 +126,8 @@ def part_freeze(folder: Path) -> dict[str, Any]:
 
 
 def part_search(folder: Path, out: Path, final_seeds: int = 3) -> dict[str, Any]:
-    """The shipped search with --final-seeds N, timed from the console's own lines (kept in
+    """The shipped search with --final-seeds N (N fresh runs of the winner's configuration),
+    timed from the console's own lines (kept in
     embedded_default_console.txt beside the report: what `make run` prints, as measured)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     started = time.perf_counter()
@@ -137,7 +138,7 @@ def part_search(folder: Path, out: Path, final_seeds: int = 3) -> dict[str, Any]
     search_wall, lines = None, []
     for line in proc.stdout:
         lines.append(line)
-        if search_wall is None and re.search(r"retraining the winner with", line):
+        if search_wall is None and line.startswith("finalists: "):  # the stage starts
             search_wall = time.perf_counter() - started
     proc.wait()
     total = time.perf_counter() - started
@@ -150,8 +151,10 @@ def part_search(folder: Path, out: Path, final_seeds: int = 3) -> dict[str, Any]
     drawing = exp / "best_model" / "test_detections.png"  # the folder is temporary: keep it
     if drawing.is_file():
         shutil.copy2(drawing, out / "embedded_default_test_detections.png")
-    seeds = {p.parent.name: json.loads(p.read_text())
-             for p in sorted((exp / "final_seeds").glob("seed_*/test_metrics.json"))}
+    # --final-seeds N: N fresh runs of the winner's configuration (the finalists stage)
+    seeds = {f"seed_{json.loads((p.parent / 'params.json').read_text())['seed']}":
+             json.loads(p.read_text())
+             for p in sorted((exp / "finalists").glob("*/test_metrics.json"))}
     best = (exp / "best_config.yaml").read_text().splitlines()[1]
     return {"search_wall_s": round(search_wall or total, 1), "total_wall_s": round(total, 1),
             "console_lines": len(lines), "winner": best.lstrip("# "),

@@ -30,7 +30,7 @@ A search, as the data flows (`python search/run.py --space search_spaces/iou.yam
               -> each trial: trial.trial_run_config -> detr_core.training.train_run
                  -> tune.report at every evaluation (eval_* metrics, step, checkpoint)
            -> results.export_experiment: results.reading -> winner -> best_model/,
-              best_config.yaml, trials.csv, plots/, REPORT.md (+ results.run_final_seeds),
+              best_config.yaml, trials.csv, plots/, REPORT.md (+ running.finalists),
               warm-start trials read back from warm_start.json (results.warm_trials)
     export.py --compare A B ... -> results.compare_experiments -> COMPARE.md + plots
 

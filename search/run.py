@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = SearchOptions(
         storage=args.storage, address=args.address, resume=args.resume,
         dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port,
-        final_seeds=args.final_seeds, verbose=args.verbose, time_budget_s=args.time_budget,
+        verbose=args.verbose, time_budget_s=args.time_budget,
         interrupts=interrupts, resume_command=resume_command(args, spec.name),
         report_dir=args.report_dir,
     )

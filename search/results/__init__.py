@@ -1,5 +1,6 @@
 """Afterwards: every trial read back from its folder (`reading`), the winner and its
-evaluation (`winner`, `winner_eval`, `best_model`, `final_seeds`), trials.csv, plots,
+evaluation (`winner`, `winner_eval`, `best_model`), the finalists stage's plan and outcome
+(`finalists`), trials.csv, plots,
 importances, REPORT.md and the export that writes them all (`trials_csv`, `plots`,
 `importance`, `report`, `summary`, `formatting`, `export`), the HParams written to
 TensorBoard (`tensorboard_hparams`), the warm-start trials a search was seeded with
@@ -9,10 +10,12 @@ Imports: `search.store`, `search.cluster`, `search.space`, `search.trial`; `detr
 its public names.
 
 Public names (other packages import these, not the modules; each is imported on first use):
-`choose_winner`, `compare_experiments`, `copy_report`, `export_experiment`, `find_trial_dirs`,
-`HParamsLoggerCallback`, `kept_result`, `load_trials`, `read_checkpoints`, `read_ray_states`,
-`read_results`, `read_warm_start_record`, `run_final_seeds`, `SourceSummary`, `TrialRecord`,
-`WarmStartRecord`, `WarmTrial`, `write_warm_start_record`.
+`choose_winner`, `compare_experiments`, `copy_report`, `export_experiment`, `FinalistPlan`,
+`FinalistRun`, `FinalistsOutcome`, `find_trial_dirs`, `HParamsLoggerCallback`, `kept_result`,
+`load_trials`, `model_folder`, `plan_finalists`, `read_checkpoints`, `read_finalists`,
+`read_plan`, `read_ray_states`, `read_results`, `read_warm_start_record`, `select_checkpoint`,
+`SourceSummary`, `TrialRecord`, `WarmStartRecord`, `WarmTrial`, `write_plan`,
+`write_warm_start_record`.
 """
 
 from __future__ import annotations
@@ -39,7 +42,15 @@ _HOME = {
     "read_ray_states": "reading",
     "read_interrupt_record": "reading",
     "read_results": "reading",
-    "run_final_seeds": "final_seeds",
+    "FinalistPlan": "finalists",
+    "FinalistRun": "finalists",
+    "FinalistsOutcome": "finalists",
+    "plan_finalists": "finalists",
+    "read_finalists": "finalists",
+    "read_plan": "finalists",
+    "write_plan": "finalists",
+    "model_folder": "best_model",
+    "select_checkpoint": "best_model",
 }
 
 __all__ = sorted(_HOME)

@@ -112,9 +112,11 @@ def copy_best_model(experiment_dir: ExperimentPath, source: ExperimentPath,
 
 
 def copy_winner_model(
-    experiment_dir: ExperimentPath, winner: TrialRecord, mode: str
+    experiment_dir: ExperimentPath, winner: TrialRecord, mode: str,
+    root: ExperimentPath | None = None,
 ) -> tuple[ExperimentPath | None, int | None, str | None]:
     """Find the winner's best-step checkpoint and copy its model; (dir, step, source) or Nones.
+    The source is named relative to `root` (default: the folder holding the trial's).
 
     A stale `best_model/` of another trial is removed when the winner has no checkpoint, so
     the folder never disagrees with `best_config.yaml`.
@@ -133,7 +135,7 @@ def copy_winner_model(
         print(f"warning: {ckpt_dir / CHECKPOINT_META_FILE} names model_dir {source}, which is "
               f"not a folder; no {BEST_MODEL_DIR}/ written", file=sys.stderr)
         return None, None, None
-    relative = relative_posix(source, winner.path.parent)
+    relative = relative_posix(source, root if root is not None else winner.path.parent)
     provenance = {
         "trial_id": winner.trial_id,
         "checkpoint": relative,

@@ -7,7 +7,7 @@ from its folder alone, as the export reads it: per experiment its space (what it
 what it fixed), its trials (trained by it, and warm-start ones taken from earlier searches),
 the compute it spent (the optimizer steps its own trials trained; warm-start trials cost
 nothing again), its best value, its winner and the winner's test metrics (`test_metrics.json`,
-and the repeated seeds when `--final-seeds` ran). Then the best value so far against the
+and its fresh runs when the finalists stage ran). Then the best value so far against the
 cumulative compute across the sequence: each experiment's own trials in the order they ended,
 so a later search that was warm-started or narrowed shows what it added for what it cost.
 Experiments that optimised another metric than the first are tabled but kept off the curve.
@@ -23,11 +23,11 @@ from typing import Any
 
 from detr_core.config import is_better
 from detr_core.files import UserInputError
+from search.results.finalists import read_finalists, winner_seed_metrics
 from search.results.formatting import fmt, md_table
 from search.results.reading import TrialRecord
 from search.results.warm_trials import experiment_trials
 from search.results.winner import pick_winner
-from search.results.winner_eval import read_seed_metrics
 from search.space import SearchSpec, describe_distribution, format_value, read_spec_file
 from search.store import (
     COMPARE_FILE,
@@ -87,7 +87,7 @@ def read_search(where: str) -> ComparedSearch:
     metrics = read_json(folder / TEST_METRICS_FILE)
     return ComparedSearch(folder, spec, trials, pick_winner(trials, spec.mode),
                           metrics if isinstance(metrics, dict) else None,
-                          read_seed_metrics(folder))
+                          winner_seed_metrics(read_finalists(folder, spec)))
 
 
 def ended_order(trials: Sequence[TrialRecord]) -> list[TrialRecord]:
@@ -177,7 +177,7 @@ def render_compare(searches: Sequence[ComparedSearch], plot_rel: str | None,
         f"{len(searches)} experiment(s), in the order given. Compute is the optimizer steps "
         "each search's own trials trained (warm-start trials were paid for by the search "
         "that trained them); best values are each search's own trials' best; test metrics "
-        "are the winner's (mean ± std over its repeated seeds when `--final-seeds` ran).",
+        "are the winner's (mean ± std over its fresh runs when the finalists stage ran).",
         "",
         md_table(["#", "experiment", "metric", "trials", "compute (steps)",
                   "cumulative steps", "best (own trials)", "best so far", "winner",

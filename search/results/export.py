@@ -15,6 +15,10 @@ experiment folder (a local path or any storage URI `pyarrow.fs` resolves: `searc
 - `plots/*.png`       curves, one chart per hyperparameter, importances (`search.results.plots`);
 - `test_metrics.json` the winner's test-split metrics, when the run config has a test split
                       (`search.results.winner_eval`);
+- finalists           when the finalists stage ran (`finalists.json`, `finalists/`), the winner
+                      is the configuration with the best mean validation value over its fresh
+                      runs, `best_config.yaml` and `best_model/` its best such run
+                      (`search.results.finalists`);
 - warm-start trials   the earlier trials a `--warm-start` search was seeded with
                       (`warm_start.json`, `search.results.warm_trials`) are ranked, drawn and
                       may win like the others; a warm-start winner's config and model come
@@ -43,6 +47,7 @@ from detr_core.files import (
     remove_stale_temporaries,
 )
 from search.results.best_model import copy_winner_model
+from search.results.finalists import read_finalists, write_finalist_config
 from search.results.importance import parameter_importances
 from search.results.reading import read_interrupt_record
 from search.results.report import render_report
@@ -50,7 +55,7 @@ from search.results.summary import ExportSummary, status_counts
 from search.results.trials_csv import param_keys, write_trials_csv
 from search.results.warm_trials import experiment_trials
 from search.results.winner import pick_winner, write_best_config
-from search.results.winner_eval import read_seed_metrics, winner_test_metrics
+from search.results.winner_eval import winner_test_metrics
 from search.space import read_spec_file
 from search.store import (
     BEST_CONFIG_FILE,
@@ -62,6 +67,7 @@ from search.store import (
     ExperimentPath,
     copy_tree,
     location,
+    write_json_atomic,
     write_text_atomic,
 )
 
@@ -85,6 +91,11 @@ def export_experiment(experiment_dir: str | Path | ExperimentPath,
     remove_stale_temporaries(experiment_dir / PLOTS_DIR)
     keys = param_keys(spec, trials)
     winner = pick_winner(trials, spec.mode)
+    finalists = read_finalists(experiment_dir, spec)
+    chosen = finalists.winner_run if finalists is not None else None
+    if chosen is not None:  # the configuration the finalists chose, shown by its search trial
+        source = finalists.winner.configuration.source_trial
+        winner = next((t for t in trials if t.trial_id == source), winner)
     importances = parameter_importances(spec, trials)
     summary = ExportSummary(
         experiment_dir=experiment_dir,
@@ -100,11 +111,18 @@ def export_experiment(experiment_dir: str | Path | ExperimentPath,
                           winner.trial_id if winner else None),
         importances=importances,
         importances_plot=write_importances_plot(experiment_dir / PLOTS_DIR, importances),
-        seed_metrics=read_seed_metrics(experiment_dir),
+        finalists=finalists,
         interruption=read_interrupt_record(experiment_dir),
         warm_start=warm_start,
     )
-    if winner is not None:
+    if chosen is not None:
+        summary.best_config, summary.best_config_path = write_finalist_config(
+            experiment_dir, spec, finalists, chosen)
+        summary.best_model_dir, summary.model_step, summary.model_source = copy_winner_model(
+            experiment_dir, chosen.trial, spec.mode, root=experiment_dir)
+        if chosen.test_metrics is not None:  # evaluated once, on this very model
+            write_json_atomic(experiment_dir / TEST_METRICS_FILE, chosen.test_metrics)
+    elif winner is not None:
         summary.best_config, summary.best_config_path = write_best_config(
             experiment_dir, spec, winner)
         summary.best_model_dir, summary.model_step, summary.model_source = copy_winner_model(

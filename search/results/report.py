@@ -2,11 +2,13 @@
 
 Sections: settings, the trials table (best first), the curves and per-parameter charts,
 "What mattered" (parameter importances, and how to open the Optuna study in optuna-dashboard),
-the winner, its test metrics, the repeated seeds, and the commands to reproduce.
+the finalists (the top configurations re-trained with fresh seeds), the winner, its test
+metrics, and the commands to reproduce.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -14,7 +16,8 @@ from typing import Any
 
 from detr_core.config import TEST_TABLE_METRICS, bare_name
 from detr_core.files import detections_image
-from search.results.formatting import fmt, md_table, mean_std
+from search.results.finalists import TEST_COLUMNS, FinalistsOutcome
+from search.results.formatting import fmt, md_table
 from search.results.importance import MIN_TRIALS
 from search.results.reading import TrialRecord, shown_beside
 from search.results.summary import ExportSummary, counts_text
@@ -23,12 +26,12 @@ from search.space import SearchSpec, searched_model_keys
 from search.store import (
     BEST_CONFIG_FILE,
     BEST_MODEL_DIR,
-    SEEDS_DIR,
+    FINALISTS_DIR,
     STUDY_FILE,
     UriPath,
-    as_float,
     display_path,
 )
+from search.trial import ERRORED
 
 
 def trials_table(spec: SearchSpec, trials: Sequence[TrialRecord], keys: Sequence[str]) -> str:
@@ -86,18 +89,64 @@ def test_metrics_table(metrics: Mapping[str, Any]) -> str:
     return table
 
 
-def seeds_table(seeds: Mapping[str, Mapping[str, Any]]) -> str:
-    """One row per seed, then mean ± std (sample std, n-1) of each metric over the seeds."""
-    headers = ["seed", *TEST_TABLE_METRICS, "missed / num_gt"]
-    rows = [[s, *(fmt(m.get(k), missing="n/a") for k in TEST_TABLE_METRICS),
-             f"{fmt(m.get('missed'))} / {fmt(m.get('num_gt'))}"] for s, m in seeds.items()]
-    summary = ["**mean ± std**"]
-    for key in (*TEST_TABLE_METRICS, "missed"):
-        values = [v for v in (as_float(m.get(key)) for m in seeds.values()) if v is not None]
-        summary.append(mean_std(values))
-    gts = [v for v in (as_float(m.get("num_gt")) for m in seeds.values()) if v is not None]
-    summary[-1] += f" / {fmt(statistics.fmean(gts)) if gts else ''}"
-    return md_table(headers, [*rows, summary])
+def _mean_std(values: Sequence[float]) -> str:
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return fmt(values[0])
+    return f"{fmt(statistics.fmean(values))} ± {fmt(statistics.stdev(values))}"
+
+
+def finalists_table(outcome: FinalistsOutcome, spec: SearchSpec) -> str:
+    """One row per configuration, best mean first: the search's own run beside the fresh runs'
+    validation mean ± std (what chose) and their test numbers (what only reports)."""
+    winner = outcome.winner
+    headers = ["configuration", "values", f"search's run ({spec.metric})", "fresh runs",
+               f"{spec.metric} mean ± std", *(label for _, label in TEST_COLUMNS)]
+    rows = []
+    for item in outcome.ranked():
+        c = item.configuration
+        name = f"#{c.number}: trial `{c.source_trial}` (search rank {c.rank})"
+        if winner is item:
+            name = f"**{name}, winner**"
+        finished = sum(1 for r in item.runs if r.finished)
+        errored = sum(1 for r in item.runs if r.trial.status == ERRORED)
+        runs = f"{finished} of {len(outcome.plan.seeds)}" + (f", {errored} errored"
+                                                               if errored else "")
+        values = ", ".join(f"{k.rsplit('.', 1)[-1]}={fmt(v)}" for k, v in c.values.items())
+        rows.append([name, values or "-", fmt(c.search_value), runs,
+                     _mean_std(item.values),
+                     *(_mean_std(item.test_values(key)) for key, _ in TEST_COLUMNS)])
+    return md_table(headers, rows)
+
+
+def lead_sentence(outcome: FinalistsOutcome, spec: SearchSpec) -> str:
+    """Whether the winner's lead over the runner-up is larger than the spread: the standard
+    error of the difference of the two means (Welch)."""
+    winner = outcome.winner
+    if winner is None:
+        return ""
+    ranked = [c for c in outcome.ranked() if c.mean is not None]
+    if len(ranked) < 2:
+        spread = f" ± {fmt(winner.std)}" if winner.std is not None else ""
+        return (f"One configuration: its {len(winner.values)} fresh runs give {spec.metric} "
+                f"{fmt(winner.mean)}{spread}, against {fmt(winner.configuration.search_value)} "
+                "for the search's own run (chosen because it scored high: shown, not "
+                "averaged).")
+    runner_up = ranked[1]
+    lead = abs(winner.mean - runner_up.mean)
+    parts = [(c.std or 0.0) ** 2 / len(c.values) for c in (winner, runner_up)]
+    error = math.sqrt(sum(parts))
+    names = (f"#{winner.configuration.number}", f"#{runner_up.configuration.number}")
+    if error == 0.0 or lead > error:
+        verdict = (f"larger than the standard error of that difference ({fmt(error)}): the "
+                   "seeds tell them apart")
+    else:
+        verdict = (f"within the standard error of that difference ({fmt(error)}): "
+                   f"{len(outcome.plan.seeds)} seeds do not tell them apart, either is a fair "
+                   "pick")
+    return (f"The winner {names[0]} leads the runner-up {names[1]} by {fmt(lead)} in mean "
+            f"{spec.metric}, {verdict}.")
 
 
 def render_report(
@@ -135,6 +184,7 @@ def render_report(
         rel = plot.relative_to(summary.experiment_dir).as_posix()
         lines += [f"![{plot.stem}]({rel})", ""]
     lines += _what_mattered(summary, spec)
+    lines += _finalists_section(summary, spec)
     lines += _winner_section(summary, spec, keys)
     lines += _test_sections(summary)
     lines += [
@@ -169,10 +219,12 @@ def _interruption(summary: ExportSummary) -> list[str]:
         return []
     running = record.get("running_trials") or {}
     where = ", ".join(f"`{t}` at step {'-' if s is None else s}" for t, s in running.items())
+    stage = (" in the finalists stage (the search itself had ended)"
+             if record.get("stage") == "finalists" else "")
     lines = [
-        f"**Interrupted** by {record.get('signal', 'a signal')} at {record.get('at', '?')}: "
-        f"{len(running)} trial(s) were running ({where or 'none'}); finished trials, their "
-        "checkpoints and the Optuna study are kept. Resume with:",
+        f"**Interrupted** by {record.get('signal', 'a signal')} at {record.get('at', '?')}"
+        f"{stage}: {len(running)} trial(s) were running ({where or 'none'}); finished trials, "
+        "their checkpoints and the Optuna study are kept. Resume with:",
         "",
         "```",
         str(record.get("resume_command", "")),
@@ -256,9 +308,19 @@ def _winner_section(summary: ExportSummary, spec: SearchSpec, keys: Sequence[str
         f"- Best `{spec.metric}`: {fmt(winner.best_value)} at step {winner.best_step}",
         f"- Config: `{BEST_CONFIG_FILE}`",
     ]
+    chosen = summary.finalists.winner_run if summary.finalists is not None else None
+    if chosen is not None:
+        outcome = summary.finalists.winner
+        lines[2] = (f"- Configuration of trial `{winner.trial_id}` (finalist "
+                    f"#{outcome.configuration.number}), chosen by its mean `{spec.metric}` "
+                    f"{fmt(outcome.mean)} over {len(outcome.values)} fresh seeds")
+        lines[3] = (f"- Config and model: its run with seed {chosen.seed}, the best of those "
+                    f"runs: `{spec.metric}` {fmt(chosen.trial.best_value)} at step "
+                    f"{chosen.trial.best_step} (the search's own run: {fmt(winner.best_value)})")
+    best_step = chosen.trial.best_step if chosen is not None else winner.best_step
     if summary.best_model_dir is not None:
-        note = "" if summary.model_step == winner.best_step else (
-            f" (no checkpoint of step {winner.best_step} was kept)")
+        note = "" if summary.model_step == best_step else (
+            f" (no checkpoint of step {best_step} was kept)")
         lines.append(f"- Model: `{BEST_MODEL_DIR}/` from `{summary.model_source}`, "
                      f"step {summary.model_step}{note}")
     else:
@@ -289,14 +351,27 @@ def _test_sections(summary: ExportSummary) -> list[str]:
     elif summary.test_error:
         lines += ["## Test metrics of the winner", "", f"Evaluation failed: {summary.test_error}",
                   ""]
-    if summary.seed_metrics:
-        lines += [
-            "## Repeated seeds",
-            "",
-            f"The winner's config retrained with {len(summary.seed_metrics)} seeds "
-            f"(`{SEEDS_DIR}/`), test split:",
-            "",
-            seeds_table(summary.seed_metrics),
-            "",
-        ]
     return lines
+
+
+def _finalists_section(summary: ExportSummary, spec: SearchSpec) -> list[str]:
+    """The finalists: the table and whether the lead is larger than the spread; or how far an
+    unfinished stage got."""
+    outcome = summary.finalists
+    if outcome is None:
+        return []
+    seeds = ", ".join(map(str, outcome.plan.seeds))
+    lines = ["## Finalists", "",
+             f"The search's {len(outcome.plan.configurations)} best distinct configurations, "
+             f"re-trained to the full budget with the same fresh seeds ({seeds}; `{FINALISTS_DIR}/`"
+             f"). The winner is the best mean `{spec.metric}` over those runs; the search's own "
+             "run of each (chosen because it scored high) is shown, not averaged. Test numbers "
+             "are evaluated once per run, for this report: they choose nothing.", ""]
+    if not outcome.complete:
+        ended = sum(1 for r in outcome.runs if r.ended)
+        lines += [f"The stage has not finished: {ended} of {outcome.plan.runs} run(s) ended, so "
+                  "the winner below is still the search's best single run. `--resume` "
+                  "finishes it.", ""]
+    lines += [finalists_table(outcome, spec), ""]
+    sentence = lead_sentence(outcome, spec)
+    return lines + ([sentence, ""] if sentence else [])

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from search.results.finalists import FinalistsOutcome
 from search.results.formatting import fmt
 from search.results.importance import Importances
 from search.results.reading import TrialRecord
@@ -53,7 +54,7 @@ class ExportSummary:
     model_source: str | None = None
     test_metrics: dict[str, Any] | None = None
     test_error: str | None = None
-    seed_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    finalists: FinalistsOutcome | None = None  # finalists.json and the stage's runs
     interruption: dict[str, Any] | None = None  # interrupted.json: signal, trials, resume
     warm_start: WarmStartRecord | None = None  # warm_start.json: earlier trials seeded with
 
@@ -76,6 +77,16 @@ class ExportSummary:
                 f"winner {self.winner.trial_id}{origin}: best {self.metric} = "
                 f"{fmt(self.winner.best_value)} at step {self.winner.best_step}"
             )
+        chosen = self.finalists.winner if self.finalists is not None else None
+        if chosen is not None:
+            lines.append(f"finalists:   configuration #{chosen.configuration.number} (trial "
+                         f"{chosen.configuration.source_trial}) won: mean {self.metric} "
+                         f"{fmt(chosen.mean)} over {len(chosen.values)} fresh seeds, of "
+                         f"{len(self.finalists.configurations)} configuration(s)")
+        elif self.finalists is not None:
+            ended = sum(1 for r in self.finalists.runs if r.ended)
+            lines.append(f"finalists:   not finished ({ended} of {self.finalists.plan.runs} "
+                         "runs ended): the winner is the search's best run for now")
         if self.test_metrics is not None:
             lines.append("test split:  " + ", ".join(
                 f"{k} {fmt(self.test_metrics.get(k), missing='n/a')}"

@@ -1,10 +1,10 @@
-"""Test-split numbers of the winner: `test_metrics.json`, and those of its repeated seeds.
+"""Test-split numbers of the winner: `test_metrics.json`.
 
 The winner's `best_model/` is evaluated on the test split of its run config with detr_core's
 own evaluation (mAP, recall, IoU and centre-error figures), once: a `test_metrics.json` not
 older than `best_model/` is reused. On a storage URI the model is evaluated from a local
-download and its evaluation log uploaded beside it. `--final-seeds K` retrains the winner K
-times; their test metrics are read from `final_seeds/seed_<S>/test_metrics.json`.
+download and its evaluation log uploaded beside it. When the finalists stage chose the winner,
+its run's own evaluation is copied instead (`search.results.export`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ from typing import Any
 from search.store import (
     EVALUATION_LOG_FILE,
     MODEL_SOURCE_FILE,
-    SEEDS_DIR,
     TEST_METRICS_FILE,
     ExperimentPath,
-    as_int,
     local_copy,
     read_json,
     write_json_atomic,
@@ -89,24 +87,3 @@ def evaluate_on_test(
 
     with output_to_file(model_dir / EVALUATION_LOG_FILE):
         return dict(evaluate_model(model_dir, config, split="test"))
-
-
-def seed_folder(experiment_dir: ExperimentPath, seed: int) -> ExperimentPath:
-    """Where `--final-seeds` retrains the winner with `seed`."""
-    return experiment_dir / SEEDS_DIR / f"seed_{seed}"
-
-
-def read_seed_metrics(experiment_dir: ExperimentPath) -> dict[str, dict[str, Any]]:
-    """`final_seeds/seed_<S>/test_metrics.json` of the winner's repeated runs, by seed label."""
-    found = {}
-    for path in (experiment_dir / SEEDS_DIR).glob(f"seed_*/{TEST_METRICS_FILE}"):
-        metrics = read_json(path)
-        if isinstance(metrics, dict):
-            found[path.parent.name.removeprefix("seed_")] = metrics
-    return dict(sorted(found.items(), key=lambda kv: _seed_key(kv[0])))
-
-
-def _seed_key(label: str) -> tuple[bool, int, str]:
-    """Numeric seeds in numeric order, then any other labels alphabetically."""
-    number = as_int(label)
-    return (number is None, number or 0, label)

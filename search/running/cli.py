@@ -44,6 +44,8 @@ _OVERRIDES = {
     "seed": "seed",
     "sampler": "sampler",
     "max_failures": "max_failures",
+    "finalists": "finalists_top",
+    "finalist_seeds": "finalists_seeds",
 }
 
 
@@ -180,9 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--dashboard-port", type=_port, default=DEFAULT_DASHBOARD_PORT, metavar="PORT",
         help=f"port of the Ray dashboard of a local cluster (default {DEFAULT_DASHBOARD_PORT})")
     parser.add_argument(
-        "--final-seeds", type=_non_negative_int, default=0, metavar="K",
-        help="after the search, retrain the best config with K seeds and report test metrics "
-             "as mean and std (default 0: no retraining)")
+        "--finalists", type=_non_negative_int, metavar="K",
+        help="after the search, retrain its K best distinct configurations with fresh seeds "
+             "and choose the winner by their mean validation value (overrides "
+             "experiment.finalists.top; 0: no finalists stage)")
+    parser.add_argument(
+        "--finalist-seeds", type=_positive_int, metavar="S",
+        help="fresh seeds per finalist (overrides experiment.finalists.seeds; default 3)")
+    parser.add_argument(
+        "--final-seeds", type=_non_negative_int, default=0, metavar="S",
+        help="retrain the winner with S fresh seeds and report test mean and std: the same "
+             "as --finalists 1 --finalist-seeds S")
     parser.add_argument(
         "--report-dir", type=Path, metavar="DIR",
         help="also copy REPORT.md and its plots to this local folder (handy with a URI "
@@ -207,8 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse `argv` (default: sys.argv[1:]); bad flags exit 2 with argparse's usage line."""
-    return build_parser().parse_args(argv)
+    """Parse `argv` (default: sys.argv[1:]); bad flags exit 2 with argparse's usage line.
+
+    `--final-seeds S` is read as `--finalists 1 --finalist-seeds S`."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.final_seeds:
+        if args.finalists is not None or args.finalist_seeds is not None:
+            parser.error("--final-seeds S means --finalists 1 --finalist-seeds S: give one or "
+                         "the other")
+        args.finalists, args.finalist_seeds = 1, args.final_seeds
+    return args
 
 
 def spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -273,7 +292,7 @@ def describe(spec: SearchSpec, args: argparse.Namespace | None = None,
         f"  retries     {_retries(spec.max_failures)}",
         f"  results     {experiment_path(storage, spec.name)}",
         f"  cluster     {_cluster(args)}",
-        f"  final seeds {_final_seeds(getattr(args, 'final_seeds', 0) or 0)}",
+        f"  finalists   {_finalists(spec)}",
         f"  time budget {_time_budget(getattr(args, 'time_budget', None))}",
         f"  base run    {spec.base_source}",
     ]
@@ -320,7 +339,14 @@ def _time_budget(seconds: float | None) -> str:
             "exported")
 
 
-def _final_seeds(k: int) -> str:
-    if k <= 0:
-        return "none"
-    return f"retrain the best config with {k} seeds, test metrics as mean and std"
+def _finalists(spec: SearchSpec) -> str:
+    """What the finalists stage adds to the search, in runs and optimizer steps."""
+    stage = spec.finalists
+    if not stage.on:
+        return "none (the winner is the search's best single run)"
+    runs = stage.top * stage.seeds
+    max_t = spec.scheduler.max_t
+    return (f"the {stage.top} best configuration(s) x {stage.seeds} fresh seeds after the "
+            f"search, winner by mean {spec.metric}: adds {runs} run(s) of up to {max_t} steps "
+            f"({runs * max_t:,} steps; the search's {spec.num_samples} trials: at most "
+            f"{spec.num_samples * max_t:,})")

@@ -1,8 +1,8 @@
-"""The exact command that continues an interrupted search, as its last line says it.
-
-`python search/run.py --space FILE --name NAME --resume`, plus every flag of the first command
-that changes what the rest of the search does (`--storage`, `--address`, the overrides of the
-space file's settings, `--final-seeds`, `--report-dir`, the dashboard flags, `-v`).
+"""The exact command that continues an interrupted search, as its last line says it. `python
+search/run.py --space FILE --name NAME --resume`, plus every flag of the first command that
+changes what the rest of the search does (`--storage`, `--address`, the overrides of the space
+file's settings, `--finalists` / `--finalist-seeds` (`--final-seeds` as those), `--report-dir`,
+the dashboard flags, `-v`).
 `--time-budget` is left out on purpose: the budget was for the first session, and what is left
 is the user's call.
 When nothing can be resumed yet (stopped before Tune saved the experiment), it is the same
@@ -44,8 +44,9 @@ def resume_argv(args: argparse.Namespace, name: str, resume: bool = True) -> lis
         value = getattr(args, dest, None)
         if value is not None:
             argv += [flag, _number(value)]
-    if args.final_seeds:
-        argv += ["--final-seeds", str(args.final_seeds)]
+    for dest, flag in (("finalists", "--finalists"), ("finalist_seeds", "--finalist-seeds")):
+        if getattr(args, dest, None) is not None:  # --final-seeds S is carried as these
+            argv += [flag, str(getattr(args, dest))]
     if getattr(args, "no_dashboard", False):
         argv.append("--no-dashboard")
     elif getattr(args, "dashboard_port", DEFAULT_DASHBOARD_PORT) != DEFAULT_DASHBOARD_PORT:

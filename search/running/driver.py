@@ -66,7 +66,6 @@ class SearchOptions:
     resume: bool = False
     dashboard: bool = True
     dashboard_port: int = DEFAULT_DASHBOARD_PORT
-    final_seeds: int = 0
     verbose: int = 0  # 0: our progress only; 1: Ray Tune's tables and Ray's logs too
     time_budget_s: float | None = None
     report_dir: Path | None = None  # a local copy of REPORT.md and its plots
@@ -248,8 +247,11 @@ def read_continuation(experiment_dir: ExperimentPath) -> Continuation:
     """How a `--resume` of this experiment goes on (read before this session writes anything)."""
     from search.results import find_trial_dirs
     from search.running.naming import unfinished_reason
+    from search.store import read_json
 
-    interrupted = (experiment_dir / INTERRUPTED_FILE).is_file()
+    record = read_json(experiment_dir / INTERRUPTED_FILE)
+    # stopped in the finalists stage: the search itself had ended (the stage goes on)
+    interrupted = isinstance(record, dict) and record.get("stage", "search") == "search"
     return Continuation(existing=len(find_trial_dirs(experiment_dir)),
                         unfinished=interrupted or unfinished_reason(experiment_dir) is not None)
 
@@ -333,10 +335,11 @@ def run_search(spec: SearchSpec, options: SearchOptions,
             and continuation.more(spec.num_samples) == 0:
         print(f"{spec.name} holds {continuation.existing} trial(s) and asks for "
               f"{spec.num_samples}: nothing to run (--num-samples N above "
-              f"{continuation.existing} adds trials); exporting again", flush=True)
+              f"{continuation.existing} adds trials); "
+              + ("on to the finalists" if spec.finalists.on else "exporting again"), flush=True)
         sessions = []
     interrupts = options.interrupts
-    needs_ray = bool(sessions) or options.final_seeds > 0
+    needs_ray = bool(sessions) or spec.finalists.on
     cluster = None if options.address or not needs_ray else LocalCluster(path)
     try:
         if needs_ray:
@@ -386,18 +389,23 @@ def run_search(spec: SearchSpec, options: SearchOptions,
                 break
         from search.results import copy_report, export_experiment
 
-        # interrupted: export what is there now, without the (possibly long) test evaluation
-        summary = export_experiment(experiment_dir, evaluate_winner=not interrupts.interrupted)
         budget_spent = budget is not None and budget.reached
-        if options.final_seeds > 0 and interrupts.interrupted:
-            print("--final-seeds skipped: the search was interrupted", flush=True)
-        elif options.final_seeds > 0 and budget_spent:
-            print("--final-seeds skipped: the time budget is spent", flush=True)
-        elif options.final_seeds > 0 and summary.best_config_path is not None:
-            from search.results import run_final_seeds
+        finalists = spec.finalists.on and not interrupts.interrupted and not budget_spent
+        # interrupted: export what is there now, without the (possibly long) test evaluation;
+        # the finalists' winner replaces the search's: its test evaluation would be wasted
+        summary = export_experiment(experiment_dir, evaluate_winner=not interrupts.interrupted
+                                    and not finalists)
+        if spec.finalists.on and not finalists:
+            print("finalists skipped: " + ("the search was interrupted (--resume runs them)"
+                                           if interrupts.interrupted
+                                           else "the time budget is spent"), flush=True)
+        elif finalists and summary.winner is not None:
+            from search.running.finalists import run_finalists
 
-            run_final_seeds(experiment_dir, spec, data, options.final_seeds)
-            summary = export_experiment(experiment_dir)
+            run_finalists(spec, path, experiment_dir, summary.trials, data, interrupts,
+                          options.verbose, options.resume_command)
+            summary = export_experiment(experiment_dir,
+                                        evaluate_winner=not interrupts.interrupted)
         print(summary.describe(), flush=True)
         if options.report_dir is not None:
             print(f"report copy: {copy_report(summary, options.report_dir)}", flush=True)

@@ -183,12 +183,14 @@ def record_interruption(experiment_dir: ExperimentPath, interrupts: SearchInterr
 
 
 def write_interrupt_record(experiment_dir: ExperimentPath, signal_name: str,
-                           running: dict[str, int | None], resume_command: str) -> ExperimentPath:
-    """`interrupted.json`: which signal, when, the trials it stopped (id -> last step), and
-    the command that resumes the search."""
+                           running: dict[str, int | None], resume_command: str,
+                           stage: str = "search") -> ExperimentPath:
+    """`interrupted.json`: which signal, when, in which stage (`search` or `finalists`), the
+    trials it stopped (id -> last step), and the command that resumes the search."""
     return write_json_atomic(experiment_dir / INTERRUPTED_FILE, {
         "signal": signal_name,
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "stage": stage,
         "running_trials": running,
         "resume_command": resume_command,
     })

@@ -19,18 +19,25 @@ from detr_core.files import UserInputError, describe_value
 from search.space.budget import estimate_max_steps, first_eval_step
 from search.space.distributions import is_number
 from search.space.samplers import DEFAULT_SAMPLER, check_sampler
-from search.space.spec import ResourceSpec, SchedulerSpec, SearcherSpec, SearchSpec
+from search.space.spec import (
+    FinalistsSpec,
+    ResourceSpec,
+    SchedulerSpec,
+    SearcherSpec,
+    SearchSpec,
+)
 
 #: Metrics the trainable reports at every evaluation; `experiment.metric` must be one of them.
 REPORTED_METRICS = SELECTABLE_EVAL_METRICS
 
 EXPERIMENT_KEYS = (
     "name", "metric", "mode", "num_samples", "max_concurrent", "scheduler", "searcher",
-    "resources", "max_failures",
+    "resources", "max_failures", "finalists",
 )
 SCHEDULER_KEYS = ("grace_period", "reduction_factor", "max_t")
 SEARCHER_KEYS = ("seed", "n_startup_trials", "points_to_evaluate", "sampler", "sampler_options")
 RESOURCE_KEYS = ("cpus_per_trial", "gpus_per_trial")
+FINALISTS_KEYS = ("top", "seeds")
 
 #: `load_search_spec(overrides=...)` key -> (path in `experiment:`, CLI flag shown in errors).
 OVERRIDE_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -42,12 +49,16 @@ OVERRIDE_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
     "seed": (("searcher", "seed"), "--seed"),
     "sampler": (("searcher", "sampler"), "--sampler"),
     "max_failures": (("max_failures",), "--max-failures"),
+    "finalists_top": (("finalists", "top"), "--finalists"),
+    "finalists_seeds": (("finalists", "seeds"), "--finalist-seeds"),
 }
 
 DEFAULT_NUM_SAMPLES = 8
 DEFAULT_REDUCTION_FACTOR = 3.0
 DEFAULT_SEARCHER_SEED = 0
 DEFAULT_MAX_FAILURES = 0
+DEFAULT_FINALISTS_TOP = 3  # when the section is given without it
+DEFAULT_FINALIST_SEEDS = 3
 DEFAULT_CPUS_PER_TRIAL = 1
 DEFAULT_GPUS_PER_TRIAL = 0
 
@@ -78,8 +89,11 @@ def experiment_with_overrides(
         if key not in EXPERIMENT_KEYS:
             raise UserInputError(f"unknown key (known: {', '.join(EXPERIMENT_KEYS)})",
                                  source=src, key=f"experiment.{key}")
+    finalists_given = "finalists" in experiment or any(
+        key.startswith("finalists_") and value is not None
+        for key, value in (overrides or {}).items())
     for section, known in (("scheduler", SCHEDULER_KEYS), ("searcher", SEARCHER_KEYS),
-                           ("resources", RESOURCE_KEYS)):
+                           ("resources", RESOURCE_KEYS), ("finalists", FINALISTS_KEYS)):
         experiment[section] = dict(as_mapping(experiment.get(section), src,
                                               f"experiment.{section}"))
         for key in experiment[section]:
@@ -98,6 +112,8 @@ def experiment_with_overrides(
             node = node[part]
         node[path[-1]] = value
         origin[".".join(path)] = flag
+    if not finalists_given:
+        experiment["finalists"] = {"top": 0}  # no stage unless asked for
     return experiment, origin
 
 
@@ -187,12 +203,18 @@ def build_spec(
         sampler=sampler, sampler_options=options,
     )
     scheduler = _scheduler(r, base, space)
+    finalists = FinalistsSpec(
+        top=r.integer("finalists.top", DEFAULT_FINALISTS_TOP, minimum=0),
+        seeds=r.integer("finalists.seeds", DEFAULT_FINALIST_SEEDS, minimum=1),
+    )
+    if finalists.top == 0:
+        finalists = FinalistsSpec()
     base = select_best_step_by(base, metric, mode)
     return SearchSpec(
         name=name, metric=metric, mode=mode, num_samples=num_samples,
         max_concurrent=max_concurrent, scheduler=scheduler, searcher=searcher,
         resources=resources, max_failures=max_failures, base=base, space=space,
-        source=path, base_source=base_source,
+        source=path, base_source=base_source, finalists=finalists,
     )
 
 

@@ -55,6 +55,20 @@ class ResourceSpec:
 
 
 @dataclass
+class FinalistsSpec:
+    """The finalists stage after the search (`search.results.finalists`): the `top` best
+    distinct configurations re-trained with `seeds` fresh seeds each, the winner chosen by
+    their mean validation value. Off when `top` is 0."""
+
+    top: int = 0
+    seeds: int = 0
+
+    @property
+    def on(self) -> bool:
+        return self.top > 0 and self.seeds > 0
+
+
+@dataclass
 class SearchSpec:
     """A validated search-space file: what the driver needs to build the Tuner."""
 
@@ -74,6 +88,7 @@ class SearchSpec:
     #: where the recipe's four keys get their values, and the ranges resolved from factors of
     #: the recipe's (`search.space.relative_ranges`)
     recipe: dict = field(default_factory=dict)
+    finalists: FinalistsSpec = field(default_factory=FinalistsSpec)
 
     def searched_keys(self) -> list[str]:
         """Keys drawn from a distribution, in file order."""
@@ -109,6 +124,8 @@ class SearchSpec:
                 "cpus_per_trial": self.resources.cpus_per_trial,
                 "gpus_per_trial": self.resources.gpus_per_trial,
                 "max_failures": self.max_failures,
+                "finalists_top": self.finalists.top,
+                "finalists_seeds": self.finalists.seeds,
             },
             "base": copy.deepcopy(self.base),
             "space": copy.deepcopy(self.space),
@@ -139,6 +156,8 @@ class SearchSpec:
                 max_failures=int(exp.get("max_failures", 0)), base=base, space=space,
                 source=Path(str(raw.get("source", source))),
                 base_source=str(raw.get("base_source", "embedded default")), recipe=recipe,
+                finalists=FinalistsSpec(int(exp.get("finalists_top", 0)),
+                                        int(exp.get("finalists_seeds", 0))),
             )
         except KeyError as exc:
             raise UserInputError("missing (written by search/run.py; was the file edited?)",

@@ -23,6 +23,8 @@ experiment:                      # every key optional
       - {iou_loss: ciou}         # keys left out are sampled
   resources: {cpus_per_trial: 1, gpus_per_trial: 0}   # gpus may be fractional: 0.5 = 2 per GPU
   max_failures: 0                # retries of an errored trial from its last checkpoint (-1: no cap)
+  finalists: {top: 3, seeds: 3}  # optional: the 3 best configurations, 3 fresh seeds each, after
+                                 # the search; winner by mean value (search.results.finalists)
 base: ../configs/run.yaml        # detr_core run config: a path (relative to THIS file) or an
                                  # inline mapping; default: the embedded default run
 base_overrides:                  # optional, applied over `base`; dotted or nested keys

@@ -6,15 +6,14 @@ study journal (`study_journal`). A new storage backend is whatever `pyarrow.fs` 
 Imports: nothing of search; `detr_core` through its public names.
 
 Public names (other packages import these, not the modules; each is imported on first use):
-`as_float`, `as_int`, `BEST_CONFIG_FILE`, `BEST_MODEL_DIR`, `CHECKPOINT_META_FILE`, `COMPARE_FILE`,
-`COMPARE_PLOTS_DIR`, `copy_tree`,
-`display_path`, `EVALUATION_LOG_FILE`, `ExperimentPath`, `folder_has_entries`,
+`as_float`, `as_int`, `BEST_CONFIG_FILE`, `BEST_MODEL_DIR`, `CHECKPOINT_META_FILE`,
+`COMPARE_FILE`, `COMPARE_PLOTS_DIR`, `copy_tree`, `display_path`, `EVALUATION_LOG_FILE`,
+`ExperimentPath`, `FINALISTS_DIR`, `FINALISTS_PLAN_FILE`, `folder_has_entries`,
 `INTERRUPTED_FILE`, `is_uri`, `join_uri`, `journal_storage`, `local_copy`, `location`,
 `MODEL_SOURCE_FILE`, `parse_scalar`, `PLOTS_DIR`, `PREPARED_DATA_FILE`, `read_json`,
-`relative_posix`, `remove_tree`, `REPORT_FILE`, `SEEDS_DIR`, `SPEC_FILE`, `split_uri`,
-`STUDY_FILE`, `TEST_METRICS_FILE`, `TIME_BUDGET_FILE`, `TRIAL_LOG_FILE`, `TRIALS_CSV_FILE`,
-`UriPath`, `WARM_START_FILE`, `write_bytes_atomic`, `write_json_atomic`,
-`write_text_atomic`.
+`relative_posix`, `remove_tree`, `REPORT_FILE`, `SPEC_FILE`, `split_uri`, `STUDY_FILE`,
+`TEST_METRICS_FILE`, `TIME_BUDGET_FILE`, `TRIAL_LOG_FILE`, `TRIALS_CSV_FILE`, `UriPath`,
+`WARM_START_FILE`, `write_bytes_atomic`, `write_json_atomic`, `write_text_atomic`.
 """
 
 from __future__ import annotations
@@ -36,7 +35,8 @@ _HOME = {
     "PLOTS_DIR": "layout",
     "PREPARED_DATA_FILE": "layout",
     "REPORT_FILE": "layout",
-    "SEEDS_DIR": "layout",
+    "FINALISTS_DIR": "layout",
+    "FINALISTS_PLAN_FILE": "layout",
     "SPEC_FILE": "layout",
     "STUDY_FILE": "layout",
     "TEST_METRICS_FILE": "layout",

@@ -17,12 +17,13 @@ __all__ = [
     "COMPARE_FILE",
     "COMPARE_PLOTS_DIR",
     "EVALUATION_LOG_FILE",
+    "FINALISTS_DIR",
+    "FINALISTS_PLAN_FILE",
     "INTERRUPTED_FILE",
     "MODEL_SOURCE_FILE",
     "PLOTS_DIR",
     "PREPARED_DATA_FILE",
     "REPORT_FILE",
-    "SEEDS_DIR",
     "SPEC_FILE",
     "STUDY_FILE",
     "TEST_METRICS_FILE",
@@ -52,8 +53,9 @@ TRIALS_CSV_FILE = "trials.csv"
 REPORT_FILE = "REPORT.md"
 PLOTS_DIR = "plots"
 
-# written by --final-seeds: SEEDS_DIR/seed_<S>/TEST_METRICS_FILE
-SEEDS_DIR = "final_seeds"
+# written by the finalists stage (`--finalists K --finalist-seeds S`, `--final-seeds S`)
+FINALISTS_PLAN_FILE = "finalists.json"  # which configurations, which fresh seeds
+FINALISTS_DIR = "finalists"             # its Ray Tune experiment: a trial per configuration x seed
 
 # written by `search/export.py --compare` (into its --out folder)
 COMPARE_FILE = "COMPARE.md"

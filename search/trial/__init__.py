@@ -8,8 +8,8 @@ Imports: `search.store`, `search.cluster`, `search.space`; `detr_core` through i
 Public names (other packages import these, not the modules; each is imported on first use):
 `AshaAwareOptunaSearch`, `BEFORE_FIRST_EVALUATION`, `CATEGORIES`, `data_record`, `data_section`,
 `ERRORED`, `is_early_stopped`, `output_to_file`, `planned_budget`, `prepare_on_node`,
-`revalidate_record`, `status_category`, `train_detr`, `trial_run_config`, `trial_status`,
-`trial_threads`, `trial_values`.
+`revalidate_record`, `status_category`, `train_detr`, `train_finalist`, `trial_run_config`,
+`trial_status`, `trial_threads`, `trial_values`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ _HOME = {
     "revalidate_record": "node_data",
     "status_category": "status",
     "train_detr": "trainable",
+    "train_finalist": "trainable",
     "trial_run_config": "trial_config",
     "trial_status": "status",
     "trial_threads": "trial_config",

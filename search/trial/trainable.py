@@ -13,6 +13,7 @@ there when missing, COCO paths are checked there.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
@@ -96,23 +97,39 @@ def train_detr(config: dict[str, Any], *, base: dict[str, Any], space: dict[str,
     `data` is the driver's record of the dataset (`search.trial.node_data.data_record`): synthetic
     parameters or absolute COCO paths, prepared on this node before training.
     """
-    context = tune.get_context()
     # Tune runs the trial in its working folder and uploads it from whichever node it is on;
     # `get_trial_dir()` names the driver's staging folder for an actor's first trial instead,
     # which only reaches storage when the trial runs on the driver's node.
     with output_to_file(Path.cwd() / TRIAL_LOG_FILE):
         threads = _trial_cpus()
-        raw = trial_run_config(base, space, config, threads=threads, recipe=recipe)
-        raw["data"] = data_section(data)
-        run_config = run_config_from_dict(raw, source=f"trial {context.get_trial_id()}")
-        with trial_work_dir() as work_dir:
-            prepared = prepare_on_node(data, run_config.data)
-            train_run(
-                run_config,
-                output_dir=work_dir / "run",
-                listeners=[TuneReporter(metric, threads)],
-                resume_from_checkpoint=_restore_checkpoint(work_dir),
-                prepared_data=prepared,
-                evaluate_test=False,
-                keep_partial=False,  # Tune keeps the trial's best checkpoint
-            )
+        _train(trial_run_config(base, space, config, threads=threads, recipe=recipe), data,
+               metric, threads)
+
+
+def train_finalist(config: dict[str, Any], *, runs: dict[int, dict[str, Any]],
+                   data: dict[str, Any], metric: str) -> None:
+    """Tune entry point of the finalists stage (`search.results.finalists`): `config` is
+    `{"finalist": N, "seed": S}`, `runs` maps N to the configuration's complete run config
+    (via `with_parameters`); trained and reported exactly as a search trial, with seed S."""
+    with output_to_file(Path.cwd() / TRIAL_LOG_FILE):
+        threads = _trial_cpus()
+        raw = copy.deepcopy(runs[int(config["finalist"])])
+        raw.update(seed=int(config["seed"]), num_threads=threads)
+        _train(raw, data, metric, threads)
+
+
+def _train(raw: dict[str, Any], data: dict[str, Any], metric: str, threads: int) -> None:
+    """One trial's run: its data prepared on this node, every evaluation reported to Tune."""
+    raw["data"] = data_section(data)
+    run_config = run_config_from_dict(raw, source=f"trial {tune.get_context().get_trial_id()}")
+    with trial_work_dir() as work_dir:
+        prepared = prepare_on_node(data, run_config.data)
+        train_run(
+            run_config,
+            output_dir=work_dir / "run",
+            listeners=[TuneReporter(metric, threads)],
+            resume_from_checkpoint=_restore_checkpoint(work_dir),
+            prepared_data=prepared,
+            evaluate_test=False,
+            keep_partial=False,  # Tune keeps the trial's best checkpoint
+        )

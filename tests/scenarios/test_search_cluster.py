@@ -171,7 +171,7 @@ def test_two_nodes_with_their_own_disks_results_on_s3_and_a_lost_node(
         prefix = f"results/{NAME}/"
         keys = [k.removeprefix(prefix) for k in s3.keys(prefix)]
         files = {k: s3.read(prefix + k) for k in keys if "/" not in k or
-                 k.startswith(("best_model/", "plots/", "final_seeds/"))}
+                 k.startswith(("best_model/", "plots/", "finalists/"))}
         trial_keys = sorted({k.split("/")[0] for k in keys if k.startswith("train_detr_")})
         trials = {t: [json.loads(line) for line in
                       s3.read(f"{prefix}{t}/result.json").decode().splitlines()]
@@ -224,17 +224,20 @@ def test_two_nodes_with_their_own_disks_results_on_s3_and_a_lost_node(
     for name in ("best_config.yaml", "search_spec.yaml"):
         text = files[name].decode()
         assert not any(str(cache) in text for cache in caches.values()), name
-    seed_metrics = [k for k in files
-                    if k.startswith("final_seeds/") and k.count("/") == 2
-                    and k.endswith("/test_metrics.json")]
-    assert len(seed_metrics) == 1, sorted(files)
-    seed = seed_metrics[0].split("/")[1]
-    assert f"final_seeds/{seed}/best_model/config.json" in files
-    assert f"final_seeds/{seed}/trial.log" in files
-    assert not any(k.startswith(f"final_seeds/{seed}/checkpoints/") for k in keys)
+    # --final-seeds 1: one fresh run of the winner's configuration, a trial of the finalists
+    # stage's own Tune experiment on the same storage, evaluated once on the test split
+    run_metrics = [k for k in files
+                   if k.startswith("finalists/") and k.count("/") == 2
+                   and k.endswith("/test_metrics.json")]
+    assert len(run_metrics) == 1, sorted(files)
+    run = run_metrics[0].split("/")[1]
+    assert f"finalists/{run}/trial.log" in files and "finalists.json" in files
+    assert any(k.startswith(f"finalists/{run}/checkpoint_") for k in keys)
+    source = json.loads(files["best_model/export_source.json"])
+    assert source["checkpoint"].startswith(f"finalists/{run}/checkpoint_")
     report = files["REPORT.md"].decode()
-    assert "## Repeated seeds" in report and "## Test metrics of the winner" in report
-    assert "## Repeated seeds" in first_report.decode()  # and kept by the resumed export
+    assert "## Finalists" in report and "## Test metrics of the winner" in report
+    assert "## Finalists" in first_report.decode()  # and kept by the resumed export
     assert f"python search/export.py {storage}/{NAME}" in report
     for line in report.splitlines():
         if line.startswith("!["):

@@ -2,12 +2,14 @@
 
 One real search (`search/run.py`'s `main` in this process, real Ray): two trials one after
 the other, so the second runs on the reused actor of the first, 200 optimizer steps each, then
-`--final-seeds 2`. Afterwards the experiment folder is moved away except `best_config.yaml`,
-and `detr_core.training.train` trains from that file alone into a fresh folder (no checkpoint
-to resume from): its evaluation curve equals the winner trial's reported curve to 1e-6. The
-other trial (whichever of the two lost) is rebuilt the same way, so a trial run on a fresh
-actor and one on a reused actor are both covered. The two final seeds' curves differ from
-each other.
+`--final-seeds 2` (the finalists stage with the winner alone: two fresh runs of its
+configuration, seeds 43 and 44, in the stage's own Tune experiment). `best_config.yaml` and
+`best_model/` are the better of those two runs. Afterwards the experiment folder is moved away
+except `best_config.yaml`, and `detr_core.training.train` trains from that file alone into a
+fresh folder (no checkpoint to resume from): its evaluation curve equals that run's reported
+curve to 1e-6. The search trial that lost is rebuilt the same way, so a trial run on a fresh
+actor and one on a reused actor are both covered. The two fresh runs' curves differ from each
+other.
 
 The search runs on a `file://` storage URI (with `--report-dir`): it goes through the same
 `pyarrow.fs` layer as `s3://` and must leave every output there, the Optuna journal included
@@ -99,9 +101,11 @@ def test_a_search_on_a_file_uri_writes_every_output_there(
     assert f"report:      file://{exp}/REPORT.md" in proc.stdout
     for name in ("search_spec.yaml", "prepared_data.json", "optuna_study.log",
                  "best_config.yaml", "trials.csv", "REPORT.md", "test_metrics.json",
-                 "best_model/config.json", "plots/metric_curves.png",
-                 "final_seeds/seed_42/test_metrics.json"):
+                 "best_model/config.json", "plots/metric_curves.png", "finalists.json"):
         assert (exp / name).is_file(), name
+    runs = trial_dirs(exp / "finalists")
+    assert len(runs) == 2 and all((r / "test_metrics.json").is_file() for r in runs)
+    assert "## Finalists" in (exp / "REPORT.md").read_text()
     assert {r["status"] for r in read_trials_csv(exp)} == {"completed"}
     assert set(yaml.safe_load((exp / "best_config.yaml").read_text())["data"]) == {"synthetic"}
     assert len(load_study(exp, NAME).trials) == 2
@@ -126,9 +130,19 @@ def test_averaged_weights_reach_tune_and_the_export(search: Path) -> None:
     assert "eval_loss_bbox" in rows[0]  # the diary's metric beside the objective
     source = json.loads((search / "best_model" / "export_source.json").read_text())
     assert source["metric"] == METRIC and source["checkpoint"].endswith("/ema")
-    assert source["step"] == int(rows[0]["best_step"])
+    chosen = read_results(_chosen_run(search))
+    assert source["step"] == chosen[-1]["best_step"]
     assert yaml.safe_load((search / "best_config.yaml").read_text())["ema"] == {
         "decay": 0.999, "warmup_power": 0.75}
+
+
+def _chosen_run(search: Path) -> Path:
+    """The finalist run `best_model/` was copied from."""
+    import json
+
+    source = json.loads((search / "best_model" / "export_source.json").read_text())
+    assert source["checkpoint"].startswith("finalists/"), source
+    return search / source["checkpoint"].split("/checkpoint_")[0]
 
 
 def test_best_config_alone_reproduces_the_winners_curve(search: Path, tmp_path: Path) -> None:
@@ -147,8 +161,11 @@ def test_best_config_alone_reproduces_the_winners_curve(search: Path, tmp_path: 
     trials = {t.trial_id: t for t in load_trials(search, spec)}
     other_config = build_best_config(spec, trials[next(i for i in curves if i != winner_id)])
 
+    winner_curve = read_results(_chosen_run(search))
+    assert [r["step"] for r in winner_curve] == [50, 100, 150, 200]
     best = tmp_path / "best_config.yaml"
     shutil.copy(search / "best_config.yaml", best)
+    assert yaml.safe_load(best.read_text())["seed"] == winner_curve[0]["config"]["seed"]
     assert yaml.safe_load(best.read_text())["num_threads"] == 1  # the trial's own threads
     away = tmp_path / "moved-away"
     shutil.move(search, away)  # nothing of the search is left to reuse
@@ -156,7 +173,7 @@ def test_best_config_alone_reproduces_the_winners_curve(search: Path, tmp_path: 
         train_run(load_run_config(best), tmp_path / "rerun", evaluate_test=False)
     finally:
         shutil.move(away, search)  # the module's other test reads it
-    _assert_same_curve(read_eval_history(tmp_path / "rerun"), curves[winner_id])
+    _assert_same_curve(read_eval_history(tmp_path / "rerun"), winner_curve)
 
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump(other_config, sort_keys=False))
@@ -166,11 +183,11 @@ def test_best_config_alone_reproduces_the_winners_curve(search: Path, tmp_path: 
 
 
 def test_final_seeds_get_their_own_streams(search: Path) -> None:
-    from detr_core.training.eval_history import read_eval_history
-
-    seeds = sorted((search / "final_seeds").iterdir())
-    assert [s.name for s in seeds] == ["seed_42", "seed_43"]
-    first, second = (read_eval_history(s) for s in seeds)
+    runs = sorted((read_results(d) for d in trial_dirs(search / "finalists")),
+                  key=lambda r: r[0]["config"]["seed"])
+    assert [r[0]["config"] for r in runs] == [{"finalist": 1, "seed": 43},
+                                              {"finalist": 1, "seed": 44}]
+    first, second = runs
     assert [r["step"] for r in first] == [r["step"] for r in second] == [50, 100, 150, 200]
     differing = [r["step"] for r, q in zip(first, second, strict=True)
                  if not _same(r["eval_loss"], q["eval_loss"])

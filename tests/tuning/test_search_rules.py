@@ -128,7 +128,7 @@ def test_no_copies_of_detr_core_rules_in_search() -> None:
     text = "\n".join(p.read_text() for p in (REPO / "search").rglob("*.py")
                      if p.name != "__init__.py")  # an __init__ names its modules as strings
     for copy in ("_SENTINEL", "_rekey", "_PATH_KEYS", "or [8]", "or [3]", "or [500]",
-                 "CHECKPOINT_META =", '"final_seeds"', '"search_spec.yaml"'):
+                 "CHECKPOINT_META =", '"finalists.json"', '"search_spec.yaml"'):
         assert text.count(copy) <= (1 if copy.startswith('"') else 0), copy
     assert len(re.findall(r"^class SearchSpec\b", text, re.M)) == 1
     assert "def export_best_model" not in text  # detr_core.training.train has the one of that name

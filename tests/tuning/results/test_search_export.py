@@ -301,25 +301,6 @@ def test_current_test_metrics_are_reused_and_stale_ones_ignored(experiment: Path
     assert "## Test metrics" not in (experiment / "REPORT.md").read_text()
 
 
-def test_repeated_seeds_section(experiment: Path):
-    for seed, map_value, missed in ((0, 0.5, 4), (1, 0.7, 2), (10, 0.6, 3)):
-        folder = experiment / "final_seeds" / f"seed_{seed}"
-        folder.mkdir(parents=True)
-        (folder / "test_metrics.json").write_text(
-            json.dumps(TEST_METRICS | {"map": map_value, "missed": missed}))
-    summary = export_experiment(experiment, evaluate_winner=False)
-
-    assert list(summary.seed_metrics) == ["0", "1", "10"]
-    report = (experiment / "REPORT.md").read_text()
-    section = report[report.index("## Repeated seeds"):]
-    rows = [line for line in section.splitlines() if line.startswith("| ")]
-    assert [r.split(" | ")[0] for r in rows[2:]] == ["| 0", "| 1", "| 10", "| **mean ± std**"]
-    column = [c.strip() for c in rows[0].strip("|").split("|")].index("map")
-    summary_cells = [c.strip() for c in rows[-1].strip("|").split("|")]
-    assert summary_cells[column] == "0.6 ± 0.1"  # map: mean 0.6, sample std 0.1
-    assert rows[-1].endswith("| 3 ± 1 / 40 |")  # missed / num_gt
-
-
 def test_export_rebuilds_a_crashed_search_from_ray_state(experiment: Path):
     """No done flag in the files: Ray's experiment_state says how the trial ended."""
     states = []

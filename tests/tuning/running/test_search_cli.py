@@ -23,7 +23,8 @@ FLAGS = (
     "--space", "--name", "--num-samples", "--max-concurrent", "--cpus-per-trial",
     "--gpus-per-trial", "--address", "--storage", "--resume", "--seed", "--no-dashboard",
     "--dashboard-port", "--final-seeds", "--dry-run", "--max-failures", "--time-budget",
-    "-v", "--verbose", "--report-dir", "--warm-start",
+    "-v", "--verbose", "--report-dir", "--warm-start", "--finalists", "--finalist-seeds",
+    "--sampler",
 )
 
 SPACE = """\
@@ -48,11 +49,11 @@ def test_defaults() -> None:
     assert args.space == "s.yaml"
     assert args.storage == "results"
     assert args.dashboard_port == 8265
-    assert args.final_seeds == 0
+    assert args.final_seeds == 0 and args.finalists is None and args.finalist_seeds is None
     assert not (args.resume or args.dry_run or args.no_dashboard)
     assert (args.verbose, args.time_budget) == (0, None)
     for name in ("name", "num_samples", "max_concurrent", "cpus_per_trial", "gpus_per_trial",
-                 "address", "seed", "max_failures"):
+                 "address", "seed", "max_failures", "sampler"):
         assert getattr(args, name) is None, name
     assert spec_overrides(args) == {}
 
@@ -75,7 +76,23 @@ def test_every_flag_parses() -> None:
     assert spec_overrides(args) == {
         "name": "run1", "num_samples": 12, "max_concurrent": 3, "cpus_per_trial": 2.0,
         "gpus_per_trial": 0.5, "seed": 7, "max_failures": 2,
+        "finalists_top": 1, "finalists_seeds": 3,  # --final-seeds 3
     }
+
+
+def test_finalist_flags_and_final_seeds_as_their_shorthand(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    args = parse_args(["--space", "s.yaml", "--finalists", "3", "--finalist-seeds", "2",
+                       "--sampler", "gp"])
+    assert spec_overrides(args) == {"finalists_top": 3, "finalists_seeds": 2, "sampler": "gp"}
+    assert spec_overrides(parse_args(["--space", "s.yaml", "--finalists", "0"])) == {
+        "finalists_top": 0}
+    for bad in (["--final-seeds", "2", "--finalists", "3"], ["--finalist-seeds", "0"]):
+        with pytest.raises(SystemExit) as info:
+            parse_args(["--space", "s.yaml", *bad])
+        assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--final-seeds S means --finalists 1 --finalist-seeds S: give one or the other" in err
 
 
 def test_help_exits_0_and_mentions_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
@@ -153,7 +170,9 @@ def test_dry_run_text(tmp_path: Path) -> None:
     assert "1 CPU, 0.5 GPU per trial (2 trials share one GPU)" in text
     assert str(tmp_path / "out" / "iou") in text
     assert "dashboard on http://127.0.0.1:8265" in text
-    assert "retrain the best config with 3 seeds" in text
+    assert ("finalists   the 1 best configuration(s) x 3 fresh seeds after the search, winner "
+            "by mean eval_loss_bbox: adds 3 run(s) of up to 1500 steps (4,500 steps; the "
+            "search's 6 trials: at most 9,000)") in text
     assert "embedded default" in text
     assert "Searched (5):" in text and "Fixed (1):" in text
     lines = text.splitlines()
@@ -176,7 +195,7 @@ def test_describe_existing_cluster_and_defaults(tmp_path: Path) -> None:
     text = describe(load_search_spec(path, spec_overrides(args)), args)
     assert "existing Ray cluster at auto" in text
     assert "as many at a time as the resources allow" in text
-    assert "final seeds none" in text
+    assert "finalists   none (the winner is the search's best single run)" in text
     assert "time budget none" in text
     args = parse_args(["--space", str(path), "--time-budget", "90m"])
     assert "time budget 1h30m: trials still running then are cut" in describe(

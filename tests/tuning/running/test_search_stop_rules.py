@@ -95,7 +95,7 @@ def test_resume_command_keeps_what_changes_the_rest_of_the_search() -> None:
                                 "-v"), "iou") == (
         "python search/run.py --space 'spaces/my iou.yaml' --name iou --resume "
         "--storage s3://bucket/runs --num-samples 20 --cpus-per-trial 2 --address auto "
-        "--final-seeds 3 --no-dashboard -v")
+        "--finalists 1 --finalist-seeds 3 --no-dashboard -v")  # --final-seeds 3 as what it means
     assert resume_command(_args("--name", "x"), "x", resume=False).endswith("--name x")
 
 

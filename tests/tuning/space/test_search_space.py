@@ -133,7 +133,7 @@ def test_to_yaml_dict_has_the_flat_experiment(full_spec: SearchSpec) -> None:
         "max_t": 1500, "grace_period": 300, "reduction_factor": 3.0, "searcher_seed": 0,
         "n_startup_trials": 4, "points_to_evaluate": [], "sampler": "tpe", "sampler_options": {},
         "cpus_per_trial": 1.0,
-        "gpus_per_trial": 0.5, "max_failures": 1,
+        "gpus_per_trial": 0.5, "max_failures": 1, "finalists_top": 0, "finalists_seeds": 0,
     }
     assert doc["space"] == full_spec.space and doc["base"] == full_spec.base
     assert yaml.safe_load(yaml.safe_dump(doc)) == doc  # plain YAML types only

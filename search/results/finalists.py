@@ -1,0 +1,333 @@
+"""Finalists: the search's K best distinct configurations re-trained with S fresh seeds, and the
+winner chosen by the mean validation value of those runs.
+
+Why: one run's validation value is one draw from a spread. On the embedded default's grid
+(`results/benchmarks/search_efficiency.md`) one configuration's seed spread of test mAP@.5 is
+0.029 while the best configuration leads the next by 0.016: a search that sees one seed per
+configuration cannot tell the top ones apart, and the run it picks was picked *because* it
+scored high, so its value is biased upward (the winner's curse). The finalists stage re-trains
+the top K configurations (ranked by their best validation value, duplicates of one
+configuration counted once) with the same S fresh seeds each, seeds no search trial trained
+with (paired runs: every configuration meets the same seeds), each to the search's full budget
+(`max_t`). The winner is the configuration with the best mean validation value over its fresh
+runs; the search's own run is shown beside them, never averaged in. Each run is evaluated on
+the test split once, for the report: test numbers never choose.
+
+On disk, beside the search's own files:
+
+- `finalists.json`  the plan: the configurations (rank, source trial, the search's value, the
+  complete run config) and the seeds; written before the first run starts, so a resumed stage
+  runs exactly the same runs;
+- `finalists/`      the stage's own Ray Tune experiment: one trial per configuration x seed
+  (`params.json` holds `finalist` (the configuration's number) and `seed`), each with
+  `test_metrics.json` once evaluated.
+
+This module plans and reads; `search.running.finalists` runs the stage.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from detr_core.config import is_better
+from detr_core.files import dumps_yaml
+from search.results.reading import (
+    TrialRecord,
+    best_of,
+    find_trial_dirs,
+    read_error,
+    read_params,
+    read_ray_states,
+    read_results,
+)
+from search.results.winner import build_best_config, rank_trials, trial_thread_count
+from search.space import SearchSpec
+from search.store import (
+    BEST_CONFIG_FILE,
+    FINALISTS_DIR,
+    FINALISTS_PLAN_FILE,
+    TEST_METRICS_FILE,
+    ExperimentPath,
+    as_float,
+    as_int,
+    display_path,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+)
+from search.trial import ERRORED, trial_status
+
+#: test metrics shown per configuration (mean ± std over its runs)
+TEST_COLUMNS = (("map_50", "test mAP@.5"), ("recall", "test recall"),
+                ("precision", "test precision"))
+
+#: run-config keys that differ between runs of one configuration
+PER_RUN_KEYS = ("seed", "num_threads")
+
+
+@dataclass
+class FinalistConfiguration:
+    """One configuration of the search taken to the finalists."""
+
+    number: int  # 1..K, in the search's order
+    rank: int  # its rank among the search's trials (1 = the search's best run)
+    source_trial: str
+    search_value: float | None  # the search's own run: shown, never averaged
+    search_step: int | None
+    values: dict[str, Any]  # its searched values, for the table
+    config: dict[str, Any]  # its complete run config (the search's seed)
+
+
+@dataclass
+class FinalistPlan:
+    """Which configurations, which seeds (`finalists.json`)."""
+
+    seeds: list[int]
+    configurations: list[FinalistConfiguration]
+
+    @property
+    def runs(self) -> int:
+        return len(self.seeds) * len(self.configurations)
+
+    def grid(self) -> list[dict[str, int]]:
+        """The stage's trials: `{"finalist": number, "seed": seed}`, configuration-major."""
+        return [{"finalist": c.number, "seed": s} for c in self.configurations
+                for s in self.seeds]
+
+    def run_config(self, number: int, seed: int) -> dict[str, Any]:
+        """The complete run config of one finalist run: its configuration, its seed."""
+        config = json.loads(json.dumps(self.configurations[number - 1].config))
+        config["seed"] = seed
+        return config
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seeds": self.seeds,
+                "configurations": [vars(c) for c in self.configurations]}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> FinalistPlan:
+        return cls(seeds=[int(s) for s in raw["seeds"]],
+                   configurations=[FinalistConfiguration(**c) for c in raw["configurations"]])
+
+
+@dataclass
+class FinalistRun:
+    """One run of the stage, read back from its trial folder."""
+
+    number: int
+    seed: int
+    trial: TrialRecord
+    test_metrics: dict[str, Any] | None
+
+    @property
+    def finished(self) -> bool:
+        return self.trial.status == "completed"
+
+    @property
+    def ended(self) -> bool:
+        return self.finished or self.trial.status == ERRORED
+
+
+@dataclass
+class ConfigurationOutcome:
+    """A configuration's fresh runs: the validation values that choose, the test numbers that
+    only report."""
+
+    configuration: FinalistConfiguration
+    runs: list[FinalistRun] = field(default_factory=list)
+
+    @property
+    def values(self) -> list[float]:
+        return [r.trial.best_value for r in self.runs
+                if r.finished and r.trial.best_value is not None]
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+    def test_values(self, key: str) -> list[float]:
+        return [v for v in (as_float((r.test_metrics or {}).get(key)) for r in self.runs
+                            if r.finished) if v is not None]
+
+
+@dataclass
+class FinalistsOutcome:
+    """The stage as it stands: complete when every planned run ended."""
+
+    plan: FinalistPlan
+    configurations: list[ConfigurationOutcome]
+    mode: str
+
+    @property
+    def runs(self) -> list[FinalistRun]:
+        return [r for c in self.configurations for r in c.runs]
+
+    @property
+    def complete(self) -> bool:
+        ended = sum(1 for r in self.runs if r.ended)
+        return ended >= self.plan.runs
+
+    def ranked(self) -> list[ConfigurationOutcome]:
+        """Configurations best mean first (those without a finished run last)."""
+        return rank_by_mean(self.configurations, self.mode)
+
+    @property
+    def winner(self) -> ConfigurationOutcome | None:
+        """The best mean validation value, once the stage is complete."""
+        if not self.complete:
+            return None
+        best = self.ranked()[0] if self.configurations else None
+        return best if best is not None and best.mean is not None else None
+
+    @property
+    def winner_run(self) -> FinalistRun | None:
+        """The winner's run with the best validation value: `best_model/` and
+        `best_config.yaml` come from it."""
+        winner = self.winner
+        if winner is None:
+            return None
+        best = None
+        for run in winner.runs:
+            if run.finished and is_better(run.trial.best_value,
+                                          best.trial.best_value if best else None, self.mode):
+                best = run
+        return best
+
+
+def rank_by_mean(configurations: Sequence[ConfigurationOutcome],
+                 mode: str) -> list[ConfigurationOutcome]:
+    """Best mean validation value first; ties keep the search's order (its better run)."""
+    def key(item: tuple[int, ConfigurationOutcome]) -> tuple[bool, float, int]:
+        index, outcome = item
+        mean = outcome.mean
+        if mean is None:
+            return (True, 0.0, index)
+        return (False, -mean if mode == "max" else mean, index)
+
+    return [c for _, c in sorted(enumerate(configurations), key=key)]
+
+
+def _identity(config: Mapping[str, Any]) -> str:
+    """A configuration, whatever seed and thread count it ran with."""
+    return json.dumps({k: v for k, v in config.items() if k not in PER_RUN_KEYS},
+                      sort_keys=True, default=str)
+
+
+def plan_finalists(spec: SearchSpec, trials: Sequence[TrialRecord], top: int,
+                   seeds: int) -> FinalistPlan | None:
+    """The `top` best distinct configurations of the search (errored trials and those without
+    a value left out) and `seeds` fresh seeds: the first ones above every seed a trial of the
+    search trained with. None when no trial has a value."""
+    configs = {t.trial_id: build_best_config(spec, t) for t in trials}
+    chosen: list[FinalistConfiguration] = []
+    seen: set[str] = set()
+    searched = spec.searched_keys()
+    for rank, trial in enumerate(rank_trials(trials, spec.mode), start=1):
+        if trial.best_value is None or trial.status == ERRORED:
+            continue
+        identity = _identity(configs[trial.trial_id])
+        if identity in seen:
+            continue
+        seen.add(identity)
+        chosen.append(FinalistConfiguration(
+            number=len(chosen) + 1, rank=rank, source_trial=trial.trial_id,
+            search_value=trial.best_value, search_step=trial.best_step,
+            values={k: trial.params[k] for k in searched if k in trial.params},
+            config=configs[trial.trial_id]))
+        if len(chosen) == top:
+            break
+    if not chosen:
+        return None
+    used = [as_int(c.get("seed")) for c in configs.values()]
+    first = max((s for s in used if s is not None), default=-1) + 1
+    return FinalistPlan(seeds=list(range(first, first + seeds)), configurations=chosen)
+
+
+def write_plan(experiment_dir: ExperimentPath, plan: FinalistPlan) -> ExperimentPath:
+    return write_json_atomic(experiment_dir / FINALISTS_PLAN_FILE, plan.to_json())
+
+
+def read_plan(experiment_dir: ExperimentPath) -> FinalistPlan | None:
+    raw = read_json(experiment_dir / FINALISTS_PLAN_FILE)
+    return FinalistPlan.from_json(raw) if isinstance(raw, dict) else None
+
+
+def read_finalists(experiment_dir: ExperimentPath, spec: SearchSpec) -> FinalistsOutcome | None:
+    """The stage's plan and every run it has, or None when no stage was planned."""
+    plan = read_plan(experiment_dir)
+    if plan is None:
+        return None
+    outcomes = [ConfigurationOutcome(c) for c in plan.configurations]
+    folder = experiment_dir / FINALISTS_DIR
+    if folder.is_dir():
+        states = read_ray_states(folder)
+        for trial_dir in find_trial_dirs(folder):
+            run = _read_run(trial_dir, spec, states)
+            if run is not None and 1 <= run.number <= len(outcomes):
+                outcomes[run.number - 1].runs.append(run)
+    for outcome in outcomes:
+        outcome.runs.sort(key=lambda r: r.seed)
+    return FinalistsOutcome(plan=plan, configurations=outcomes, mode=spec.mode)
+
+
+def _read_run(trial_dir: ExperimentPath, spec: SearchSpec,
+              states: Mapping[str, tuple[str, str]]) -> FinalistRun | None:
+    params = read_params(trial_dir)
+    number, seed = as_int(params.get("finalist")), as_int(params.get("seed"))
+    if number is None or seed is None:
+        return None
+    results = read_results(trial_dir)
+    error = read_error(trial_dir)
+    ray_id, ray_status = states.get(trial_dir.name, ("", ""))
+    done = bool(results and results[-1].get("done")) or ray_status == "TERMINATED"
+    status = trial_status(results[-1] if results else None,
+                          errored=error is not None and not done and ray_status != "RUNNING",
+                          max_t=spec.scheduler.max_t, ended=done)
+    best_value, best_step = best_of(results, spec.metric, spec.mode)
+    trial_id = next((str(r["trial_id"]) for r in results if r.get("trial_id")), "") or ray_id
+    record = TrialRecord(trial_id=trial_id or trial_dir.name, path=trial_dir,
+                         params={"finalist": number, "seed": seed}, results=results,
+                         status=status, error=error, best_value=best_value,
+                         best_step=best_step)
+    metrics = read_json(trial_dir / TEST_METRICS_FILE)
+    return FinalistRun(number, seed, record, metrics if isinstance(metrics, dict) else None)
+
+
+def winner_seed_metrics(outcome: FinalistsOutcome | None) -> dict[str, dict[str, Any]]:
+    """The winning configuration's fresh runs' test metrics, by seed ({} without a winner)."""
+    winner = outcome.winner if outcome is not None else None
+    if winner is None:
+        return {}
+    return {str(r.seed): r.test_metrics for r in winner.runs
+            if r.finished and r.test_metrics is not None}
+
+
+def write_finalist_config(experiment_dir: ExperimentPath, spec: SearchSpec,
+                          outcome: FinalistsOutcome,
+                          run: FinalistRun) -> tuple[dict[str, Any], ExperimentPath]:
+    """`best_config.yaml` of the finalists' winner: its configuration with the seed (and thread
+    count) of the run `best_model/` comes from, so it reproduces that model."""
+    winner = outcome.winner
+    config = outcome.plan.run_config(run.number, run.seed)
+    config["num_threads"] = trial_thread_count(spec, run.trial)
+    c = winner.configuration
+    path = experiment_dir / BEST_CONFIG_FILE
+    header = (
+        f"Best run config of search `{spec.name}`, written by search/export.py.\n"
+        f"Winner: configuration #{c.number} (trial {c.source_trial}, rank {c.rank} of the "
+        f"search), chosen by its mean {spec.metric} = {winner.mean!r} over "
+        f"{len(winner.values)} fresh seeds ({spec.mode}) in the finalists stage.\n"
+        f"This is its run with seed {run.seed} (best {spec.metric} = {run.trial.best_value!r} "
+        f"at step {run.trial.best_step}), the one best_model/ comes from.\n"
+        f"Reproduce: python -m detr_core.train --config {display_path(path)}\n"
+        "num_threads is the run's thread count: keep it for a bit-exact rerun on this machine."
+    )
+    return config, write_text_atomic(path, dumps_yaml(config, header=header))

@@ -1,0 +1,189 @@
+"""Run the finalists stage after a search (`experiment.finalists`, `--finalists K
+--finalist-seeds S`; what it is and why: `search.results.finalists`).
+
+The stage is its own Ray Tune experiment in `<experiment>/finalists/`, on the same cluster
+and with the same per-trial resources, retries and checkpointing as the search: a grid of
+configuration x seed trials (`search.trial.train_finalist`), FIFO (no ASHA: every run goes
+to the search's full budget, stopped at `max_t` as the search's trials were), packed like
+any trial. Its plan (`finalists.json`) is written before the first run, so a Ctrl-C / SIGTERM
+then `--resume` restores the same Tune experiment and finishes exactly the planned runs.
+When the runs have ended, each finished run's best checkpoint is evaluated once on the test
+split, in parallel Ray tasks on whichever node has room (`test_metrics.json` in the run's
+folder; the evaluation log and the detections drawing in its checkpoint's model folder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from search.results import (
+    FinalistPlan,
+    FinalistRun,
+    TrialRecord,
+    model_folder,
+    plan_finalists,
+    read_finalists,
+    read_plan,
+    select_checkpoint,
+    write_plan,
+)
+from search.running.interrupt import SearchInterrupts, running_trials, write_interrupt_record
+from search.space import SearchSpec
+from search.store import (
+    EVALUATION_LOG_FILE,
+    FINALISTS_DIR,
+    TEST_METRICS_FILE,
+    ExperimentPath,
+    is_uri,
+    join_uri,
+    local_copy,
+    write_json_atomic,
+)
+
+#: `interrupted.json`'s `stage` when the finalists stage was stopped
+STAGE = "finalists"
+
+
+def stage_path(path: str) -> str:
+    """The stage's Tune experiment: `<experiment>/finalists`, a local path or a URI."""
+    return join_uri(path, FINALISTS_DIR) if is_uri(path) else f"{path.rstrip('/')}/{FINALISTS_DIR}"
+
+
+def stage_spec(spec: SearchSpec, plan: FinalistPlan) -> SearchSpec:
+    """The spec the console shows the stage with: its trials' values are the configuration's
+    number and the seed."""
+    return dataclasses.replace(
+        spec, name=FINALISTS_DIR, num_samples=plan.runs, recipe={},
+        space={"finalist": {"choice": [c.number for c in plan.configurations]},
+               "seed": {"choice": list(plan.seeds)}})
+
+
+def the_plan(experiment_dir: ExperimentPath, spec: SearchSpec,
+             trials: list[TrialRecord]) -> FinalistPlan | None:
+    """The plan of an earlier session of this stage, else a new one (written now)."""
+    plan = read_plan(experiment_dir)
+    if plan is not None:
+        wanted = (spec.finalists.top, spec.finalists.seeds)
+        if (len(plan.configurations), len(plan.seeds)) != wanted:
+            print(f"finalists: keeping the stage planned earlier ({len(plan.configurations)} "
+                  f"configuration(s) x {len(plan.seeds)} seeds)", flush=True)
+        return plan
+    plan = plan_finalists(spec, trials, spec.finalists.top, spec.finalists.seeds)
+    if plan is not None:
+        write_plan(experiment_dir, plan)
+    return plan
+
+
+def run_finalists(spec: SearchSpec, path: str, experiment_dir: ExperimentPath,
+                  trials: list[TrialRecord], data: dict[str, Any], interrupts: SearchInterrupts,
+                  verbose: int, resume_command: str) -> bool:
+    """Plan (or continue) the stage, train its runs, evaluate them on the test split. True when
+    every run ended and was evaluated; False when a signal stopped it (recorded for
+    `--resume`) or no trial of the search had a value."""
+    plan = the_plan(experiment_dir, spec, trials)
+    if plan is None:
+        print("finalists: no trial of the search reported a value; no stage", flush=True)
+        return False
+    numbers = ", ".join(f"#{c.number} = trial {c.source_trial}" for c in plan.configurations)
+    print(f"finalists: {len(plan.configurations)} configuration(s) ({numbers}) x seeds "
+          f"{', '.join(map(str, plan.seeds))}: {plan.runs} run(s) of up to "
+          f"{spec.scheduler.max_t} steps", flush=True)
+    tuner, progress = _tuner(spec, path, experiment_dir, plan, data, verbose)
+    with interrupts.tune_loop():
+        tuner.fit()
+    folder = experiment_dir / FINALISTS_DIR
+    if interrupts.interrupted:
+        running = running_trials(folder)
+        write_interrupt_record(experiment_dir, interrupts.signal_name, running, resume_command,
+                               stage=STAGE)
+        if progress is not None:
+            progress.mark_interrupted(running)
+        return False
+    outcome = read_finalists(experiment_dir, spec)
+    pending = [r for r in outcome.runs if r.finished and r.test_metrics is None]
+    if pending:
+        evaluate_runs(pending, plan, spec, data)
+    return True
+
+
+def _tuner(spec: SearchSpec, path: str, experiment_dir: ExperimentPath, plan: FinalistPlan,
+           data: dict[str, Any], verbose: int) -> tuple[Any, Any]:
+    """(the stage's `Tuner`, new or restored; its console callback or None with -v)."""
+    from ray import tune
+
+    from search.running.console import SearchProgress
+    from search.trial import train_finalist
+
+    shown = stage_spec(spec, plan)
+    progress = None if verbose else SearchProgress(shown, experiment=experiment_dir /
+                                                   FINALISTS_DIR)
+    callbacks = [progress] if progress else []
+    trainable = tune.with_resources(
+        tune.with_parameters(train_finalist, runs={c.number: c.config
+                                                   for c in plan.configurations},
+                             data=data, metric=spec.metric),
+        {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
+    )
+    where = stage_path(path)
+    if tune.Tuner.can_restore(where):
+        tuner = tune.Tuner.restore(where, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+        # the first session's callbacks were pickled with it: this session's console instead
+        run_config = tuner._local_tuner._run_config
+        run_config.callbacks, run_config.verbose = callbacks, verbose
+        return tuner, progress
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"finalist": tune.grid_search([c.number for c in plan.configurations]),
+                     "seed": tune.grid_search(list(plan.seeds))},
+        tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, reuse_actors=True,
+                                    max_concurrent_trials=spec.max_concurrent),
+        run_config=tune.RunConfig(
+            name=FINALISTS_DIR, storage_path=path,
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute=spec.metric,
+                checkpoint_score_order=spec.mode),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            sync_config=tune.SyncConfig(sync_artifacts=True),
+            stop={"step": spec.scheduler.max_t},  # the search's full budget, as ASHA's max_t
+            callbacks=callbacks, verbose=verbose,
+        ),
+    )
+    return tuner, progress
+
+
+def evaluate_runs(runs: list[FinalistRun], plan: FinalistPlan, spec: SearchSpec,
+                  data: dict[str, Any]) -> list[dict[str, Any] | None]:
+    """Each run's best checkpoint on the test split, in parallel Ray tasks (one per run, the
+    trial's resources each); `test_metrics.json` lands in the run's folder."""
+    import ray
+
+    remote = ray.remote(num_cpus=spec.resources.cpus_per_trial,
+                        num_gpus=spec.resources.gpus_per_trial)(evaluate_run)
+    print(f"finalists: evaluating {len(runs)} run(s) on the test split", flush=True)
+    return ray.get([remote.remote(run.trial, plan.run_config(run.number, run.seed), data,
+                                  spec.mode) for run in runs])
+
+
+def evaluate_run(trial: TrialRecord, raw: dict[str, Any], data: dict[str, Any],
+                 mode: str) -> dict[str, Any] | None:
+    """One finished run's best checkpoint on the test split (a Ray task); None when the run
+    config has no test split or the run kept no checkpoint."""
+    from detr_core.config import run_config_from_dict
+    from detr_core.evaluation import evaluate_model
+    from search.trial import data_section, output_to_file, prepare_on_node
+
+    chosen = select_checkpoint(trial, mode)
+    if chosen is None:
+        return None
+    raw = {**raw, "data": data_section(data)}
+    config = run_config_from_dict(raw, source=f"finalist run {trial.trial_id}")
+    if not config.data.has_test_split:
+        return None
+    with local_copy(model_folder(*chosen), upload_back=True) as model_dir, \
+            output_to_file(model_dir / EVALUATION_LOG_FILE):
+        prepare_on_node(data, config.data)
+        metrics = dict(evaluate_model(model_dir, config, split="test"))
+    write_json_atomic(trial.path / TEST_METRICS_FILE, metrics)
+    return metrics
