@@ -53,3 +53,34 @@ def test_searcher_limit_counts_the_seeds_stock_optuna_followed_the_same_trace() 
     assert searcher and searcher[0].startswith(
         "- Searcher limit: (b) followed (a)'s trace exactly on 1 of 2 seeds.")
     assert "(1-2 of 16)" in searcher[0]
+
+
+def test_regret_is_summarised_as_an_interquartile_mean_with_a_bootstrap_interval() -> None:
+    from benchmarks.search_efficiency import iqm, iqm_with_ci, regret_at, regret_table
+
+    # eight searches: the two best and two worst are cut, the middle four averaged
+    values = [0.0, 0.0, 0.01, 0.02, 0.03, 0.04, 0.30, 0.50]
+    assert abs(iqm(values) - 0.025) < 1e-12
+    assert iqm([0.2]) == 0.2
+    ci = iqm_with_ci(values)
+    assert ci["low"] <= ci["iqm"] <= ci["high"] and ci["high"] < 0.30  # outliers stay out
+    assert iqm_with_ci(values) == ci  # a fixed resampling seed
+    flat = iqm_with_ci([0.1] * 5)
+    assert all(abs(v - 0.1) < 1e-12 for v in flat.values())
+
+    trace = Trace(compute=[1000, 3000], regret=[0.2, 0.05], final_choice="a")
+    assert regret_at(trace, 0.05, 10_000) is None  # nothing handed over before 1,000 steps
+    assert regret_at(trace, 0.10, 10_000) == 0.2
+    assert regret_at(trace, 0.30, 10_000) == 0.05
+
+    facts = GridFacts(optimum=0.8, optimum_point="a", noise_floor=0.02, grid_steps=10_000,
+                      per_point={"a": 0.8, "b": 0.7})
+    late = Trace(compute=[2000, 2200], regret=[0.1, 0.1], final_choice="b")
+    summary = summarise({"asha_tpe": [trace, trace, late]}, facts, num_samples=2)
+    regret = summary["strategies"]["asha_tpe"]["regret"]
+    assert abs(regret["final"]["iqm"] - 0.2 / 3) < 1e-12  # 3 searches: nothing cut
+    assert regret["at_0.1"] == {"handed_over": 2}  # `late` had chosen nothing by 10 %
+    # by 22 %: `trace` still on its first choice (0.2) twice, `late` on its 0.1
+    assert abs(regret["at_0.22"]["iqm"] - 0.5 / 3) < 1e-12
+    table = "\n".join(regret_table(summary))
+    assert "| (a) asha_tpe | 0.0667 [" in table and "| 2 of 3 had chosen |" in table
