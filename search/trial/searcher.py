@@ -1,4 +1,5 @@
-"""Optuna TPE searcher that learns from ASHA's early stops the right way.
+"""The Optuna searcher (TPE by default; any sampler of `experiment.searcher.sampler`) that
+learns from ASHA's early stops the right way.
 
 Stock `OptunaSearch` reports intermediate values by `training_iteration` and tells Optuna
 COMPLETE with the *last* value of a trial that ASHA stopped at an early rung: TPE then treats a
