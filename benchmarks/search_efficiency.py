@@ -271,9 +271,6 @@ def load_settings(config_path: Path) -> Any:
     shipped_path = (config_path.parent / bench["settings_from"]).resolve()
     shipped = load_yaml_mapping(shipped_path)
     shipped["space"] = bench["space"]
-    # the recorded grid's own run where the shipped file has moved on (another checkpoint)
-    shipped["base_overrides"] = {**(shipped.get("base_overrides") or {}),
-                                 **(bench.get("base_overrides") or {})}
     experiment = shipped.setdefault("experiment", {})
     for key, value in (bench.get("experiment_overrides") or {}).items():
         if isinstance(value, dict) and isinstance(experiment.get(key), dict):
