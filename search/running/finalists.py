@@ -38,6 +38,7 @@ from search.store import (
     is_uri,
     join_uri,
     local_copy,
+    remove_tree,
     write_json_atomic,
 )
 
@@ -61,9 +62,21 @@ def stage_spec(spec: SearchSpec, plan: FinalistPlan) -> SearchSpec:
 
 def the_plan(experiment_dir: ExperimentPath, spec: SearchSpec,
              trials: list[TrialRecord]) -> FinalistPlan | None:
-    """The plan of an earlier session of this stage, else a new one (written now)."""
+    """The plan of an earlier session of this stage, else a new one (written now).
+
+    An earlier plan is kept (a resumed stage runs exactly what it planned) unless the search
+    has since gained trials that change which configurations it would take (a finished search
+    topped up with `--num-samples`): then the old stage is removed and planned anew, so no
+    better configuration is left out of the choice."""
     plan = read_plan(experiment_dir)
     if plan is not None:
+        again = plan_finalists(spec, trials, len(plan.configurations), len(plan.seeds))
+        if again is not None and _sources(again) != _sources(plan):
+            print("finalists: the search has trials the stage planned earlier did not know; "
+                  "planning it anew", flush=True)
+            remove_tree(experiment_dir / FINALISTS_DIR)
+            write_plan(experiment_dir, again)
+            return again
         wanted = (spec.finalists.top, spec.finalists.seeds)
         if (len(plan.configurations), len(plan.seeds)) != wanted:
             print(f"finalists: keeping the stage planned earlier ({len(plan.configurations)} "
@@ -73,6 +86,10 @@ def the_plan(experiment_dir: ExperimentPath, spec: SearchSpec,
     if plan is not None:
         write_plan(experiment_dir, plan)
     return plan
+
+
+def _sources(plan: FinalistPlan) -> list[str]:
+    return [c.source_trial for c in plan.configurations]
 
 
 def run_finalists(spec: SearchSpec, path: str, experiment_dir: ExperimentPath,

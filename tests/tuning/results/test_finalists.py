@@ -177,3 +177,30 @@ def test_an_errored_run_is_left_out_of_its_mean(experiment: Path) -> None:
     assert outcome.complete
     assert outcome.winner.configuration.number == 1  # 0.18 over its one finished run
     assert "| 1 of 2, 1 errored |" in finalists_table(outcome, spec)
+
+
+def test_a_stage_is_planned_anew_when_the_search_gained_a_better_trial(tmp_path: Path,
+                                                                      capsys) -> None:
+    """A resumed stage keeps its plan; after a top-up whose new trial ranks among the top K,
+    the old stage is stale: removed and planned again (search.running.finalists.the_plan)."""
+    from search_helpers import FAKE_TRIALS, fake_params, write_fake_trial
+
+    from search.running.finalists import the_plan
+    from search.space.spec import FinalistsSpec
+
+    experiment = write_fake_experiment(tmp_path / "iou")
+    spec = read_spec_file(experiment)
+    spec.finalists = FinalistsSpec(top=2, seeds=2)
+    first = the_plan(experiment, spec, load_trials(experiment, spec))
+    write_run(experiment, 0, 1, 4, [0.3])
+    assert the_plan(experiment, spec, load_trials(experiment, spec)) == first  # resumed: kept
+    assert (experiment / "finalists").is_dir()
+
+    write_fake_trial(experiment, len(FAKE_TRIALS), "aaaaa_00006",
+                     (fake_params("diou", False, 7e-4, 0.0, 4), 1200,
+                      [(300, 0.12), (600, 0.08)], False, False, True))  # the new best run
+    again = the_plan(experiment, spec, load_trials(experiment, spec))
+    assert [c.source_trial for c in again.configurations] == ["aaaaa_00006", "aaaaa_00001"]
+    assert read_plan(experiment) == again
+    assert not (experiment / "finalists").exists()  # the stale runs are gone
+    assert "planning it anew" in capsys.readouterr().out
