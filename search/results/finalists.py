@@ -27,6 +27,8 @@ This module plans and reads; `search.running.finalists` runs the stage.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import statistics
 from collections.abc import Mapping, Sequence
@@ -35,15 +37,7 @@ from typing import Any
 
 from detr_core.config import is_better
 from detr_core.files import dumps_yaml
-from search.results.reading import (
-    TrialRecord,
-    best_of,
-    find_trial_dirs,
-    read_error,
-    read_params,
-    read_ray_states,
-    read_results,
-)
+from search.results.reading import TrialRecord, find_trial_dirs, load_trial, read_ray_states
 from search.results.winner import build_best_config, rank_trials, trial_thread_count
 from search.space import SearchSpec
 from search.store import (
@@ -59,7 +53,7 @@ from search.store import (
     write_json_atomic,
     write_text_atomic,
 )
-from search.trial import ERRORED, trial_status
+from search.trial import COMPLETED, ERRORED
 
 #: test metrics shown per configuration (mean ± std over its runs)
 TEST_COLUMNS = (("map_50", "test mAP@.5"), ("recall", "test recall"),
@@ -100,7 +94,7 @@ class FinalistPlan:
 
     def run_config(self, number: int, seed: int) -> dict[str, Any]:
         """The complete run config of one finalist run: its configuration, its seed."""
-        config = json.loads(json.dumps(self.configurations[number - 1].config))
+        config = copy.deepcopy(self.configurations[number - 1].config)
         config["seed"] = seed
         return config
 
@@ -125,7 +119,7 @@ class FinalistRun:
 
     @property
     def finished(self) -> bool:
-        return self.trial.status == "completed"
+        return self.trial.status == COMPLETED
 
     @property
     def ended(self) -> bool:
@@ -269,8 +263,9 @@ def read_finalists(experiment_dir: ExperimentPath, spec: SearchSpec) -> Finalist
     folder = experiment_dir / FINALISTS_DIR
     if folder.is_dir():
         states = read_ray_states(folder)
+        runs_spec = dataclasses.replace(spec, space={}, recipe={})
         for trial_dir in find_trial_dirs(folder):
-            run = _read_run(trial_dir, spec, states)
+            run = _read_run(trial_dir, runs_spec, states)
             if run is not None and 1 <= run.number <= len(outcomes):
                 outcomes[run.number - 1].runs.append(run)
     for outcome in outcomes:
@@ -280,23 +275,12 @@ def read_finalists(experiment_dir: ExperimentPath, spec: SearchSpec) -> Finalist
 
 def _read_run(trial_dir: ExperimentPath, spec: SearchSpec,
               states: Mapping[str, tuple[str, str]]) -> FinalistRun | None:
-    params = read_params(trial_dir)
-    number, seed = as_int(params.get("finalist")), as_int(params.get("seed"))
+    """One run's folder, read as any trial's (`load_trial`; `spec` holds no space of its own:
+    a run's params are its configuration's number and seed, not searched values)."""
+    record = load_trial(trial_dir, spec, states)
+    number, seed = as_int(record.params.get("finalist")), as_int(record.params.get("seed"))
     if number is None or seed is None:
         return None
-    results = read_results(trial_dir)
-    error = read_error(trial_dir)
-    ray_id, ray_status = states.get(trial_dir.name, ("", ""))
-    done = bool(results and results[-1].get("done")) or ray_status == "TERMINATED"
-    status = trial_status(results[-1] if results else None,
-                          errored=error is not None and not done and ray_status != "RUNNING",
-                          max_t=spec.scheduler.max_t, ended=done)
-    best_value, best_step = best_of(results, spec.metric, spec.mode)
-    trial_id = next((str(r["trial_id"]) for r in results if r.get("trial_id")), "") or ray_id
-    record = TrialRecord(trial_id=trial_id or trial_dir.name, path=trial_dir,
-                         params={"finalist": number, "seed": seed}, results=results,
-                         status=status, error=error, best_value=best_value,
-                         best_step=best_step)
     metrics = read_json(trial_dir / TEST_METRICS_FILE)
     return FinalistRun(number, seed, record, metrics if isinstance(metrics, dict) else None)
 

@@ -6,10 +6,10 @@ with (`trial_config`), its console output and scratch folder (`trial_output`,
 Imports: `search.store`, `search.cluster`, `search.space`; `detr_core` through its public names.
 
 Public names (other packages import these, not the modules; each is imported on first use):
-`AshaAwareOptunaSearch`, `BEFORE_FIRST_EVALUATION`, `CATEGORIES`, `data_record`, `data_section`,
-`ERRORED`, `is_early_stopped`, `output_to_file`, `planned_budget`, `prepare_on_node`,
-`revalidate_record`, `status_category`, `train_detr`, `train_finalist`, `trial_run_config`,
-`trial_status`, `trial_threads`, `trial_values`.
+`AshaAwareOptunaSearch`, `BEFORE_FIRST_EVALUATION`, `CATEGORIES`, `COMPLETED`, `data_record`,
+`data_section`, `ERRORED`, `is_early_stopped`, `output_to_file`, `planned_budget`,
+`prepare_on_node`, `revalidate_record`, `status_category`, `train_detr`, `train_finalist`,
+`trial_run_config`, `trial_status`, `trial_threads`, `trial_values`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ _HOME = {
     "AshaAwareOptunaSearch": "searcher",
     "BEFORE_FIRST_EVALUATION": "status",
     "CATEGORIES": "status",
+    "COMPLETED": "status",
     "ERRORED": "status",
     "data_record": "node_data",
     "data_section": "node_data",
