@@ -30,7 +30,16 @@ startup trials, concurrency, metric) over the grid's dimensions. Strategies:
 - sampler strategies (`experiment.searcher.sampler`, not in the default set): ours with
   another Optuna sampler, built by the product's own `search.space.build_sampler`:
   `asha_tpe_mv` (TPE with `multivariate` and `constant_liar`), `asha_gp` (Gaussian process),
-  `asha_qmc` (quasi-Monte Carlo, a space-filling non-adaptive baseline).
+  `asha_qmc` (quasi-Monte Carlo, a space-filling non-adaptive baseline);
+- variants of any strategy, by suffix: `+n<N>` runs it with N trials instead of
+  `num_samples` (more exploring for the same compute as a finalists stage), `+f<K>x<S>` adds
+  the product's finalists stage (`search.running.finalists`) replayed: after the search, the K
+  best distinct configurations by best val value are trained again to max_t on S seeds the
+  search did not see (the other replayed curve seeds, so S <= 2 on a 3-seed grid), the winner
+  is the best *mean* best-val value over those runs, the export is its best run's best step,
+  and K x S x max_t steps are added to the compute. Its choice is scored on the seeds neither
+  the search nor the finalists trained (`finalist_scoring_seeds`). E.g.
+  `asha_tpe+f3x2,asha_tpe+n24`.
 
 What a user gets is also summarised as the interquartile mean (IQM: the mean of the middle
 half, robust to a few lucky or unlucky searches) of the regret over searcher seeds, at the end
@@ -83,6 +92,7 @@ from benchmarks.replay import (  # noqa: E402
     read_runs,
     replay_log,
     replay_trial,
+    reported_steps,
     simulated_clock,
 )
 from detr_core.files import UserInputError, exit_on_user_error  # noqa: E402
@@ -100,7 +110,7 @@ def quality_metric(metric: str) -> str:
     return f"ema_{QUALITY}" if is_ema_metric(metric) else QUALITY
 STRATEGIES = ("asha_tpe", "stock_optuna_asha", "random_asha", "random_fifo")
 #: compute budgets (fractions of the grid's) at which the IQM regret is reported
-REGRET_BUDGETS = (0.10, 0.15, 0.22)
+REGRET_BUDGETS = (0.10, 0.15, 0.22, 0.30)
 BOOTSTRAP_RESAMPLES = 10_000
 
 
@@ -169,6 +179,40 @@ class Trace:
     regret: list[float]
     final_choice: str | None = None
     trained: list[str] = field(default_factory=list)  # grid points, in the order first seen
+    scored_on_seen: int = 0  # 1: a finalists stage's choice had no seed left unseen to score on
+
+
+@dataclass(frozen=True)
+class StrategyName:
+    """A strategy as `--strategies` names it: `base[+n<N>][+f<K>x<S>]`."""
+
+    base: str
+    num_samples: int | None = None  # trials, when not the benchmark's `num_samples`
+    top: int = 0                     # finalists: K configurations...
+    seeds: int = 0                   # ... each trained again on S unseen seeds
+
+    @classmethod
+    def parse(cls, name: str) -> StrategyName:
+        base, *suffixes = name.split("+")
+        num_samples, top, seeds = None, 0, 0
+        for suffix in suffixes:
+            try:
+                if suffix.startswith("n"):
+                    num_samples = int(suffix[1:])
+                elif suffix.startswith("f"):
+                    top, seeds = (int(x) for x in suffix[1:].split("x"))
+                else:
+                    raise ValueError(suffix)
+            except ValueError:
+                raise UserInputError(f"{name!r}: a suffix is +n<trials> or +f<K>x<S>, not "
+                                     f"+{suffix}", key="--strategies") from None
+            if (num_samples is not None and num_samples < 1) or (suffix[0] == "f" and (
+                    top < 1 or seeds < 1)):
+                raise UserInputError(f"{name!r}: counts must be >= 1", key="--strategies")
+        if base not in KNOWN_BASES:
+            raise UserInputError(f"{name!r}: unknown strategy {base!r} (one of "
+                                 f"{', '.join(KNOWN_BASES)})", key="--strategies")
+        return cls(base, num_samples, top, seeds)
 
 
 def _other_seeds(table: CurveTable, seed: int, key: str) -> list[int]:
@@ -210,6 +254,69 @@ def trace_from_reports(table: CurveTable, reports: Sequence[Any], completed: set
                             if pick else math.inf)
         trace.final_choice = pick[0] if pick else None
     return trace
+
+
+def best_reported(curve: Any, metric: str, mode: str, every: int | None) -> tuple[float, int]:
+    """(best val value, its step) among the evaluations a run evaluating every `every` steps
+    reports (first on ties), as a finalist run's best checkpoint is chosen."""
+    from detr_core.config import bare_name, is_better
+
+    values = curve.val[bare_name(metric)]
+    best = None
+    for index in reported_steps(curve.steps, every):
+        if values[index] is not None and (best is None or is_better(values[index],
+                                                                    values[best], mode)):
+            best = index
+    best = best if best is not None else len(values) - 1
+    return values[best], curve.steps[best]
+
+
+def finalist_scoring_seeds(table: CurveTable, key: str, used: Sequence[int]) -> list[int]:
+    """The seeds a finalists stage's choice is scored on: every seed the configuration has but
+    those the search and the finalists trained; all but the searched one if none is left (a
+    configuration with no recorded seed beyond them, counted in `Trace.scored_on_seen`)."""
+    unseen = [s for s in table.seeds_of(key) if s not in used]
+    return unseen or [s for s in table.seeds_of(key) if s != used[0]]
+
+
+def with_finalists(table: CurveTable, trace: Trace, reports: Sequence[Any], search_seed: int,
+                   optimum: float, metric: str, mode: str, top: int, seeds: int,
+                   every: int | None, max_t: int) -> Trace:
+    """`trace` continued by the finalists stage (`search.running.finalists`), replayed: the
+    `top` best distinct configurations by their best reported val value, each trained on the
+    first `seeds` replayed curve seeds other than the searched one; the winner has the best
+    mean best-val value (ties: the better-ranked); its best run's best step is exported."""
+    from detr_core.config import is_better
+
+    best_of: dict[str, float] = {}
+    for report in reports:
+        if report.value is not None and (report.grid_point not in best_of or is_better(
+                report.value, best_of[report.grid_point], mode)):
+            best_of[report.grid_point] = report.value
+    ranked = sorted(best_of, key=best_of.get, reverse=mode == "max")[:top]
+    fresh = [s for s in table.seeds if s != search_seed][:seeds]
+    if len(fresh) < seeds:
+        raise UserInputError(f"{seeds} finalist seeds asked, but the replayed curves have only "
+                             f"{len(fresh)} seeds besides the searched one", key="--strategies")
+    runs = {key: [best_reported(table.curves[(key, s)], metric, mode, every) for s in fresh]
+            for key in ranked}
+    winner = None
+    for key in ranked:
+        mean = statistics.fmean(value for value, _ in runs[key])
+        if winner is None or is_better(mean, winner[1], mode):
+            winner = (key, mean)
+    key = winner[0]
+    best_run = runs[key][0]
+    for run in runs[key][1:]:
+        if is_better(run[0], best_run[0], mode):
+            best_run = run
+    scored_on = finalist_scoring_seeds(table, key, [search_seed, *fresh])
+    steps = sum(min(max_t, table.curves[(k, s)].steps[-1]) for k in ranked for s in fresh)
+    return Trace(
+        [*trace.compute, trace.compute[-1] + steps],
+        [*trace.regret, optimum - quality(table, key, best_run[1], scored_on, metric)],
+        key, list(trace.trained),
+        scored_on_seen=trace.scored_on_seen + int(bool(set(scored_on) & set(fresh))))
 
 
 def grid_trace(table: CurveTable, search_seed: int, optimum: float, metric: str,
@@ -432,13 +539,22 @@ def run_share(job: ReplayJob) -> list[tuple[str, int, int, Trace, float]]:
     ray.init(num_cpus=max(2, spec.max_concurrent or 2), include_dashboard=False,
              log_to_driver=False, logging_level="ERROR")
     done, grid_steps = [], grid_steps_of(table)
+    searched: dict[tuple[str, int, int, int], tuple[list[Any], set[str], float]] = {}
     try:
         for strategy, seed, curve_seed in job.runs:
-            reports, completed, took = run_search(strategy, spec, table, seed, curve_seed,
-                                                  job.num_samples)
+            name = StrategyName.parse(strategy)
+            trials = name.num_samples or job.num_samples
+            once = (name.base, trials, seed, curve_seed)  # a finalists variant reuses its search
+            if once not in searched:
+                searched[once] = run_search(name.base, spec, table, seed, curve_seed, trials)
+            reports, completed, took = searched[once]
             trace = trace_from_reports(table, reports, completed, curve_seed, job.optimum,
                                        spec.metric, spec.mode,
-                                       last_value_winner=strategy == "random_fifo")
+                                       last_value_winner=name.base == "random_fifo")
+            if name.top:
+                trace = with_finalists(table, trace, reports, curve_seed, job.optimum,
+                                       spec.metric, spec.mode, name.top, name.seeds,
+                                       evaluation_every(spec), spec.scheduler.max_t)
             done.append((strategy, seed, curve_seed, trace, took))
             print(f"{strategy} seed {seed} (curves of seed {curve_seed}): {len(reports)} "
                   f"results, compute "
@@ -462,7 +578,11 @@ def run_all(runs: Sequence[tuple[str, int, int]], jobs: int, **job: Any
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    shares = [ReplayJob(tuple(runs[i::jobs]), **job) for i in range(jobs)]
+    # the runs of one (searcher seed, curve seed) stay in one process: variants that add a
+    # finalists stage reuse its search instead of replaying it again
+    groups = sorted({run[1:] for run in runs})
+    shares = [ReplayJob(tuple(r for r in runs if r[1:] in groups[i::jobs]), **job)
+              for i in range(jobs)]
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         return [item for share in pool.map(run_share, shares) for item in share]
 
@@ -537,9 +657,17 @@ TARGET_SPEEDUP = 2.0    # (a) needs >= 2x less compute than random_fifo (HF's de
 LETTERS = {"asha_tpe": "a", "stock_optuna_asha": "b", "random_asha": "c", "random_fifo": "d",
            "grid": "e", "asha_tpe_rung": "f", "asha_tpe_mv": "g", "asha_gp": "h",
            "asha_qmc": "i"}
+def letter(name: str) -> str:
+    """A strategy's letter in the report; a variant keeps its base's (`a+f3x2`)."""
+    base, plus, rest = name.partition("+")
+    return LETTERS.get(base, "?") + plus + rest
+
+
 #: sampler strategies: our searcher with another `experiment.searcher.sampler`
 SAMPLER_STRATEGIES = {"asha_tpe_mv": ("tpe", {"multivariate": True, "constant_liar": True}),
                       "asha_gp": ("gp", {}), "asha_qmc": ("qmc", {})}
+#: strategies `make_search` builds (a `StrategyName`'s base)
+KNOWN_BASES = (*STRATEGIES, "asha_tpe_rung", *SAMPLER_STRATEGIES)
 
 
 def compute_versus(other: Sequence[float], other_spent: Sequence[float],
@@ -586,6 +714,8 @@ def summarise(traces: dict[str, list[Trace]], facts: GridFacts,
             "ended_on_one_within_floor": sum(t.final_choice in within_floor for t in runs),
             "regret": regret_summary(runs, facts.grid_steps),
         }
+        if any(t.scored_on_seen for t in runs):  # finalists' choices with no unseen seed left
+            strategies[name]["scored_on_seen_seeds"] = sum(t.scored_on_seen for t in runs)
     if "asha_tpe" in reaches:
         for name in strategies:
             strategies[name]["compute_vs_asha_tpe"] = compute_versus(
@@ -807,7 +937,7 @@ def render(summary: dict[str, Any], meta: dict[str, Any], settings: str, argv: S
     rows = []
     for name, s in summary["strategies"].items():
         frac = s["median_fraction_to_noise_floor"]
-        rows.append(f"| ({LETTERS.get(name, '?')}) {name} | "
+        rows.append(f"| ({letter(name)}) {name} | "
                     f"{'not reached' if frac is None else f'{frac:.1%}'} | "
                     f"{s['reached'].replace('_', ' ')} | {s['median_final_regret']:.4f} | "
                     f"{s['median_total_fraction']:.1%} | {_times(s.get('compute_vs_asha_tpe'))}"
@@ -865,7 +995,7 @@ def regret_table(summary: dict[str, Any]) -> list[str]:
         if not r:
             continue
         cells = " | ".join(_ci(r.get(f"at_{b:g}"), s["seeds"]) for b in REGRET_BUDGETS)
-        rows.append(f"| ({LETTERS.get(name, '?')}) {name} | {_ci(r['final'], s['seeds'])} | "
+        rows.append(f"| ({letter(name)}) {name} | {_ci(r['final'], s['seeds'])} | "
                     f"{r['iqm_compute']:.1%} | {cells} |")
     return [
         "## Regret: interquartile mean over searches, bootstrap 95 % CI",
@@ -878,6 +1008,10 @@ def regret_table(summary: dict[str, Any]) -> list[str]:
         "| --- | --- | --- | " + " | ".join("---" for _ in REGRET_BUDGETS) + " |",
         *rows,
         "",
+        *[f"- {name}: {s['scored_on_seen_seeds']} of {s['seeds']} final choices had no seed "
+          "left that neither the search nor the finalists trained, and are scored on the "
+          "finalists' seeds too (optimistic for them)."
+          for name, s in summary["strategies"].items() if s.get("scored_on_seen_seeds")],
     ]
 
 
@@ -934,6 +1068,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = range(low, high + 1)
     num_samples = int(bench["quick_num_samples" if args.quick else "num_samples"])
     strategies = args.strategies.split(",")
+    for strategy in strategies:
+        name = StrategyName.parse(strategy)
+        if name.seeds >= len(table.seeds):
+            raise UserInputError(f"{strategy!r}: {name.seeds} finalist seeds, but the replayed "
+                                 f"curves have {len(table.seeds) - 1} besides the searched one",
+                                 key="--strategies")
     runs = [(strategy, seed, curve_seed) for strategy in strategies for seed in seeds
             for curve_seed in (table.seeds if args.every_curve_seed
                                else [table.seeds[seed % len(table.seeds)]])]

@@ -84,3 +84,61 @@ def test_regret_is_summarised_as_an_interquartile_mean_with_a_bootstrap_interval
     assert abs(regret["at_0.22"]["iqm"] - 0.5 / 3) < 1e-12
     table = "\n".join(regret_table(summary))
     assert "| (a) asha_tpe | 0.0667 [" in table and "| 2 of 3 had chosen |" in table
+
+
+def _run(key: str, seed: int, val: list[float], test: list[float]) -> dict:
+    return {"params": {"lr": key}, "seed": seed, "steps": [250, 500],
+            "val": {"map_50": val}, "test": {"map_50": test}}
+
+
+def test_replayed_finalists_choose_by_the_mean_of_unseen_seeds_and_score_on_the_rest() -> None:
+    """A hand-made case: the search's best single run ('b', lucky on seed 0) loses the
+    finalists stage to 'a', whose fresh seeds 1 and 2 are better on average; the choice is
+    scored on the seeds nobody trained (3), the exported step is the best run's best step,
+    and the stage adds top x seeds x max_t steps."""
+    from types import SimpleNamespace
+
+    from benchmarks.replay import CurveTable, config_key
+    from benchmarks.search_efficiency import (
+        StrategyName,
+        finalist_scoring_seeds,
+        with_finalists,
+    )
+
+    runs = [
+        _run("a", 0, [0.60, 0.70], [0.6, 0.7]), _run("b", 0, [0.80, 0.90], [0.5, 0.5]),
+        _run("c", 0, [0.50, 0.55], [0.1, 0.1]),
+        _run("a", 1, [0.70, 0.85], [0.7, 0.8]), _run("b", 1, [0.60, 0.65], [0.5, 0.5]),
+        _run("c", 1, [0.95, 0.20], [0.1, 0.1]),
+        _run("a", 2, [0.88, 0.80], [0.7, 0.8]), _run("b", 2, [0.70, 0.60], [0.5, 0.5]),
+        _run("c", 2, [0.30, 0.30], [0.1, 0.1]),
+    ]
+    table = CurveTable.from_runs(runs)
+    table.add_scoring_runs([_run("a", 3, [0.0, 0.0], [0.75, 0.66])], "scoring.jsonl")
+    a, b, c = (config_key({"lr": x}) for x in "abc")
+    reports = [SimpleNamespace(grid_point=b, value=0.90), SimpleNamespace(grid_point=a,
+                                                                          value=0.70),
+               SimpleNamespace(grid_point=c, value=0.55)]
+    search = Trace(compute=[500, 1000], regret=[0.3, 0.2], final_choice=b, trained=[b, a, c])
+    trace = with_finalists(table, search, reports, search_seed=0, optimum=0.80,
+                           metric="eval_map_50", mode="max", top=2, seeds=2, every=None,
+                           max_t=500)
+    assert trace.final_choice == a  # mean of best val 0.865 (0.85, 0.88) beats b's 0.70
+    assert trace.compute == [500, 1000, 1000 + 2 * 2 * 500]
+    # best run of 'a' is seed 2 (0.88 at step 250): scored at step 250 on seed 3 only
+    assert abs(trace.regret[-1] - (0.80 - 0.75)) < 1e-12 and trace.scored_on_seen == 0
+    # 'c' (one lucky early value on seed 1) never enters: the top 2 are b and a by search value
+    assert finalist_scoring_seeds(table, b, [0, 1, 2]) == [1, 2]  # nothing unseen: all but 0
+    assert StrategyName.parse("asha_tpe+n24+f3x2") == StrategyName("asha_tpe", 24, 3, 2)
+
+
+def test_a_misspelt_strategy_variant_is_one_clear_error() -> None:
+    import pytest
+
+    from benchmarks.search_efficiency import StrategyName
+    from detr_core.files import UserInputError
+
+    for bad, words in (("asha_tpe+g3", "+g3"), ("asha_tpe+f3", "+f3"), ("nope+f1x1", "'nope'"),
+                       ("asha_tpe+f0x2", ">= 1")):
+        with pytest.raises(UserInputError, match=words.replace("+", r"\+")):
+            StrategyName.parse(bad)
