@@ -647,6 +647,76 @@ def regret_summary(runs: Sequence[Trace], grid_steps: int) -> dict[str, Any]:
     return summary
 
 
+def compute_to_reach(runs: Sequence[Trace], target: float, grid_steps: int) -> float | None:
+    """The least compute (a fraction of the grid) after which the IQM over searches of the
+    regret of their choices is <= `target`, every search having chosen; None if never. Checked
+    at every compute a search's choice changed, so the answer is exact for these traces."""
+    for budget in sorted({c / grid_steps for t in runs for c in t.compute}):
+        values = [regret_at(t, budget, grid_steps) for t in runs]
+        if all(v is not None for v in values) and iqm(values) <= target + 1e-12:
+            return budget
+    return None
+
+
+def versus_random_fifo(traces: dict[str, list[Trace]], grid_steps: int) -> dict[str, Any]:
+    """Issue 34's targets against random+FIFO (HF's default), per strategy: the IQM regret
+    [CI] at random+FIFO's compute (its IQM) and its ratio to random+FIFO's IQM there, whether
+    the intervals are apart; the compute at which the strategy's IQM regret reaches
+    random+FIFO's final IQM, and its ratio to random+FIFO's compute."""
+    fifo = traces.get("random_fifo")
+    if not fifo:
+        return {}
+    budget = iqm([t.compute[-1] / grid_steps for t in fifo])
+    theirs = iqm_with_ci([regret_at(t, budget, grid_steps) for t in fifo])
+    final = iqm([t.regret[-1] for t in fifo])
+    out: dict[str, Any] = {"budget": budget, "random_fifo_at_budget": theirs,
+                           "random_fifo_final": final, "strategies": {}}
+    for name, runs in traces.items():
+        if name in ("random_fifo", "grid"):
+            continue
+        values = [regret_at(t, budget, grid_steps) for t in runs]
+        row: dict[str, Any] = {}
+        if all(v is not None for v in values):
+            ours = iqm_with_ci(values)
+            row.update(at_budget=ours, ratio=ours["iqm"] / theirs["iqm"] if theirs["iqm"] else
+                       None, intervals_apart=ours["high"] < theirs["low"])
+        reach = compute_to_reach(runs, final, grid_steps)
+        row.update(reach=reach, reach_ratio=reach / budget if reach is not None else None)
+        out["strategies"][name] = row
+    return out
+
+
+def versus_text(versus: dict[str, Any]) -> list[str]:
+    """The targets' table: at random+FIFO's compute, and the compute to reach its regret."""
+    if not versus:
+        return []
+    fifo = versus["random_fifo_at_budget"]
+    rows = []
+    for name, row in versus["strategies"].items():
+        at = row.get("at_budget")
+        cell = (f"{at['iqm']:.4f} [{at['low']:.4f}, {at['high']:.4f}] | {row['ratio']:.3f}x | "
+                f"{'yes' if row['intervals_apart'] else 'no'}") if at else "n/a | n/a | n/a"
+        reach = row["reach"]
+        rows.append(f"| ({letter(name)}) {name} | {cell} | "
+                    + (f"{reach:.1%} | {row['reach_ratio']:.2f}x |" if reach is not None
+                       else "not reached | n/a |"))
+    return [
+        "## Against random+FIFO (HF's default): issue 34's targets",
+        "",
+        f"At random+FIFO's compute ({versus['budget']:.1%} of the grid: 16 trials to the end) "
+        f"its IQM regret is {fifo['iqm']:.4f} [{fifo['low']:.4f}, {fifo['high']:.4f}]; its final "
+        f"IQM regret {versus['random_fifo_final']:.4f}. Targets: regret <= 0.5x random+FIFO's "
+        "at its compute with the intervals apart; random+FIFO's final IQM regret reached with "
+        "<= 0.5x its compute (exact over every compute a choice changed at).",
+        "",
+        "| strategy | IQM regret at random+FIFO's compute | ratio | intervals apart | compute "
+        "to reach random+FIFO's final IQM regret | ratio |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+    ]
+
+
 def median_or_none(values: Sequence[float]) -> float | None:
     value = statistics.median(values)
     return None if math.isinf(value) else value
@@ -975,6 +1045,7 @@ def render(summary: dict[str, Any], meta: dict[str, Any], settings: str, argv: S
         "![regret vs compute](search_efficiency.png)",
         "",
         *regret_table(summary),
+        *versus_text(summary.get("versus_random_fifo") or {}),
     ])
 
 
@@ -1091,6 +1162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     traces["grid"] = [grid_trace(table, s, facts.optimum, spec.metric, spec.mode)
                       for s in table.seeds]
     summary = summarise(traces, facts, num_samples)
+    summary["versus_random_fifo"] = versus_random_fifo(traces, facts.grid_steps)
     if args.scoring_seeds:
         summary["scoring_seeds"] = scoring_summary(table, args.scoring_seeds, scoring_meta)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -142,3 +142,19 @@ def test_a_misspelt_strategy_variant_is_one_clear_error() -> None:
                        ("asha_tpe+f0x2", ">= 1")):
         with pytest.raises(UserInputError, match=words.replace("+", r"\+")):
             StrategyName.parse(bad)
+
+
+def test_targets_against_random_fifo_are_read_at_its_compute_and_reached_exactly() -> None:
+    from benchmarks.search_efficiency import compute_to_reach, versus_random_fifo, versus_text
+
+    grid = 1000
+    fifo = [Trace(compute=[100, 200], regret=[0.10, 0.04]) for _ in range(4)]
+    ours = [Trace(compute=[50, 80, 150], regret=[0.09, 0.03, 0.01]) for _ in range(4)]
+    assert compute_to_reach(ours, 0.04, grid) == 0.08  # the choice at 80 steps is 0.03
+    assert compute_to_reach(ours, 0.001, grid) is None
+    versus = versus_random_fifo({"random_fifo": fifo, "asha_tpe": ours}, grid)
+    row = versus["strategies"]["asha_tpe"]
+    assert versus["budget"] == 0.2 and abs(row["ratio"] - 0.01 / 0.04) < 1e-12
+    assert row["intervals_apart"] and abs(row["reach_ratio"] - 0.4) < 1e-12
+    text = "\n".join(versus_text(versus))
+    assert "| (a) asha_tpe | 0.0100 [0.0100, 0.0100] | 0.250x | yes | 8.0% | 0.40x |" in text
