@@ -41,6 +41,10 @@ startup trials, concurrency, metric) over the grid's dimensions. Strategies:
   the search nor the finalists trained (`finalist_scoring_seeds`). E.g.
   `asha_tpe+f3x2,asha_tpe+n24`.
 
+Against random+FIFO (HF's default) the report states issue 34's two targets exactly: each
+strategy's IQM regret [CI] at random+FIFO's compute (and whether the intervals are apart),
+and the least compute at which its IQM regret reaches random+FIFO's final one.
+
 What a user gets is also summarised as the interquartile mean (IQM: the mean of the middle
 half, robust to a few lucky or unlucky searches) of the regret over searcher seeds, at the end
 and at a few compute budgets, with a bootstrap 95 % confidence interval (10,000 resamples of
