@@ -374,8 +374,8 @@ def main(argv: list[str] | None = None) -> int:
                               "hf": hf["seeds"][str(seed)]}), flush=True)
         ours.pop("best_config")
     report = {"ours": ours, "hf": hf, "trials": args.trials,
-              "budget": budget_of(search_base(False)), "space": shipped_space(),
-              "score_threshold": search_base(False)["evaluation"]["score_threshold"],
+              "budget": budget_of(base), "space": shipped_space(),
+              "score_threshold": base["evaluation"]["score_threshold"],
               "hf_objective": f"{HF_OBJECTIVE} (max)", "our_objective": shipped_objective()}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "hf_search.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -122,14 +122,16 @@ BOOTSTRAP_RESAMPLES = 10_000
 # the table's own numbers: grid optimum, noise floor, grid strategy
 
 
-def best_val_step(curve: Any, metric: str, mode: str) -> int:
-    """Index of the best val value of a curve (first one on ties)."""
+def best_val_step(curve: Any, metric: str, mode: str, every: int | None = None) -> int:
+    """Index of the best val value of a curve (first one on ties), among the evaluations a run
+    evaluating every `every` steps reports (`reported_steps`; all of them when None)."""
     from detr_core.config import bare_name, is_better
 
     values = curve.val[bare_name(metric)]
     best = None
-    for index, value in enumerate(values):
-        if best is None or is_better(value, values[best], mode):
+    for index in reported_steps(curve.steps, every):
+        if values[index] is not None and (best is None or is_better(values[index],
+                                                                    values[best], mode)):
             best = index
     return best if best is not None else len(values) - 1
 
@@ -260,21 +262,6 @@ def trace_from_reports(table: CurveTable, reports: Sequence[Any], completed: set
     return trace
 
 
-def best_reported(curve: Any, metric: str, mode: str, every: int | None) -> tuple[float, int]:
-    """(best val value, its step) among the evaluations a run evaluating every `every` steps
-    reports (first on ties), as a finalist run's best checkpoint is chosen."""
-    from detr_core.config import bare_name, is_better
-
-    values = curve.val[bare_name(metric)]
-    best = None
-    for index in reported_steps(curve.steps, every):
-        if values[index] is not None and (best is None or is_better(values[index],
-                                                                    values[best], mode)):
-            best = index
-    best = best if best is not None else len(values) - 1
-    return values[best], curve.steps[best]
-
-
 def finalist_scoring_seeds(table: CurveTable, key: str, used: Sequence[int]) -> list[int]:
     """The seeds a finalists stage's choice is scored on: every seed the configuration has but
     those the search and the finalists trained; all but the searched one if none is left (a
@@ -290,30 +277,25 @@ def with_finalists(table: CurveTable, trace: Trace, reports: Sequence[Any], sear
     `top` best distinct configurations by their best reported val value, each trained on the
     first `seeds` replayed curve seeds other than the searched one; the winner has the best
     mean best-val value (ties: the better-ranked); its best run's best step is exported."""
-    from detr_core.config import is_better
+    from detr_core.config import bare_name, is_better
 
     best_of: dict[str, float] = {}
     for report in reports:
         if report.value is not None and (report.grid_point not in best_of or is_better(
                 report.value, best_of[report.grid_point], mode)):
             best_of[report.grid_point] = report.value
+    best = max if mode == "max" else min  # first on ties, as the product's ranking
     ranked = sorted(best_of, key=best_of.get, reverse=mode == "max")[:top]
-    fresh = [s for s in table.seeds if s != search_seed][:seeds]
-    if len(fresh) < seeds:
-        raise UserInputError(f"{seeds} finalist seeds asked, but the replayed curves have only "
-                             f"{len(fresh)} seeds besides the searched one", key="--strategies")
-    runs = {key: [best_reported(table.curves[(key, s)], metric, mode, every) for s in fresh]
-            for key in ranked}
-    winner = None
+    fresh = [s for s in table.seeds if s != search_seed][:seeds]  # main() checked there are
+    runs = {}  # configuration -> (best val value, its step) of each fresh run
     for key in ranked:
-        mean = statistics.fmean(value for value, _ in runs[key])
-        if winner is None or is_better(mean, winner[1], mode):
-            winner = (key, mean)
-    key = winner[0]
-    best_run = runs[key][0]
-    for run in runs[key][1:]:
-        if is_better(run[0], best_run[0], mode):
-            best_run = run
+        runs[key] = []
+        for seed in fresh:
+            curve = table.curves[(key, seed)]
+            index = best_val_step(curve, metric, mode, every)
+            runs[key].append((curve.val[bare_name(metric)][index], curve.steps[index]))
+    key = best(ranked, key=lambda k: statistics.fmean(value for value, _ in runs[k]))
+    best_run = best(runs[key], key=lambda run: run[0])
     scored_on = finalist_scoring_seeds(table, key, [search_seed, *fresh])
     steps = sum(min(max_t, table.curves[(k, s)].steps[-1]) for k in ranked for s in fresh)
     return Trace(
@@ -731,6 +713,8 @@ TARGET_SPEEDUP = 2.0    # (a) needs >= 2x less compute than random_fifo (HF's de
 LETTERS = {"asha_tpe": "a", "stock_optuna_asha": "b", "random_asha": "c", "random_fifo": "d",
            "grid": "e", "asha_tpe_rung": "f", "asha_tpe_mv": "g", "asha_gp": "h",
            "asha_qmc": "i"}
+
+
 def letter(name: str) -> str:
     """A strategy's letter in the report; a variant keeps its base's (`a+f3x2`)."""
     base, plus, rest = name.partition("+")
