@@ -42,8 +42,8 @@ LEARNING_RATE = 2e-3
 def trial_config(steps: int, ema: bool) -> dict[str, Any]:
     """The shipped space's trial base at a fixed learning rate, `steps` long, with or without
     the averaged weights."""
-    from detr_core.config import apply_overrides
-    from search.space import load_search_spec
+    from detr_core.config.run_config import apply_overrides
+    from search.space.spec_loading import load_search_spec
 
     raw = apply_overrides(copy.deepcopy(load_search_spec(SPACE).base), {
         "training_args.max_steps": steps, "training_args.learning_rate": LEARNING_RATE,
@@ -62,8 +62,8 @@ def timed_run(raw: dict[str, Any]) -> tuple[float, float, float | None]:
     import contextlib
     import io
 
-    from detr_core.config import run_config_from_dict
-    from detr_core.training import train_run
+    from detr_core.config.run_config import run_config_from_dict
+    from detr_core.train import train_run
 
     config = run_config_from_dict(raw)
     started, cpu_started = time.perf_counter(), time.process_time()

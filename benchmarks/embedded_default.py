@@ -69,14 +69,14 @@ COLUMNS = ("map", "map_50", "recall", "precision", "iou_mean", "center_error_px"
 
 
 def default_raw() -> dict[str, Any]:
-    from detr_core.config import load_default_run_config, run_config_to_dict
+    from detr_core.config.run_config import load_default_run_config, run_config_to_dict
 
     return run_config_to_dict(load_default_run_config())
 
 
 def run_train(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
     """`python -m detr_core.train --config` as a subprocess; wall time and test metrics."""
-    from detr_core.files import dump_yaml
+    from detr_core.files.yaml_io import dump_yaml
 
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "run.yaml"
@@ -180,7 +180,7 @@ def search_facts(exp: Path) -> dict[str, Any]:
     trials, how many ASHA stopped, the steps trained (sum of `last_step`), the CPU-seconds (sum
     of `cpu_s`), the winner's `model.checkpoint` and its searched values (trials.csv's columns
     between `status` and the first `best_*`, from the winner's row)."""
-    from detr_core.files import load_yaml_mapping
+    from detr_core.files.yaml_io import load_yaml_mapping
 
     with (exp / "trials.csv").open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -205,7 +205,7 @@ def recipe_run_config(spec_base: dict[str, Any], steps: int) -> dict[str, Any]:
     GIoU, no warm-up, seed 42, `steps` optimizer steps (no epochs), and the four values a
     recipe fills left unset (absent from `training_args`, `backbone_lr_ratio` None), so
     `detr_core` takes them from the checkpoint's recipe. `spec_base` is not changed."""
-    from detr_core.model import RECIPE_KEYS
+    from detr_core.model.recipes import RECIPE_KEYS
 
     raw = copy.deepcopy(spec_base)
     args = dict(raw.get("training_args") or {})
@@ -221,8 +221,8 @@ def recipe_run_config(spec_base: dict[str, Any], steps: int) -> dict[str, Any]:
 
 def recipe_values(raw: dict[str, Any]) -> dict[str, Any] | None:
     """The values the run's checkpoint's recipe fills in (None: it has none, Trainer defaults)."""
-    from detr_core.config import run_config_from_dict
-    from detr_core.model import RECIPE_KEYS, recipe_for
+    from detr_core.config.run_config import run_config_from_dict
+    from detr_core.model.recipes import RECIPE_KEYS, recipe_for
 
     recipe = recipe_for(run_config_from_dict(raw).model)
     if recipe is None:
@@ -246,7 +246,7 @@ def search_steps(results: dict[str, Any]) -> int:
 
 def part_recipe(results: dict[str, Any], folder: Path) -> dict[str, Any]:
     """The checkpoint trained once with its recipe's defaults at the search's compute."""
-    from search.space import load_search_spec
+    from search.space.spec_loading import load_search_spec
 
     steps = search_steps(results)
     raw = recipe_run_config(load_search_spec(ROOT / SPACE).base, steps)

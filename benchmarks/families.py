@@ -91,7 +91,7 @@ GRID_RECIPE = {"backbone_lr_ratio": 1.0, "weight_decay": 0.0, "max_grad_norm": 0
 
 def data_section(cache_dir: str) -> dict[str, Any]:
     """The embedded default's synthetic data (`load_default_run_config()`), cached apart."""
-    from detr_core.config import load_default_run_config
+    from detr_core.config.run_config import load_default_run_config
 
     synthetic = load_default_run_config().data.synthetic
     assert synthetic is not None  # the embedded default is synthetic
@@ -128,8 +128,8 @@ Job = tuple[str, str, int, dict[str, float], int, str]  # kind, checkpoint, seed
 def train_one(job: Job) -> dict[str, Any]:
     """Train one run in this process; its record (curve, size, speed, commit)."""
     kind, checkpoint, seed, recipe, steps, cache_dir = job
-    from detr_core.config import run_config_from_dict
-    from detr_core.training import train_run
+    from detr_core.config.run_config import run_config_from_dict
+    from detr_core.train import train_run
 
     raw = run_config(checkpoint, seed, recipe, steps, cache_dir, test=kind == "equal")
     config = run_config_from_dict(raw, source=f"{kind} {checkpoint}")
@@ -220,7 +220,7 @@ def equal_jobs(names: list[str], steps: int, cache: str, speed: dict[str, float]
                ) -> list[Job]:
     """3 seeds of each checkpoint at its own recipe (one without a recipe is skipped), each
     `run_length` steps long."""
-    from detr_core.model import RECIPE_KEYS, checkpoint_recipe
+    from detr_core.model.recipes import RECIPE_KEYS, checkpoint_recipe
 
     jobs = []
     for name in names:
@@ -239,8 +239,8 @@ def run_jobs(jobs: list[Job], n_jobs: int, stop_after: float | None, data_file: 
     """Train `jobs` in `n_jobs` spawned processes, appending each record as it finishes."""
     if not jobs:
         return
-    from detr_core.config import run_config_from_dict
-    from detr_core.data import prepare_data
+    from detr_core.config.run_config import run_config_from_dict
+    from detr_core.data.prepare import prepare_data
 
     _, name, seed, recipe, steps, cache = jobs[0]
     prepare_data(run_config_from_dict(run_config(name, seed, recipe, steps, cache, False)).data)

@@ -128,7 +128,7 @@ def available(model: dict[str, Any]) -> bool:
     """Whether the run's weights are on this machine (a preset always is)."""
     if "checkpoint" not in model:
         return True
-    from detr_core.files import resolve_checkpoint
+    from detr_core.files.builtin_models import resolve_checkpoint
 
     return (Path(resolve_checkpoint(model["checkpoint"])) / "config.json").is_file()
 
@@ -144,8 +144,8 @@ def train_one(job: tuple[str, str]) -> dict[str, Any]:
     """Train one run in this process: its val curve, test metrics at the best val step, speed."""
     name, data_root = job
     _, part, family, model = next(r for r in RUNS if r[0] == name)
-    from detr_core.config import run_config_from_dict
-    from detr_core.training import train_run
+    from detr_core.config.run_config import run_config_from_dict
+    from detr_core.train import train_run
 
     config = run_config_from_dict(run_config(model, Path(data_root)), source=name)
     started_at = commit()
@@ -179,7 +179,7 @@ def time_steps(sizes: list[int], steps: int = 20, data_root: Path = DATA_ROOT
     1-minute load average as each size's timing started (`load_1min`: 1 on an idle 2-core
     machine is this timing alone; more means another job shared the cores)."""
     from benchmarks.step_timer import steps_per_second
-    from detr_core.config import run_config_from_dict
+    from detr_core.config.run_config import run_config_from_dict
 
     speed: dict[str, dict[str, float]] = {}
     for size in sizes:

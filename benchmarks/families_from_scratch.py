@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.run_pool import run_pool  # noqa: E402  (after the sys.path line above)
-from detr_core.config import FamilyName  # noqa: E402
+from detr_core.config.run_config import FamilyName  # noqa: E402
 
 DATA_FILE = ROOT / "benchmarks" / "data" / "families_from_scratch.jsonl"
 SPEED_FILE = ROOT / "benchmarks" / "data" / "families_from_scratch_speed.json"
@@ -74,8 +74,8 @@ def run_config(family: str, seed: int, cache_dir: str) -> dict[str, Any]:
 def train_one(job: tuple[str, int, str]) -> dict[str, Any]:
     """Train one (family, seed) in this process; its curve, size and speed."""
     family, seed, cache_dir = job
-    from detr_core.config import run_config_from_dict
-    from detr_core.training import train_run
+    from detr_core.config.run_config import run_config_from_dict
+    from detr_core.train import train_run
 
     config = run_config_from_dict(run_config(family, seed, cache_dir), source=family)
     started_at = commit()
@@ -131,7 +131,7 @@ def mean_std(values: list[float]) -> str:
 
 def write_report(runs: list[dict[str, Any]]) -> None:
     """The markdown report: one table per split, one row per family."""
-    from detr_core.model import FAMILIES as TABLE
+    from detr_core.model.families import FAMILIES as TABLE
 
     lines = ["# DETR-family members from random weights on the embedded task", "",
              "Command: `python benchmarks/families_from_scratch.py` (data: "
@@ -190,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         done = {(r["family"], r["seed"]) for r in done_runs()}
         cache = str(ROOT / ".cache" / "families_from_scratch")
         jobs = [(f, s, cache) for s in SEEDS for f in args.families if (f, s) not in done]
-        from detr_core.config import run_config_from_dict
-        from detr_core.data import prepare_data
+        from detr_core.config.run_config import run_config_from_dict
+        from detr_core.data.prepare import prepare_data
 
         prepare_data(run_config_from_dict(run_config("detr", 0, cache)).data)  # once, cached
 

@@ -175,7 +175,7 @@ def checkpoint_parameters(folder: Path) -> int:
 
 def family_title(folder: Path) -> str:
     """The family's title from the folder's `config.json` `model_type`."""
-    from detr_core.model import FAMILIES
+    from detr_core.model.families import FAMILIES
 
     model_type = json.loads((folder / "config.json").read_text())["model_type"]
     return FAMILIES[model_type].title if model_type in FAMILIES else model_type

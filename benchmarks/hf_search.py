@@ -78,10 +78,13 @@ OLD_BUDGET = {"checkpoint": "builtin:tiny-shapes", "max_steps": 1500, "logging_s
 
 def build_trainer(base: dict[str, Any], output_dir: Path) -> tuple[Any, Any, Any]:
     """(DetrTrainer with model_init, prepared data, run config): detr_core's pieces as is."""
-    from detr_core.config import build_training_args, run_config_from_dict
-    from detr_core.data import DetrCollator, prepare_data
-    from detr_core.model import build_image_processor, build_model, model_family
-    from detr_core.training import DetrTrainer, build_datasets, make_compute_metrics
+    from detr_core.config.run_config import run_config_from_dict
+    from detr_core.config.training_args import build_training_args
+    from detr_core.data.dataset import DetrCollator
+    from detr_core.data.prepare import prepare_data
+    from detr_core.model.build import build_image_processor, build_model, model_family
+    from detr_core.train import build_datasets
+    from detr_core.training.trainer import DetrTrainer, make_compute_metrics
 
     config = run_config_from_dict(base)
     data = prepare_data(config.data)
@@ -106,7 +109,7 @@ def build_trainer(base: dict[str, Any], output_dir: Path) -> tuple[Any, Any, Any
 
 def shipped_spec() -> Any:
     """The shipped search (search_spaces/iou.yaml), loaded afresh (callers may edit it)."""
-    from search.space import load_search_spec
+    from search.space.spec_loading import load_search_spec
 
     return load_search_spec(ROOT / "search_spaces" / "iou.yaml")
 
@@ -119,7 +122,7 @@ def shipped_space() -> dict[str, Any]:
 def shipped_hp_space() -> dict[str, Any]:
     """The shipped space as HF's `hp_space` wants it: Tune domains keyed by the
     TrainingArguments field (or `model_init` argument) they set."""
-    from search.space import to_tune_param_space
+    from search.space.tune_space import to_tune_param_space
 
     space = to_tune_param_space(shipped_spec())
     return {key.removeprefix("training_args."): domain for key, domain in space.items()}
@@ -176,8 +179,8 @@ def retrain_ours(best_config: Path, seed: int, folder: Path) -> dict[str, Any]:
     test metrics of its best step."""
     from dataclasses import replace
 
-    from detr_core.config import load_run_config
-    from detr_core.training import train_run
+    from detr_core.config.run_config import load_run_config
+    from detr_core.train import train_run
 
     config = replace(load_run_config(best_config), seed=seed)
     result = train_run(config, folder)
@@ -185,7 +188,7 @@ def retrain_ours(best_config: Path, seed: int, folder: Path) -> dict[str, Any]:
 
 
 def test_metrics(model_dir: Path, config: Any, data: Any) -> dict[str, Any]:
-    from detr_core.evaluation import evaluate_prepared
+    from detr_core.evaluate import evaluate_prepared
 
     metrics = evaluate_prepared(model_dir, config, data, "test")
     return {k: metrics.get(k) for k in COLUMNS}

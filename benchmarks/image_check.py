@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detr_core.data import (  # noqa: E402
+from detr_core.data.image_check import (  # noqa: E402
     DEFAULT_THREADS,
     ImageRecord,
     evict_from_page_cache,

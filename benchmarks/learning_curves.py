@@ -47,8 +47,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.replay import config_key, meta_file  # noqa: E402
-from detr_core.config import apply_overrides  # noqa: E402  (after the sys.path line above
-from detr_core.files import exit_on_user_error  # noqa: E402
+from detr_core.config.run_config import apply_overrides  # noqa: E402
+from detr_core.files.errors import exit_on_user_error  # noqa: E402
 
 DEFAULT_GRID = ROOT / "benchmarks" / "learning_curves.yaml"
 DATA_DIR = ROOT / "benchmarks" / "data"
@@ -66,7 +66,8 @@ def load_grid(path: Path) -> dict[str, Any]:
     """The grid YAML: `space_file` (the base run), `grid` {dotted key: values} or `points` (a
     list of {dotted key: value}: chosen configurations instead of every combination), `seeds`,
     optional `name` (the table's file stem) and `fixed` {dotted key: value} for every run."""
-    from detr_core.files import UserInputError, load_yaml_mapping
+    from detr_core.files.errors import UserInputError
+    from detr_core.files.yaml_io import load_yaml_mapping
 
     raw = load_yaml_mapping(path)
     raw["space_file"] = str((path.parent / raw["space_file"]).resolve())
@@ -97,7 +98,7 @@ def grid_points(grid: dict[str, Any]) -> list[dict[str, Any]]:
 
 def base_run(space_file: str) -> dict[str, Any]:
     """The run config the shipped search's trials start from (its spec's base)."""
-    from search.space import load_search_spec
+    from search.space.spec_loading import load_search_spec
 
     return load_search_spec(space_file).base
 
@@ -123,8 +124,9 @@ def train_point(task: tuple[dict[str, Any], dict[str, Any], int]) -> dict[str, A
     """One grid run (in a worker process): train, return its compact curve."""
     import torch
 
-    from detr_core.config import apply_overrides, run_config_from_dict
-    from detr_core.training import read_eval_history, train_run
+    from detr_core.config.run_config import apply_overrides, run_config_from_dict
+    from detr_core.train import train_run
+    from detr_core.training.eval_history import read_eval_history
 
     base, params, seed = task
     raw = apply_overrides(base, {**params, "seed": seed, "num_threads": 1,
@@ -170,7 +172,7 @@ def _shown(path: Path) -> str:
 def write_meta(path: Path, grid_path: Path, grid: dict[str, Any], base: dict[str, Any]
                ) -> None:
     """Provenance of the table: command, commit, checkpoint hash, grid, machine."""
-    from detr_core.files import resolve_checkpoint
+    from detr_core.files.builtin_models import resolve_checkpoint
 
     checkpoint = base.get("model", {}).get("checkpoint")
     weights = Path(resolve_checkpoint(checkpoint)) / "model.safetensors" if checkpoint else None

@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.replay import CurveTable, config_key, read_meta  # noqa: E402
-from detr_core.config import natural_mode  # noqa: E402  (after the sys.path line above
+from detr_core.config.metric_names import natural_mode  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data"
 DEFAULT_TABLES = (DATA / "learning_curves.jsonl", DATA / "learning_curves_v2.jsonl",
@@ -53,7 +53,7 @@ TOP = 3
 
 def shipped_reduction_factor(space: Path = SHIPPED_SPACE) -> int:
     """ASHA's reduction factor in the shipped space: a rung keeps 1 / factor of its trials."""
-    from search.space import load_search_spec
+    from search.space.spec_loading import load_search_spec
 
     return int(load_search_spec(space).scheduler.reduction_factor)
 
@@ -85,7 +85,7 @@ def mean_or_none(values: Sequence[float | None]) -> float | None:
 
 def final_quality(table: CurveTable, key: str, final_metric: str) -> float | None:
     """Mean over seeds of test mAP@.5 at the step with the best val `final_metric`."""
-    from detr_core.config import is_better
+    from detr_core.config.metric_names import is_better
 
     mode = natural_mode(final_metric)
     test_metric = "ema_map_50" if final_metric.startswith("ema_") else "map_50"

@@ -41,7 +41,7 @@ from typing import Any
 
 import ray.cloudpickle
 
-from search.store import as_float
+from search.store.values import as_float
 
 # Tune ships the trainable and its parameters to Ray workers by pickle. This module lives in
 # benchmarks/ (not an installed package), so it travels by value: a worker needs no path to it.
@@ -140,7 +140,7 @@ class CurveTable:
     def add_scoring_runs(self, runs: Iterable[Mapping[str, Any]], source: str | Path) -> None:
         """Add runs of further seeds for some of the grid's points (`source`: their file, for
         errors). Each must be a recorded point, a seed not replayed, with the point's steps."""
-        from detr_core.files import UserInputError
+        from detr_core.files.errors import UserInputError
 
         for number, run in enumerate(runs, start=1):
             key, seed = config_key(run["params"]), int(run["seed"])

@@ -99,7 +99,7 @@ from benchmarks.replay import (  # noqa: E402
     reported_steps,
     simulated_clock,
 )
-from detr_core.files import UserInputError, exit_on_user_error  # noqa: E402
+from detr_core.files.errors import UserInputError, exit_on_user_error  # noqa: E402
 
 CONFIG = ROOT / "benchmarks" / "search_efficiency.yaml"
 CURVES = ROOT / "benchmarks" / "data" / "learning_curves_v2.jsonl"
@@ -109,7 +109,7 @@ QUALITY = "map_50"  # test metric a choice is scored by
 def quality_metric(metric: str) -> str:
     """The test metric a choice is scored by: mAP@.5 of the weights the objective exports
     (an averaged-weight objective, `eval_ema_*`, exports the averaged weights)."""
-    from detr_core.config import is_ema_metric
+    from detr_core.config.metric_names import is_ema_metric
 
     return f"ema_{QUALITY}" if is_ema_metric(metric) else QUALITY
 STRATEGIES = ("asha_tpe", "stock_optuna_asha", "random_asha", "random_fifo")
@@ -125,7 +125,7 @@ BOOTSTRAP_RESAMPLES = 10_000
 def best_val_step(curve: Any, metric: str, mode: str, every: int | None = None) -> int:
     """Index of the best val value of a curve (first one on ties), among the evaluations a run
     evaluating every `every` steps reports (`reported_steps`; all of them when None)."""
-    from detr_core.config import bare_name, is_better
+    from detr_core.config.metric_names import bare_name, is_better
 
     values = curve.val[bare_name(metric)]
     best = None
@@ -230,7 +230,7 @@ def trace_from_reports(table: CurveTable, reports: Sequence[Any], completed: set
                        search_seed: int, optimum: float, metric: str, mode: str,
                        last_value_winner: bool) -> Trace:
     """Regret of what the search would export after each reported result."""
-    from detr_core.config import is_better
+    from detr_core.config.metric_names import is_better
 
     latest_step: dict[str, int] = {}
     last: dict[str, Any] = {}
@@ -277,7 +277,7 @@ def with_finalists(table: CurveTable, trace: Trace, reports: Sequence[Any], sear
     `top` best distinct configurations by their best reported val value, each trained on the
     first `seeds` replayed curve seeds other than the searched one; the winner has the best
     mean best-val value (ties: the better-ranked); its best run's best step is exported."""
-    from detr_core.config import bare_name, is_better
+    from detr_core.config.metric_names import bare_name, is_better
 
     best_of: dict[str, float] = {}
     for report in reports:
@@ -308,7 +308,7 @@ def with_finalists(table: CurveTable, trace: Trace, reports: Sequence[Any], sear
 def grid_trace(table: CurveTable, search_seed: int, optimum: float, metric: str,
                mode: str) -> Trace:
     """The grid run in its listed order on one seed; its choice is the best val value."""
-    from detr_core.config import bare_name, is_better
+    from detr_core.config.metric_names import bare_name, is_better
 
     trace, spent, best = Trace([], []), 0, None
     for point in table.complete_points():
@@ -357,8 +357,8 @@ def load_table(curves: Path, scoring: Path | None = None) -> CurveTable:
 
 def load_settings(config_path: Path) -> Any:
     """The shipped search's settings with the benchmark's space (a SearchSpec)."""
-    from detr_core.files import dump_yaml, load_yaml_mapping
-    from search.space import load_search_spec
+    from detr_core.files.yaml_io import dump_yaml, load_yaml_mapping
+    from search.space.spec_loading import load_search_spec
 
     bench = load_yaml_mapping(config_path)
     shipped_path = (config_path.parent / bench["settings_from"]).resolve()
@@ -388,8 +388,8 @@ def first_rung_searcher() -> type:
     every trial reaches) as its COMPLETE value: TPE compares all trials at one fidelity."""
     from optuna.trial import TrialState
 
-    from search.store import as_float, as_int
-    from search.trial import AshaAwareOptunaSearch
+    from search.store.values import as_float, as_int
+    from search.trial.searcher import AshaAwareOptunaSearch
 
     class FirstRungOptunaSearch(AshaAwareOptunaSearch):
         def __init__(self, *args: Any, rung: int, **kwargs: Any) -> None:
@@ -426,8 +426,8 @@ def make_search(strategy: str, spec: Any, seed: int, storage: Path) -> tuple[Any
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    from search.store import journal_storage
-    from search.trial import AshaAwareOptunaSearch
+    from search.store.study_journal import journal_storage
+    from search.trial.searcher import AshaAwareOptunaSearch
 
     concurrency = spec.max_concurrent or 2
     asha = ASHAScheduler(time_attr="step", max_t=spec.scheduler.max_t,
@@ -444,7 +444,7 @@ def make_search(strategy: str, spec: Any, seed: int, storage: Path) -> tuple[Any
                                          max_t=spec.scheduler.max_t)
         return ConcurrencyLimiter(searcher, max_concurrent=concurrency), asha
     if strategy in SAMPLER_STRATEGIES:
-        from search.space import build_sampler
+        from search.space.samplers import build_sampler
 
         name, options = SAMPLER_STRATEGIES[strategy]
         searcher = AshaAwareOptunaSearch(
@@ -473,7 +473,7 @@ def run_search(strategy: str, spec: Any, table: CurveTable, seed: int, curve_see
     """One replayed search; (reports in order, completed trial ids, wall seconds)."""
     from ray import tune
 
-    from search.space import to_tune_param_space
+    from search.space.tune_space import to_tune_param_space
 
     with tempfile.TemporaryDirectory(prefix="replay-") as folder:
         search_alg, scheduler = make_search(strategy, spec, seed, Path(folder))
@@ -514,7 +514,7 @@ def run_share(job: ReplayJob) -> list[tuple[str, int, int, Trace, float]]:
     what each one sees."""
     import ray
 
-    from search.running import quiet_libraries
+    from search.running.driver import quiet_libraries
 
     spec, _ = load_settings(job.config)
     table = load_table(job.curves, job.scoring)
@@ -1102,7 +1102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
 
-    from detr_core.files import load_yaml_mapping
+    from detr_core.files.yaml_io import load_yaml_mapping
 
     if not args.curves.is_file():
         print(f"error: {args.curves}: no recorded learning curves yet; record them first with "

@@ -21,10 +21,11 @@ def steps_per_second(steps: int, threads: int | None = None, freeze_backbone: bo
     import torch
     from torch.utils.data import DataLoader
 
-    from detr_core.config import ModelConfig, load_default_run_config
-    from detr_core.data import DetrCollator, prepare_data
-    from detr_core.model import build_image_processor, build_model
-    from detr_core.training import build_datasets
+    from detr_core.config.run_config import ModelConfig, load_default_run_config
+    from detr_core.data.dataset import DetrCollator
+    from detr_core.data.prepare import prepare_data
+    from detr_core.model.build import build_image_processor, build_model
+    from detr_core.train import build_datasets
 
     if threads is not None:
         torch.set_num_threads(threads)

@@ -5,7 +5,7 @@
 Side by side in one run, on the embedded default (one thread each, evaluation every 100
 steps, no test evaluation):
 
-- the same run bare (`detr_core.training.train.train_run` in a fresh process) and as a trial of
+- the same run bare (`detr_core.train.train_run` in a fresh process) and as a trial of
 the real
   function trainable (`search.trial.trainable.train_detr` in a `Tuner`, reporting every evaluation
   with its best-step checkpoint, output redirected to `trial.log`): optimizer steps/s between
@@ -39,7 +39,11 @@ OUT = ROOT / "results" / "benchmarks"
 
 
 def run_config(steps: int) -> dict[str, Any]:
-    from detr_core.config import apply_overrides, load_default_run_config, run_config_to_dict
+    from detr_core.config.run_config import (
+        apply_overrides,
+        load_default_run_config,
+        run_config_to_dict,
+    )
 
     return apply_overrides(run_config_to_dict(load_default_run_config()), {
         "training_args.max_steps": steps, "training_args.logging_steps": 100,
@@ -47,8 +51,8 @@ def run_config(steps: int) -> dict[str, Any]:
 
 
 def _bare(raw: dict[str, Any], queue: mp.Queue) -> None:
-    from detr_core.config import run_config_from_dict
-    from detr_core.training import train_run
+    from detr_core.config.run_config import run_config_from_dict
+    from detr_core.train import train_run
 
     class Clock:
         def __init__(self) -> None:
@@ -79,7 +83,8 @@ def trials(raw: dict[str, Any]) -> list[dict[str, float]]:
     import ray
     from ray import tune
 
-    from search.trial import data_record, train_detr
+    from search.trial.node_data import data_record
+    from search.trial.trainable import train_detr
 
     starts: dict[str, float] = {}
 

@@ -54,7 +54,7 @@ def settings(config: dict[str, Any], space: dict[str, Any], name: str) -> Any:
     """The shipped settings (`search_efficiency.load_settings`) over `space`, named `name`."""
     import dataclasses
 
-    from detr_core.files import dump_yaml
+    from detr_core.files.yaml_io import dump_yaml
 
     bench = dict(config, space=space)
     bench["settings_from"] = str((CONFIG.parent / config["settings_from"]).resolve())
@@ -73,9 +73,11 @@ def replay(spec: Any, table: CurveTable, seed: int, curve_seed: int, num_samples
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    from search.space import to_tune_param_space, write_spec_file
-    from search.store import journal_storage, location
-    from search.trial import AshaAwareOptunaSearch
+    from search.space.spec import write_spec_file
+    from search.space.tune_space import to_tune_param_space
+    from search.store.storage import location
+    from search.store.study_journal import journal_storage
+    from search.trial.searcher import AshaAwareOptunaSearch
 
     experiment = folder / spec.name
     experiment.mkdir(parents=True)
@@ -110,7 +112,7 @@ def replay(spec: Any, table: CurveTable, seed: int, curve_seed: int, num_samples
 
 
 def best_report(reports: Sequence[Any], mode: str) -> Any:
-    from detr_core.config import is_better
+    from detr_core.config.metric_names import is_better
 
     best = None
     for report in reports:
@@ -123,7 +125,7 @@ def best_report(reports: Sequence[Any], mode: str) -> Any:
 def trials_to_reach(reports: Sequence[Any], target: float, mode: str,
                     num_samples: int) -> int:
     """New trials (in the order they started) until one reported `target` or better."""
-    from detr_core.config import is_better
+    from detr_core.config.metric_names import is_better
 
     order: list[str] = []
     for report in reports:
@@ -137,8 +139,8 @@ def trials_to_reach(reports: Sequence[Any], target: float, mode: str,
 def run(config: dict[str, Any], table: CurveTable, seeds: Sequence[int]) -> list[dict]:
     import ray
 
-    from search.lineage import plan_warm_start
-    from search.running import quiet_libraries
+    from search.lineage.warm_start import plan_warm_start
+    from search.running.driver import quiet_libraries
 
     quiet_libraries(verbose=0)
     first_spec = settings(config, config["first_space"], "first")
@@ -255,7 +257,7 @@ def render(config: dict[str, Any], rows: Sequence[dict], summary: dict[str, Any]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from detr_core.files import load_yaml_mapping
+    from detr_core.files.yaml_io import load_yaml_mapping
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, default=CONFIG)

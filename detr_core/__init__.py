@@ -1,19 +1,19 @@
 """detr_core: fine-tuning DETR-family detectors as a library. No Ray: `search/` builds on it.
 
-The house, bottom layer first; a sub-package imports only the ones above it in this list, and
-only through their `__init__` (the public names each docstring lists):
+The house, bottom layer first; a sub-package imports only the ones above it in this list
+(plain imports, from the module that defines the name; tests/test_layers.py holds the layers):
 
     files/       errors, text and YAML files, atomic writes, run layout, builtin: checkpoints
     config/      RunConfig dataclasses, dotted keys, TrainingArguments, metric names
     data/        COCO splits, the image loader, synthetic data, augmentation, collate
     model/       the family, from_pretrained / presets, IoU losses, backbone, recipes, checks
-    evaluation/  detections, COCO metrics, the test report, drawings, predict
-    training/    train_run (one diary "version"), the Trainer, backbone lr groups, EMA,
-                 evaluation events, preflight, pretrain
+    evaluation/  detections, COCO metrics, drawings
+    training/    the Trainer, backbone lr groups, EMA, evaluation events, preflight
 
-Entry points: `detr_core.train.train_run` (`python -m detr_core.train`),
-`detr_core.evaluate`, `detr_core.predict`, `detr_core.pretrain` (short paths of the modules in
-`training/` and `evaluation/`), `detr_core.config.load_run_config`. A new metric is named in
+The entry points sit on top and may import every layer: `train.py` (`train_run`, one diary
+"version"; `python -m detr_core.train`), `evaluate.py` (the test report), `predict.py`
+(detections for a folder of images), `pretrain.py` (the shipped checkpoints). The run config:
+`detr_core.config.run_config.load_run_config`. A new metric is named in
 `config/metric_names.py` and computed in `evaluation/metrics.py`.
 """
 

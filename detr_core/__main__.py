@@ -2,6 +2,6 @@
 
 import sys
 
-from detr_core.training.train import main
+from detr_core.train import main
 
 sys.exit(main())

@@ -1,7 +1,7 @@
 """search: Ray Tune + Optuna (TPE) + ASHA searches over DETR fine-tuning runs.
 
-The house, bottom layer first; a sub-package imports only the ones above it in this list, and
-only through their `__init__` (its public names; tests/test_layers.py holds the layers):
+The house, bottom layer first; a sub-package imports only the ones above it in this list,
+with plain imports from the defining module (tests/test_layers.py holds the layers):
 
     store/     where it all lives: local folder or pyarrow.fs URI, atomic files, file names,
                values read back, the Optuna journal

@@ -24,18 +24,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detr_core.files import UserInputError, exit_on_user_error
-from search.running import (
-    SearchInterrupted,
-    SearchInterrupts,
-    can_resume,
-    choose_experiment,
-    describe,
-    parse_args,
-    resume_command,
-    spec_overrides,
-)
-from search.space import check_search_inputs, load_search_spec
+from detr_core.files.errors import UserInputError, exit_on_user_error
+from search.running.cli import describe, parse_args, spec_overrides
+from search.running.continue_command import can_resume, resume_command
+from search.running.interrupt import SearchInterrupted, SearchInterrupts
+from search.running.naming import choose_experiment
+from search.space.preflight import check_search_inputs
+from search.space.spec_loading import load_search_spec
 
 #: Errors of a full disk (or quota): the search stops, resumable, instead of a traceback.
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -56,11 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.resume:
             raise UserInputError("seeds a new search; a resumed one keeps its own study "
                                  "(leave out --warm-start or --resume)", key="--warm-start")
-        from search.lineage import plan_warm_start
+        from search.lineage.warm_start import plan_warm_start
 
         warm_start = plan_warm_start(spec, args.warm_start)
     if args.dry_run:  # the data checked exactly as the driver checks it, nothing written
-        from search.trial import data_record
+        from search.trial.node_data import data_record
 
         record = data_record(spec.base, str(spec.source), on_cluster=bool(args.address))
         print(describe(spec, args, warm_start), flush=True)
@@ -68,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               sep="\n", flush=True)
         return 0
     print(describe(spec, args, warm_start), flush=True)
-    from search.running import SearchOptions, run_search
+    from search.running.driver import SearchOptions, run_search
 
     def next_command() -> str:
         return resume_command(args, spec.name, resume=can_resume(args, spec.name))

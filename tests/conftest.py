@@ -186,9 +186,9 @@ def image_writer() -> Callable[..., Path]:
 @pytest.fixture(scope="module")
 def rt_detr_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny RT-DETR `save_pretrained` folder (no recipe.json: RT-DETR's published recipe)."""
-    from detr_core.config import ModelConfig
+    from detr_core.config.run_config import ModelConfig
     from detr_core.data.coco import LabelMap
-    from detr_core.model import build_image_processor, build_model
+    from detr_core.model.build import build_image_processor, build_model
 
     folder = tmp_path_factory.mktemp("rt_detr")
     cfg = ModelConfig(preset="tiny", family="rt_detr")

@@ -36,14 +36,14 @@ def plain(value: Any) -> Any:
 
 
 def run_config(path: Path) -> dict[str, Any]:
-    from detr_core.config import load_run_config, run_config_to_dict
+    from detr_core.config.run_config import load_run_config, run_config_to_dict
 
     return run_config_to_dict(load_run_config(path))
 
 
 def spec_dict(spec: Any) -> dict[str, Any]:
-    from detr_core.config import run_config_from_dict, run_config_to_dict
-    from search.space import describe_distribution, is_distribution
+    from detr_core.config.run_config import run_config_from_dict, run_config_to_dict
+    from search.space.distributions import describe_distribution, is_distribution
 
     resolved = spec.to_yaml_dict()
     resolved.pop("source")
@@ -54,7 +54,7 @@ def spec_dict(spec: Any) -> dict[str, Any]:
 
 
 def search_spec(path: Path) -> dict[str, Any]:
-    from search.space import load_search_spec
+    from search.space.spec_loading import load_search_spec
 
     return spec_dict(load_search_spec(path))
 
@@ -81,7 +81,7 @@ def candidates(path: Path) -> dict[str, Any]:
     import search_efficiency
     import tune_search_defaults
 
-    from detr_core.files import load_yaml_mapping
+    from detr_core.files.yaml_io import load_yaml_mapping
 
     bench = load_yaml_mapping(search_efficiency.CONFIG)
     out = {}
@@ -96,7 +96,7 @@ def warm_start(path: Path) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "benchmarks"))  # the benchmarks import each other as scripts
     import warm_start as bench
 
-    from detr_core.files import load_yaml_mapping
+    from detr_core.files.yaml_io import load_yaml_mapping
 
     config = load_yaml_mapping(path)
     return {key: spec_dict(bench.settings(config, config[key], key))

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from detr_core.config.run_config import RunConfig
-from detr_core.files import UserInputError
+from detr_core.files.errors import UserInputError
 
 #: Pairs of run-config keys that exclude each other (`_check_semantics` and
 #: `normalise_training_args` refuse both): setting a key of one side drops the other side.

@@ -19,14 +19,10 @@ from typing import Any, Literal
 
 from detr_core.config.config_paths import resolve_paths
 from detr_core.config.metric_names import is_ema_metric
-from detr_core.files import (
-    UserInputError,
-    builtin_problem,
-    dump_yaml,
-    is_builtin,
-    load_yaml_mapping,
-)
-from detr_core.files import describe_value as _describe
+from detr_core.files.builtin_models import builtin_problem, is_builtin
+from detr_core.files.errors import UserInputError
+from detr_core.files.errors import describe_value as _describe
+from detr_core.files.yaml_io import dump_yaml, load_yaml_mapping
 
 IouLoss = Literal["giou", "diou", "ciou"]
 #: `model_type` of every supported family (`detr_core.model.families.FAMILIES`, which a test

@@ -30,7 +30,7 @@ from detr_core.config.metric_names import (
     eval_name,
     natural_mode,
 )
-from detr_core.files import UserInputError
+from detr_core.files.errors import UserInputError
 
 # Values detr_core applies unless the run YAML says otherwise.
 DEFAULT_TRAINING_ARGS: dict[str, Any] = {

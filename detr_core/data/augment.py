@@ -16,7 +16,7 @@ import re
 import warnings
 from typing import Any
 
-from detr_core.files import UserInputError
+from detr_core.files.errors import UserInputError
 
 
 def build_augmentation(

@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detr_core.config import SplitPaths
+from detr_core.config.run_config import SplitPaths
 from detr_core.data.image_check import ImageRecord, ImageSummary, check_images, unicode_variant
-from detr_core.files import UserInputError, read_user_text
+from detr_core.files.errors import UserInputError
+from detr_core.files.text_files import read_user_text
 
 
 @dataclass

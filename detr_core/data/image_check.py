@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from detr_core.data.image_io import ImageFacts, image_facts
-from detr_core.files import UserInputError
+from detr_core.files.errors import UserInputError
 
 JPEG_END_OF_IMAGE = b"\xff\xd9"
 PNG_IEND_CHUNK = b"\x00\x00\x00\x00IEND\xaeB`\x82"

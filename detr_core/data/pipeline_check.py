@@ -14,7 +14,7 @@ from typing import Any
 
 from detr_core.data.augment import build_augmentation
 from detr_core.data.coco import CocoSplit
-from detr_core.files import UserInputError
+from detr_core.files.errors import UserInputError
 
 
 def smallest_images(split: CocoSplit) -> list[dict[str, Any]]:

@@ -18,10 +18,10 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from detr_core.config import DataConfig, SplitPaths
+from detr_core.config.run_config import DataConfig, SplitPaths
 from detr_core.data.coco import CocoSplit, LabelMap, check_same_categories, load_coco_split
 from detr_core.data.synthetic import ensure_synthetic_dataset, split_paths
-from detr_core.files import UserInputError
+from detr_core.files.errors import UserInputError
 
 
 @dataclass

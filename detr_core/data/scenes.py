@@ -3,7 +3,7 @@
 - `shapes` (the fine-tuning task of the embedded default): filled rectangles, ellipses and
   triangles, 1-3 per image (`min_objects`/`max_objects`), 15-50 % of the image side, on a dark
   noisy background of one colour.
-- `pretrain` (the task the shipped checkpoint was pretrained on, `detr_core.training.pretrain`):
+- `pretrain` (the task the shipped checkpoint was pretrained on, `detr_core.pretrain`):
 stars,
   crosses, rings and pentagons, rotated, square, 1-4 per image (`max_objects`), 18-45 % of the
   side, on gradient and striped backgrounds of any brightness.

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detr_core.config import SplitPaths, SyntheticConfig
+from detr_core.config.run_config import SplitPaths, SyntheticConfig
 from detr_core.data.scenes import SCENES
 
 # COCO-style 1-based category ids (see `scenes`), deliberately not 0..N-1, so the label

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from detr_core.model import Family, to_original_pixels
+from detr_core.model.boxes import to_original_pixels
+from detr_core.model.families import Family
 
 
 @dataclass

@@ -31,7 +31,7 @@ import torch
 from torchvision.ops import box_iou
 
 from detr_core.evaluation.detections import ImageBoxes
-from detr_core.model import box_centres
+from detr_core.model.boxes import box_centres
 
 
 def coco_map(

@@ -26,9 +26,10 @@ import torch
 from huggingface_hub.errors import StrictDataclassError
 from transformers.utils import logging as hf_logging
 
-from detr_core.config import ModelConfig
-from detr_core.data import LabelMap
-from detr_core.files import UserInputError, resolve_checkpoint
+from detr_core.config.run_config import ModelConfig
+from detr_core.data.coco import LabelMap
+from detr_core.files.builtin_models import resolve_checkpoint
+from detr_core.files.errors import UserInputError
 from detr_core.model.backbone import set_backbone_trainable
 from detr_core.model.families import (
     Family,
@@ -38,7 +39,7 @@ from detr_core.model.families import (
     tiny_config,
     tiny_preset,
 )
-from detr_core.model.losses import iou_loss_function
+from detr_core.model.losses.functions import iou_loss_function
 
 # "Loading weights" / "Writing model shards" bars for a 2 MB model are noise on every console
 hf_logging.disable_progress_bar()

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from detr_core.files import UserInputError, resolve_checkpoint
+from detr_core.files.builtin_models import resolve_checkpoint
+from detr_core.files.errors import UserInputError
 
 Scoring = Literal["softmax", "sigmoid"]
 

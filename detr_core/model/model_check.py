@@ -22,7 +22,9 @@ import json
 import zipfile
 from pathlib import Path
 
-from detr_core.files import UserInputError, is_builtin, read_user_text, resolve_checkpoint
+from detr_core.files.builtin_models import is_builtin, resolve_checkpoint
+from detr_core.files.errors import UserInputError
+from detr_core.files.text_files import read_user_text
 from detr_core.model.families import FAMILIES
 
 CONFIG_FILE = "config.json"

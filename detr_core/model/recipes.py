@@ -25,8 +25,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from detr_core.config import ModelConfig, RunConfig
-from detr_core.files import UserInputError, resolve_checkpoint
+from detr_core.config.run_config import ModelConfig, RunConfig
+from detr_core.files.builtin_models import resolve_checkpoint
+from detr_core.files.errors import UserInputError
 
 RECIPE_FILE = "recipe.json"
 

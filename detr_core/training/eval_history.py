@@ -2,7 +2,7 @@
 
 Why a file of its own: checkpoints are pruned to the best step and TensorBoard files need a
 reader, but comparing two runs (a rerun of a search trial, two seeds) needs every evaluation
-as plain numbers. The writer is an evaluation listener (`detr_core.training.train`), flushes after
+as plain numbers. The writer is an evaluation listener (`detr_core.train`), flushes after
 each
 line, so the history survives a crash, and starts the file afresh for a new run (a resumed run
 appends). Non-finite values are written as null.
@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from detr_core.files import EVAL_HISTORY_FILE
+from detr_core.files.run_layout import EVAL_HISTORY_FILE
 
 
 def _finite_or_none(value: Any) -> Any:

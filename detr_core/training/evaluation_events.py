@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from transformers import TrainerCallback
 
-from detr_core.config import eval_name, is_better
+from detr_core.config.metric_names import eval_name, is_better
 
 TEST_PREFIX = "test_"
 #: The Trainer's timings of an evaluation: not metrics of the model.

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detr_core.model import check_model_folder
+from detr_core.model.model_check import check_model_folder
 
 
 class RunInterrupted(KeyboardInterrupt):

@@ -8,7 +8,7 @@ the data (COCO JSON and every image file, `detr_core.data.coco`; a synthetic dat
 generated first). A bad input is one `UserInputError` line; no output folder exists yet when
 it is raised.
 
-`python -m detr_core.train` and `detr_core.evaluation.evaluate` call it first thing; a search
+`python -m detr_core.train` and `detr_core.evaluate` call it first thing; a search
 driver calls it once for the whole search (`search.space.preflight`), and a search trial calls
 `check_static_inputs` on the node that trains (and `check_run_inputs` where the driver could
 not see that node's data).
@@ -18,16 +18,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from detr_core.config import RunConfig
+from detr_core.config.run_config import RunConfig
 
 if TYPE_CHECKING:
-    from detr_core.data import PreparedData
+    from detr_core.data.prepare import PreparedData
 
 
 def check_static_inputs(config: RunConfig) -> None:
     """The checkpoint and the augmentation pipelines: what a run needs besides its data."""
-    from detr_core.data import build_augmentation
-    from detr_core.model import check_checkpoint
+    from detr_core.data.augment import build_augmentation
+    from detr_core.model.model_check import check_checkpoint
 
     if config.model.checkpoint:
         check_checkpoint(config.model.checkpoint)
@@ -42,7 +42,8 @@ def check_run_inputs(config: RunConfig, prepared: PreparedData | None = None) ->
 
     Returns the prepared data the run trains on.
     """
-    from detr_core.data import check_pipelines_fit, prepare_data
+    from detr_core.data.pipeline_check import check_pipelines_fit
+    from detr_core.data.prepare import prepare_data
 
     check_static_inputs(config)
     data = prepared if prepared is not None else prepare_data(config.data)

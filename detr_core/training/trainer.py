@@ -14,9 +14,11 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from detr_core.config import LOSS_TERMS
-from detr_core.evaluation import decode_predictions, decode_targets, detection_metrics
-from detr_core.model import Family, backbone_parameters
+from detr_core.config.metric_names import LOSS_TERMS
+from detr_core.evaluation.detections import decode_predictions, decode_targets
+from detr_core.evaluation.metrics import detection_metrics
+from detr_core.model.backbone import backbone_parameters
+from detr_core.model.families import Family
 from detr_core.training.optimizer_groups import split_backbone_groups
 from detr_core.training.schedule_free import exact_mode_switches
 

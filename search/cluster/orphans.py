@@ -32,8 +32,9 @@ from pathlib import Path
 
 import psutil
 
-from detr_core.data import default_cache_root
-from detr_core.files import UserInputError, write_json_atomic
+from detr_core.data.synthetic import default_cache_root
+from detr_core.files.atomic_files import write_json_atomic
+from detr_core.files.errors import UserInputError
 
 OWNER_ENV = "DETR_SEARCH_RAY_OWNER"
 #: Names of the processes a local `ray.init()` starts as the driver's children.

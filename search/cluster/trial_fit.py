@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from detr_core.files import UserInputError
+from detr_core.files.errors import UserInputError
 
 
 def check_trials_fit(spec: Any, joined: bool) -> None:

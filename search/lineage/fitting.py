@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from search.space import (
+from search.space.distributions import (
     describe_distribution,
     fits,
     format_value,

@@ -26,28 +26,21 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from detr_core.files import UserInputError
+from detr_core.files.errors import UserInputError
 from search.lineage.fitting import fit_trial
-from search.results import (
+from search.results.reading import TrialRecord, load_trials
+from search.results.warm_trials import (
     SourceSummary,
-    TrialRecord,
     WarmStartRecord,
     WarmTrial,
     kept_result,
-    load_trials,
     read_warm_start_record,
 )
-from search.space import (
-    SearchSpec,
-    absolute_values,
-    factor_values,
-    format_value,
-    per_trial_keys,
-    read_spec_file,
-    same_value,
-)
-from search.store import ExperimentPath, location
-from search.trial import ERRORED, status_category
+from search.space.distributions import format_value, same_value
+from search.space.per_trial_recipes import absolute_values, factor_values, per_trial_keys
+from search.space.spec import SearchSpec, read_spec_file
+from search.store.storage import ExperimentPath, location
+from search.trial.status import ERRORED, status_category
 
 #: Run-config keys that change neither what is trained nor what is measured: they may differ
 #: between a source and the new search.
@@ -119,7 +112,7 @@ def search_difference(old: SearchSpec, new: SearchSpec) -> str | None:
 
 
 def _entry_text(entry: Any) -> str:
-    from search.space import describe_distribution, is_distribution
+    from search.space.distributions import describe_distribution, is_distribution
 
     return describe_distribution(entry) if is_distribution(entry) else format_value(entry)
 

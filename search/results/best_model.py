@@ -19,23 +19,15 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from detr_core.config import is_better
-from detr_core.files import UserInputError, replace_folder, staging_folder
-from detr_core.model import check_model_folder
+from detr_core.config.metric_names import is_better
+from detr_core.files.atomic_files import replace_folder, staging_folder
+from detr_core.files.errors import UserInputError
+from detr_core.model.model_check import check_model_folder
 from search.results.reading import TrialRecord
-from search.store import (
-    BEST_MODEL_DIR,
-    CHECKPOINT_META_FILE,
-    MODEL_SOURCE_FILE,
-    ExperimentPath,
-    UriPath,
-    as_float,
-    as_int,
-    copy_tree,
-    read_json,
-    relative_posix,
-    remove_tree,
-)
+from search.store.files import read_json
+from search.store.layout import BEST_MODEL_DIR, CHECKPOINT_META_FILE, MODEL_SOURCE_FILE
+from search.store.storage import ExperimentPath, UriPath, copy_tree, relative_posix, remove_tree
+from search.store.values import as_float, as_int
 
 
 def read_checkpoints(trial_dir: ExperimentPath) -> list[tuple[ExperimentPath, dict[str, Any]]]:

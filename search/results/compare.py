@@ -21,26 +21,20 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from detr_core.config import is_better
-from detr_core.files import UserInputError
+from detr_core.config.metric_names import is_better
+from detr_core.files.errors import UserInputError
 from search.results.finalists import read_finalists, winner_seed_metrics
 from search.results.formatting import fmt, md_table
 from search.results.reading import TrialRecord
 from search.results.warm_trials import experiment_trials
 from search.results.winner import pick_winner
-from search.space import SearchSpec, describe_distribution, format_value, read_spec_file
-from search.store import (
-    COMPARE_FILE,
-    COMPARE_PLOTS_DIR,
-    TEST_METRICS_FILE,
-    ExperimentPath,
-    as_float,
-    display_path,
-    location,
-    read_json,
-    write_text_atomic,
-)
-from search.trial import ERRORED
+from search.space.distributions import describe_distribution, format_value
+from search.space.spec import SearchSpec, read_spec_file
+from search.store.files import display_path, read_json, write_text_atomic
+from search.store.layout import COMPARE_FILE, COMPARE_PLOTS_DIR, TEST_METRICS_FILE
+from search.store.storage import ExperimentPath, location
+from search.store.values import as_float
+from search.trial.status import ERRORED
 
 #: Test metrics shown per winner (the detection quality, then the diary's IoU).
 TEST_SHOWN = ("map_50", "map", "recall", "precision")

@@ -35,17 +35,11 @@ object store (`search.store.storage.UriPath`) a file is written in one upload, w
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from detr_core.files import (
-    ArgumentParser,
-    UserInputError,
-    exit_on_user_error,
-    remove_stale_temporaries,
-)
+from detr_core.files.atomic_files import remove_stale_temporaries
+from detr_core.files.errors import UserInputError
 from search.results.best_model import copy_winner_model
 from search.results.finalists import read_finalists, write_finalist_config
 from search.results.importance import parameter_importances
@@ -56,20 +50,17 @@ from search.results.trials_csv import param_keys, write_trials_csv
 from search.results.warm_trials import experiment_trials
 from search.results.winner import pick_winner, write_best_config
 from search.results.winner_eval import winner_test_metrics
-from search.space import read_spec_file
-from search.store import (
+from search.space.spec import read_spec_file
+from search.store.files import write_json_atomic, write_text_atomic
+from search.store.layout import (
     BEST_CONFIG_FILE,
     BEST_MODEL_DIR,
     PLOTS_DIR,
     REPORT_FILE,
     TEST_METRICS_FILE,
     TRIALS_CSV_FILE,
-    ExperimentPath,
-    copy_tree,
-    location,
-    write_json_atomic,
-    write_text_atomic,
 )
+from search.store.storage import ExperimentPath, copy_tree, location
 
 
 def export_experiment(experiment_dir: str | Path | ExperimentPath,
@@ -143,50 +134,3 @@ def copy_report(summary: ExportSummary, report_dir: Path) -> Path:
     write_text_atomic(report_dir / REPORT_FILE, summary.report_path.read_text(encoding="utf-8"))
     copy_tree(summary.experiment_dir / PLOTS_DIR, report_dir / PLOTS_DIR)
     return report_dir / REPORT_FILE
-
-
-@exit_on_user_error
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: export one experiment folder.
-
-    Exit 0 when done; 1 when no trial reported the metric or the test evaluation failed (the
-    other outputs are written anyway); 2 on a user error (not an experiment, no trials).
-    """
-    parser = ArgumentParser(
-        prog="search/export.py",
-        description="Rebuild best_config.yaml, best_model/, trials.csv, plots/ and REPORT.md "
-                    "from a Ray Tune experiment folder written by search/run.py.",
-    )
-    parser.add_argument("experiment_dir", nargs="?",
-                        help="e.g. results/iou or s3://bucket/results/iou")
-    parser.add_argument("--compare", nargs="+", metavar="EXPERIMENT",
-                        help="compare these searches, in this order (the sequence): write "
-                             "COMPARE.md with a table and the best value so far against "
-                             "cumulative compute, into --out")
-    parser.add_argument("--out", metavar="DIR",
-                        help="where --compare writes COMPARE.md and compare_plots/ (default: "
-                             "the folder holding the first experiment)")
-    parser.add_argument("--no-evaluate", action="store_true",
-                        help="do not evaluate the winner on the test split")
-    parser.add_argument("--report-dir", type=Path, metavar="DIR",
-                        help="also copy REPORT.md and its plots to this local folder")
-    args = parser.parse_args(argv)
-    if args.compare:
-        if args.experiment_dir:
-            parser.error("give either an experiment to export or --compare EXPERIMENT ...")
-        from search.results.compare import compare_experiments
-
-        out = args.out or str(location(args.compare[0]).parent)
-        print(f"comparison: {compare_experiments(args.compare, out)}")
-        return 0
-    if not args.experiment_dir:
-        parser.error("give the experiment folder to export (or --compare EXPERIMENT ...)")
-    summary = export_experiment(args.experiment_dir, evaluate_winner=not args.no_evaluate)
-    print(summary.describe())
-    if args.report_dir is not None:
-        print(f"report copy: {copy_report(summary, args.report_dir)}")
-    return 0 if summary.winner is not None and not summary.test_error else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from search.results.reading import TrialRecord
-from search.space import SearchSpec, factor_values, is_distribution, per_trial_keys
-from search.store import as_float, as_int
+from search.space.distributions import is_distribution
+from search.space.per_trial_recipes import factor_values, per_trial_keys
+from search.space.spec import SearchSpec
+from search.store.values import as_float, as_int
 
 #: Fewer trials than this at the first rung: no importances (a forest on 2 points says nothing).
 MIN_TRIALS = 3

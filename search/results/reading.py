@@ -17,19 +17,15 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from detr_core.config import is_better
-from detr_core.files import UserInputError
-from search.space import SearchSpec
-from search.store import (
-    INTERRUPTED_FILE,
-    TIME_BUDGET_FILE,
-    ExperimentPath,
-    as_float,
-    as_int,
-    parse_scalar,
-    read_json,
-)
-from search.trial import trial_status, trial_values
+from detr_core.config.metric_names import is_better
+from detr_core.files.errors import UserInputError
+from search.space.spec import SearchSpec
+from search.store.files import read_json
+from search.store.layout import INTERRUPTED_FILE, TIME_BUDGET_FILE
+from search.store.storage import ExperimentPath
+from search.store.values import as_float, as_int, parse_scalar
+from search.trial.status import trial_status
+from search.trial.trial_config import trial_values
 
 #: Shown for every trial at its best step beside the objective (trials.csv, REPORT.md): the
 #: diary's metric and the detection quality, whichever of them the search ranks by.

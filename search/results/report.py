@@ -14,24 +14,20 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from detr_core.config import TEST_TABLE_METRICS, bare_name
-from detr_core.files import detections_image
+from detr_core.config.metric_names import TEST_TABLE_METRICS, bare_name
+from detr_core.files.run_layout import detections_image
 from search.results.finalists import TEST_COLUMNS, FinalistsOutcome
 from search.results.formatting import fmt, md_table
 from search.results.importance import MIN_TRIALS
 from search.results.reading import TrialRecord, shown_beside
 from search.results.summary import ExportSummary, counts_text
 from search.results.winner import rank_trials
-from search.space import SearchSpec, searched_model_keys
-from search.store import (
-    BEST_CONFIG_FILE,
-    BEST_MODEL_DIR,
-    FINALISTS_DIR,
-    STUDY_FILE,
-    UriPath,
-    display_path,
-)
-from search.trial import ERRORED
+from search.space.per_trial_recipes import searched_model_keys
+from search.space.spec import SearchSpec
+from search.store.files import display_path
+from search.store.layout import BEST_CONFIG_FILE, BEST_MODEL_DIR, FINALISTS_DIR, STUDY_FILE
+from search.store.storage import UriPath
+from search.trial.status import ERRORED
 
 
 def trials_table(spec: SearchSpec, trials: Sequence[TrialRecord], keys: Sequence[str]) -> str:

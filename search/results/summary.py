@@ -16,8 +16,9 @@ from search.results.formatting import fmt
 from search.results.importance import Importances
 from search.results.reading import TrialRecord
 from search.results.warm_trials import WarmStartRecord
-from search.store import ExperimentPath, display_path
-from search.trial import CATEGORIES, status_category
+from search.store.files import display_path
+from search.store.storage import ExperimentPath
+from search.trial.status import CATEGORIES, status_category
 
 
 def status_counts(trials: Sequence[TrialRecord]) -> dict[str, int]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ray.tune.logger import TBXLoggerCallback
 
-from search.trial import trial_values
+from search.trial.trial_config import trial_values
 
 #: Tag prefix of the scalars Tune's TensorBoard logger writes.
 TUNE_SCALAR_PREFIX = "ray/tune/"

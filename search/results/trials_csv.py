@@ -21,8 +21,9 @@ from typing import Any
 from search.results.reading import TrialRecord, shown_beside
 from search.results.warm_trials import origin_label
 from search.results.winner import rank_trials
-from search.space import SearchSpec
-from search.store import ExperimentPath, write_text_atomic
+from search.space.spec import SearchSpec
+from search.store.files import write_text_atomic
+from search.store.storage import ExperimentPath
 
 
 def param_keys(spec: SearchSpec, trials: Sequence[TrialRecord]) -> list[str]:

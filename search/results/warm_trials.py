@@ -21,10 +21,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from detr_core.files import UserInputError
+from detr_core.files.errors import UserInputError
 from search.results.reading import TrialRecord
-from search.space import SearchSpec
-from search.store import WARM_START_FILE, ExperimentPath, location, read_json, write_json_atomic
+from search.space.spec import SearchSpec
+from search.store.files import read_json, write_json_atomic
+from search.store.layout import WARM_START_FILE
+from search.store.storage import ExperimentPath, location
 
 #: Marks a warm-start trial (trials.csv `origin`, REPORT.md).
 WARM_START = "warm-start"
@@ -167,7 +169,7 @@ def origin_label(trial: TrialRecord) -> str:
 
 def source_spec(trial: TrialRecord) -> SearchSpec | None:
     """The spec of a warm-start trial's own experiment; None when it cannot be read now."""
-    from search.space import read_spec_file
+    from search.space.spec import read_spec_file
 
     if not trial.origin:
         return None

@@ -12,13 +12,17 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from detr_core.config import is_better
-from detr_core.files import dumps_yaml
+from detr_core.config.metric_names import is_better
+from detr_core.files.yaml_io import dumps_yaml
 from search.results.reading import TrialRecord
 from search.results.warm_trials import source_spec
-from search.space import SearchSpec
-from search.store import BEST_CONFIG_FILE, ExperimentPath, as_int, display_path, write_text_atomic
-from search.trial import ERRORED, trial_run_config, trial_threads
+from search.space.spec import SearchSpec
+from search.store.files import display_path, write_text_atomic
+from search.store.layout import BEST_CONFIG_FILE
+from search.store.storage import ExperimentPath
+from search.store.values import as_int
+from search.trial.status import ERRORED
+from search.trial.trial_config import trial_run_config, trial_threads
 
 
 def rank_trials(trials: Sequence[TrialRecord], mode: str) -> list[TrialRecord]:

@@ -14,15 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from search.store import (
-    EVALUATION_LOG_FILE,
-    MODEL_SOURCE_FILE,
-    TEST_METRICS_FILE,
-    ExperimentPath,
-    local_copy,
-    read_json,
-    write_json_atomic,
-)
+from search.store.files import read_json, write_json_atomic
+from search.store.layout import EVALUATION_LOG_FILE, MODEL_SOURCE_FILE, TEST_METRICS_FILE
+from search.store.storage import ExperimentPath, local_copy
 
 
 def winner_test_metrics(
@@ -71,19 +65,20 @@ def evaluate_on_test(
 ) -> dict[str, Any] | None:
     """Run detr_core's test evaluation; None when the run config has no test split.
 
-    Imported here: detr_core.evaluation.evaluate pulls in torch and transformers, which the rest
+    Imported here: detr_core.evaluate pulls in torch and transformers, which the rest
     of the
     export does not need. Their output (weight-loading bars, warnings) goes to
     `best_model/test_evaluation.log`, not to the console.
     """
-    from detr_core.config import resolve_paths, run_config_from_dict
-    from search.trial import output_to_file
+    from detr_core.config.config_paths import resolve_paths
+    from detr_core.config.run_config import run_config_from_dict
+    from search.trial.trial_output import output_to_file
 
     base = config_path.parent if isinstance(config_path, Path) else Path.cwd()
     config = resolve_paths(run_config_from_dict(best_config, source=str(config_path)), base)
     if not config.data.has_test_split:
         return None
-    from detr_core.evaluation import evaluate_model
+    from detr_core.evaluate import evaluate_model
 
     with output_to_file(model_dir / EVALUATION_LOG_FILE):
         return dict(evaluate_model(model_dir, config, split="test"))

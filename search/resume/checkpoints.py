@@ -22,8 +22,9 @@ import json
 from pathlib import PurePosixPath
 from typing import Any
 
-from search.results import read_checkpoints
-from search.store import ExperimentPath, write_text_atomic
+from search.results.best_model import read_checkpoints
+from search.store.files import write_text_atomic
+from search.store.storage import ExperimentPath
 
 FINISHED = ("TERMINATED",)
 

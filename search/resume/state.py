@@ -23,9 +23,9 @@ import json
 import pickletools
 from collections.abc import Callable
 
-from detr_core.files import UserInputError
+from detr_core.files.errors import UserInputError
 from search.resume.checkpoints import repoint_deleted_checkpoints
-from search.store import ExperimentPath
+from search.store.storage import ExperimentPath
 
 DAMAGED_PREFIX = "damaged-"
 PICKLE_PROTO = b"\x80"  # the first byte of every pickle of protocol 2 or later

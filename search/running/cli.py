@@ -16,20 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from detr_core.files import ArgumentParser
-from search.space import (
-    SAMPLERS,
-    describe_distribution,
-    describe_sampler,
-    format_number,
-    format_value,
-    recipe_lines,
-    relative_note,
-)
+from detr_core.files.cli_parser import ArgumentParser
+from search.space.distributions import describe_distribution, format_number, format_value
+from search.space.relative_ranges import recipe_lines, relative_note
+from search.space.samplers import SAMPLERS, describe_sampler
 
 if TYPE_CHECKING:
-    from search.results import WarmStartRecord
-    from search.space import SearchSpec
+    from search.results.warm_trials import WarmStartRecord
+    from search.space.spec import SearchSpec
 
 DEFAULT_STORAGE = "results"
 DEFAULT_DASHBOARD_PORT = 8265
@@ -246,7 +240,7 @@ def storage_root(storage: str) -> str:
 def experiment_path(storage: str, name: str) -> str:
     """Where an experiment's results go: STORAGE/NAME (URI, its query kept last, or absolute
     path)."""
-    from search.store import join_uri
+    from search.store.storage import join_uri
 
     root = storage_root(storage)
     return join_uri(root, name) if "://" in root else str(Path(root) / name)
@@ -267,7 +261,7 @@ def describe(spec: SearchSpec, args: argparse.Namespace | None = None,
              warm_start: WarmStartRecord | None = None) -> str:
     """The resolved search in words: what `--dry-run` prints and a real run prints first,
     with the warm-start trials taken and left out per source."""
-    from search.lineage import startup_note
+    from search.lineage.warm_start import startup_note
 
     args = args or argparse.Namespace()
     storage = getattr(args, "storage", DEFAULT_STORAGE) or DEFAULT_STORAGE

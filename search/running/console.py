@@ -20,10 +20,13 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from detr_core.config import is_better
-from search.space import SearchSpec, format_value
-from search.store import ExperimentPath, as_float, as_int
-from search.trial import BEFORE_FIRST_EVALUATION, is_early_stopped, planned_budget, trial_values
+from detr_core.config.metric_names import is_better
+from search.space.distributions import format_value
+from search.space.spec import SearchSpec
+from search.store.storage import ExperimentPath
+from search.store.values import as_float, as_int
+from search.trial.status import BEFORE_FIRST_EVALUATION, is_early_stopped, planned_budget
+from search.trial.trial_config import trial_values
 
 RUNNING, STOPPED, FINISHED, ERRORED, RETRYING, CUT, INTERRUPTED = (
     "running", "stopped", "finished", "errored", "retrying", "cut", "interrupted")

@@ -34,27 +34,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detr_core.config import SELECTABLE_EVAL_METRICS
-from detr_core.files import UserInputError
-from search.cluster import LocalCluster, check_trials_fit
-from search.results import WarmStartRecord, write_warm_start_record
-from search.resume import repair_saved_state
+from detr_core.config.metric_names import SELECTABLE_EVAL_METRICS
+from detr_core.files.errors import UserInputError
+from search.cluster.local_cluster import LocalCluster
+from search.cluster.trial_fit import check_trials_fit
+from search.results.warm_trials import WarmStartRecord, write_warm_start_record
+from search.resume.state import repair_saved_state
 from search.running.cli import DEFAULT_DASHBOARD_PORT, DEFAULT_STORAGE, experiment_path
 from search.running.interrupt import SearchInterrupts, clear_interrupt_record, record_interruption
-from search.space import SearchSpec, default_max_concurrent, to_tune_param_space, write_spec_file
-from search.store import (
-    INTERRUPTED_FILE,
-    PREPARED_DATA_FILE,
-    SPEC_FILE,
+from search.space.budget import default_max_concurrent
+from search.space.spec import SearchSpec, write_spec_file
+from search.space.tune_space import to_tune_param_space
+from search.store.files import write_text_atomic
+from search.store.layout import INTERRUPTED_FILE, PREPARED_DATA_FILE, SPEC_FILE
+from search.store.storage import (
     ExperimentPath,
     folder_has_entries,
     is_uri,
     location,
     remove_tree,
     split_uri,
-    write_text_atomic,
 )
-from search.trial import data_record, revalidate_record
+from search.trial.node_data import data_record, revalidate_record
 
 
 @dataclass
@@ -130,9 +131,9 @@ def build_searcher(spec: SearchSpec, experiment_dir: ExperimentPath, max_concurr
     """(the searcher handed to Tune, the Optuna searcher inside it), with the spec's sampler."""
     from ray.tune.search import ConcurrencyLimiter
 
-    from search.space import build_sampler
-    from search.store import journal_storage
-    from search.trial import AshaAwareOptunaSearch
+    from search.space.samplers import build_sampler
+    from search.store.study_journal import journal_storage
+    from search.trial.searcher import AshaAwareOptunaSearch
 
     sampler = build_sampler(spec.searcher.sampler, spec.searcher.sampler_options,
                             spec.searcher.seed, spec.searcher.n_startup_trials)
@@ -159,7 +160,7 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from search.trial import train_detr
+    from search.trial.trainable import train_detr
 
     path = experiment_path(options.storage, spec.name)
     trainable = tune.with_resources(
@@ -245,9 +246,9 @@ class Continuation:
 
 def read_continuation(experiment_dir: ExperimentPath) -> Continuation:
     """How a `--resume` of this experiment goes on (read before this session writes anything)."""
-    from search.results import find_trial_dirs
+    from search.results.reading import find_trial_dirs
     from search.running.naming import unfinished_reason
-    from search.store import read_json
+    from search.store.files import read_json
 
     record = read_json(experiment_dir / INTERRUPTED_FILE)
     # stopped in the finalists stage: the search itself had ended (the stage goes on)
@@ -259,8 +260,8 @@ def read_continuation(experiment_dir: ExperimentPath) -> Continuation:
 def check_same_search(experiment_dir: ExperimentPath, spec: SearchSpec, where: str) -> None:
     """Refuse a `--resume` whose space file no longer describes the search it continues: its
     trials would be relabelled, and new ones drawn from another space than the study's."""
-    from search.lineage import search_difference
-    from search.space import read_spec_file
+    from search.lineage.warm_start import search_difference
+    from search.space.spec import read_spec_file
 
     if not (experiment_dir / SPEC_FILE).is_file():
         return
@@ -351,7 +352,8 @@ def run_search(spec: SearchSpec, options: SearchOptions,
                 if not options.resume:  # a new experiment: nothing of it is left behind
                     remove_tree(experiment_dir)
                 raise
-        from search.results import HParamsLoggerCallback, find_trial_dirs
+        from search.results.reading import find_trial_dirs
+        from search.results.tensorboard_hparams import HParamsLoggerCallback
         from search.running.console import SearchProgress
         from search.running.time_budget import TimeBudget
 
@@ -387,7 +389,7 @@ def run_search(spec: SearchSpec, options: SearchOptions,
                       "running trial(s) cut, exporting what finished", flush=True)
             if interrupts.interrupted or (budget is not None and budget.reached):
                 break
-        from search.results import copy_report, export_experiment
+        from search.results.export import copy_report, export_experiment
 
         budget_spent = budget is not None and budget.reached
         finalists = spec.finalists.on and not interrupts.interrupted and not budget_spent

@@ -17,30 +17,21 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from search.results import (
+from search.results.best_model import model_folder, select_checkpoint
+from search.results.finalists import (
     FinalistPlan,
     FinalistRun,
-    TrialRecord,
-    model_folder,
     plan_finalists,
     read_finalists,
     read_plan,
-    select_checkpoint,
     write_plan,
 )
+from search.results.reading import TrialRecord
 from search.running.interrupt import SearchInterrupts, running_trials, write_interrupt_record
-from search.space import SearchSpec
-from search.store import (
-    EVALUATION_LOG_FILE,
-    FINALISTS_DIR,
-    TEST_METRICS_FILE,
-    ExperimentPath,
-    is_uri,
-    join_uri,
-    local_copy,
-    remove_tree,
-    write_json_atomic,
-)
+from search.space.spec import SearchSpec
+from search.store.files import write_json_atomic
+from search.store.layout import EVALUATION_LOG_FILE, FINALISTS_DIR, TEST_METRICS_FILE
+from search.store.storage import ExperimentPath, is_uri, join_uri, local_copy, remove_tree
 
 #: `interrupted.json`'s `stage` when the finalists stage was stopped
 STAGE = "finalists"
@@ -130,7 +121,7 @@ def _tuner(spec: SearchSpec, path: str, experiment_dir: ExperimentPath, plan: Fi
     from ray import tune
 
     from search.running.console import SearchProgress
-    from search.trial import train_finalist
+    from search.trial.trainable import train_finalist
 
     shown = stage_spec(spec, plan)
     progress = None if verbose else SearchProgress(shown, experiment=experiment_dir /
@@ -187,9 +178,10 @@ def evaluate_run(trial: TrialRecord, raw: dict[str, Any], data: dict[str, Any],
                  mode: str) -> dict[str, Any] | None:
     """One finished run's best checkpoint on the test split (a Ray task); None when the run
     config has no test split or the run kept no checkpoint."""
-    from detr_core.config import run_config_from_dict
-    from detr_core.evaluation import evaluate_model
-    from search.trial import data_section, output_to_file, prepare_on_node
+    from detr_core.config.run_config import run_config_from_dict
+    from detr_core.evaluate import evaluate_model
+    from search.trial.node_data import data_section, prepare_on_node
+    from search.trial.trial_output import output_to_file
 
     chosen = select_checkpoint(trial, mode)
     if chosen is None:

@@ -13,16 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from detr_core.files import UserInputError
-from search.store import (
-    SPEC_FILE,
-    TIME_BUDGET_FILE,
-    ExperimentPath,
-    folder_has_entries,
-    is_uri,
-    join_uri,
-    location,
-)
+from detr_core.files.errors import UserInputError
+from search.store.layout import SPEC_FILE, TIME_BUDGET_FILE
+from search.store.storage import ExperimentPath, folder_has_entries, is_uri, join_uri, location
 
 #: Tune's trial states of a trial that will not run again.
 _ENDED = {"TERMINATED", "ERROR"}
@@ -67,8 +60,8 @@ def unfinished_reason(experiment: ExperimentPath) -> str | None:
     Read from Ray's newest `experiment_state-*.json` and `search_spec.yaml`; a search that its
     `--time-budget` ended is finished on purpose.
     """
-    from search.results import read_ray_states
-    from search.space import read_spec_file
+    from search.results.reading import read_ray_states
+    from search.space.spec import read_spec_file
 
     if (experiment / TIME_BUDGET_FILE).is_file():
         return None

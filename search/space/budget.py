@@ -36,7 +36,7 @@ def _numbers(values: list[Any]) -> list[float]:
 def training_arg_values(base: dict[str, Any], space: dict[str, Any], key: str) -> list[float]:
     """Numbers `training_args.<key>` can take: searched candidates, else the fixed or base value,
     else detr_core's default for the field."""
-    from detr_core.config import training_arg_default
+    from detr_core.config.training_args import training_arg_default
 
     dotted = f"training_args.{key}"
     if dotted in space:

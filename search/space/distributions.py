@@ -25,8 +25,8 @@ import types
 import typing
 from typing import Any, Literal
 
-from detr_core.config import strip_optional
-from detr_core.files import UserInputError, describe_value
+from detr_core.config.config_keys import strip_optional
+from detr_core.files.errors import UserInputError, describe_value
 
 FLOAT_DISTRIBUTIONS = ("uniform", "quniform", "loguniform", "qloguniform")
 INT_DISTRIBUTIONS = ("randint", "qrandint", "lograndint")

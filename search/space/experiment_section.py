@@ -14,8 +14,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from detr_core.config import DEFAULT_METRIC, SELECTABLE_EVAL_METRICS, natural_mode
-from detr_core.files import UserInputError, describe_value
+from detr_core.config.metric_names import DEFAULT_METRIC, SELECTABLE_EVAL_METRICS, natural_mode
+from detr_core.files.errors import UserInputError, describe_value
 from search.space.budget import estimate_max_steps, first_eval_step
 from search.space.distributions import is_number
 from search.space.samplers import DEFAULT_SAMPLER, check_sampler

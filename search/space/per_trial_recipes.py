@@ -28,8 +28,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from detr_core.config import apply_overrides, run_config_from_dict
-from detr_core.files import UserInputError
+from detr_core.config.run_config import apply_overrides, run_config_from_dict
+from detr_core.files.errors import UserInputError
+from detr_core.model.recipes import recipe_for
 from search.space.distributions import fixed_values_of, searched_keys_of
 
 #: Searched keys that change the model, hence its recipe, from trial to trial.
@@ -83,7 +84,7 @@ def resolve_per_trial(space: dict[str, Any], relative: list[str], base: dict[str
     for candidate in candidate_models(space, src):
         try:
             model = run_config_from_dict(apply_overrides(base, {**fixed, **candidate})).model
-            recipe = _recipes().recipe_for(model)
+            recipe = recipe_for(model)
         except UserInputError as exc:
             where = f"{exc.source}: " if exc.source else ""
             raise UserInputError(f"relative_to: recipe: {where}{exc.problem}", source=src,
@@ -105,11 +106,6 @@ def resolve_per_trial(space: dict[str, Any], relative: list[str], base: dict[str
     return record, resolved_spaces
 
 
-def _recipes() -> Any:
-    """detr_core.model, imported on first use (it loads torch: seconds)."""
-    import detr_core.model
-
-    return detr_core.model
 
 
 def trial_recipe(base: Mapping[str, Any], values: Mapping[str, Any], keys: list[str]) -> Any:
@@ -119,7 +115,7 @@ def trial_recipe(base: Mapping[str, Any], values: Mapping[str, Any], keys: list[
     cache_key = json.dumps(raw.get("model"), sort_keys=True, default=str)
     if cache_key not in _recipe_cache:
         model = run_config_from_dict(raw).model
-        _recipe_cache[cache_key] = _recipes().recipe_for(model)
+        _recipe_cache[cache_key] = recipe_for(model)
     recipe = _recipe_cache[cache_key]
     if recipe is None:  # the space was checked when it loaded: the model changed since
         raise UserInputError(f"the trial's model ({raw.get('model')}) has no recipe to resolve "

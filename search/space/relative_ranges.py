@@ -22,8 +22,10 @@ import contextlib
 import copy
 from typing import Any
 
-from detr_core.config import apply_overrides, key_type, run_config_from_dict
-from detr_core.files import UserInputError
+from detr_core.config.config_keys import key_type
+from detr_core.config.run_config import apply_overrides, run_config_from_dict
+from detr_core.files.errors import UserInputError
+from detr_core.model.recipes import RECIPE_KEYS, recipe_for
 from search.space.distributions import (
     DISTRIBUTIONS,
     INT_DISTRIBUTIONS,
@@ -47,15 +49,9 @@ SIGNIFICANT_DIGITS = 12
 
 def recipe_keys() -> tuple[str, ...]:
     """The run-config keys a recipe fills, in detr_core's order (`RECIPE_KEYS`)."""
-    return tuple(_recipes().RECIPE_KEYS)
+    return tuple(RECIPE_KEYS)
 
 
-def _recipes() -> Any:
-    """detr_core.model, imported on first use (it loads torch: seconds), for its recipe names
-    (`RECIPE_KEYS`, `recipe_for`, `run_sets`)."""
-    import detr_core.model
-
-    return detr_core.model
 
 
 def split_relative(space: Any, src: str) -> tuple[Any, list[str]]:
@@ -160,7 +156,7 @@ def _base_recipe(space: dict[str, Any], base: dict[str, Any], src: str, key: str
 
     try:
         model = run_config_from_dict(apply_overrides(base, fixed_values_of(space))).model
-        recipe = _recipes().recipe_for(model)
+        recipe = recipe_for(model)
     except UserInputError as exc:
         where = f"{exc.source}: " if exc.source else ""
         raise fail(f"{where}{exc.problem}") from None
@@ -259,7 +255,7 @@ def _recipe_values(base: dict[str, Any], space: dict[str, Any]) -> tuple[str, di
     a recipe that cannot be read here is said so (each trial reads it again)."""
     try:
         model = run_config_from_dict(apply_overrides(base, fixed_values_of(space))).model
-        recipe = _recipes().recipe_for(model)
+        recipe = recipe_for(model)
     except UserInputError as exc:
         return f"Recipe: not known here ({exc})", {}
     if recipe is None:

@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from detr_core.files import UserInputError, describe_value
+from detr_core.files.errors import UserInputError, describe_value
 
 #: `sampler:` name -> the class in `optuna.samplers`
 SAMPLERS = {

@@ -13,14 +13,9 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from detr_core.config import (
-    EXCLUSIVE_KEYS,
-    key_type,
-    resolve_path_value,
-    strip_optional,
-    touches,
-)
-from detr_core.files import UserInputError
+from detr_core.config.config_keys import EXCLUSIVE_KEYS, key_type, strip_optional, touches
+from detr_core.config.config_paths import resolve_path_value
+from detr_core.files.errors import UserInputError
 from search.space.distributions import (
     DISTRIBUTIONS,
     INT_DISTRIBUTIONS,
@@ -94,7 +89,7 @@ def _parse_entry(key: str, value: Any, folder: Path) -> Any:
 
 def resolve_paths_in(key: str, value: Any, folder: Path) -> Any:
     """Path strings within a value set at `key` made absolute (detr_core's path keys)."""
-    from detr_core.config import PATH_KEYS
+    from detr_core.config.config_paths import PATH_KEYS
 
     for path_key in PATH_KEYS:
         if path_key == key:

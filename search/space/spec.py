@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detr_core.files import UserInputError, dumps_yaml, parse_yaml_mapping
+from detr_core.files.errors import UserInputError
+from detr_core.files.yaml_io import dumps_yaml, parse_yaml_mapping
 from search.space.budget import asha_rungs
 from search.space.distributions import fixed_values_of, log_scale_keys_of, searched_keys_of
-from search.store import SPEC_FILE, ExperimentPath, write_text_atomic
+from search.store.files import write_text_atomic
+from search.store.layout import SPEC_FILE
+from search.store.storage import ExperimentPath
 
 
 @dataclass

@@ -73,18 +73,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from detr_core.config import (
+from detr_core.config.config_keys import EXCLUSIVE_KEYS, is_section, touches
+from detr_core.config.config_paths import resolve_paths
+from detr_core.config.run_config import (
     DEFAULT_CONFIG_PATH,
-    EXCLUSIVE_KEYS,
     apply_overrides,
-    is_section,
     load_run_config,
-    resolve_paths,
     run_config_from_dict,
     run_config_to_dict,
-    touches,
 )
-from detr_core.files import UserInputError, describe_value, load_yaml_mapping
+from detr_core.files.errors import UserInputError, describe_value
+from detr_core.files.yaml_io import load_yaml_mapping
 from search.space.distributions import candidate_values, fixed_values_of, searched_keys_of
 from search.space.experiment_section import as_mapping, build_spec, experiment_with_overrides
 from search.space.relative_ranges import resolve_relative, split_relative

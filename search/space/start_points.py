@@ -25,7 +25,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from detr_core.files import UserInputError, describe_value
+from detr_core.files.errors import UserInputError, describe_value
 from search.space.distributions import (
     describe_distribution,
     fits,

@@ -8,7 +8,7 @@ them (`detr_core.files.run_layout`). Ray Tune's own per-trial files (`params.jso
 
 from __future__ import annotations
 
-from detr_core.files import BEST_MODEL_DIR, TEST_METRICS_FILE
+from detr_core.files.run_layout import BEST_MODEL_DIR, TEST_METRICS_FILE
 
 __all__ = [
     "BEST_CONFIG_FILE",

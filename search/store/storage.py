@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 
 import pyarrow.fs as pafs
 
-from detr_core.files import UserInputError
+from detr_core.files.errors import UserInputError
 
 
 def is_uri(text: str | os.PathLike[str]) -> bool:

@@ -23,19 +23,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from detr_core.config import DataConfig, run_config_from_dict, run_config_to_dict
-from detr_core.data import (
+from detr_core.config.run_config import DataConfig, run_config_from_dict, run_config_to_dict
+from detr_core.data.pipeline_check import check_pipelines_fit
+from detr_core.data.prepare import (
     PreparedData,
-    check_pipelines_fit,
     coco_paths,
     crowded_images_note,
-    dataset_dir,
-    ensure_synthetic_dataset,
     prepare_data,
     split_summary,
 )
-from detr_core.files import UserInputError, errors_from
-from detr_core.model import num_queries_of
+from detr_core.data.synthetic import dataset_dir, ensure_synthetic_dataset
+from detr_core.files.errors import UserInputError, errors_from
+from detr_core.model.build import num_queries_of
 
 SYNTHETIC = "synthetic"
 COCO = "coco"

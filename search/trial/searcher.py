@@ -26,9 +26,9 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
-from detr_core.config import is_better
-from search.space import enqueue_points
-from search.store import as_float, as_int
+from detr_core.config.metric_names import is_better
+from search.space.start_points import enqueue_points
+from search.store.values import as_float, as_int
 from search.trial.status import is_early_stopped
 
 

@@ -23,9 +23,10 @@ from typing import Any
 import ray
 from ray import tune
 
-from detr_core.config import run_config_from_dict
-from detr_core.training import EvaluationEvent, train_run, weights_folder
-from search.store import CHECKPOINT_META_FILE, TRIAL_LOG_FILE
+from detr_core.config.run_config import run_config_from_dict
+from detr_core.train import EvaluationEvent, train_run
+from detr_core.training.ema import weights_folder
+from search.store.layout import CHECKPOINT_META_FILE, TRIAL_LOG_FILE
 from search.trial.node_data import data_section, prepare_on_node
 from search.trial.trial_config import trial_run_config, trial_threads
 from search.trial.trial_output import output_to_file

@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from detr_core.config import apply_overrides
-from search.space import absolute_values, fixed_values_of, quantize_params
+from detr_core.config.run_config import apply_overrides
+from search.space.distributions import fixed_values_of, quantize_params
+from search.space.per_trial_recipes import absolute_values
 
 
 def trial_values(space: Mapping[str, Any], params: Mapping[str, Any],

@@ -20,9 +20,9 @@ import pytest
 from benchmarks import embedded_default
 from benchmarks.embedded_default import recipe_run_config, search_facts, search_steps
 from benchmarks.embedded_default_report import render
-from detr_core.config import run_config_from_dict
-from detr_core.model import RECIPE_KEYS, apply_recipe
-from search.space import load_search_spec
+from detr_core.config.run_config import run_config_from_dict
+from detr_core.model.recipes import RECIPE_KEYS, apply_recipe
+from search.space.spec_loading import load_search_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks import bccd_search
 from benchmarks import families_bccd as bench
-from detr_core.config import run_config_from_dict
+from detr_core.config.run_config import run_config_from_dict
 
 
 def record(name: str, map_50: float, per_class: dict[str, float] | None = None) -> dict[str, Any]:

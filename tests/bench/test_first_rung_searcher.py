@@ -16,7 +16,7 @@ from benchmarks.search_efficiency import first_rung_searcher
 def test_every_trial_is_told_its_value_at_the_first_rung(tmp_path) -> None:
     from ray import tune
 
-    from search.store import journal_storage
+    from search.store.study_journal import journal_storage
 
     searcher = first_rung_searcher()(
         space={"lr": tune.loguniform(1e-4, 1e-2)}, metric="eval_map_50", mode="max",

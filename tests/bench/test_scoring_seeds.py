@@ -20,7 +20,7 @@ import pytest
 
 from benchmarks import learning_curves, search_efficiency
 from benchmarks.replay import CurveTable, config_key, read_runs
-from detr_core.files import UserInputError
+from detr_core.files.errors import UserInputError
 
 STEPS = [10, 20]
 LOW, HIGH = {"training_args.learning_rate": 1e-3}, {"training_args.learning_rate": 1e-2}

@@ -136,7 +136,7 @@ def test_a_misspelt_strategy_variant_is_one_clear_error() -> None:
     import pytest
 
     from benchmarks.search_efficiency import StrategyName
-    from detr_core.files import UserInputError
+    from detr_core.files.errors import UserInputError
 
     for bad, words in (("asha_tpe+g3", "+g3"), ("asha_tpe+f3", "+f3"), ("nope+f1x1", "'nope'"),
                        ("asha_tpe+f0x2", ">= 1")):

@@ -45,13 +45,13 @@ class Case:
 
 def _main(cli: str) -> Callable[[list[str]], Any]:
     if cli == "train":
-        from detr_core.training.train import main
+        from detr_core.train import main
     elif cli == "evaluate":
-        from detr_core.evaluation.evaluate import main
+        from detr_core.evaluate import main
     elif cli == "search":
         from search.run import main
     else:
-        from search.results.export import main
+        from search.export import main
     return main
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from detr_core import evaluate, predict, train
-from detr_core.model import FAMILIES
+from detr_core.model.families import FAMILIES
 
 pytestmark = pytest.mark.slow
 
@@ -59,8 +59,8 @@ def test_train_evaluate_predict(tmp_path: Path, family: str, iou_loss: str,
 
     images = tmp_path / "photos"
     images.mkdir()
-    from detr_core.config import load_run_config
-    from detr_core.data import prepare_data
+    from detr_core.config.run_config import load_run_config
+    from detr_core.data.prepare import prepare_data
 
     data = prepare_data(load_run_config(config).data, quiet=True)
     for record in list(data.test.coco.imgs.values())[:3]:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from detr_core.config import run_config_from_dict
-from detr_core.evaluation.evaluate import evaluate_model
-from detr_core.training import train_run
+from detr_core.config.run_config import run_config_from_dict
+from detr_core.evaluate import evaluate_model
+from detr_core.train import train_run
 
 pytestmark = pytest.mark.slow
 

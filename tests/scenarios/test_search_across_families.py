@@ -40,9 +40,9 @@ FROZEN_LR = 1e-9
 
 def frozen_d_fine(folder: Path) -> Path:
     """A tiny D-FINE `save_pretrained` folder whose recipe.json cannot learn."""
-    from detr_core.config import ModelConfig
+    from detr_core.config.run_config import ModelConfig
     from detr_core.data.coco import LabelMap
-    from detr_core.model import build_image_processor, build_model
+    from detr_core.model.build import build_image_processor, build_model
 
     cfg = ModelConfig(preset="tiny", family="d_fine", image_size=64)
     model = build_model(cfg, LabelMap(category_ids=(0, 1), names=("a", "b")), "giou", False)

@@ -350,7 +350,7 @@ def test_export_rebuilds_every_output(search: SearchRun, tmp_path: Path) -> None
     """`search/export.py`'s `main`, in-process (test_export.py runs the script itself)."""
     import ray
 
-    from search.results.export import main
+    from search.export import main
 
     exp = _finished(search).experiment_dir
     copy = tmp_path / NAME

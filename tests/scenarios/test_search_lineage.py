@@ -23,7 +23,7 @@ from search_helpers import (
     write_space,
 )
 
-from search.results.export import main as export_main
+from search.export import main as export_main
 from search.run import main as run_main
 
 pytestmark = pytest.mark.slow

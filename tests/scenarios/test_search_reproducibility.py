@@ -5,7 +5,7 @@ the other, so the second runs on the reused actor of the first, 200 optimizer st
 `--final-seeds 2` (the finalists stage with the winner alone: two fresh runs of its
 configuration, seeds 43 and 44, in the stage's own Tune experiment). `best_config.yaml` and
 `best_model/` are the better of those two runs. Afterwards the experiment folder is moved away
-except `best_config.yaml`, and `detr_core.training.train` trains from that file alone into a
+except `best_config.yaml`, and `detr_core.train` trains from that file alone into a
 fresh folder (no checkpoint to resume from): its evaluation curve equals that run's reported
 curve to 1e-6. The search trial that lost is rebuilt the same way, so a trial run on a fresh
 actor and one on a reused actor are both covered. The two fresh runs' curves differ from each
@@ -147,8 +147,8 @@ def _chosen_run(search: Path) -> Path:
 
 def test_best_config_alone_reproduces_the_winners_curve(search: Path, tmp_path: Path) -> None:
     from detr_core.config.run_config import load_run_config
+    from detr_core.train import train_run
     from detr_core.training.eval_history import read_eval_history
-    from detr_core.training.train import train_run
     from search.results.reading import load_trials
     from search.results.winner import build_best_config
     from search.space.spec import read_spec_file

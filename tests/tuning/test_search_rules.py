@@ -131,7 +131,7 @@ def test_no_copies_of_detr_core_rules_in_search() -> None:
                  "CHECKPOINT_META =", '"finalists.json"', '"search_spec.yaml"'):
         assert text.count(copy) <= (1 if copy.startswith('"') else 0), copy
     assert len(re.findall(r"^class SearchSpec\b", text, re.M)) == 1
-    assert "def export_best_model" not in text  # detr_core.training.train has the one of that name
+    assert "def export_best_model" not in text  # detr_core.train has the one of that name
 
 
 def test_modules_stay_small_and_matplotlib_only_in_plots() -> None:

@@ -13,36 +13,3 @@ with other variants). One module per loss family (`detr`, `deformable`, `rt_detr
 each subclassing transformers' matcher and criterion and overriding only what holds the IoU;
 `functions` maps `config.model_type` to the family; `common` holds what they share.
 """
-
-from __future__ import annotations
-
-from detr_core.model.losses.common import IOU_VARIANTS, DivergedTrainingError
-from detr_core.model.losses.d_fine import IouDFineLoss
-from detr_core.model.losses.deformable import (
-    IouDeformableDetrHungarianMatcher,
-    IouDeformableDetrImageLoss,
-)
-from detr_core.model.losses.detr import IouHungarianMatcher, IouImageLoss
-from detr_core.model.losses.functions import (
-    FAMILY_LOSSES,
-    DetrIouLoss,
-    IouLoss,
-    iou_loss_function,
-)
-from detr_core.model.losses.rt_detr import IouRTDetrHungarianMatcher, IouRTDetrLoss
-
-__all__ = [
-    "FAMILY_LOSSES",
-    "IOU_VARIANTS",
-    "DetrIouLoss",
-    "DivergedTrainingError",
-    "IouDFineLoss",
-    "IouDeformableDetrHungarianMatcher",
-    "IouDeformableDetrImageLoss",
-    "IouHungarianMatcher",
-    "IouImageLoss",
-    "IouLoss",
-    "IouRTDetrHungarianMatcher",
-    "IouRTDetrLoss",
-    "iou_loss_function",
-]

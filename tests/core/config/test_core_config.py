@@ -297,8 +297,8 @@ def test_run_config_from_dict_names_source() -> None:
 def test_train_cli_bad_config_is_one_line_exit_2(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The CLI turns a config mistake into one stderr line, exit code 2, nothing written
-    (in-process: `detr_core.training.train.main` is what the console script runs)."""
-    from detr_core.training.train import main
+    (in-process: `detr_core.train.main` is what the console script runs)."""
+    from detr_core.train import main
 
     bad = write_yaml(tmp_path / "bad.yaml", """\
         model: {preset: tiny, imagesize: 64}
@@ -323,7 +323,7 @@ def test_train_cli_bad_config_is_one_line_exit_2(
 def test_evaluate_cli_missing_model_is_user_error(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """In-process `main`: a wrong --model folder is one `error:` line and exit code 2."""
-    from detr_core.evaluation.evaluate import main
+    from detr_core.evaluate import main
 
     config = write_yaml(tmp_path / "run.yaml", MINIMAL)
     with pytest.raises(SystemExit) as info:

@@ -240,7 +240,7 @@ def test_a_pipeline_that_cannot_take_the_smallest_image_is_refused_before_traini
     """A RandomCrop larger than some images fails there mid-epoch (CropSizeError); it is
     found on the narrowest and the shortest image of the split, even at p < 1."""
     from detr_core.config.run_config import AugmentationConfig
-    from detr_core.data import check_pipelines_fit
+    from detr_core.data.pipeline_check import check_pipelines_fit
 
     images = [{"id": 1, "width": 120, "height": 100}, {"id": 2, "width": 50, "height": 90},
               {"id": 3, "width": 110, "height": 40}]

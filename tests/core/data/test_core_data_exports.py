@@ -23,9 +23,9 @@ from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
 from detr_core.data.image_io import load_rgb, to_rgb8
 from detr_core.data.prepare import crowded_images_note, prepare_data, split_summary
 from detr_core.evaluation.detections import decode_targets
-from detr_core.evaluation.predict import drawn_names
 from detr_core.files.errors import UserInputError
 from detr_core.model.build import build_image_processor, num_queries_of
+from detr_core.predict import drawn_names
 
 ORIENTATION = 0x0112
 BOX = [6, 34, 20, 18]  # x, y, w, h in the *displayed* frame (40 wide, 60 tall)

@@ -28,9 +28,9 @@ from detr_core.evaluation.metrics import (
     recall,
     threshold_sweep,
 )
-from detr_core.model import FAMILIES
 from detr_core.model.boxes import box_centres, cxcywh_to_xyxy, to_original_pixels
 from detr_core.model.build import build_image_processor
+from detr_core.model.families import FAMILIES
 
 CLASS_NAMES = ("car", "person", "sign")
 

@@ -1,4 +1,4 @@
-"""detr_core.evaluation.predict's output folder: it replaces `--out` whole, so it must never
+"""detr_core.predict's output folder: it replaces `--out` whole, so it must never
 delete what the user keeps there.
 
 `--out` may be new, empty or an earlier predict output; the images folder, a folder holding
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import write_image
 
-from detr_core.evaluation.predict import DETECTIONS_FILE, DRAWN_DIR, main
+from detr_core.predict import DETECTIONS_FILE, DRAWN_DIR, main
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,7 @@ def test_files_added_to_out_while_the_model_runs_are_kept(
         capsys: pytest.CaptureFixture[str], tiny_model: Path, photos: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The folder is checked again just before it is replaced, not only at the start."""
-    import detr_core.evaluation.predict as module
+    import detr_core.predict as module
 
     out = tmp_path / "preds"
     assert predict(tiny_model, photos, out) == 0

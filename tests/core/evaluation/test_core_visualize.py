@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from detr_core.data import load_coco_split
+from detr_core.data.coco import load_coco_split
 from detr_core.evaluation.visualize import (
     DETECTION_COLOUR,
     GROUND_TRUTH_COLOUR,

@@ -18,7 +18,7 @@ from detr_core.model.build import (
     load_trained_model,
 )
 from detr_core.model.families import TINY_DETR as TINY_PRESET
-from detr_core.model.losses import DetrIouLoss
+from detr_core.model.losses.functions import DetrIouLoss
 
 TWO = LabelMap(category_ids=(0, 1), names=("cat", "dog"))
 THREE = LabelMap(category_ids=(1, 2, 3), names=("rectangle", "ellipse", "triangle"))

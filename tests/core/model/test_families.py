@@ -12,12 +12,11 @@ import pytest
 import torch
 from torchvision.ops import FrozenBatchNorm2d
 
-from detr_core.config import FamilyName, run_config_from_dict
-from detr_core.config.run_config import ModelConfig
+from detr_core.config.run_config import FamilyName, ModelConfig, run_config_from_dict
 from detr_core.data.coco import LabelMap
 from detr_core.evaluation.detections import decode_predictions
 from detr_core.files.errors import UserInputError
-from detr_core.model import FAMILIES, backbone_parameters, check_model_folder, family_of_model
+from detr_core.model.backbone import backbone_parameters
 from detr_core.model.build import (
     build_image_processor,
     build_model,
@@ -26,6 +25,8 @@ from detr_core.model.build import (
     load_trained_model,
     model_family,
 )
+from detr_core.model.families import FAMILIES, family_of_model
+from detr_core.model.model_check import check_model_folder
 
 ALL = tuple(FAMILIES)
 #: One softmax and one sigmoid family in `make test-fast`; every family in `make test`.
@@ -213,7 +214,8 @@ def test_trained_model_folder_reloads_with_its_family(tmp_path: Path, family: st
 @pytest.mark.parametrize("family", ["conditional_detr", "d_fine"])
 def test_num_queries_is_known_before_building(tmp_path: Path, family: str) -> None:
     """What the "more objects than queries" warning reads, for presets and folders alike."""
-    from detr_core.model import num_queries_of, tiny_preset
+    from detr_core.model.build import num_queries_of
+    from detr_core.model.families import tiny_preset
 
     assert num_queries_of(tiny(family)) == tiny_preset(family)["num_queries"]
     assert num_queries_of(tiny(family, num_queries=12)) == 12

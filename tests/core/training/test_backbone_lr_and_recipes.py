@@ -12,21 +12,18 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from detr_core.config import build_training_args, run_config_from_dict
-from detr_core.config.run_config import ModelConfig
-from detr_core.data import DetrCollator, prepare_data
+from detr_core.config.run_config import ModelConfig, run_config_from_dict
+from detr_core.config.training_args import build_training_args
 from detr_core.data.coco import LabelMap
+from detr_core.data.dataset import DetrCollator
+from detr_core.data.prepare import prepare_data
 from detr_core.files.errors import UserInputError
-from detr_core.model import (
-    FAMILIES,
-    PUBLISHED,
-    apply_recipe,
-    backbone_parameters,
-    build_image_processor,
-    build_model,
-    recipe_for,
-)
-from detr_core.training import DetrTrainer, build_datasets, make_compute_metrics, train_run
+from detr_core.model.backbone import backbone_parameters
+from detr_core.model.build import build_image_processor, build_model
+from detr_core.model.families import FAMILIES
+from detr_core.model.recipes import PUBLISHED, apply_recipe, recipe_for
+from detr_core.train import build_datasets, train_run
+from detr_core.training.trainer import DetrTrainer, make_compute_metrics
 
 THREE = LabelMap(category_ids=(1, 2, 3), names=("rectangle", "ellipse", "triangle"))
 

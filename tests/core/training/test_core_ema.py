@@ -14,9 +14,9 @@ import pytest
 import torch
 from transformers import DetrForObjectDetection
 
-import detr_core.training.train
+import detr_core.train
 from detr_core.config.run_config import run_config_from_dict
-from detr_core.evaluation.evaluate import evaluate_prepared
+from detr_core.evaluate import evaluate_prepared
 from detr_core.files.run_layout import EMA_DIR
 from detr_core.training.ema import EmaCallback, weights_folder
 from detr_core.training.preflight import check_run_inputs
@@ -57,14 +57,14 @@ def test_averaged_weights_are_evaluated_chosen_and_exported(
                 k: v.detach().clone() for k, v in model.state_dict().items()}
             return super().on_step_end(args, state, control, model=model, **kw)
 
-    monkeypatch.setattr(detr_core.training.train, "EmaCallback", RecordingEma)
+    monkeypatch.setattr(detr_core.train, "EmaCallback", RecordingEma)
     raw = tiny_run_dict
     raw["ema"] = {"decay": DECAY, "warmup_power": POWER}
     raw["evaluation"]["score_threshold"] = 0.0  # every query counts: IoU numbers move with weights
     raw["training_args"].update(max_steps=6, logging_steps=2, learning_rate=5e-3,
                                 metric_for_best_model="eval_ema_loss_bbox")
     config = run_config_from_dict(raw)
-    result = detr_core.training.train.train_run(config, tmp_path / "run", evaluate_test=False)
+    result = detr_core.train.train_run(config, tmp_path / "run", evaluate_test=False)
 
     # chosen by the average's metric, among the evaluations at steps 2, 4, 6
     history = {int(row["step"]): row for row in result.history}

@@ -16,10 +16,13 @@ from typing import Any
 import pytest
 from transformers import TrainerCallback
 
-from detr_core.config import build_training_args, run_config_from_dict
-from detr_core.data import DetrCollator, prepare_data
-from detr_core.model import build_image_processor, build_model
-from detr_core.training import DetrTrainer, build_datasets
+from detr_core.config.run_config import run_config_from_dict
+from detr_core.config.training_args import build_training_args
+from detr_core.data.dataset import DetrCollator
+from detr_core.data.prepare import prepare_data
+from detr_core.model.build import build_image_processor, build_model
+from detr_core.train import build_datasets
+from detr_core.training.trainer import DetrTrainer
 
 
 class FirstSteps(TrainerCallback):

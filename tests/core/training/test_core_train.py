@@ -1,4 +1,4 @@
-"""detr_core.training.train / evaluate end to end on a tiny synthetic dataset (slow: real training).
+"""detr_core.train / evaluate end to end on a tiny synthetic dataset (slow: real training).
 
 One GIoU run (8 steps, evaluation every 2) is shared by most tests of this module; DIoU and
 CIoU get a 2-step run each. All data is generated into the session's `DETR_SEARCH_CACHE`.
@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from detr_core.config.run_config import RunConfig, load_run_config
-from detr_core.training.train import EvaluationEvent, RunResult, train_run
+from detr_core.train import EvaluationEvent, RunResult, train_run
 
 pytestmark = pytest.mark.slow
 
@@ -226,7 +226,7 @@ def test_evaluate_cli(giou_run: Run, tmp_path: Path, capsys: pytest.CaptureFixtu
     model_dir = tmp_path / "model"
     shutil.copytree(giou_run.result.best_model_dir, model_dir)
     (model_dir / "test_metrics.json").unlink()
-    from detr_core.evaluation.evaluate import main
+    from detr_core.evaluate import main
 
     capsys.readouterr()
     assert main(["--model", str(model_dir), "--config", str(giou_run.config_path),
@@ -384,7 +384,7 @@ def test_test_split_at_every_evaluation_when_asked(tmp_path: Path,
 def test_checkpoint_rotation_says_nothing_about_mtime(tmp_path: Path) -> None:
     """Two checkpoints saved within a second make the Trainer's rotation fall back from mtime
     to step order and log a warning (in CI it was a second stderr line after a one-line
-    error); detr_core.training.train drops that notice, and the fallback itself still happens."""
+    error); detr_core.train drops that notice, and the fallback itself still happens."""
     import logging
     import os
 

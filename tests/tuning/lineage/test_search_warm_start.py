@@ -19,15 +19,18 @@ import yaml
 from s3_server import S3Server, apply_env, s3_server
 from search_helpers import FAKE_SPEC, METRIC, write_fake_experiment, write_fake_trial, write_space
 
-from detr_core.files import UserInputError
+from detr_core.files.errors import UserInputError
 from search.lineage.fitting import fit_trial, fits
 from search.lineage.warm_start import plan_warm_start
 from search.results.export import export_experiment
 from search.results.warm_trials import write_warm_start_record
 from search.run import main
-from search.space import SearchSpec, load_search_spec, to_tune_param_space, write_spec_file
-from search.store import copy_tree, journal_storage, location
-from search.trial import AshaAwareOptunaSearch
+from search.space.spec import SearchSpec, write_spec_file
+from search.space.spec_loading import load_search_spec
+from search.space.tune_space import to_tune_param_space
+from search.store.storage import copy_tree, location
+from search.store.study_journal import journal_storage
+from search.trial.searcher import AshaAwareOptunaSearch
 
 LR = "training_args.learning_rate"
 WARMUP = "training_args.warmup_steps"

@@ -12,11 +12,11 @@ import pytest
 import yaml
 from search_helpers import FAKE_SPEC, fake_params, write_fake_experiment, write_fake_trial
 
+from search.export import main
 from search.lineage.warm_start import plan_warm_start
 from search.results.compare import best_so_far, read_search
-from search.results.export import main
 from search.results.warm_trials import write_warm_start_record
-from search.space import SearchSpec
+from search.space.spec import SearchSpec
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -24,7 +24,8 @@ from search_helpers import (
     write_fake_trial,
 )
 
-from search.results.export import export_experiment, main
+from search.export import main
+from search.results.export import export_experiment
 from search.results.plots import param_axis
 from search.results.reading import read_results
 from search.trial.status import is_early_stopped, status_category, trial_status

@@ -147,7 +147,7 @@ def test_a_trial_cut_by_the_budget_before_reporting_says_so(tmp_path: Path) -> N
 def test_a_full_disk_stops_the_search_with_one_line_and_the_resume_command(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import search.running
+    import search.running.driver
     from search.run import main
 
     space = tmp_path / "space.yaml"
@@ -157,8 +157,8 @@ def test_a_full_disk_stops_the_search_with_one_line_and_the_resume_command(
     def full(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.json"))
 
-    # run.py takes run_search from the sub-package's public face, so it is patched there
-    monkeypatch.setattr(search.running, "run_search", full)
+    # run.py imports run_search from the driver when it starts the search
+    monkeypatch.setattr(search.running.driver, "run_search", full)
     assert main(["--space", str(space), "--storage", str(tmp_path / "out")]) == 1
     captured = capsys.readouterr()
     assert captured.err.strip() == (f"error: No space left on device writing {tmp_path / 'x.json'}"

@@ -15,7 +15,7 @@ from search.running.cli import describe, parse_args, spec_overrides
 from search.running.driver import build_searcher
 from search.space.spec import SearchSpec
 from search.space.spec_loading import load_search_spec
-from search.store import location
+from search.store.storage import location
 
 SPACE = """\
 experiment:

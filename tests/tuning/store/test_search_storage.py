@@ -17,7 +17,8 @@ import yaml
 from s3_server import S3Server, apply_env, s3_server
 from search_helpers import write_fake_experiment
 
-from search.results.export import copy_report, export_experiment, main
+from search.export import main
+from search.results.export import copy_report, export_experiment
 from search.store.storage import UriPath, copy_tree, folder_has_entries, location, remove_tree
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
