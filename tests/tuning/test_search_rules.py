@@ -134,9 +134,7 @@ def test_no_copies_of_detr_core_rules_in_search() -> None:
     assert "def export_best_model" not in text  # detr_core.train has the one of that name
 
 
-def test_modules_stay_small_and_matplotlib_only_in_plots() -> None:
-    for path in [*(REPO / "search").rglob("*.py"), *(REPO / "detr_core").rglob("*.py")]:
-        assert len(path.read_text().splitlines()) <= 420, path
+def test_matplotlib_only_in_plots() -> None:
     importers = {p.name for p in (REPO / "search").rglob("*.py")
                  if re.search(r"^\s*(import|from) matplotlib", p.read_text(), re.M)}
     assert importers == {"plots.py"}
