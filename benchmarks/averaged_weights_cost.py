@@ -43,7 +43,7 @@ def trial_config(steps: int, ema: bool) -> dict[str, Any]:
     """The shipped space's trial base at a fixed learning rate, `steps` long, with or without
     the averaged weights."""
     from detr_core.config.run_config import apply_overrides
-    from search.space.spec_loading import load_search_spec
+    from search.space.spec import load_search_spec
 
     raw = apply_overrides(copy.deepcopy(load_search_spec(SPACE).base), {
         "training_args.max_steps": steps, "training_args.learning_rate": LEARNING_RATE,

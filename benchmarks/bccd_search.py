@@ -59,7 +59,7 @@ def bccd_space(arch: dict[str, Any], arch_folder: Path, run: dict[str, Any]) -> 
 def write_space(run: dict[str, Any], arch_path: Path = ARCH_SPACE,
                 out: Path = SPACE_FILE) -> Path | None:
     """Write the BCCD space from `arch_path`; None when that file does not exist (yet)."""
-    from detr_core.files.yaml_io import dump_yaml, load_yaml_mapping
+    from detr_core.files.file_io import dump_yaml, load_yaml_mapping
 
     if not arch_path.is_file():
         return None
@@ -109,7 +109,7 @@ def read_search(folder: Path) -> dict[str, Any] | None:
     """What a finished search picked and cost, read back from its folder (None: no winner
     there yet): the winner's values and test metrics, and per-trial status, model, steps and
     wall time."""
-    from detr_core.files.yaml_io import load_yaml_mapping
+    from detr_core.files.file_io import load_yaml_mapping
 
     best = folder / "best_config.yaml"
     if not best.is_file():

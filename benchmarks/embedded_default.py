@@ -76,7 +76,7 @@ def default_raw() -> dict[str, Any]:
 
 def run_train(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
     """`python -m detr_core.train --config` as a subprocess; wall time and test metrics."""
-    from detr_core.files.yaml_io import dump_yaml
+    from detr_core.files.file_io import dump_yaml
 
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "run.yaml"
@@ -180,7 +180,7 @@ def search_facts(exp: Path) -> dict[str, Any]:
     trials, how many ASHA stopped, the steps trained (sum of `last_step`), the CPU-seconds (sum
     of `cpu_s`), the winner's `model.checkpoint` and its searched values (trials.csv's columns
     between `status` and the first `best_*`, from the winner's row)."""
-    from detr_core.files.yaml_io import load_yaml_mapping
+    from detr_core.files.file_io import load_yaml_mapping
 
     with (exp / "trials.csv").open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -246,7 +246,7 @@ def search_steps(results: dict[str, Any]) -> int:
 
 def part_recipe(results: dict[str, Any], folder: Path) -> dict[str, Any]:
     """The checkpoint trained once with its recipe's defaults at the search's compute."""
-    from search.space.spec_loading import load_search_spec
+    from search.space.spec import load_search_spec
 
     steps = search_steps(results)
     raw = recipe_run_config(load_search_spec(ROOT / SPACE).base, steps)

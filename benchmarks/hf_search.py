@@ -109,7 +109,7 @@ def build_trainer(base: dict[str, Any], output_dir: Path) -> tuple[Any, Any, Any
 
 def shipped_spec() -> Any:
     """The shipped search (search_spaces/iou.yaml), loaded afresh (callers may edit it)."""
-    from search.space.spec_loading import load_search_spec
+    from search.space.spec import load_search_spec
 
     return load_search_spec(ROOT / "search_spaces" / "iou.yaml")
 
@@ -122,7 +122,7 @@ def shipped_space() -> dict[str, Any]:
 def shipped_hp_space() -> dict[str, Any]:
     """The shipped space as HF's `hp_space` wants it: Tune domains keyed by the
     TrainingArguments field (or `model_init` argument) they set."""
-    from search.space.tune_space import to_tune_param_space
+    from search.space.spec import to_tune_param_space
 
     space = to_tune_param_space(shipped_spec())
     return {key.removeprefix("training_args."): domain for key, domain in space.items()}

@@ -1,6 +1,6 @@
 """What does checking every image before a run cost? 5,000 640x480 JPEGs, cold page cache.
 
-`detr_core.data.image_check` reads each file's header (format, size) and its last bytes (the
+`detr_core.data.images` reads each file's header (format, size) and its last bytes (the
 JPEG end-of-image marker) in a pool of threads. Measured side by side in one run, each pass
 over the same files with the page cache emptied first (`posix_fadvise(DONTNEED)` per file,
 after `sync`; dropping all caches needs privileges a container lacks):
@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detr_core.data.image_check import (  # noqa: E402
+from detr_core.data.images import (  # noqa: E402
     DEFAULT_THREADS,
     ImageRecord,
     evict_from_page_cache,

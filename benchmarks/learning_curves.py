@@ -67,7 +67,7 @@ def load_grid(path: Path) -> dict[str, Any]:
     list of {dotted key: value}: chosen configurations instead of every combination), `seeds`,
     optional `name` (the table's file stem) and `fixed` {dotted key: value} for every run."""
     from detr_core.files.errors import UserInputError
-    from detr_core.files.yaml_io import load_yaml_mapping
+    from detr_core.files.file_io import load_yaml_mapping
 
     raw = load_yaml_mapping(path)
     raw["space_file"] = str((path.parent / raw["space_file"]).resolve())
@@ -98,7 +98,7 @@ def grid_points(grid: dict[str, Any]) -> list[dict[str, Any]]:
 
 def base_run(space_file: str) -> dict[str, Any]:
     """The run config the shipped search's trials start from (its spec's base)."""
-    from search.space.spec_loading import load_search_spec
+    from search.space.spec import load_search_spec
 
     return load_search_spec(space_file).base
 
@@ -126,7 +126,7 @@ def train_point(task: tuple[dict[str, Any], dict[str, Any], int]) -> dict[str, A
 
     from detr_core.config.run_config import apply_overrides, run_config_from_dict
     from detr_core.train import train_run
-    from detr_core.training.eval_history import read_eval_history
+    from detr_core.training.events import read_eval_history
 
     base, params, seed = task
     raw = apply_overrides(base, {**params, "seed": seed, "num_threads": 1,

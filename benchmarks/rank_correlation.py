@@ -53,7 +53,7 @@ TOP = 3
 
 def shipped_reduction_factor(space: Path = SHIPPED_SPACE) -> int:
     """ASHA's reduction factor in the shipped space: a rung keeps 1 / factor of its trials."""
-    from search.space.spec_loading import load_search_spec
+    from search.space.spec import load_search_spec
 
     return int(load_search_spec(space).scheduler.reduction_factor)
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import ray.cloudpickle
 
-from search.store.values import as_float
+from search.store.layout import as_float
 
 # Tune ships the trainable and its parameters to Ray workers by pickle. This module lives in
 # benchmarks/ (not an installed package), so it travels by value: a worker needs no path to it.

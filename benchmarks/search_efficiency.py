@@ -357,8 +357,8 @@ def load_table(curves: Path, scoring: Path | None = None) -> CurveTable:
 
 def load_settings(config_path: Path) -> Any:
     """The shipped search's settings with the benchmark's space (a SearchSpec)."""
-    from detr_core.files.yaml_io import dump_yaml, load_yaml_mapping
-    from search.space.spec_loading import load_search_spec
+    from detr_core.files.file_io import dump_yaml, load_yaml_mapping
+    from search.space.spec import load_search_spec
 
     bench = load_yaml_mapping(config_path)
     shipped_path = (config_path.parent / bench["settings_from"]).resolve()
@@ -388,7 +388,7 @@ def first_rung_searcher() -> type:
     every trial reaches) as its COMPLETE value: TPE compares all trials at one fidelity."""
     from optuna.trial import TrialState
 
-    from search.store.values import as_float, as_int
+    from search.store.layout import as_float, as_int
     from search.trial.searcher import AshaAwareOptunaSearch
 
     class FirstRungOptunaSearch(AshaAwareOptunaSearch):
@@ -473,7 +473,7 @@ def run_search(strategy: str, spec: Any, table: CurveTable, seed: int, curve_see
     """One replayed search; (reports in order, completed trial ids, wall seconds)."""
     from ray import tune
 
-    from search.space.tune_space import to_tune_param_space
+    from search.space.spec import to_tune_param_space
 
     with tempfile.TemporaryDirectory(prefix="replay-") as folder:
         search_alg, scheduler = make_search(strategy, spec, seed, Path(folder))
@@ -1102,7 +1102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
 
-    from detr_core.files.yaml_io import load_yaml_mapping
+    from detr_core.files.file_io import load_yaml_mapping
 
     if not args.curves.is_file():
         print(f"error: {args.curves}: no recorded learning curves yet; record them first with "

@@ -39,7 +39,7 @@ OUT = ROOT / "results" / "benchmarks"
 
 def candidate_config(bench: dict[str, Any], candidate: dict[str, Any], folder: Path) -> Path:
     """A search_efficiency config whose settings are the shipped ones with `candidate`'s."""
-    from detr_core.files.yaml_io import dump_yaml
+    from detr_core.files.file_io import dump_yaml
 
     config = dict(bench)
     config["settings_from"] = str((search_efficiency.CONFIG.parent
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="as search_efficiency.py --jobs")
     args = parser.parse_args(argv)
 
-    from detr_core.files.yaml_io import load_yaml_mapping
+    from detr_core.files.file_io import load_yaml_mapping
 
     if int(args.seeds.split("-")[-1]) >= 10:
         print(f"error: --seeds {args.seeds}: the defaults are chosen on searcher seeds 0-9 "

@@ -54,7 +54,7 @@ def settings(config: dict[str, Any], space: dict[str, Any], name: str) -> Any:
     """The shipped settings (`search_efficiency.load_settings`) over `space`, named `name`."""
     import dataclasses
 
-    from detr_core.files.yaml_io import dump_yaml
+    from detr_core.files.file_io import dump_yaml
 
     bench = dict(config, space=space)
     bench["settings_from"] = str((CONFIG.parent / config["settings_from"]).resolve())
@@ -73,8 +73,7 @@ def replay(spec: Any, table: CurveTable, seed: int, curve_seed: int, num_samples
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    from search.space.spec import write_spec_file
-    from search.space.tune_space import to_tune_param_space
+    from search.space.spec import to_tune_param_space, write_spec_file
     from search.store.storage import location
     from search.store.study_journal import journal_storage
     from search.trial.searcher import AshaAwareOptunaSearch
@@ -257,7 +256,7 @@ def render(config: dict[str, Any], rows: Sequence[dict], summary: dict[str, Any]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from detr_core.files.yaml_io import load_yaml_mapping
+    from detr_core.files.file_io import load_yaml_mapping
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, default=CONFIG)

@@ -28,17 +28,23 @@ from torch.utils.data import DataLoader
 from detr_core.config.run_config import RunConfig, load_default_run_config, load_run_config
 from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
 from detr_core.data.prepare import PreparedData, prepare_data
-from detr_core.evaluation.detections import ImageBoxes, decode_predictions, decode_targets
 from detr_core.evaluation.metrics import (
+    ImageBoxes,
     best_f1_threshold,
+    decode_predictions,
+    decode_targets,
     detection_metrics,
     threshold_sweep,
 )
 from detr_core.evaluation.visualize import split_detection_grid
-from detr_core.files.atomic_files import write_json_atomic, write_text_atomic
-from detr_core.files.cli_parser import ArgumentParser
-from detr_core.files.errors import UserInputError, errors_from, exit_on_user_error
-from detr_core.files.run_layout import detections_image, metrics_file, predictions_file
+from detr_core.files.errors import ArgumentParser, UserInputError, errors_from, exit_on_user_error
+from detr_core.files.file_io import (
+    detections_image,
+    metrics_file,
+    predictions_file,
+    write_json_atomic,
+    write_text_atomic,
+)
 from detr_core.model.families import family_of_model
 from detr_core.model.model_check import check_model_folder
 
@@ -106,7 +112,7 @@ def evaluate_prepared(model_dir: Path, config: RunConfig, data: PreparedData, sp
         processor = (load_image_processor(model_dir) if has_own
                      else build_image_processor(config.model))
     if dataset is None:
-        from detr_core.data.augment import build_augmentation
+        from detr_core.data.dataset import build_augmentation
 
         dataset = CocoDetectionDataset(data.split(split), data.label_map,
                                        build_augmentation([], 0.0, 0.0, "augmentation.val",

@@ -9,9 +9,9 @@ its `annotations` list is also valid COCO *results* format), and under `<out>/im
 image with its detections (score >= threshold) drawn, at its input's relative path (sub-folders
 kept) as PNG: `a.png` stays `a.png`, `a.jpg` becomes `a.jpg.png`, so `a.jpg` and `a.png` never
 overwrite each other (`drawn_names`; each image record names its file as `drawn`). Images are
-read as training reads them (`detr_core.data.image_io`: EXIF orientation applied, any mode as
+read as training reads them (`detr_core.data.images`: EXIF orientation applied, any mode as
 8-bit RGB), resized and padded by the model folder's own image processor and decoded exactly as
-in evaluation (`detr_core.evaluation.detections`), so boxes are in the displayed images' pixels.
+in evaluation (`detr_core.evaluation.metrics`), so boxes are in the displayed images' pixels.
 
 The output is built in `<out>.partial` and renamed to `<out>` whole, replacing an earlier one,
 so `<out>` (resolved: `.` is the current folder) must be new, empty or an earlier predict
@@ -29,10 +29,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from detr_core.files.atomic_files import replace_folder
-from detr_core.files.cli_parser import ArgumentParser
-from detr_core.files.errors import UserInputError, exit_on_user_error
-from detr_core.files.run_layout import CATEGORIES_FILE
+from detr_core.files.errors import ArgumentParser, UserInputError, exit_on_user_error
+from detr_core.files.file_io import CATEGORIES_FILE, replace_folder
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DETECTIONS_FILE = "detections.json"
@@ -69,7 +67,7 @@ def drawn_names(relatives: Sequence[str]) -> list[str]:
 
 def read_images(paths: Sequence[Path]) -> list[Any]:
     """Every image decoded to RGB first, so a broken file stops the run before any output."""
-    from detr_core.data.image_io import load_rgb
+    from detr_core.data.images import load_rgb
 
     images = []
     for path in paths:
@@ -119,7 +117,7 @@ def predict_images(model: Any, processor: Any, images: Sequence[Any], batch_size
 
     from detr_core.data.dataset import DetrCollator
     from detr_core.evaluate import pick_device
-    from detr_core.evaluation.detections import decode_predictions
+    from detr_core.evaluation.metrics import decode_predictions
     from detr_core.model.families import family_of_model
 
     device = pick_device()

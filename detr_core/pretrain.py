@@ -7,7 +7,7 @@ Why a pretraining step at all: the embedded default must walk the path users wal
 a pretrained DETR on their own classes, and DETR trained from scratch converges far too slowly
 for a search of minutes on a CPU. So the tiny preset is trained once, from random weights, on a
 *different* synthetic task (`detr_core/defaults/pretrain.yaml`: stars, crosses, rings and
-pentagons on gradient and striped backgrounds; `detr_core.data.scenes`), and its best step by
+pentagons on gradient and striped backgrounds; `detr_core.data.synthetic`), and its best step by
 val mAP@.5 is shipped as a `save_pretrained` folder. Fine-tuning it on rectangles, ellipses
 and triangles then needs a new classification head and adapted features.
 
@@ -31,8 +31,7 @@ from typing import Any
 
 from detr_core.config.run_config import load_run_config, run_config_to_dict
 from detr_core.files.builtin_models import CHECKPOINT_FILES
-from detr_core.files.cli_parser import ArgumentParser
-from detr_core.files.errors import UserInputError, exit_on_user_error
+from detr_core.files.errors import ArgumentParser, UserInputError, exit_on_user_error
 from detr_core.model.families import FAMILIES, tiny_preset
 
 DEFAULT_PRETRAIN_CONFIG = Path(__file__).parents[1] / "defaults" / "pretrain.yaml"

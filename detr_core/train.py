@@ -11,7 +11,7 @@ lower is better) is checkpointed as it happens and, at the end, reloaded with
 5.x) and written to `<output-dir>/best_model`. With a test split the best model is then
 evaluated (`detr_core.evaluate`). TensorBoard events go to
 `<output-dir>/tensorboard`, every evaluation to `<output-dir>/eval_history.jsonl` (layout:
-`detr_core.files.run_layout`).
+`detr_core.files.file_io`).
 
 Reproducible: model init, data order, augmentation (every albumentations pipeline is seeded
 from `seed`, DataLoader workers re-seed theirs deterministically) and dropout all follow from
@@ -21,7 +21,7 @@ the weights trained (`DetrTrainer.evaluate`).
 
 Callers (the Ray Tune trainable) pass `listeners`: each gets an `EvaluationEvent` after every
 evaluation, once the best-so-far checkpoint is on disk
-(`detr_core.training.evaluation_events`).
+(`detr_core.training.events`).
 
 Nothing is written before every input is checked (`detr_core.training.preflight`): a bad config,
 data set, image or checkpoint is one line and exit code 2, with no output folder. A run stopped
@@ -46,20 +46,20 @@ from transformers.integrations import TensorBoardCallback
 
 from detr_core.config.run_config import RunConfig, load_default_run_config, load_run_config
 from detr_core.config.training_args import build_training_args
-from detr_core.data.augment import build_augmentation
-from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
-from detr_core.data.image_check import UnreadableImageError
+from detr_core.data.dataset import CocoDetectionDataset, DetrCollator, build_augmentation
+from detr_core.data.images import UnreadableImageError
 from detr_core.data.prepare import PreparedData, crowded_images_note
-from detr_core.files.atomic_files import replace_folder, staging_folder, write_json_atomic
-from detr_core.files.cli_parser import ArgumentParser
-from detr_core.files.errors import errors_from, exit_on_user_error
-from detr_core.files.run_layout import (
+from detr_core.files.errors import ArgumentParser, errors_from, exit_on_user_error
+from detr_core.files.file_io import (
     BEST_MODEL_DIR,
     BEST_STEP_FILE,
     CATEGORIES_FILE,
     CHECKPOINTS_DIR,
     TENSORBOARD_DIR,
     TEST_METRICS_FILE,
+    replace_folder,
+    staging_folder,
+    write_json_atomic,
 )
 from detr_core.model.build import (
     build_image_processor,
@@ -70,9 +70,9 @@ from detr_core.model.build import (
 from detr_core.model.families import family_of_model
 from detr_core.model.recipes import apply_recipe, run_value
 from detr_core.training.ema import EmaCallback, evaluate_averaged, weights_folder
-from detr_core.training.eval_history import EvalHistoryWriter
-from detr_core.training.evaluation_events import (  # EvaluationEvent: re-exported for callers
+from detr_core.training.events import (  # EvaluationEvent: re-exported for callers
     TEST_PREFIX,
+    EvalHistoryWriter,
     EvaluationEvent,  # noqa: F401
     EvaluationListener,
     EvaluationRelay,

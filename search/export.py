@@ -17,8 +17,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detr_core.files.cli_parser import ArgumentParser
-from detr_core.files.errors import exit_on_user_error
+from detr_core.files.errors import ArgumentParser, exit_on_user_error
 from search.results.export import copy_report, export_experiment
 from search.store.storage import location
 

@@ -2,7 +2,7 @@
 
 Parses the flags (`search.running.cli`), loads and validates the space file and what it points to
 before anything starts (a bad input: one line naming file and key, exit 2), picks the
-experiment folder (`iou`, else the next free `iou-2`, ...: `search.running.naming`), prints the
+experiment folder (`iou`, else the next free `iou-2`, ...: `search.running.cli`), prints the
 resolved search (with the earlier trials `--warm-start` seeds it with: `search.lineage`),
 then runs it (`search.running.driver.run_search`): Ray Tune + Optuna TPE + ASHA,
 our progress on the console, results and REPORT.md in `results/<name>/`. See `--help` and
@@ -10,7 +10,7 @@ README.md.
 
 Exit codes: 0 done, 2 bad input, 130 / 143 when Ctrl-C / SIGTERM stopped the search, 1 when
 the disk filled up; in the last three cases the last line is the command that continues the
-search (`search.running.interrupt`, `search.running.continue_command`).
+search (`search.running.interrupt`, `search.running.cli`).
 """
 
 from __future__ import annotations
@@ -25,12 +25,17 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detr_core.files.errors import UserInputError, exit_on_user_error
-from search.running.cli import describe, parse_args, spec_overrides
-from search.running.continue_command import can_resume, resume_command
+from search.running.cli import (
+    can_resume,
+    choose_experiment,
+    describe,
+    parse_args,
+    resume_command,
+    spec_overrides,
+)
 from search.running.interrupt import SearchInterrupted, SearchInterrupts
-from search.running.naming import choose_experiment
 from search.space.preflight import check_search_inputs
-from search.space.spec_loading import load_search_spec
+from search.space.spec import load_search_spec
 
 #: Errors of a full disk (or quota): the search stops, resumable, instead of a traceback.
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)

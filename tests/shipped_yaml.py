@@ -54,7 +54,7 @@ def spec_dict(spec: Any) -> dict[str, Any]:
 
 
 def search_spec(path: Path) -> dict[str, Any]:
-    from search.space.spec_loading import load_search_spec
+    from search.space.spec import load_search_spec
 
     return spec_dict(load_search_spec(path))
 
@@ -81,7 +81,7 @@ def candidates(path: Path) -> dict[str, Any]:
     import search_efficiency
     import tune_search_defaults
 
-    from detr_core.files.yaml_io import load_yaml_mapping
+    from detr_core.files.file_io import load_yaml_mapping
 
     bench = load_yaml_mapping(search_efficiency.CONFIG)
     out = {}
@@ -96,7 +96,7 @@ def warm_start(path: Path) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "benchmarks"))  # the benchmarks import each other as scripts
     import warm_start as bench
 
-    from detr_core.files.yaml_io import load_yaml_mapping
+    from detr_core.files.file_io import load_yaml_mapping
 
     config = load_yaml_mapping(path)
     return {key: spec_dict(bench.settings(config, config[key], key))

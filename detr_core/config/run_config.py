@@ -1,4 +1,10 @@
-"""One training run as a typed, validated config: YAML in, dataclasses out, YAML back.
+"""Which run-config values are file-system paths, and making them absolute.
+
+Tune trials run in their own working directory, and a run YAML names data and checkpoint
+folders relative to itself: every such value is made absolute once, when the file is read
+(`load_run_config`) or when a search's values are merged into it.
+
+One training run as a typed, validated config: YAML in, dataclasses out, YAML back.
 
 Why dataclasses and a hand-made checker: every key a user can write is a field here with its
 type, so an unknown key or a wrong type is rejected before anything starts, with a message that
@@ -15,14 +21,60 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from detr_core.config.config_paths import resolve_paths
 from detr_core.config.metric_names import is_ema_metric
 from detr_core.files.builtin_models import builtin_problem, is_builtin
 from detr_core.files.errors import UserInputError
 from detr_core.files.errors import describe_value as _describe
-from detr_core.files.yaml_io import dump_yaml, load_yaml_mapping
+from detr_core.files.file_io import dump_yaml, load_yaml_mapping
+
+if TYPE_CHECKING:  # run_config imports this module
+    from detr_core.config.run_config import RunConfig
+
+#: Dotted run-config keys whose string values are file-system paths (made absolute on load).
+PATH_KEYS = (
+    *(f"data.{split}.{part}" for split in ("train", "val", "test")
+      for part in ("annotations", "images")),
+    "data.synthetic.cache_dir",
+    "model.checkpoint",
+)
+
+
+def is_local_checkpoint(checkpoint: str, base: Path) -> bool:
+    """A `model.checkpoint` that names a folder (`./x`, `/x`, `~/x` or one that exists under
+    `base`) rather than a Hub name such as `facebook/detr-resnet-50`."""
+    return checkpoint.startswith((".", "/", "~")) or (base / checkpoint).exists()
+
+
+def resolve_path_value(key: str, value: Any, base: Path) -> Any:
+    """`value` of path key `key` made absolute against `base`; other values unchanged.
+
+    A checkpoint that is a Hub name stays as it is (see `is_local_checkpoint`).
+    """
+    if key not in PATH_KEYS or not isinstance(value, str):
+        return value
+    if key == "model.checkpoint" and not is_local_checkpoint(value, base):
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
+    """Return a copy whose data paths (and a checkpoint that is a local folder) are absolute.
+
+    Tune trials run in their own working directory, so every user path is made absolute once.
+    """
+    cfg = copy.deepcopy(cfg)
+    for key in PATH_KEYS:
+        *parents, leaf = key.split(".")
+        node: Any = cfg
+        for part in parents:
+            node = getattr(node, part, None)
+        if node is not None and getattr(node, leaf, None) is not None:
+            setattr(node, leaf, resolve_path_value(key, getattr(node, leaf), base))
+    return cfg
+
 
 IouLoss = Literal["giou", "diou", "ciou"]
 #: `model_type` of every supported family (`detr_core.model.families.FAMILIES`, which a test
@@ -48,7 +100,7 @@ class SplitPaths:
 class SyntheticConfig:
     """Parameters of an embedded synthetic dataset (see `detr_core.data.synthetic`).
 
-    `task` picks what the images show (`detr_core.data.scenes`): `shapes` (rectangles,
+    `task` picks what the images show (`detr_core.data.synthetic`): `shapes` (rectangles,
     ellipses, triangles: the default fine-tuning task) or `pretrain` (stars, crosses, rings,
     pentagons: the task the shipped checkpoint was pretrained on).
     """

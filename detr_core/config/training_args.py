@@ -9,7 +9,7 @@ labels); setting one of those is an error that says why. transformers 5 dropped
 `TrainingArguments` accepts values the run cannot train with (a learning rate of 0, a batch
 size of 0, zero epochs) and torch or the Trainer fail on them minutes later; `VALUE_RULES` are
 the ranges of the fields a run depends on, checked with the types (for a search space: every
-fixed value, every choice and both ends of every range, see `search.space.spec_loading`).
+fixed value, every choice and both ends of every range, see `search.space.spec`).
 """
 
 from __future__ import annotations

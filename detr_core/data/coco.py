@@ -4,7 +4,7 @@ Every problem a user's export can have is reported as one line naming the file a
 image or annotation id: a missing file, a file that is not UTF-8 JSON, JSON that is not COCO,
 a split without images, an annotation pointing to a missing image or an unknown category, a
 box that is not four finite numbers, an image file that is missing, empty, not an image,
-truncated or of another displayed size than its record says (`detr_core.data.image_check`).
+truncated or of another displayed size than its record says (`detr_core.data.images`).
 
 Not fatal, and counted for one warning line per split (`detr_core.data.prepare`), as
 torchvision's detection references and HF's DETR processor treat them: boxes that stick out of
@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from detr_core.config.run_config import SplitPaths
-from detr_core.data.image_check import ImageRecord, ImageSummary, check_images, unicode_variant
+from detr_core.data.images import ImageRecord, ImageSummary, check_images, unicode_variant
 from detr_core.files.errors import UserInputError
-from detr_core.files.text_files import read_user_text
+from detr_core.files.file_io import read_user_text
 
 
 @dataclass

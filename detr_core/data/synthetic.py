@@ -1,8 +1,23 @@
-"""The embedded datasets: synthetic scenes written to disk as real COCO datasets.
+"""What the synthetic images look like: two tasks with disjoint classes and different looks.
+
+- `shapes` (the fine-tuning task of the embedded default): filled rectangles, ellipses and
+  triangles, 1-3 per image (`min_objects`/`max_objects`), 15-50 % of the image side, on a dark
+  noisy background of one colour.
+- `pretrain` (the task the shipped checkpoint was pretrained on, `detr_core.pretrain`):
+stars,
+  crosses, rings and pentagons, rotated, square, 1-4 per image (`max_objects`), 18-45 % of the
+  side, on gradient and striped backgrounds of any brightness.
+
+A model pretrained on `pretrain` has never seen a `shapes` class, so fine-tuning on `shapes`
+needs a new classification head and adapted features: the same situation as fine-tuning a
+COCO-pretrained DETR on a user's own classes. Every image is drawn from a numpy Generator
+only, so a (seed, index) pair always gives the same pixels.
+
+The embedded datasets: synthetic scenes written to disk as real COCO datasets.
 
 Why on disk and not in memory: the run then goes through exactly the code path a user's COCO
 export goes through (JSON read by pycocotools, image files opened by PIL). What the images show
-is `detr_core.data.scenes` (the `shapes` fine-tuning task or the `pretrain` task). Generation
+is `detr_core.data.synthetic` (the `shapes` fine-tuning task or the `pretrain` task). Generation
 is seeded and the folder name is a hash of the parameters, so it is made once and reused by
 every run and every search trial, and a machine that lacks it makes the very same files; it
 is written to a temporary folder and renamed into place, so concurrent makers never see half a
@@ -13,16 +28,198 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from detr_core.config.run_config import SplitPaths, SyntheticConfig
-from detr_core.data.scenes import SCENES
+
+Box = tuple[float, float, float, float]  # COCO x, y, w, h in pixels
+DrawnObject = tuple[str, Box]
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One synthetic task: its classes (COCO ids), how an image is drawn, and the version of
+    that drawing (part of the dataset cache key: a changed drawing must not reuse old files)."""
+
+    name: str
+    category_ids: dict[str, int]
+    draw: Callable[[np.random.Generator, int, int, int], tuple[Image.Image, list[DrawnObject]]]
+    version: int = 1
+
+
+# ---------------------------------------------------------------------------------------------
+# shared placement
+
+
+def _overlap(a: Box, b: Box) -> float:
+    """Intersection over the smaller box, to keep objects mostly visible."""
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return ix * iy / min(a[2] * a[3], b[2] * b[3])
+
+
+def _place(rng: np.random.Generator, size: int, wanted: int, side: tuple[float, float],
+           square: bool) -> list[tuple[int, int, int, int]]:
+    """Up to `wanted` boxes (x, y, w, h) that overlap each other by at most 20 %."""
+    boxes: list[tuple[int, int, int, int]] = []
+    low, high = int(size * side[0]), int(size * side[1])
+    for _ in range(wanted * 20):
+        if len(boxes) == wanted:
+            break
+        if square:
+            w = h = int(rng.integers(low, high + 1))
+        else:
+            w, h = (int(v) for v in rng.integers(low, high + 1, size=2))
+        x, y = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
+        if any(_overlap((x, y, w, h), other) > 0.2 for other in boxes):
+            continue
+        boxes.append((x, y, w, h))
+    return boxes
+
+
+# ---------------------------------------------------------------------------------------------
+# the fine-tuning task
+
+
+SHAPES_CATEGORY_IDS = {"rectangle": 1, "ellipse": 2, "triangle": 3}
+
+
+def draw_shapes_image(rng: np.random.Generator, size: int, min_objects: int,
+                      max_objects: int) -> tuple[Image.Image, list[DrawnObject]]:
+    """A noisy dark background and `min..max` filled shapes that barely overlap."""
+    names = tuple(SHAPES_CATEGORY_IDS)
+    base = rng.integers(0, 90, size=3)
+    noise = rng.normal(0, 12, size=(size, size, 3))
+    image = Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+    objects: list[DrawnObject] = []
+    boxes: list[Box] = []
+    wanted = int(rng.integers(min_objects, max_objects + 1))
+    for _ in range(wanted * 20):  # the draw order of the original generator, kept on purpose
+        if len(objects) == wanted:
+            break
+        w, h = (int(v) for v in rng.integers(int(size * 0.15), int(size * 0.5) + 1, size=2))
+        x, y = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
+        box = (float(x), float(y), float(w), float(h))
+        if any(_overlap(box, other) > 0.2 for other in boxes):
+            continue
+        shape = names[int(rng.integers(len(names)))]
+        colour = tuple(int(c) for c in rng.integers(120, 256, size=3))
+        corners = (x, y, x + w - 1, y + h - 1)
+        if shape == "rectangle":
+            draw.rectangle(corners, fill=colour)
+        elif shape == "ellipse":
+            draw.ellipse(corners, fill=colour)
+        else:
+            draw.polygon([(x + w / 2, y), (x, y + h - 1), (x + w - 1, y + h - 1)], fill=colour)
+        boxes.append(box)
+        objects.append((shape, box))
+    return image, objects
+
+
+# ---------------------------------------------------------------------------------------------
+# the pretraining task
+
+
+PRETRAIN_CATEGORY_IDS = {"star": 1, "cross": 2, "ring": 3, "pentagon": 4}
+PRETRAIN_SIDE = (0.18, 0.45)  # object side as a fraction of the image side
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A two-colour linear gradient in a random direction, sometimes striped, plus noise."""
+    first, second = rng.integers(0, 200, size=3), rng.integers(0, 200, size=3)
+    angle = rng.uniform(0, 2 * math.pi)
+    ys, xs = np.mgrid[0:size, 0:size] / max(1, size - 1)
+    t = np.clip(0.5 + (xs - 0.5) * math.cos(angle) + (ys - 0.5) * math.sin(angle), 0, 1)
+    pixels = first + (second - first) * t[..., None]
+    if rng.random() < 0.3:
+        period = rng.uniform(6, 20)
+        phase = (xs * math.cos(angle + 1.3) + ys * math.sin(angle + 1.3)) * size / period
+        pixels += 8 * np.sign(np.sin(2 * math.pi * phase))[..., None]
+    pixels += rng.normal(0, rng.uniform(4, 16), size=(size, size, 3))
+    return np.clip(pixels, 0, 255)
+
+
+def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> tuple[int, ...]:
+    """A colour at least 150 (sum over channels) away from the mean under the object."""
+    mean = background.mean(axis=(0, 1))
+    for _ in range(50):
+        colour = rng.integers(0, 256, size=3)
+        if np.abs(colour - mean).sum() >= 150:
+            break
+    return tuple(int(c) for c in colour)
+
+
+def _polygon(cx: float, cy: float, radii: list[float], rotation: float) -> list[tuple]:
+    step = 2 * math.pi / len(radii)
+    return [(cx + r * math.cos(rotation + i * step), cy + r * math.sin(rotation + i * step))
+            for i, r in enumerate(radii)]
+
+
+def _rotated(cx: float, cy: float, local: list[tuple[float, float]], rotation: float
+             ) -> list[tuple[float, float]]:
+    cos, sin = math.cos(rotation), math.sin(rotation)
+    return [(cx + u * cos - v * sin, cy + u * sin + v * cos) for u, v in local]
+
+
+def _draw_pretrain_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int],
+                         colour: tuple[int, ...], rotation: float, size: int) -> Box:
+    """Draw `shape` centred in the square `box`; return its tight COCO box inside the image."""
+    x, y, w, _ = box
+    cx, cy, r = x + w / 2, y + w / 2, w / 2
+    if shape == "ring":
+        draw.ellipse((x, y, x + w - 1, y + w - 1), outline=colour, width=max(2, int(w * 0.18)))
+        return (float(x), float(y), float(w), float(w))
+    if shape == "cross":  # a plus sign, arms a third of the radius wide
+        t = r * 0.33
+        local = [(-t, -r), (t, -r), (t, -t), (r, -t), (r, t), (t, t), (t, r), (-t, r),
+                 (-t, t), (-r, t), (-r, -t), (-t, -t)]
+        points = _rotated(cx, cy, local, rotation)
+    elif shape == "star":
+        points = _polygon(cx, cy, [r, r * 0.45] * 5, rotation)
+    else:  # pentagon
+        points = _polygon(cx, cy, [r] * 5, rotation)
+    draw.polygon(points, fill=colour)
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x0, y0 = max(0.0, min(xs)), max(0.0, min(ys))
+    x1, y1 = min(float(size), max(xs)), min(float(size), max(ys))
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def draw_pretrain_image(rng: np.random.Generator, size: int, min_objects: int,
+                        max_objects: int) -> tuple[Image.Image, list[DrawnObject]]:
+    """Gradient/striped background and `min..max` rotated stars, crosses, rings, pentagons."""
+    names = tuple(PRETRAIN_CATEGORY_IDS)
+    background = _background(rng, size)
+    image = Image.fromarray(background.astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+    wanted = int(rng.integers(min_objects, max_objects + 1))
+    objects: list[DrawnObject] = []
+    for box in _place(rng, size, wanted, side=PRETRAIN_SIDE, square=True):
+        shape = names[int(rng.integers(len(names)))]
+        x, y, w, h = box
+        colour = _contrasting_colour(rng, background[y:y + h, x:x + w])
+        drawn = _draw_pretrain_shape(draw, shape, box, colour, rng.uniform(0, 2 * math.pi),
+                                     size)
+        if drawn[2] >= 2 and drawn[3] >= 2:
+            objects.append((shape, drawn))
+    return image, objects
+
+
+SCENES = {
+    "shapes": Scene("shapes", SHAPES_CATEGORY_IDS, draw_shapes_image),
+    "pretrain": Scene("pretrain", PRETRAIN_CATEGORY_IDS, draw_pretrain_image, version=2),
+}
+
 
 # COCO-style 1-based category ids (see `scenes`), deliberately not 0..N-1, so the label
 # mapping is always exercised.

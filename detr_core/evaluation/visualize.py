@@ -141,7 +141,7 @@ def split_detection_grid(split: Any, names: Sequence[str], category_of_label: An
 
     `split` is a `detr_core.data.coco.CocoSplit`; `results` use its category ids.
     """
-    from detr_core.data.image_io import load_rgb
+    from detr_core.data.images import load_rgb
 
     name_of = {category_of_label(label): name for label, name in enumerate(names)}
     by_image: dict[int, list[dict[str, Any]]] = {}

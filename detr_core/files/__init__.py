@@ -1,8 +1,6 @@
-"""Files and errors: the lowest layer. The one error type a CLI turns into one line and
-exit 2 (`errors`), reading user text files (`text_files`) and YAML (`yaml_io`), atomic
-writes (`atomic_files`), the CLI argument parser that reports like the rest
-(`cli_parser`), what a run writes where (`run_layout`) and the shipped `builtin:`
-checkpoints (`builtin_models`).
+"""Files and errors, the lowest layer: the one error type a CLI turns into one line and exit 2,
+and the argument parser that reports like it (`errors`); user text, YAML, atomic writes and
+what a run writes where (`file_io`); the shipped `builtin:` checkpoints (`builtin_models`).
 
 Imports: the standard library and third-party packages only; nothing of detr_core.
 """

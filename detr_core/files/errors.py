@@ -8,16 +8,24 @@ single line on stderr and exits with 2.
 The three parts are attributes, so a caller that validates on someone else's behalf (a search
 space checking a run config) re-raises with its own file and a longer key (`relocated`)
 instead of parsing message text.
+
+`argparse` for the project's CLIs, with a bad flag reported like any other bad input.
+
+argparse answers a wrong flag with its whole usage block and then the error; here it is one
+line on stderr, `error: argument --num-samples: must be >= 1, got 0 (see search/run.py --help)`,
+and exit code 2, the same shape as `detr_core.files.errors.exit_on_user_error` gives every other
+user mistake.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 USER_ERROR_EXIT_CODE = 2
 
@@ -94,3 +102,11 @@ def exit_on_user_error(func: F) -> F:
             raise SystemExit(USER_ERROR_EXIT_CODE) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An `argparse.ArgumentParser` whose errors are one line (see the module docstring)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {' '.join(message.split())} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(USER_ERROR_EXIT_CODE)

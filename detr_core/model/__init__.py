@@ -1,8 +1,7 @@
-"""Model and losses: any supported DETR-family detector built or loaded with
-`from_pretrained` (`build`), the family table and tiny presets (`families`), the backbone and
-its freezing (`backbone`), GIoU / DIoU / CIoU for both the matcher and the box loss of each
-family (`losses`), the published and measured fine-tuning recipes (`recipes`), box geometry
-(`boxes`) and the check of a checkpoint folder (`model_check`).
+"""Model and losses: any DETR-family detector built or loaded with `from_pretrained`, its backbone
+frozen or not (`build`), the family table and tiny presets (`families`), GIoU / DIoU / CIoU in
+the matcher and box loss of each family (`losses`), fine-tuning recipes (`recipes`) and the
+check of a checkpoint folder (`model_check`).
 
 Imports: `detr_core.files`, `detr_core.config`, `detr_core.data`.
 """

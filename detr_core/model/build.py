@@ -1,4 +1,19 @@
-"""Build the detector and image processor of a run, for any supported DETR-family member.
+"""The backbone of a DETR-family detector: which parameters it has, freezing it, and its
+batch norms.
+
+Every supported member keeps its convolutional backbone at `model.model.backbone` (DETR's,
+Conditional and Deformable DETR's conv encoder, RT-DETR's and D-FINE's). `freeze_backbone`
+(diary 12_5..12_7) and the backbone learning rate (`backbone_lr_ratio`, an optimizer group of
+its own: `detr_core.training.trainer`) act on exactly `backbone_parameters`.
+
+Batch norms: DETR, Conditional and Deformable DETR replace every backbone batch norm with a
+frozen one when the model is built (fixed statistics and affine, whatever the run says).
+RT-DETR and D-FINE do so when `freeze_backbone_batch_norms` is true (their default; the tiny
+from-scratch presets set it false, a random backbone needs live ones); a frozen backbone then
+also gets its live batch norms frozen here (torchvision's `FrozenBatchNorm2d`, same state-dict
+names), so nothing in it moves, not even the running statistics.
+
+Build the detector and image processor of a run, for any supported DETR-family member.
 
 Two sources: a checkpoint (Hub name, `save_pretrained` folder or `builtin:<name>`, loaded with
 `AutoModelForObjectDetection.from_pretrained` and given the dataset's label set: when the
@@ -10,7 +25,7 @@ transformers is imported; for tests and for pretraining). The family (`detr_core
 is read from the checkpoint's `config.json`, or is the preset's `model.family`; it picks the
 loss (with the run's IoU variant, `detr_core.model.losses`), the image processor and the
 post-processing. The backbone is then frozen or left trainable as the run says
-(`detr_core.model.backbone`).
+(`detr_core.model.build`).
 """
 
 from __future__ import annotations
@@ -24,13 +39,13 @@ from typing import Any
 
 import torch
 from huggingface_hub.errors import StrictDataclassError
+from torchvision.ops import FrozenBatchNorm2d
 from transformers.utils import logging as hf_logging
 
 from detr_core.config.run_config import ModelConfig
 from detr_core.data.coco import LabelMap
 from detr_core.files.builtin_models import resolve_checkpoint
 from detr_core.files.errors import UserInputError
-from detr_core.model.backbone import set_backbone_trainable
 from detr_core.model.families import (
     Family,
     family,
@@ -39,7 +54,48 @@ from detr_core.model.families import (
     tiny_config,
     tiny_preset,
 )
-from detr_core.model.losses.functions import iou_loss_function
+from detr_core.model.losses import iou_loss_function
+
+
+def backbone_module(model: Any) -> torch.nn.Module:
+    """The convolutional backbone of any supported family."""
+    return model.model.backbone
+
+
+def backbone_parameters(model: Any) -> list[torch.nn.Parameter]:
+    """Exactly the parameters `freeze_backbone` and the backbone learning rate act on."""
+    return list(backbone_module(model).parameters())
+
+
+def set_backbone_trainable(model: Any, trainable: bool) -> None:
+    """Freeze or unfreeze every backbone parameter (transformers freezes an HF ResNet
+    backbone's early stages at construction for DETR-style families: "trainable" is set
+    explicitly); a frozen one also gets its live batch norms frozen."""
+    backbone = backbone_module(model)
+    for parameter in backbone.parameters():
+        parameter.requires_grad_(trainable)
+    if not trainable:
+        freeze_batch_norms(backbone)
+
+
+def freeze_batch_norms(module: torch.nn.Module) -> int:
+    """Replace every `BatchNorm2d` below `module` by a `FrozenBatchNorm2d` holding its
+    statistics and affine (the state-dict names stay); returns how many were replaced."""
+    replaced = 0
+    for name, child in list(module.named_children()):
+        if isinstance(child, torch.nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            with torch.no_grad():
+                frozen.weight.copy_(child.weight)
+                frozen.bias.copy_(child.bias)
+                frozen.running_mean.copy_(child.running_mean)
+                frozen.running_var.copy_(child.running_var)
+            setattr(module, name, frozen.to(child.weight.device))
+            replaced += 1
+        else:
+            replaced += freeze_batch_norms(child)
+    return replaced
+
 
 # "Loading weights" / "Writing model shards" bars for a 2 MB model are noise on every console
 hf_logging.disable_progress_bar()

@@ -12,7 +12,7 @@ passed; they differ in three things a run must follow, all read from the checkpo
   (`loss_d_fine`, a subclass of RT-DETR's: D-FINE);
 - the **scores** (`scoring`): DETR's softmax over the classes plus "no object", one detection
   a query; the others' sigmoid (focal / varifocal) per class, the top-k (query, class) pairs
-  kept (`detr_core.evaluation.detections`);
+  kept (`detr_core.evaluation.metrics`);
 - the **image processor**, which carries the family's normalisation and resize rule.
 
 `tiny_config` builds the small from-scratch configs (one ~0.3 M-parameter ResNet backbone for

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from detr_core.files.builtin_models import is_builtin, resolve_checkpoint
 from detr_core.files.errors import UserInputError
-from detr_core.files.text_files import read_user_text
+from detr_core.files.file_io import read_user_text
 from detr_core.model.families import FAMILIES
 
 CONFIG_FILE = "config.json"

@@ -33,7 +33,7 @@ from transformers import TrainerCallback
 
 from detr_core.config.metric_names import EMA_PREFIX, is_ema_metric
 from detr_core.config.run_config import EmaConfig
-from detr_core.files.run_layout import EMA_DIR
+from detr_core.files.file_io import EMA_DIR
 
 PROCESSOR_FILE = "preprocessor_config.json"
 

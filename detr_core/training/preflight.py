@@ -3,7 +3,7 @@
 `detr_core.config.run_config` checks what a run config *says* (keys, types, ranges). This
 module checks what it *points to*: the checkpoint (`detr_core.model.model_check`), the
 albumentations pipelines (built once, so a bad argument names its transform and field; then
-run once on each split's smallest images: `detr_core.data.pipeline_check`), and
+run once on each split's smallest images: `detr_core.data.dataset`), and
 the data (COCO JSON and every image file, `detr_core.data.coco`; a synthetic dataset is
 generated first). A bad input is one `UserInputError` line; no output folder exists yet when
 it is raised.
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 def check_static_inputs(config: RunConfig) -> None:
     """The checkpoint and the augmentation pipelines: what a run needs besides its data."""
-    from detr_core.data.augment import build_augmentation
+    from detr_core.data.dataset import build_augmentation
     from detr_core.model.model_check import check_checkpoint
 
     if config.model.checkpoint:
@@ -42,7 +42,7 @@ def check_run_inputs(config: RunConfig, prepared: PreparedData | None = None) ->
 
     Returns the prepared data the run trains on.
     """
-    from detr_core.data.pipeline_check import check_pipelines_fit
+    from detr_core.data.dataset import check_pipelines_fit
     from detr_core.data.prepare import prepare_data
 
     check_static_inputs(config)

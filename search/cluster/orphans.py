@@ -33,8 +33,8 @@ from pathlib import Path
 import psutil
 
 from detr_core.data.synthetic import default_cache_root
-from detr_core.files.atomic_files import write_json_atomic
 from detr_core.files.errors import UserInputError
+from detr_core.files.file_io import write_json_atomic
 
 OWNER_ENV = "DETR_SEARCH_RAY_OWNER"
 #: Names of the processes a local `ray.init()` starts as the driver's children.

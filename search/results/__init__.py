@@ -1,10 +1,8 @@
-"""Afterwards: every trial read back from its folder (`reading`), the winner and its
-evaluation (`winner`, `winner_eval`, `best_model`), the finalists stage's plan and outcome
-(`finalists`), trials.csv, plots,
-importances, REPORT.md and the export that writes them all (`trials_csv`, `plots`,
-`importance`, `report`, `summary`, `formatting`, `export`), the HParams written to
-TensorBoard (`tensorboard_hparams`), the warm-start trials a search was seeded with
-(`warm_trials`, `warm_start.json`) and COMPARE.md over a sequence of searches (`compare`).
+"""Afterwards: trials read back (`reading`), the winner, its test evaluation and best model
+(`winner`), the finalists stage (`finalists`), trials.csv (`trials_csv`), plots (`plots`),
+importances (`importance`), REPORT.md (`report`), the export that writes them all (`export`),
+TensorBoard HParams (`tensorboard_hparams`), warm-start trials (`warm_trials`) and COMPARE.md
+(`compare`).
 
 Imports: `search.store`, `search.cluster`, `search.space`, `search.trial`; `detr_core`.
 """

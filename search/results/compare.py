@@ -24,16 +24,20 @@ from typing import Any
 from detr_core.config.metric_names import is_better
 from detr_core.files.errors import UserInputError
 from search.results.finalists import read_finalists, winner_seed_metrics
-from search.results.formatting import fmt, md_table
 from search.results.reading import TrialRecord
+from search.results.report import fmt, md_table
 from search.results.warm_trials import experiment_trials
 from search.results.winner import pick_winner
 from search.space.distributions import describe_distribution, format_value
 from search.space.spec import SearchSpec, read_spec_file
-from search.store.files import display_path, read_json, write_text_atomic
-from search.store.layout import COMPARE_FILE, COMPARE_PLOTS_DIR, TEST_METRICS_FILE
-from search.store.storage import ExperimentPath, location
-from search.store.values import as_float
+from search.store.layout import COMPARE_FILE, COMPARE_PLOTS_DIR, TEST_METRICS_FILE, as_float
+from search.store.storage import (
+    ExperimentPath,
+    display_path,
+    location,
+    read_json,
+    write_text_atomic,
+)
 from search.trial.status import ERRORED
 
 #: Test metrics shown per winner (the detection quality, then the diary's IoU).

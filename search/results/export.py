@@ -10,11 +10,11 @@ experiment folder (a local path or any storage URI `pyarrow.fs` resolves: `searc
 
 - `best_config.yaml`  complete detr_core run config of the winner (`search.results.winner`);
 - `best_model/`       the winner's `save_pretrained` folder from its best step, not its last
-                      (`search.results.best_model`);
+                      (`search.results.winner`);
 - `trials.csv`        one row per trial: status, trained values, best metric and step, time;
 - `plots/*.png`       curves, one chart per hyperparameter, importances (`search.results.plots`);
 - `test_metrics.json` the winner's test-split metrics, when the run config has a test split
-                      (`search.results.winner_eval`);
+                      (`search.results.winner`);
 - finalists           when the finalists stage ran (`finalists.json`, `finalists/`), the winner
                       is the configuration with the best mean validation value over its fresh
                       runs, `best_config.yaml` and `best_model/` its best such run
@@ -38,20 +38,21 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from detr_core.files.atomic_files import remove_stale_temporaries
 from detr_core.files.errors import UserInputError
-from search.results.best_model import copy_winner_model
+from detr_core.files.file_io import remove_stale_temporaries
 from search.results.finalists import read_finalists, write_finalist_config
 from search.results.importance import parameter_importances
 from search.results.reading import read_interrupt_record
-from search.results.report import render_report
-from search.results.summary import ExportSummary, status_counts
+from search.results.report import ExportSummary, render_report, status_counts
 from search.results.trials_csv import param_keys, write_trials_csv
 from search.results.warm_trials import experiment_trials
-from search.results.winner import pick_winner, write_best_config
-from search.results.winner_eval import winner_test_metrics
+from search.results.winner import (
+    copy_winner_model,
+    pick_winner,
+    winner_test_metrics,
+    write_best_config,
+)
 from search.space.spec import read_spec_file
-from search.store.files import write_json_atomic, write_text_atomic
 from search.store.layout import (
     BEST_CONFIG_FILE,
     BEST_MODEL_DIR,
@@ -60,7 +61,13 @@ from search.store.layout import (
     TEST_METRICS_FILE,
     TRIALS_CSV_FILE,
 )
-from search.store.storage import ExperimentPath, copy_tree, location
+from search.store.storage import (
+    ExperimentPath,
+    copy_tree,
+    location,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 
 def export_experiment(experiment_dir: str | Path | ExperimentPath,

@@ -36,19 +36,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detr_core.config.metric_names import is_better
-from detr_core.files.yaml_io import dumps_yaml
+from detr_core.files.file_io import dumps_yaml
 from search.results.reading import TrialRecord, find_trial_dirs, load_trial, read_ray_states
 from search.results.winner import build_best_config, rank_trials, trial_thread_count
 from search.space.spec import SearchSpec
-from search.store.files import display_path, read_json, write_json_atomic, write_text_atomic
 from search.store.layout import (
     BEST_CONFIG_FILE,
     FINALISTS_DIR,
     FINALISTS_PLAN_FILE,
     TEST_METRICS_FILE,
+    as_float,
+    as_int,
 )
-from search.store.storage import ExperimentPath
-from search.store.values import as_float, as_int
+from search.store.storage import (
+    ExperimentPath,
+    display_path,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+)
 from search.trial.status import COMPLETED, ERRORED
 
 #: test metrics shown per configuration (mean ± std over its runs)

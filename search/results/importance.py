@@ -20,9 +20,9 @@ from typing import Any
 
 from search.results.reading import TrialRecord
 from search.space.distributions import is_distribution
-from search.space.per_trial_recipes import factor_values, per_trial_keys
+from search.space.relative_ranges import factor_values, per_trial_keys
 from search.space.spec import SearchSpec
-from search.store.values import as_float, as_int
+from search.store.layout import as_float, as_int
 
 #: Fewer trials than this at the first rung: no importances (a forest on 2 points says nothing).
 MIN_TRIALS = 3

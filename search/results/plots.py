@@ -25,14 +25,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from search.results.formatting import label
 from search.results.importance import Importances
 from search.results.reading import TrialRecord
+from search.results.report import label
 from search.space.distributions import is_distribution, log_scale_keys_of
 from search.space.spec import SearchSpec
-from search.store.files import write_bytes_atomic
-from search.store.storage import ExperimentPath
-from search.store.values import as_float, as_int
+from search.store.layout import as_float, as_int
+from search.store.storage import ExperimentPath, write_bytes_atomic
 from search.trial.status import status_category
 
 IMPORTANCES_PNG = "importances.png"

@@ -20,12 +20,10 @@ from typing import Any
 from detr_core.config.metric_names import is_better
 from detr_core.files.errors import UserInputError
 from search.space.spec import SearchSpec
-from search.store.files import read_json
-from search.store.layout import INTERRUPTED_FILE, TIME_BUDGET_FILE
-from search.store.storage import ExperimentPath
-from search.store.values import as_float, as_int, parse_scalar
+from search.store.layout import INTERRUPTED_FILE, TIME_BUDGET_FILE, as_float, as_int, parse_scalar
+from search.store.storage import ExperimentPath, read_json
 from search.trial.status import trial_status
-from search.trial.trial_config import trial_values
+from search.trial.trainable import trial_values
 
 #: Shown for every trial at its best step beside the objective (trials.csv, REPORT.md): the
 #: diary's metric and the detection quality, whichever of them the search ranks by.
@@ -41,7 +39,7 @@ def shown_beside(metric: str) -> list[str]:
 class TrialRecord:
     """One trial as read back from its folder.
 
-    `params` are the values the trial trained with (`search.trial.trial_config.trial_values`: the
+    `params` are the values the trial trained with (`search.trial.trainable.trial_values`: the
     space's fixed values and the sampled ones rounded to their q), not Optuna's raw draws.
     A warm-start trial (`search.results.warm_trials`) was trained by an earlier search: `origin`
     is that experiment, `params` its values of this search's keys and `source_params` the

@@ -3,7 +3,7 @@
 Ray Tune's `TBXLoggerCallback` writes the HParams summary only when a trial ends, with
 Optuna's raw draws, and never for a trial still running or cut by the time budget. This
 subclass writes it when the trial starts, into the same event file as the trial's scalars,
-with the values the trial trains with (`search.trial.trial_config.trial_values`: searched and fixed
+with the values the trial trains with (`search.trial.trainable.trial_values`: searched and fixed
 keys, q-rounding applied), and declares the metrics the trial reports (`ray/tune/<metric>`),
 so `tensorboard --logdir <experiment>` can compare trials side by side in its HParams tab.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from ray.tune.logger import TBXLoggerCallback
 
-from search.trial.trial_config import trial_values
+from search.trial.trainable import trial_values
 
 #: Tag prefix of the scalars Tune's TensorBoard logger writes.
 TUNE_SCALAR_PREFIX = "ray/tune/"

@@ -7,7 +7,7 @@ detection quality at that step (`eval_loss_bbox`, `eval_map_50`, `eval_recall`,
 `wall_time_s`, `cpu_s` (wall time x the trial's CPUs), `error`, `origin` (`search`: trained
 by this search; `warm-start`: taken from an earlier search by `--warm-start`) and
 `source_experiment` (that search's folder). The values are those of
-`search.trial.trial_config.trial_values`, so a `qloguniform` learning rate reads as the rounded
+`search.trial.trainable.trial_values`, so a `qloguniform` learning rate reads as the rounded
 value the trial used, as in best_config.yaml.
 """
 
@@ -22,8 +22,7 @@ from search.results.reading import TrialRecord, shown_beside
 from search.results.warm_trials import origin_label
 from search.results.winner import rank_trials
 from search.space.spec import SearchSpec
-from search.store.files import write_text_atomic
-from search.store.storage import ExperimentPath
+from search.store.storage import ExperimentPath, write_text_atomic
 
 
 def param_keys(spec: SearchSpec, trials: Sequence[TrialRecord]) -> list[str]:

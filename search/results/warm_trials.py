@@ -24,9 +24,8 @@ from typing import Any
 from detr_core.files.errors import UserInputError
 from search.results.reading import TrialRecord
 from search.space.spec import SearchSpec
-from search.store.files import read_json, write_json_atomic
 from search.store.layout import WARM_START_FILE
-from search.store.storage import ExperimentPath, location
+from search.store.storage import ExperimentPath, location, read_json, write_json_atomic
 
 #: Marks a warm-start trial (trials.csv `origin`, REPORT.md).
 WARM_START = "warm-start"

@@ -1,7 +1,7 @@
-"""The running search: the CLI (`cli`), the driver that starts Ray and runs the Tuner
-(`driver`), the finalists stage after the search (`finalists`), the console (`console`),
-Ctrl-C / SIGTERM (`interrupt`), `--time-budget` (`time_budget`), experiment names (`naming`)
-and the command that continues a search (`continue_command`). `search/run.py` is its entry point.
+"""The running search: the CLI, experiment names and the command that continues a search
+(`cli`), the driver that starts Ray and runs the Tuner (`driver`), the finalists stage
+(`finalists`), the console (`console`), Ctrl-C / SIGTERM (`interrupt`) and `--time-budget`
+(`time_budget`). `search/run.py` is its entry point.
 
 Imports: `search.store`, `search.cluster`, `search.space`, `search.trial`, `search.results`,
 `search.lineage`, `search.resume`; `detr_core`.

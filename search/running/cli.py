@@ -5,6 +5,25 @@ file's `experiment:` settings into `load_search_spec` overrides; `describe` is t
 search (space, metric, ASHA rungs, resources, storage, and where the values a checkpoint's
 recipe fills come from) that `--dry-run` prints and a real run prints before it starts.
 Nothing here imports Ray.
+
+Which experiment folder a search uses: `iou`, then `iou-2`, `iou-3`, ... (never overwritten).
+
+Typing the same command twice must not fail: without `--name`, a search whose folder
+`STORAGE/<stem>` exists (the stem is the space file's `experiment.name` or its file name) gets
+the next free suffix, one past the highest in use (as Ultralytics' `runs/.../tune2`), and says
+so in one line, with a warning when the newest one is unfinished. `--resume` without `--name`
+continues the newest `<stem>[-N]`. An explicit `--name` is taken as given: an existing one is
+refused, pointing to `--resume`. The same on a storage URI (folders listed with `pyarrow.fs`).
+
+The exact command that continues an interrupted search, as its last line says it. `python
+search/run.py --space FILE --name NAME --resume`, plus every flag of the first command that
+changes what the rest of the search does (`--storage`, `--address`, the overrides of the space
+file's settings, `--finalists` / `--finalist-seeds` (`--final-seeds` as those), `--report-dir`,
+the dashboard flags, `-v`).
+`--time-budget` is left out on purpose: the budget was for the first session, and what is left
+is the user's call.
+When nothing can be resumed yet (stopped before Tune saved the experiment), it is the same
+command without `--resume` (with its `--warm-start` sources: a resumed search keeps its study).
 """
 
 from __future__ import annotations
@@ -12,14 +31,18 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import shlex
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from detr_core.files.cli_parser import ArgumentParser
+from detr_core.files.errors import ArgumentParser, UserInputError
 from search.space.distributions import describe_distribution, format_number, format_value
 from search.space.relative_ranges import recipe_lines, relative_note
 from search.space.samplers import SAMPLERS, describe_sampler
+from search.store.layout import SPEC_FILE, TIME_BUDGET_FILE
+from search.store.storage import ExperimentPath, folder_has_entries, is_uri, join_uri, location
 
 if TYPE_CHECKING:
     from search.results.warm_trials import WarmStartRecord
@@ -344,3 +367,146 @@ def _finalists(spec: SearchSpec) -> str:
             f"search, winner by mean {spec.metric}: adds {runs} run(s) of up to {max_t} steps "
             f"({runs * max_t:,} steps; the search's {spec.num_samples} trials: at most "
             f"{spec.num_samples * max_t:,})")
+
+
+#: Tune's trial states of a trial that will not run again.
+_ENDED = {"TERMINATED", "ERROR"}
+
+
+@dataclass
+class ExperimentChoice:
+    """The experiment name to use, and the lines to print about the choice first."""
+
+    name: str
+    notes: list[str] = field(default_factory=list)
+
+
+def experiment_location(storage: str, name: str) -> ExperimentPath:
+    """STORAGE/NAME as a `Path` or a `UriPath`."""
+    return location(join_uri(storage, name) if is_uri(storage) else f"{storage}/{name}")
+
+
+def existing_suffixes(storage: str, stem: str) -> dict[int, str]:
+    """Experiments `<stem>` (as 1) and `<stem>-N` under STORAGE that hold anything, by number."""
+    pattern = re.compile(rf"^{re.escape(stem)}(?:-([0-9]+))?$")
+    root = location(storage)
+    found = {}
+    try:
+        if not root.is_dir():
+            return found
+        for entry in root.iterdir():
+            match = pattern.match(entry.name)
+            if match and entry.is_dir() and folder_has_entries(entry):
+                number = int(match.group(1)) if match.group(1) else 1
+                if number >= 2 or match.group(1) is None:
+                    found[number] = entry.name
+    except OSError as exc:  # no such bucket, no credentials, no network
+        raise UserInputError(f"cannot list the storage: {' '.join(str(exc).split())}",
+                             source=storage) from None
+    return found
+
+
+def unfinished_reason(experiment: ExperimentPath) -> str | None:
+    """Why an experiment looks unfinished (`3 of 8 trials ended`), or None when it is not.
+
+    Read from Ray's newest `experiment_state-*.json` and `search_spec.yaml`; a search that its
+    `--time-budget` ended is finished on purpose.
+    """
+    from search.results.reading import read_ray_states
+    from search.space.spec import read_spec_file
+
+    if (experiment / TIME_BUDGET_FILE).is_file():
+        return None
+    try:
+        planned = read_spec_file(experiment).num_samples if (experiment / SPEC_FILE).is_file() \
+            else None
+    except UserInputError:
+        planned = None
+    states = read_ray_states(experiment)
+    ended = sum(status in _ENDED for _, status in states.values())
+    if planned is None:
+        return None if states and ended == len(states) else f"{ended} trials ended"
+    return None if ended >= planned else f"{ended} of {planned} trials ended"
+
+
+def choose_experiment(storage: str, stem: str, *, explicit: bool,
+                      resume: bool) -> ExperimentChoice:
+    """The experiment a search writes to or resumes (see the module docstring)."""
+    shown = storage.rstrip("/")
+    if explicit:
+        where = experiment_location(storage, stem)
+        if not resume and existing_suffixes(storage, stem).get(1) == stem:
+            raise UserInputError(f"experiment {stem!r} exists; pass --resume to continue it, "
+                                 "or leave out --name for a new numbered one", source=where)
+        return ExperimentChoice(stem)
+    existing = existing_suffixes(storage, stem)
+    if not existing:
+        return ExperimentChoice(stem)
+    newest = existing[max(existing)]
+    if resume:
+        others = ", ".join(existing[n] for n in sorted(existing) if existing[n] != newest)
+        note = f"resuming {newest}, the newest in {shown}" + (f" (also: {others})"
+                                                               if others else "")
+        return ExperimentChoice(newest, [note])
+    name = f"{stem}-{max(existing) + 1}"
+    notes = [f"{shown}/{newest} exists: this search is {name} ({shown}/{name}); "
+             f"`--resume` continues {newest} instead"]
+    reason = unfinished_reason(experiment_location(storage, newest))
+    if reason:
+        notes.append(f"warning: {newest} is unfinished ({reason}); `--resume` continues it")
+    return ExperimentChoice(name, notes)
+
+
+#: argparse destination -> flag, for the flags carried over as they were given.
+_CARRIED = (
+    ("num_samples", "--num-samples"),
+    ("max_concurrent", "--max-concurrent"),
+    ("cpus_per_trial", "--cpus-per-trial"),
+    ("gpus_per_trial", "--gpus-per-trial"),
+    ("seed", "--seed"),
+    ("max_failures", "--max-failures"),
+    ("address", "--address"),
+    ("report_dir", "--report-dir"),
+)
+
+
+def resume_argv(args: argparse.Namespace, name: str, resume: bool = True) -> list[str]:
+    """The arguments of `search/run.py` that continue the search `args` started."""
+    argv = ["--space", str(args.space), "--name", name]
+    if resume:
+        argv.append("--resume")
+    else:  # started anew: with the earlier experiments it was warm-started from
+        for source in getattr(args, "warm_start", None) or []:
+            argv += ["--warm-start", str(source)]
+    if args.storage and args.storage != DEFAULT_STORAGE:
+        argv += ["--storage", str(args.storage)]
+    for dest, flag in _CARRIED:
+        value = getattr(args, dest, None)
+        if value is not None:
+            argv += [flag, _number(value)]
+    for dest, flag in (("finalists", "--finalists"), ("finalist_seeds", "--finalist-seeds")):
+        if getattr(args, dest, None) is not None:  # --final-seeds S is carried as these
+            argv += [flag, str(getattr(args, dest))]
+    if getattr(args, "no_dashboard", False):
+        argv.append("--no-dashboard")
+    elif getattr(args, "dashboard_port", DEFAULT_DASHBOARD_PORT) != DEFAULT_DASHBOARD_PORT:
+        argv += ["--dashboard-port", str(args.dashboard_port)]
+    argv += ["-v"] * int(getattr(args, "verbose", 0) or 0)
+    return argv
+
+
+def resume_command(args: argparse.Namespace, name: str, resume: bool = True) -> str:
+    """`python search/run.py ...` (shell-quoted) that continues the search."""
+    return shlex.join(["python", "search/run.py", *resume_argv(args, name, resume)])
+
+
+def can_resume(args: argparse.Namespace, name: str) -> bool:
+    """True when Tune saved an experiment there (or it is remote: Tune will tell)."""
+    path = experiment_path(args.storage or DEFAULT_STORAGE, name)
+    return "://" in path or any(Path(path).glob("experiment_state-*.json"))
+
+
+def _number(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

@@ -23,10 +23,10 @@ from ray.tune import Callback
 from detr_core.config.metric_names import is_better
 from search.space.distributions import format_value
 from search.space.spec import SearchSpec
+from search.store.layout import as_float, as_int
 from search.store.storage import ExperimentPath
-from search.store.values import as_float, as_int
 from search.trial.status import BEFORE_FIRST_EVALUATION, is_early_stopped, planned_budget
-from search.trial.trial_config import trial_values
+from search.trial.trainable import trial_values
 
 RUNNING, STOPPED, FINISHED, ERRORED, RETRYING, CUT, INTERRUPTED = (
     "running", "stopped", "finished", "errored", "retrying", "cut", "interrupted")

@@ -36,16 +36,13 @@ from typing import Any
 
 from detr_core.config.metric_names import SELECTABLE_EVAL_METRICS
 from detr_core.files.errors import UserInputError
-from search.cluster.local_cluster import LocalCluster
-from search.cluster.trial_fit import check_trials_fit
+from search.cluster.local_cluster import LocalCluster, check_trials_fit
 from search.results.warm_trials import WarmStartRecord, write_warm_start_record
 from search.resume.state import repair_saved_state
 from search.running.cli import DEFAULT_DASHBOARD_PORT, DEFAULT_STORAGE, experiment_path
 from search.running.interrupt import SearchInterrupts, clear_interrupt_record, record_interruption
 from search.space.budget import default_max_concurrent
-from search.space.spec import SearchSpec, write_spec_file
-from search.space.tune_space import to_tune_param_space
-from search.store.files import write_text_atomic
+from search.space.spec import SearchSpec, to_tune_param_space, write_spec_file
 from search.store.layout import INTERRUPTED_FILE, PREPARED_DATA_FILE, SPEC_FILE
 from search.store.storage import (
     ExperimentPath,
@@ -54,6 +51,7 @@ from search.store.storage import (
     location,
     remove_tree,
     split_uri,
+    write_text_atomic,
 )
 from search.trial.node_data import data_record, revalidate_record
 
@@ -247,8 +245,8 @@ class Continuation:
 def read_continuation(experiment_dir: ExperimentPath) -> Continuation:
     """How a `--resume` of this experiment goes on (read before this session writes anything)."""
     from search.results.reading import find_trial_dirs
-    from search.running.naming import unfinished_reason
-    from search.store.files import read_json
+    from search.running.cli import unfinished_reason
+    from search.store.storage import read_json
 
     record = read_json(experiment_dir / INTERRUPTED_FILE)
     # stopped in the finalists stage: the search itself had ended (the stage goes on)

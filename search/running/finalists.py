@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from search.results.best_model import model_folder, select_checkpoint
 from search.results.finalists import (
     FinalistPlan,
     FinalistRun,
@@ -27,11 +26,18 @@ from search.results.finalists import (
     write_plan,
 )
 from search.results.reading import TrialRecord
+from search.results.winner import model_folder, select_checkpoint
 from search.running.interrupt import SearchInterrupts, running_trials, write_interrupt_record
 from search.space.spec import SearchSpec
-from search.store.files import write_json_atomic
 from search.store.layout import EVALUATION_LOG_FILE, FINALISTS_DIR, TEST_METRICS_FILE
-from search.store.storage import ExperimentPath, is_uri, join_uri, local_copy, remove_tree
+from search.store.storage import (
+    ExperimentPath,
+    is_uri,
+    join_uri,
+    local_copy,
+    remove_tree,
+    write_json_atomic,
+)
 
 #: `interrupted.json`'s `stage` when the finalists stage was stopped
 STAGE = "finalists"
@@ -181,7 +187,7 @@ def evaluate_run(trial: TrialRecord, raw: dict[str, Any], data: dict[str, Any],
     from detr_core.config.run_config import run_config_from_dict
     from detr_core.evaluate import evaluate_model
     from search.trial.node_data import data_section, prepare_on_node
-    from search.trial.trial_output import output_to_file
+    from search.trial.trainable import output_to_file
 
     chosen = select_checkpoint(trial, mode)
     if chosen is None:

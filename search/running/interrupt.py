@@ -33,9 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from search.store.files import write_json_atomic
 from search.store.layout import INTERRUPTED_FILE
-from search.store.storage import ExperimentPath
+from search.store.storage import ExperimentPath, write_json_atomic
 
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 #: How long a second signal waits for Tune's state copy in flight (seconds).
@@ -162,7 +161,7 @@ def _wait_for_state_copies(timeout_s: float) -> None:
 def running_trials(experiment_dir: ExperimentPath) -> dict[str, int | None]:
     """Trials Tune saved as RUNNING (it keeps them so when interrupted) -> last reported step."""
     from search.results.reading import read_ray_states, read_results
-    from search.store.values import as_int
+    from search.store.layout import as_int
 
     running: dict[str, int | None] = {}
     for folder, (trial_id, status) in read_ray_states(experiment_dir).items():

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 
 from ray.tune.stopper import Stopper
 
-from search.store.files import write_json_atomic
 from search.store.layout import TIME_BUDGET_FILE
-from search.store.storage import ExperimentPath
+from search.store.storage import ExperimentPath, write_json_atomic
 
 
 class TimeBudget(Stopper):
@@ -41,7 +40,7 @@ def write_budget_record(experiment_dir: ExperimentPath, budget_s: float,
     """`time_budget.json`: the budget and the trials it cut (read back by the export). The
     trials an earlier session's budget cut stay listed (a finished search given more trials
     may be cut again)."""
-    from search.store.files import read_json
+    from search.store.storage import read_json
 
     earlier = read_json(experiment_dir / TIME_BUDGET_FILE)
     before = earlier.get("cut_trials") if isinstance(earlier, dict) else None

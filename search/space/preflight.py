@@ -1,6 +1,6 @@
 """What a search points to, checked on the driver before anything is written or started.
 
-`search.space.spec_loading` checks what the space file *says*: keys, types, ranges (every fixed
+`search.space.spec` checks what the space file *says*: keys, types, ranges (every fixed
 value, every choice and both ends of every range, through detr_core's own rules). Here the
 things it *points to* are checked, with detr_core's preflight (`detr_core.training.preflight`):
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from detr_core.config.run_config import DataConfig, run_config_from_dict, run_config_to_dict
-from detr_core.data.pipeline_check import check_pipelines_fit
+from detr_core.data.dataset import check_pipelines_fit
 from detr_core.data.prepare import (
     PreparedData,
     coco_paths,

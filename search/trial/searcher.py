@@ -15,7 +15,7 @@ with
 once, with its values, its best value (COMPLETE) or as PRUNED with its intermediate values by
 step, marked with the user attributes `warm_start_source` / `warm_start_trial`; a study that
 already holds them (a resumed search) is left as it is. `first_points` (the space file's
-`points_to_evaluate`) are enqueued the same way, once (`search.space.start_points`).
+`points_to_evaluate`) are enqueued the same way, once (`search.space.spec`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any
 from ray.tune.search.optuna import OptunaSearch
 
 from detr_core.config.metric_names import is_better
-from search.space.start_points import enqueue_points
-from search.store.values import as_float, as_int
+from search.space.spec import enqueue_points
+from search.store.layout import as_float, as_int
 from search.trial.status import is_early_stopped
 
 

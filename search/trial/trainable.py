@@ -1,4 +1,38 @@
-"""The Ray Tune function trainable: one sampled config -> one `detr_core` run.
+"""A trial's scratch folder on its node, and the sweep of those a killed trial left behind.
+
+Each trial trains in a temporary folder (the Trainer's checkpoints and the restored
+checkpoint, several MB) and removes it when it ends. A trial whose process is killed (a
+worker SIGKILL, a driver killed or quitting at once, the node's OOM killer) never gets to
+remove it, so the folder carries the host and the owning process id in its name,
+`detr-trial-<host>-<pid>-*`, and every trial that starts on the node first removes this
+host's folders whose process is gone. Folders of live processes, of other users and of other
+hosts (containers sharing a temp dir have their own process ids) are left alone.
+
+A trial's own output (Hugging Face logs, progress bars, warnings) into its log file.
+
+Trials print a lot: the Trainer's log dicts, "Loading weights" / "Writing model shards" bars,
+library warnings. Through Ray they would all reach the driver's terminal interleaved. Inside
+the trainable the process's file descriptors 1 and 2 are pointed at `trial.log` in the trial's
+folder for the length of the trial (C extensions and child processes included), then put back,
+so a reused actor's next trial starts clean. The trainable writes it in the trial's working
+folder, which Tune copies into the trial's result folder (`SyncConfig(sync_artifacts=True)`)
+at each checkpoint and when the trial ends, on any node and any storage.
+
+A trial's values and run config: the one merge the trainable trains with and the export writes.
+
+Tune hands a trial its config as a FLAT dict keyed by dotted run-config names
+(`training_args.learning_rate`); Ray nests keys on "/" only, so dots survive `OptunaSearch`
+into each trial's `config` and `params.json`. `trial_values` is what the trial really trains
+with: the space's fixed values, then the sampled ones rounded to their q (Optuna cannot
+quantize a log-scale float, and its float steps drift: `0.30000000000000004`), then, where
+the model is searched, recipe-relative factors made absolute against the trial's own model
+(`search.space.relative_ranges`: `params.json` holds the factor, the run the value).
+`trial_run_config` sets them on the base run config, with the trial's thread count
+(`trial_threads`): float results depend on how many threads reduce a sum, so a bit-exact rerun
+of a trial needs the same number. The trainable, `best_config.yaml`, `trials.csv` and the
+report all go through these functions, so they agree field for field.
+
+The Ray Tune function trainable: one sampled config -> one `detr_core` run.
 
 Every evaluation of the run (every logging step) becomes a `ray.tune.report` with the eval
 metrics, `step` (optimizer steps: ASHA's time attribute), `epoch`, `train_loss` and
@@ -6,7 +40,7 @@ metrics, `step` (optimizer steps: ASHA's time attribute), `epoch`, `train_loss` 
 A new best step attaches its Trainer checkpoint (model + optimizer state) so Tune keeps the
 best one; a retried trial resumes from its last reported checkpoint. Torch uses as many
 threads as the trial has CPUs; the GPU Ray assigns (if any) is the one the Trainer sees.
-The run's own output goes to `trial.log` in the trial's folder (`search.trial.trial_output`). The
+The run's own output goes to `trial.log` in the trial's folder (`search.trial.trainable`). The
 dataset is prepared on the trial's own node (`search.trial.node_data`): a synthetic one is made
 there when missing, COCO paths are checked there.
 """
@@ -16,21 +50,130 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import re
 import shutil
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import ray
 from ray import tune
 
-from detr_core.config.run_config import run_config_from_dict
+from detr_core.config.run_config import apply_overrides, run_config_from_dict
 from detr_core.train import EvaluationEvent, train_run
 from detr_core.training.ema import weights_folder
+from search.space.distributions import fixed_values_of, quantize_params
+from search.space.relative_ranges import absolute_values
 from search.store.layout import CHECKPOINT_META_FILE, TRIAL_LOG_FILE
 from search.trial.node_data import data_section, prepare_on_node
-from search.trial.trial_config import trial_run_config, trial_threads
-from search.trial.trial_output import output_to_file
-from search.trial.trial_workdir import trial_work_dir
+
+PREFIX = "detr-trial-"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def _host_prefix() -> str:
+    """`detr-trial-<host>-`, the host name reduced to characters safe in a file name."""
+    return f"{PREFIX}{re.sub(r'[^A-Za-z0-9.]', '_', socket.gethostname())}-"
+
+
+def _owner_pid(folder: Path, host_prefix: str) -> int | None:
+    """The process id in `<host_prefix><pid>-<random>`; None for any other name."""
+    if not folder.name.startswith(host_prefix):
+        return None
+    pid, _, rest = folder.name.removeprefix(host_prefix).partition("-")
+    return int(pid) if pid.isdigit() and rest else None
+
+
+def sweep_orphaned_work_dirs(parent: Path | None = None) -> list[Path]:
+    """Remove this user's trial folders under `parent` (the temp dir) whose process is gone."""
+    parent = Path(parent or tempfile.gettempdir())
+    host_prefix = _host_prefix()
+    removed = []
+    for folder in parent.glob(f"{PREFIX}*"):
+        pid = _owner_pid(folder, host_prefix)
+        if pid is None or pid == os.getpid() or _process_alive(pid):
+            continue
+        try:
+            if not folder.is_dir() or folder.stat().st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+@contextmanager
+def trial_work_dir(parent: Path | None = None) -> Iterator[Path]:
+    """A fresh scratch folder for one trial, removed when it ends; orphans swept first."""
+    sweep_orphaned_work_dirs(parent)
+    folder = Path(tempfile.mkdtemp(prefix=f"{_host_prefix()}{os.getpid()}-", dir=parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def output_to_file(path: Path) -> Iterator[Path]:
+    """Redirect this process's stdout and stderr (fds 1 and 2) to `path`, appending."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    try:
+        with open(path, "ab", buffering=0) as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+        yield path
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def trial_values(space: Mapping[str, Any], params: Mapping[str, Any],
+                 base: Mapping[str, Any] | None = None,
+                 recipe: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The flat dotted values a trial trains with: fixed values, then sampled ones rounded,
+    then (a search whose model is searched: `recipe` is its `SearchSpec.recipe`) each
+    recipe-relative factor times the recipe of the trial's own model, against `base`."""
+    values = {**fixed_values_of(dict(space)), **quantize_params(dict(space), dict(params))}
+    return absolute_values(values, base, recipe)
+
+
+def trial_threads(cpus_per_trial: float) -> int:
+    """Torch threads of a trial: its whole CPUs, at least one."""
+    return max(1, int(cpus_per_trial))
+
+
+def trial_run_config(base: Mapping[str, Any], space: Mapping[str, Any],
+                     params: Mapping[str, Any], threads: int | None = None,
+                     recipe: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The run-config dict of one trial: `base` with `trial_values(space, params, base,
+    recipe)` set, and `num_threads` when the trial's thread count is given."""
+    config = apply_overrides(dict(base), trial_values(space, params, base, recipe))
+    if threads is not None:
+        config["num_threads"] = threads
+    return config
+
 
 # Trainer bookkeeping that is not worth a Tune metric column.
 _SKIPPED_METRICS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second")

@@ -22,7 +22,7 @@ from benchmarks.embedded_default import recipe_run_config, search_facts, search_
 from benchmarks.embedded_default_report import render
 from detr_core.config.run_config import run_config_from_dict
 from detr_core.model.recipes import RECIPE_KEYS, apply_recipe
-from search.space.spec_loading import load_search_spec
+from search.space.spec import load_search_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

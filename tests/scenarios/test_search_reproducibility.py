@@ -148,7 +148,7 @@ def _chosen_run(search: Path) -> Path:
 def test_best_config_alone_reproduces_the_winners_curve(search: Path, tmp_path: Path) -> None:
     from detr_core.config.run_config import load_run_config
     from detr_core.train import train_run
-    from detr_core.training.eval_history import read_eval_history
+    from detr_core.training.events import read_eval_history
     from search.results.reading import load_trials
     from search.results.winner import build_best_config
     from search.space.spec import read_spec_file

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from detr_core.config.config_keys import key_type
-from detr_core.config.config_paths import PATH_KEYS, resolve_path_value
 from detr_core.config.run_config import (
+    PATH_KEYS,
     DataConfig,
     SplitPaths,
     SyntheticConfig,
+    resolve_path_value,
     run_config_from_dict,
 )
 from detr_core.config.training_args import DEFAULT_TRAINING_ARGS, training_arg_default

@@ -18,7 +18,7 @@ from detr_core.config.run_config import (
 )
 from detr_core.config.training_args import build_training_args
 from detr_core.files.errors import UserInputError
-from detr_core.files.yaml_io import loads_yaml
+from detr_core.files.file_io import loads_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 

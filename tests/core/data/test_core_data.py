@@ -12,11 +12,10 @@ import torch
 from PIL import Image
 
 from detr_core.config.run_config import DataConfig, ModelConfig, SplitPaths, SyntheticConfig
-from detr_core.data.augment import build_augmentation
 from detr_core.data.coco import LabelMap, load_coco_split
-from detr_core.data.dataset import CocoDetectionDataset, DetrCollator, load_rgb
+from detr_core.data.dataset import CocoDetectionDataset, DetrCollator, build_augmentation, load_rgb
 from detr_core.data.prepare import prepare_data
-from detr_core.data.scenes import SHAPES_CATEGORY_IDS as CATEGORY_IDS
+from detr_core.data.synthetic import SHAPES_CATEGORY_IDS as CATEGORY_IDS
 from detr_core.data.synthetic import dataset_dir, ensure_synthetic_dataset
 from detr_core.files.errors import UserInputError
 from detr_core.model.build import build_image_processor, build_model
@@ -240,7 +239,7 @@ def test_a_pipeline_that_cannot_take_the_smallest_image_is_refused_before_traini
     """A RandomCrop larger than some images fails there mid-epoch (CropSizeError); it is
     found on the narrowest and the shortest image of the split, even at p < 1."""
     from detr_core.config.run_config import AugmentationConfig
-    from detr_core.data.pipeline_check import check_pipelines_fit
+    from detr_core.data.dataset import check_pipelines_fit
 
     images = [{"id": 1, "width": 120, "height": 100}, {"id": 2, "width": 50, "height": 90},
               {"id": 3, "width": 110, "height": 40}]

@@ -20,9 +20,9 @@ from PIL import Image
 from detr_core.config.run_config import DataConfig, ModelConfig
 from detr_core.data.coco import load_coco_split
 from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
-from detr_core.data.image_io import load_rgb, to_rgb8
+from detr_core.data.images import load_rgb, to_rgb8
 from detr_core.data.prepare import crowded_images_note, prepare_data, split_summary
-from detr_core.evaluation.detections import decode_targets
+from detr_core.evaluation.metrics import decode_targets
 from detr_core.files.errors import UserInputError
 from detr_core.model.build import build_image_processor, num_queries_of
 from detr_core.predict import drawn_names

@@ -15,22 +15,23 @@ import pytest
 import torch
 
 from detr_core.config.run_config import DataConfig, ModelConfig
-from detr_core.data.augment import build_augmentation
-from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
+from detr_core.data.dataset import CocoDetectionDataset, DetrCollator, build_augmentation
 from detr_core.data.prepare import prepare_data
-from detr_core.evaluation.detections import ImageBoxes, decode_predictions, decode_targets
 from detr_core.evaluation.metrics import (
+    ImageBoxes,
     best_f1_threshold,
     coco_map,
+    decode_predictions,
+    decode_targets,
     detection_metrics,
     localisation,
     precision,
     recall,
     threshold_sweep,
 )
-from detr_core.model.boxes import box_centres, cxcywh_to_xyxy, to_original_pixels
 from detr_core.model.build import build_image_processor
 from detr_core.model.families import FAMILIES
+from detr_core.model.losses import box_centres, cxcywh_to_xyxy, to_original_pixels
 
 CLASS_NAMES = ("car", "person", "sign")
 

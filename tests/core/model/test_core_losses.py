@@ -11,11 +11,14 @@ from torchvision import ops
 from transformers import DetrConfig
 from transformers.loss.loss_for_object_detection import ForObjectDetectionLoss
 
-from detr_core.model.boxes import cxcywh_to_xyxy
 from detr_core.model.families import _tiny_backbone
-from detr_core.model.losses.common import IOU_VARIANTS, DivergedTrainingError
-from detr_core.model.losses.detr import IouHungarianMatcher
-from detr_core.model.losses.functions import DetrIouLoss
+from detr_core.model.losses import (
+    IOU_VARIANTS,
+    DetrIouLoss,
+    DivergedTrainingError,
+    IouHungarianMatcher,
+    cxcywh_to_xyxy,
+)
 
 NUM_LABELS = 3
 DECODER_LAYERS = 3

@@ -11,14 +11,14 @@ import torch
 from detr_core.config.run_config import ModelConfig
 from detr_core.data.coco import LabelMap
 from detr_core.files.errors import UserInputError
-from detr_core.model.backbone import backbone_parameters
 from detr_core.model.build import (
+    backbone_parameters,
     build_image_processor,
     build_model,
     load_trained_model,
 )
 from detr_core.model.families import TINY_DETR as TINY_PRESET
-from detr_core.model.losses.functions import DetrIouLoss
+from detr_core.model.losses import DetrIouLoss
 
 TWO = LabelMap(category_ids=(0, 1), names=("cat", "dog"))
 THREE = LabelMap(category_ids=(1, 2, 3), names=("rectangle", "ellipse", "triangle"))

@@ -14,10 +14,10 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from detr_core.config.run_config import FamilyName, ModelConfig, run_config_from_dict
 from detr_core.data.coco import LabelMap
-from detr_core.evaluation.detections import decode_predictions
+from detr_core.evaluation.metrics import decode_predictions
 from detr_core.files.errors import UserInputError
-from detr_core.model.backbone import backbone_parameters
 from detr_core.model.build import (
+    backbone_parameters,
     build_image_processor,
     build_model,
     label_shaped_parameters,

@@ -26,14 +26,19 @@ import transformers.loss.loss_rt_detr as loss_rt_detr
 from torchvision import ops
 from transformers import AutoConfig, AutoModelForObjectDetection, ResNetConfig
 
-from detr_core.model.boxes import cxcywh_to_xyxy
 from detr_core.model.families import FAMILY_NAMES, tiny_config
-from detr_core.model.losses.common import DivergedTrainingError
-from detr_core.model.losses.d_fine import IouDFineLoss
-from detr_core.model.losses.deformable import IouDeformableDetrHungarianMatcher
-from detr_core.model.losses.detr import IouHungarianMatcher
-from detr_core.model.losses.functions import FAMILY_LOSSES, DetrIouLoss, IouLoss, iou_loss_function
-from detr_core.model.losses.rt_detr import IouRTDetrHungarianMatcher
+from detr_core.model.losses import (
+    FAMILY_LOSSES,
+    DetrIouLoss,
+    DivergedTrainingError,
+    IouDeformableDetrHungarianMatcher,
+    IouDFineLoss,
+    IouHungarianMatcher,
+    IouLoss,
+    IouRTDetrHungarianMatcher,
+    cxcywh_to_xyxy,
+    iou_loss_function,
+)
 
 # DAB-DETR is not one of detr_core's families (yet) but its loss is Deformable DETR's
 MODEL_TYPES = [*FAMILY_NAMES, "dab-detr"]

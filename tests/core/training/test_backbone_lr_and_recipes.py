@@ -18,8 +18,7 @@ from detr_core.data.coco import LabelMap
 from detr_core.data.dataset import DetrCollator
 from detr_core.data.prepare import prepare_data
 from detr_core.files.errors import UserInputError
-from detr_core.model.backbone import backbone_parameters
-from detr_core.model.build import build_image_processor, build_model
+from detr_core.model.build import backbone_parameters, build_image_processor, build_model
 from detr_core.model.families import FAMILIES
 from detr_core.model.recipes import PUBLISHED, apply_recipe, recipe_for
 from detr_core.train import build_datasets, train_run
@@ -75,7 +74,7 @@ def test_backbone_trains_at_its_ratio_of_the_learning_rate(tiny_run_dict: dict[s
 
 
 def test_ratio_one_keeps_the_trainers_two_groups(tiny_run_dict: dict[str, Any]) -> None:
-    from detr_core.training.optimizer_groups import split_backbone_groups
+    from detr_core.training.trainer import split_backbone_groups
 
     config = run_config_from_dict(tiny_run_dict)
     model = build_model(config.model, THREE, "giou", False)

@@ -17,7 +17,7 @@ from transformers import DetrForObjectDetection
 import detr_core.train
 from detr_core.config.run_config import run_config_from_dict
 from detr_core.evaluate import evaluate_prepared
-from detr_core.files.run_layout import EMA_DIR
+from detr_core.files.file_io import EMA_DIR
 from detr_core.training.ema import EmaCallback, weights_folder
 from detr_core.training.preflight import check_run_inputs
 

@@ -17,7 +17,7 @@ import pytest
 
 from detr_core.config.run_config import run_config_from_dict
 from detr_core.train import train_run
-from detr_core.training.eval_history import read_eval_history
+from detr_core.training.events import read_eval_history
 
 pytestmark = pytest.mark.slow
 

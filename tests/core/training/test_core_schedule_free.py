@@ -71,7 +71,7 @@ def test_eval_then_train_gives_the_training_weights_back_bit_for_bit() -> None:
     import schedulefree
     import torch
 
-    from detr_core.training.schedule_free import exact_mode_switches, is_schedule_free
+    from detr_core.training.trainer import exact_mode_switches, is_schedule_free
 
     torch.manual_seed(0)
     weights = torch.nn.Parameter(torch.randn(4096))

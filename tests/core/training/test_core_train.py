@@ -130,8 +130,7 @@ def test_best_step_is_argmin_of_eval_loss_bbox(giou_run: Run) -> None:
 
 
 def _val_batch(run: Run) -> dict[str, torch.Tensor]:
-    from detr_core.data.augment import build_augmentation
-    from detr_core.data.dataset import CocoDetectionDataset, DetrCollator
+    from detr_core.data.dataset import CocoDetectionDataset, DetrCollator, build_augmentation
     from detr_core.data.prepare import prepare_data
     from detr_core.model.build import build_image_processor
 
@@ -258,7 +257,7 @@ def test_diou_ciou_runs(tmp_path: Path, tiny_run_dict: dict[str, Any], variant: 
 
 
 def test_eval_history_jsonl_has_every_evaluation(giou_run: Run) -> None:
-    from detr_core.training.eval_history import read_eval_history
+    from detr_core.training.events import read_eval_history
 
     path = giou_run.result.output_dir / "eval_history.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()]
@@ -366,7 +365,7 @@ def test_test_split_at_every_evaluation_when_asked(tmp_path: Path,
                                                    tiny_run_dict: dict[str, Any]) -> None:
     """`evaluation.test_during_training`: test_* metrics beside eval_* at every evaluation,
     one event per evaluation all the same, and the best step still chosen on val."""
-    from detr_core.training.eval_history import read_eval_history
+    from detr_core.training.events import read_eval_history
 
     tiny_run_dict["training_args"].update(max_steps=4, logging_steps=2)
     tiny_run_dict["evaluation"]["test_during_training"] = True
@@ -417,11 +416,11 @@ def test_evaluations_do_not_change_the_training(tmp_path: Path, tiny_run_dict: d
     grid recorded with test evaluations, or a search evaluating every 125 steps instead of
     250, would train other models than the same seed evaluated less often. A schedule-free
     optimizer moves the weights to its average for each evaluation and back, which in floating
-    point is not exact (`detr_core.training.schedule_free`). Two epochs of 4 steps, dropout
+    point is not exact (`detr_core.training.trainer`). Two epochs of 4 steps, dropout
     on (as in facebook/detr-resnet-50): one evaluation at the end against val + test +
     averaged weights every 2 steps; the last evaluation's numbers must be the same bits.
     """
-    from detr_core.training.eval_history import read_eval_history
+    from detr_core.training.events import read_eval_history
 
     tiny_run_dict["model"]["config_overrides"] = {"dropout": 0.1}
     tiny_run_dict["training_args"].update(optim=optim, learning_rate=3e-3)

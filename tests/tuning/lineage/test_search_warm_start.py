@@ -20,14 +20,11 @@ from s3_server import S3Server, apply_env, s3_server
 from search_helpers import FAKE_SPEC, METRIC, write_fake_experiment, write_fake_trial, write_space
 
 from detr_core.files.errors import UserInputError
-from search.lineage.fitting import fit_trial, fits
-from search.lineage.warm_start import plan_warm_start
+from search.lineage.warm_start import fit_trial, fits, plan_warm_start
 from search.results.export import export_experiment
 from search.results.warm_trials import write_warm_start_record
 from search.run import main
-from search.space.spec import SearchSpec, write_spec_file
-from search.space.spec_loading import load_search_spec
-from search.space.tune_space import to_tune_param_space
+from search.space.spec import SearchSpec, load_search_spec, to_tune_param_space, write_spec_file
 from search.store.storage import copy_tree, location
 from search.store.study_journal import journal_storage
 from search.trial.searcher import AshaAwareOptunaSearch

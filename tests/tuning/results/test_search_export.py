@@ -139,8 +139,8 @@ def test_best_model_is_the_best_step_checkpoint(experiment: Path):
 
 def test_checkpoint_of_the_best_step_beats_an_equal_value_elsewhere(tmp_path: Path):
     """Meta values may tie (a trainable that stores its best-so-far); the step decides."""
-    from search.results.best_model import select_checkpoint
     from search.results.reading import TrialRecord
+    from search.results.winner import select_checkpoint
 
     for index, step in enumerate((600, 900, 1200)):
         ckpt = tmp_path / f"checkpoint_{index:06d}"
@@ -371,7 +371,7 @@ def test_script_runs_from_a_path(experiment: Path):
 @pytest.mark.slow
 def test_evaluation_result_is_stored_and_failure_keeps_other_outputs(experiment: Path,
                                                                      monkeypatch, capsys):
-    import search.results.winner_eval as winner_eval
+    import search.results.winner as winner_eval
 
     calls = []
 

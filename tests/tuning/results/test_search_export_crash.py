@@ -69,9 +69,9 @@ def _add_new_winner(exp: Path) -> None:
 
 def _patch_writes(write: Callable, replace: Callable) -> None:
     """Route every atomic write and every `os.replace` of this process through the wrappers."""
-    from detr_core.files import atomic_files
+    from detr_core.files import file_io
 
-    real = atomic_files.write_bytes_atomic
+    real = file_io.write_bytes_atomic
     for module in list(sys.modules.values()):
         if getattr(module, "write_bytes_atomic", None) is real:
             module.write_bytes_atomic = write
@@ -80,10 +80,10 @@ def _patch_writes(write: Callable, replace: Callable) -> None:
 
 def _die_at(k: int, how: str) -> Callable[[], None]:
     """Patch the child so that its k-th write (`mid-write`) or rename (`rename`) kills it."""
-    from detr_core.files import atomic_files
+    from detr_core.files import file_io
 
     calls = {"write": 0, "rename": 0}
-    real_write, real_replace = atomic_files.write_bytes_atomic, os.replace
+    real_write, real_replace = file_io.write_bytes_atomic, os.replace
 
     def kill() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -91,7 +91,7 @@ def _die_at(k: int, how: str) -> Callable[[], None]:
     def write(path, data):  # type: ignore[no-untyped-def]
         calls["write"] += 1
         if how == "mid-write" and calls["write"] == k:
-            with open(atomic_files.temp_path(Path(path)), "wb") as handle:
+            with open(file_io.temp_path(Path(path)), "wb") as handle:
                 handle.write(data[: len(data) // 2])
                 handle.flush()
             kill()
@@ -124,10 +124,10 @@ def _count_writes(exp: Path) -> dict[str, list[str]]:
     pid = os.fork()
     if pid == 0:
         try:
-            from detr_core.files import atomic_files
+            from detr_core.files import file_io
 
             counted: dict[str, list[str]] = {"write": [], "rename": []}
-            real_write, real_replace = atomic_files.write_bytes_atomic, os.replace
+            real_write, real_replace = file_io.write_bytes_atomic, os.replace
 
             def write(path, data):  # type: ignore[no-untyped-def]
                 counted["write"].append(_kind(Path(path)))

@@ -17,7 +17,7 @@ from search.running.cli import (
     storage_root,
 )
 from search.space.distributions import describe_distribution
-from search.space.spec_loading import load_search_spec
+from search.space.spec import load_search_spec
 
 FLAGS = (
     "--space", "--name", "--num-samples", "--max-concurrent", "--cpus-per-trial",

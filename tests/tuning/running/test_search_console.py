@@ -1,5 +1,5 @@
 """What a search prints while it runs (`search.running.console`), a trial's log file
-(`search.trial.trial_output`), the HParams in its TensorBoard events
+(`search.trial.trainable`), the HParams in its TensorBoard events
 (`search.results.tensorboard_hparams`)
 and the time budget (`search.running.time_budget`), driven by the same hooks Ray Tune calls.
 
@@ -195,7 +195,7 @@ def test_trial_output_goes_to_its_log_file(tmp_path: Path) -> None:
 import os, subprocess, sys, warnings
 sys.path.insert(0, {str(Path(__file__).resolve().parents[3])!r})
 from pathlib import Path
-from search.trial.trial_output import output_to_file
+from search.trial.trainable import output_to_file
 with output_to_file(Path({str(tmp_path)!r}) / "trial.log"):
     print("from print")
     os.write(2, b"from fd 2\\n")

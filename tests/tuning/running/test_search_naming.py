@@ -16,7 +16,7 @@ from search_helpers import FAKE_SPEC, write_space
 
 from detr_core.files.errors import UserInputError
 from search.run import main
-from search.running.naming import choose_experiment, existing_suffixes, unfinished_reason
+from search.running.cli import choose_experiment, existing_suffixes, unfinished_reason
 from search.store.storage import location
 
 

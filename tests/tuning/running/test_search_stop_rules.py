@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 from search_helpers import FAKE_SPEC, read_trials_csv, write_fake_experiment
 
-from detr_core.files.atomic_files import temp_path, write_text_atomic
-from search.running.cli import parse_args
-from search.running.continue_command import resume_command
+from detr_core.files.file_io import temp_path, write_text_atomic
+from search.running.cli import parse_args, resume_command
 from search.running.interrupt import SearchInterrupted, SearchInterrupts, write_interrupt_record
 
 

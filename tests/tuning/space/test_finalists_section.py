@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from detr_core.files.errors import UserInputError
-from search.space.spec import SearchSpec
-from search.space.spec_loading import load_search_spec
+from search.space.spec import SearchSpec, load_search_spec
 
 SPACE = """\
 experiment:

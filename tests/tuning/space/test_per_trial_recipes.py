@@ -1,5 +1,5 @@
-"""A searched model with recipe-relative ranges (search.space.per_trial_recipes) and the points
-a searcher tries first (search.space.start_points). No Ray is started.
+"""A searched model with recipe-relative ranges (search.space.relative_ranges) and the points
+a searcher tries first (search.space.spec). No Ray is started.
 
 `model.checkpoint: {choice: [builtin:tiny-shapes, <an RT-DETR folder>]}` with
 `training_args.learning_rate: {loguniform: [0.25, 2.0], relative_to: recipe}`: the space keeps
@@ -18,16 +18,13 @@ import pytest
 import yaml
 
 from detr_core.files.errors import UserInputError
-from search.lineage.fitting import fit_trial
+from search.lineage.warm_start import fit_trial
 from search.results.importance import rung_points
 from search.results.reading import TrialRecord
 from search.running.cli import describe
-from search.space.per_trial_recipes import absolute_values, factor_values
-from search.space.spec import SearchSpec
-from search.space.spec_loading import load_search_spec
-from search.space.start_points import enqueue_points
-from search.space.tune_space import to_tune_param_space
-from search.trial.trial_config import trial_run_config, trial_values
+from search.space.relative_ranges import absolute_values, factor_values
+from search.space.spec import SearchSpec, enqueue_points, load_search_spec, to_tune_param_space
+from search.trial.trainable import trial_run_config, trial_values
 
 REPO = Path(__file__).resolve().parents[3]
 IOU = REPO / "search_spaces" / "iou.yaml"

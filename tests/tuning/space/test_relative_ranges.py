@@ -16,9 +16,7 @@ import yaml
 from search_helpers import SMALL_DATA
 
 from detr_core.files.errors import UserInputError
-from search.space.spec import SearchSpec
-from search.space.spec_loading import load_search_spec
-from search.space.tune_space import to_tune_param_space
+from search.space.spec import SearchSpec, load_search_spec, to_tune_param_space
 
 REPO = Path(__file__).resolve().parents[3]
 IOU = REPO / "search_spaces" / "iou.yaml"

@@ -13,8 +13,7 @@ import pytest
 from detr_core.files.errors import UserInputError
 from search.running.cli import describe, parse_args, spec_overrides
 from search.running.driver import build_searcher
-from search.space.spec import SearchSpec
-from search.space.spec_loading import load_search_spec
+from search.space.spec import SearchSpec, load_search_spec
 from search.store.storage import location
 
 SPACE = """\
@@ -44,7 +43,7 @@ def _first_proposals(spec: SearchSpec, folder: Path, n: int = 3) -> list[dict]:
 
 
 def _tune_space(spec: SearchSpec) -> dict:
-    from search.space.tune_space import to_tune_param_space
+    from search.space.spec import to_tune_param_space
 
     return to_tune_param_space(spec)
 

@@ -1,4 +1,4 @@
-"""Search-space files (search.space.spec_loading and the modules it uses) written to disk, parsed,
+"""Search-space files (search.space.spec and the modules it uses) written to disk, parsed,
 validated, turned into Tune.
 
 No Ray cluster is started: Tune domains and OptunaSearch are used as plain objects.
@@ -18,11 +18,8 @@ from detr_core.config.run_config import load_default_run_config, run_config_from
 from detr_core.files.errors import UserInputError
 from search.space.budget import asha_rungs, default_max_concurrent
 from search.space.distributions import quantize_params
-from search.space.experiment_section import REPORTED_METRICS
-from search.space.spec import SearchSpec
-from search.space.spec_loading import load_search_spec
-from search.space.tune_space import to_tune_param_space
-from search.trial.trial_config import trial_run_config
+from search.space.spec import REPORTED_METRICS, SearchSpec, load_search_spec, to_tune_param_space
+from search.trial.trainable import trial_run_config
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -543,9 +540,9 @@ def test_shipped_space_files_load(path: Path) -> None:
 
 def test_module_docstring_example_loads(tmp_path: Path) -> None:
     """The format reference in the module docstring is itself a valid file."""
-    import search.space.spec_loading
+    import search.space.spec
 
-    doc = search.space.spec_loading.__doc__.split("```yaml\n", 1)[1].split("```", 1)[0]
+    doc = search.space.spec.__doc__.split("```yaml\n", 1)[1].split("```", 1)[0]
     base = {"model": {"preset": "tiny"}, "data": {"synthetic": {"num_train": 8}}}
     write(tmp_path / "configs", base, "run.yaml")
     path = write(tmp_path / "spaces", textwrap.dedent(doc))

@@ -178,7 +178,7 @@ def test_export_on_a_storage_uri_writes_the_same_outputs_as_on_a_local_folder(
 def test_winner_is_evaluated_from_a_download_and_its_log_uploaded(
         s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request,
         capsys: pytest.CaptureFixture[str]) -> None:
-    import search.results.winner_eval as winner_eval
+    import search.results.winner as winner_eval
 
     uri = s3.uri(f"{_unique(request)}/iou")
     copy_tree(write_fake_experiment(tmp_path / "iou"), location(uri))
@@ -275,7 +275,7 @@ def test_storage_that_cannot_be_written_is_one_line_before_ray_starts(
 
     from detr_core.files.errors import UserInputError
     from search.running.driver import SearchOptions, run_search
-    from search.space.spec_loading import load_search_spec
+    from search.space.spec import load_search_spec
 
     space = write_space(tmp_path / "space.yaml", "iou",
                         {"seed": {"choice": [1, 2]}}, num_samples=1)

@@ -1,7 +1,7 @@
 """Item: best_config.yaml and trials.csv hold exactly what the winner trained with.
 
 Optuna cannot quantize a log-scale float and its integer/float steps come back as raw draws in
-params.json (`0.2325`, `6`); the trainable rounds them (`search.trial.trial_config`). The export
+params.json (`0.2325`, `6`); the trainable rounds them (`search.trial.trainable`). The export
 must use the same merge, or best_config.yaml would describe a run nobody trained. Checked on
 a fake experiment folder whose params.json hold raw draws of a `qloguniform` and a `qrandint`
 dimension: the exported config equals, field for field, the run config the trainable builds
@@ -21,7 +21,7 @@ from search_helpers import FAKE_SPEC, write_fake_experiment
 from detr_core.config.run_config import run_config_from_dict
 from detr_core.config.training_args import build_training_args
 from search.results.export import export_experiment
-from search.trial.trial_config import trial_run_config, trial_values
+from search.trial.trainable import trial_run_config, trial_values
 
 SPACE = {
     "iou_loss": {"choice": ["giou", "diou"]},

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from search_helpers import REPO_ROOT
 
-from search.trial.trial_workdir import sweep_orphaned_work_dirs, trial_work_dir
+from search.trial.trainable import sweep_orphaned_work_dirs, trial_work_dir
 
 HOLD_A_WORK_DIR = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from search.trial.trial_workdir import trial_work_dir
+    from search.trial.trainable import trial_work_dir
     with trial_work_dir(Path(sys.argv[1])) as folder:
         (folder / "checkpoint.bin").write_bytes(b"x" * 1024)
         print(folder, flush=True)

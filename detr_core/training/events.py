@@ -10,10 +10,21 @@ weights as `eval_ema_*` (`detr_core.training.ema`). Those named `eval_*` are add
 the
 Trainer chooses its best step from, so `metric_for_best_model: eval_ema_map_50` works; a
 `test_*` metric never chooses.
+
+`eval_history.jsonl`: every evaluation of a run, one JSON object per line.
+
+Why a file of its own: checkpoints are pruned to the best step and TensorBoard files need a
+reader, but comparing two runs (a rerun of a search trial, two seeds) needs every evaluation
+as plain numbers. The writer is an evaluation listener (`detr_core.train`), flushes after
+each
+line, so the history survives a crash, and starts the file afresh for a new run (a resumed run
+appends). Non-finite values are written as null.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +34,7 @@ from typing import Any, Protocol
 from transformers import TrainerCallback
 
 from detr_core.config.metric_names import eval_name, is_better
+from detr_core.files.file_io import EVAL_HISTORY_FILE
 
 TEST_PREFIX = "test_"
 #: The Trainer's timings of an evaluation: not metrics of the model.
@@ -122,3 +134,41 @@ class EvaluationRelay(TrainerCallback):
         )
         for listener in self.listeners:
             listener.on_evaluation(event)
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class EvalHistoryWriter:
+    """Evaluation listener appending `{"step", "epoch", "train_loss", ..., eval metrics}`."""
+
+    def __init__(self, output_dir: Path, resume: bool = False) -> None:
+        self.path = Path(output_dir) / EVAL_HISTORY_FILE
+        if not resume:
+            self.path.write_text("", encoding="utf-8")
+
+    def on_evaluation(self, event: Any) -> None:
+        row = {"step": event.step, "epoch": event.epoch, "train_loss": event.train_loss,
+               "learning_rate": event.learning_rate, **event.metrics}
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({k: _finite_or_none(v) for k, v in row.items()}) + "\n")
+            handle.flush()
+
+
+def read_eval_history(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of an `eval_history.jsonl` (a folder is taken to hold one); torn lines skipped."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / EVAL_HISTORY_FILE
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
