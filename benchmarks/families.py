@@ -46,7 +46,6 @@ records and report go to DIR (the real table stays untouched).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import statistics
@@ -95,7 +94,7 @@ def data_section(cache_dir: str) -> dict[str, Any]:
 
     synthetic = load_default_run_config().data.synthetic
     assert synthetic is not None  # the embedded default is synthetic
-    return {"synthetic": {**dataclasses.asdict(synthetic), "cache_dir": cache_dir}}
+    return {"synthetic": {**synthetic.model_dump(), "cache_dir": cache_dir}}
 
 
 def run_config(checkpoint: str, seed: int, recipe: dict[str, float], steps: int,

@@ -177,12 +177,11 @@ def hf_retrain(base: dict[str, Any], hyperparameters: dict[str, Any], seed: int,
 def retrain_ours(best_config: Path, seed: int, folder: Path) -> dict[str, Any]:
     """Our winner's `best_config.yaml` trained with `seed` (what `--final-seeds` does); the
     test metrics of its best step."""
-    from dataclasses import replace
 
     from detr_core.config.run_config import load_run_config
     from detr_core.train import train_run
 
-    config = replace(load_run_config(best_config), seed=seed)
+    config = load_run_config(best_config).model_copy(update={"seed": seed})
     result = train_run(config, folder)
     return {k: (result.test_metrics or {}).get(k) for k in COLUMNS}
 

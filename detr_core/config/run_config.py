@@ -1,36 +1,38 @@
-"""Which run-config values are file-system paths, and making them absolute.
+"""One training run as a typed, validated config: the schema (pydantic), YAML in and out, the
+dotted keys a search may set, and the paths made absolute.
+
+Every key a user can write is a field here, with its type, range, default and the string below
+it that documents it; an unknown key, a wrong type or a value out of range is refused before
+anything starts, in one line naming the file and the dotted key
+(`run.yaml: model.image_size: expected an integer, got str 'big'`). `training_args` is the
+exception on purpose: any `transformers.TrainingArguments` field passes through, checked
+against that dataclass (`detr_core.config.training_args`) instead of a copy of it. A new
+searchable key is one field here.
 
 Tune trials run in their own working directory, and a run YAML names data and checkpoint
-folders relative to itself: every such value is made absolute once, when the file is read
+folders relative to itself: every path is made absolute once, when the file is read
 (`load_run_config`) or when a search's values are merged into it.
-
-One training run as a typed, validated config: YAML in, dataclasses out, YAML back.
-
-Why dataclasses and a hand-made checker: every key a user can write is a field here with its
-type, so an unknown key or a wrong type is rejected before anything starts, with a message that
-names the file and the dotted key (`model.image_size: expected int, got str 'big'`).
-`training_args` is the exception on purpose: any `transformers.TrainingArguments` field passes
-through, checked against that dataclass instead of a copy of it.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import types
 import typing
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from detr_core.config.metric_names import is_ema_metric
 from detr_core.files.builtin_models import builtin_problem, is_builtin
-from detr_core.files.errors import UserInputError
-from detr_core.files.errors import describe_value as _describe
+from detr_core.files.errors import UserInputError, describe_value
 from detr_core.files.file_io import dump_yaml, load_yaml_mapping
 
-if TYPE_CHECKING:  # run_config imports this module
-    from detr_core.config.run_config import RunConfig
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 #: Dotted run-config keys whose string values are file-system paths (made absolute on load).
 PATH_KEYS = (
@@ -82,43 +84,48 @@ IouLoss = Literal["giou", "diou", "ciou"]
 FamilyName = Literal["detr", "conditional_detr", "deformable_detr", "rt_detr", "rt_detr_v2",
                      "d_fine"]
 DEFAULT_CONFIG_PATH = Path(__file__).parents[1] / "defaults" / "run.yaml"
-
-
 #: The longest edge a run may resize images to: a square canvas of 8192 px holds 38x the pixels
-#: of DETR's 1333, enough for high-resolution imagery and far from an out-of-memory typo.
+#: of DETR's 1333, enough for high-resolution imagery and far from an out-of-memory typo (seen:
+#: 100000 px tried to allocate 26 GB before the first step).
 MAX_IMAGE_SIZE = 8192
 
-@dataclass
-class SplitPaths:
-    """A COCO split on disk: annotation JSON and the folder its `file_name`s are relative to."""
+
+class Section(BaseModel):
+    """A run-config section: unknown keys refused, types strict (no `"3"` for 3, no `true` for
+    1; an integer is a float), every field documented by the string below it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
+
+
+class SplitPaths(Section):
+    """A COCO split on disk."""
 
     annotations: str
+    """The COCO annotation JSON."""
     images: str
+    """The folder its `file_name`s are relative to."""
 
 
-@dataclass
-class SyntheticConfig:
-    """Parameters of an embedded synthetic dataset (see `detr_core.data.synthetic`).
-
-    `task` picks what the images show (`detr_core.data.synthetic`): `shapes` (rectangles,
-    ellipses, triangles: the default fine-tuning task) or `pretrain` (stars, crosses, rings,
-    pentagons: the task the shipped checkpoint was pretrained on).
-    """
+class SyntheticConfig(Section):
+    """An embedded synthetic dataset (`detr_core.data.synthetic`), generated once and cached."""
 
     task: Literal["shapes", "pretrain"] = "shapes"
-    num_train: int = 1000
-    num_val: int = 64
-    num_test: int = 128
-    image_size: int = 96
-    min_objects: int = 1
+    """`shapes` (rectangles, ellipses, triangles: the fine-tuning default) or `pretrain` (stars,
+    crosses, rings, pentagons: what the shipped checkpoints were pretrained on)."""
+    num_train: int = Field(1000, ge=1)
+    num_val: int = Field(64, ge=1)
+    num_test: int = Field(128, ge=0)
+    image_size: int = Field(96, ge=32)
+    """Pixels per side."""
+    min_objects: int = Field(1, ge=1)
     max_objects: int = 3
+    """At least `min_objects`."""
     seed: int = 0
     cache_dir: str | None = None
 
 
-@dataclass
-class DataConfig:
-    """Either `synthetic` (generated once, cached) or COCO `train` + `val` (+ optional `test`)."""
+class DataConfig(Section):
+    """Either `synthetic` or COCO `train` + `val` (+ optional `test`)."""
 
     synthetic: SyntheticConfig | None = None
     train: SplitPaths | None = None
@@ -133,23 +140,20 @@ class DataConfig:
         return self.test is not None
 
 
-@dataclass
-class ModelConfig:
-    """Where the weights come from and the input resolution.
-
-    `checkpoint` is a Hub name, a `save_pretrained` folder or `builtin:<name>` (a checkpoint
-    shipped with the package, `detr_core.files.builtin_models`) of any supported DETR-family
-    model, whose family is read from its `config.json`; `preset: tiny` builds a small model of
-    `family` (default `detr`) from random weights offline. `image_size` is the longest edge
-    after resizing (DETR-style processors pad to a square canvas of that size; RT-DETR-style
-    ones resize to that square). `config_overrides` sets fields of the family's config class.
-    """
+class ModelConfig(Section):
+    """Where the weights come from and the input resolution."""
 
     preset: Literal["tiny"] | None = None
+    """`tiny`: a small model of `family` from random weights, offline."""
     family: FamilyName | None = None
+    """The family of a preset (default `detr`); a checkpoint's is read from its config.json."""
     checkpoint: str | None = None
-    image_size: int = 96
-    config_overrides: dict[str, Any] = field(default_factory=dict)
+    """A Hub name, a `save_pretrained` folder or `builtin:<name>` (shipped with the package)."""
+    image_size: int = Field(96, ge=32, le=MAX_IMAGE_SIZE)
+    """The longest edge after resizing (DETR-style processors pad to a square canvas of that
+    size; RT-DETR-style ones resize to that square)."""
+    config_overrides: dict[str, Any] = {}
+    """Fields of the family's config class (`DetrConfig`, `RTDetrConfig`, ...)."""
 
 
 def _default_train_augmentation() -> list[Any]:
@@ -160,161 +164,119 @@ def _default_train_augmentation() -> list[Any]:
     ]
 
 
-@dataclass
-class AugmentationConfig:
+class AugmentationConfig(Section):
     """albumentations transforms by class name, per split; boxes use COCO bbox params."""
 
-    train: list[Any] = field(default_factory=_default_train_augmentation)
-    val: list[Any] = field(default_factory=list)
-    min_area: float = 4.0
-    min_visibility: float = 0.0
+    train: list[Any] = Field(default_factory=_default_train_augmentation)
+    val: list[Any] = []
+    min_area: float = Field(4.0, ge=0)
+    """Boxes smaller than this (pixels) after a transform are dropped."""
+    min_visibility: float = Field(0.0, ge=0, le=1)
 
 
-@dataclass
-class EvaluationConfig:
-    """Test-metric settings: detections below `score_threshold` are not counted as found.
+class EvaluationConfig(Section):
+    """Test-metric settings."""
 
-    `test_during_training` also evaluates the test split at every evaluation (as `test_*`
-    metrics in `eval_history.jsonl`): for learning-curve benchmarks, never for choosing.
-    """
-
-    score_threshold: float = 0.5
-    batch_size: int = 16
+    score_threshold: float = Field(0.5, ge=0, le=1)
+    """Detections below it are not counted as found."""
+    batch_size: int = Field(16, ge=1)
     test_during_training: bool = False
+    """Also evaluate the test split at every evaluation (`test_*` in `eval_history.jsonl`): for
+    learning-curve benchmarks, never for choosing."""
 
 
-@dataclass
-class EmaConfig:
-    """Averaged weights (`detr_core.training.ema`), evaluated at every evaluation as `eval_ema_*`.
+class EmaConfig(Section):
+    """Averaged weights (`detr_core.training.ema`), evaluated as `eval_ema_*`: the decay at step
+    t is `min(decay, 1 - t ** -warmup_power)` (timm `ModelEmaV3`'s warm-up), so early
+    evaluations average few steps and late ones many."""
 
-    `decay` caps the decay of the moving average (at most about `1 / (1 - decay)` steps are
-    averaged); `warmup_power` sets how fast it gets there: the decay at step t is
-    `min(decay, 1 - t ** -warmup_power)` (timm `ModelEmaV3`'s warm-up), so early
-    evaluations average few steps and late ones many. `metric_for_best_model: eval_ema_...`
-    chooses the best step by the average, and exports its weights.
-    """
-
-    decay: float = 0.999
-    warmup_power: float = 0.75
+    decay: float = Field(0.999, ge=0, lt=1)
+    """At most about `1 / (1 - decay)` steps are averaged."""
+    warmup_power: float = Field(0.75, gt=0)
 
 
-@dataclass
-class RunConfig:
+class RunConfig(Section):
     """Everything one fine-tuning run needs; one YAML file is one of these."""
 
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
     iou_loss: IouLoss = "giou"
+    """The IoU term of the matcher cost and the box loss (`detr_core.model.losses`)."""
     freeze_backbone: bool = False
-    #: The backbone's learning rate as a multiple of `training_args.learning_rate` (its own
-    #: optimizer group); unset: the checkpoint's recipe (`detr_core.model.recipes`), else 1.
-    backbone_lr_ratio: float | None = None
-    training_args: dict[str, Any] = field(default_factory=dict)
-    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    backbone_lr_ratio: float | None = Field(None, gt=0, le=100)
+    """The backbone's learning rate as a multiple of `training_args.learning_rate` (its own
+    optimizer group); unset: the checkpoint's recipe (`detr_core.model.recipes`), else 1. A
+    still backbone is `freeze_backbone: true`."""
+    training_args: dict[str, Any] = {}
+    """Any `transformers.TrainingArguments` field (`detr_core.config.training_args`)."""
+    augmentation: AugmentationConfig = AugmentationConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     ema: EmaConfig | None = None
     seed: int = 42
-    num_threads: int | None = None
+    num_threads: int | None = Field(None, ge=1)
+    """Torch threads; null = all cores."""
 
 
 # ---------------------------------------------------------------------------------------------
-# dict -> dataclass with validation
+# validation errors as one line naming the file and the dotted key
+
+#: How a pydantic error type is said here (the others keep pydantic's own words).
+_TYPE_WORDS = {"int_type": "an integer", "int_from_float": "an integer",
+               "float_type": "a number", "bool_type": "true or false",
+               "string_type": "a string", "dict_type": "a mapping", "model_type": "a mapping",
+               "model_attributes_type": "a mapping", "list_type": "a list"}
+_BOUND_WORDS = {"greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
+                "less_than_equal": ("le", "<="), "less_than": ("lt", "<")}
 
 
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return "null"
-    return getattr(tp, "__name__", str(tp))
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys of the section at `loc` (the one holding an unknown key)."""
+    for part in loc[:-1]:
+        field_info = model.model_fields.get(str(part))
+        inner = strip_optional(field_info.annotation) if field_info else None
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return []
+        model = inner
+    return sorted(model.model_fields)
 
 
-def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
-    """Check `value` against annotation `tp`; build nested dataclasses; raise naming `key`."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        candidates = [o for o in options if o is not type(None)]
-        if len(candidates) == 1 and dataclasses.is_dataclass(candidates[0]) \
-                and isinstance(value, dict):  # `Section | None`: keep the nested key's message
-            return _convert(value, candidates[0], key, source)
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _convert(value, option, key, source)
-            except UserInputError:
-                continue
-        _fail(source, key, f"expected {_type_name(tp)}, got {_describe(value)}")
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            _fail(source, key, f"must be one of {_type_name(tp)}, got {_describe(value)}")
-        return value
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            _fail(source, key, f"expected a mapping, got {_describe(value)}")
-        return _build(tp, value, key, source)
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            _fail(source, key, f"expected a mapping, got {_describe(value)}")
-        return dict(value)
-    if origin is list or tp is list:
-        if not isinstance(value, list):
-            _fail(source, key, f"expected a list, got {_describe(value)}")
-        return list(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            _fail(source, key, f"expected true or false, got {_describe(value)}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            _fail(source, key, f"expected an integer, got {_describe(value)}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            _fail(source, key, f"expected a number, got {_describe(value)}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            _fail(source, key, f"expected a string, got {_describe(value)}")
-        return value
-    if tp is Any:
-        return value
-    raise TypeError(f"unsupported annotation {tp!r} for {key}")  # a bug here, not user input
+def validated(model: type[ModelT], raw: Any, source: str | Path | None,
+              key_prefix: str = "") -> ModelT:
+    """`raw` validated as `model`, or `UserInputError` naming `source` and the dotted key of
+    the first problem (under `key_prefix`: `experiment`)."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        loc = tuple(error["loc"])
+        kind, value = error["type"], error.get("input")
+        if kind == "extra_forbidden":
+            problem = f"unknown key (known keys here: {', '.join(_known_keys(model, loc))})"
+        elif kind == "missing":
+            problem = "required key is missing"
+        elif kind == "literal_error":
+            problem = f"must be one of {error['ctx']['expected']}, got {describe_value(value)}"
+        elif kind in _TYPE_WORDS:
+            problem = f"expected {_TYPE_WORDS[kind]}, got {describe_value(value)}"
+        elif kind in _BOUND_WORDS:
+            name, sign = _BOUND_WORDS[kind]
+            problem = f"must be {sign} {error['ctx'][name]:g}, got {value!r}"
+        elif kind == "value_error" and isinstance(error["ctx"]["error"], UserInputError):
+            inner = error["ctx"]["error"]
+            raise inner.relocated(source, ".".join([key_prefix, *map(str, loc)]).strip(
+                ".")) from None
+        else:
+            problem = error["msg"]
+        dotted = ".".join(str(p) for p in (key_prefix, *loc) if p != "")
+        raise UserInputError(problem, source=source, key=dotted or None) from None
 
 
 def _fail(source: str, key: str, problem: str) -> typing.NoReturn:
     raise UserInputError(problem, source=source, key=key)
 
 
-def _build(cls: type, raw: dict[str, Any], prefix: str, source: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in raw.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            known = ", ".join(sorted(names))
-            _fail(source, dotted, f"unknown key (known keys here: {known})")
-        kwargs[key] = _convert(value, hints[key], dotted, source)
-    missing = [
-        f.name
-        for f in dataclasses.fields(cls)
-        if f.name not in kwargs
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        _fail(source, f"{prefix}.{missing[0]}" if prefix else missing[0], "required key is missing")
-    return cls(**kwargs)
-
-
 def _check_semantics(cfg: RunConfig, source: str) -> None:
+    """What no single field can check: keys that need or exclude each other."""
     data = cfg.data
     if data.synthetic is None and data.train is None:
         _fail(source, "data", "give either `synthetic:` or `train:` and `val:` COCO splits")
@@ -323,53 +285,19 @@ def _check_semantics(cfg: RunConfig, source: str) -> None:
               "`synthetic` and COCO paths (`train`/`val`/`test`) exclude each other")
     if data.train is not None and data.val is None:
         _fail(source, "data.val", "required when `data.train` is given")
-    if data.synthetic is not None:
-        syn = data.synthetic
-        for name in ("num_train", "num_val", "image_size", "min_objects"):
-            if getattr(syn, name) < 1:
-                _fail(source, f"data.synthetic.{name}", "must be >= 1")
-        if syn.num_test < 0:
-            _fail(source, "data.synthetic.num_test", "must be >= 0")
-        if syn.max_objects < syn.min_objects:
-            _fail(source, "data.synthetic.max_objects", "must be >= data.synthetic.min_objects")
-        if syn.image_size < 32:
-            _fail(source, "data.synthetic.image_size", "must be >= 32 pixels")
+    syn = data.synthetic
+    if syn is not None and syn.max_objects < syn.min_objects:
+        _fail(source, "data.synthetic.max_objects", "must be >= data.synthetic.min_objects")
     model = cfg.model
     if (model.preset is None) == (model.checkpoint is None):
         _fail(source, "model", "give exactly one of `preset: tiny` or `checkpoint: NAME_OR_DIR`")
     if model.family is not None and model.preset is None:
         _fail(source, "model.family", "only with `preset: tiny` (a checkpoint's family is read "
               "from its config.json)")
-    if model.image_size < 32:
-        _fail(source, "model.image_size", "must be >= 32 pixels")
-    if model.image_size > MAX_IMAGE_SIZE:
-        # a batch of such canvases needs tens of GB before the first step (seen: 100000 px
-        # tried to allocate 26 GB and ended in an out-of-memory traceback)
-        _fail(source, "model.image_size",
-              f"must be <= {MAX_IMAGE_SIZE} pixels (DETR trains at 800-1333), got "
-              f"{model.image_size}")
     if is_builtin(model.checkpoint):
         problem = builtin_problem(str(model.checkpoint))
         if problem:
             _fail(source, "model.checkpoint", problem)
-    if cfg.backbone_lr_ratio is not None and not 0.0 < cfg.backbone_lr_ratio <= 100.0:
-        _fail(source, "backbone_lr_ratio", f"must be in (0, 100], got {cfg.backbone_lr_ratio!r} "
-              "(a still backbone: freeze_backbone: true)")
-    if cfg.num_threads is not None and cfg.num_threads < 1:
-        _fail(source, "num_threads", "must be >= 1 (or null for all cores)")
-    if not 0.0 <= cfg.evaluation.score_threshold <= 1.0:
-        _fail(source, "evaluation.score_threshold", "must be within [0, 1]")
-    if cfg.evaluation.batch_size < 1:
-        _fail(source, "evaluation.batch_size", f"must be >= 1, got {cfg.evaluation.batch_size}")
-    if not cfg.augmentation.min_area >= 0:
-        _fail(source, "augmentation.min_area", "must be >= 0 (pixels)")
-    if not 0.0 <= cfg.augmentation.min_visibility <= 1.0:
-        _fail(source, "augmentation.min_visibility", "must be within [0, 1]")
-    if cfg.ema is not None:
-        if not 0.0 <= cfg.ema.decay < 1.0:
-            _fail(source, "ema.decay", f"must be in [0, 1), got {cfg.ema.decay!r}")
-        if not cfg.ema.warmup_power > 0.0:
-            _fail(source, "ema.warmup_power", f"must be > 0, got {cfg.ema.warmup_power!r}")
     best_by = cfg.training_args.get("metric_for_best_model")
     if cfg.ema is None and isinstance(best_by, str) and is_ema_metric(best_by):
         _fail(source, "training_args.metric_for_best_model",
@@ -379,11 +307,106 @@ def _check_semantics(cfg: RunConfig, source: str) -> None:
     check_training_args(cfg.training_args, source)
 
 
+# ---------------------------------------------------------------------------------------------
+# dotted keys: which exist, and the type each one takes
+
+#: Pairs of run-config keys that exclude each other (`_check_semantics` and
+#: `normalise_training_args` refuse both): setting a key of one side drops the other side.
+EXCLUSIVE_KEYS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("model.preset",), ("model.checkpoint",)),
+    (("data.synthetic",), ("data.train", "data.val", "data.test")),
+    (("training_args.warmup_steps",), ("training_args.warmup_ratio",)),
+)
+
+
+def strip_optional(tp: Any) -> Any:
+    """`X | None` -> X (only for a single non-None member)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(members) == 1:
+            return members[0]
+    return tp
+
+
+def key_type(dotted: str) -> Any:
+    """The annotation of the run-config key `dotted` (`training_args.<field>` answered by
+    `TrainingArguments`, `model.config_overrides.<field>` by the family configs).
+
+    Raises `UserInputError` with `key=dotted` when the key does not exist or may not be set.
+    """
+    from detr_core.config.training_args import training_arg_type
+
+    parts = dotted.split(".")
+    if any(not p for p in parts):
+        raise UserInputError("empty part in dotted key", key=dotted)
+    tp: Any = RunConfig
+    for i, part in enumerate(parts):
+        prefix, rest = ".".join(parts[:i]), parts[i + 1:]
+        if prefix in ("training_args", "model.config_overrides"):
+            if rest:
+                raise UserInputError(f"`{prefix}.{part}` has no sub-keys to set", key=dotted)
+            return training_arg_type(part) if prefix == "training_args" \
+                else config_override_type(part)
+        tp = strip_optional(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if part not in tp.model_fields:
+                where = f"under `{prefix}`" if prefix else "at the top level"
+                raise UserInputError(f"unknown run-config key (known {where}: "
+                                     f"{', '.join(sorted(tp.model_fields))})", key=dotted)
+            tp = tp.model_fields[part].annotation
+            continue
+        if tp is dict or typing.get_origin(tp) is dict:
+            return Any
+        raise UserInputError(f"`{prefix}` is not a mapping, it has no key `{part}`", key=dotted)
+    return tp
+
+
+@functools.lru_cache(maxsize=1)
+def detr_config_fields() -> frozenset[str]:
+    """The config fields `model.config_overrides` may set: those of any supported family's
+    config class (which family a run has is known only once its checkpoint is read; the model
+    builder then checks the key against that family's class)."""
+    from transformers import AutoConfig
+
+    fields: set[str] = {"num_labels"}
+    for model_type in typing.get_args(FamilyName):
+        fields.update(f.name for f in dataclasses.fields(type(AutoConfig.for_model(model_type))))
+    return frozenset(fields)
+
+
+def config_override_type(name: str) -> Any:
+    """`model.config_overrides.<name>` must be a field of a DETR-family config class."""
+    if name not in detr_config_fields():
+        raise UserInputError("not a config field of any supported DETR-family model",
+                             key=f"model.config_overrides.{name}")
+    return Any
+
+
+def is_section(dotted: str) -> bool:
+    """True when `dotted` names a nested section or a free mapping (`training_args`...)."""
+    try:
+        tp = strip_optional(key_type(dotted))
+    except UserInputError:
+        return False
+    return (isinstance(tp, type) and issubclass(tp, BaseModel)) or tp is dict \
+        or typing.get_origin(tp) is dict
+
+
+def touches(keys: Iterable[str], prefixes: Iterable[str]) -> bool:
+    """True when a key in `keys` is one of `prefixes` or lies below one."""
+    prefixes = tuple(prefixes)
+    return any(k == p or k.startswith(p + ".") for k in keys for p in prefixes)
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML in and out
+
+
 def run_config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
     """Validate a run-config mapping and return it typed; `source` names it in error messages."""
     if not isinstance(raw, dict):
         raise UserInputError("top level must be a mapping", source=source)
-    cfg = _build(RunConfig, raw, "", source)
+    cfg = validated(RunConfig, raw, source)
     _check_semantics(cfg, source)
     return cfg
 
@@ -411,7 +434,7 @@ def run_config_to_dict(cfg: RunConfig) -> dict[str, Any]:
             return [strip(v) for v in value]
         return value
 
-    return strip(dataclasses.asdict(cfg))
+    return strip(cfg.model_dump())
 
 
 def save_run_config(cfg: RunConfig, path: str | Path, header: str = "") -> None:

@@ -15,14 +15,14 @@ fixed value, every choice and both ends of every range, see `search.space.spec`)
 from __future__ import annotations
 
 import dataclasses
-import enum
 import functools
 import math
-import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from detr_core.config.metric_names import (
     DEFAULT_METRIC,
@@ -140,27 +140,29 @@ def training_args_fields() -> dict[str, Any]:
     return {f.name: f for f in dataclasses.fields(TrainingArguments) if f.init}
 
 
+@functools.cache
+def training_args_types() -> dict[str, Any]:
+    """`TrainingArguments`' field annotations, resolved."""
+    from transformers import TrainingArguments
+
+    return typing.get_type_hints(TrainingArguments)
+
+
+@functools.cache
+def _type_adapter(annotation: Any) -> TypeAdapter:
+    """`annotation` (a `TrainingArguments` field's) as a strict pydantic validator."""
+    return TypeAdapter(annotation, config=ConfigDict(strict=True, arbitrary_types_allowed=True))
+
+
 def _value_matches(value: Any, annotation: Any) -> bool:
-    """Loose type check of a YAML value against a TrainingArguments annotation."""
-    if annotation is Any or isinstance(annotation, str):
+    """A YAML value fits a `TrainingArguments` annotation (pydantic decides, strictly: no
+    `"3"` for 3, no `true` for 1)."""
+    if annotation is Any:
         return True
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return any(_value_matches(value, a) for a in typing.get_args(annotation))
-    if annotation is type(None):
-        return value is None
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return isinstance(value, str)
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if annotation is str:
-        return isinstance(value, str)
-    if origin in (list, dict) or annotation in (list, dict):
-        return isinstance(value, (origin or annotation, str))
+    try:
+        _type_adapter(annotation).validate_python(value)
+    except ValidationError:
+        return False
     return True
 
 
@@ -180,7 +182,7 @@ def training_arg_type(key: str) -> Any:
     fields = training_args_fields()
     if key not in fields:
         raise UserInputError("not a transformers.TrainingArguments field", key=dotted)
-    return fields[key].type
+    return training_args_types()[key]
 
 
 def training_arg_default(key: str) -> Any:

@@ -33,7 +33,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -235,7 +235,7 @@ def default_cache_root() -> Path:
 
 def dataset_dir(cfg: SyntheticConfig) -> Path:
     """Folder of the dataset made from `cfg` (the cache key is every generation parameter)."""
-    params = {k: v for k, v in asdict(cfg).items() if k not in ("cache_dir", "task")}
+    params = cfg.model_dump(exclude={"cache_dir", "task"})
     params["format"] = FORMAT_VERSION
     if cfg.task != "shapes":  # the default task keeps the cache key it always had
         params["task"] = f"{cfg.task}@{SCENES[cfg.task].version}"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -170,4 +170,4 @@ def apply_recipe(config: RunConfig) -> tuple[RunConfig, dict[str, str]]:
     args.update({k.removeprefix("training_args."): v for k, v in filled.items()
                  if k.startswith("training_args.")})
     ratio = filled.get("backbone_lr_ratio", config.backbone_lr_ratio)
-    return replace(config, training_args=args, backbone_lr_ratio=ratio), sources
+    return config.model_copy(update={"training_args": args, "backbone_lr_ratio": ratio}), sources

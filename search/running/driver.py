@@ -275,8 +275,8 @@ def continue_finished(spec: SearchSpec, existing: int) -> SearchSpec:
     number to add, the sampler seed moved on by the trials there (not the first session's
     draws again)."""
     seed = spec.searcher.seed
-    searcher = dataclasses.replace(spec.searcher,
-                                   seed=None if seed is None else seed + existing)
+    searcher = spec.searcher.model_copy(
+        update={"seed": None if seed is None else seed + existing})
     return dataclasses.replace(spec, num_samples=spec.num_samples - existing, searcher=searcher)
 
 

@@ -18,14 +18,15 @@ value that fixes the key for every trial. Pure functions: no Ray, no files.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import math
 import types
 import typing
 from typing import Any, Literal
 
-from detr_core.config.config_keys import strip_optional
+from pydantic import BaseModel
+
+from detr_core.config.run_config import strip_optional
 from detr_core.files.errors import UserInputError, describe_value
 
 FLOAT_DISTRIBUTIONS = ("uniform", "quniform", "loguniform", "qloguniform")
@@ -171,7 +172,7 @@ def numeric_kinds(tp: Any) -> set[str] | None:
         return {"int", "float"}
     if tp in (str, type(None), list, dict) or origin in (list, dict):
         return set()
-    if dataclasses.is_dataclass(tp) or (isinstance(tp, type) and issubclass(tp, enum.Enum)):
+    if isinstance(tp, type) and issubclass(tp, BaseModel | enum.Enum):
         return set()
     return None
 
@@ -183,7 +184,7 @@ def accepts_mapping(tp: Any) -> bool:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         return any(accepts_mapping(member) for member in typing.get_args(tp))
-    return origin is dict or dataclasses.is_dataclass(tp)
+    return origin is dict or (isinstance(tp, type) and issubclass(tp, BaseModel))
 
 
 def _type_words(tp: Any) -> str:

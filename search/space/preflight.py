@@ -19,8 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from detr_core.config.config_keys import touches
-from detr_core.config.run_config import apply_overrides, run_config_from_dict
+from detr_core.config.run_config import apply_overrides, run_config_from_dict, touches
 from detr_core.files.errors import UserInputError
 from detr_core.training.preflight import check_static_inputs
 from search.space.distributions import candidate_values, fixed_values_of, searched_keys_of

@@ -46,8 +46,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from detr_core.config.config_keys import key_type
-from detr_core.config.run_config import apply_overrides, run_config_from_dict
+from detr_core.config.run_config import apply_overrides, key_type, run_config_from_dict
 from detr_core.files.errors import UserInputError
 from detr_core.model.recipes import RECIPE_KEYS, recipe_for
 from search.space.distributions import (

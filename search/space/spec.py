@@ -71,28 +71,29 @@ import copy
 import dataclasses
 import math
 import re
-import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from detr_core.config.config_keys import (
-    EXCLUSIVE_KEYS,
-    is_section,
-    key_type,
-    strip_optional,
-    touches,
-)
+from pydantic import Field, field_validator
+
 from detr_core.config.metric_names import DEFAULT_METRIC, SELECTABLE_EVAL_METRICS, natural_mode
 from detr_core.config.run_config import (
     DEFAULT_CONFIG_PATH,
+    EXCLUSIVE_KEYS,
+    Section,
     apply_overrides,
+    is_section,
+    key_type,
     load_run_config,
     resolve_path_value,
     resolve_paths,
     run_config_from_dict,
     run_config_to_dict,
+    strip_optional,
+    touches,
+    validated,
 )
 from detr_core.files.errors import UserInputError, describe_value
 from detr_core.files.file_io import dumps_yaml, load_yaml_mapping, parse_yaml_mapping
@@ -109,7 +110,6 @@ from search.space.distributions import (
     fixed_values_of,
     format_value,
     is_distribution,
-    is_number,
     log_scale_keys_of,
     numeric_kinds,
     searched_keys_of,
@@ -120,53 +120,107 @@ from search.store.layout import SPEC_FILE
 from search.store.storage import ExperimentPath, write_text_atomic
 
 
-@dataclass
-class SchedulerSpec:
-    """ASHA settings; every budget is in optimizer steps (`time_attr="step"`)."""
+class SchedulerSpec(Section):
+    """`experiment.scheduler`: ASHA; every budget is in optimizer steps (`time_attr="step"`)."""
 
-    grace_period: int
-    reduction_factor: float
-    max_t: int
+    grace_period: int | None = Field(None, ge=1)
+    """The first rung; default: the base's first evaluation."""
+    reduction_factor: float = Field(3.0, gt=1, allow_inf_nan=False)
+    """Keep the best 1/reduction_factor at each rung."""
+    max_t: int | None = Field(None, ge=1)
+    """The cap per trial; default: the longest trial's steps, estimated from the base."""
 
     def rungs(self) -> list[float]:
         """Rung budgets `grace_period * reduction_factor**k` up to `max_t` (as in Ray's ASHA)."""
         return asha_rungs(self.grace_period, self.reduction_factor, self.max_t)
 
 
-@dataclass
-class SearcherSpec:
-    """Optuna settings: sampler seed (None: random), random trials before the model takes
-    over, the configurations to try first (`search.space.spec`: partial, in the
-    space's terms, so a recipe-relative key resolved per trial holds a factor), and which
-    sampler with which options (`search.space.samplers`)."""
+class SearcherSpec(Section):
+    """`experiment.searcher`: Optuna."""
 
-    seed: int | None
-    n_startup_trials: int
-    points_to_evaluate: list[dict[str, Any]] = field(default_factory=list)
-    sampler: str = "tpe"
-    sampler_options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ResourceSpec:
-    """What one trial reserves; a fraction of a GPU packs several trials on one card."""
-
-    cpus_per_trial: float
-    gpus_per_trial: float
+    seed: int | None = 0
+    """The sampler's seed; null: a different search each time."""
+    n_startup_trials: int | None = Field(None, ge=0)
+    """Random trials before the model takes over; default min(10, ceil(num_samples / 2))."""
+    points_to_evaluate: Any = None
+    """Configurations tried first, in the space's terms (checked by `check_points`)."""
+    sampler: str = DEFAULT_SAMPLER
+    """`search.space.samplers.SAMPLERS`."""
+    sampler_options: Any = None
+    """The sampler's own options (checked by `check_sampler`)."""
 
 
-@dataclass
-class FinalistsSpec:
-    """The finalists stage after the search (`search.results.finalists`): the `top` best
-    distinct configurations re-trained with `seeds` fresh seeds each, the winner chosen by
-    their mean validation value. Off when `top` is 0."""
+class ResourceSpec(Section):
+    """`experiment.resources`: what one trial reserves; a fraction of a GPU packs several
+    trials on one card."""
 
-    top: int = 0
-    seeds: int = 0
+    cpus_per_trial: float = Field(1.0, gt=0, allow_inf_nan=False)
+    gpus_per_trial: float = Field(0.0, ge=0, allow_inf_nan=False)
+
+    @field_validator("cpus_per_trial", "gpus_per_trial")
+    @classmethod
+    def _whole_above_one(cls, value: float) -> float:
+        if value > 1 and not value.is_integer():
+            raise UserInputError(f"above 1 it must be a whole number (Ray's rule), got {value:g}")
+        return value
+
+
+class FinalistsSpec(Section):
+    """`experiment.finalists`: the `top` best distinct configurations re-trained with `seeds`
+    fresh seeds each after the search, the winner by their mean validation value
+    (`search.results.finalists`). Off when `top` is 0 or the section is absent."""
+
+    top: int = Field(3, ge=0)
+    seeds: int = Field(3, ge=1)
 
     @property
     def on(self) -> bool:
         return self.top > 0 and self.seeds > 0
+
+
+#: The finalists stage turned off.
+NO_FINALISTS = FinalistsSpec.model_construct(top=0, seeds=0)
+
+
+class ExperimentSection(Section):
+    """The `experiment:` section of a search-space file; every key optional."""
+
+    name: str | None = None
+    """The results folder under the storage; default: the file's stem."""
+    metric: str = DEFAULT_METRIC
+    """What the search optimises: one of the metrics every trial reports."""
+    mode: Literal["min", "max"] | None = None
+    """Default: the metric's own direction."""
+    num_samples: int = Field(8, ge=1)
+    max_concurrent: int | None = Field(None, ge=1)
+    """Trials at a time; default: as many as fit."""
+    max_failures: int = Field(0, ge=-1)
+    """Retries of an errored trial from its last checkpoint (-1: no cap)."""
+    scheduler: SchedulerSpec = SchedulerSpec()
+    searcher: SearcherSpec = SearcherSpec()
+    resources: ResourceSpec = ResourceSpec()
+    finalists: FinalistsSpec | None = None
+
+    @field_validator("scheduler", "searcher", "resources", "finalists", mode="before")
+    @classmethod
+    def _empty_section(cls, value: Any) -> Any:
+        return {} if value is None else value  # `scheduler:` with nothing under it
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME_RE.match(value):
+            raise UserInputError("must be a folder name (letters, digits, . _ -), got "
+                                 f"{describe_value(value)}")
+        return value
+
+    @field_validator("metric")
+    @classmethod
+    def _reported(cls, value: str) -> str:
+        if value not in REPORTED_METRICS:
+            raise UserInputError(f"{value!r} is not reported by trials (one of: "
+                                 f"{', '.join(REPORTED_METRICS)})")
+        return value
 
 
 @dataclass
@@ -189,7 +243,7 @@ class SearchSpec:
     #: where the recipe's four keys get their values, and the ranges resolved from factors of
     #: the recipe's (`search.space.relative_ranges`)
     recipe: dict = field(default_factory=dict)
-    finalists: FinalistsSpec = field(default_factory=FinalistsSpec)
+    finalists: FinalistsSpec = field(default_factory=lambda: NO_FINALISTS)
 
     def searched_keys(self) -> list[str]:
         """Keys drawn from a distribution, in file order."""
@@ -246,19 +300,22 @@ class SearchSpec:
             return cls(
                 name=str(raw["name"]), metric=str(exp["metric"]), mode=str(exp["mode"]),
                 num_samples=int(exp["num_samples"]), max_concurrent=exp.get("max_concurrent"),
-                scheduler=SchedulerSpec(int(exp["grace_period"]),
-                                        float(exp["reduction_factor"]), int(exp["max_t"])),
-                searcher=SearcherSpec(exp.get("searcher_seed"), int(exp["n_startup_trials"]),
-                                      list(exp.get("points_to_evaluate") or []),
-                                      str(exp.get("sampler", "tpe")),  # older folders: TPE
-                                      dict(exp.get("sampler_options") or {})),
-                resources=ResourceSpec(float(exp["cpus_per_trial"]),
-                                       float(exp["gpus_per_trial"])),
+                scheduler=SchedulerSpec.model_construct(
+                    grace_period=int(exp["grace_period"]),
+                    reduction_factor=float(exp["reduction_factor"]), max_t=int(exp["max_t"])),
+                searcher=SearcherSpec.model_construct(
+                    seed=exp.get("searcher_seed"), n_startup_trials=int(exp["n_startup_trials"]),
+                    points_to_evaluate=list(exp.get("points_to_evaluate") or []),
+                    sampler=str(exp.get("sampler", "tpe")),  # older folders: TPE
+                    sampler_options=dict(exp.get("sampler_options") or {})),
+                resources=ResourceSpec.model_construct(
+                    cpus_per_trial=float(exp["cpus_per_trial"]),
+                    gpus_per_trial=float(exp["gpus_per_trial"])),
                 max_failures=int(exp.get("max_failures", 0)), base=base, space=space,
                 source=Path(str(raw.get("source", source))),
                 base_source=str(raw.get("base_source", "embedded default")), recipe=recipe,
-                finalists=FinalistsSpec(int(exp.get("finalists_top", 0)),
-                                        int(exp.get("finalists_seeds", 0))),
+                finalists=FinalistsSpec.model_construct(
+                    top=int(exp.get("finalists_top", 0)), seeds=int(exp.get("finalists_seeds", 0))),
             )
         except KeyError as exc:
             raise UserInputError("missing (written by search/run.py; was the file edited?)",
@@ -287,15 +344,7 @@ def read_spec_file(experiment_dir: ExperimentPath) -> SearchSpec:
 
 #: Metrics the trainable reports at every evaluation; `experiment.metric` must be one of them.
 REPORTED_METRICS = SELECTABLE_EVAL_METRICS
-
-EXPERIMENT_KEYS = (
-    "name", "metric", "mode", "num_samples", "max_concurrent", "scheduler", "searcher",
-    "resources", "max_failures", "finalists",
-)
-SCHEDULER_KEYS = ("grace_period", "reduction_factor", "max_t")
-SEARCHER_KEYS = ("seed", "n_startup_trials", "points_to_evaluate", "sampler", "sampler_options")
-RESOURCE_KEYS = ("cpus_per_trial", "gpus_per_trial")
-FINALISTS_KEYS = ("top", "seeds")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 #: `load_search_spec(overrides=...)` key -> (path in `experiment:`, CLI flag shown in errors).
 OVERRIDE_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -311,22 +360,6 @@ OVERRIDE_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
     "finalists_seeds": (("finalists", "seeds"), "--finalist-seeds"),
 }
 
-DEFAULT_NUM_SAMPLES = 8
-DEFAULT_REDUCTION_FACTOR = 3.0
-DEFAULT_SEARCHER_SEED = 0
-DEFAULT_MAX_FAILURES = 0
-DEFAULT_FINALISTS_TOP = 3  # when the section is given without it
-DEFAULT_FINALIST_SEEDS = 3
-DEFAULT_CPUS_PER_TRIAL = 1
-DEFAULT_GPUS_PER_TRIAL = 0
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def default_startup_trials(num_samples: int) -> int:
-    """Random trials before TPE takes over: half the trials, at most 10."""
-    return min(10, max(1, math.ceil(num_samples / 2)))
-
 
 def as_mapping(value: Any, src: str, key: str) -> dict:
     """`value` as a dict; None (an empty YAML section) counts as {}."""
@@ -338,141 +371,61 @@ def as_mapping(value: Any, src: str, key: str) -> dict:
     return value
 
 
-def experiment_with_overrides(
-    experiment: Any, overrides: dict | None, src: str
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """`experiment:` with CLI overrides merged in, and where each overridden value came from."""
-    experiment = copy.deepcopy(as_mapping(experiment, src, "experiment"))
-    for key in experiment:
-        if key not in EXPERIMENT_KEYS:
-            raise UserInputError(f"unknown key (known: {', '.join(EXPERIMENT_KEYS)})",
-                                 source=src, key=f"experiment.{key}")
-    finalists_given = "finalists" in experiment or any(
-        key.startswith("finalists_") and value is not None
-        for key, value in (overrides or {}).items())
-    for section, known in (("scheduler", SCHEDULER_KEYS), ("searcher", SEARCHER_KEYS),
-                           ("resources", RESOURCE_KEYS), ("finalists", FINALISTS_KEYS)):
-        experiment[section] = dict(as_mapping(experiment.get(section), src,
-                                              f"experiment.{section}"))
-        for key in experiment[section]:
-            if key not in known:
-                raise UserInputError(f"unknown key (known: {', '.join(known)})", source=src,
-                                     key=f"experiment.{section}.{key}")
+def default_startup_trials(num_samples: int) -> int:
+    """Random trials before TPE takes over: half the trials, at most 10."""
+    return min(10, max(1, math.ceil(num_samples / 2)))
+
+
+def read_experiment(raw: Any, overrides: dict | None, src: str) -> ExperimentSection:
+    """`experiment:` with the CLI's overrides merged in, validated; an error names the key,
+    and the flag when the value came from one (`experiment.num_samples (from --num-samples)`)."""
+    experiment = copy.deepcopy(as_mapping(raw, src, "experiment"))
     origin: dict[str, str] = {}
     for key, value in (overrides or {}).items():
-        if key not in OVERRIDE_KEYS:
-            raise ValueError(f"unknown search-spec override {key!r}")  # a bug, not user input
         if value is None:
             continue
         path, flag = OVERRIDE_KEYS[key]
         node = experiment
         for part in path[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
             node = node[part]
         node[path[-1]] = value
         origin[".".join(path)] = flag
-    if not finalists_given:
-        experiment["finalists"] = {"top": 0}  # no stage unless asked for
-    return experiment, origin
+    try:
+        return validated(ExperimentSection, experiment, src, key_prefix="experiment")
+    except UserInputError as exc:
+        flag = origin.get((exc.key or "").removeprefix("experiment."))
+        if flag is None:
+            raise
+        raise UserInputError(exc.problem, source=src, key=f"{exc.key} (from {flag})") from None
 
 
-class _Reader:
-    """Typed reads of `experiment:` values with errors naming the key (or the CLI flag)."""
-
-    def __init__(self, experiment: dict[str, Any], origin: dict[str, str], src: str):
-        self.experiment, self.origin, self.src = experiment, origin, src
-
-    def fail(self, dotted: str, problem: str) -> typing.NoReturn:
-        flag = self.origin.get(dotted)
-        key = f"experiment.{dotted}" + (f" (from {flag})" if flag else "")
-        raise UserInputError(problem, source=self.src, key=key)
-
-    def get(self, dotted: str, default: Any = None) -> Any:
-        node: Any = self.experiment
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return default
-            node = node[part]
-        return node
-
-    def integer(self, dotted: str, default: Any, minimum: int | None = None,
-                allow_none: bool = False) -> Any:
-        value = self.get(dotted, default)
-        if value is None and allow_none:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(dotted, f"expected an integer, got {describe_value(value)}")
-        if minimum is not None and value < minimum:
-            self.fail(dotted, f"must be >= {minimum}, got {value}")
-        return value
-
-    def number(self, dotted: str, default: Any) -> float:
-        value = self.get(dotted, default)
-        if not is_number(value) or not math.isfinite(value):
-            self.fail(dotted, f"expected a number, got {describe_value(value)}")
-        return float(value)
-
-    def resource(self, dotted: str, default: float, positive: bool) -> float:
-        """CPUs > 0 (GPUs >= 0); above 1 it must be whole, as Ray requires of fractions."""
-        value = self.number(dotted, default)
-        if positive and value <= 0:
-            self.fail(dotted, f"must be > 0, got {value:g}")
-        if value < 0:
-            self.fail(dotted, f"must be >= 0, got {value:g}")
-        if value > 1 and not value.is_integer():
-            self.fail(dotted, f"above 1 it must be a whole number (Ray's rule), got {value:g}")
-        return value
-
-
-def build_spec(
-    experiment: tuple[dict[str, Any], dict[str, str]],
-    base: dict[str, Any],
-    space: dict[str, Any],
-    path: Path,
-    base_source: str,
-) -> SearchSpec:
-    """Read and check every experiment setting; fill defaults that depend on the base."""
-    r = _Reader(*experiment, str(path))
-    name = r.get("name", path.stem)
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        r.fail("name", "must be a folder name (letters, digits, . _ -), got "
-                       f"{describe_value(name)}")
-    metric = r.get("metric", DEFAULT_METRIC)
-    if metric not in REPORTED_METRICS:
-        r.fail("metric", f"{metric!r} is not reported by trials (one of: "
-                         f"{', '.join(REPORTED_METRICS)})")
-    mode = r.get("mode", natural_mode(metric))
-    if mode not in ("min", "max"):
-        r.fail("mode", f"must be min or max, got {describe_value(mode)}")
-    num_samples = r.integer("num_samples", DEFAULT_NUM_SAMPLES, minimum=1)
-    max_concurrent = r.integer("max_concurrent", None, minimum=1, allow_none=True)
-    max_failures = r.integer("max_failures", DEFAULT_MAX_FAILURES, minimum=-1)
-    resources = ResourceSpec(
-        cpus_per_trial=r.resource("resources.cpus_per_trial", DEFAULT_CPUS_PER_TRIAL, True),
-        gpus_per_trial=r.resource("resources.gpus_per_trial", DEFAULT_GPUS_PER_TRIAL, False),
-    )
-    seed = r.integer("searcher.seed", DEFAULT_SEARCHER_SEED, allow_none=True)
-    startup = r.integer("searcher.n_startup_trials", default_startup_trials(num_samples),
-                        minimum=0)
-    sampler, options = check_sampler(r.get("searcher.sampler", DEFAULT_SAMPLER),
-                                     r.get("searcher.sampler_options"), seed, startup, r.src)
-    searcher = SearcherSpec(
-        seed=seed, n_startup_trials=startup,
-        points_to_evaluate=r.get("searcher.points_to_evaluate") or [],  # start_points checks
-        sampler=sampler, sampler_options=options,
-    )
-    scheduler = _scheduler(r, base, space)
-    finalists = FinalistsSpec(
-        top=r.integer("finalists.top", DEFAULT_FINALISTS_TOP, minimum=0),
-        seeds=r.integer("finalists.seeds", DEFAULT_FINALIST_SEEDS, minimum=1),
-    )
-    if finalists.top == 0:
-        finalists = FinalistsSpec()
-    base = select_best_step_by(base, metric, mode)
+def build_spec(experiment: ExperimentSection, base: dict[str, Any], space: dict[str, Any],
+               path: Path, base_source: str) -> SearchSpec:
+    """The `SearchSpec`, with the defaults that depend on the base and the space filled in."""
+    src = str(path)
+    metric = experiment.metric
+    mode = experiment.mode or natural_mode(metric)
+    searcher = experiment.searcher
+    startup = searcher.n_startup_trials
+    if startup is None:
+        startup = default_startup_trials(experiment.num_samples)
+    sampler, options = check_sampler(searcher.sampler, searcher.sampler_options, searcher.seed,
+                                     startup, src)
+    searcher = searcher.model_copy(update={
+        "n_startup_trials": startup, "sampler": sampler, "sampler_options": options,
+        "points_to_evaluate": searcher.points_to_evaluate or []})  # check_points checks them
+    finalists = experiment.finalists
+    if finalists is None or finalists.top == 0:
+        finalists = NO_FINALISTS
     return SearchSpec(
-        name=name, metric=metric, mode=mode, num_samples=num_samples,
-        max_concurrent=max_concurrent, scheduler=scheduler, searcher=searcher,
-        resources=resources, max_failures=max_failures, base=base, space=space,
-        source=path, base_source=base_source, finalists=finalists,
+        name=experiment.name or path.stem, metric=metric, mode=mode,
+        num_samples=experiment.num_samples, max_concurrent=experiment.max_concurrent,
+        scheduler=_scheduler(experiment.scheduler, base, space, src), searcher=searcher,
+        resources=experiment.resources, max_failures=experiment.max_failures,
+        base=select_best_step_by(base, metric, mode), space=space, source=path,
+        base_source=base_source, finalists=finalists,
     )
 
 
@@ -489,27 +442,23 @@ def select_best_step_by(base: dict[str, Any], metric: str, mode: str) -> dict[st
     return base
 
 
-def _scheduler(r: _Reader, base: dict[str, Any], space: dict[str, Any]) -> SchedulerSpec:
+def _scheduler(scheduler: SchedulerSpec, base: dict[str, Any], space: dict[str, Any],
+               src: str) -> SchedulerSpec:
     """ASHA settings; max_t and grace_period default to what the base run does."""
-    max_t = r.get("scheduler.max_t")
+    max_t = scheduler.max_t
     if max_t is None:
         max_t = estimate_max_steps(base, space)
         if max_t is None:
-            r.fail("scheduler.max_t", "required here: give the optimizer steps of the longest "
-                                      "trial (the base trains on COCO files, not read here)")
-    else:
-        max_t = r.integer("scheduler.max_t", None, minimum=1)
-    grace = r.get("scheduler.grace_period")
+            raise UserInputError("required here: give the optimizer steps of the longest trial "
+                                 "(the base trains on COCO files, not read here)", source=src,
+                                 key="experiment.scheduler.max_t")
+    grace = scheduler.grace_period
     if grace is None:
         grace = min(first_eval_step(base, space, max_t), max_t)
-    else:
-        grace = r.integer("scheduler.grace_period", None, minimum=1)
-    rf = r.number("scheduler.reduction_factor", DEFAULT_REDUCTION_FACTOR)
-    if rf <= 1:
-        r.fail("scheduler.reduction_factor", f"must be > 1, got {rf:g}")
     if max_t < grace:
-        r.fail("scheduler.max_t", f"must be >= grace_period ({grace}), got {max_t}")
-    return SchedulerSpec(grace_period=grace, reduction_factor=rf, max_t=max_t)
+        raise UserInputError(f"must be >= grace_period ({grace}), got {max_t}", source=src,
+                             key="experiment.scheduler.max_t")
+    return scheduler.model_copy(update={"max_t": max_t, "grace_period": grace})
 
 
 def parse_space(space: Any, src: str, folder: Path) -> dict[str, Any]:
@@ -693,14 +642,14 @@ def load_search_spec(path: str | Path, overrides: dict | None = None) -> SearchS
                                                src)
     for absolute in resolved:  # the resolved ranges, as absolute values (one per model)
         _validate_space_values(base, absolute, src)
-    experiment = experiment_with_overrides(raw.get("experiment"), overrides, src)
+    experiment = read_experiment(raw.get("experiment"), overrides, src)
     spec = build_spec(experiment, base, space, path, base_source)
     points = check_points(spec.searcher.points_to_evaluate, space, recipe, src, folder)
     if len(points) > spec.num_samples:
         raise UserInputError(f"{len(points)} points to evaluate, but the search runs "
                              f"{spec.num_samples} trials (num_samples)", source=src,
                              key="experiment.searcher.points_to_evaluate")
-    searcher = dataclasses.replace(spec.searcher, points_to_evaluate=points)
+    searcher = spec.searcher.model_copy(update={"points_to_evaluate": points})
     return dataclasses.replace(spec, recipe=recipe, searcher=searcher)
 
 

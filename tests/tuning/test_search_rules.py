@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from detr_core.config.config_keys import key_type
 from detr_core.config.run_config import (
     PATH_KEYS,
     DataConfig,
     SplitPaths,
     SyntheticConfig,
+    key_type,
     resolve_path_value,
     run_config_from_dict,
 )
@@ -111,7 +111,7 @@ def test_path_keys_and_the_checkpoint_rule(tmp_path: Path) -> None:
 
 
 def test_has_test_split() -> None:
-    split = SplitPaths("a.json", "img")
+    split = SplitPaths(annotations="a.json", images="img")
     assert DataConfig(synthetic=SyntheticConfig(num_test=8)).has_test_split
     assert not DataConfig(synthetic=SyntheticConfig(num_test=0)).has_test_split
     assert DataConfig(train=split, val=split, test=split).has_test_split

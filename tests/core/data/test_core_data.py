@@ -139,7 +139,7 @@ def _valid_split(coco_writer: Any, **changes: Any) -> SplitPaths:
 def test_missing_annotation_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.json"
     with pytest.raises(UserInputError) as info:
-        load_coco_split(SplitPaths(str(path), str(tmp_path)))
+        load_coco_split(SplitPaths(annotations=str(path), images=str(tmp_path)))
     assert str(info.value) == f"{path}: file not found"
 
 

@@ -135,7 +135,8 @@ def test_family_only_with_a_preset() -> None:
     assert config.model.family == "d_fine"
     with pytest.raises(UserInputError, match=r"model\.family: only with `preset: tiny`"):
         run_config_from_dict({**base, "model": {"checkpoint": "x", "family": "d_fine"}})
-    with pytest.raises(UserInputError, match=r"model\.family: expected 'detr' .* got str 'yolos'"):
+    with pytest.raises(UserInputError,
+                       match=r"model\.family: must be one of 'detr', .* got str 'yolos'"):
         run_config_from_dict({**base, "model": {"preset": "tiny", "family": "yolos"}})
 
 

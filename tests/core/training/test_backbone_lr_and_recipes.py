@@ -162,5 +162,5 @@ def test_a_broken_recipe_file_is_one_line_naming_it(tmp_path: Path, content: str
 
 def test_backbone_ratio_is_checked(tiny_run_dict: dict[str, Any]) -> None:
     tiny_run_dict["backbone_lr_ratio"] = 0
-    with pytest.raises(UserInputError, match=r"backbone_lr_ratio: must be in \(0, 100\]"):
+    with pytest.raises(UserInputError, match=r"backbone_lr_ratio: must be > 0, got 0$"):
         run_config_from_dict(tiny_run_dict)

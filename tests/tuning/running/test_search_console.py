@@ -37,7 +37,8 @@ EVENT_LINE = re.compile(r"^\[\s*\d+:\d\d\] trial (\w+) (.+)$")
 def _spec() -> SearchSpec:
     return SearchSpec(name="c", metric=METRIC, mode="min", num_samples=3, max_concurrent=2,
                       scheduler=SchedulerSpec(grace_period=2, reduction_factor=2, max_t=8),
-                      searcher=SearcherSpec(0, 3), resources=ResourceSpec(1, 0), max_failures=1,
+                      searcher=SearcherSpec(seed=0, n_startup_trials=3),
+                      resources=ResourceSpec(), max_failures=1,
                       base={}, space=SPACE, source=Path("c.yaml"))
 
 
