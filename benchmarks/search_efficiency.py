@@ -388,6 +388,7 @@ def first_rung_searcher() -> type:
     every trial reaches) as its COMPLETE value: TPE compares all trials at one fidelity."""
     from optuna.trial import TrialState
 
+    from search.cluster.ray_internals import completed_trials, optuna_trials
     from search.store.layout import as_float, as_int
     from search.trial.searcher import AshaAwareOptunaSearch
 
@@ -405,7 +406,7 @@ def first_rung_searcher() -> type:
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None,
                               error: bool = False) -> None:
-            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            if not self._is_open(trial_id):
                 return
             if result:
                 self._record(trial_id, result)
@@ -413,8 +414,8 @@ def first_rung_searcher() -> type:
             if error or value is None:
                 super().on_trial_complete(trial_id, None, error)
                 return
-            self._ot_study.tell(self._ot_trials[trial_id], value, state=TrialState.COMPLETE)
-            self._completed_trials.add(trial_id)
+            self.study.tell(optuna_trials(self)[trial_id], value, state=TrialState.COMPLETE)
+            completed_trials(self).add(trial_id)
 
     return FirstRungOptunaSearch
 

@@ -37,7 +37,8 @@ from typing import Any
 
 from detr_core.config.metric_names import is_better
 from detr_core.files.file_io import dumps_yaml
-from search.results.reading import TrialRecord, find_trial_dirs, load_trial, read_ray_states
+from search.cluster.ray_internals import trial_states
+from search.results.reading import TrialRecord, find_trial_dirs, load_trial
 from search.results.winner import build_best_config, rank_trials, trial_thread_count
 from search.space.spec import SearchSpec
 from search.store.layout import (
@@ -264,7 +265,7 @@ def read_finalists(experiment_dir: ExperimentPath, spec: SearchSpec) -> Finalist
     outcomes = [ConfigurationOutcome(c) for c in plan.configurations]
     folder = experiment_dir / FINALISTS_DIR
     if folder.is_dir():
-        states = read_ray_states(folder)
+        states = trial_states(folder)
         runs_spec = dataclasses.replace(spec, space={}, recipe={})
         for trial_dir in find_trial_dirs(folder):
             run = _read_run(trial_dir, runs_spec, states)

@@ -3,8 +3,9 @@
 Only plain files are read, so any experiment folder can be read again at any time, with or
 without the driver that made it: per trial folder `params.json`, `result.json`
 (`progress.csv` as fallback) and `error.txt` / `error.pkl`; Ray's `experiment_state-*.json`
-only as a fallback for trial ids and statuses; the driver's `time_budget.json` for the trials
-that `--time-budget` cut and its `interrupted.json` for those Ctrl-C / SIGTERM stopped.
+only as a fallback for trial ids and statuses (`search.cluster.ray_internals`); the driver's
+`time_budget.json` for the trials that `--time-budget` cut and its `interrupted.json` for those
+Ctrl-C / SIGTERM stopped.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from detr_core.config.metric_names import is_better
 from detr_core.files.errors import UserInputError
+from search.cluster.ray_internals import trial_states
 from search.space.spec import SearchSpec
 from search.store.layout import INTERRUPTED_FILE, TIME_BUDGET_FILE, as_float, as_int, parse_scalar
 from search.store.storage import ExperimentPath, read_json
@@ -148,39 +150,6 @@ def read_error(trial_dir: ExperimentPath) -> str | None:
 RECOVERED_STATES = ("TERMINATED", "RUNNING", "PENDING", "PAUSED")
 
 
-def read_ray_states(experiment_dir: ExperimentPath) -> dict[str, tuple[str, str]]:
-    """Fallback from Ray's `experiment_state-*.json`: trial folder name -> (id, status).
-
-    Every session's file is read, oldest first, newer entries winning: a search continued with
-    more trials (`--resume --num-samples`) has one file per Tune session, each naming only its
-    own trials. Only plain JSON fields are read (`trial_id`, `status`, `relative_logdir`); any
-    surprise in Ray's internal format just means no fallback from that file.
-    """
-    # oldest first by the session start in the name (a resumed session syncs the old file
-    # in again with a new modification time)
-    files = sorted(experiment_dir.glob("experiment_state-*.json"), key=lambda p: p.name)
-    states: dict[str, tuple[str, str]] = {}
-    for path in files:
-        states.update(_ray_states_in(path))
-    return states
-
-
-def _ray_states_in(path: ExperimentPath) -> dict[str, tuple[str, str]]:
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-        states = {}
-        for entry in state.get("trial_data", []):
-            trial = json.loads(entry[0]) if isinstance(entry[0], str) else entry[0]
-            if trial.get("relative_logdir"):
-                states[str(trial["relative_logdir"])] = (
-                    str(trial.get("trial_id", "")),
-                    str(trial.get("status", "")),
-                )
-        return states
-    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
-        return {}
-
-
 def read_budget_cut(experiment_dir: ExperimentPath) -> set[str]:
     """Ids of the trials that `--time-budget` stopped (from `time_budget.json`), if any."""
     data = read_json(experiment_dir / TIME_BUDGET_FILE)
@@ -257,7 +226,7 @@ def load_trials(experiment_dir: ExperimentPath, spec: SearchSpec,
 
     No trial folder is a `UserInputError` unless `allow_empty` (a warm-started search has
     trials before it trains any)."""
-    ray_states = read_ray_states(experiment_dir)
+    ray_states = trial_states(experiment_dir)
     cut = read_budget_cut(experiment_dir)
     interrupted = read_interrupted(experiment_dir)
     trials = [load_trial(d, spec, ray_states, cut, interrupted)

@@ -12,8 +12,8 @@ after its retries (seen in tests/scenarios/test_search_interrupts.py).
 Before `Tuner.restore`, each unfinished trial of the state Tune will restore is checked; one
 whose latest checkpoint is gone is pointed at its newest whole checkpoint still on storage
 (`search.results.winner.read_checkpoints`, the trial's own newer work), or at none (the trial
-starts over) when it has none. The state is decoded and re-encoded by Ray's own
-`_TrainingRunMetadata`, so nothing but the checkpoint reference changes.
+starts over) when it has none. The state is decoded and re-encoded by Ray's own trial metadata
+(`search.cluster.ray_internals`), so nothing but the checkpoint reference changes.
 
 Resume past state files that a killed session left half-written.
 
@@ -43,26 +43,26 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from detr_core.files.errors import UserInputError
+from search.cluster.ray_internals import checkpoint_results, repoint_checkpoint, trial_entries
 from search.results.winner import read_checkpoints
 from search.store.storage import ExperimentPath, write_text_atomic
 
 FINISHED = ("TERMINATED",)
 
 
-def _replacement(trial_dir: ExperimentPath, manager: Any, latest: Any) -> tuple[Any, str]:
-    """(the training result to resume from, or None; its folder name for the note)."""
+def _replacement(trial_dir: ExperimentPath, manager: Any, latest: Any
+                 ) -> tuple[Any, dict[str, Any], str]:
+    """(the checkpoint to resume from, or None; its metrics; its folder name for the note)."""
     from ray.train import Checkpoint
-    from ray.train._internal.session import _TrainingResult
 
     found = read_checkpoints(trial_dir)
     if not found:
-        return None, "no checkpoint: it starts over"
+        return None, {}, "no checkpoint: it starts over"
     folder = found[-1][0]
     path = str(PurePosixPath(latest.checkpoint.path).parent / folder.name)
-    kept = [r for r in manager._checkpoint_results if r.checkpoint.path == path]
-    metrics = kept[0].metrics if kept else {}
+    kept = [r for r in checkpoint_results(manager) if r.checkpoint.path == path]
     checkpoint = Checkpoint(path, filesystem=latest.checkpoint.filesystem)
-    return _TrainingResult(checkpoint=checkpoint, metrics=metrics), folder.name
+    return checkpoint, (kept[0].metrics if kept else {}), folder.name
 
 
 def repoint_deleted_checkpoints(experiment_dir: ExperimentPath, state_file: ExperimentPath
@@ -70,17 +70,10 @@ def repoint_deleted_checkpoints(experiment_dir: ExperimentPath, state_file: Expe
     """Point every unfinished trial of `state_file` whose latest checkpoint was deleted at
     the newest one left; the state is rewritten (atomically) only when one changed. One note
     per trial changed."""
-    from ray.tune.trainable.metadata import _TrainingRunMetadata
-
     state = json.loads(state_file.read_text())
     notes = []
-    for entry in state.get("trial_data", []):
-        try:
-            trial = json.loads(entry[0])
-            metadata = _TrainingRunMetadata.from_json_state(entry[1])
-        except Exception:  # a layout this Ray does not write: left to Tune to judge
-            continue
-        if not isinstance(trial, dict) or trial.get("status") in FINISHED:
+    for entry, trial, metadata in trial_entries(state):
+        if trial.get("status") in FINISHED:
             continue
         manager = metadata.checkpoint_manager
         latest = manager.latest_checkpoint_result if manager else None
@@ -90,13 +83,10 @@ def repoint_deleted_checkpoints(experiment_dir: ExperimentPath, state_file: Expe
         trial_dir = experiment_dir / gone.parent.name
         if (trial_dir / gone.name).exists():
             continue
-        result, name = _replacement(trial_dir, manager, latest)
-        manager._checkpoint_results = [r for r in manager._checkpoint_results
-                                       if (trial_dir / PurePosixPath(r.checkpoint.path).name)
-                                       .exists()]
-        manager._latest_checkpoint_result = result
-        metadata.invalidate_cache()
-        entry[1] = metadata.get_json_state()
+        checkpoint, metrics, name = _replacement(trial_dir, manager, latest)
+        kept = [r for r in checkpoint_results(manager)
+                if (trial_dir / PurePosixPath(r.checkpoint.path).name).exists()]
+        repoint_checkpoint(entry, metadata, kept, checkpoint, metrics)
         notes.append(f"trial {trial.get('trial_id')}: its saved checkpoint {gone.name} was "
                      "deleted by Tune before its killed session saved the next; resuming from "
                      f"{name}")

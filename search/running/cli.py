@@ -412,7 +412,7 @@ def unfinished_reason(experiment: ExperimentPath) -> str | None:
     Read from Ray's newest `experiment_state-*.json` and `search_spec.yaml`; a search that its
     `--time-budget` ended is finished on purpose.
     """
-    from search.results.reading import read_ray_states
+    from search.cluster.ray_internals import trial_states
     from search.space.spec import read_spec_file
 
     if (experiment / TIME_BUDGET_FILE).is_file():
@@ -422,7 +422,7 @@ def unfinished_reason(experiment: ExperimentPath) -> str | None:
             else None
     except UserInputError:
         planned = None
-    states = read_ray_states(experiment)
+    states = trial_states(experiment)
     ended = sum(status in _ENDED for _, status in states.values())
     if planned is None:
         return None if states and ended == len(states) else f"{ended} trials ended"

@@ -37,6 +37,7 @@ from typing import Any
 from detr_core.config.metric_names import SELECTABLE_EVAL_METRICS
 from detr_core.files.errors import UserInputError
 from search.cluster.local_cluster import LocalCluster, check_trials_fit
+from search.cluster.ray_internals import restored_run_config
 from search.results.warm_trials import WarmStartRecord, write_warm_start_record
 from search.resume.state import repair_saved_state
 from search.running.cli import DEFAULT_DASHBOARD_PORT, DEFAULT_STORAGE, experiment_path
@@ -171,7 +172,7 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
                                    resume_errored=False, restart_errored=False)
         # The restored RunConfig holds the first session's callbacks and stopper (pickled in
         # tuner.pkl); this session's console and time budget replace them.
-        run_config = tuner._local_tuner._run_config
+        run_config = restored_run_config(tuner)
         run_config.callbacks, run_config.stop = callbacks, stop
         run_config.verbose = options.verbose
         return tuner, None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from search.cluster.ray_internals import restored_run_config
 from search.results.finalists import (
     FinalistPlan,
     FinalistRun,
@@ -144,7 +145,7 @@ def _tuner(spec: SearchSpec, path: str, experiment_dir: ExperimentPath, plan: Fi
         tuner = tune.Tuner.restore(where, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
         # the first session's callbacks were pickled with it: this session's console instead
-        run_config = tuner._local_tuner._run_config
+        run_config = restored_run_config(tuner)
         run_config.callbacks, run_config.verbose = callbacks, verbose
         return tuner, progress
     tuner = tune.Tuner(

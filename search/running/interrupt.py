@@ -160,11 +160,12 @@ def _wait_for_state_copies(timeout_s: float) -> None:
 
 def running_trials(experiment_dir: ExperimentPath) -> dict[str, int | None]:
     """Trials Tune saved as RUNNING (it keeps them so when interrupted) -> last reported step."""
-    from search.results.reading import read_ray_states, read_results
+    from search.cluster.ray_internals import trial_states
+    from search.results.reading import read_results
     from search.store.layout import as_int
 
     running: dict[str, int | None] = {}
-    for folder, (trial_id, status) in read_ray_states(experiment_dir).items():
+    for folder, (trial_id, status) in trial_states(experiment_dir).items():
         if status == "RUNNING" and trial_id:
             results = read_results(experiment_dir / folder)
             running[trial_id] = as_int(results[-1].get("step")) if results else None

@@ -27,6 +27,12 @@ from typing import Any
 from ray.tune.search.optuna import OptunaSearch
 
 from detr_core.config.metric_names import is_better
+from search.cluster.ray_internals import (
+    completed_trials,
+    optuna_study,
+    optuna_trials,
+    searcher_space,
+)
 from search.space.spec import enqueue_points
 from search.store.layout import as_float, as_int
 from search.trial.status import is_early_stopped
@@ -44,22 +50,37 @@ class AshaAwareOptunaSearch(OptunaSearch):
         self._reported_steps: dict[str, set[int]] = {}
         self._warm_start = [dict(t) for t in warm_start]
         super().__init__(*args, **kwargs)
+        if optuna_study(self) is not None:  # a space given here: the study exists already
+            self._seed_study()
 
-    def _setup_study(self, mode: Any) -> None:
-        super()._setup_study(mode)
+    @property
+    def study(self) -> Any:
+        """The Optuna study (`optuna.load_study` reads the same one from the journal)."""
+        return optuna_study(self)
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict,
+                              **spec: Any) -> bool:
+        if not super().set_search_properties(metric, mode, config, **spec):
+            return False
+        self._seed_study()
+        return True
+
+    def _seed_study(self) -> None:
+        """The warm-start trials and the space file's points_to_evaluate, once: not again in a
+        resumed or continued study (Ray's own `points_to_evaluate` would enqueue them in every
+        session)."""
         self._add_warm_start_trials()
-        # the space file's points_to_evaluate, once: not again in a resumed or continued study
-        # (Ray's own `points_to_evaluate` would enqueue them in every session)
-        enqueue_points(self._ot_study, self._first_points)
+        enqueue_points(self.study, self._first_points)
 
     def _add_warm_start_trials(self) -> None:
         """Add the warm-start trials to the study, unless it holds them already."""
-        if not self._warm_start or callable(self._space):
+        space = searcher_space(self)
+        if not self._warm_start or callable(space):
             return
         import optuna
         from optuna.trial import TrialState
 
-        if any("warm_start_source" in t.user_attrs for t in self._ot_study.get_trials(
+        if any("warm_start_source" in t.user_attrs for t in self.study.get_trials(
                 deepcopy=False)):
             return  # a resumed search: its journal has them
         trials = []
@@ -67,7 +88,7 @@ class AshaAwareOptunaSearch(OptunaSearch):
             params = warm["params"]
             try:
                 trials.append(optuna.trial.create_trial(
-                    params=params, distributions={k: self._space[k] for k in params},
+                    params=params, distributions={k: space[k] for k in params},
                     value=warm["value"], state=TrialState[warm["state"]],
                     intermediate_values={int(k): float(v)
                                          for k, v in warm["intermediate_values"].items()},
@@ -76,10 +97,13 @@ class AshaAwareOptunaSearch(OptunaSearch):
             except (ValueError, KeyError) as exc:  # the plan checked it: should not happen
                 print(f"warning: warm-start trial {warm['user_attrs'].get('warm_start_trial')} "
                       f"left out of the study: {exc}", file=sys.stderr, flush=True)
-        self._ot_study.add_trials(trials)
+        self.study.add_trials(trials)
+
+    def _is_open(self, trial_id: str) -> bool:
+        return trial_id in optuna_trials(self) and trial_id not in completed_trials(self)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if not self._is_open(trial_id):
             return
         self._record(trial_id, result)
 
@@ -93,17 +117,17 @@ class AshaAwareOptunaSearch(OptunaSearch):
         steps = self._reported_steps.setdefault(trial_id, set())
         if int(step) not in steps:  # a trial resumed from a checkpoint repeats steps
             steps.add(int(step))
-            self._ot_trials[trial_id].report(value, int(step))
+            optuna_trials(self)[trial_id].report(value, int(step))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if not self._is_open(trial_id):
             return
         from optuna.trial import TrialState
 
         if result:  # the last result (e.g. the one ASHA stopped at) skips on_trial_result
             self._record(trial_id, result)
-        ot_trial = self._ot_trials[trial_id]
+        ot_trial = optuna_trials(self)[trial_id]
         best = self._best_values.get(trial_id)
         if error or best is None:
             state, value = (TrialState.FAIL, None) if error else (TrialState.PRUNED, None)
@@ -111,5 +135,5 @@ class AshaAwareOptunaSearch(OptunaSearch):
             state, value = TrialState.PRUNED, None
         else:
             state, value = TrialState.COMPLETE, best
-        self._ot_study.tell(ot_trial, value, state=state)
-        self._completed_trials.add(trial_id)
+        self.study.tell(ot_trial, value, state=state)
+        completed_trials(self).add(trial_id)

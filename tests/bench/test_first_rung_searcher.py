@@ -30,7 +30,7 @@ def test_every_trial_is_told_its_value_at_the_first_rung(tmp_path) -> None:
         searcher.on_trial_result("finished", {"eval_map_50": value, "step": step})
     searcher.on_trial_complete("finished", {"eval_map_50": 0.81, "step": 1500,
                                             "total_steps": 1500})
-    trials = searcher._ot_study.get_trials()
+    trials = searcher.study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
     assert [t.value for t in trials] == [0.6, 0.62]
     assert trials[1].intermediate_values == {500: 0.62, 1000: 0.75, 1500: 0.81}

@@ -287,7 +287,7 @@ def test_warm_start_trials_arrive_in_the_study_and_tpe_skips_its_random_startup(
     record = plan_warm_start(spec, [str(source)])  # 2 completed + 1 ASHA-stopped
     storage = journal_storage(location(tmp_path / "study"))
     searcher = _warm_searcher(record, spec, storage, n_startup=3)
-    trials = searcher._ot_study.get_trials()
+    trials = searcher.study.get_trials()
     assert [(t.state.name, t.value, t.intermediate_values) for t in trials] == [
         ("COMPLETE", 0.20, {300: 0.30, 600: 0.20, 900: 0.25, 1200: 0.26, 1500: 0.27}),
         ("COMPLETE", 0.10, {300: 0.28, 600: 0.15, 900: 0.10, 1200: 0.12}),
@@ -297,7 +297,7 @@ def test_warm_start_trials_arrive_in_the_study_and_tpe_skips_its_random_startup(
     assert {t.user_attrs["warm_start_source"] for t in trials} == {str(source)}
 
     random_draws = []
-    sampler = searcher._ot_study.sampler
+    sampler = searcher.study.sampler
     original = sampler._random_sampler.sample_independent
     monkeypatch.setattr(sampler._random_sampler, "sample_independent",
                         lambda *a, **k: random_draws.append(a) or original(*a, **k))
@@ -306,14 +306,14 @@ def test_warm_start_trials_arrive_in_the_study_and_tpe_skips_its_random_startup(
 
     # a resumed search opens the same journal: the warm-start trials are not added twice
     again = _warm_searcher(record, spec, journal_storage(location(tmp_path / "study")))
-    assert len([t for t in again._ot_study.get_trials() if t.user_attrs]) == 3
+    assert len([t for t in again.study.get_trials() if t.user_attrs]) == 3
 
 
 def test_too_few_warm_start_trials_leave_random_startup_trials(source: Path) -> None:
     spec = new_spec()
     record = plan_warm_start(spec, [str(source)])
     searcher = _warm_searcher(record, spec, n_startup=5)
-    sampler = searcher._ot_study.sampler
+    sampler = searcher.study.sampler
     draws = []
     original = sampler._random_sampler.sample_independent
     sampler._random_sampler.sample_independent = (
