@@ -61,9 +61,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import ray
-from ray import tune
-
 from detr_core.config.run_config import apply_overrides, run_config_from_dict
 from detr_core.train import EvaluationEvent, train_run
 from detr_core.training.ema import weights_folder
@@ -183,6 +180,8 @@ class TuneReporter:
     """`detr_core` evaluation listener that forwards every evaluation to Tune."""
 
     def __init__(self, metric: str, threads: int) -> None:
+        import ray  # here, not at the top: the export and --dry-run read this module's rules
+
         self.metric = metric
         self.threads = threads
         self.node_id = ray.get_runtime_context().get_node_id()
@@ -205,6 +204,8 @@ class TuneReporter:
             num_threads=self.threads,  # what best_config.yaml records for a bit-exact rerun
             first_step_time=event.first_step_time or math.nan,  # start-up latency, measurable
         )
+        from ray.tune import Checkpoint, report
+
         checkpoint = None
         if event.is_new_best and event.best_checkpoint is not None:
             weights = weights_folder(event.best_checkpoint, self.metric)
@@ -212,17 +213,21 @@ class TuneReporter:
                     "value": event.metrics.get(self.metric),
                     "model_dir": weights.relative_to(event.best_checkpoint).as_posix()}
             (event.best_checkpoint / CHECKPOINT_META_FILE).write_text(json.dumps(meta))
-            checkpoint = tune.Checkpoint.from_directory(str(event.best_checkpoint))
-        tune.report(metrics, checkpoint=checkpoint)
+            checkpoint = Checkpoint.from_directory(str(event.best_checkpoint))
+        report(metrics, checkpoint=checkpoint)
 
 
 def _trial_cpus() -> int:
+    from ray import tune
+
     resources = tune.get_context().get_trial_resources().required_resources
     return trial_threads(resources.get("CPU", 1))
 
 
 def _restore_checkpoint(work_dir: Path) -> Path | None:
     """Copy the trial's last reported checkpoint (after a retry) to a local folder."""
+    from ray import tune
+
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return None
@@ -264,6 +269,8 @@ def train_finalist(config: dict[str, Any], *, runs: dict[int, dict[str, Any]],
 
 def _train(raw: dict[str, Any], data: dict[str, Any], metric: str, threads: int) -> None:
     """One trial's run: its data prepared on this node, every evaluation reported to Tune."""
+    from ray import tune
+
     raw["data"] = data_section(data)
     run_config = run_config_from_dict(raw, source=f"trial {tune.get_context().get_trial_id()}")
     with trial_work_dir() as work_dir:
