@@ -107,7 +107,7 @@ def load_model_folder(folder: Path) -> tuple[Any, Any]:
     """(model, image processor) of a checked model folder."""
     from detr_core.model.build import load_image_processor, load_trained_model
 
-    return load_trained_model(folder), load_image_processor(folder)
+    return load_trained_model(folder, with_loss=False), load_image_processor(folder)
 
 
 def predict_images(model: Any, processor: Any, images: Sequence[Any], batch_size: int

@@ -191,9 +191,17 @@ def build_model(model_cfg: ModelConfig, label_map: LabelMap, iou_loss: str,
         model = _from_checkpoint(str(model_cfg.checkpoint), labels, overrides)
     if overrides:
         check_model_runs(model, min(model_cfg.image_size, CHECK_SIZE_CAP))
-    model.loss_function = iou_loss_function(fam.model_type, iou_loss)
+    use_iou_loss(model, iou_loss)
     set_backbone_trainable(model, trainable=not freeze_backbone)
     return model
+
+
+def use_iou_loss(model: Any, iou_loss: str) -> None:
+    """Install the `iou_loss` variant's loss on `model` and record it in its config, so every
+    checkpoint and `best_model/` it is saved to says which loss it trained with
+    (`config.json`: `"iou_loss"`, read back by `load_trained_model`)."""
+    model.config.iou_loss = iou_loss
+    model.loss_function = iou_loss_function(family_of_model(model).model_type, iou_loss)
 
 
 def init_queries(model: Any) -> None:
@@ -379,10 +387,24 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def load_trained_model(model_dir: str | Path, iou_loss: str = "giou") -> Any:
-    """Reload a `save_pretrained` folder written by a run (its best step) for evaluation."""
+def load_trained_model(model_dir: str | Path, iou_loss: str | None = None,
+                       with_loss: bool = True) -> Any:
+    """Reload a `save_pretrained` folder written by a run (its best step) for evaluation, its
+    loss the IoU variant it trained with (`use_iou_loss` recorded it), or `iou_loss` when given.
+
+    A folder that records none (written before the record existed), with no `iou_loss` given,
+    is refused naming the folder; `with_loss=False` (prediction computes no loss) takes it as
+    it is, with no loss installed.
+    """
     from transformers import AutoModelForObjectDetection
 
     model = AutoModelForObjectDetection.from_pretrained(str(model_dir))
-    model.loss_function = iou_loss_function(family_of_model(model).model_type, iou_loss)
+    if not with_loss:
+        return model
+    iou_loss = iou_loss or getattr(model.config, "iou_loss", None)
+    if iou_loss is None:
+        raise UserInputError("records no iou_loss in its config.json (written before runs "
+                             "recorded it): give the run config it was trained with (--config)",
+                             source=model_dir)
+    use_iou_loss(model, iou_loss)
     return model

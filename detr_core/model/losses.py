@@ -96,7 +96,7 @@ def box_centres(xyxy: torch.Tensor) -> torch.Tensor:
 PairwiseIou = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 IouLossFn = Callable[..., torch.Tensor]
 
-IOU_VARIANTS: dict[str, tuple[PairwiseIou, IouLossFn]] = {
+IOU_LOSSES: dict[str, tuple[PairwiseIou, IouLossFn]] = {
     "giou": (ops.generalized_box_iou, ops.generalized_box_iou_loss),
     "diou": (ops.distance_box_iou, ops.distance_box_iou_loss),
     "ciou": (ops.complete_box_iou, ops.complete_box_iou_loss),
@@ -112,10 +112,10 @@ class DivergedTrainingError(FloatingPointError):
     """The model produced non-finite boxes: the run diverged (e.g. an absurd learning rate)."""
 
 
-def check_variant(iou_variant: str) -> None:
+def check_variant(iou_loss: str) -> None:
     """Refuse an unknown variant, listing the valid ones."""
-    if iou_variant not in IOU_VARIANTS:
-        raise ValueError(f"iou_loss must be one of {sorted(IOU_VARIANTS)}, got {iou_variant!r}")
+    if iou_loss not in IOU_LOSSES:
+        raise ValueError(f"iou_loss must be one of {sorted(IOU_LOSSES)}, got {iou_loss!r}")
 
 
 def check_finite(pred_boxes: torch.Tensor) -> None:
@@ -146,11 +146,10 @@ class IouCostMixin:
     bbox_cost: float
     giou_cost: float
 
-    def __init__(self, iou_variant: str, *args: Any, **kwargs: Any) -> None:
-        check_variant(iou_variant)
+    def __init__(self, iou_loss: str, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.iou_variant = iou_variant
-        self.pairwise_iou = IOU_VARIANTS[iou_variant][0]
+        self.iou_loss = iou_loss
+        self.pairwise_iou = IOU_LOSSES[iou_loss][0]
 
     @torch.no_grad()
     def assign(self, outputs: dict[str, torch.Tensor], targets: list[dict],
@@ -188,11 +187,10 @@ class IouBoxLossMixin:
 
     _get_source_permutation_idx: Callable[[list], tuple[torch.Tensor, torch.Tensor]]
 
-    def __init__(self, iou_variant: str, *args: Any, **kwargs: Any) -> None:
-        check_variant(iou_variant)
+    def __init__(self, iou_loss: str, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.iou_variant = iou_variant
-        self.iou_loss = IOU_VARIANTS[iou_variant][1]
+        self.iou_loss = iou_loss
+        self.box_iou_loss = IOU_LOSSES[iou_loss][1]
 
     def loss_boxes(self, outputs: dict, targets: list[dict], indices: list,
                    num_boxes: float) -> dict[str, torch.Tensor]:
@@ -203,7 +201,7 @@ class IouBoxLossMixin:
         source = outputs["pred_boxes"][idx]
         target = torch.cat([t["boxes"][i] for t, (_, i) in zip(targets, indices, strict=True)])
         l1 = nn.functional.l1_loss(source, target, reduction="none")
-        iou = self.iou_loss(cxcywh_to_xyxy(source), cxcywh_to_xyxy(target), reduction="sum")
+        iou = self.box_iou_loss(cxcywh_to_xyxy(source), cxcywh_to_xyxy(target), reduction="sum")
         return {"loss_bbox": l1.sum() / num_boxes, UPSTREAM_TERM: iou / num_boxes}
 
 
@@ -237,7 +235,7 @@ def with_globals(function: Callable, replacements: dict[str, Any]) -> Callable:
 class IouHungarianMatcher(IouCostMixin, HungarianMatcher):
     """DETR's matcher with the IoU cost taken from the chosen torchvision variant.
 
-    `IouHungarianMatcher(iou_variant, class_cost, bbox_cost, giou_cost)`; `giou_cost` (upstream's
+    `IouHungarianMatcher(iou_loss, class_cost, bbox_cost, giou_cost)`; `giou_cost` (upstream's
     name) weights the variant's IoU cost.
     """
 
@@ -253,7 +251,7 @@ class IouHungarianMatcher(IouCostMixin, HungarianMatcher):
 class IouImageLoss(IouBoxLossMixin, ImageLoss):
     """DETR's criterion whose box term is L1 + the chosen IoU loss.
 
-    `IouImageLoss(iou_variant, matcher, num_classes, eos_coef, losses)`.
+    `IouImageLoss(iou_loss, matcher, num_classes, eos_coef, losses)`.
     """
 
 
@@ -264,7 +262,7 @@ FOCAL_GAMMA = 2.0
 class IouDeformableDetrHungarianMatcher(IouCostMixin, DeformableDetrHungarianMatcher):
     """Deformable DETR's matcher with the chosen IoU cost.
 
-    `IouDeformableDetrHungarianMatcher(iou_variant, class_cost, bbox_cost, giou_cost)`.
+    `IouDeformableDetrHungarianMatcher(iou_loss, class_cost, bbox_cost, giou_cost)`.
     """
 
     @torch.no_grad()
@@ -282,14 +280,14 @@ class IouDeformableDetrHungarianMatcher(IouCostMixin, DeformableDetrHungarianMat
 class IouDeformableDetrImageLoss(IouBoxLossMixin, DeformableDetrImageLoss):
     """Deformable DETR's criterion (focal loss) whose box term is L1 + the chosen IoU loss.
 
-    `IouDeformableDetrImageLoss(iou_variant, matcher, num_classes, focal_alpha, losses)`.
+    `IouDeformableDetrImageLoss(iou_loss, matcher, num_classes, focal_alpha, losses)`.
     """
 
 
 class IouRTDetrHungarianMatcher(IouCostMixin, RTDetrHungarianMatcher):
     """RT-DETR's matcher (also D-FINE's) with the chosen IoU cost.
 
-    `IouRTDetrHungarianMatcher(iou_variant, config)`; `config.matcher_giou_cost` weights the
+    `IouRTDetrHungarianMatcher(iou_loss, config)`; `config.matcher_giou_cost` weights the
     variant's IoU cost.
     """
 
@@ -312,23 +310,23 @@ class IouRTDetrHungarianMatcher(IouCostMixin, RTDetrHungarianMatcher):
 class IouRTDetrLoss(IouBoxLossMixin, RTDetrLoss):
     """RT-DETR's criterion with the chosen IoU in both its matcher and its box loss.
 
-    `IouRTDetrLoss(iou_variant, config)`.
+    `IouRTDetrLoss(iou_loss, config)`.
     """
 
-    def __init__(self, iou_variant: str, config: Any) -> None:
-        super().__init__(iou_variant, config)
-        self.matcher = IouRTDetrHungarianMatcher(iou_variant, config)
+    def __init__(self, iou_loss: str, config: Any) -> None:
+        super().__init__(iou_loss, config)
+        self.matcher = IouRTDetrHungarianMatcher(iou_loss, config)
 
 
 class IouDFineLoss(IouBoxLossMixin, DFineLoss):
     """D-FINE's criterion with the chosen IoU in its (RT-DETR) matcher and its box loss.
 
-    `IouDFineLoss(iou_variant, config)`.
+    `IouDFineLoss(iou_loss, config)`.
     """
 
-    def __init__(self, iou_variant: str, config: Any) -> None:
-        super().__init__(iou_variant, config)
-        self.matcher = IouRTDetrHungarianMatcher(iou_variant, config)
+    def __init__(self, iou_loss: str, config: Any) -> None:
+        super().__init__(iou_loss, config)
+        self.matcher = IouRTDetrHungarianMatcher(iou_loss, config)
 
 
 _DETR = (ForObjectDetectionLoss,
@@ -354,11 +352,11 @@ LossOutput = tuple[torch.Tensor, dict[str, torch.Tensor], Any]
 
 
 @functools.cache
-def _variant_function(model_type: str, iou_variant: str) -> Callable[..., LossOutput]:
-    """Upstream's function for `model_type`, building our classes for `iou_variant` (one copy
+def _variant_function(model_type: str, iou_loss: str) -> Callable[..., LossOutput]:
+    """Upstream's function for `model_type`, building our classes for `iou_loss` (one copy
     per pair, made on first use; module-level so that `IouLoss` stays picklable)."""
     upstream, classes = FAMILY_LOSSES[model_type]
-    return with_globals(upstream, {name: functools.partial(cls, iou_variant)
+    return with_globals(upstream, {name: functools.partial(cls, iou_loss)
                                    for name, cls in classes.items()})
 
 
@@ -374,42 +372,42 @@ class IouLoss:
     instance (`model.loss_function = ...`); it pickles and deep-copies with the model.
     """
 
-    def __init__(self, model_type: str, iou_variant: str) -> None:
+    def __init__(self, model_type: str, iou_loss: str) -> None:
         if model_type not in FAMILY_LOSSES:
             raise ValueError(f"model_type {model_type!r} has no IoU-swappable loss "
                              f"(supported: {', '.join(FAMILY_LOSSES)})")
-        check_variant(iou_variant)
+        check_variant(iou_loss)
         self.model_type = model_type
-        self.iou_variant = iou_variant
+        self.iou_loss = iou_loss
         #: upstream's signature, for `inspect.signature(model.loss_function)`
         self.__signature__ = inspect.signature(FAMILY_LOSSES[model_type][0])
 
     def __call__(self, *args: Any, **kwargs: Any) -> LossOutput:
         check_finite(self.__signature__.bind(*args, **kwargs).arguments["pred_boxes"])
         loss, loss_dict, auxiliary_outputs = _variant_function(
-            self.model_type, self.iou_variant)(*args, **kwargs)
+            self.model_type, self.iou_loss)(*args, **kwargs)
         return loss, rename_iou_terms(loss_dict), auxiliary_outputs
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.model_type!r}, {self.iou_variant!r})"
+        return f"{type(self).__name__}({self.model_type!r}, {self.iou_loss!r})"
 
 
 class DetrIouLoss(IouLoss):
     """`IouLoss` of `DetrForObjectDetection` (`ForObjectDetectionLoss`'s arguments)."""
 
-    def __init__(self, iou_variant: str) -> None:
-        super().__init__("detr", iou_variant)
+    def __init__(self, iou_loss: str) -> None:
+        super().__init__("detr", iou_loss)
 
     def __repr__(self) -> str:
-        return f"DetrIouLoss({self.iou_variant!r})"
+        return f"DetrIouLoss({self.iou_loss!r})"
 
 
-def iou_loss_function(model_type: str, iou_variant: str) -> IouLoss:
+def iou_loss_function(model_type: str, iou_loss: str) -> IouLoss:
     """The `loss_function` to set on a model of `model_type` (its `config.model_type`) for
-    `iou_variant` (one of `IOU_VARIANTS`): `model.loss_function = iou_loss_function(...)`.
+    `iou_loss` (one of `IOU_LOSSES`): `model.loss_function = iou_loss_function(...)`.
 
     Raises ValueError for an unsupported `model_type` or an unknown variant.
     """
     if model_type == "detr":
-        return DetrIouLoss(iou_variant)
-    return IouLoss(model_type, iou_variant)
+        return DetrIouLoss(iou_loss)
+    return IouLoss(model_type, iou_loss)

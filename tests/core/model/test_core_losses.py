@@ -13,7 +13,7 @@ from transformers.loss.loss_for_object_detection import ForObjectDetectionLoss
 
 from detr_core.model.families import _tiny_backbone
 from detr_core.model.losses import (
-    IOU_VARIANTS,
+    IOU_LOSSES,
     DetrIouLoss,
     DivergedTrainingError,
     IouHungarianMatcher,
@@ -127,11 +127,11 @@ def test_diou_ciou_loss_on_matched_pairs(config: DetrConfig, variant: str,
 
 
 def test_matcher_uses_the_pairwise_variant() -> None:
-    for variant, (pairwise, _) in IOU_VARIANTS.items():
+    for variant, (pairwise, _) in IOU_LOSSES.items():
         matcher = IouHungarianMatcher(variant, 1, 1, 1)
         assert matcher.pairwise_iou is pairwise
-    assert IOU_VARIANTS["diou"][0] is ops.distance_box_iou
-    assert IOU_VARIANTS["ciou"][0] is ops.complete_box_iou
+    assert IOU_LOSSES["diou"][0] is ops.distance_box_iou
+    assert IOU_LOSSES["ciou"][0] is ops.complete_box_iou
 
 
 def test_matching_differs_between_giou_and_diou() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def test_tiny_preset_builds_fast_offline() -> None:
     assert model.config.auxiliary_loss is True
     assert model.config.num_queries == TINY_PRESET["num_queries"]
     assert isinstance(model.loss_function, DetrIouLoss)
-    assert model.loss_function.iou_variant == "giou"
+    assert model.loss_function.iou_loss == "giou"
     # it runs: one forward pass on a 64 px batch
     with torch.no_grad():
         out = model(pixel_values=torch.rand(2, 3, 64, 64), pixel_mask=torch.ones(2, 64, 64))
@@ -53,7 +54,7 @@ def test_config_overrides_applied_and_bad_ones_rejected() -> None:
     model = build_model(tiny(num_queries=7, decoder_layers=1), TWO, "diou", False)
     assert model.config.num_queries == 7
     assert model.config.decoder_layers == 1
-    assert model.loss_function.iou_variant == "diou"
+    assert model.loss_function.iou_loss == "diou"
     # DetrConfig is a strict dataclass: the coefficient is typed int, 1.5 must be a user error
     with pytest.raises(UserInputError, match=r"^model\.config_overrides: ") as info:
         build_model(tiny(bbox_loss_coefficient=1.5), TWO, "giou", False)
@@ -129,7 +130,7 @@ def test_from_pretrained_folder_gets_new_head(tmp_path: Path) -> None:
     assert model.config.num_labels == 2
     assert model.config.id2label == {0: "cat", 1: "dog"}
     assert model.config.label2id == {"cat": 0, "dog": 1}
-    assert model.loss_function.iou_variant == "ciou"
+    assert model.loss_function.iou_loss == "ciou"
     assert _frozen_names(model) == set()
     # everything but the classification head is the saved model's
     saved = source.state_dict()
@@ -154,10 +155,30 @@ def test_load_trained_model_keeps_weights(tmp_path: Path) -> None:
     model = build_model(tiny(), THREE, "giou", False)
     model.save_pretrained(tmp_path / "m")
     loaded = load_trained_model(tmp_path / "m", "diou")
-    assert loaded.loss_function.iou_variant == "diou"
+    assert loaded.loss_function.iou_loss == "diou"
     assert loaded.config.id2label == THREE.id2label
     for name, value in loaded.state_dict().items():
         torch.testing.assert_close(value, model.state_dict()[name], msg=name)
+
+
+def test_a_saved_model_records_its_iou_loss_and_reloads_with_it(tmp_path: Path) -> None:
+    build_model(tiny(), THREE, "ciou", False).save_pretrained(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["iou_loss"] == "ciou"
+    loaded = load_trained_model(tmp_path / "m")
+    assert loaded.loss_function.iou_loss == "ciou"
+    assert load_trained_model(tmp_path / "m", "giou").loss_function.iou_loss == "giou"
+
+
+def test_a_folder_without_a_recorded_iou_loss_is_refused_not_guessed(tmp_path: Path) -> None:
+    """Folders written before runs recorded their loss: no silent GIoU."""
+    model = build_model(tiny(), THREE, "diou", False)
+    del model.config.iou_loss
+    model.save_pretrained(tmp_path / "old")
+    with pytest.raises(UserInputError, match=r"old: records no iou_loss .*--config"):
+        load_trained_model(tmp_path / "old")
+    assert load_trained_model(tmp_path / "old", "diou").loss_function.iou_loss == "diou"
+    assert load_trained_model(tmp_path / "old", with_loss=False).config.id2label == \
+        THREE.id2label
 
 
 def test_missing_checkpoint_folder_is_user_error(tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ def test_tiny_preset_of_each_family_builds_and_runs(family: str) -> None:
     model = build_model(tiny(family), TWO, "diou", False)
     assert model.config.model_type == family
     assert family_of_model(model) is FAMILIES[family]
-    assert model.loss_function.iou_variant == "diou"
+    assert model.loss_function.iou_loss == "diou"
     assert all(p.requires_grad for p in backbone_parameters(model))
     # fixed by design, not by the run: D-FINE's distribution constants
     assert {n for n, p in model.named_parameters() if not p.requires_grad} <= FIXED
@@ -90,7 +90,7 @@ def test_checkpoint_family_is_read_and_only_label_shaped_tensors_start_afresh(
     assert model_family(config) is FAMILIES[family]
     model = build_model(config, OTHER_THREE, "ciou", False)
     assert type(model) is type(source)
-    assert model.loss_function.iou_variant == "ciou"
+    assert model.loss_function.iou_loss == "ciou"
     shaped = label_shaped_parameters(model)
     assert shaped
     if family in ("rt_detr", "rt_detr_v2", "d_fine"):
@@ -207,7 +207,7 @@ def test_trained_model_folder_reloads_with_its_family(tmp_path: Path, family: st
     model = saved_checkpoint(tmp_path / "m", family)
     loaded = load_trained_model(tmp_path / "m", "diou")
     assert type(loaded) is type(model)
-    assert loaded.loss_function.iou_variant == "diou"
+    assert loaded.loss_function.iou_loss == "diou"
     for name, value in loaded.state_dict().items():
         assert torch.equal(value, model.state_dict()[name]), name
 

@@ -149,7 +149,7 @@ def test_table_matches_what_transformers_assigns(model_type: str) -> None:
     _, _, stock = case(model_type)
     assert FAMILY_LOSSES[model_type][0] is stock
     fn = iou_loss_function(model_type, "diou")
-    assert (fn.model_type, fn.iou_variant) == (model_type, "diou")
+    assert (fn.model_type, fn.iou_loss) == (model_type, "diou")
     assert inspect.signature(fn) == inspect.signature(stock)
 
 
@@ -322,7 +322,7 @@ def test_matching_differs_between_giou_and_diou(model_type: str) -> None:
     chosen = {}
     for variant in ("giou", "diou", "ciou"):
         matcher = MATCHERS[model_type](variant, config)
-        assert matcher.iou_variant == variant
+        assert matcher.iou_loss == variant
         chosen[variant] = assigned(matcher)
     assert chosen == {"giou": {0: 0, 1: 2}, "diou": {0: 1, 1: 2}, "ciou": {0: 1, 1: 2}}
     assert assigned(STOCK_MATCHERS[model_type](config)) == chosen["giou"]
@@ -353,8 +353,8 @@ def test_two_models_keep_their_own_variant() -> None:
     model_a.loss_function = iou_loss_function(model_type, "diou")
     model_b.loss_function = iou_loss_function(model_type, "ciou")
     out_a, out_b = forward(model_a), forward(model_b)
-    assert model_a.loss_function.iou_variant == "diou"
-    assert model_b.loss_function.iou_variant == "ciou"
+    assert model_a.loss_function.iou_loss == "diou"
+    assert model_b.loss_function.iou_loss == "ciou"
     for out, variant in ((out_a, "diou"), (out_b, "ciou")):
         fresh_loss, fresh_dict, _ = iou_loss_function(model_type, variant)(*args, **kwargs)
         torch.testing.assert_close(out.loss, fresh_loss, atol=1e-5, rtol=0)
@@ -368,15 +368,15 @@ def test_two_models_keep_their_own_variant() -> None:
     assert loss_rt_detr.RTDetrForObjectDetectionLoss.__globals__["RTDetrLoss"] is (
         loss_rt_detr.RTDetrLoss)
     # the variant travels with the model (Ray pickles trainables, HF deep-copies models)
-    assert copy.deepcopy(model_a).loss_function.iou_variant == "diou"
+    assert copy.deepcopy(model_a).loss_function.iou_loss == "diou"
     restored = pickle.loads(pickle.dumps(model_b.loss_function))
-    assert (restored.model_type, restored.iou_variant) == (model_type, "ciou")
+    assert (restored.model_type, restored.iou_loss) == (model_type, "ciou")
 
 
 def test_detr_keeps_its_own_class() -> None:
     fn = iou_loss_function("detr", "ciou")
     assert isinstance(fn, DetrIouLoss) and isinstance(fn, IouLoss)
-    assert (fn.model_type, fn.iou_variant) == ("detr", "ciou")
+    assert (fn.model_type, fn.iou_loss) == ("detr", "ciou")
     assert not isinstance(iou_loss_function("d_fine", "ciou"), DetrIouLoss)
 
 
