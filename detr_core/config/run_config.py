@@ -67,15 +67,11 @@ def resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
 
     Tune trials run in their own working directory, so every user path is made absolute once.
     """
-    cfg = copy.deepcopy(cfg)
+    raw = cfg.model_dump()
     for key in PATH_KEYS:
-        *parents, leaf = key.split(".")
-        node: Any = cfg
-        for part in parents:
-            node = getattr(node, part, None)
-        if node is not None and getattr(node, leaf, None) is not None:
-            setattr(node, leaf, resolve_path_value(key, getattr(node, leaf), base))
-    return cfg
+        if get_dotted(raw, key) is not None:
+            set_dotted(raw, key, resolve_path_value(key, get_dotted(raw, key), base))
+    return RunConfig.model_validate(raw)
 
 
 IouLoss = Literal["giou", "diou", "ciou"]
@@ -440,6 +436,28 @@ def run_config_to_dict(cfg: RunConfig) -> dict[str, Any]:
 def save_run_config(cfg: RunConfig, path: str | Path, header: str = "") -> None:
     """Write `cfg` as YAML that `load_run_config` reads back to an equal config."""
     dump_yaml(run_config_to_dict(cfg), path, header=header)
+
+
+# ---------------------------------------------------------------------------------------------
+# dotted keys of a nested run-config dict (`training_args.learning_rate`): the one walker
+
+
+def get_dotted(raw: Any, dotted_key: str, default: Any = None) -> Any:
+    """`a.b.c` of a nested dict; `default` when any part is absent."""
+    node = raw
+    for part in dotted_key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def pop_dotted(raw: dict[str, Any], dotted_key: str) -> None:
+    """Remove `a.b.c` from a nested dict when it is there."""
+    parent, _, leaf = dotted_key.rpartition(".")
+    node = get_dotted(raw, parent) if parent else raw
+    if isinstance(node, dict):
+        node.pop(leaf, None)
 
 
 def set_dotted(raw: dict[str, Any], dotted_key: str, value: Any) -> None:

@@ -45,6 +45,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from detr_core.config.run_config import get_dotted
 from detr_core.files.errors import UserInputError
 from search.results.reading import TrialRecord, load_trials
 from search.results.warm_trials import (
@@ -72,12 +73,7 @@ _MISSING = object()
 
 def dotted_value(config: Mapping[str, Any], key: str) -> Any:
     """`a.b.c` of a nested run-config dict; `_MISSING` when any part is absent."""
-    node: Any = config
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
+    return get_dotted(dict(config), key, _MISSING)
 
 
 def is_missing(value: Any) -> bool:

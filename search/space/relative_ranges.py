@@ -46,7 +46,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from detr_core.config.run_config import apply_overrides, key_type, run_config_from_dict
+from detr_core.config.run_config import (
+    apply_overrides,
+    get_dotted,
+    key_type,
+    run_config_from_dict,
+)
 from detr_core.files.errors import UserInputError
 from detr_core.model.recipes import RECIPE_KEYS, recipe_for
 from search.space.distributions import (
@@ -281,18 +286,11 @@ def recipe_key_origins(space: dict[str, Any], base: dict[str, Any],
             origins[key] = "space (fixed)"
         elif key in overridden:
             origins[key] = "space (base_overrides)"
-        elif _base_value(base, key) is not None:  # the raw base: its model may be searched
+        elif get_dotted(base, key) is not None:  # the raw base: its model may be searched
             origins[key] = "run"
         else:
             origins[key] = "recipe"
     return origins
-
-
-def _base_value(base: dict[str, Any], key: str) -> Any:
-    node: Any = base
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
 
 
 def _base_recipe(space: dict[str, Any], base: dict[str, Any], src: str, key: str) -> Any:
@@ -386,7 +384,7 @@ def recipe_lines(base: dict[str, Any], space: dict[str, Any], recipe: dict[str, 
             note = relative_note(recipe, key)
             words = f"{origin}: {note}" if note else origin
         else:
-            value = fixed_values_of(space).get(key, _base_value(base, key))
+            value = fixed_values_of(space).get(key, get_dotted(base, key))
             words = f"{origin}: {format_number(value) if is_number(value) else value}"
         lines.append(f"  {key:<{width}}  {words}")
     return lines

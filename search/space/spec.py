@@ -84,13 +84,16 @@ from detr_core.config.run_config import (
     EXCLUSIVE_KEYS,
     Section,
     apply_overrides,
+    get_dotted,
     is_section,
     key_type,
     load_run_config,
+    pop_dotted,
     resolve_path_value,
     resolve_paths,
     run_config_from_dict,
     run_config_to_dict,
+    set_dotted,
     strip_optional,
     touches,
     validated,
@@ -526,13 +529,10 @@ def resolve_paths_in(key: str, value: Any, folder: Path) -> Any:
     for path_key in PATH_KEYS:
         if path_key == key:
             return resolve_path_value(path_key, value, folder)
-        if path_key.startswith(key + ".") and isinstance(value, dict):
-            *parents, leaf = path_key[len(key) + 1:].split(".")
-            node: Any = value
-            for part in parents:
-                node = node.get(part) if isinstance(node, dict) else None
-            if isinstance(node, dict) and leaf in node:
-                node[leaf] = resolve_path_value(path_key, node[leaf], folder)
+        inner = path_key[len(key) + 1:]
+        if path_key.startswith(key + ".") and get_dotted(value, inner) is not None:
+            set_dotted(value, inner, resolve_path_value(path_key, get_dotted(value, inner),
+                                                        folder))
     return value
 
 
@@ -742,17 +742,8 @@ def drop_excluded(raw: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
         for mine, other in ((side_a, side_b), (side_b, side_a)):
             if touches(keys, mine) and not touches(keys, other):
                 for dotted in other:
-                    _pop_dotted(raw, dotted)
+                    pop_dotted(raw, dotted)
     return raw
-
-
-def _pop_dotted(raw: dict[str, Any], dotted: str) -> None:
-    node: Any = raw
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(node, dict):
-        node.pop(leaf, None)
 
 
 def _validate_space_values(base: dict[str, Any], space: dict[str, Any], src: str) -> None:
