@@ -7,7 +7,7 @@ labels); setting one of those is an error that says why. transformers 5 dropped
 `warmup_ratio` is converted to exactly that.
 
 `TrainingArguments` accepts values the run cannot train with (a learning rate of 0, a batch
-size of 0, zero epochs) and torch or the Trainer fail on them minutes later; `VALUE_RULES` are
+size of 0, zero epochs) and torch or the Trainer fail on them minutes later; `ValueRanges` are
 the ranges of the fields a run depends on, checked with the types (for a search space: every
 fixed value, every choice and both ends of every range, see `search.space.spec`).
 """
@@ -18,11 +18,10 @@ import dataclasses
 import functools
 import math
 import typing
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from detr_core.config.metric_names import (
     DEFAULT_METRIC,
@@ -30,6 +29,7 @@ from detr_core.config.metric_names import (
     eval_name,
     natural_mode,
 )
+from detr_core.config.run_config import validated
 from detr_core.files.errors import UserInputError
 
 # Values detr_core applies unless the run YAML says otherwise.
@@ -68,52 +68,48 @@ OWNED_FIELDS: dict[str, str] = {
 COMPAT_FIELDS = ("warmup_ratio", "load_best_model_at_end")
 
 
-def _at_least(low: float) -> tuple[Callable[[float], bool], str]:
-    return (lambda v: v >= low), f"must be >= {low:g}"
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value!r}")
+    return value
 
 
-def _above(low: float) -> tuple[Callable[[float], bool], str]:
-    return (lambda v: v > low), f"must be > {low:g}"
+class ValueRanges(BaseModel):
+    """Ranges of the numeric `TrainingArguments` fields a run depends on (types are checked
+    against `TrainingArguments` itself; None passes where the field allows it).
+    `num_train_epochs` and `max_steps` depend on each other: `check_training_budget`."""
 
+    model_config = ConfigDict(extra="allow")
 
-def _fraction() -> tuple[Callable[[float], bool], str]:
-    return (lambda v: 0 <= v < 1), "must be in [0, 1)"
-
-
-#: Ranges of the numeric `TrainingArguments` fields a run depends on (None passes where the
-#: field allows it). `num_train_epochs` and `max_steps` depend on each other:
-#: `check_training_budget`.
-VALUE_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
-    "learning_rate": _above(0),
-    "per_device_train_batch_size": _at_least(1),
-    "per_device_eval_batch_size": _at_least(1),
-    "gradient_accumulation_steps": _at_least(1),
-    "eval_accumulation_steps": _at_least(1),
-    "warmup_steps": _at_least(0),
-    "weight_decay": _at_least(0),
-    "max_grad_norm": _at_least(0),
-    "logging_steps": ((lambda v: v > 0),
-                      "must be > 0 (a number of steps, or below 1 a ratio of the run)"),
-    "adam_beta1": _fraction(),
-    "adam_beta2": _fraction(),
-    "adam_epsilon": _at_least(0),
-    "label_smoothing_factor": _fraction(),
-    "dataloader_num_workers": _at_least(0),
-    "dataloader_prefetch_factor": _at_least(1),
-    "eval_delay": _at_least(0),
-    "warmup_ratio": _fraction(),
-}
+    learning_rate: float | None = Field(None, gt=0)
+    per_device_train_batch_size: int | None = Field(None, ge=1)
+    per_device_eval_batch_size: int | None = Field(None, ge=1)
+    gradient_accumulation_steps: int | None = Field(None, ge=1)
+    eval_accumulation_steps: int | None = Field(None, ge=1)
+    warmup_steps: float | None = Field(None, ge=0)
+    weight_decay: float | None = Field(None, ge=0)
+    max_grad_norm: float | None = Field(None, ge=0)
+    logging_steps: float | None = Field(None, gt=0)
+    """A number of steps, or below 1 a ratio of the run."""
+    adam_beta1: float | None = Field(None, ge=0, lt=1)
+    adam_beta2: float | None = Field(None, ge=0, lt=1)
+    adam_epsilon: float | None = Field(None, ge=0)
+    label_smoothing_factor: float | None = Field(None, ge=0, lt=1)
+    dataloader_num_workers: int | None = Field(None, ge=0)
+    dataloader_prefetch_factor: int | None = Field(None, ge=1)
+    eval_delay: float | None = Field(None, ge=0)
+    warmup_ratio: float | None = Field(None, ge=0, lt=1)
 
 
 def value_problem(key: str, value: Any) -> str | None:
     """Why `training_args.<key>: value` cannot train (range or non-finite), or None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None  # types are checked elsewhere
-    if not math.isfinite(value):
-        return f"must be a finite number, got {value!r}"
-    rule = VALUE_RULES.get(key)
-    if rule is not None and not rule[0](value):
-        return f"{rule[1]}, got {value!r}"
+    try:
+        _finite(value)
+        validated(ValueRanges, {key: value}, None)
+    except (ValueError, UserInputError) as exc:
+        return exc.problem if isinstance(exc, UserInputError) else str(exc)
     return None
 
 

@@ -450,7 +450,7 @@ ERROR_CASES = {
                                                    {"uniform": [0.0, 10.0]}),
                                             "space.training_args.warmup_steps", "ratio"),
     "warmup_ratio out of range": (_space("training_args.warmup_ratio", {"uniform": [0.0, 1.0]}),
-                                  "space.training_args.warmup_ratio", "[0, 1)"),
+                                  "space.training_args.warmup_ratio", "must be < 1, got 1.0"),
     "overlapping keys": ({"space": {"model": {"preset": "tiny"},
                                     "model.image_size": {"choice": [64, 96]}}},
                          "space.model.image_size", "overlaps"),
