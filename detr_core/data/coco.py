@@ -1,21 +1,14 @@
 """Read and validate a COCO-format split before any training starts.
 
-Every problem a user's export can have is reported as one line naming the file and the
-image or annotation id: a missing file, a file that is not UTF-8 JSON, JSON that is not COCO,
-a split without images, an annotation pointing to a missing image or an unknown category, a
-box that is not four finite numbers, an image file that is missing, empty, not an image,
-truncated or of another displayed size than its record says (`detr_core.data.images`).
-
-Not fatal, and counted for one warning line per split (`detr_core.data.prepare`), as
-torchvision's detection references and HF's DETR processor treat them: boxes that stick out of
-their image are clipped; boxes with no area left (zero width or height, as CVAT and Label
-Studio exports contain, or wholly outside the image) are dropped. `iscrowd: 1` annotations are
-kept in the index: training leaves them out, evaluation treats them as ignore regions, as
-COCOeval does. The result keeps images without annotations (they teach the model "no
-object").
-
-A search trial on a node whose data the driver could not see runs the same check by calling
-`load_coco_split(paths)` (or `detr_core.training.preflight.check_run_inputs`) there.
+Each problem of a user's export is one line naming the file and the image or annotation id: a
+missing file, not UTF-8 JSON, not COCO, no images, an annotation pointing to a missing image or
+an unknown category, a box that is not four finite numbers, a bad image file (`images`).
+Repaired and counted for one warning per split (`prepare`), as torchvision's detection
+references and HF's DETR processor do: boxes sticking out of their image are clipped; boxes
+with no area left (zero width or height, as CVAT and Label Studio export, or wholly outside the
+image) are dropped. `iscrowd: 1` annotations stay in the index: training leaves them out,
+evaluation treats them as ignore regions, as COCOeval does. Images without annotations stay
+(they teach "no object").
 """
 
 from __future__ import annotations
@@ -91,10 +84,18 @@ def _require(condition: bool, path: Path, message: str) -> None:
         raise UserInputError(message, source=path)
 
 
+def _require_id(value: Any, path: Path, where: str, key: str = "id") -> None:
+    _require(isinstance(value, int) and not isinstance(value, bool), path,  # pycocotools keys
+             f"{where}: `{key}` must be an integer, got {value!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _read_json(path: Path) -> dict[str, Any]:
-    text = read_user_text(path)
     try:
-        data = json.loads(text)
+        data = json.loads(read_user_text(path))
     except json.JSONDecodeError as exc:
         raise UserInputError(f"not valid JSON (line {exc.lineno}, column {exc.colno}): "
                              f"{exc.msg}", source=path) from None
@@ -107,54 +108,56 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _check_images(data: dict[str, Any], path: Path, images_dir: Path) -> dict[int, dict]:
+def _check_categories(data: dict[str, Any], path: Path) -> set[int]:
+    names: dict[str, Any] = {}  # name -> category id
+    for index, cat in enumerate(data["categories"]):
+        _require(isinstance(cat, dict) and "id" in cat and "name" in cat, path,
+                 f"categories[{index}]: needs `id` and `name`")
+        _require_id(cat["id"], path, f"categories[{index}]")
+        _require(cat["id"] not in names.values(), path, f"category id {cat['id']}: duplicate")
+        # one name per class: the model's id2label / label2id would merge two of a name
+        name = str(cat["name"])
+        _require(name not in names, path, f"category id {cat['id']}: name {cat['name']!r} is "
+                                          f"also category id {names.get(name)}'s")
+        names[name] = cat["id"]
+    _require(bool(names), path, "not COCO: `categories` is empty")
+    return set(names.values())
+
+
+def _check_images(data: dict[str, Any], path: Path) -> dict[int, dict]:
     """Check every image record (not the files yet); return the records by id."""
     _require(bool(data["images"]), path, "the split has no images (`images` is empty)")
     images: dict[int, dict] = {}
     for index, image in enumerate(data["images"]):
         _require(isinstance(image, dict) and "id" in image, path, f"images[{index}]: no `id`")
-        image_id = image["id"]
-        _require(_is_id(image_id), path, f"images[{index}]: `id` must be an integer, got "
-                                         f"{image_id!r}")
-        where = f"image id {image_id}"
-        _require(image_id not in images, path, f"{where}: duplicate image id")
+        _require_id(image["id"], path, f"images[{index}]")
+        where = f"image id {image['id']}"
+        _require(image["id"] not in images, path, f"{where}: duplicate image id")
         for key in ("file_name", "width", "height"):
             _require(key in image, path, f"{where}: missing `{key}`")
-        _require(
-            all(isinstance(image[k], int | float) and not isinstance(image[k], bool)
-                for k in ("width", "height"))
-            and image["width"] > 0 and image["height"] > 0,
-            path, f"{where}: width and height must be positive numbers",
-        )
+        _require(all(_is_number(image[k]) and image[k] > 0 for k in ("width", "height")),
+                 path, f"{where}: width and height must be positive numbers")
         _require(isinstance(image["file_name"], str) and bool(image["file_name"]), path,
                  f"{where}: `file_name` must be a non-empty string")
-        images[image_id] = image
+        images[image["id"]] = image
     return images
 
 
 def _check_annotations(
     data: dict[str, Any], path: Path, images: dict[int, dict], category_ids: set[int]
 ) -> tuple[int, list[Any]]:
-    """Validate every annotation in place; clip boxes to their image; drop boxes with no area.
-
-    Returns the number of clipped boxes and the ids of the dropped ones.
-    """
-    clipped = 0
-    dropped: list[Any] = []
-    kept: list[dict[str, Any]] = []
-    seen: set[Any] = set()
+    """Validate annotations in place, clip boxes, drop those with no area: (clipped, ids)."""
+    clipped, dropped, kept, seen = 0, [], [], set()
     for index, ann in enumerate(data["annotations"]):
         _require(isinstance(ann, dict) and "id" in ann, path, f"annotations[{index}]: no `id`")
-        _require(_is_id(ann["id"]), path,
-                 f"annotations[{index}]: `id` must be an integer, got {ann['id']!r}")
+        _require_id(ann["id"], path, f"annotations[{index}]")
         where = f"annotation id {ann['id']}"
         _require(ann["id"] not in seen, path, f"{where}: duplicate annotation id")
         seen.add(ann["id"])
         for key in ("image_id", "category_id", "bbox"):
             _require(key in ann, path, f"{where}: missing `{key}`")
         for key in ("image_id", "category_id"):
-            _require(_is_id(ann[key]), path,
-                     f"{where}: `{key}` must be an integer, got {ann[key]!r}")
+            _require_id(ann[key], path, where, key)
         _require(ann["image_id"] in images, path,
                  f"{where}: image_id {ann['image_id']} is not in `images`")
         _require(ann["category_id"] in category_ids, path,
@@ -163,12 +166,9 @@ def _check_annotations(
         _require(ann.get("iscrowd", 0) in (0, 1),
                  path, f"{where}: iscrowd must be 0 or 1, got {ann.get('iscrowd')!r}")
         bbox = ann["bbox"]
-        _require(
-            isinstance(bbox, list) and len(bbox) == 4
-            and all(isinstance(v, int | float) and not isinstance(v, bool)
-                    and math.isfinite(v) for v in bbox),
-            path, f"{where}: bbox must be [x, y, width, height] finite numbers, got {bbox!r}",
-        )
+        _require(isinstance(bbox, list) and len(bbox) == 4
+                 and all(_is_number(v) and math.isfinite(v) for v in bbox), path,
+                 f"{where}: bbox must be [x, y, width, height] finite numbers, got {bbox!r}")
         x, y, w, h = (float(v) for v in bbox)
         image = images[ann["image_id"]]
         x0, y0 = max(x, 0.0), max(y, 0.0)
@@ -188,66 +188,40 @@ def _check_annotations(
 
 def load_coco_split(paths: SplitPaths, validate: bool = True) -> CocoSplit:
     """Validate one split (annotation JSON + image folder) and index it with pycocotools.
-
-    `validate=False` skips the image files' check: for a split that was validated already (a
-    search trial's data, prepared once by the driver). The records and boxes are still read
-    the same way (clipped, degenerate boxes dropped, file names matched to the disk), so the
-    trial trains on what the driver checked.
-    """
-    path = Path(paths.annotations)
-    images_dir = Path(paths.images)
+    `validate=False` skips the image files' check (a trial's data, checked by the driver); the
+    records are still read the same way, so the trial trains on what the driver checked."""
+    path, images_dir = Path(paths.annotations), Path(paths.images)
     data = _read_json(path)
     if validate:
         _require(images_dir.is_dir(), images_dir, "image folder not found")
     category_ids = _check_categories(data, path)
-    images = _check_images(data, path, images_dir)
+    images = _check_images(data, path)
     clipped, dropped = _check_annotations(data, path, images, category_ids)
-    if validate:
-        seen = check_split_images(images, images_dir, path)
-    else:
-        seen = None
+    seen = check_split_images(images, images_dir, path) if validate else None
+    if not validate:
         use_names_on_disk(images, images_dir)
-    split = _index(data, path, images_dir, clipped)
-    split.dropped_boxes, split.images_seen = dropped, seen
-    return split
+    from pycocotools.coco import COCO
 
-
-def _check_categories(data: dict[str, Any], path: Path) -> set[int]:
-    category_ids: set[int] = set()
-    names: dict[str, Any] = {}
-    for index, cat in enumerate(data["categories"]):
-        _require(isinstance(cat, dict) and "id" in cat and "name" in cat, path,
-                 f"categories[{index}]: needs `id` and `name`")
-        _require(_is_id(cat["id"]), path,
-                 f"categories[{index}]: `id` must be an integer, got {cat['id']!r}")
-        _require(cat["id"] not in category_ids, path, f"category id {cat['id']}: duplicate")
-        # one name per class: the model's id2label / label2id would merge two of a name
-        _require(str(cat["name"]) not in names, path,
-                 f"category id {cat['id']}: name {cat['name']!r} is also category id "
-                 f"{names.get(str(cat['name']))}'s")
-        category_ids.add(cat["id"])
-        names[str(cat["name"])] = cat["id"]
-    _require(bool(category_ids), path, "not COCO: `categories` is empty")
-    return category_ids
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
+        coco.createIndex()
+    return CocoSplit(coco, images_dir, path, sorted(i["id"] for i in data["images"]), clipped,
+                     list(data["categories"]), dropped, seen)
 
 
 def use_names_on_disk(images: dict[Any, dict], images_dir: Path) -> None:
     """Records whose file exists only under its Unicode-normalised name get that name."""
     for record in images.values():
         path = images_dir / record["file_name"]
-        if not os.path.lexists(path):
-            found = unicode_variant(path)
-            if found is not None:
-                record["file_name"] = found.relative_to(images_dir).as_posix()
+        if not os.path.lexists(path) and (found := unicode_variant(path)) is not None:
+            record["file_name"] = found.relative_to(images_dir).as_posix()
 
 
 def check_split_images(images: dict[Any, dict], images_dir: Path, annotation_file: Path,
                        threads: int | None = None) -> ImageSummary:
-    """Every image file of a split's records (`images`: id -> COCO record), in parallel.
-
-    A record whose file was found under its Unicode-normalised name gets that name as its
-    `file_name`, so training opens the file that was checked.
-    """
+    """Check the files of a split's records (`images`: id -> record), each found under a
+    normalised name taking it as `file_name`."""
     summary, checks = check_images(
         [ImageRecord(i, images_dir / r["file_name"], r["width"], r["height"])
          for i, r in images.items()], annotation_file, threads)
@@ -257,32 +231,11 @@ def check_split_images(images: dict[Any, dict], images_dir: Path, annotation_fil
     return summary
 
 
-def _is_id(value: Any) -> bool:
-    """COCO ids are integers (pycocotools indexes by them)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _index(data: dict[str, Any], path: Path, images_dir: Path, clipped: int) -> CocoSplit:
-    from pycocotools.coco import COCO
-
-    coco = COCO()
-    coco.dataset = data
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
-        coco.createIndex()
-    return CocoSplit(
-        coco=coco, images_dir=images_dir, annotation_file=path,
-        image_ids=sorted(image["id"] for image in data["images"]), clipped_boxes=clipped,
-        categories=list(data["categories"]),
-    )
-
-
 def check_same_categories(reference: CocoSplit, other: CocoSplit) -> None:
     """Val/test may not introduce categories the model was not trained on."""
     known = {c["id"]: c["name"] for c in reference.categories}
     for cat in other.categories:
         if known.get(cat["id"]) != cat["name"]:
-            raise UserInputError(
-                f"category id {cat['id']} ({cat['name']!r}) is not a "
-                f"category of the training split {reference.annotation_file}",
-                source=other.annotation_file,
-            )
+            raise UserInputError(f"category id {cat['id']} ({cat['name']!r}) is not a category "
+                                 f"of the training split {reference.annotation_file}",
+                                 source=other.annotation_file)

@@ -1,15 +1,13 @@
 """Turn a run's `data:` section into validated splits on disk.
 
-For `synthetic` that means generating (or finding in the cache) the dataset; for COCO paths
-it means validating every split. A search validates a COCO dataset once on the driver and
-lets each trial only index it (`validate=False`); a synthetic one is made on every machine
-that trains, from its parameters (the cache is keyed by them).
+`synthetic` data is generated (or found in the cache, keyed by its parameters) on every machine
+that trains; COCO paths are validated, split by split. A search validates a COCO dataset once
+on the driver and lets each trial only index it (`validate=False`).
 
-What was repaired or is worth knowing is said in one line each (`data_notes`, on stderr unless
+What was repaired or is worth knowing is one line each (`data_notes`, on stderr unless
 `quiet`): clipped boxes and dropped boxes with no area, per split; images turned by their EXIF
-orientation or converted to 8-bit RGB; file names matched only after Unicode normalisation;
-Roboflow's placeholder category (left out of the classes: `placeholder_category`); categories
-that val or test use but train never does.
+orientation or converted to 8-bit RGB; file names matched only after normalisation; Roboflow's
+placeholder category (left out of the classes); categories that val or test use but train not.
 """
 
 from __future__ import annotations
@@ -22,6 +20,10 @@ from detr_core.config.run_config import DataConfig, SplitPaths
 from detr_core.data.coco import CocoSplit, LabelMap, check_same_categories, load_coco_split
 from detr_core.data.synthetic import ensure_synthetic_dataset, split_paths
 from detr_core.files.errors import UserInputError
+
+#: What each split's boxes are for: a split without any cannot serve it.
+SPLIT_PURPOSE = {"train": "train on", "val": "choose the best step by",
+                 "test": "score the model on"}
 
 
 @dataclass
@@ -40,6 +42,18 @@ class PreparedData:
         return split
 
 
+def _present(data: PreparedData) -> list[tuple[str, CocoSplit]]:
+    return [(n, s) for n in ("train", "val", "test") if (s := getattr(data, n)) is not None]
+
+
+def _crowd(split: CocoSplit) -> int:
+    return sum(1 for a in split.coco.dataset["annotations"] if a.get("iscrowd", 0))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun if n == 1 else noun + ('es' if noun.endswith('x') else 's')}"
+
+
 def coco_paths(data: DataConfig) -> dict[str, SplitPaths]:
     """Split name -> paths; generates the synthetic dataset when `data.synthetic` is set."""
     if data.synthetic is not None:
@@ -51,48 +65,35 @@ def coco_paths(data: DataConfig) -> dict[str, SplitPaths]:
 
 
 def prepare_data(data: DataConfig, validate: bool = True, quiet: bool = False) -> PreparedData:
-    """Generate or validate every split; print what was repaired (`data_notes`) unless quiet.
-
-    `validate=False` is for data a search driver prepared already: it is only indexed.
-    """
+    """Generate or validate every split (`validate=False`: only index data a search driver
+    prepared already); print what was repaired (`data_notes`) unless quiet."""
     splits = {name: load_coco_split(paths, validate) for name, paths in coco_paths(data).items()}
     for name in ("val", "test"):
         if name in splits:
             check_same_categories(splits["train"], splits[name])
     check_splits_have_boxes(splits)
     placeholder = placeholder_category(splits)
-    categories = [c for c in splits["train"].categories
-                  if placeholder is None or c["id"] != placeholder["id"]]
     if not quiet:
         for line in data_notes(splits, placeholder):
             print(line, file=sys.stderr)
     return PreparedData(
         train=splits["train"], val=splits["val"], test=splits.get("test"),
-        label_map=LabelMap.from_categories(categories),
-    )
-
-
-#: What each split's boxes are for: a split without any cannot serve it.
-SPLIT_PURPOSE = {"train": "train on", "val": "choose the best step by",
-                 "test": "score the model on"}
+        label_map=LabelMap.from_categories([c for c in splits["train"].categories if
+                                            placeholder is None or c["id"] != placeholder["id"]]))
 
 
 def check_splits_have_boxes(splits: dict[str, CocoSplit]) -> None:
-    """Every split needs at least one box (crowd regions and boxes with no area not counted).
-
-    A train split without one trains a model that finds nothing; a val split without one
-    ranks every step by an empty evaluation (mAP -1, pycocotools' "no data", a box loss of
-    0), so the best checkpoint is chosen on nothing; a test split without one scores nothing.
-    """
+    """Every split needs a box (crowd regions and boxes with no area not counted): a val split
+    without one ranks every step by an empty evaluation (mAP -1, a box loss of 0), so the best
+    checkpoint would be chosen on nothing."""
     for name, split in splits.items():
         if sum(split.objects_per_image()) == 0:
             dropped = (f", {_count(len(split.dropped_boxes), 'box')} dropped for having no "
                        "area" if split.dropped_boxes else "")
-            crowd = sum(1 for a in split.coco.dataset["annotations"] if a.get("iscrowd", 0))
             raise UserInputError(
                 f"the {name} split has no boxes to {SPLIT_PURPOSE.get(name, 'use')} "
-                f"({_count(len(split.image_ids), 'image')}, {_count(crowd, 'crowd region')}"
-                f"{dropped})",
+                f"({_count(len(split.image_ids), 'image')}, "
+                f"{_count(_crowd(split), 'crowd region')}{dropped})",
                 source=str(split.annotation_file))
 
 
@@ -109,11 +110,6 @@ def placeholder_category(splits: dict[str, CocoSplit]) -> dict[str, Any] | None:
     return None
 
 
-def _count(n: int, noun: str) -> str:
-    plural = noun + ("es" if noun.endswith("x") else "s")
-    return f"{n} {noun if n == 1 else plural}"
-
-
 def data_notes(splits: dict[str, CocoSplit], placeholder: dict[str, Any] | None) -> list[str]:
     """One line per thing worth knowing about the prepared splits (see the module docstring)."""
     lines = []
@@ -122,13 +118,12 @@ def data_notes(splits: dict[str, CocoSplit], placeholder: dict[str, Any] | None)
         if split.clipped_boxes:
             lines.append(f"warning: {where}: {_count(split.clipped_boxes, 'box')} partly "
                          "outside their image were clipped")
-        if split.dropped_boxes:
-            shown = ", ".join(str(i) for i in split.dropped_boxes[:5])
-            more = ", ..." if len(split.dropped_boxes) > 5 else ""
-            lines.append(f"warning: {where}: {_count(len(split.dropped_boxes), 'box')} with no "
-                         f"area (zero width or height, or outside their image) dropped: "
-                         f"annotation id{'s' if len(split.dropped_boxes) > 1 else ''} "
-                         f"{shown}{more}")
+        if dropped := split.dropped_boxes:
+            lines.append(f"warning: {where}: {_count(len(dropped), 'box')} with no area (zero "
+                         "width or height, or outside their image) dropped: annotation "
+                         f"id{'s' if len(dropped) > 1 else ''} "
+                         + ", ".join(str(i) for i in dropped[:5])
+                         + (", ..." if len(dropped) > 5 else ""))
         seen = split.images_seen
         if seen is not None and (seen.rotated or seen.converted):
             modes = ", ".join(f"{mode}: {n}" for mode, n in sorted(seen.converted.items()))
@@ -140,10 +135,9 @@ def data_notes(splits: dict[str, CocoSplit], placeholder: dict[str, Any] | None)
         if seen is not None and seen.renamed:
             image_id, recorded, on_disk = seen.renamed[0]
             lines.append(f"warning: {where}: {_count(len(seen.renamed), 'file name')} match the "
-                         "disk only "
-                         f"after normalising Unicode, letter case or `\\` (image id {image_id}: "
-                         f"{recorded!r} is {on_disk!r} on disk, e.g. a zip made on macOS); "
-                         "using those files")
+                         "disk only after normalising Unicode, letter case or `\\` (image id "
+                         f"{image_id}: {recorded!r} is {on_disk!r} on disk, e.g. a zip made on "
+                         "macOS); using those files")
     if placeholder is not None:
         lines.append(f"note: category {placeholder['id']} {placeholder['name']!r} is used by no "
                      "annotation and is the supercategory of all the others (Roboflow's "
@@ -151,13 +145,12 @@ def data_notes(splits: dict[str, CocoSplit], placeholder: dict[str, Any] | None)
     trained = splits["train"].used_category_ids
     names = {c["id"]: c["name"] for c in splits["train"].categories}
     for name in ("val", "test"):
-        if name in splits:
-            unseen = sorted(splits[name].used_category_ids - trained)
-            if unseen:
-                listed = ", ".join(f"{i} {names.get(i)!r}" for i in unseen)
-                lines.append(f"warning: {name} ({splits[name].annotation_file}) has objects of "
-                             f"categories no train annotation uses: {listed}; the model "
-                             "cannot learn them")
+        unseen = sorted(splits[name].used_category_ids - trained) if name in splits else []
+        if unseen:
+            listed = ", ".join(f"{i} {names.get(i)!r}" for i in unseen)
+            lines.append(f"warning: {name} ({splits[name].annotation_file}) has objects of "
+                         f"categories no train annotation uses: {listed}; the model "
+                         "cannot learn them")
     return lines
 
 
@@ -166,38 +159,26 @@ def crowded_images_note(data: PreparedData, num_queries: int | None) -> str | No
     them all); None when none does or the query count is unknown."""
     if num_queries is None:
         return None
-    over: dict[str, int] = {}
-    largest = 0
-    for name in ("train", "val", "test"):
-        split = getattr(data, name)
-        if split is None:
-            continue
-        counts = split.objects_per_image()
-        beyond = [c for c in counts if c > num_queries]
-        if beyond:
-            over[name] = len(beyond)
-            largest = max(largest, *beyond)
+    over = {name: beyond for name, split in _present(data)
+            if (beyond := [c for c in split.objects_per_image() if c > num_queries])}
     if not over:
         return None
-    where = ", ".join(f"{name} {n}" for name, n in over.items())
-    return (f"warning: {sum(over.values())} images have more objects than the model's "
-            f"{num_queries} queries ({where}; the largest has {largest}): DETR finds at most "
-            f"{num_queries} objects per image; raise model.config_overrides.num_queries")
+    where = ", ".join(f"{name} {len(beyond)}" for name, beyond in over.items())
+    return (f"warning: {sum(len(b) for b in over.values())} images have more objects than the "
+            f"model's {num_queries} queries ({where}; the largest has "
+            f"{max(max(b) for b in over.values())}): DETR finds at most {num_queries} objects "
+            "per image; raise model.config_overrides.num_queries")
 
 
 def split_summary(data: PreparedData) -> list[str]:
     """Per split: images, boxes, classes used, images without boxes (what a dry run shows)."""
     lines = []
-    for name in ("train", "val", "test"):
-        split = getattr(data, name)
-        if split is None:
-            continue
+    for name, split in _present(data):
         counts = split.objects_per_image()
-        crowd = sum(1 for a in split.coco.dataset["annotations"] if a.get("iscrowd", 0))
+        crowd = _crowd(split)
         classes = len(split.used_category_ids & set(data.label_map.category_ids))
         lines.append(f"  {name:<5} {len(counts)} images, {sum(counts)} boxes"
                      + (f" (+{crowd} crowd regions)" if crowd else "")
                      + f", {classes} of {len(data.label_map.names)} classes, "
-                     f"{sum(1 for c in counts if c == 0)} images without boxes "
-                     f"({split.annotation_file})")
+                     f"{counts.count(0)} images without boxes ({split.annotation_file})")
     return lines

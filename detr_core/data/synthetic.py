@@ -1,27 +1,15 @@
-"""What the synthetic images look like: two tasks with disjoint classes and different looks.
+"""The embedded datasets: synthetic scenes written to disk as real COCO datasets.
 
-- `shapes` (the fine-tuning task of the embedded default): filled rectangles, ellipses and
-  triangles, 1-3 per image (`min_objects`/`max_objects`), 15-50 % of the image side, on a dark
-  noisy background of one colour.
-- `pretrain` (the task the shipped checkpoint was pretrained on, `detr_core.pretrain`):
-stars,
-  crosses, rings and pentagons, rotated, square, 1-4 per image (`max_objects`), 18-45 % of the
-  side, on gradient and striped backgrounds of any brightness.
+`shapes` (the embedded default's fine-tuning task): filled rectangles, ellipses and triangles
+on a dark noisy background. `pretrain` (the shipped checkpoint's, `detr_core.pretrain`): rotated
+stars, crosses, rings and pentagons on gradient and striped backgrounds. A model pretrained on
+one has never seen a class of the other, as a COCO-pretrained DETR has not seen a user's own
+classes. Category ids are 1-based, so the label mapping is always exercised.
 
-A model pretrained on `pretrain` has never seen a `shapes` class, so fine-tuning on `shapes`
-needs a new classification head and adapted features: the same situation as fine-tuning a
-COCO-pretrained DETR on a user's own classes. Every image is drawn from a numpy Generator
-only, so a (seed, index) pair always gives the same pixels.
-
-The embedded datasets: synthetic scenes written to disk as real COCO datasets.
-
-Why on disk and not in memory: the run then goes through exactly the code path a user's COCO
-export goes through (JSON read by pycocotools, image files opened by PIL). What the images show
-is `detr_core.data.synthetic` (the `shapes` fine-tuning task or the `pretrain` task). Generation
-is seeded and the folder name is a hash of the parameters, so it is made once and reused by
-every run and every search trial, and a machine that lacks it makes the very same files; it
-is written to a temporary folder and renamed into place, so concurrent makers never see half a
-dataset.
+On disk, so a run takes exactly the path a user's COCO export takes (pycocotools, PIL). Images
+come from a seeded numpy Generator only and the folder name is a hash of the parameters: made
+once, reused by every run and trial, and a machine that lacks it makes the very same files. It
+is written to a temporary folder and renamed into place, so no maker sees half a dataset.
 """
 
 from __future__ import annotations
@@ -44,6 +32,12 @@ from detr_core.config.run_config import SplitPaths, SyntheticConfig
 Box = tuple[float, float, float, float]  # COCO x, y, w, h in pixels
 DrawnObject = tuple[str, Box]
 
+SHAPES_CATEGORY_IDS = {"rectangle": 1, "ellipse": 2, "triangle": 3}
+PRETRAIN_CATEGORY_IDS = {"star": 1, "cross": 2, "ring": 3, "pentagon": 4}
+PRETRAIN_SIDE = (0.18, 0.45)  # object side as a fraction of the image side
+FORMAT_VERSION = 1
+_DONE_MARKER = "COMPLETE"
+
 
 @dataclass(frozen=True)
 class Scene:
@@ -56,41 +50,11 @@ class Scene:
     version: int = 1
 
 
-# ---------------------------------------------------------------------------------------------
-# shared placement
-
-
 def _overlap(a: Box, b: Box) -> float:
     """Intersection over the smaller box, to keep objects mostly visible."""
     ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
     return ix * iy / min(a[2] * a[3], b[2] * b[3])
-
-
-def _place(rng: np.random.Generator, size: int, wanted: int, side: tuple[float, float],
-           square: bool) -> list[tuple[int, int, int, int]]:
-    """Up to `wanted` boxes (x, y, w, h) that overlap each other by at most 20 %."""
-    boxes: list[tuple[int, int, int, int]] = []
-    low, high = int(size * side[0]), int(size * side[1])
-    for _ in range(wanted * 20):
-        if len(boxes) == wanted:
-            break
-        if square:
-            w = h = int(rng.integers(low, high + 1))
-        else:
-            w, h = (int(v) for v in rng.integers(low, high + 1, size=2))
-        x, y = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
-        if any(_overlap((x, y, w, h), other) > 0.2 for other in boxes):
-            continue
-        boxes.append((x, y, w, h))
-    return boxes
-
-
-# ---------------------------------------------------------------------------------------------
-# the fine-tuning task
-
-
-SHAPES_CATEGORY_IDS = {"rectangle": 1, "ellipse": 2, "triangle": 3}
 
 
 def draw_shapes_image(rng: np.random.Generator, size: int, min_objects: int,
@@ -102,7 +66,6 @@ def draw_shapes_image(rng: np.random.Generator, size: int, min_objects: int,
     image = Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(image)
     objects: list[DrawnObject] = []
-    boxes: list[Box] = []
     wanted = int(rng.integers(min_objects, max_objects + 1))
     for _ in range(wanted * 20):  # the draw order of the original generator, kept on purpose
         if len(objects) == wanted:
@@ -110,7 +73,7 @@ def draw_shapes_image(rng: np.random.Generator, size: int, min_objects: int,
         w, h = (int(v) for v in rng.integers(int(size * 0.15), int(size * 0.5) + 1, size=2))
         x, y = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
         box = (float(x), float(y), float(w), float(h))
-        if any(_overlap(box, other) > 0.2 for other in boxes):
+        if any(_overlap(box, other) > 0.2 for _, other in objects):
             continue
         shape = names[int(rng.integers(len(names)))]
         colour = tuple(int(c) for c in rng.integers(120, 256, size=3))
@@ -121,17 +84,22 @@ def draw_shapes_image(rng: np.random.Generator, size: int, min_objects: int,
             draw.ellipse(corners, fill=colour)
         else:
             draw.polygon([(x + w / 2, y), (x, y + h - 1), (x + w - 1, y + h - 1)], fill=colour)
-        boxes.append(box)
         objects.append((shape, box))
     return image, objects
 
 
-# ---------------------------------------------------------------------------------------------
-# the pretraining task
-
-
-PRETRAIN_CATEGORY_IDS = {"star": 1, "cross": 2, "ring": 3, "pentagon": 4}
-PRETRAIN_SIDE = (0.18, 0.45)  # object side as a fraction of the image side
+def _place(rng: np.random.Generator, size: int, wanted: int) -> list[tuple[int, int, int, int]]:
+    """Up to `wanted` square boxes (x, y, w, h) that overlap each other by at most 20 %."""
+    boxes: list[tuple[int, int, int, int]] = []
+    low, high = int(size * PRETRAIN_SIDE[0]), int(size * PRETRAIN_SIDE[1])
+    for _ in range(wanted * 20):
+        if len(boxes) == wanted:
+            break
+        w = h = int(rng.integers(low, high + 1))
+        x, y = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
+        if not any(_overlap((x, y, w, h), other) > 0.2 for other in boxes):
+            boxes.append((x, y, w, h))
+    return boxes
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -149,28 +117,6 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(pixels, 0, 255)
 
 
-def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> tuple[int, ...]:
-    """A colour at least 150 (sum over channels) away from the mean under the object."""
-    mean = background.mean(axis=(0, 1))
-    for _ in range(50):
-        colour = rng.integers(0, 256, size=3)
-        if np.abs(colour - mean).sum() >= 150:
-            break
-    return tuple(int(c) for c in colour)
-
-
-def _polygon(cx: float, cy: float, radii: list[float], rotation: float) -> list[tuple]:
-    step = 2 * math.pi / len(radii)
-    return [(cx + r * math.cos(rotation + i * step), cy + r * math.sin(rotation + i * step))
-            for i, r in enumerate(radii)]
-
-
-def _rotated(cx: float, cy: float, local: list[tuple[float, float]], rotation: float
-             ) -> list[tuple[float, float]]:
-    cos, sin = math.cos(rotation), math.sin(rotation)
-    return [(cx + u * cos - v * sin, cy + u * sin + v * cos) for u, v in local]
-
-
 def _draw_pretrain_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int],
                          colour: tuple[int, ...], rotation: float, size: int) -> Box:
     """Draw `shape` centred in the square `box`; return its tight COCO box inside the image."""
@@ -179,15 +125,17 @@ def _draw_pretrain_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, 
     if shape == "ring":
         draw.ellipse((x, y, x + w - 1, y + w - 1), outline=colour, width=max(2, int(w * 0.18)))
         return (float(x), float(y), float(w), float(w))
-    if shape == "cross":  # a plus sign, arms a third of the radius wide
+    if shape == "cross":  # a plus sign, arms a third of the radius wide, rotated
         t = r * 0.33
-        local = [(-t, -r), (t, -r), (t, -t), (r, -t), (r, t), (t, t), (t, r), (-t, r),
-                 (-t, t), (-r, t), (-r, -t), (-t, -t)]
-        points = _rotated(cx, cy, local, rotation)
-    elif shape == "star":
-        points = _polygon(cx, cy, [r, r * 0.45] * 5, rotation)
-    else:  # pentagon
-        points = _polygon(cx, cy, [r] * 5, rotation)
+        cos, sin = math.cos(rotation), math.sin(rotation)
+        points = [(cx + u * cos - v * sin, cy + u * sin + v * cos) for u, v in
+                  [(-t, -r), (t, -r), (t, -t), (r, -t), (r, t), (t, t), (t, r), (-t, r),
+                   (-t, t), (-r, t), (-r, -t), (-t, -t)]]
+    else:  # a star or a pentagon: corners at these radii, evenly spaced around the centre
+        radii = [r, r * 0.45] * 5 if shape == "star" else [r] * 5
+        step = 2 * math.pi / len(radii)
+        points = [(cx + q * math.cos(rotation + i * step), cy + q * math.sin(rotation + i * step))
+                  for i, q in enumerate(radii)]
     draw.polygon(points, fill=colour)
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     x0, y0 = max(0.0, min(xs)), max(0.0, min(ys))
@@ -202,14 +150,17 @@ def draw_pretrain_image(rng: np.random.Generator, size: int, min_objects: int,
     background = _background(rng, size)
     image = Image.fromarray(background.astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(image)
-    wanted = int(rng.integers(min_objects, max_objects + 1))
     objects: list[DrawnObject] = []
-    for box in _place(rng, size, wanted, side=PRETRAIN_SIDE, square=True):
+    for box in _place(rng, size, int(rng.integers(min_objects, max_objects + 1))):
         shape = names[int(rng.integers(len(names)))]
         x, y, w, h = box
-        colour = _contrasting_colour(rng, background[y:y + h, x:x + w])
-        drawn = _draw_pretrain_shape(draw, shape, box, colour, rng.uniform(0, 2 * math.pi),
-                                     size)
+        mean = background[y:y + h, x:x + w].mean(axis=(0, 1))
+        for _ in range(50):  # a colour at least 150 (summed over channels) from the mean under it
+            colour = rng.integers(0, 256, size=3)
+            if np.abs(colour - mean).sum() >= 150:
+                break
+        drawn = _draw_pretrain_shape(draw, shape, box, tuple(int(c) for c in colour),
+                                     rng.uniform(0, 2 * math.pi), size)
         if drawn[2] >= 2 and drawn[3] >= 2:
             objects.append((shape, drawn))
     return image, objects
@@ -219,12 +170,6 @@ SCENES = {
     "shapes": Scene("shapes", SHAPES_CATEGORY_IDS, draw_shapes_image),
     "pretrain": Scene("pretrain", PRETRAIN_CATEGORY_IDS, draw_pretrain_image, version=2),
 }
-
-
-# COCO-style 1-based category ids (see `scenes`), deliberately not 0..N-1, so the label
-# mapping is always exercised.
-FORMAT_VERSION = 1
-_DONE_MARKER = "COMPLETE"
 
 
 def default_cache_root() -> Path:
@@ -278,29 +223,19 @@ def _write_dataset(cfg: SyntheticConfig, root: Path) -> None:
             continue
         rng = np.random.default_rng([cfg.seed, offset])
         (root / split).mkdir()
-        coco = _empty_coco(scene.name, scene.category_ids)
+        images, annotations = [], []
         for image_id in range(1, count + 1):
             image, objects = scene.draw(rng, cfg.image_size, cfg.min_objects, cfg.max_objects)
             file_name = f"{image_id:06d}.png"
             image.save(root / split / file_name)
-            coco["images"].append(
-                {"id": image_id, "file_name": file_name, "width": cfg.image_size,
-                 "height": cfg.image_size}
-            )
-            for name, (x, y, w, h) in objects:
-                coco["annotations"].append(
-                    {"id": len(coco["annotations"]) + 1, "image_id": image_id,
-                     "category_id": scene.category_ids[name], "bbox": [x, y, w, h],
-                     "area": float(w * h), "iscrowd": 0}
-                )
-        (root / f"{split}.json").write_text(json.dumps(coco))
-
-
-def _empty_coco(task: str, category_ids: dict[str, int]) -> dict:
-    return {
-        "info": {"description": f"detr-search synthetic {task}"},
-        "images": [],
-        "annotations": [],
-        "categories": [{"id": cid, "name": name, "supercategory": "shape"}
-                       for name, cid in category_ids.items()],
-    }
+            images.append({"id": image_id, "file_name": file_name, "width": cfg.image_size,
+                           "height": cfg.image_size})
+            annotations += [{"id": len(annotations) + 1 + k, "image_id": image_id,
+                             "category_id": scene.category_ids[name], "bbox": [x, y, w, h],
+                             "area": float(w * h), "iscrowd": 0}
+                            for k, (name, (x, y, w, h)) in enumerate(objects)]
+        categories = [{"id": cid, "name": name, "supercategory": "shape"}
+                      for name, cid in scene.category_ids.items()]
+        (root / f"{split}.json").write_text(json.dumps({
+            "info": {"description": f"detr-search synthetic {scene.name}"}, "images": images,
+            "annotations": annotations, "categories": categories}))
