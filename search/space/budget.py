@@ -1,9 +1,8 @@
 """How long trials run, in optimizer steps: ASHA's rungs and the defaults that depend on the base.
 
-ASHA's budget (`max_t`) defaults to the steps of the longest trial the space can produce, and
-its first rung (`grace_period`) to the first evaluation (`logging_steps`); both are read from
-the base run config and the searched values, with detr_core's defaults where neither says.
-Pure functions on plain dicts: no Ray, no files.
+ASHA's budget (`max_t`) defaults to the steps of the longest trial the space can produce, its
+first rung (`grace_period`) to the first evaluation (`logging_steps`): read from the base run
+config and the searched values, else detr_core's defaults. Pure functions: no Ray, no files.
 """
 
 from __future__ import annotations
@@ -47,12 +46,9 @@ def training_arg_values(base: dict[str, Any], space: dict[str, Any], key: str) -
 
 
 def estimate_max_steps(base: dict[str, Any], space: dict[str, Any]) -> int | None:
-    """Optimizer steps of the longest trial, when the base makes that knowable; else None.
-
-    `max_steps` when set; for the synthetic dataset, epochs x ceil(images / batch) /
-    gradient accumulation, taking the longest end of every searched range. COCO files are not
-    read here (they can be large), so a COCO base returns None.
-    """
+    """Optimizer steps of the longest trial: `max_steps`, else (synthetic data) epochs x
+    ceil(images / batch) / accumulation at the longest end of each range; None for COCO data,
+    whose files (possibly large) are not read here."""
     max_steps = training_arg_values(base, space, "max_steps")
     if max_steps and max(max_steps) > 0:
         return int(max(max_steps))
@@ -72,6 +68,4 @@ def estimate_max_steps(base: dict[str, Any], space: dict[str, Any]) -> int | Non
 def first_eval_step(base: dict[str, Any], space: dict[str, Any], max_t: int) -> int:
     """Step of the first evaluation (logging_steps; a value < 1 is a ratio of max_t)."""
     first = min(training_arg_values(base, space, "logging_steps"))
-    if first < 1:
-        return max(1, math.floor(first * max_t))
-    return max(1, math.ceil(first))
+    return max(1, math.floor(first * max_t) if first < 1 else math.ceil(first))

@@ -1,19 +1,11 @@
 """The distributions a search-space file may draw a key from, their rules and their rounding.
 
-| name        | arguments         | draws                                                     |
-|-------------|-------------------|-----------------------------------------------------------|
-| choice      | [v1, v2, ...]     | one of the values                                         |
-| uniform     | [low, high]       | a float in [low, high]                                    |
-| quniform    | [low, high, q]    | a multiple of q in [low, high]                            |
-| loguniform  | [low, high]       | a float, uniform in log scale (low > 0)                   |
-| qloguniform | [low, high, q]    | loguniform rounded to a multiple of q                     |
-| randint     | [low, high]       | an integer in [low, high]                                 |
-| qrandint    | [low, high, q]    | a multiple of q in [low, high]                            |
-| lograndint  | [low, high]       | an integer, uniform in log scale (low >= 1)               |
-
-Every upper bound is INCLUSIVE, integers included; bounds of the q-distributions must be
-multiples of q. A distribution is written `{name: args}` (one key); anything else is a plain
-value that fixes the key for every trial. Pure functions: no Ray, no files.
+A searched key is `{name: args}` (one key; anything else is a value fixed for every trial):
+`choice: [v1, v2, ...]`; a float from `uniform` or `loguniform` (log scale, low > 0)
+`[low, high]`; an integer from `randint` or `lograndint` (low >= 1) `[low, high]`; a multiple of
+q from `quniform`, `qloguniform` (loguniform rounded) or `qrandint` `[low, high, q]`, whose
+bounds must be multiples of q. Every upper bound is INCLUSIVE, integers included.
+Pure functions: no Ray, no files.
 """
 
 from __future__ import annotations
@@ -59,9 +51,7 @@ def log_scale_keys_of(space: dict) -> set[str]:
 def candidate_values(dist: dict) -> list[Any]:
     """Values that stand for a distribution when checking it: every choice, else both ends."""
     name, args = next(iter(dist.items()))
-    if name == "choice":
-        return list(args)
-    return [args[0], args[1]]
+    return list(args) if name == "choice" else [args[0], args[1]]
 
 
 def is_number(value: Any) -> bool:
@@ -70,15 +60,12 @@ def is_number(value: Any) -> bool:
 
 
 def quantize_params(space: dict, params: dict) -> dict:
-    """Round each value of a quantized key to its q (clipped to the bounds); others unchanged.
-
-    Needed for `qloguniform` (Optuna drops its q) and harmless elsewhere: it also turns
-    Optuna's `0.30000000000000004` steps into `0.3`.
-    """
+    """Round each value of a quantized key to its q, within the bounds: Optuna drops the q of
+    `qloguniform`, and its float steps drift (`0.30000000000000004` for `0.3`)."""
     result = dict(params)
     for key, value in params.items():
         dist = space.get(key)
-        if not is_distribution(dist) or not is_number(value):
+        if not (is_distribution(dist) and is_number(value)):
             continue
         name, args = next(iter(dist.items()))
         if name not in QUANTIZED_DISTRIBUTIONS:
@@ -89,15 +76,9 @@ def quantize_params(space: dict, params: dict) -> dict:
     return result
 
 
-# ---------------------------------------------------------------------------------------------
-# checking a distribution against its own rules and the type of the key it draws
-
-
 def check_distribution(name: str, args: Any, annotation: Any, key: str) -> list:
-    """Validate `{name: args}` for a key of type `annotation`; return args (floats as floats).
-
-    Raises `UserInputError(key=key)` naming what is wrong.
-    """
+    """Validate `{name: args}` for a key of type `annotation` (`UserInputError(key=key)`
+    naming what is wrong); return args (floats as floats)."""
     def fail(problem: str) -> typing.NoReturn:
         raise UserInputError(problem, key=key)
 
@@ -154,25 +135,17 @@ def numeric_kinds(tp: Any) -> set[str] | None:
         return None
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        kinds: set[str] = set()
-        for member in typing.get_args(tp):
-            sub = numeric_kinds(member)
-            if sub is None:
-                return None
-            kinds |= sub
-        return kinds
+        kinds = [numeric_kinds(member) for member in typing.get_args(tp)]
+        return None if None in kinds else set().union(*kinds)
     if origin is Literal:
         values = typing.get_args(tp)
         return {"int"} if any(is_number(v) and isinstance(v, int) for v in values) else set()
-    if tp is bool:
-        return set()
     if tp is int:
         return {"int"}
     if tp is float:
         return {"int", "float"}
-    if tp in (str, type(None), list, dict) or origin in (list, dict):
-        return set()
-    if isinstance(tp, type) and issubclass(tp, BaseModel | enum.Enum):
+    if tp in (bool, str, type(None), list, dict) or origin in (list, dict) or (
+            isinstance(tp, type) and issubclass(tp, BaseModel | enum.Enum)):
         return set()
     return None
 
@@ -198,10 +171,6 @@ def _is_multiple(value: float, q: float) -> bool:
     return math.isclose(ratio, round(ratio), rel_tol=1e-9, abs_tol=1e-9)
 
 
-# ---------------------------------------------------------------------------------------------
-# in words
-
-
 def format_number(value: float) -> str:
     """Compact number: integers without a dot, others in %g."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
@@ -213,9 +182,7 @@ def format_value(value: Any) -> str:
     """A plain value as YAML would write it (true / false / null, compact numbers)."""
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "null"}[value]
-    if isinstance(value, float):
-        return format_number(value)
-    return str(value)
+    return format_number(value) if isinstance(value, float) else str(value)
 
 
 def describe_distribution(dist: dict) -> str:
@@ -224,17 +191,11 @@ def describe_distribution(dist: dict) -> str:
     if name == "choice":
         return "choice " + " | ".join(format_value(v) for v in args)
     low, high = format_number(args[0]), format_number(args[1])
-    if name in ("randint", "lograndint"):
-        scale = ", log scale" if name == "lograndint" else ""
-        return f"{name} {low}..{high} (inclusive{scale})"
-    if name == "qrandint":
-        return f"qrandint {low}..{high} step {format_number(args[2])} (inclusive)"
-    text = f"{name} [{low}, {high}]"
-    if name in ("quniform", "qloguniform"):
-        text += f" step {format_number(args[2])}"
-    if name in ("loguniform", "qloguniform"):
-        text += " (log scale)"
-    return text
+    step = f" step {format_number(args[2])}" if name in QUANTIZED_DISTRIBUTIONS else ""
+    log = name in LOG_DISTRIBUTIONS
+    if name in INT_DISTRIBUTIONS:
+        return f"{name} {low}..{high}{step} (inclusive{', log scale' if log else ''})"
+    return f"{name} [{low}, {high}]{step}{' (log scale)' if log else ''}"
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -258,9 +219,6 @@ def fits(value: Any, entry: Any) -> bool:
     low, high = args[0], args[1]
     if not (low - 1e-12 * abs(low) <= value <= high + 1e-12 * abs(high)):
         return False
-    if name in ("randint", "qrandint", "lograndint") and float(value) != int(value):
+    if name in INT_DISTRIBUTIONS and float(value) != int(value):
         return False
-    if name.startswith("q"):
-        ratio = (value - low) / args[2]
-        return math.isclose(ratio, round(ratio), rel_tol=1e-9, abs_tol=1e-9)
-    return True
+    return name not in QUANTIZED_DISTRIBUTIONS or _is_multiple(value - low, args[2])

@@ -1,18 +1,11 @@
 """What a search points to, checked on the driver before anything is written or started.
 
-`search.space.spec` checks what the space file *says*: keys, types, ranges (every fixed
-value, every choice and both ends of every range, through detr_core's own rules). Here the
-things it *points to* are checked, with detr_core's preflight (`detr_core.training.preflight`):
-
-- `check_search_inputs(spec)`: the checkpoint and augmentation pipelines of the base run, and
-  of every candidate value of a searched `model.*` / `augmentation.*` key (each checkpoint
-  folder of a `choice`, each pipeline). Also run by `--dry-run`.
-- the data is checked where it is prepared (`search.trial.node_data.data_record`): a synthetic
-  dataset is generated, COCO JSON and every image file are validated; on `--resume` the
-  recorded data is checked again (the files may have changed since).
-
-A problem is one `UserInputError` line naming the file and key; a candidate from the space
-names `space.<key>` in the space file.
+`search.space.spec` checks what the space file *says* (keys, types, ranges); here what it
+*points to*, with detr_core's preflight (`detr_core.training.preflight`): the checkpoint and
+augmentation pipelines of the base run and of every candidate value of a searched `model.*` /
+`augmentation.*` key (`check_search_inputs`, also run by `--dry-run`). The data is checked where
+it is prepared (`search.trial.node_data.data_record`). A problem is one `UserInputError` line
+naming the file and key; a candidate from the space names `space.<key>`.
 """
 
 from __future__ import annotations
@@ -51,7 +44,6 @@ def _check_static(base: dict[str, Any], params: dict[str, Any], src: str,
         own = searched or next((k for k in params if exc.key and exc.key.startswith(k)), None)
         if own is None:
             raise
-        value = params[own]
-        raise UserInputError(f"value {value!r} is not valid here: "
+        raise UserInputError(f"value {params[own]!r} is not valid here: "
                              f"{exc.source + ': ' if exc.source else ''}{exc.problem}",
                              source=src, key=f"space.{own}") from None

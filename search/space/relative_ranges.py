@@ -1,40 +1,16 @@
-"""Recipe-relative values resolved per trial, for a search whose model is itself searched.
+"""Ranges relative to the checkpoint's recipe: `{loguniform: [0.25, 2.0], relative_to: recipe}`.
 
-`relative_ranges` resolves `{loguniform: [0.25, 2.0], relative_to: recipe}` once, against the
-base run's model, when the whole search fine-tunes one model. When a model key is searched
-(`model.checkpoint: {choice: [builtin:tiny-shapes, builtin:tiny-shapes-d-fine]}`), each trial's
-model has its own recipe, 2-40x apart between families. Then:
-
-- the space keeps the *factors*: Optuna samples them and TPE models them, and a factor means
-  the same thing whichever checkpoint a trial drew (1.0 = that checkpoint's recipe);
-- `SearchSpec.recipe["per_trial"]` lists those keys, and `["relative"][key]["per_model"]`
-  what each candidate model resolves them to (for the plan and `--dry-run`);
-- `absolute_values` turns a trial's factors into the values it trains with, against its own
-  model's recipe. `search.trial.trial_values` calls it, so the trainable, best_config.yaml,
-  trials.csv, TensorBoard and the report all hold absolute values;
-- `factor_values` is the way back, for what compares trials in the space's own terms: warm
-  start (an earlier trial fits if its factor is in range) and the importances.
-
-Every candidate model (each combination of the searched model keys' choices) is checked when
-the space loads: it must have a recipe, with a non-zero value of each relative key, and its
-scaled range must be a valid range of that key; a failure names the key and the model.
-
-Ranges relative to the checkpoint's recipe: `{loguniform: [0.25, 2.0], relative_to: recipe}`.
-
-A learning rate that suits one checkpoint is 5-40x off for another (`detr_core.model`'s
-recipes), so a space may state the four values a recipe fills (`RECIPE_KEYS`: learning rate,
-backbone lr ratio, weight decay, gradient clipping) as multiples of the recipe's own, and the
-same file then fits any checkpoint. They are resolved when the space file is loaded, against
-the search's base run (its `base` and `base_overrides`) when it has one checkpoint for the
-whole search: the bounds and q of a range, or the values of a `choice`, are multiplied by the
-recipe's value, so the Tune / Optuna space, the trials and every result hold absolute values.
-
-`SearchSpec.recipe` records what was resolved (factors, the recipe's value, name and source)
-and where each of the four values comes from (`space (searched)`, `space (fixed)`,
-`space (base_overrides)`, `run`, or `recipe`: left to the recipe, which `detr_core` applies
-in every trial); it is written to `search_spec.yaml`, and `recipe_lines` puts it in words for
-the plan that `--dry-run` prints. When the model itself is searched there is no one recipe:
-the factors are resolved per trial (`search.space.relative_ranges`).
+A learning rate that suits one checkpoint is 5-40x off for another, so a space may give the
+`RECIPE_KEYS` (learning rate, backbone lr ratio, weight decay, gradient clipping) as multiples of
+the recipe's own: the bounds and q of a range, or a `choice`'s values, times the recipe's value.
+With one model for the whole search this is done when the space loads, against the base run, so
+Optuna, the trials and every result hold absolute values. When a model key is searched
+(`MODEL_KEYS`), the candidates' recipes are 2-40x apart, so the space keeps the *factors* (1.0 =
+the drawn model's recipe, whichever it is, which TPE can model) and `absolute_values` resolves
+them per trial (`search.trial.trainable.trial_values`); `factor_values` is the way back, for warm
+start and the importances. Every candidate model is checked when the space loads.
+`SearchSpec.recipe` records what was resolved and where each recipe key's value comes from;
+`recipe_lines` puts it in words for `--dry-run`.
 """
 
 from __future__ import annotations
@@ -46,12 +22,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from detr_core.config.run_config import (
-    apply_overrides,
-    get_dotted,
-    key_type,
-    run_config_from_dict,
-)
+from detr_core.config.run_config import apply_overrides, get_dotted, key_type, run_config_from_dict
 from detr_core.files.errors import UserInputError
 from detr_core.model.recipes import RECIPE_KEYS, recipe_for
 from search.space.distributions import (
@@ -66,6 +37,10 @@ from search.space.distributions import (
 
 #: Searched keys that change the model, hence its recipe, from trial to trial.
 MODEL_KEYS = ("model", "model.checkpoint", "model.preset", "model.family")
+RELATIVE_KEY = "relative_to"
+RELATIVE_TARGETS = ("recipe",)
+#: Resolved bounds are rounded to this many significant digits (0.25 * 0.002 stays 5e-4).
+SIGNIFICANT_DIGITS = 12
 #: A factor recovered from an absolute value is rounded to this many significant digits (the
 #: absolute value was rounded to 12 when it was made from the factor).
 FACTOR_DIGITS = 10
@@ -83,134 +58,17 @@ def per_trial_keys(recipe: Mapping[str, Any] | None) -> list[str]:
     return list((recipe or {}).get("per_trial") or [])
 
 
-def candidate_models(space: Mapping[str, Any], src: str) -> list[dict[str, Any]]:
-    """Every combination of the searched model keys' values (they must be `choice`s)."""
-    keys = searched_model_keys(space)
-    options = []
-    for key in keys:
-        kind, args = next(iter(space[key].items()))
-        if kind != "choice":
-            raise UserInputError(f"relative_to: recipe with a searched model needs {key} to be "
-                                 f"a choice (each model's recipe is read when the space "
-                                 f"loads), got {kind}", source=src, key=f"space.{key}")
-        options.append(args)
-    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*options)]
-
-
-def resolve_per_trial(space: dict[str, Any], relative: list[str], base: dict[str, Any],
-                      src: str, scale: Any, words: Any) -> tuple[dict[str, Any],
-                                                                 list[dict[str, Any]]]:
-    """(the `SearchSpec.recipe` entries, one resolved space per candidate model).
-
-    `space` holds factors in its `relative` keys; `scale(factors, value, name, src, key)`
-    scales and checks one distribution and `words(model_cfg)` names a model (both from
-    `relative_ranges`, passed in to keep one definition). The resolved spaces (model keys
-    fixed to the candidate, relative keys absolute) are for the caller to validate as any
-    space is. Refused, naming the key: a candidate without a recipe or with a 0 value.
-    """
-    fixed = fixed_values_of(space)
-    record: dict[str, Any] = {"per_trial": list(relative), "relative": {
-        key: {"factors": copy.deepcopy(space[key]), "per_model": []} for key in relative}}
-    resolved_spaces = []
-    for candidate in candidate_models(space, src):
-        try:
-            model = run_config_from_dict(apply_overrides(base, {**fixed, **candidate})).model
-            recipe = recipe_for(model)
-        except UserInputError as exc:
-            where = f"{exc.source}: " if exc.source else ""
-            raise UserInputError(f"relative_to: recipe: {where}{exc.problem}", source=src,
-                                 key=f"space.{relative[0]}") from None
-        if recipe is None:
-            raise UserInputError(
-                f"relative_to: recipe: the searched model {words(model)} has no recipe (no "
-                "recipe.json in its folder, and its family has no published one); give "
-                "absolute values, or list only models with a recipe", source=src,
-                key=f"space.{relative[0]}")
-        resolved = {**space, **candidate}
-        for key in relative:
-            dist = scale(space[key], recipe.value(key), recipe.name, src, key)
-            resolved[key] = dist
-            record["relative"][key]["per_model"].append({
-                "model": words(model), "recipe": recipe.name,
-                "recipe_value": recipe.value(key), "resolved": copy.deepcopy(dist)})
-        resolved_spaces.append(resolved)
-    return record, resolved_spaces
-
-
-
-
-def trial_recipe(base: Mapping[str, Any], values: Mapping[str, Any], keys: list[str]) -> Any:
-    """The recipe of the model a trial with `values` trains (its factors left out); cached
-    per model section, since every console line and every report row asks for it."""
-    raw = apply_overrides(dict(base), {k: v for k, v in values.items() if k not in keys})
-    cache_key = json.dumps(raw.get("model"), sort_keys=True, default=str)
-    if cache_key not in _recipe_cache:
-        model = run_config_from_dict(raw).model
-        _recipe_cache[cache_key] = recipe_for(model)
-    recipe = _recipe_cache[cache_key]
-    if recipe is None:  # the space was checked when it loaded: the model changed since
-        raise UserInputError(f"the trial's model ({raw.get('model')}) has no recipe to resolve "
-                             f"{', '.join(keys)} against")
-    return recipe
-
-
-def absolute_values(values: Mapping[str, Any], base: Mapping[str, Any] | None,
-                    recipe: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A trial's values with each per-trial factor times its own model's recipe value."""
-    keys = [k for k in per_trial_keys(recipe) if k in values]
-    if not keys:
-        return dict(values)
-    if base is None:
-        raise ValueError("resolving recipe-relative values per trial needs the base run")
-    own = trial_recipe(base, values, keys)
-    return {**values, **{k: _round(values[k] * own.value(k), 12) for k in keys}}
-
-
-def factor_values(values: Mapping[str, Any], base: Mapping[str, Any],
-                  keys: list[str]) -> dict[str, Any]:
-    """`values` (absolute, as a trial trained with them) with `keys` as factors of the recipe
-    of the trial's own model: the inverse of `absolute_values`."""
-    keys = [k for k in keys if k in values and isinstance(values[k], int | float)]
-    if not keys:
-        return dict(values)
-    own = trial_recipe(base, values, keys)
-    return {**values, **{k: _round(values[k] / own.value(k), FACTOR_DIGITS) for k in keys}}
-
-
 def _round(number: float, digits: int) -> float:
     return float(f"{number:.{digits}g}")
 
 
-def per_model_note(entry: Mapping[str, Any], format_number: Any) -> str:
-    """`builtin:a 0.002 -> 5e-4-4e-3; builtin:b 0.001 -> ...` for the plan's recipe lines."""
-    parts = []
-    for row in entry.get("per_model") or []:
-        kind, args = next(iter(row["resolved"].items()))
-        shown = (" | ".join(format_number(a) for a in args) if kind == "choice"
-                 else f"{format_number(args[0])}-{format_number(args[1])}")
-        parts.append(f"{row['model']}: {format_number(row['recipe_value'])} -> {shown}")
-    return "; ".join(parts)
-
-
-RELATIVE_KEY = "relative_to"
-RELATIVE_TARGETS = ("recipe",)
-#: Resolved bounds are rounded to this many significant digits (0.25 * 0.002 stays 5e-4).
-SIGNIFICANT_DIGITS = 12
-
-
-def recipe_keys() -> tuple[str, ...]:
-    """The run-config keys a recipe fills, in detr_core's order (`RECIPE_KEYS`)."""
-    return tuple(RECIPE_KEYS)
-
-
+def _refused(src: str, key: str, problem: str) -> UserInputError:
+    return UserInputError(problem, source=src, key=f"space.{key}")
 
 
 def split_relative(space: Any, src: str) -> tuple[Any, list[str]]:
-    """`space:` with `relative_to` taken off its entries, and the keys that had it.
-
-    What is left of such an entry is checked as any distribution is (`parse_space`); here only
-    `relative_to` itself: `recipe`, on one of `RECIPE_KEYS`, next to a distribution.
-    """
+    """`space:` with `relative_to` taken off its entries (`recipe`, on one of `RECIPE_KEYS`,
+    next to a distribution: the rest is checked by `parse_space`), and the keys that had it."""
     if not isinstance(space, dict):
         return space, []
     result: dict[Any, Any] = {}
@@ -223,8 +81,8 @@ def split_relative(space: Any, src: str) -> tuple[Any, list[str]]:
         if target not in RELATIVE_TARGETS:
             raise _refused(src, key, f"relative_to takes recipe (the checkpoint's fine-tuning "
                                      f"recipe), got {target!r}")
-        if key not in recipe_keys():
-            raise _refused(src, key, f"relative_to: recipe applies to {', '.join(recipe_keys())}")
+        if key not in RECIPE_KEYS:
+            raise _refused(src, key, f"relative_to: recipe applies to {', '.join(RECIPE_KEYS)}")
         rest = {k: v for k, v in value.items() if k != RELATIVE_KEY}
         if not any(k in DISTRIBUTIONS for k in rest):
             raise _refused(src, key, "relative_to: recipe goes with a range or a choice of "
@@ -234,43 +92,49 @@ def split_relative(space: Any, src: str) -> tuple[Any, list[str]]:
     return result, relative
 
 
-def _refused(src: str, key: str, problem: str) -> UserInputError:
-    """The one-line error about space key `key` of file `src`."""
-    return UserInputError(problem, source=src, key=f"space.{key}")
-
-
 def resolve_relative(space: dict[str, Any], relative: list[str], base: dict[str, Any],
                      overridden: set[str], src: str
                      ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """(the space as trials sample it, the `SearchSpec.recipe` record, the spaces to check).
 
-    `space` is parsed (its relative entries hold factors), `base` the complete base run,
-    `overridden` the dotted keys `base_overrides` sets. With one model for the whole search,
-    each relative entry becomes absolute values here (the returned space; nothing else to
-    check). With a searched model (`MODEL_KEYS`), the space keeps the factors, each trial
-    resolves them against its own model's recipe (`search.space.relative_ranges`), and the
-    third item holds one absolute space per candidate model, for the caller to validate.
-    Refused, naming the key: a model without a recipe, a recipe value of 0 (every multiple is
-    0), an integer distribution or a choice that is not all numbers.
+    `space` is parsed (`relative` entries hold factors), `base` the complete base run,
+    `overridden` the keys `base_overrides` sets. With a searched model the space keeps the
+    factors, and the spaces to check are one absolute space per candidate model (combination of
+    the model keys' choices). Refused, naming the key: a model without a recipe, a recipe value
+    of 0, an integer distribution or a choice that is not all numbers.
     """
     record: dict[str, Any] = {"keys": recipe_key_origins(space, base, overridden)}
     if not relative:
         return space, record, []
-    if searched_model_keys(space):
-        per_trial, candidates = resolve_per_trial(space, relative, base, src, _scaled,
-                                                  model_words)
-        return space, {**record, **per_trial}, candidates
-    recipe = _base_recipe(space, base, src, relative[0])
-    record.update(name=recipe.name, source=recipe.source, relative={})
-    resolved = dict(space)
-    for key in relative:
-        factors = space[key]
-        dist = _scaled(factors, recipe.value(key), recipe.name, src, key)
-        resolved[key] = dist
-        record["relative"][key] = {"factors": copy.deepcopy(factors),
-                                   "recipe_value": recipe.value(key),
-                                   "resolved": copy.deepcopy(dist)}
-    return resolved, record, [resolved]
+    fixed = fixed_values_of(space)
+    model_keys = searched_model_keys(space)
+    for key in model_keys:
+        kind = next(iter(space[key]))
+        if kind != "choice":
+            raise UserInputError(f"relative_to: recipe with a searched model needs {key} to be "
+                                 f"a choice (each model's recipe is read when the space "
+                                 f"loads), got {kind}", source=src, key=f"space.{key}")
+    resolved = []  # (model, recipe, space) per candidate model: just one without model keys
+    for combo in itertools.product(*(space[key]["choice"] for key in model_keys)):
+        candidate = dict(zip(model_keys, combo, strict=True))
+        model, recipe = _model_recipe(base, {**fixed, **candidate}, src, relative[0],
+                                      searched=bool(model_keys))
+        one = {**space, **candidate}
+        for key in relative:
+            one[key] = _scaled(space[key], recipe.value(key), recipe.name, src, key)
+        resolved.append((model, recipe, one))
+    if not model_keys:
+        _, recipe, one = resolved[0]
+        record.update(name=recipe.name, source=recipe.source, relative={key: {
+            "factors": copy.deepcopy(space[key]), "recipe_value": recipe.value(key),
+            "resolved": copy.deepcopy(one[key])} for key in relative})
+        return one, record, [one]
+    record.update(per_trial=list(relative), relative={key: {
+        "factors": copy.deepcopy(space[key]),
+        "per_model": [{"model": model_words(model), "recipe": recipe.name,
+                       "recipe_value": recipe.value(key), "resolved": copy.deepcopy(one[key])}
+                      for model, recipe, one in resolved]} for key in relative})
+    return space, record, [one for _, _, one in resolved]
 
 
 def recipe_key_origins(space: dict[str, Any], base: dict[str, Any],
@@ -279,7 +143,7 @@ def recipe_key_origins(space: dict[str, Any], base: dict[str, Any],
     or (`recipe`) left to the recipe of the trial's model (its defaults when it has none)."""
     searched, fixed = set(searched_keys_of(space)), fixed_values_of(space)
     origins: dict[str, str] = {}
-    for key in recipe_keys():
+    for key in RECIPE_KEYS:
         if key in searched:
             origins[key] = "space (searched)"
         elif key in fixed:
@@ -293,21 +157,22 @@ def recipe_key_origins(space: dict[str, Any], base: dict[str, Any],
     return origins
 
 
-def _base_recipe(space: dict[str, Any], base: dict[str, Any], src: str, key: str) -> Any:
-    """The recipe of the base run's model (fixed space values applied); refused without one."""
-    def fail(problem: str) -> UserInputError:
-        return _refused(src, key, f"relative_to: recipe: {problem}")
-
+def _model_recipe(base: dict[str, Any], values: dict[str, Any], src: str, key: str,
+                  searched: bool) -> tuple[Any, Any]:
+    """(model, recipe) of the base run with `values` set; refused without a recipe."""
     try:
-        model = run_config_from_dict(apply_overrides(base, fixed_values_of(space))).model
+        model = run_config_from_dict(apply_overrides(base, values)).model
         recipe = recipe_for(model)
     except UserInputError as exc:
         where = f"{exc.source}: " if exc.source else ""
-        raise fail(f"{where}{exc.problem}") from None
+        raise _refused(src, key, f"relative_to: recipe: {where}{exc.problem}") from None
     if recipe is None:
-        raise fail(f"the base model ({model_words(model)}) has no recipe (no recipe.json in its "
-                   "folder, and its family has no published one); give absolute values")
-    return recipe
+        what = (f"the searched model {model_words(model)}" if searched
+                else f"the base model ({model_words(model)})")
+        raise _refused(src, key, f"relative_to: recipe: {what} has no recipe (no recipe.json "
+                       "in its folder, and its family has no published one); give absolute "
+                       "values" + (", or list only models with a recipe" if searched else ""))
+    return model, recipe
 
 
 def model_words(model: Any) -> str:
@@ -338,8 +203,49 @@ def _scaled(dist: dict, value: float, name: str, src: str, key: str) -> dict:
         raise fail(f"{exc.problem} (factors times {format_number(value)})") from None
 
 
-# ---------------------------------------------------------------------------------------------
-# in words (the plan `--dry-run` prints)
+def trial_recipe(base: Mapping[str, Any], values: Mapping[str, Any], keys: list[str]) -> Any:
+    """The recipe of the model a trial with `values` trains (its factors left out), cached per
+    model section: every console line and report row asks for it."""
+    raw = apply_overrides(dict(base), {k: v for k, v in values.items() if k not in keys})
+    cache_key = json.dumps(raw.get("model"), sort_keys=True, default=str)
+    if cache_key not in _recipe_cache:
+        _recipe_cache[cache_key] = recipe_for(run_config_from_dict(raw).model)
+    recipe = _recipe_cache[cache_key]
+    if recipe is None:  # the space was checked when it loaded: the model changed since
+        raise UserInputError(f"the trial's model ({raw.get('model')}) has no recipe to resolve "
+                             f"{', '.join(keys)} against")
+    return recipe
+
+
+def absolute_values(values: Mapping[str, Any], base: Mapping[str, Any] | None,
+                    recipe: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A trial's values with each per-trial factor times its own model's recipe value."""
+    keys = [k for k in per_trial_keys(recipe) if k in values]
+    if not keys:
+        return dict(values)
+    if base is None:
+        raise ValueError("resolving recipe-relative values per trial needs the base run")
+    own = trial_recipe(base, values, keys)
+    return {**values, **{k: _round(values[k] * own.value(k), 12) for k in keys}}
+
+
+def factor_values(values: Mapping[str, Any], base: Mapping[str, Any],
+                  keys: list[str]) -> dict[str, Any]:
+    """`values` (absolute) with `keys` as factors of the trial's own model's recipe: the
+    inverse of `absolute_values`."""
+    keys = [k for k in keys if k in values and isinstance(values[k], int | float)]
+    if not keys:
+        return dict(values)
+    own = trial_recipe(base, values, keys)
+    return {**values, **{k: _round(values[k] / own.value(k), FACTOR_DIGITS) for k in keys}}
+
+
+def _dist_words(dist: Mapping[str, Any]) -> str:
+    """`0.5 | 1 | 2` for a choice, `0.25-2` for a range."""
+    kind, args = next(iter(dist.items()))
+    if kind == "choice":
+        return " | ".join(format_number(a) for a in args)
+    return f"{format_number(args[0])}-{format_number(args[1])}"
 
 
 def relative_note(recipe: dict[str, Any], key: str) -> str:
@@ -347,12 +253,11 @@ def relative_note(recipe: dict[str, Any], key: str) -> str:
     entry = (recipe.get("relative") or {}).get(key)
     if not entry:
         return ""
-    kind, factors = next(iter(entry["factors"].items()))
-    words = (" | ".join(format_number(f) for f in factors) if kind == "choice"
-             else f"{format_number(factors[0])}-{format_number(factors[1])}")
+    words = _dist_words(entry["factors"])
     if "per_model" in entry:
-        return (f"{words} x each trial's recipe "
-                f"({per_model_note(entry, format_number)})")
+        models = "; ".join(f"{row['model']}: {format_number(row['recipe_value'])} -> "
+                           f"{_dist_words(row['resolved'])}" for row in entry["per_model"] or [])
+        return f"{words} x each trial's recipe ({models})"
     return f"{words} x the recipe's {format_number(entry['recipe_value'])}"
 
 
@@ -363,19 +268,16 @@ def recipe_lines(base: dict[str, Any], space: dict[str, Any], recipe: dict[str, 
     if not origins:  # a spec built in code: no base_overrides to tell apart
         with contextlib.suppress(UserInputError):  # an incomplete base: nothing to say
             origins = recipe_key_origins(space, base, set())
-    keys = recipe_keys()
-    width = max(len(k) for k in keys)
+    width = max(len(k) for k in RECIPE_KEYS)
     searched_model = next(iter(searched_model_keys(space)), None)
-    values: dict[str, float] = {}
     if searched_model is not None:
-        head = f"Recipe: each trial's model's own ({searched_model} is searched)"
-    elif recipe.get("name"):
-        head = f"Recipe: {recipe['name']} ({recipe['source']})"
-        values = _recipe_values(base, space)[1]
+        head, values = f"Recipe: each trial's model's own ({searched_model} is searched)", {}
     else:
         head, values = _recipe_values(base, space)
+        if recipe.get("name"):
+            head = f"Recipe: {recipe['name']} ({recipe['source']})"
     lines = [head]
-    for key in keys:
+    for key in RECIPE_KEYS:
         origin = origins.get(key, "recipe")
         if origin == "recipe":
             words = (f"recipe: {format_number(values[key])}" if key in values
@@ -401,4 +303,4 @@ def _recipe_values(base: dict[str, Any], space: dict[str, Any]) -> tuple[str, di
     if recipe is None:
         return f"Recipe: none for {model_words(model)} (detr_core's defaults apply)", {}
     return (f"Recipe: {recipe.name} ({recipe.source})",
-            {key: recipe.value(key) for key in recipe_keys()})
+            {key: recipe.value(key) for key in RECIPE_KEYS})

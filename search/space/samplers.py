@@ -4,21 +4,14 @@
       searcher:
         sampler: tpe                 # tpe (default) | gp | random | qmc | cmaes
         sampler_options: {multivariate: true, constant_liar: true}
-        seed: 0
-        n_startup_trials: 4
 
-Each name is one of Optuna's own samplers, built with its own keyword arguments: any option
-its constructor takes is reachable from the space file, except `seed` and `n_startup_trials`
-(set by the searcher keys of those names, so `--seed` keeps working for every sampler) and the
-options that take a Python callable or sampler object (`gamma`, `weights`,
-`constraints_func`, `independent_sampler`, ...), which YAML cannot express. The sampler is
-built once when the space file loads, so a wrong option or value is one line naming the
-key, before Ray starts. Which sampler is shipped as the default is measured
-(`results/benchmarks/search_efficiency.md`).
-
-How each one sees an ASHA-stopped trial (told PRUNED, `search.trial.searcher`): TPE models it
-by its intermediate values; GP, QMC, CMA-ES and random learn from COMPLETE trials only (CMA-ES
-may be told `consider_pruned_trials: true`).
+Each name is one of Optuna's samplers, built with any keyword argument of its constructor except
+`seed` and `n_startup_trials` (keys of `experiment.searcher`, so `--seed` works for every
+sampler) and those taking a callable or sampler, which YAML cannot express. It is built once when
+the space file loads, so a wrong option is one line naming the key before Ray starts. The default
+is measured (`results/benchmarks/search_efficiency.md`). An ASHA-stopped trial is told PRUNED
+(`search.trial.searcher`): TPE models its intermediate values; GP, QMC, CMA-ES and random learn
+from COMPLETE trials only (CMA-ES may be told `consider_pruned_trials: true`).
 """
 
 from __future__ import annotations
@@ -33,31 +26,17 @@ from typing import Any
 from detr_core.files.errors import UserInputError, describe_value
 
 #: `sampler:` name -> the class in `optuna.samplers`
-SAMPLERS = {
-    "tpe": "TPESampler",
-    "gp": "GPSampler",
-    "random": "RandomSampler",
-    "qmc": "QMCSampler",
-    "cmaes": "CmaEsSampler",
-}
+SAMPLERS = {"tpe": "TPESampler", "gp": "GPSampler", "random": "RandomSampler",
+            "qmc": "QMCSampler", "cmaes": "CmaEsSampler"}
 DEFAULT_SAMPLER = "tpe"
-
 #: what a name stands for, for the plan's searcher line
-LABELS = {
-    "tpe": "TPE",
-    "gp": "Gaussian process",
-    "random": "random",
-    "qmc": "quasi-Monte Carlo",
-    "cmaes": "CMA-ES",
-}
-
+LABELS = {"tpe": "TPE", "gp": "Gaussian process", "random": "random", "qmc": "quasi-Monte Carlo",
+          "cmaes": "CMA-ES"}
 #: packages a sampler imports only when it first samples (checked when the file loads)
 NEEDS = {"cmaes": "cmaes", "gp": "scipy"}
-
 #: constructor arguments set by other keys of `experiment.searcher`
 SET_ELSEWHERE = {"seed": "experiment.searcher.seed",
                  "n_startup_trials": "experiment.searcher.n_startup_trials"}
-
 #: constructor arguments that take a callable or a sampler: not expressible in YAML
 NOT_FROM_YAML = ("gamma", "weights", "constraints_func", "independent_sampler",
                  "source_trials", "after_trial_strategy")
@@ -80,14 +59,12 @@ def build_sampler(name: str, options: Mapping[str, Any], seed: int | None,
                   n_startup_trials: int) -> Any:
     """The Optuna sampler: its options, the searcher's seed, and `n_startup_trials` where the
     sampler has random startup trials (TPE, GP, CMA-ES)."""
-    cls = sampler_class(name)
-    parameters = inspect.signature(cls).parameters
-    kwargs = dict(options)
-    kwargs["seed"] = seed
-    if "n_startup_trials" in parameters:
-        kwargs["n_startup_trials"] = n_startup_trials
     import optuna
 
+    cls = sampler_class(name)
+    kwargs = {**options, "seed": seed}
+    if "n_startup_trials" in inspect.signature(cls).parameters:
+        kwargs["n_startup_trials"] = n_startup_trials
     with warnings.catch_warnings():  # QMC and GP are "experimental": chosen knowingly here
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return cls(**kwargs)
@@ -96,38 +73,35 @@ def build_sampler(name: str, options: Mapping[str, Any], seed: int | None,
 def check_sampler(name: Any, options: Any, seed: int | None, n_startup_trials: int,
                   source: str) -> tuple[str, dict[str, Any]]:
     """(name, options) checked by building the sampler once; `UserInputError` naming the key."""
+    def error(problem: str, key: str = "experiment.searcher.sampler") -> UserInputError:
+        return UserInputError(problem, source=source, key=key)
+
     if name not in SAMPLERS:
-        raise UserInputError(f"unknown sampler {describe_value(name)} (known: "
-                             f"{', '.join(SAMPLERS)})", source=source,
-                             key="experiment.searcher.sampler")
-    if options is None:
-        options = {}
+        raise error(f"unknown sampler {describe_value(name)} (known: {', '.join(SAMPLERS)})")
+    options = {} if options is None else options
     if not isinstance(options, dict):
-        raise UserInputError(f"expected a mapping, got {describe_value(options)}",
-                             source=source, key="experiment.searcher.sampler_options")
+        raise error(f"expected a mapping, got {describe_value(options)}",
+                    "experiment.searcher.sampler_options")
     package = NEEDS.get(name)
     if package and importlib.util.find_spec(package) is None:
-        raise UserInputError(f"{name} needs the {package} package, which is not installed "
-                             f"(pip install {package})", source=source,
-                             key="experiment.searcher.sampler")
+        raise error(f"{name} needs the {package} package, which is not installed "
+                    f"(pip install {package})")
     known = sampler_options(name)
     for option in options:
         key = f"experiment.searcher.sampler_options.{option}"
         if option in SET_ELSEWHERE:
-            raise UserInputError(f"set it as {SET_ELSEWHERE[option]} (it applies to every "
-                                 "sampler)", source=source, key=key)
+            raise error(f"set it as {SET_ELSEWHERE[option]} (it applies to every sampler)", key)
         if option not in known:
-            raise UserInputError(f"not an option of {name} ({SAMPLERS[name]} takes: "
-                                 f"{', '.join(known) or 'none'})", source=source, key=key)
+            raise error(f"not an option of {name} ({SAMPLERS[name]} takes: "
+                        f"{', '.join(known) or 'none'})", key)
         problem = _type_problem(sampler_class(name), option, options[option])
         if problem:
-            raise UserInputError(problem, source=source, key=key)
+            raise error(problem, key)
     try:
         build_sampler(name, options, seed, n_startup_trials)
     except (TypeError, ValueError) as exc:
-        raise UserInputError(f"{SAMPLERS[name]} refused the options: "
-                             f"{' '.join(str(exc).split())}", source=source,
-                             key="experiment.searcher.sampler_options") from None
+        raise error(f"{SAMPLERS[name]} refused the options: {' '.join(str(exc).split())}",
+                    "experiment.searcher.sampler_options") from None
     return name, dict(options)
 
 
@@ -150,13 +124,13 @@ def _type_problem(cls: type, option: str, value: Any) -> str | None:
     wanted = [scalars[t] for t in scalars if t in allowed]
     if not wanted or len(wanted) != len(allowed - {type(None)}):
         return None  # not a plain scalar option
-    matches = (
-        (bool in allowed and isinstance(value, bool))
-        or (int in allowed and isinstance(value, int) and not isinstance(value, bool))
-        or (float in allowed and isinstance(value, (int, float)) and not isinstance(value, bool))
-        or (str in allowed and isinstance(value, str))
-    )
-    return None if matches else f"expected {' or '.join(wanted)}, got {describe_value(value)}"
+    # the types `value` passes as: an int is a float too, a bool is neither
+    passes = ({bool} if isinstance(value, bool) else {int, float} if isinstance(value, int)
+              else {float} if isinstance(value, float) else {str} if isinstance(value, str)
+              else set())
+    if passes & allowed:
+        return None
+    return f"expected {' or '.join(wanted)}, got {describe_value(value)}"
 
 
 def describe_sampler(name: str, options: Mapping[str, Any]) -> str:

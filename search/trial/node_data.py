@@ -1,23 +1,17 @@
 """A search's dataset on every node that trains: generated there, or checked there.
 
-On a cluster each machine has its own disk, so trials are never handed the driver's local
-dataset folder. The driver writes a record of what the trials train on
-(`<experiment>/prepared_data.json`, `data_record`), and each trial prepares it on its own node
-(`prepare_on_node`):
-
-- `synthetic`: the generation parameters. The node makes the dataset in its own cache
-  (`$DETR_SEARCH_CACHE` or ~/.cache/detr-search there), keyed by the parameters, so every node
-  trains on the very same files; trials starting together on one node are safe (the dataset
-  is written to a staging folder and renamed). The driver makes it on its own node too, which
-  is where a local search's trials run.
-- `coco`: the absolute paths of every split. A user's data is not copied: every node must see
-  it at the same path (a shared file system). The driver validates it when it can see it; a
-  trial checks its paths on its node first and fails with one line naming the node and the
-  missing path.
+On a cluster each machine has its own disk, so the driver records what the trials train on
+(`<experiment>/prepared_data.json`, `data_record`) and each trial prepares it on its own node
+(`prepare_on_node`). `synthetic`: the generation parameters; each node makes the dataset in its
+own cache (`$DETR_SEARCH_CACHE` or ~/.cache/detr-search), keyed by them, so every node trains on
+the same files (written to a staging folder and renamed: concurrent trials are safe). `coco`: the
+absolute path of every split, not copied: every node must see it at the same path (shared
+storage); a trial checks the paths first and fails with one line naming the node and the path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 from pathlib import Path
@@ -40,26 +34,20 @@ SYNTHETIC = "synthetic"
 COCO = "coco"
 
 
-def _missing_paths(data: DataConfig) -> list[tuple[str, str]]:
-    """(dotted key, path) of every COCO annotation file or image folder not on this machine."""
-    missing = []
+def _missing_path(data: DataConfig) -> tuple[str, str] | None:
+    """(dotted key, path) of the first COCO annotation file or image folder not on this machine."""
     for split, paths in coco_paths(data).items():
         if not Path(paths.annotations).is_file():
-            missing.append((f"data.{split}.annotations", paths.annotations))
+            return f"data.{split}.annotations", paths.annotations
         if not Path(paths.images).is_dir():
-            missing.append((f"data.{split}.images", paths.images))
-    return missing
+            return f"data.{split}.images", paths.images
+    return None
 
 
 def data_record(base: dict[str, Any], source: str, on_cluster: bool) -> dict[str, Any]:
-    """What the trials train on, prepared where the driver runs (see the module docstring).
-
-    COCO data the driver cannot see is a user error on a local search; joining a cluster
-    (`on_cluster`) it is a warning, and each trial validates the data on its node instead.
-    The record's `summary` lists each split (images, boxes, classes, images without boxes,
-    `detr_core.data.prepare.split_summary`): what `--dry-run` shows. Images with more objects
-    than the model's queries are warned about here, once for the whole search.
-    """
+    """What the trials train on, prepared where the driver runs, with each split's `summary`
+    for `--dry-run`. COCO data the driver cannot see is an error, or a warning on a cluster
+    (`on_cluster`: each trial checks it on its node); crowded images are warned about once."""
     config = run_config_from_dict(base, source=source)
     section = run_config_to_dict(config)["data"]
     if config.data.synthetic is not None:
@@ -67,9 +55,9 @@ def data_record(base: dict[str, Any], source: str, on_cluster: bool) -> dict[str
         prepared = prepare_data(config.data, validate=False, quiet=True)
         record = {"kind": SYNTHETIC, "data": section, "driver_copy": str(folder)}
     else:
-        missing = _missing_paths(config.data)
+        missing = _missing_path(config.data)
         if missing and on_cluster:
-            key, path = missing[0]
+            key, path = missing
             print(f"warning: {key} {path} is not on this machine; each trial checks the data "
                   "on the node that trains it", file=sys.stderr, flush=True)
             return {"kind": COCO, "data": section, "validated": False, "summary": []}
@@ -77,25 +65,21 @@ def data_record(base: dict[str, Any], source: str, on_cluster: bool) -> dict[str
         record = {"kind": COCO, "data": section, "validated": True}
     with errors_from(source):  # the base run's pipelines on the smallest images, up front
         check_pipelines_fit(config.augmentation, prepared.train, prepared.val)
-    crowded = crowded_images_note(prepared, num_queries_of(config.model))
-    if crowded:
+    if crowded := crowded_images_note(prepared, num_queries_of(config.model)):
         print(crowded, file=sys.stderr, flush=True)
     return {**record, "summary": split_summary(prepared)}
 
 
 def revalidate_record(record: dict[str, Any], base: dict[str, Any], source: str,
                       on_cluster: bool) -> dict[str, Any]:
-    """A recorded search's data on `--resume` (`base`: the search's base run config): COCO
-    files may have changed since the first session, so they are checked again as `data_record`
-    checks them; a synthetic dataset is made again if its cache was cleared."""
+    """`data_record` again on `--resume` (`base`: the search's base run config): COCO files may
+    have changed since, a synthetic dataset's cache may have been cleared."""
     return data_record({**base, "data": _normalised(record)["data"]}, source, on_cluster)
 
 
 def _normalised(record: dict[str, Any]) -> dict[str, Any]:
     """A record as `data_record` writes it; older experiments recorded absolute COCO paths."""
-    if "kind" in record:
-        return record
-    return {"kind": COCO, "data": record, "validated": True}
+    return record if "kind" in record else {"kind": COCO, "data": record, "validated": True}
 
 
 def data_section(record: dict[str, Any]) -> dict[str, Any]:
@@ -106,33 +90,28 @@ def data_section(record: dict[str, Any]) -> dict[str, Any]:
 def node_label() -> str:
     """This machine as a user would find it: host name and the IP Ray knows it by."""
     host = socket.gethostname()
-    try:
+    with contextlib.suppress(Exception):  # outside a Ray worker the host name alone says enough
         import ray
 
         if ray.is_initialized():
             return f"{host} ({ray.util.get_node_ip_address()})"
-    except Exception:  # outside a Ray worker the host name alone says enough
-        pass
     return host
 
 
 def prepare_on_node(record: dict[str, Any], data: DataConfig) -> PreparedData:
-    """The trial's dataset on this node: a synthetic one made here if missing, COCO paths
-    checked here. Prints one line (into the trial's log) saying which data it uses."""
+    """The trial's dataset on this node (made or checked here), with one line into its log."""
     record = _normalised(record)
     node = node_label()
     if data.synthetic is not None:
         prepared = prepare_data(data, validate=False, quiet=True)
-        print(f"data: synthetic dataset {dataset_dir(data.synthetic)} on node {node}",
-              flush=True)
+        print(f"data: synthetic dataset {dataset_dir(data.synthetic)} on node {node}", flush=True)
         return prepared
-    missing = _missing_paths(data)
+    missing = _missing_path(data)
     if missing:
-        key, path = missing[0]
+        key, path = missing
         raise UserInputError(
             f"{path} is not on this node; on a cluster every node must see the data at the "
             "same path (shared storage)", source=f"node {node}", key=key)
     prepared = prepare_data(data, validate=not record.get("validated", True), quiet=True)
-    print(f"data: COCO splits {', '.join(coco_paths(data))} checked on node {node}",
-          flush=True)
+    print(f"data: COCO splits {', '.join(coco_paths(data))} checked on node {node}", flush=True)
     return prepared

@@ -1,12 +1,10 @@
 """What became of a trial: completed, stopped early by ASHA, cut by the time budget, errored...
 
-Ray Tune only knows TERMINATED and ERROR; a trial that ASHA cut at a low rung and one that
-trained its whole budget are both TERMINATED. The difference is the budget: a trial is done
-when its last reported `step` reached `min(total_steps, max_t)` (its planned optimizer steps,
-capped by ASHA's maximum budget). The same rule tells the Optuna searcher which results are
-partial-budget scores (`is_early_stopped`), so report and searcher never disagree.
-
-Pure functions on plain dicts: no Ray, no files.
+Ray Tune only knows TERMINATED and ERROR: a trial that ASHA cut at a low rung and one that
+trained its whole budget are both TERMINATED. The difference is the budget: a trial is done when
+its last reported `step` reached `min(total_steps, max_t)` (its planned optimizer steps, capped
+by ASHA's maximum budget). The Optuna searcher uses the same rule (`is_early_stopped`), so report
+and searcher never disagree. Pure functions on plain dicts: no Ray, no files.
 """
 
 from __future__ import annotations
@@ -28,79 +26,47 @@ CATEGORIES = (COMPLETED, STOPPED_PREFIX, BUDGET_CUT_PREFIX, ERRORED, INTERRUPTED
 
 
 def planned_budget(last_result: Mapping[str, Any], max_t: int | None) -> int | None:
-    """Steps the trial was allowed to run: `min(total_steps, max_t)`, None when neither is known.
-
-    `total_steps` is what the trial itself planned (epochs x steps per epoch, or `max_steps`);
-    `max_t` is ASHA's cap in steps. Either may be missing (no ASHA, or an old result).
-    """
+    """`min(total_steps, max_t)`: the trial's own plan and ASHA's cap, either may be missing;
+    None when neither is known."""
     limits = [int(v) for v in (last_result.get("total_steps"), max_t) if v is not None]
     return min(limits) if limits else None
 
 
 def is_early_stopped(last_result: Mapping[str, Any], max_t: int | None) -> bool:
-    """True iff the trial's last reported step is below `min(total_steps, max_t)`.
-
-    Used by the Optuna searcher to tell a partial-budget score (ASHA stopped the trial) from a
-    final one. A result without `step` counts as early (it never got anywhere); without any
-    known budget nothing can be called early.
-    """
-    budget = planned_budget(last_result, max_t)
-    if budget is None:
-        return False
-    step = last_result.get("step")
-    return step is None or int(step) < budget
+    """True iff the last reported step is below `planned_budget` (a partial-budget score); a
+    result without `step` counts as early, and without a known budget nothing is early."""
+    budget, step = planned_budget(last_result, max_t), last_result.get("step")
+    return budget is not None and (step is None or int(step) < budget)
 
 
-def trial_status(
-    last_result: Mapping[str, Any] | None,
-    *,
-    errored: bool,
-    max_t: int | None,
-    ended: bool | None = None,
-    cut_by_budget: bool = False,
-    interrupted: bool = False,
-) -> str:
-    """Human-readable status of one trial, as shown in trials.csv and REPORT.md.
+def trial_status(last_result: Mapping[str, Any] | None, *, errored: bool, max_t: int | None,
+                 ended: bool | None = None, cut_by_budget: bool = False,
+                 interrupted: bool = False) -> str:
+    """Status of one trial, as trials.csv and REPORT.md show it.
 
-    - `errored`: the trial raised (Ray wrote `error.txt` / `error.pkl`, or its state is ERROR);
-    - `not started`: no result with a `step` was ever reported;
-    - `completed`: the last step reached the planned budget (see `is_early_stopped`);
-    - `cut by time budget at step N`: below budget, and `--time-budget` ended the search while
-      the trial ran (`cut_by_budget`: the driver records which trials it cut); `cut by time
-      budget before its first evaluation` when it had reported nothing;
-    - `stopped by ASHA at step N`: below budget, and Tune ended the trial (`ended`);
-    - `interrupted at step N`: below budget and still running when Ctrl-C / SIGTERM stopped
-      the search (`interrupted`: the driver records which trials) or when the driver died
-      (not ended); `interrupted before its first evaluation` when it had reported nothing.
-
-    `ended` defaults to the `done` flag of the last result: Tune sets `done=True` on the result
-    whose scheduler decision was STOP, and that result is what `result.json` logs last.
+    `errored` if it raised; `not started` without a result with a `step`; `completed` at its
+    planned budget. Below budget: `cut by time budget at step N` if `--time-budget` ended the
+    search while it ran (`cut_by_budget`), `interrupted at step N` if it was running when
+    Ctrl-C / SIGTERM stopped the search (`interrupted`) or the driver died (not `ended`), else
+    `stopped by ASHA at step N`. Cut or interrupted before reporting anything: `... before its
+    first evaluation`. `ended` defaults to the last result's `done`: Tune sets it on the result
+    whose scheduler decision was STOP, the one `result.json` logs last.
     """
     if errored:
         return ERRORED
     if not last_result or last_result.get("step") is None:
-        if interrupted:
-            return f"{INTERRUPTED_PREFIX} {BEFORE_FIRST_EVALUATION}"
-        if cut_by_budget:
-            return f"{BUDGET_CUT_PREFIX} {BEFORE_FIRST_EVALUATION}"
-        return NOT_STARTED
+        prefix = INTERRUPTED_PREFIX if interrupted else BUDGET_CUT_PREFIX if cut_by_budget else ""
+        return f"{prefix} {BEFORE_FIRST_EVALUATION}" if prefix else NOT_STARTED
     step = int(last_result["step"])
     if not is_early_stopped(last_result, max_t):
         return COMPLETED
-    if cut_by_budget:
-        return f"{BUDGET_CUT_PREFIX} at step {step}"
-    if interrupted:
-        return f"{INTERRUPTED_PREFIX} at step {step}"
     if ended is None:
         ended = bool(last_result.get("done", False))
-    if ended:
-        return f"{STOPPED_PREFIX} at step {step}"
-    return f"{INTERRUPTED_PREFIX} at step {step}"
+    prefix = (BUDGET_CUT_PREFIX if cut_by_budget else INTERRUPTED_PREFIX
+              if interrupted or not ended else STOPPED_PREFIX)
+    return f"{prefix} at step {step}"
 
 
 def status_category(status: str) -> str:
     """The status without its step number (`stopped by ASHA at step 300` -> `stopped by ASHA`)."""
-    for category in CATEGORIES:
-        if status.startswith(category):
-            return category
-    return status
+    return next((c for c in CATEGORIES if status.startswith(c)), status)
