@@ -1,23 +1,15 @@
-"""Whether a trial's resources fit on a node of the Ray cluster, checked before Tune starts.
+"""The driver's handle on a local Ray cluster it starts itself, and whether a trial fits on a
+node, checked before Tune starts.
 
-Tune waits for resources that never come without a word (its warning is below the log level
-the driver shows): `gpus_per_trial: 1` on a machine without a GPU hung a search with an empty
-trial folder. On a cluster the driver started that is a mistake in the request; on a joined
-one (`--address`) an autoscaler may still add such a node, so it is said once and the search
-waits.
+    cluster = LocalCluster(experiment)   # marks this process's environment (`orphans`)
+    ray.init(...)                        # every Ray process inherits the mark
+    cluster.started(interrupts)          # owner record + watchdog; a 2nd Ctrl-C ends them
+    ray.shutdown(); cluster.stop()       # record removed, the watchdog sweeps once and exits
 
-The driver's handle on a local Ray cluster it starts itself: marked, recorded, watched.
-
-    cluster = LocalCluster(experiment)      # marks this process's environment
-    (search.cluster.orphans)
-    ray.init(...)                           # every Ray process inherits the mark
-    cluster.started(interrupts)             # owner record + watchdog; 2nd Ctrl-C ends them
-    ...
-    ray.shutdown(); cluster.stop()          # record removed, watchdog sweeps once and exits
-
-Only a cluster this driver started is ever touched: `started` checks that the driver runs
-Ray's head processes itself (a `ray.init()` that joined a running cluster through
-`RAY_ADDRESS` is left alone), and a search with `--address` makes no `LocalCluster` at all.
+Only a cluster whose head processes this driver runs is touched (not one joined through
+`RAY_ADDRESS` or `--address`). Tune waits silently for resources that never come
+(`gpus_per_trial: 1` without a GPU hung a search): on our own cluster that is an error; on a
+joined one an autoscaler may still add a node (a warning).
 """
 
 from __future__ import annotations
@@ -40,15 +32,13 @@ from search.cluster.watchdog import Watchdog, start_watchdog
 
 
 def check_trials_fit(spec: Any, joined: bool) -> None:
-    """A trial's CPUs and GPUs (`spec.resources`) must fit on one alive node of the cluster
-    Ray is connected to; `joined`: a cluster this driver did not start (a warning, not an
-    error)."""
+    """A trial's CPUs and GPUs (`spec.resources`) must fit on one alive node; `joined`: a
+    cluster this driver did not start (a warning, not an error)."""
     import ray
 
     nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
-    asked = {"CPU": ("cpus_per_trial", spec.resources.cpus_per_trial),
-             "GPU": ("gpus_per_trial", spec.resources.gpus_per_trial)}
-    for resource, (key, amount) in asked.items():
+    for resource, key in (("CPU", "cpus_per_trial"), ("GPU", "gpus_per_trial")):
+        amount = getattr(spec.resources, key)
         most = max((node.get(resource, 0.0) for node in nodes), default=0.0)
         if amount <= most:
             continue

@@ -1,19 +1,11 @@
 """The Ray processes a search driver started itself: marked, recorded, and ended if orphaned.
 
-A driver killed with SIGKILL cannot shut Ray down. Ray's head processes die with it (the
-kernel kills them with their parent), but the worker processes they started, busy training,
-are re-parented and keep running. So, for a local cluster that the driver starts itself (never
-one joined with `--address`):
-
-- `mark_own_processes` puts a unique `DETR_SEARCH_RAY_OWNER` value in the driver's environment
-  before `ray.init`; every Ray process of that cluster inherits it (head processes, raylet,
-  workers), and nobody else's does. `own_processes(owner)` finds exactly them.
-- `search.cluster.watchdog` (a small process outside the driver's process group) ends them as soon
-as the driver is gone, however it died.
-- `OwnerRecord` (`<cache>/drivers/<experiment hash>.json`, written when the cluster is up) lets
-  the next `run.py` of the same experiment find and end what is left if the watchdog was
-  killed too, and say so (`end_orphans_of`); it also refuses to start a second driver while
-  the first one is alive.
+A driver killed with SIGKILL cannot shut Ray down: its head processes die with it, but the
+busy workers are re-parented and keep running. So a local cluster's driver sets a unique
+`DETR_SEARCH_RAY_OWNER` before `ray.init`, which every process of that cluster (and nobody
+else's) inherits. The watchdog ends them when the driver is gone; the `OwnerRecord`
+(`<cache>/drivers/<experiment hash>.json`) lets the next `run.py` of the experiment end what is
+left if the watchdog was killed too, and refuses a second driver while the first is alive.
 """
 
 from __future__ import annotations
@@ -26,6 +18,7 @@ import signal
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,14 +34,10 @@ OWNER_ENV = "DETR_SEARCH_RAY_OWNER"
 _HEAD_PROCESS_NAMES = ("raylet", "gcs_server")
 
 
-def new_owner_id() -> str:
-    """A value no other driver has: host, pid and a random part."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
 def mark_own_processes() -> str:
-    """Set a fresh `DETR_SEARCH_RAY_OWNER` in this process's environment (before `ray.init`)."""
-    owner = new_owner_id()
+    """Set a fresh `DETR_SEARCH_RAY_OWNER` (host, pid, a random part) in this process's
+    environment (before `ray.init`)."""
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
     os.environ[OWNER_ENV] = owner
     return owner
 
@@ -69,11 +58,9 @@ def own_processes(owner: str, exclude: Iterable[int] = ()) -> list[psutil.Proces
     for proc in psutil.process_iter():
         if proc.pid in skip:
             continue
-        try:
+        with contextlib.suppress(psutil.Error, OSError):
             if proc.environ().get(OWNER_ENV) == owner and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
-        except (psutil.Error, OSError):
-            continue
     return found
 
 
@@ -81,11 +68,9 @@ def end_processes(procs: list[psutil.Process], grace_s: float = 5.0) -> list[str
     """SIGTERM, then SIGKILL what is left after `grace_s`; the names of the processes ended."""
     names = []
     for proc in procs:
-        try:
+        with contextlib.suppress(psutil.Error):
             names.append(proc.name())
             proc.send_signal(signal.SIGTERM)
-        except psutil.Error:
-            continue
     alive = _wait_gone(procs, grace_s)
     for proc in alive:
         with contextlib.suppress(psutil.Error):
@@ -150,10 +135,10 @@ def record_path(experiment: str) -> Path:
 def write_owner_record(experiment: str, owner: str) -> Path:
     """Record that this driver runs `experiment`'s local cluster, marked `owner`."""
     me = psutil.Process()
-    record = OwnerRecord(owner, me.pid, me.create_time(), socket.gethostname(), experiment)
     path = record_path(experiment)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_json_atomic(path, asdict(record))
+    return write_json_atomic(path, asdict(OwnerRecord(owner, me.pid, me.create_time(),
+                                                      socket.gethostname(), experiment)))
 
 
 def read_owner_record(experiment: str) -> OwnerRecord | None:
@@ -171,11 +156,8 @@ def remove_owner_record(experiment: str, owner: str) -> None:
 
 
 def end_orphans_of(experiment: str) -> str | None:
-    """Before a driver starts `experiment`: end what an earlier, dead driver of it left.
-
-    Returns the line to print when processes were ended. A live earlier driver is a
-    `UserInputError`: two drivers must not write one experiment.
-    """
+    """Before a driver starts `experiment`: end what an earlier, dead driver of it left; the
+    line to print when processes were ended. A live earlier driver is a `UserInputError`."""
     record = read_owner_record(experiment)
     if record is None or record.host != socket.gethostname():
         return None
@@ -187,9 +169,6 @@ def end_orphans_of(experiment: str) -> str | None:
     record_path(experiment).unlink(missing_ok=True)
     if not ended:
         return None
-    counts: dict[str, int] = {}
-    for name in ended:
-        counts[name] = counts.get(name, 0) + 1
-    listing = ", ".join(f"{n} {name}" for name, n in counts.items())
+    listing = ", ".join(f"{n} {name}" for name, n in Counter(ended).items())
     return (f"ended {len(ended)} Ray process(es) left by the earlier driver (pid "
             f"{record.driver_pid}) of this experiment: {listing}")

@@ -1,22 +1,15 @@
 """A tiny process that ends a search's own Ray processes once its driver is gone.
 
-    watchdog = start_watchdog(owner, log_file)   # in the driver, after a local ray.init()
-    ...
-    watchdog.stop()                              # after ray.shutdown(): a last sweep, then exit
-
-The driver holds the write end of the watchdog's stdin. However the driver ends (normally, an
-exception, a second Ctrl-C, SIGKILL, the OOM killer), the pipe closes and the watchdog reads
-end-of-file; it then ends every process marked with the driver's owner id
-(`search.cluster.orphans`): the Ray workers that outlive a killed driver, and anything else of that
-local cluster. It runs in its own session, so a Ctrl-C in the terminal or a closed terminal
-does not reach it, and it is not marked itself. What it ended goes to `log_file`, not to the
-terminal (the driver's last line stays the driver's).
-
-Run as `python -m search.cluster.watchdog OWNER LOG_FILE`.
+The driver holds the write end of its stdin: however the driver ends (SIGKILL and the OOM
+killer included) the pipe closes, and the watchdog ends every process marked with the driver's
+owner id (`search.cluster.orphans`). It runs in its own session (out of the terminal's reach),
+is not marked itself and logs to `log_file`. Run as `python -m search.cluster.watchdog OWNER
+LOG_FILE`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -36,28 +29,25 @@ class Watchdog:
 
     def stop(self) -> None:
         """Tell the watchdog the driver shut Ray down; it sweeps once more and exits."""
-        try:
+        with contextlib.suppress(OSError, ValueError):
             assert self.process.stdin is not None
             self.process.stdin.write(b"done\n")
             self.process.stdin.close()
-        except (OSError, ValueError):
-            pass
 
 
 def start_watchdog(owner: str, log_file: Path) -> Watchdog:
-    """Start the watchdog of the processes marked `owner` (see the module docstring)."""
+    """Start the watchdog of the processes marked `owner`."""
     import search
 
     root = str(Path(search.__file__).resolve().parents[1])
     env = {k: v for k, v in os.environ.items() if k != OWNER_ENV}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
+    return Watchdog(subprocess.Popen(
         [sys.executable, "-m", "search.cluster.watchdog", owner, str(log_file)],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env=env, start_new_session=True, close_fds=True,
-    )
-    return Watchdog(process)
+    ))
 
 
 def watch(owner: str, log_file: Path) -> int:
@@ -66,11 +56,7 @@ def watch(owner: str, log_file: Path) -> int:
 
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-    finished = False
-    for line in sys.stdin.buffer:
-        if line.strip() == b"done":
-            finished = True
-            break
+    finished = any(line.strip() == b"done" for line in sys.stdin.buffer)
     ended = end_own_processes(owner)
     if ended or not finished:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")

@@ -1,42 +1,16 @@
-"""Does an earlier trial fit a new search space? The rules of `--warm-start`, one key at a time.
-
-An earlier trial counts for the new search only if the new search could have trained exactly
-that run. For each key of the new space its value in the earlier trial (the value it trained
-with, or, when its search did not have the key, the value its base run fixed) must be one the
-new space can draw:
-
-- a key the new space fixes: the same value;
-- `choice`: one of the choices;
-- a range: inside its bounds (inclusive), an integer for the integer distributions, a multiple
-  of q for the quantized ones.
-
-A key the earlier search had and the new one does not (neither searched nor fixed) must have
-the value the new search's base run trains with. Each refusal is a short reason naming the key,
-so the plan can say why trials were left out (one line per reason, with the values seen).
-
-Pure functions on plain dicts: no Ray, no files.
-
-`--warm-start EXPERIMENT`: seed a new search's Optuna study with the trials of earlier ones.
+"""`--warm-start EXPERIMENT`: seed a new search's Optuna study with the trials of earlier ones.
 
     plan = plan_warm_start(spec, ["results/iou", "s3://bucket/results/lr_warmup"])
-    print(*plan.lines(), sep="
-")            # taken / left out, and why, per source
-    run_search(spec, SearchOptions(...), warm_start=plan)
+    run_search(spec, SearchOptions(...), warm_start=plan)   # plan.lines(): taken / left out
 
-Each source must be an experiment folder `search/run.py` wrote (local or a storage URI), with
-the new search's objective (metric and mode), its ASHA budget (`max_t`) and the same base run
-wherever neither space sets a key (the data, the model, the schedule, the augmentation...):
-otherwise its values are not comparable and the source is refused with one line naming the key
-(`UserInputError`, exit 2). Keys that do not change what is trained or measured (the seed,
-threads, how often to log or save) may differ.
-
-From an accepted source the finished and ASHA-stopped trials are taken whose values fit the new
-space (`search.lineage.warm_start`); errored, interrupted, budget-cut trials and those that do not
-fit are left out and counted by reason. A taken trial enters the study with its values, its
-best value (COMPLETE) or, stopped by ASHA, as PRUNED with its intermediate values by step, so
-TPE models it and counts it toward the random startup trials. It is not trained again and does
-not count toward `num_samples`. The driver records the plan in the new experiment
-(`search.results.warm_trials`), where the export ranks the trials beside the new ones.
+A source needs the new search's metric, mode and `max_t`, and its base run wherever neither
+space sets a key (but `NEUTRAL_KEYS`), else it is refused in one line naming the key (exit 2).
+Its finished and ASHA-stopped trials are taken when the new search could have trained exactly
+that run: each new key's value (trained, or fixed by its base run) can be drawn there (the fixed
+value, a choice, inside a range, an integer / a multiple of q where asked), and a key only the
+old search had has the new base run's value; the others are counted by reason. A taken trial
+enters the study COMPLETE or, stopped by ASHA, PRUNED with its values by step: TPE models it
+and it counts toward the startup trials, but it is not trained again nor in `num_samples`.
 """
 
 from __future__ import annotations
@@ -76,25 +50,12 @@ def dotted_value(config: Mapping[str, Any], key: str) -> Any:
     return get_dotted(dict(config), key, _MISSING)
 
 
-def is_missing(value: Any) -> bool:
-    return value is _MISSING
-
-
-def misfit_reason(key: str, value: Any, entry: Any) -> str:
-    """Why `value` does not fit the space entry of `key`, in one phrase (no values listed)."""
-    if not is_distribution(entry):
-        return f"`{key}` differs from the new search's fixed value {format_value(entry)}"
-    return f"`{key}` is not a value of {describe_distribution(entry)}"
-
-
 def clamped(value: Any, entry: Any) -> Any:
     """A fitting value inside its range's bounds exactly (`fits` allows rounding noise at the
     bounds; Optuna's distributions do not)."""
-    if not is_distribution(entry) or not is_number(value):
+    if not is_distribution(entry) or not is_number(value) or "choice" in entry:
         return value
-    name, args = next(iter(entry.items()))
-    if name == "choice":
-        return value
+    args = next(iter(entry.values()))
     return type(value)(min(max(value, args[0]), args[1]))
 
 
@@ -103,48 +64,43 @@ def fit_trial(
     new_base: Mapping[str, Any], new_space: Mapping[str, Any],
 ) -> tuple[dict[str, Any] | None, tuple[str, Any] | None]:
     """(the trial's values of the new space's keys, None) or (None, (reason, value seen)).
-
-    `trained` are the values the trial trained with in its own search (its space's fixed values
-    and its sampled ones, as `search.trial.trial_values` gives them); `old_base` / `old_space`
-    its search's base run and space, `new_base` / `new_space` the new search's.
-    """
+    `trained`: what the trial trained with in its own search (`search.trial.trial_values`)."""
     values: dict[str, Any] = {}
     for key, entry in new_space.items():
         value = trained[key] if key in trained else dotted_value(old_base, key)
-        if is_missing(value):
+        if value is _MISSING:
             return None, (f"`{key}` was not set in that search (its value there is the "
                           "run's default, unknown here)", None)
         if not fits(value, entry):
-            return None, (misfit_reason(key, value, entry), value)
+            return None, (f"`{key}` is not a value of {describe_distribution(entry)}"
+                          if is_distribution(entry) else f"`{key}` differs from the new "
+                          f"search's fixed value {format_value(entry)}", value)
         values[key] = clamped(value, entry)
     for key in old_space:
         if key in new_space:
             continue
         value = trained.get(key, dotted_value(old_base, key))
         new_value = dotted_value(new_base, key)
-        if is_missing(new_value) or not same_value(value, new_value):
-            shown = ("the run's default (not known here)" if is_missing(new_value)
+        if new_value is _MISSING or not same_value(value, new_value):
+            shown = ("the run's default (not known here)" if new_value is _MISSING
                      else format_value(new_value))
             return None, (f"`{key}` is not in the new space and the new base run trains "
-                          f"{shown}", None if is_missing(value) else value)
+                          f"{shown}", None if value is _MISSING else value)
     return values, None
 
 
 #: Run-config keys that change neither what is trained nor what is measured: they may differ
 #: between a source and the new search.
 NEUTRAL_KEYS = (
-    "seed", "num_threads", "data.synthetic.cache_dir",
-    "evaluation.batch_size", "evaluation.test_during_training",
-    "training_args.logging_steps", "training_args.logging_strategy",
-    "training_args.logging_first_step", "training_args.eval_steps",
-    "training_args.eval_strategy", "training_args.save_steps", "training_args.save_strategy",
-    "training_args.save_total_limit", "training_args.output_dir", "training_args.report_to",
-    "training_args.run_name", "training_args.disable_tqdm",
+    "seed", "num_threads", "data.synthetic.cache_dir", "evaluation.batch_size",
+    "evaluation.test_during_training", "training_args.logging_steps",
+    "training_args.logging_strategy", "training_args.logging_first_step",
+    "training_args.eval_steps", "training_args.eval_strategy", "training_args.save_steps",
+    "training_args.save_strategy", "training_args.save_total_limit", "training_args.output_dir",
+    "training_args.report_to", "training_args.run_name", "training_args.disable_tqdm",
     "training_args.dataloader_num_workers", "training_args.metric_for_best_model",
     "training_args.greater_is_better", "training_args.load_best_model_at_end",
 )
-#: Trial statuses whose best value stands for the config (the others are left out).
-_TAKEN = ("completed", "stopped by ASHA")
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -164,23 +120,24 @@ def _covered(key: str, keys: Sequence[str]) -> bool:
     return any(key == k or key.startswith(f"{k}.") or k.startswith(f"{key}.") for k in keys)
 
 
-def base_difference(old: SearchSpec, new: SearchSpec) -> str | None:
-    """The first base-run key, set by neither space, whose value differs (None: comparable)."""
-    spaces = [*old.space, *new.space]
+def _first_difference(old: SearchSpec, new: SearchSpec, skip: Sequence[str]) -> str | None:
+    """The first base-run key (none under `skip`) whose value differs, in words."""
     old_flat, new_flat = flatten(old.base), flatten(new.base)
     for key in sorted(set(old_flat) | set(new_flat)):
-        if _covered(key, spaces) or _covered(key, NEUTRAL_KEYS):
-            continue
         there, here = old_flat.get(key, "unset"), new_flat.get(key, "unset")
-        if not same_value(there, here):
-            return (f"`{key}` is {format_value(there)} there and {format_value(here)} here")
+        if not _covered(key, skip) and not same_value(there, here):
+            return f"`{key}` is {format_value(there)} there and {format_value(here)} here"
     return None
 
 
+def base_difference(old: SearchSpec, new: SearchSpec) -> str | None:
+    """The first base-run key, set by neither space, whose value differs (None: comparable)."""
+    return _first_difference(old, new, [*old.space, *new.space, *NEUTRAL_KEYS])
+
+
 def search_difference(old: SearchSpec, new: SearchSpec) -> str | None:
-    """How a space file differs from the search it would continue (`--resume`): objective,
-    ASHA budget, space or base run (keys that change neither training nor measurement aside);
-    None when it describes the same search (trial counts, concurrency, seeds may change)."""
+    """How a space file differs from the search it would `--resume` (objective, `max_t`,
+    space, base run but `NEUTRAL_KEYS`); None for the same search (counts, seeds may change)."""
     if (old.metric, old.mode) != (new.metric, new.mode):
         return f"the metric is {old.metric} ({old.mode}) there and {new.metric} ({new.mode}) here"
     if old.scheduler.max_t != new.scheduler.max_t:
@@ -189,19 +146,11 @@ def search_difference(old: SearchSpec, new: SearchSpec) -> str | None:
         there, here = old.space.get(key, "not searched"), new.space.get(key, "not searched")
         if there != here:
             return f"space key `{key}` is {_entry_text(there)} there and {_entry_text(here)} here"
-    old_flat, new_flat = flatten(old.base), flatten(new.base)
-    for key in sorted(set(old_flat) | set(new_flat)):
-        if _covered(key, NEUTRAL_KEYS):
-            continue
-        there, here = old_flat.get(key, "unset"), new_flat.get(key, "unset")
-        if not same_value(there, here):
-            return f"base key `{key}` is {format_value(there)} there and {format_value(here)} here"
-    return None
+    difference = _first_difference(old, new, NEUTRAL_KEYS)
+    return f"base key {difference}" if difference else None
 
 
 def _entry_text(entry: Any) -> str:
-    from search.space.distributions import describe_distribution, is_distribution
-
     return describe_distribution(entry) if is_distribution(entry) else format_value(entry)
 
 
@@ -234,7 +183,7 @@ def open_source(where: str, new: SearchSpec) -> tuple[ExperimentPath, SearchSpec
 
 def _reason_of_status(trial: TrialRecord) -> str | None:
     category = status_category(trial.status)
-    if category in _TAKEN:
+    if category in ("completed", "stopped by ASHA"):  # its best value stands for the config
         return None if trial.best_value is not None else "reported no value of the metric"
     if category == ERRORED:
         return "errored"
@@ -288,11 +237,8 @@ def take_trials(folder: ExperimentPath, spec: SearchSpec, trials: Sequence[Trial
 
 
 def plan_warm_start(new: SearchSpec, sources: Sequence[str]) -> WarmStartRecord | None:
-    """The trials of `sources` the new search starts from (None when no source is given).
-
-    Every source is opened and checked before any is used: a refused one raises
-    `UserInputError` (one line naming it and the reason) and nothing is written.
-    """
+    """The trials of `sources` the new search starts from (None without sources). Every
+    source is checked before any is used: a refused one raises `UserInputError`."""
     if not sources:
         return None
     opened: dict[str, tuple[ExperimentPath, SearchSpec, list[TrialRecord]]] = {}

@@ -1,44 +1,21 @@
-"""Resume a trial whose saved checkpoint Tune deleted before the session was killed.
+"""The saved Tune state of an interrupted search, repaired before `Tuner.restore`.
 
-Tune keeps `num_to_keep` checkpoints of a trial (plus its latest). When a trial registers a new
-checkpoint, Tune deletes the one that falls out, from storage, at once
-(Ray 2.6x `train/_internal/checkpoint_manager.py::register_checkpoint`); the experiment state
-that names the new checkpoint reaches the experiment folder later, from a throttled background
-copy. A driver killed between the two (SIGKILL, the OOM killer, a lost head node) leaves a state
-whose trial resumes from a checkpoint that no longer exists: Tune's restore raises "Could not
-recover from checkpoint as it does not exist on storage anymore" and the trial ends errored
-after its retries (seen in tests/scenarios/test_search_interrupts.py).
-
-Before `Tuner.restore`, each unfinished trial of the state Tune will restore is checked; one
-whose latest checkpoint is gone is pointed at its newest whole checkpoint still on storage
-(`search.results.winner.read_checkpoints`, the trial's own newer work), or at none (the trial
-starts over) when it has none. The state is decoded and re-encoded by Ray's own trial metadata
-(`search.cluster.ray_internals`), so nothing but the checkpoint reference changes.
-
-Resume past state files that a killed session left half-written.
-
-Tune saves an experiment's state (the trial table, the search generator, the searcher) into a
-local staging folder, each file written whole, then copies the folder to the experiment folder
-in a background thread, file by file, in place. A driver killed during that copy (SIGKILL, the
-OOM killer, a lost head node) leaves its session's newest state file cut short. `Tuner.restore`
-then logs "Failed to restore the run state" and carries on as a new run: the interrupted trials
-are never continued and the search ends at once, exit code 0 (measured with Ray 2.6x).
-
-Before a resume, the newest file of each family is checked to be whole (JSON parses; a pickle,
-told by its first byte whatever the file's name, reaches its STOP opcode, read with
-`pickletools` so nothing is executed or loaded). A damaged
-one is set aside as `damaged-<name>`, so Tune restores the previous session's file, which is
-whole; trials started in the killed session then continue from that earlier state. The Optuna
-study lives in its own journal (`search.store.study_journal`) and loses nothing either way.
-A trial of that state whose checkpoint Tune has since deleted is pointed at its newest
-checkpoint left (`search.resume.state`).
+A driver killed (SIGKILL, the OOM killer, a lost head node) while Tune's background thread
+copies its state files into the experiment folder leaves the newest one cut short, and
+`Tuner.restore` then starts a new run that ends at once, exit code 0 (measured with Ray 2.6x).
+So the newest file of each family must be whole (JSON parses; a pickle, told by its first byte
+whatever its name, reaches STOP in `pickletools`, nothing executed), else it is set aside as
+`damaged-<name>` and Tune restores the session before it (the Optuna journal loses nothing).
+Tune also deletes a checkpoint that falls out of `num_to_keep` before the state naming the next
+one lands (Ray 2.6x `checkpoint_manager.py::register_checkpoint`): such a trial would end
+errored, "does not exist on storage anymore" (tests/scenarios/test_search_interrupts.py), so it
+is pointed at its newest checkpoint left, or none, through Ray's own trial metadata.
 """
 
 from __future__ import annotations
 
 import json
 import pickletools
-from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -47,7 +24,12 @@ from search.cluster.ray_internals import checkpoint_results, repoint_checkpoint,
 from search.results.winner import read_checkpoints
 from search.store.storage import ExperimentPath, write_text_atomic
 
-FINISHED = ("TERMINATED",)
+DAMAGED_PREFIX = "damaged-"
+PICKLE_PROTO = b"\x80"  # the first byte of every pickle of protocol 2 or later
+EXPERIMENT_STATE = "experiment_state-*.json"
+SEARCH_GENERATOR_STATE = "search_gen_state-*.json"
+SEARCHER_STATE = "searcher-state-*.pkl"
+BASIC_VARIANT_STATE = "basic-variant-state-*.json"
 
 
 def _replacement(trial_dir: ExperimentPath, manager: Any, latest: Any
@@ -67,13 +49,12 @@ def _replacement(trial_dir: ExperimentPath, manager: Any, latest: Any
 
 def repoint_deleted_checkpoints(experiment_dir: ExperimentPath, state_file: ExperimentPath
                                 ) -> list[str]:
-    """Point every unfinished trial of `state_file` whose latest checkpoint was deleted at
-    the newest one left; the state is rewritten (atomically) only when one changed. One note
-    per trial changed."""
+    """Point every unfinished trial of `state_file` whose latest checkpoint was deleted at the
+    newest one left, rewriting the state (atomically) only then; one note per trial."""
     state = json.loads(state_file.read_text())
     notes = []
     for entry, trial, metadata in trial_entries(state):
-        if trial.get("status") in FINISHED:
+        if trial.get("status") == "TERMINATED":
             continue
         manager = metadata.checkpoint_manager
         latest = manager.latest_checkpoint_result if manager else None
@@ -95,48 +76,27 @@ def repoint_deleted_checkpoints(experiment_dir: ExperimentPath, state_file: Expe
     return notes
 
 
-DAMAGED_PREFIX = "damaged-"
-PICKLE_PROTO = b"\x80"  # the first byte of every pickle of protocol 2 or later
-EXPERIMENT_STATE = "experiment_state-*.json"
-SEARCH_GENERATOR_STATE = "search_gen_state-*.json"
-SEARCHER_STATE = "searcher-state-*.pkl"
-BASIC_VARIANT_STATE = "basic-variant-state-*.json"
-
-
-def _json_is_whole(data: bytes) -> bool:
-    try:
-        json.loads(data)
-    except ValueError:
-        return False
-    return True
-
-
-def _pickle_is_whole(data: bytes) -> bool:
-    try:
-        return any(op.name == "STOP" for op, _arg, _pos in pickletools.genops(data))
-    except (ValueError, EOFError, IndexError, KeyError, UnicodeDecodeError):  # a cut stream
-        return False
-
-
 def _is_whole(data: bytes) -> bool:
     """Told by content, not by name: Tune's `search_gen_state-*.json` is a pickle."""
-    check: Callable[[bytes], bool] = _pickle_is_whole if data[:1] == PICKLE_PROTO \
-        else _json_is_whole
-    return bool(data) and check(data)
+    try:
+        if data[:1] == PICKLE_PROTO:
+            return any(op.name == "STOP" for op, _arg, _pos in pickletools.genops(data))
+        json.loads(data)
+    except (ValueError, EOFError, IndexError, KeyError, UnicodeDecodeError):  # a cut stream
+        return False
+    return bool(data)
 
 
 def _set_aside(path: ExperimentPath, data: bytes) -> None:
-    """Rename `path` (holding `data`) to damaged-<name> (kept for a post-mortem; no longer
-    matched by Tune)."""
+    """Rename `path` (holding `data`) to damaged-<name>: kept, no longer matched by Tune."""
     (path.parent / f"{DAMAGED_PREFIX}{path.name}").write_bytes(data)
     path.unlink()
 
 
 def _newest_whole(experiment_dir: ExperimentPath, pattern: str, notes: list[str]
                   ) -> bool | None:
-    """Set aside the newest files of `pattern` until the newest one left is whole; whether a
-    whole one is left (None: there was no such file). Tune takes the greatest name (the
-    session's start time)."""
+    """Set aside the newest files of `pattern` (Tune takes the greatest name, the session's
+    start time) until the newest left is whole; whether one is (None: there was none)."""
     paths = sorted(experiment_dir.glob(pattern), key=lambda p: p.name, reverse=True)
     if not paths:
         return None

@@ -1,29 +1,12 @@
-"""Command-line arguments of `python search/run.py`, and the summary a search prints first.
+"""The command line of `python search/run.py`: flags, the summary a search prints first, the
+experiment it uses and the command that continues it. Nothing here imports Ray.
 
-`parse_args` reads the flags; `spec_overrides` turns the ones that change the search-space
-file's `experiment:` settings into `load_search_spec` overrides; `describe` is the resolved
-search (space, metric, ASHA rungs, resources, storage, and where the values a checkpoint's
-recipe fills come from) that `--dry-run` prints and a real run prints before it starts.
-Nothing here imports Ray.
-
-Which experiment folder a search uses: `iou`, then `iou-2`, `iou-3`, ... (never overwritten).
-
-Typing the same command twice must not fail: without `--name`, a search whose folder
-`STORAGE/<stem>` exists (the stem is the space file's `experiment.name` or its file name) gets
-the next free suffix, one past the highest in use (as Ultralytics' `runs/.../tune2`), and says
-so in one line, with a warning when the newest one is unfinished. `--resume` without `--name`
-continues the newest `<stem>[-N]`. An explicit `--name` is taken as given: an existing one is
-refused, pointing to `--resume`. The same on a storage URI (folders listed with `pyarrow.fs`).
-
-The exact command that continues an interrupted search, as its last line says it. `python
-search/run.py --space FILE --name NAME --resume`, plus every flag of the first command that
-changes what the rest of the search does (`--storage`, `--address`, the overrides of the space
-file's settings, `--finalists` / `--finalist-seeds` (`--final-seeds` as those), `--report-dir`,
-the dashboard flags, `-v`).
-`--time-budget` is left out on purpose: the budget was for the first session, and what is left
-is the user's call.
-When nothing can be resumed yet (stopped before Tune saved the experiment), it is the same
-command without `--resume` (with its `--warm-start` sources: a resumed search keeps its study).
+Without `--name`, an existing `STORAGE/<stem>` (local or URI) gives the next free `<stem>-N`,
+one past the highest (as Ultralytics' `runs/.../tune2`), with a warning when the newest is
+unfinished; `--resume` continues the newest. An existing explicit `--name` needs `--resume`.
+The continue command keeps every flag that changes the rest of the search but `--time-budget`
+(the budget was the first session's; the rest is the user's call); when nothing can be resumed
+yet, it is the first command without `--resume`, with its `--warm-start` sources.
 """
 
 from __future__ import annotations
@@ -34,6 +17,7 @@ import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,38 +37,27 @@ DEFAULT_DASHBOARD_PORT = 8265
 
 #: CLI destination -> `load_search_spec` override key.
 _OVERRIDES = {
-    "name": "name",
-    "num_samples": "num_samples",
-    "max_concurrent": "max_concurrent",
-    "cpus_per_trial": "cpus_per_trial",
-    "gpus_per_trial": "gpus_per_trial",
-    "seed": "seed",
-    "sampler": "sampler",
-    "max_failures": "max_failures",
-    "finalists": "finalists_top",
+    "name": "name", "num_samples": "num_samples", "max_concurrent": "max_concurrent",
+    "cpus_per_trial": "cpus_per_trial", "gpus_per_trial": "gpus_per_trial", "seed": "seed",
+    "sampler": "sampler", "max_failures": "max_failures", "finalists": "finalists_top",
     "finalist_seeds": "finalists_seeds",
 }
 
 
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _int(text: str) -> int:
+def _int(text: str, low: int | None = None, port: bool = False) -> int:
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if port and not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port (1-65535), got {value}")
+    if low is not None and value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+    return value
+
+
+_positive_int, _non_negative_int, _port = (partial(_int, low=1), partial(_int, low=0),
+                                           partial(_int, port=True))
 
 
 def _non_negative_float(text: str) -> float:
@@ -119,18 +92,10 @@ def parse_duration(text: str) -> float:
 
 def format_seconds(seconds: float) -> str:
     """A duration as `2h`, `1h30m`, `90s`: how --time-budget is written."""
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
+    hours, rest = divmod(round(seconds), 3600)
     minutes, secs = divmod(rest, 60)
     text = "".join(f"{v}{u}" for v, u in ((hours, "h"), (minutes, "m"), (secs, "s")) if v)
     return text or f"{seconds:g}s"
-
-
-def _port(text: str) -> int:
-    value = _int(text)
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a TCP port (1-65535), got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,92 +107,70 @@ def build_parser() -> argparse.ArgumentParser:
                     "file's `experiment:` settings.",
         epilog="Example: python search/run.py --space search_spaces/iou.yaml --dry-run",
     )
-    parser.add_argument(
-        "--space", required=True, metavar="FILE",
+    add = parser.add_argument
+    add("--space", required=True, metavar="FILE",
         help="search-space YAML file (what to search, the base run, ASHA and resources)")
-    parser.add_argument(
-        "--name", metavar="NAME",
+    add("--name", metavar="NAME",
         help="experiment name, the folder under --storage (default: the space file's "
              "experiment.name, else its file name; when that folder exists, the next free "
              "NAME-2, NAME-3, ...). An existing --name is refused unless --resume")
-    parser.add_argument(
-        "--num-samples", type=_positive_int, metavar="N",
+    add("--num-samples", type=_positive_int, metavar="N",
         help="number of trials to run (overrides experiment.num_samples)")
-    parser.add_argument(
-        "--max-concurrent", type=_positive_int, metavar="N",
+    add("--max-concurrent", type=_positive_int, metavar="N",
         help="trials running at once (default: as many as the resources allow)")
-    parser.add_argument(
-        "--cpus-per-trial", type=_non_negative_float, metavar="X",
+    add("--cpus-per-trial", type=_non_negative_float, metavar="X",
         help="CPU cores reserved per trial; torch in a trial uses that many threads")
-    parser.add_argument(
-        "--gpus-per-trial", type=_non_negative_float, metavar="X",
+    add("--gpus-per-trial", type=_non_negative_float, metavar="X",
         help="GPUs per trial; a fraction packs several trials on one GPU "
              "(0.5 = two trials share a GPU); 0 trains on CPU")
-    parser.add_argument(
-        "--address", metavar="ADDR",
+    add("--address", metavar="ADDR",
         help="join an existing Ray cluster (`auto`, `host:port` or `ray://host:10001`) "
              "instead of starting a local one")
-    parser.add_argument(
-        "--storage", default=DEFAULT_STORAGE, metavar="PATH_OR_URI",
+    add("--storage", default=DEFAULT_STORAGE, metavar="PATH_OR_URI",
         help="results root; the experiment goes to STORAGE/NAME (default: results/). "
              "A URI such as s3://bucket/path or gs://bucket/path works everywhere (pyarrow.fs); "
              "on several nodes use a URI or a folder every node mounts")
-    parser.add_argument(
-        "--resume", action="store_true",
+    add("--resume", action="store_true",
         help="continue an experiment: --name, else the newest NAME[-N] (searcher state, "
              "finished trials and checkpoints are kept). An interrupted one goes on where it "
              "stopped; with --num-samples N above its trial count, a finished one gets more "
              "trials, proposed by TPE from all of its trials")
-    parser.add_argument(
-        "--warm-start", action="append", default=[], metavar="EXPERIMENT",
+    add("--warm-start", action="append", default=[], metavar="EXPERIMENT",
         help="seed this new search's Optuna study with the finished and ASHA-stopped trials of "
              "an earlier experiment (a folder or storage URI search/run.py wrote; repeat for "
              "several) whose values fit this space: TPE models them, they are not trained "
              "again, do not count toward --num-samples, and may win")
-    parser.add_argument(
-        "--seed", type=_int, metavar="INT",
+    add("--seed", type=_int, metavar="INT",
         help="seed of the Optuna sampler (overrides experiment.searcher.seed); "
              "the run's own seed is the `seed` key of the run config")
-    parser.add_argument(
-        "--sampler", choices=list(SAMPLERS), metavar="NAME",
+    add("--sampler", choices=list(SAMPLERS), metavar="NAME",
         help="the Optuna sampler (overrides experiment.searcher.sampler): "
              f"{', '.join(SAMPLERS)}; its options stay in experiment.searcher.sampler_options")
-    parser.add_argument(
-        "--no-dashboard", action="store_true",
+    add("--no-dashboard", action="store_true",
         help="do not start the Ray dashboard (local cluster only)")
-    parser.add_argument(
-        "--dashboard-port", type=_port, default=DEFAULT_DASHBOARD_PORT, metavar="PORT",
+    add("--dashboard-port", type=_port, default=DEFAULT_DASHBOARD_PORT, metavar="PORT",
         help=f"port of the Ray dashboard of a local cluster (default {DEFAULT_DASHBOARD_PORT})")
-    parser.add_argument(
-        "--finalists", type=_non_negative_int, metavar="K",
+    add("--finalists", type=_non_negative_int, metavar="K",
         help="after the search, retrain its K best distinct configurations with fresh seeds "
              "and choose the winner by their mean validation value (overrides "
              "experiment.finalists.top; 0: no finalists stage)")
-    parser.add_argument(
-        "--finalist-seeds", type=_positive_int, metavar="S",
+    add("--finalist-seeds", type=_positive_int, metavar="S",
         help="fresh seeds per finalist (overrides experiment.finalists.seeds; default 3)")
-    parser.add_argument(
-        "--final-seeds", type=_non_negative_int, default=0, metavar="S",
+    add("--final-seeds", type=_non_negative_int, default=0, metavar="S",
         help="retrain the winner with S fresh seeds and report test mean and std: the same "
              "as --finalists 1 --finalist-seeds S")
-    parser.add_argument(
-        "--report-dir", type=Path, metavar="DIR",
+    add("--report-dir", type=Path, metavar="DIR",
         help="also copy REPORT.md and its plots to this local folder (handy with a URI "
              "--storage)")
-    parser.add_argument(
-        "--dry-run", action="store_true",
-        help="validate the space file and print the resolved space and settings; "
-             "start nothing")
-    parser.add_argument(
-        "--time-budget", type=parse_duration, metavar="DURATION",
+    add("--dry-run", action="store_true",
+        help="validate the space file and print the resolved space and settings; start nothing")
+    add("--time-budget", type=parse_duration, metavar="DURATION",
         help="end the search at this wall time after it starts (90s, 30m, 2h, 1h30m): running "
              "trials are cut, no new one starts, and what finished is exported")
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0,
+    add("-v", "--verbose", action="count", default=0,
         help="show Ray Tune's own progress tables and Ray's logs instead of our progress "
              "lines (each trial's output stays in its trial.log either way)")
-    parser.add_argument(
-        "--max-failures", type=_int, metavar="N",
+    add("--max-failures", type=_int, metavar="N",
         help="retries of an errored trial from its last checkpoint (overrides "
              "experiment.max_failures; -1 retries without limit)")
     return parser
@@ -235,7 +178,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse `argv` (default: sys.argv[1:]); bad flags exit 2 with argparse's usage line.
-
     `--final-seeds S` is read as `--finalists 1 --finalist-seeds S`."""
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -255,29 +197,13 @@ def spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def storage_root(storage: str) -> str:
     """`--storage` as Ray wants it: a URI unchanged, a local path absolute."""
-    if "://" in storage:
-        return storage.rstrip("/")
-    return str(Path(storage).expanduser().resolve())
+    return storage.rstrip("/") if "://" in storage else str(Path(storage).expanduser().resolve())
 
 
 def experiment_path(storage: str, name: str) -> str:
-    """Where an experiment's results go: STORAGE/NAME (URI, its query kept last, or absolute
-    path)."""
-    from search.store.storage import join_uri
-
+    """STORAGE/NAME: a URI (its query kept last) or an absolute path."""
     root = storage_root(storage)
     return join_uri(root, name) if "://" in root else str(Path(root) / name)
-
-
-# ---------------------------------------------------------------------------------------------
-# the summary
-
-
-def _resources(cpus: float, gpus: float) -> str:
-    text = f"{format_number(cpus)} CPU, {format_number(gpus)} GPU per trial"
-    if 0 < gpus < 1:
-        text += f" ({math.floor(1 / gpus + 1e-9)} trials share one GPU)"
-    return text
 
 
 def describe(spec: SearchSpec, args: argparse.Namespace | None = None,
@@ -293,6 +219,8 @@ def describe(spec: SearchSpec, args: argparse.Namespace | None = None,
     concurrent = (f"at most {spec.max_concurrent} at a time" if spec.max_concurrent
                   else "as many at a time as the resources allow")
     seed = "random" if spec.searcher.seed is None else str(spec.searcher.seed)
+    cpus, gpus = spec.resources.cpus_per_trial, spec.resources.gpus_per_trial
+    failures, budget = spec.max_failures, getattr(args, "time_budget", None)
     lines = [
         f"Search {spec.name!r} from {spec.source}",
         f"  metric      {spec.metric} ({spec.mode})",
@@ -305,12 +233,22 @@ def describe(spec: SearchSpec, args: argparse.Namespace | None = None,
         f"  ASHA        in optimizer steps: grace_period {sched.grace_period}, "
         f"reduction_factor {format_number(sched.reduction_factor)}, max_t {sched.max_t}",
         f"              rungs at steps {rungs}; every trial stops by step {sched.max_t}",
-        f"  resources   {_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial)}",
-        f"  retries     {_retries(spec.max_failures)}",
+        f"  resources   {format_number(cpus)} CPU, {format_number(gpus)} GPU per trial"
+        + (f" ({math.floor(1 / gpus + 1e-9)} trials share one GPU)" if 0 < gpus < 1 else ""),
+        "  retries     " + (
+            "an errored trial is retried without limit from its last checkpoint" if failures < 0
+            else "none (an errored trial stays errored)" if failures == 0
+            else f"an errored trial is retried up to {failures}x from its last checkpoint"),
         f"  results     {experiment_path(storage, spec.name)}",
-        f"  cluster     {_cluster(args)}",
+        "  cluster     " + (
+            f"existing Ray cluster at {args.address}" if getattr(args, "address", None)
+            else "local Ray, no dashboard" if getattr(args, "no_dashboard", False)
+            else "local Ray, dashboard on http://127.0.0.1:"
+            f"{getattr(args, 'dashboard_port', DEFAULT_DASHBOARD_PORT)}"),
         f"  finalists   {_finalists(spec)}",
-        f"  time budget {_time_budget(getattr(args, 'time_budget', None))}",
+        "  time budget " + (
+            f"{format_seconds(budget)}: trials still running then are cut, what finished is "
+            "exported" if budget else "none (every trial runs until done or stopped by ASHA)"),
         f"  base run    {spec.base_source}",
     ]
     if warm_start is not None:
@@ -331,46 +269,16 @@ def describe(spec: SearchSpec, args: argparse.Namespace | None = None,
     return "\n".join(lines + recipe_lines(spec.base, spec.space, spec.recipe))
 
 
-def _retries(max_failures: int) -> str:
-    if max_failures < 0:
-        return "an errored trial is retried without limit from its last checkpoint"
-    if max_failures == 0:
-        return "none (an errored trial stays errored)"
-    return f"an errored trial is retried up to {max_failures}x from its last checkpoint"
-
-
-def _cluster(args: argparse.Namespace) -> str:
-    address = getattr(args, "address", None)
-    if address:
-        return f"existing Ray cluster at {address}"
-    if getattr(args, "no_dashboard", False):
-        return "local Ray, no dashboard"
-    port = getattr(args, "dashboard_port", DEFAULT_DASHBOARD_PORT)
-    return f"local Ray, dashboard on http://127.0.0.1:{port}"
-
-
-def _time_budget(seconds: float | None) -> str:
-    if not seconds:
-        return "none (every trial runs until done or stopped by ASHA)"
-    return (f"{format_seconds(seconds)}: trials still running then are cut, what finished is "
-            "exported")
-
-
 def _finalists(spec: SearchSpec) -> str:
     """What the finalists stage adds to the search, in runs and optimizer steps."""
     stage = spec.finalists
     if not stage.on:
         return "none (the winner is the search's best single run)"
-    runs = stage.top * stage.seeds
-    max_t = spec.scheduler.max_t
+    runs, max_t = stage.top * stage.seeds, spec.scheduler.max_t
     return (f"the {stage.top} best configuration(s) x {stage.seeds} fresh seeds after the "
             f"search, winner by mean {spec.metric}: adds {runs} run(s) of up to {max_t} steps "
             f"({runs * max_t:,} steps; the search's {spec.num_samples} trials: at most "
             f"{spec.num_samples * max_t:,})")
-
-
-#: Tune's trial states of a trial that will not run again.
-_ENDED = {"TERMINATED", "ERROR"}
 
 
 @dataclass
@@ -407,11 +315,9 @@ def existing_suffixes(storage: str, stem: str) -> dict[int, str]:
 
 
 def unfinished_reason(experiment: ExperimentPath) -> str | None:
-    """Why an experiment looks unfinished (`3 of 8 trials ended`), or None when it is not.
-
-    Read from Ray's newest `experiment_state-*.json` and `search_spec.yaml`; a search that its
-    `--time-budget` ended is finished on purpose.
-    """
+    """Why an experiment looks unfinished (`3 of 8 trials ended`), or None: read from Ray's
+    newest `experiment_state-*.json` and `search_spec.yaml`. One its `--time-budget` ended is
+    finished on purpose."""
     from search.cluster.ray_internals import trial_states
     from search.space.spec import read_spec_file
 
@@ -423,7 +329,7 @@ def unfinished_reason(experiment: ExperimentPath) -> str | None:
     except UserInputError:
         planned = None
     states = trial_states(experiment)
-    ended = sum(status in _ENDED for _, status in states.values())
+    ended = sum(status in ("TERMINATED", "ERROR") for _, status in states.values())
     if planned is None:
         return None if states and ended == len(states) else f"{ended} trials ended"
     return None if ended >= planned else f"{ended} of {planned} trials ended"
@@ -457,16 +363,14 @@ def choose_experiment(storage: str, stem: str, *, explicit: bool,
     return ExperimentChoice(name, notes)
 
 
-#: argparse destination -> flag, for the flags carried over as they were given.
+#: argparse destination -> flag, for the flags carried over as they were given (`--finalists`
+#: and `--finalist-seeds` carry `--final-seeds S` too).
 _CARRIED = (
-    ("num_samples", "--num-samples"),
-    ("max_concurrent", "--max-concurrent"),
-    ("cpus_per_trial", "--cpus-per-trial"),
-    ("gpus_per_trial", "--gpus-per-trial"),
-    ("seed", "--seed"),
-    ("max_failures", "--max-failures"),
-    ("address", "--address"),
-    ("report_dir", "--report-dir"),
+    ("num_samples", "--num-samples"), ("max_concurrent", "--max-concurrent"),
+    ("cpus_per_trial", "--cpus-per-trial"), ("gpus_per_trial", "--gpus-per-trial"),
+    ("seed", "--seed"), ("max_failures", "--max-failures"), ("address", "--address"),
+    ("report_dir", "--report-dir"), ("finalists", "--finalists"),
+    ("finalist_seeds", "--finalist-seeds"),
 )
 
 
@@ -482,11 +386,9 @@ def resume_argv(args: argparse.Namespace, name: str, resume: bool = True) -> lis
         argv += ["--storage", str(args.storage)]
     for dest, flag in _CARRIED:
         value = getattr(args, dest, None)
-        if value is not None:
-            argv += [flag, _number(value)]
-    for dest, flag in (("finalists", "--finalists"), ("finalist_seeds", "--finalist-seeds")):
-        if getattr(args, dest, None) is not None:  # --final-seeds S is carried as these
-            argv += [flag, str(getattr(args, dest))]
+        if value is not None:  # 2.0 as 2
+            argv += [flag, str(int(value) if isinstance(value, float) and value.is_integer()
+                               else value)]
     if getattr(args, "no_dashboard", False):
         argv.append("--no-dashboard")
     elif getattr(args, "dashboard_port", DEFAULT_DASHBOARD_PORT) != DEFAULT_DASHBOARD_PORT:
@@ -504,9 +406,3 @@ def can_resume(args: argparse.Namespace, name: str) -> bool:
     """True when Tune saved an experiment there (or it is remote: Tune will tell)."""
     path = experiment_path(args.storage or DEFAULT_STORAGE, name)
     return "://" in path or any(Path(path).glob("experiment_state-*.json"))
-
-
-def _number(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)

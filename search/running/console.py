@@ -1,20 +1,18 @@
-"""What a running search prints: our own progress, from a Ray Tune `Callback`.
+"""What a running search prints: our own progress, from a Ray Tune `Callback` (Tune's own output
+only with `-v`, see `search.running.driver`).
 
-On a terminal: one compact table, redrawn in place (at most once a second), with a row per
-trial (status, sampled values, step / planned steps, best metric so far) under an overall
-line (steps done / planned, elapsed, ETA). Planned steps shrink as ASHA stops trials: a trial
-not started yet counts `max_t`, a running one its own budget, an ended one what it ran.
-
-Not on a terminal (a log file, CI): one line per trial event instead, so the log reads as a
-story: started (with its values), passed a rung, stopped by ASHA, finished, errored, retried.
-
-Ray Tune's own progress output is off unless `-v` (see `search.running.driver`).
+On a terminal: one table redrawn in place (at most once a second), a row per trial (status,
+sampled values, step / planned steps, best metric so far) under an overall line (steps done /
+planned, elapsed, ETA). Planned steps shrink as ASHA stops trials: a trial not started counts
+`max_t`, a running one its own budget, an ended one what it ran. Elsewhere (a log file, CI):
+one line per trial event, so the log reads as a story.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -54,19 +52,13 @@ def short_key(key: str) -> str:
     return key.rsplit(".", 1)[-1]
 
 
-def format_values(values: dict[str, Any]) -> str:
-    """`iou_loss=diou learning_rate=0.00041`."""
-    return " ".join(f"{short_key(k)}={_compact(v)}" for k, v in values.items())
-
-
 def _compact(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else format_value(value)
 
 
 def format_duration(seconds: float) -> str:
     """`1:02:03` / `2:03`."""
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
+    hours, rest = divmod(max(0, int(seconds)), 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
@@ -89,15 +81,11 @@ class SearchProgress(Callback):
 
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles its callbacks into tuner.pkl; a stream does not pickle."""
-        state = self.__dict__.copy()
-        state["stream"] = None
-        return state
+        return {**self.__dict__, "stream": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.stream = sys.stdout
-
-    # ---------------------------------------------------------------- Tune hooks
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         row = self.trials.get(trial.trial_id)
@@ -106,7 +94,8 @@ class SearchProgress(Callback):
             row = TrialProgress(trial.trial_id, {k: values[k] for k in self.spec.searched_keys()
                                                  if k in values})
             self.trials[trial.trial_id] = row
-            self._event(row, f"started   {format_values(row.values)}")
+            self._event(row, "started   " + " ".join(f"{short_key(k)}={_compact(v)}"
+                                                     for k, v in row.values.items()))
         else:  # restarted after a failure, from its checkpoint
             row.status = RUNNING
             self._event(row, f"restarted from step {row.step}")
@@ -117,8 +106,7 @@ class SearchProgress(Callback):
         step = as_int(result.get("step"))
         if row is None or step is None:
             return
-        previous = row.step
-        row.step = step
+        previous, row.step = row.step, step
         row.planned = planned_budget(result, self.spec.scheduler.max_t)
         value = as_float(result.get(self.spec.metric))
         if is_better(value, row.best, self.spec.mode):
@@ -171,36 +159,28 @@ class SearchProgress(Callback):
         if self.tty:
             self._draw()
 
-    # ---------------------------------------------------------------- state
-
     def running_trial_ids(self) -> list[str]:
         """Trials started and not ended (when the search stops early, these are cut)."""
         return [t.trial_id for t in self.trials.values() if not t.ended]
 
     def mark_cut(self, trial_ids: list[str]) -> None:
         """The time budget ended the search while these trials ran: say so, one line each."""
-        for trial_id in trial_ids:
-            row = self.trials.get(trial_id)
-            if row is not None:
-                row.status = CUT
-                self._event(row, f"cut by time budget {self._how_far(row)}")
-        if self.tty:
-            self._draw()
-
-    def _how_far(self, row: TrialProgress) -> str:
-        """How far a trial ended early got, as trials.csv says it (`search.trial.status`)."""
-        if row.best is None:
-            return BEFORE_FIRST_EVALUATION
-        return f"at step {row.step}: best {self._metric_text(row.best)}"
+        self._mark(((t, None) for t in trial_ids), CUT, "cut by time budget")
 
     def mark_interrupted(self, running: dict[str, int | None]) -> None:
         """Ctrl-C / SIGTERM stopped the search while these trials ran (id -> last step)."""
-        for trial_id, step in running.items():
+        self._mark(running.items(), INTERRUPTED, "interrupted")
+
+    def _mark(self, steps: Iterable[tuple[str, int | None]], status: str, what: str) -> None:
+        for trial_id, step in steps:
             row = self.trials.get(trial_id)
             if row is not None:
-                row.status = INTERRUPTED
+                row.status = status
                 row.step = step if step is not None else row.step
-                self._event(row, f"interrupted {self._how_far(row)}")
+                # how far it got, as trials.csv says it (`search.trial.status`)
+                far = BEFORE_FIRST_EVALUATION if row.best is None else \
+                    f"at step {row.step}: best {self._metric_text(row.best)}"
+                self._event(row, f"{what} {far}")
         if self.tty:
             self._draw()
 
@@ -224,19 +204,15 @@ class SearchProgress(Callback):
     def table_lines(self) -> list[str]:
         """The TTY view: overall line, then one row per trial."""
         keys = [short_key(k) for k in self.spec.searched_keys()]
-        header = ["trial", "status", *keys, "step", f"best {self.spec.metric}"]
-        rows = [header]
+        rows = [["trial", "status", *keys, "step", f"best {self.spec.metric}"]]
         for t in self.trials.values():
             planned = "?" if t.planned is None else str(t.planned)
             rows.append([t.trial_id, t.status, *(_compact(v) for v in t.values.values()),
                          f"{t.step}/{planned}", "" if t.best is None else f"{t.best:.4g}"])
-        widths = [max(len(r[i]) if i < len(r) else 0 for r in rows) for i in range(len(header))]
-        lines = [self.overall_line()]
-        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip()
-                  for r in rows]
-        return lines
-
-    # ---------------------------------------------------------------- output
+        widths = [max(len(r[i]) if i < len(r) else 0 for r in rows) for i in range(len(rows[0]))]
+        table = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip()
+                 for r in rows]
+        return [self.overall_line(), *table]
 
     def _finish(self, row: TrialProgress) -> None:
         row.status = FINISHED
@@ -268,9 +244,8 @@ class SearchProgress(Callback):
 
 
 def _error_location(trial: Any, experiment: ExperimentPath | None) -> str | None:
-    """Where the trial's error file is kept: in its folder of the experiment (a URI on remote
-    storage, written as everywhere else the search names it), not in Ray's staging folder
-    under /tmp that `Trial.error_file` names."""
+    """The trial's error file in its folder of the experiment (a URI on remote storage), not
+    in Ray's staging folder under /tmp that `Trial.error_file` names."""
     name = getattr(getattr(trial, "run_metadata", None), "error_filename", None)
     folder = getattr(getattr(trial, "storage", None), "trial_dir_name", None)
     if experiment is None or not (name and folder):
@@ -280,11 +255,10 @@ def _error_location(trial: Any, experiment: ExperimentPath | None) -> str | None
 
 def _error_line(trial: Any) -> str:
     """The last line of the trial's error file (the exception message), if there is one."""
-    path = getattr(trial, "error_file", None) or ""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open(getattr(trial, "error_file", None) or "", encoding="utf-8",
+                  errors="replace") as f:
             lines = [ln.strip() for ln in f if ln.strip()]
     except OSError:
         return "see error.txt in its folder"
     return lines[-1][:500] if lines else "see error.txt in its folder"
-

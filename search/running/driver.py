@@ -1,26 +1,12 @@
 """Wire one search: prepare the data, start (or join) Ray, fit the `Tuner`, export.
 
-    spec = load_search_spec("search_spaces/iou.yaml")
-    run_search(spec, SearchOptions(storage="results"))   # or storage="s3://bucket/results"
+    run_search(load_search_spec("search_spaces/iou.yaml"), SearchOptions(storage="results"))
 
-The `Tuner` is `with_resources(with_parameters(train_detr, ...))` over the spec's flat dotted
-space, searched by `AshaAwareOptunaSearch` (TPE, seeded) behind a `ConcurrencyLimiter`, and
-scheduled by `ASHAScheduler(time_attr="step")`. Results go to STORAGE/NAME, which is the Ray
-experiment folder itself, a local path or a storage URI (`search.store.storage`): trial folders
-(with TensorBoard events and `trial.log`), the Optuna study journal, `search_spec.yaml`, the
-data record the trials prepare their dataset from on their own node (`search.trial.node_data`),
-then what `search.results.export` writes from them.
-
-The console shows our own progress (`search.running.console`); Ray Tune's tables, Ray's logs and the
-trials' output reach it only with `verbose` (`-v`). `time_budget_s` ends the search at that
-wall time (`search.running.time_budget`) and exports what finished.
-
-Before anything is written the data is prepared and validated (`search.trial.node_data`).
-Ctrl-C / SIGTERM stop the search resumably and are recorded (`search.running.interrupt`). A local
-cluster the driver starts is marked and watched (`search.cluster.orphans`,
-`search.cluster.watchdog`): its
-processes end with the driver however it dies; a cluster joined with `address` is never
-touched.
+The `Tuner` runs `train_detr` over the spec's flat dotted space, searched by
+`AshaAwareOptunaSearch` (TPE) behind a `ConcurrencyLimiter`, scheduled by ASHA on `step`.
+STORAGE/NAME (a path or a URI) is the Ray experiment folder itself: trial folders, the Optuna
+journal, `search_spec.yaml`, the data record each trial prepares its dataset from on its node
+(`search.trial.node_data`), then the export.
 """
 
 from __future__ import annotations
@@ -32,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from detr_core.config.metric_names import SELECTABLE_EVAL_METRICS
 from detr_core.files.errors import UserInputError
@@ -50,6 +36,7 @@ from search.store.storage import (
     folder_has_entries,
     is_uri,
     location,
+    read_json,
     remove_tree,
     split_uri,
     write_text_atomic,
@@ -87,8 +74,8 @@ def quiet_libraries(verbose: int) -> None:
     # Tune's "new output" prints an experiment box and a TensorBoard hint for a folder under
     # /tmp/ray whatever the verbosity; the classic reporter at verbose=0 prints nothing.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # a failed trial is one line of ours ("failed at step N, retrying ..." / "errored ...");
-    # its traceback is in the trial's error.txt, not ~60 lines of Tune's log on the console
+    # a failed trial is one line of ours; its traceback is in its error.txt, not ~60 lines of
+    # Tune's log on the console
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     import optuna
 
@@ -98,12 +85,8 @@ def quiet_libraries(verbose: int) -> None:
 
 
 def start_ray(options: SearchOptions, cluster: LocalCluster | None = None) -> None:
-    """Join `options.address` or start a local Ray with the dashboard on 127.0.0.1.
-
-    Without `verbose` the trials' output is not forwarded to this terminal (it is in each
-    trial's `trial.log`) and Ray logs warnings only. A local cluster is started marked and
-    watched by `cluster` (`search.cluster.local_cluster`).
-    """
+    """Join `options.address` or start a local Ray (marked and watched by `cluster`), its
+    dashboard on 127.0.0.1; without `verbose` the trials' output stays in their `trial.log`."""
     import ray
 
     quiet = {"log_to_driver": bool(options.verbose),
@@ -117,8 +100,7 @@ def start_ray(options: SearchOptions, cluster: LocalCluster | None = None) -> No
             cluster.started(options.interrupts)
     url = getattr(context, "dashboard_url", None)
     if options.dashboard and url:
-        url = url if url.startswith("http") else f"http://{url}"
-        line = f"Ray dashboard: {url}"
+        line = f"Ray dashboard: {url if url.startswith('http') else f'http://{url}'}"
         if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
             line += (f"  (token authentication: log in with the token in {auth_token_path()}; "
                      "`ray get-auth-token` prints it)")
@@ -134,13 +116,12 @@ def build_searcher(spec: SearchSpec, experiment_dir: ExperimentPath, max_concurr
     from search.store.study_journal import journal_storage
     from search.trial.searcher import AshaAwareOptunaSearch
 
-    sampler = build_sampler(spec.searcher.sampler, spec.searcher.sampler_options,
-                            spec.searcher.seed, spec.searcher.n_startup_trials)
-    searched = spec.searched_keys()
     searcher = AshaAwareOptunaSearch(
-        sampler=sampler, study_name=spec.name, storage=journal_storage(experiment_dir),
+        sampler=build_sampler(spec.searcher.sampler, spec.searcher.sampler_options,
+                              spec.searcher.seed, spec.searcher.n_startup_trials),
+        study_name=spec.name, storage=journal_storage(experiment_dir),
         max_t=spec.scheduler.max_t, first_points=spec.searcher.points_to_evaluate,
-        warm_start=[t.optuna_trial(spec.metric, searched)
+        warm_start=[t.optuna_trial(spec.metric, spec.searched_keys())
                     for t in (warm_start.trials if warm_start else [])],
     )
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent), searcher
@@ -149,12 +130,8 @@ def build_searcher(spec: SearchSpec, experiment_dir: ExperimentPath, max_concurr
 def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
                 callbacks: list[Any] | None = None, stop: Any = None,
                 warm_start: WarmStartRecord | None = None) -> tuple[Any, Any]:
-    """(the `Tuner` of a new search, or the restored one with `options.resume`; its Optuna
-    searcher, None after a restore: it is Tune's restored copy then).
-
-    A new `Tuner` in an experiment folder that holds a finished search adds trials to it
-    (`continue_finished`): its searcher opens the same Optuna study (the journal), so TPE
-    proposes from every trial before."""
+    """(the `Tuner`, new or restored with `options.resume`; its Optuna searcher, None after a
+    restore). A new one in a finished search's folder reopens its journal: TPE sees every trial."""
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -170,8 +147,8 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
     if options.resume:
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
-        # The restored RunConfig holds the first session's callbacks and stopper (pickled in
-        # tuner.pkl); this session's console and time budget replace them.
+        # its RunConfig holds the first session's callbacks and stopper (pickled in
+        # tuner.pkl); this session's console and time budget replace them
         run_config = restored_run_config(tuner)
         run_config.callbacks, run_config.stop = callbacks, stop
         run_config.verbose = options.verbose
@@ -203,9 +180,7 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             # the trial's working folder holds its trial.log: copied into its result folder
             sync_config=tune.SyncConfig(sync_artifacts=True),
-            callbacks=callbacks,
-            stop=stop,
-            verbose=options.verbose,
+            callbacks=callbacks, stop=stop, verbose=options.verbose,
         ),
     )
     return tuner, optuna_search
@@ -231,23 +206,17 @@ def _record_budget_cut(experiment_dir: ExperimentPath, options: SearchOptions, t
     return cut
 
 
-@dataclass
-class Continuation:
+class Continuation(NamedTuple):
     """What `--resume` finds: trials there, whether Tune has unfinished ones to restore."""
 
     existing: int
     unfinished: bool
 
-    def more(self, num_samples: int, existing: int | None = None) -> int:
-        """Trials to add after the restore (if any) so the search has `num_samples`."""
-        return max(0, num_samples - (self.existing if existing is None else existing))
-
 
 def read_continuation(experiment_dir: ExperimentPath) -> Continuation:
-    """How a `--resume` of this experiment goes on (read before this session writes anything)."""
+    """How a `--resume` goes on (read before this session writes anything)."""
     from search.results.reading import find_trial_dirs
     from search.running.cli import unfinished_reason
-    from search.store.storage import read_json
 
     record = read_json(experiment_dir / INTERRUPTED_FILE)
     # stopped in the finalists stage: the search itself had ended (the stage goes on)
@@ -272,9 +241,8 @@ def check_same_search(experiment_dir: ExperimentPath, spec: SearchSpec, where: s
 
 
 def continue_finished(spec: SearchSpec, existing: int) -> SearchSpec:
-    """The spec of a session that adds trials to a finished search: `num_samples` is the
-    number to add, the sampler seed moved on by the trials there (not the first session's
-    draws again)."""
+    """The spec of a session that adds trials to a finished search: `num_samples` the number
+    to add, the sampler seed moved on by the trials there (not the first session's draws)."""
     seed = spec.searcher.seed
     searcher = spec.searcher.model_copy(
         update={"seed": None if seed is None else seed + existing})
@@ -283,13 +251,9 @@ def continue_finished(spec: SearchSpec, existing: int) -> SearchSpec:
 
 def run_search(spec: SearchSpec, options: SearchOptions,
                warm_start: WarmStartRecord | None = None) -> ExperimentPath:
-    """Run (or resume) the search, export its results; returns the experiment folder.
-
-    `warm_start` (`search.lineage.plan_warm_start`) seeds a new search's study with earlier
-    trials. With `options.resume`, an interrupted search is restored first; then, when
-    `spec.num_samples` asks for more trials than the experiment holds, a further session adds
-    them (a finished search given `--num-samples N`).
-    """
+    """Run the search (`warm_start`: earlier trials seeding a new one's study) and export it;
+    the experiment folder. `options.resume` restores an interrupted search first; then, when
+    `spec.num_samples` asks for more trials than there are, a further session adds them."""
     started = time.time()
     quiet_libraries(options.verbose)
     import ray
@@ -332,7 +296,7 @@ def run_search(spec: SearchSpec, options: SearchOptions,
     sessions = ["new"] if continuation is None else (
         ["restore", "more"] if continuation.unfinished else ["more"])
     if continuation is not None and not continuation.unfinished \
-            and continuation.more(spec.num_samples) == 0:
+            and spec.num_samples <= continuation.existing:
         print(f"{spec.name} holds {continuation.existing} trial(s) and asks for "
               f"{spec.num_samples}: nothing to run (--num-samples N above "
               f"{continuation.existing} adds trials); "
@@ -362,7 +326,7 @@ def run_search(spec: SearchSpec, options: SearchOptions,
             session_spec, session_options = spec, options
             if session == "more":
                 existing = len(find_trial_dirs(experiment_dir))
-                if continuation.more(spec.num_samples, existing) == 0:
+                if spec.num_samples <= existing:
                     break  # the restored session reached num_samples
                 session_spec = continue_finished(spec, existing)
                 session_options = dataclasses.replace(options, resume=False)
@@ -372,8 +336,7 @@ def run_search(spec: SearchSpec, options: SearchOptions,
             progress = None if options.verbose else SearchProgress(session_spec,
                                                                    experiment=experiment_dir)
             callbacks = [HParamsLoggerCallback(spec.space, SELECTABLE_EVAL_METRICS, spec.base,
-                                               spec.recipe),
-                         *([progress] if progress else [])]
+                                               spec.recipe), *([progress] if progress else [])]
             tuner, optuna_search = build_tuner(session_spec, session_options, data, callbacks,
                                                stop=budget, warm_start=warm_start)
             with interrupts.tune_loop():

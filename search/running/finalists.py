@@ -1,15 +1,9 @@
-"""Run the finalists stage after a search (`experiment.finalists`, `--finalists K
---finalist-seeds S`; what it is and why: `search.results.finalists`).
-
-The stage is its own Ray Tune experiment in `<experiment>/finalists/`, on the same cluster
-and with the same per-trial resources, retries and checkpointing as the search: a grid of
-configuration x seed trials (`search.trial.train_finalist`), FIFO (no ASHA: every run goes
-to the search's full budget, stopped at `max_t` as the search's trials were), packed like
-any trial. Its plan (`finalists.json`) is written before the first run, so a Ctrl-C / SIGTERM
-then `--resume` restores the same Tune experiment and finishes exactly the planned runs.
-When the runs have ended, each finished run's best checkpoint is evaluated once on the test
-split, in parallel Ray tasks on whichever node has room (`test_metrics.json` in the run's
-folder; the evaluation log and the detections drawing in its checkpoint's model folder).
+"""The finalists stage after a search (`--finalists K --finalist-seeds S`; what and why:
+`search.results.finalists`): its own Tune experiment in `<experiment>/finalists/`, a FIFO grid
+of configuration x seed trials run to the search's `max_t`, with its resources, retries and
+checkpointing. The plan (`finalists.json`) is written before the first run, so `--resume`
+finishes exactly the planned runs. Each finished run's best checkpoint is then evaluated once
+on the test split in parallel Ray tasks (`test_metrics.json` in the run's folder).
 """
 
 from __future__ import annotations
@@ -44,39 +38,22 @@ from search.store.storage import (
 STAGE = "finalists"
 
 
-def stage_path(path: str) -> str:
-    """The stage's Tune experiment: `<experiment>/finalists`, a local path or a URI."""
-    return join_uri(path, FINALISTS_DIR) if is_uri(path) else f"{path.rstrip('/')}/{FINALISTS_DIR}"
-
-
-def stage_spec(spec: SearchSpec, plan: FinalistPlan) -> SearchSpec:
-    """The spec the console shows the stage with: its trials' values are the configuration's
-    number and the seed."""
-    return dataclasses.replace(
-        spec, name=FINALISTS_DIR, num_samples=plan.runs, recipe={},
-        space={"finalist": {"choice": [c.number for c in plan.configurations]},
-               "seed": {"choice": list(plan.seeds)}})
-
-
 def the_plan(experiment_dir: ExperimentPath, spec: SearchSpec,
              trials: list[TrialRecord]) -> FinalistPlan | None:
-    """The plan of an earlier session of this stage, else a new one (written now).
-
-    An earlier plan is kept (a resumed stage runs exactly what it planned) unless the search
-    has since gained trials that change which configurations it would take (a finished search
-    topped up with `--num-samples`): then the old stage is removed and planned anew, so no
-    better configuration is left out of the choice."""
+    """The plan of an earlier session of this stage, kept unless the search has since gained
+    trials that change its configurations (`--num-samples` topped it up), else a new one."""
     plan = read_plan(experiment_dir)
     if plan is not None:
         again = plan_finalists(spec, trials, len(plan.configurations), len(plan.seeds))
-        if again is not None and _sources(again) != _sources(plan):
+        if again is not None and [c.source_trial for c in again.configurations] \
+                != [c.source_trial for c in plan.configurations]:
             print("finalists: the search has trials the stage planned earlier did not know; "
                   "planning it anew", flush=True)
             remove_tree(experiment_dir / FINALISTS_DIR)
             write_plan(experiment_dir, again)
             return again
-        wanted = (spec.finalists.top, spec.finalists.seeds)
-        if (len(plan.configurations), len(plan.seeds)) != wanted:
+        if (len(plan.configurations), len(plan.seeds)) != (spec.finalists.top,
+                                                           spec.finalists.seeds):
             print(f"finalists: keeping the stage planned earlier ({len(plan.configurations)} "
                   f"configuration(s) x {len(plan.seeds)} seeds)", flush=True)
         return plan
@@ -86,16 +63,11 @@ def the_plan(experiment_dir: ExperimentPath, spec: SearchSpec,
     return plan
 
 
-def _sources(plan: FinalistPlan) -> list[str]:
-    return [c.source_trial for c in plan.configurations]
-
-
 def run_finalists(spec: SearchSpec, path: str, experiment_dir: ExperimentPath,
                   trials: list[TrialRecord], data: dict[str, Any], interrupts: SearchInterrupts,
                   verbose: int, resume_command: str) -> bool:
-    """Plan (or continue) the stage, train its runs, evaluate them on the test split. True when
-    every run ended and was evaluated; False when a signal stopped it (recorded for
-    `--resume`) or no trial of the search had a value."""
+    """Plan (or continue) the stage, train its runs, evaluate them on the test split. False
+    when a signal stopped it (recorded for `--resume`) or no trial of the search had a value."""
     plan = the_plan(experiment_dir, spec, trials)
     if plan is None:
         print("finalists: no trial of the search reported a value; no stage", flush=True)
@@ -107,9 +79,8 @@ def run_finalists(spec: SearchSpec, path: str, experiment_dir: ExperimentPath,
     tuner, progress = _tuner(spec, path, experiment_dir, plan, data, verbose)
     with interrupts.tune_loop():
         tuner.fit()
-    folder = experiment_dir / FINALISTS_DIR
     if interrupts.interrupted:
-        running = running_trials(folder)
+        running = running_trials(experiment_dir / FINALISTS_DIR)
         write_interrupt_record(experiment_dir, interrupts.signal_name, running, resume_command,
                                stage=STAGE)
         if progress is not None:
@@ -130,7 +101,11 @@ def _tuner(spec: SearchSpec, path: str, experiment_dir: ExperimentPath, plan: Fi
     from search.running.console import SearchProgress
     from search.trial.trainable import train_finalist
 
-    shown = stage_spec(spec, plan)
+    # the console shows a trial's configuration number and seed as its values
+    shown = dataclasses.replace(
+        spec, name=FINALISTS_DIR, num_samples=plan.runs, recipe={},
+        space={"finalist": {"choice": [c.number for c in plan.configurations]},
+               "seed": {"choice": list(plan.seeds)}})
     progress = None if verbose else SearchProgress(shown, experiment=experiment_dir /
                                                    FINALISTS_DIR)
     callbacks = [progress] if progress else []
@@ -140,7 +115,8 @@ def _tuner(spec: SearchSpec, path: str, experiment_dir: ExperimentPath, plan: Fi
                              data=data, metric=spec.metric),
         {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
     )
-    where = stage_path(path)
+    where = join_uri(path, FINALISTS_DIR) if is_uri(path) \
+        else f"{path.rstrip('/')}/{FINALISTS_DIR}"
     if tune.Tuner.can_restore(where):
         tuner = tune.Tuner.restore(where, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
@@ -170,8 +146,8 @@ def _tuner(spec: SearchSpec, path: str, experiment_dir: ExperimentPath, plan: Fi
 
 def evaluate_runs(runs: list[FinalistRun], plan: FinalistPlan, spec: SearchSpec,
                   data: dict[str, Any]) -> list[dict[str, Any] | None]:
-    """Each run's best checkpoint on the test split, in parallel Ray tasks (one per run, the
-    trial's resources each); `test_metrics.json` lands in the run's folder."""
+    """Each run's best checkpoint on the test split, one Ray task per run (the trial's
+    resources each)."""
     import ray
 
     remote = ray.remote(num_cpus=spec.resources.cpus_per_trial,
@@ -183,8 +159,8 @@ def evaluate_runs(runs: list[FinalistRun], plan: FinalistPlan, spec: SearchSpec,
 
 def evaluate_run(trial: TrialRecord, raw: dict[str, Any], data: dict[str, Any],
                  mode: str) -> dict[str, Any] | None:
-    """One finished run's best checkpoint on the test split (a Ray task); None when the run
-    config has no test split or the run kept no checkpoint."""
+    """One finished run's best checkpoint on the test split (a Ray task), written to its
+    `test_metrics.json`; None without a test split or a checkpoint."""
     from detr_core.config.run_config import run_config_from_dict
     from detr_core.evaluate import evaluate_model
     from search.trial.node_data import data_section, prepare_on_node

@@ -1,22 +1,15 @@
 """Ctrl-C (SIGINT) and SIGTERM on a running search: stop, keep everything, say how to resume.
 
-Ray Tune handles SIGINT by itself: it ends its loop, saves the experiment state one last time
-with the running trials still marked RUNNING (so `Tuner.restore` continues them from their last
-checkpoint), and prints Ray's own `Tuner.restore(...)` hint. SIGTERM it does not handle at all
-(`ray.init` makes it a bare `sys.exit`). `SearchInterrupts` takes both signals for the whole
-driver (Tune's own SIGINT handler is switched off with `TUNE_DISABLE_SIGINT_HANDLER`):
-
-- first signal, while `Tuner.fit()` runs its loop: forwarded to Tune's interrupt (the handler
-  Tune always installs for SIGUSR1), so Tune stops the trials the way it does for Ctrl-C; the
-  driver then records which trials were running (`interrupted.json`), exports, and prints the
-  resume command last (`search.run`). Outside the loop (data checks, Ray start-up, export) it
-  raises `SearchInterrupted` where the driver is.
-- second signal: quit at once. The search's own Ray processes are ended
-(`search.cluster.orphans`), a
-  copy of Tune's experiment state that is in flight is given a moment to land (Tune copies it
-  in a background thread; cutting it would leave a torn `experiment_state-*.json`), the resume
-  command is printed, and the process exits with 130 (SIGINT) or 143 (SIGTERM). Every file
-  the driver itself writes is written atomically, so nothing is left half-written.
+Tune handles SIGINT itself (ends its loop, saves the state with the running trials still
+RUNNING, so `Tuner.restore` continues them) but not SIGTERM (`ray.init` makes it a bare
+`sys.exit`). `SearchInterrupts` takes both for the whole driver (Tune's own SIGINT handler off
+with `TUNE_DISABLE_SIGINT_HANDLER`). A first signal inside `Tuner.fit()` goes to the handler
+Tune installs for SIGUSR1, so Tune stops as for Ctrl-C; the driver then records the running
+trials (`interrupted.json`), exports and prints the resume command last. Outside the loop it
+raises `SearchInterrupted`. A second signal quits at once: Tune's state copy in flight gets a
+moment to land (it copies in a background thread; cut, it leaves a torn
+`experiment_state-*.json`), the resume command is printed, the search's own Ray processes are
+ended and the exit code is 130 / 143.
 """
 
 from __future__ import annotations
@@ -33,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from search.store.layout import INTERRUPTED_FILE
+from search.store.layout import INTERRUPTED_FILE, as_int
 from search.store.storage import ExperimentPath, write_json_atomic
 
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
@@ -42,8 +35,8 @@ STATE_COPY_WAIT_S = 3.0
 
 
 class SearchInterrupted(BaseException):
-    """A stop signal arrived outside Tune's loop; unwinds the driver (not an `Exception`, so
-    no library's `except Exception` swallows it)."""
+    """A stop signal outside Tune's loop; unwinds the driver (not an `Exception`, so no
+    library's `except Exception` swallows it)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"{SIGNAL_NAMES.get(signum, signum)} received")
@@ -78,8 +71,7 @@ class SearchInterrupts:
         """Take SIGINT and SIGTERM (again after `ray.init`, which sets its own SIGTERM)."""
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
         for signum in (signal.SIGINT, signal.SIGTERM):
-            previous = signal.signal(signum, self._handle)
-            self._previous.setdefault(signum, previous)
+            self._previous.setdefault(signum, signal.signal(signum, self._handle))
 
     def restore(self) -> None:
         for signum, previous in self._previous.items():
@@ -88,11 +80,13 @@ class SearchInterrupts:
 
     @contextmanager
     def tune_loop(self) -> Iterator[None]:
-        """Around `Tuner.fit()`: a first signal goes to Tune instead of raising here (and
-        Tune's "Trials did not complete" error, which an interruption makes true by design,
-        is not printed: the driver reports the interrupted trials itself)."""
+        """Around `Tuner.fit()`: a first signal goes to Tune instead of raising here, and
+        Tune's "Trials did not complete" error (true by design then) is not logged."""
+        def noise(record: logging.LogRecord) -> bool:
+            return not (self.interrupted
+                        and str(record.msg).startswith("Trials did not complete"))
+
         tune_logger = logging.getLogger("ray.tune.tune")
-        noise = _InterruptedTrialsNoise(self)
         tune_logger.addFilter(noise)
         self.in_tune_loop = True
         try:
@@ -121,7 +115,12 @@ class SearchInterrupts:
         self.signum = self.signum or signum
         _say("quitting now")
         try:
-            _wait_for_state_copies(STATE_COPY_WAIT_S)
+            # let Tune's background copies of its experiment state finish (bounded)
+            deadline = time.monotonic() + STATE_COPY_WAIT_S
+            for thread in threading.enumerate():
+                if thread is not threading.current_thread() \
+                        and thread.name.endswith("(entrypoint)"):
+                    thread.join(max(0.0, deadline - time.monotonic()))
             print(f"quit at once ({self.signal_name}); continue with:", flush=True)
             print(self.final_line(), flush=True)
             self.quit_now()  # last: it may end the Ray processes this one depends on
@@ -131,38 +130,15 @@ class SearchInterrupts:
             os._exit(self.exit_code)
 
 
-class _InterruptedTrialsNoise(logging.Filter):
-    def __init__(self, interrupts: SearchInterrupts) -> None:
-        super().__init__()
-        self.interrupts = interrupts
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (self.interrupts.interrupted
-                    and str(record.msg).startswith("Trials did not complete"))
-
-
 def _say(line: str) -> None:
     sys.stdout.flush()
     print(line, file=sys.stderr, flush=True)
-
-
-def _wait_for_state_copies(timeout_s: float) -> None:
-    """Let Ray Tune's background copies of its experiment state finish (bounded)."""
-    deadline = time.monotonic() + timeout_s
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and thread.name.endswith("(entrypoint)"):
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-
-# ---------------------------------------------------------------------------------------------
-# the record of an interruption, read back by the export
 
 
 def running_trials(experiment_dir: ExperimentPath) -> dict[str, int | None]:
     """Trials Tune saved as RUNNING (it keeps them so when interrupted) -> last reported step."""
     from search.cluster.ray_internals import trial_states
     from search.results.reading import read_results
-    from search.store.layout import as_int
 
     running: dict[str, int | None] = {}
     for folder, (trial_id, status) in trial_states(experiment_dir).items():
@@ -173,8 +149,7 @@ def running_trials(experiment_dir: ExperimentPath) -> dict[str, int | None]:
 
 
 def record_interruption(experiment_dir: ExperimentPath, interrupts: SearchInterrupts,
-                        progress: Any,
-                        resume_command: str) -> dict[str, int | None]:
+                        progress: Any, resume_command: str) -> dict[str, int | None]:
     """After `Tuner.fit()` returned because of a signal: `interrupted.json`, and one console
     line per trial that was running."""
     running = running_trials(experiment_dir)
@@ -187,14 +162,11 @@ def record_interruption(experiment_dir: ExperimentPath, interrupts: SearchInterr
 def write_interrupt_record(experiment_dir: ExperimentPath, signal_name: str,
                            running: dict[str, int | None], resume_command: str,
                            stage: str = "search") -> ExperimentPath:
-    """`interrupted.json`: which signal, when, in which stage (`search` or `finalists`), the
-    trials it stopped (id -> last step), and the command that resumes the search."""
+    """`interrupted.json`: signal, time, stage (`search` / `finalists`), the trials it stopped
+    (id -> last step) and the command that resumes the search."""
     return write_json_atomic(experiment_dir / INTERRUPTED_FILE, {
-        "signal": signal_name,
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "stage": stage,
-        "running_trials": running,
-        "resume_command": resume_command,
+        "signal": signal_name, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "stage": stage, "running_trials": running, "resume_command": resume_command,
     })
 
 

@@ -1,10 +1,6 @@
-"""`--time-budget`: end a search cleanly at a wall-clock time and keep what finished.
-
-`TimeBudget` is a Tune `Stopper` whose `stop_all()` turns true at the deadline; Tune then
-stops every running trial and starts no new one, and `Tuner.fit()` returns normally, so the
-export runs on what is there. The trials still running at that moment are "cut by time
-budget" (not "stopped by ASHA"): the driver writes their ids to `time_budget.json`, tells the
-Optuna study they were pruned at their last step, and the report says so.
+"""`--time-budget`: a Tune `Stopper` whose `stop_all()` turns true at the deadline, so Tune
+stops every trial, `Tuner.fit()` returns normally and what finished is exported. The trials it
+cut go to `time_budget.json` and are told to the Optuna study as pruned at their last step.
 """
 
 from __future__ import annotations
@@ -15,7 +11,7 @@ from collections.abc import Sequence
 from ray.tune.stopper import Stopper
 
 from search.store.layout import TIME_BUDGET_FILE
-from search.store.storage import ExperimentPath, write_json_atomic
+from search.store.storage import ExperimentPath, read_json, write_json_atomic
 
 
 class TimeBudget(Stopper):
@@ -30,18 +26,14 @@ class TimeBudget(Stopper):
         return False  # single trials are ASHA's business
 
     def stop_all(self) -> bool:
-        if not self.reached and time.time() >= self.deadline:
-            self.reached = True
+        self.reached = self.reached or time.time() >= self.deadline
         return self.reached
 
 
 def write_budget_record(experiment_dir: ExperimentPath, budget_s: float,
                         cut: Sequence[str]) -> ExperimentPath:
-    """`time_budget.json`: the budget and the trials it cut (read back by the export). The
-    trials an earlier session's budget cut stay listed (a finished search given more trials
-    may be cut again)."""
-    from search.store.storage import read_json
-
+    """`time_budget.json`: the budget and the trials it cut, those an earlier session's budget
+    cut included (a finished search given more trials may be cut again)."""
     earlier = read_json(experiment_dir / TIME_BUDGET_FILE)
     before = earlier.get("cut_trials") if isinstance(earlier, dict) else None
     trials = [str(t) for t in before] if isinstance(before, list) else []

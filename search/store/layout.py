@@ -1,14 +1,10 @@
-"""The files and folders of one experiment folder (`<storage>/<name>`), named once.
+"""The names of the files and folders of one experiment folder (`<storage>/<name>`), defined
+here only, and the numbers read back from plain files.
 
-The driver, the trainable, the searcher and the export all read or write these; each name is
-defined here only. `best_model/` and `test_metrics.json` take the names a detr_core run gives
-them (`detr_core.files.file_io`). Ray Tune's own per-trial files (`params.json`, `result.json`,
-`progress.csv`, `error.txt`, `events.out.tfevents.*`, `checkpoint_*`) keep Ray's names.
-
-Numbers read back from plain files (result.json, progress.csv, checkpoint metadata).
-
-What Ray Tune writes is JSON or CSV text: a metric may be missing, NaN, a string, a bool.
-These helpers turn any of that into a finite number or None, so no caller has to guess.
+`best_model/` and `test_metrics.json` take the names a detr_core run gives them; Ray Tune's own
+per-trial files (`params.json`, `result.json`, `progress.csv`, `error.txt`, `checkpoint_*`)
+keep Ray's names. What Tune writes is JSON or CSV text, where a metric may be missing, NaN, a
+string or a bool: `as_float` / `as_int` turn any of that into a finite number or None.
 """
 
 from __future__ import annotations
@@ -20,26 +16,11 @@ from typing import Any
 from detr_core.files.file_io import BEST_MODEL_DIR, TEST_METRICS_FILE
 
 __all__ = [
-    "BEST_CONFIG_FILE",
-    "BEST_MODEL_DIR",
-    "CHECKPOINT_META_FILE",
-    "COMPARE_FILE",
-    "COMPARE_PLOTS_DIR",
-    "EVALUATION_LOG_FILE",
-    "FINALISTS_DIR",
-    "FINALISTS_PLAN_FILE",
-    "INTERRUPTED_FILE",
-    "MODEL_SOURCE_FILE",
-    "PLOTS_DIR",
-    "PREPARED_DATA_FILE",
-    "REPORT_FILE",
-    "SPEC_FILE",
-    "STUDY_FILE",
-    "TEST_METRICS_FILE",
-    "TIME_BUDGET_FILE",
-    "TRIALS_CSV_FILE",
-    "TRIAL_LOG_FILE",
-    "WARM_START_FILE",
+    "BEST_CONFIG_FILE", "BEST_MODEL_DIR", "CHECKPOINT_META_FILE", "COMPARE_FILE",
+    "COMPARE_PLOTS_DIR", "EVALUATION_LOG_FILE", "FINALISTS_DIR", "FINALISTS_PLAN_FILE",
+    "INTERRUPTED_FILE", "MODEL_SOURCE_FILE", "PLOTS_DIR", "PREPARED_DATA_FILE", "REPORT_FILE",
+    "SPEC_FILE", "STUDY_FILE", "TEST_METRICS_FILE", "TIME_BUDGET_FILE", "TRIALS_CSV_FILE",
+    "TRIAL_LOG_FILE", "WARM_START_FILE",
 ]
 
 # written by the driver when a search starts

@@ -1,28 +1,17 @@
-"""Experiment folders on any storage: a local path, or a URI that `pyarrow.fs` resolves.
+"""Experiment folders on any storage, and their plain files read and written atomically.
 
     location("results/iou")              # -> pathlib.Path (absolute)
     location("s3://bucket/results/iou")  # -> UriPath over pyarrow's S3FileSystem
-    location("file:///shared/results")   # -> UriPath over pyarrow's LocalFileSystem
 
-Ray Tune writes trials to a `--storage` URI through the same `pyarrow.fs` layer
-(`RunConfig(storage_path=...)`); everything this project writes or reads itself (the spec,
-the prepared-data record, the Optuna journal, the export's outputs) goes through `UriPath`,
-which offers the part of `pathlib.Path`'s API the search uses (`/`, `name`, `parent`,
-`iterdir`, `glob`, `is_file`, `read_text`, `write_bytes`, `stat`, ...). Code written against
-that subset takes a `Path` or a `UriPath` alike (`ExperimentPath`). A filesystem is found from
-the URI as the AWS tools would (for S3: credentials and `AWS_ENDPOINT_URL` from the
-environment, `?endpoint_override=...` in the URI).
-
-Object stores have no folders and no rename: a "folder" exists when objects lie under its
-prefix, and a file write is one upload (readers never see half a file, but a folder copy is
-not atomic; `copy_tree` callers write their completion marker last).
-
-Reading and atomically writing the plain files of an experiment folder.
-
-Every output of the export is written to a temporary file beside its target and renamed into
-place (`detr_core.files.file_io`, the one home of that rule), so a crash never leaves a
-truncated REPORT.md, trials.csv or best_config.yaml. On an object store
-(`search.store.storage.UriPath`) a file is written in one upload, which is atomic too.
+Ray Tune writes trials to a `--storage` URI through `pyarrow.fs`; everything this project
+reads or writes itself goes through `UriPath`, the part of `pathlib.Path`'s API the search
+uses, so code takes a `Path` or a `UriPath` alike (`ExperimentPath`). A filesystem is found
+from the URI as the AWS tools would (credentials and `AWS_ENDPOINT_URL` from the environment,
+`?endpoint_override=...` in the URI). Object stores have no folders and no rename: a folder
+exists when objects lie under its prefix, and a file write is one upload (atomic, but a folder
+copy is not: `copy_tree` callers write their completion marker last). Local files are written
+to a temporary file and renamed into place (`detr_core.files.file_io`), so a crash never
+leaves a truncated REPORT.md, trials.csv or best_config.yaml.
 """
 
 from __future__ import annotations
@@ -83,11 +72,8 @@ class FileStat:
 
 
 class UriPath:
-    """A file or folder on a `pyarrow.fs` filesystem, with a subset of `pathlib.Path`'s API.
-
-    `str()` is its URI (`s3://bucket/results/iou/REPORT.md`). Instances compare and sort by
-    URI. `_type` caches the entry type a directory listing already returned.
-    """
+    """A file or folder on a `pyarrow.fs` filesystem, with a subset of `pathlib.Path`'s API;
+    `str()` is its URI, by which it compares and sorts. `_type`: the entry type a listing gave."""
 
     def __init__(self, fs: pafs.FileSystem, path: str, prefix: str,
                  _type: pafs.FileType | None = None) -> None:
@@ -109,8 +95,6 @@ class UriPath:
         scheme = base.split("://", 1)[0] + "://"
         prefix = base[: len(base) - len(path)] if path and base.endswith(path) else scheme
         return cls(fs, path, prefix)
-
-    # --- names -----------------------------------------------------------------------------
 
     def __str__(self) -> str:
         return self.prefix + self.path
@@ -147,9 +131,6 @@ class UriPath:
     def parent(self) -> UriPath:
         return UriPath(self.fs, str(PurePosixPath(self.path).parent), self.prefix)
 
-    def as_posix(self) -> str:
-        return str(self)
-
     def relative_to(self, other: UriPath) -> PurePosixPath:
         return PurePosixPath(self.path).relative_to(other.path)
 
@@ -158,12 +139,8 @@ class UriPath:
         """True on pyarrow's LocalFileSystem (`file://`): folders are real, renames atomic."""
         return self.fs.type_name == "local"
 
-    # --- queries ---------------------------------------------------------------------------
-
     def _file_type(self) -> pafs.FileType:
-        if self._type is None:
-            return self.fs.get_file_info(self.path).type
-        return self._type
+        return self.fs.get_file_info(self.path).type if self._type is None else self._type
 
     def exists(self) -> bool:
         return self._file_type() != pafs.FileType.NotFound
@@ -178,14 +155,12 @@ class UriPath:
         info = self.fs.get_file_info(self.path)
         if info.type == pafs.FileType.NotFound:
             raise FileNotFoundError(str(self))
-        mtime_ns = info.mtime_ns if info.mtime_ns is not None else 0
-        return FileStat(st_size=info.size or 0, st_mtime_ns=int(mtime_ns))
+        return FileStat(st_size=info.size or 0, st_mtime_ns=int(info.mtime_ns or 0))
 
     def iterdir(self) -> Iterator[UriPath]:
         """The entries directly inside this folder (none when it does not exist)."""
         selector = pafs.FileSelector(self.path, allow_not_found=True, recursive=False)
-        infos = sorted(self.fs.get_file_info(selector), key=lambda i: i.path)
-        for info in infos:
+        for info in sorted(self.fs.get_file_info(selector), key=lambda i: i.path):
             yield UriPath(self.fs, info.path, self.prefix, _type=info.type)
 
     def glob(self, pattern: str) -> Iterator[UriPath]:
@@ -194,26 +169,18 @@ class UriPath:
         parts = pattern.split("/")
         for index, part in enumerate(parts):
             last = index == len(parts) - 1
-            found = []
-            for folder in level:
-                for child in folder.iterdir():
-                    if fnmatch.fnmatchcase(child.name, part) and (last or child.is_dir()):
-                        found.append(child)
-            level = found
+            level = [child for folder in level for child in folder.iterdir()
+                     if fnmatch.fnmatchcase(child.name, part) and (last or child.is_dir())]
         yield from level
-
-    # --- reading and writing -----------------------------------------------------------------
 
     def read_bytes(self) -> bytes:
         try:
             with self.fs.open_input_stream(self.path) as stream:
                 return stream.read()
-        except FileNotFoundError:
-            raise
         except OSError as exc:
-            if not self.is_file():
-                raise FileNotFoundError(str(self)) from exc
-            raise
+            if isinstance(exc, FileNotFoundError) or self.is_file():
+                raise
+            raise FileNotFoundError(str(self)) from exc
 
     def read_text(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         return self.read_bytes().decode(encoding, errors)
@@ -238,11 +205,10 @@ class UriPath:
             self.fs.create_dir(self.path, recursive=parents)
 
     def unlink(self, missing_ok: bool = False) -> None:
-        if not self.is_file():
-            if missing_ok:
-                return
+        if self.is_file():
+            self.fs.delete_file(self.path)
+        elif not missing_ok:
             raise FileNotFoundError(str(self))
-        self.fs.delete_file(self.path)
 
 
 #: An experiment folder or a file in it: local (`pathlib.Path`) or on a storage URI.
@@ -274,8 +240,8 @@ def _files_under(where: ExperimentPath) -> list[str]:
 
 def copy_tree(source: ExperimentPath, target: ExperimentPath,
               exclude: Collection[str] = ()) -> list[str]:
-    """Copy every file under `source` to the same place under `target`, between any two
-    filesystems; top-level entries named in `exclude` are left out. Returns what it copied."""
+    """Copy every file under `source` (but top-level entries in `exclude`) to the same place
+    under `target`, between any two filesystems; what it copied."""
     src_fs, src_root = _fs_and_path(source)
     dst_fs, dst_root = _fs_and_path(target)
     copied = []
@@ -293,32 +259,24 @@ def copy_tree(source: ExperimentPath, target: ExperimentPath,
 
 def remove_tree(where: ExperimentPath) -> None:
     """Delete a folder and everything under it; nothing when it does not exist."""
-    if isinstance(where, UriPath):
-        if where.is_dir():
-            where.fs.delete_dir(where.path)
-        return
-    shutil.rmtree(where, ignore_errors=True)
+    if not isinstance(where, UriPath):
+        shutil.rmtree(where, ignore_errors=True)
+    elif where.is_dir():
+        where.fs.delete_dir(where.path)
 
 
 def folder_has_entries(where: ExperimentPath) -> bool:
     """True when the folder exists and holds anything (an object under the prefix)."""
-    if isinstance(where, UriPath):
-        return next(where.iterdir(), None) is not None
-    return where.is_dir() and next(where.iterdir(), None) is not None
+    return (isinstance(where, UriPath) or where.is_dir()) \
+        and next(where.iterdir(), None) is not None
 
 
 @contextmanager
 def local_copy(where: ExperimentPath, upload_back: bool = False) -> Iterator[Path]:
-    """A local folder holding `where`: itself when local; else a temporary download.
-
-    With `upload_back`, files the caller wrote into the download are uploaded to `where`
-    when the block ends without an error.
-    """
-    if isinstance(where, Path):
-        yield where
-        return
-    if where.is_local_fs:
-        yield Path(where.path)
+    """A local folder holding `where`: itself when local, else a temporary download whose
+    new or changed files go back to `where` (`upload_back`) when the block ends without error."""
+    if isinstance(where, Path) or where.is_local_fs:
+        yield where if isinstance(where, Path) else Path(where.path)
         return
     work = Path(tempfile.mkdtemp(prefix="detr-search-"))
     try:
@@ -337,11 +295,8 @@ def local_copy(where: ExperimentPath, upload_back: bool = False) -> Iterator[Pat
 
 def _file_stamps(folder: Path) -> dict[str, tuple[int, int]]:
     """(size, mtime) of every file under a local folder, by POSIX path relative to it."""
-    stamps = {}
-    for rel in _files_under(folder):
-        stat = (folder / rel).stat()
-        stamps[rel] = (stat.st_size, stat.st_mtime_ns)
-    return stamps
+    stats = {rel: (folder / rel).stat() for rel in _files_under(folder)}
+    return {rel: (stat.st_size, stat.st_mtime_ns) for rel, stat in stats.items()}
 
 
 def relative_posix(target: ExperimentPath, start: ExperimentPath) -> str:
@@ -349,10 +304,6 @@ def relative_posix(target: ExperimentPath, start: ExperimentPath) -> str:
     if isinstance(target, UriPath) and isinstance(start, UriPath):
         return PurePosixPath(posixpath.relpath(target.path, start.path)).as_posix()
     return Path(os.path.relpath(target, start)).as_posix()  # type: ignore[arg-type]
-
-
-__all__ = ["display_path", "read_json", "write_bytes_atomic", "write_json_atomic",
-           "write_text_atomic"]
 
 
 def read_json(path: ExperimentPath) -> Any:

@@ -1,11 +1,9 @@
 """The Optuna study of a search: a journal file in the experiment folder, on any storage.
 
-Optuna's `JournalFileBackend` appends to a local file. For a local experiment folder (and a
-`file://` URI) that file is `<experiment>/optuna_study.log` itself. For an object-store URI
-(`s3://...`, `gs://...`) the driver keeps a local working copy and uploads the whole journal
-to `<experiment>/optuna_study.log` after every write (a few KB per trial); a resumed search
-downloads it again. The backend pickles as its remote file alone, so the searcher state Tune
-saves (and restores on `--resume`, possibly on another machine) never holds a local path.
+Optuna's `JournalFileBackend` appends to a local file: `<experiment>/optuna_study.log` itself
+when local; on an object store a local copy, uploaded whole after every write (a few KB per
+trial). The backend pickles as its remote file alone, so the searcher state Tune saves (and
+restores, maybe on another machine) never holds a local path.
 """
 
 from __future__ import annotations
@@ -47,7 +45,6 @@ def journal_storage(experiment: ExperimentPath) -> JournalStorage:
     """Optuna storage of the experiment's journal (picklable, no database server)."""
     if isinstance(experiment, UriPath) and not experiment.is_local_fs:
         return JournalStorage(SyncedJournalFileBackend(experiment / STUDY_FILE))
-    # a local folder or a file:// URI: the journal file itself, appended in place
     folder = Path(experiment.path) if isinstance(experiment, UriPath) else Path(experiment)
     folder.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(folder / STUDY_FILE)))
