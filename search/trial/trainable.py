@@ -28,6 +28,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,6 +134,19 @@ _SKIPPED_METRICS = (  # Trainer bookkeeping not worth a Tune metric column
     "eval_runtime", "eval_samples_per_second", "eval_steps_per_second")
 
 
+#: A folder: while `<folder>/hold` exists, a trial waits after each report. For tests that
+#: must stop a search whose trials cannot have finished first, whatever the machine's speed
+#: (signals, `--time-budget`): they wait on reports, then on nothing but the file.
+TRIAL_GATE_ENV = "DETR_SEARCH_TRIAL_GATE"
+
+
+def wait_at_gate() -> None:
+    """Block while the gate of `TRIAL_GATE_ENV` is held (no gate: return at once)."""
+    gate = os.environ.get(TRIAL_GATE_ENV)
+    while gate and (Path(gate) / "hold").exists():
+        time.sleep(0.05)
+
+
 class TuneReporter:
     """`detr_core` evaluation listener that forwards every evaluation to Tune."""
 
@@ -168,6 +182,7 @@ class TuneReporter:
             (event.best_checkpoint / CHECKPOINT_META_FILE).write_text(json.dumps(meta))
             checkpoint = Checkpoint.from_directory(str(event.best_checkpoint))
         report(metrics, checkpoint=checkpoint)
+        wait_at_gate()
 
 
 def _restore_checkpoint(work_dir: Path) -> Path | None:

@@ -18,6 +18,10 @@ through five driver sessions, each started with the command the previous one pri
    value.
 
 The module fixture runs the sessions once; each test checks one promise on what they left.
+Nothing waits on this machine's speed: the trials run behind a gate
+(`search.trial.trainable.TRIAL_GATE_ENV`): each reports, then waits while the gate's `hold`
+file exists, so every session signals trials that cannot have finished (one new report each),
+and the last session releases them after killing a worker.
 """
 
 from __future__ import annotations
@@ -49,16 +53,16 @@ from search_helpers import (
     write_space,
 )
 
+from search.trial.trainable import TRIAL_GATE_ENV
+
 pytestmark = pytest.mark.slow
 
 NAME = "interrupts"
-# 32 images / batch 8 = 4 steps per epoch: 240 steps per trial. Five sessions each let every
-# trial report once more before the signal; while one resumed trial restarts, the other runs on,
-# so with 40 steps a trial could finish before the sigterm session's signal, and with 80, and
-# with 120 once the data pipeline got faster, both had finished before the last session could
-# kill a worker (all seen in CI: the last session took both trials from ~40 to 120 in 6 s)
-EPOCHS = 60
-MAX_T = 240
+# 32 images / batch 8 = 4 steps per epoch, an evaluation every 4 steps: 40 steps per trial. A
+# held trial reports once per session (steps 4, 8, ... 20 in the five sessions), so it cannot
+# reach its end before the last session releases the gate, however fast the machine is.
+EPOCHS = 10
+MAX_T = 40
 SESSION_TIMEOUT_S = 240
 
 
@@ -178,6 +182,8 @@ def _session(how: str, argv: list[str], exp: Path, scope, root: Path,
                     os.killpg(proc.pid, signum)
                 elif target == "worker":
                     _trial_worker(scope, exp).send_signal(signum)
+                elif target == "release":
+                    (root / "gate" / "hold").unlink()
                 else:
                     proc.send_signal(signum)
                 last_signal = time.monotonic()
@@ -216,13 +222,16 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Lifecycle:
     expected = shlex.join(["python", "search/run.py", "--space", str(space), "--name", NAME,
                            "--resume", "--storage", str(storage), "--no-dashboard"])
     sessions: dict[str, Session] = {}
-    with ray_scope(session_cache(tmp_path_factory)) as scope:
+    (root / "gate").mkdir()
+    (root / "gate" / "hold").touch()  # trials wait after each report until the last session
+    with ray_scope(session_cache(tmp_path_factory), **{TRIAL_GATE_ENV: str(root / "gate")}) \
+            as scope:
         plan = [
             ("sigint", first, [("group", signal.SIGINT)]),
             ("sigterm", None, [("driver", signal.SIGTERM)]),
             ("double_ctrl_c", None, [("group", signal.SIGINT), ("group", signal.SIGINT)]),
             ("sigkill", None, [("driver", signal.SIGKILL)]),
-            ("finish", None, [("worker", signal.SIGKILL)]),
+            ("finish", None, [("worker", signal.SIGKILL), ("release", 0)]),
         ]
         for how, argv, send in plan:
             # every session after the first runs the command the first one printed last

@@ -1,9 +1,10 @@
 """End to end: `--time-budget` ends a real search at that wall time and exports what finished.
 
-Two trials run at once for far longer than the budget (4,000 steps each, ASHA's only rung at
-the end; 400 steps once finished inside 45 s on a fast, idle machine), so the budget, not ASHA,
-ends both. The test reads back what a user would: the console lines ("cut by time budget",
-never "stopped by ASHA"), trials.csv and REPORT.md, the Optuna study (the cut trials PRUNED,
+Two trials run at once behind a gate (`search.trial.trainable.TRIAL_GATE_ENV`): each reports
+its first evaluation, then waits while the gate's `hold` file exists, which the test never
+removes, so however fast the machine is the budget, not ASHA or the end of training, ends
+both. The test reads back what a user would: the console lines ("cut by time budget", never
+"stopped by ASHA"), trials.csv and REPORT.md, the Optuna study (the cut trials PRUNED,
 not left RUNNING), and best_config.yaml, whose training_args must equal field for field the
 `TrainingArguments` the winner's Trainer saved in its checkpoint
 (`best_model/training_args.bin`), with a `qloguniform` and a `qrandint` dimension in the space:
@@ -32,6 +33,7 @@ from search_helpers import (
 )
 
 from search.run import main as run_main
+from search.trial.trainable import TRIAL_GATE_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -50,8 +52,10 @@ def budget_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, 
     cache = session_cache(tmp_path_factory)
     root = tmp_path_factory.mktemp("budget")
     space = write_space(root / "space.yaml", NAME, SPACE, num_samples=3, max_concurrent=2,
-                        grace_period=4000, reduction_factor=2, epochs=1000, logging_steps=2)
-    with ray_scope(cache) as scope:
+                        grace_period=40, reduction_factor=2, epochs=10, logging_steps=2)
+    (root / "gate").mkdir()
+    (root / "gate" / "hold").touch()
+    with ray_scope(cache, **{TRIAL_GATE_ENV: str(root / "gate")}) as scope:
         start = time.monotonic()
         proc = run_main_in_process(run_main, ["--space", space, "--storage", root / "results",
                                               "--no-dashboard", "--time-budget",
