@@ -1,7 +1,7 @@
 """`best_config.yaml` reproduces the winner, and `--final-seeds` really varies the seed.
 
 One real search (`search/run.py`'s `main` in this process, real Ray): two trials one after
-the other, so the second runs on the reused actor of the first, 200 optimizer steps each, then
+the other, so the second runs on the reused actor of the first, 100 optimizer steps each, then
 `--final-seeds 2` (the finalists stage with the winner alone: two fresh runs of its
 configuration, seeds 43 and 44, in the stage's own Tune experiment). `best_config.yaml` and
 `best_model/` are the better of those two runs. Afterwards the experiment folder is moved away
@@ -74,8 +74,8 @@ def search_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, Pat
         root / "space.yaml", NAME,
         {"training_args.learning_rate": {"loguniform": [3.0e-4, 3.0e-3]},
          "iou_loss": {"choice": ["giou", "diou"]}},
-        num_samples=2, max_concurrent=1, grace_period=200, max_t=200, epochs=50,
-        logging_steps=50, metric=METRIC,
+        num_samples=2, max_concurrent=1, grace_period=100, max_t=100, epochs=25,
+        logging_steps=25, metric=METRIC,
         extra_overrides={"augmentation.train": [{"HorizontalFlip": {"p": 0.5}},
                                                 {"ColorJitter": {"brightness": 0.3, "p": 0.8}}],
                          "ema": {}})
@@ -119,7 +119,7 @@ def test_averaged_weights_reach_tune_and_the_export(search: Path) -> None:
 
     for trial_dir in trial_dirs(search):
         results = read_results(trial_dir)
-        assert [r["step"] for r in results] == [50, 100, 150, 200]
+        assert [r["step"] for r in results] == [25, 50, 75, 100]
         assert all(METRIC in r and "eval_ema_map_50" in r and "eval_precision" in r
                    for r in results)
         values = [r[METRIC] for r in results]
@@ -156,13 +156,13 @@ def test_best_config_alone_reproduces_the_winners_curve(search: Path, tmp_path: 
     rows = read_trials_csv(search)
     winner_id = rows[0]["trial_id"]
     curves = {read_results(d)[0]["trial_id"]: read_results(d) for d in trial_dirs(search)}
-    assert len(curves) == 2 and all(c[-1]["step"] == 200 for c in curves.values())
+    assert len(curves) == 2 and all(c[-1]["step"] == 100 for c in curves.values())
     spec = read_spec_file(search)
     trials = {t.trial_id: t for t in load_trials(search, spec)}
     other_config = build_best_config(spec, trials[next(i for i in curves if i != winner_id)])
 
     winner_curve = read_results(_chosen_run(search))
-    assert [r["step"] for r in winner_curve] == [50, 100, 150, 200]
+    assert [r["step"] for r in winner_curve] == [25, 50, 75, 100]
     best = tmp_path / "best_config.yaml"
     shutil.copy(search / "best_config.yaml", best)
     assert yaml.safe_load(best.read_text())["seed"] == winner_curve[0]["config"]["seed"]
@@ -188,8 +188,8 @@ def test_final_seeds_get_their_own_streams(search: Path) -> None:
     assert [r[0]["config"] for r in runs] == [{"finalist": 1, "seed": 43},
                                               {"finalist": 1, "seed": 44}]
     first, second = runs
-    assert [r["step"] for r in first] == [r["step"] for r in second] == [50, 100, 150, 200]
+    assert [r["step"] for r in first] == [r["step"] for r in second] == [25, 50, 75, 100]
     differing = [r["step"] for r, q in zip(first, second, strict=True)
                  if not _same(r["eval_loss"], q["eval_loss"])
                  and not _same(r["train_loss"], q["train_loss"])]
-    assert differing == [50, 100, 150, 200]
+    assert differing == [25, 50, 75, 100]
