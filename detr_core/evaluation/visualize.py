@@ -1,13 +1,10 @@
 """Detections drawn on their images: what "it finds the objects" looks like.
 
-`draw_detections` draws one image's boxes with class names (and scores) in the image's own
-pixels (predict's drawn copies, torchvision's `draw_bounding_boxes`). `detection_grid` puts
-images with their ground truth beside the same images with a model's confident detections,
-pair after pair, into one PNG (`test_detections.png`, shown in REPORT.md), drawn with
-matplotlib: every image is scaled to one display height (`PANEL_HEIGHT`, width by its aspect
-ratio) with its boxes, and labels and box lines are sized in display pixels. Real datasets mix
-images of ~200 and ~2000 px; sharing the largest image's canvas made most panels thumbnails in
-black padding, and labels drawn in image pixels unreadable once shrunk.
+`draw_detections` draws one image's boxes in its own pixels (predict's copies);
+`detection_grid` puts images with their ground truth beside them with a model's detections into
+one PNG (`test_detections.png`, in REPORT.md), every image `PANEL_HEIGHT` tall and labels sized
+in display pixels: real datasets mix ~200 and ~2000 px images, and a shared canvas made most
+panels thumbnails in black padding, with labels unreadable once shrunk.
 """
 
 from __future__ import annotations
@@ -34,15 +31,11 @@ GAP = 16  # between pairs, between rows and around the grid
 DPI = 72
 
 
-def _scale_for(image: np.ndarray) -> float:
-    return max(1.0, MIN_TILE / max(image.shape[0], image.shape[1]))
-
-
 def draw_detections(image: np.ndarray, boxes_xyxy: Sequence[Sequence[float]],
                     captions: Sequence[str], colour: tuple[int, int, int],
                     scale: float | None = None) -> torch.Tensor:
     """HxWx3 uint8 image -> 3xH'xW' uint8 tensor with the boxes and captions drawn."""
-    scale = _scale_for(image) if scale is None else scale
+    scale = max(1.0, MIN_TILE / max(image.shape[:2])) if scale is None else scale
     picture = Image.fromarray(image)
     if scale != 1.0:
         size = (round(picture.width * scale), round(picture.height * scale))
@@ -64,26 +57,28 @@ def detection_grid(images: Sequence[np.ndarray],
                    ground_truth: Sequence[Sequence[tuple[Sequence[float], str]]],
                    detections: Sequence[Sequence[tuple[Sequence[float], str, float]]],
                    path: Path, pairs_per_row: int = 4) -> Path:
-    """A PNG of (ground truth | detections) pairs: boxes xyxy in the images' own pixels.
-
-    Each image is drawn `PANEL_HEIGHT` pixels tall with its boxes scaled alike; a row holds
-    `pairs_per_row` pairs and is as wide as its images make it (white beyond, never black).
-    """
+    """A PNG of (ground truth | detections) pairs, boxes xyxy in the images' own pixels;
+    `pairs_per_row` pairs a row, as wide as its images make it (white beyond, never black)."""
     from matplotlib.figure import Figure
 
     if not images:
         raise ValueError("detection_grid: no images to draw")
     pairs = list(zip(images, ground_truth, detections, strict=True))
     rows = [pairs[i:i + pairs_per_row] for i in range(0, len(pairs), pairs_per_row)]
-    row_widths = [sum(2 * panel_width(image) + PAIR_GAP for image, _, _ in row)
-                  + GAP * (len(row) - 1) for row in rows]
-    width = max(row_widths) + 2 * GAP
+    width = max(sum(2 * panel_width(image) + PAIR_GAP for image, _, _ in row)
+                + GAP * (len(row) - 1) for row in rows) + 2 * GAP
     height = len(rows) * (PANEL_HEIGHT + GAP) + GAP
     figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, facecolor="white")
     for row_index, row in enumerate(rows):
         top, left = GAP + row_index * (PANEL_HEIGHT + GAP), GAP
         for image, truth, found in row:
-            shown, panel = _display_pixels(image), panel_width(image)
+            # resized to its panel's pixels, shown 1:1 by matplotlib: big photos shrink with
+            # Lanczos, small images grow sharp (nearest)
+            panel = panel_width(image)
+            rgb = np.stack([image] * 3, axis=-1) if image.ndim == 2 else image[..., :3]
+            picture = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
+            resample = Image.NEAREST if PANEL_HEIGHT / picture.height >= 2 else Image.LANCZOS
+            shown = np.asarray(picture.resize((panel, PANEL_HEIGHT), resample))
             panels = [
                 ([b for b, _ in truth], [n for _, n in truth], GROUND_TRUTH_COLOUR),
                 ([b for b, _, _ in found], [f"{n} {s:.2f}" for _, n, s in found],
@@ -99,22 +94,11 @@ def detection_grid(images: Sequence[np.ndarray],
     return path
 
 
-def _display_pixels(image: np.ndarray) -> np.ndarray:
-    """The image resized to its panel's pixels (HxWx3 uint8): shown 1:1 with no resampling by
-    matplotlib; big photos shrink with Lanczos, small images grow sharp (nearest)."""
-    rgb = np.stack([image] * 3, axis=-1) if image.ndim == 2 else image[..., :3]
-    picture = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
-    scale = PANEL_HEIGHT / picture.height
-    resample = Image.NEAREST if scale >= 2 else Image.LANCZOS
-    return np.asarray(picture.resize((panel_width(image), PANEL_HEIGHT), resample))
-
-
 def _draw_panel(axes: Any, shown: np.ndarray, size: tuple[int, int],
                 boxes: Sequence[Sequence[float]], captions: Sequence[str],
                 colour: tuple[int, int, int]) -> None:
-    """One panel: the image spans the axes with data coordinates in its own pixels (`size`
-    is its original height, width), so boxes need no scaling; lines and fonts are in points,
-    which at `DPI` 72 are display pixels whatever the image's size."""
+    """One panel in the image's own pixel coordinates (`size`: its original height, width), so
+    boxes need no scaling; lines and fonts in points, at `DPI` 72 display pixels."""
     from matplotlib.patches import Rectangle
 
     image_height, image_width = size
@@ -137,10 +121,8 @@ def _draw_panel(axes: Any, shown: np.ndarray, size: tuple[int, int],
 def split_detection_grid(split: Any, names: Sequence[str], category_of_label: Any,
                          results: Sequence[dict[str, Any]], score_threshold: float, path: Path,
                          count: int = 8) -> Path:
-    """Grid for the first `count` images of a COCO split and COCO-results detections on it.
-
-    `split` is a `detr_core.data.coco.CocoSplit`; `results` use its category ids.
-    """
+    """Grid for the first `count` images of a `CocoSplit` and COCO-results detections on it
+    (its category ids)."""
     from detr_core.data.images import load_rgb
 
     name_of = {category_of_label(label): name for label, name in enumerate(names)}

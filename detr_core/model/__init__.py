@@ -1,7 +1,6 @@
-"""Model and losses: any DETR-family detector built or loaded with `from_pretrained`, its backbone
-frozen or not (`build`), the family table and tiny presets (`families`), GIoU / DIoU / CIoU in
-the matcher and box loss of each family (`losses`), fine-tuning recipes (`recipes`) and the
-check of a checkpoint folder (`model_check`).
+"""Model and losses: building or loading any DETR-family detector (`build`), the family table
+and tiny presets (`families`), the IoU variants of each family's loss (`losses`), fine-tuning
+recipes (`recipes`) and checkpoint checks (`model_check`).
 
 Imports: `detr_core.files`, `detr_core.config`, `detr_core.data`.
 """

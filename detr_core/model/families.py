@@ -1,22 +1,11 @@
-"""The DETR family as transformers builds it: which members detr_core fine-tunes, and what
-differs between them.
+"""The DETR family members detr_core fine-tunes, and what differs between them.
 
-Every member is an `AutoModelForObjectDetection` that computes its own loss when `labels` are
-passed; they differ in three things a run must follow, all read from the checkpoint's
-`config.json` (`model_type`) or, for a from-scratch preset, from `model.family`:
-
-- the **loss family** (`loss_family`), i.e. which transformers loss module holds the matcher
-  and box loss whose IoU term `detr_core.model.losses` swaps: `detr`
-  (`loss_for_object_detection`: DETR), `deformable` (`loss_deformable_detr`: Conditional and
-  Deformable DETR), `rt_detr` (`loss_rt_detr`: RT-DETR, RT-DETRv2) and `d_fine`
-  (`loss_d_fine`, a subclass of RT-DETR's: D-FINE);
-- the **scores** (`scoring`): DETR's softmax over the classes plus "no object", one detection
-  a query; the others' sigmoid (focal / varifocal) per class, the top-k (query, class) pairs
-  kept (`detr_core.evaluation.metrics`);
-- the **image processor**, which carries the family's normalisation and resize rule.
-
-`tiny_config` builds the small from-scratch configs (one ~0.3 M-parameter ResNet backbone for
-all; single scale for DETR / Conditional DETR, stages 2-4 for the multi-scale members), offline.
+Every member is an `AutoModelForObjectDetection` computing its own loss; a run follows three
+differences, by `model_type` (the checkpoint's `config.json` or `model.family`): the loss
+module whose IoU term `losses` swaps (`loss_family`), the scores (`scoring`: DETR's softmax with
+"no object", one detection a query; the others' per-class sigmoid, top-k (query, class) pairs)
+and the image processor. `tiny_config` builds small from-scratch configs offline (one ~0.3
+M-parameter ResNet backbone; single scale for DETR / Conditional DETR, stages 2-4 otherwise).
 """
 
 from __future__ import annotations
@@ -29,8 +18,6 @@ from typing import Any, Literal
 from detr_core.files.builtin_models import resolve_checkpoint
 from detr_core.files.errors import UserInputError
 
-Scoring = Literal["softmax", "sigmoid"]
-
 
 @dataclass(frozen=True)
 class Family:
@@ -39,11 +26,10 @@ class Family:
     model_type: str
     title: str
     loss_family: Literal["detr", "deformable", "rt_detr", "d_fine"]
-    scoring: Scoring
+    scoring: Literal["softmax", "sigmoid"]
     processor_class: str
-    #: How many (query, class) pairs a sigmoid family keeps per image (None: one per query,
-    #: as many as the model has queries): transformers' `post_process_object_detection`
-    #: defaults, top 100 for Conditional / Deformable DETR, `num_queries` for RT-DETR / D-FINE.
+    #: (query, class) pairs a sigmoid family keeps per image, as transformers'
+    #: `post_process_object_detection` does (None: `num_queries`, RT-DETR / D-FINE).
     top_k: int | None = None
 
 
@@ -75,11 +61,10 @@ def family_of_model(model: Any) -> Family:
     return family(str(model.config.model_type), key="model")
 
 
-def checkpoint_model_type(checkpoint: str) -> str | None:
-    """`model_type` from a checkpoint's `config.json` (folder, `builtin:` or a Hub id in the
-    local cache), without loading weights; None when no config is on this machine."""
-    folder = Path(resolve_checkpoint(checkpoint)).expanduser()
-    config_path = folder / "config.json"
+def family_of_checkpoint(checkpoint: str) -> Family | None:
+    """The family a checkpoint's `config.json` names (folder, `builtin:` or a cached Hub id;
+    None when it is not on this machine); an unsupported `model_type` is refused."""
+    config_path = Path(resolve_checkpoint(checkpoint)).expanduser() / "config.json"
     if not config_path.is_file():
         from huggingface_hub import try_to_load_from_cache
 
@@ -94,37 +79,18 @@ def checkpoint_model_type(checkpoint: str) -> str | None:
         model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
     except (OSError, ValueError, AttributeError):
         return None
-    return model_type if isinstance(model_type, str) else None
+    return family(model_type, key="model.checkpoint") if isinstance(model_type, str) else None
 
-
-def family_of_checkpoint(checkpoint: str) -> Family | None:
-    """The family a checkpoint's `config.json` names (None when it is not on this machine);
-    an unsupported `model_type` is refused naming the checkpoint."""
-    model_type = checkpoint_model_type(checkpoint)
-    if model_type is None:
-        return None
-    return family(model_type, key="model.checkpoint")
-
-
-# ---------------------------------------------------------------------------------------------
-# tiny from-scratch configs (tests, pretraining the shipped checkpoints)
 
 #: DETR's tiny preset (unchanged since the first shipped checkpoint was pretrained from it).
 TINY_DETR: dict[str, Any] = {
-    "d_model": 64,
-    "encoder_layers": 1,
-    "decoder_layers": 2,
-    "encoder_ffn_dim": 128,
-    "decoder_ffn_dim": 128,
-    "encoder_attention_heads": 4,
-    "decoder_attention_heads": 4,
+    "d_model": 64, "encoder_layers": 1, "decoder_layers": 2, "encoder_ffn_dim": 128,
+    "decoder_ffn_dim": 128, "encoder_attention_heads": 4, "decoder_attention_heads": 4,
     "num_queries": 10,  # at most 3 objects per image: fewer queries match faster
-    "dropout": 0.0,
-    "auxiliary_loss": True,
-    # transformers initialises every linear layer and embedding with N(0, 0.02), BERT-style:
-    # harmless when fine-tuning, but a from-scratch d_model=64 transformer then starts with
-    # vanishing activations and every query predicting the same mean box (measured: no
-    # detection after 2,500 steps). 1/sqrt(d_model) keeps activations at unit scale.
+    "dropout": 0.0, "auxiliary_loss": True,
+    # transformers' BERT-style N(0, 0.02) init leaves a from-scratch d_model=64 transformer
+    # with vanishing activations and every query predicting the same mean box (measured: no
+    # detection after 2,500 steps); 1/sqrt(d_model) keeps activations at unit scale.
     "init_std": 0.125,
 }
 
@@ -156,12 +122,10 @@ TINY_PRESETS: dict[str, dict[str, Any]] = {
 def _tiny_backbone(multi_scale: bool) -> Any:
     from transformers import ResNetConfig
 
-    return ResNetConfig(
-        embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1],
-        layer_type="basic",
-        # single scale: stage3, a 6x6 map at 96 px (stage4: 3x3); multi-scale: 12, 6, 3
-        out_features=["stage2", "stage3", "stage4"] if multi_scale else ["stage3"],
-    )
+    # single scale: stage3, a 6x6 map at 96 px (stage4: 3x3); multi-scale: 12, 6, 3
+    return ResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1],
+                        layer_type="basic",
+                        out_features=["stage2", "stage3", "stage4"] if multi_scale else ["stage3"])
 
 
 def tiny_preset(model_type: str) -> dict[str, Any]:

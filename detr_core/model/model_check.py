@@ -1,19 +1,12 @@
 """Can a checkpoint be loaded? Checked before a run trains or a model is evaluated.
 
-`from_pretrained` on a broken folder fails deep inside transformers (a `SafetensorError`
-traceback for a truncated `model.safetensors`, "Repo id must be in the form ..." for a local
-folder that does not exist). Here the same problems are one line naming the file and the key:
-
-- `model.checkpoint` is told apart as a local folder (`./x`, `/x`, `~/x`, a path that exists,
-  or anything that cannot be a Hub name such as `a/b/c`), a shipped `builtin:<name>`, or a
-  Hugging Face Hub name (then its cached copy is checked; offline and not cached is an error);
-- a model folder has a `config.json` that is JSON of a supported DETR-family model, and
-  weights whose files are whole: every safetensors file's header is read with the
-  `safetensors` library, which also checks that the file is exactly as long as the header
-  says (a truncated download fails here); a sharded checkpoint's index names files that
-  exist; a `pytorch_model.bin` is a complete zip archive.
-
-Reading headers costs milliseconds: the tensors themselves are not read.
+`from_pretrained` on a broken folder fails deep inside transformers (a `SafetensorError` for a
+truncated file, "Repo id must be in the form ..." for a missing folder); here each problem is
+one line naming the file and the key. A checkpoint is a local folder (`./x`, `/x`, `~/x`, an
+existing path, or anything that cannot be a Hub name), a `builtin:` or a Hub name (its cached
+copy is checked; offline and not cached is an error). A folder needs a supported `config.json`
+and whole weights: safetensors headers read (the length checked against them), a sharded
+index's files present, a `.bin` a complete zip. Milliseconds: no tensor is read.
 """
 
 from __future__ import annotations
@@ -35,11 +28,7 @@ PREPROCESSOR_FILE = "preprocessor_config.json"
 
 
 def is_hub_name(checkpoint: str) -> bool:
-    """True when `checkpoint` can only be a Hub repo id (`facebook/detr-resnet-50`).
-
-    Anything that starts like a path, exists on disk, or breaks the Hub's naming rules is a
-    local folder.
-    """
+    """True when `checkpoint` can only be a Hub repo id (`facebook/detr-resnet-50`)."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     if checkpoint.startswith((".", "/", "~")) or Path(checkpoint).expanduser().exists():

@@ -1,30 +1,17 @@
 """Averaged weights: an exponential moving average (EMA) of the model, evaluated beside it.
 
-Why: a run evaluated mid-way with a high learning rate sits at a noisy point of its
-trajectory; the average of its recent weights is what the run is heading to. RT-DETR, D-FINE
-and Ultralytics train detectors this way and export the average. Here it also makes an early
-evaluation (an ASHA rung) say more about how a configuration will end.
-
-The average is timm's `ModelEmaV3` with its decay warm-up: after optimizer step t the average
-moves to `decay_t * average + (1 - decay_t) * weights` with `decay_t = min(decay, 1 - t **
--warmup_power)` (0 at step 1: the average starts as the weights), so it spans about
-`t ** power` recent steps (at power 0.75: ~60 steps at step 250, ~240 at step 1,500) instead
-of a fixed horizon. The usual 0.9999 with a 2,000-step ramp (Ultralytics) would average over
-about two steps in a run of 1,500.
-
-`EmaCallback` updates the average after every optimizer step and, when a checkpoint is saved,
-writes the averaged model beside it as `<checkpoint>/ema/` (a `save_pretrained` folder), so a
-best step chosen by an `ema_*` metric exports the weights that won (`weights_folder`), and a
-resumed run continues its average. `evaluate_averaged` evaluates the average with the Trainer
-itself (same data, batching and metrics) by swapping its weights into the model for the
-length of the evaluation.
+Mid-run at a high learning rate the weights sit at a noisy point; their recent average is where
+the run is heading (RT-DETR, D-FINE, Ultralytics export it), so an early evaluation (an ASHA
+rung) says more. timm's `ModelEmaV3` with warm-up, `decay_t = min(decay, 1 - t **
+-warmup_power)`, spans about `t ** power` recent steps (power 0.75: ~60 at step 250, ~240 at
+1,500); the usual 0.9999 with a 2,000-step ramp would average about two steps in a 1,500-step
+run. Every checkpoint gets the average as `<checkpoint>/ema/`, so a best step chosen by an
+`ema_*` metric exports the weights that won (`weights_folder`) and a resumed run continues it.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +34,7 @@ def weights_folder(checkpoint: str | Path, metric: str | None) -> Path:
 
 
 class EmaCallback(TrainerCallback):
-    """Keeps the moving average of a Trainer's model (see the module docstring)."""
+    """Keeps the moving average of a Trainer's model."""
 
     def __init__(self, config: EmaConfig, resume_from: str | Path | None = None) -> None:
         self.config = config
@@ -70,9 +57,8 @@ class EmaCallback(TrainerCallback):
             self.ema.module.load_state_dict(restored.state_dict())
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):
-        # ModelEmaV3.update's arithmetic (floating tensors lerped, others copied) on tensor
-        # lists built once: it walks both state_dicts every step, ~3 ms of a ~80 ms CPU step
-        # of the embedded default
+        # ModelEmaV3.update's arithmetic on tensor lists built once: it walks both state_dicts
+        # every step, ~3 ms of a ~80 ms CPU step of the embedded default
         if model is not self._source:
             self._pair_tensors(model)
         if self._casts:
@@ -119,19 +105,14 @@ def save_averaged(averaged: Any, checkpoint: Path) -> Path:
     return target
 
 
-@contextmanager
-def weights_swapped_in(model: torch.nn.Module, averaged: torch.nn.Module) -> Iterator[None]:
-    """`model` carries `averaged`'s weights inside the block and its own again after it."""
+def evaluate_averaged(trainer: Any, averaged: torch.nn.Module, dataset: Any,
+                      prefix: str) -> dict[str, float]:
+    """The Trainer's evaluation of the averaged weights (swapped into the model for its length),
+    metrics named `<prefix>_ema_*`."""
+    model = trainer.model
     own = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(averaged.state_dict())
     try:
-        yield
+        return trainer.evaluate(dataset, metric_key_prefix=f"{prefix}_{EMA_PREFIX.rstrip('_')}")
     finally:
         model.load_state_dict(own)
-
-
-def evaluate_averaged(trainer: Any, averaged: torch.nn.Module, dataset: Any,
-                      prefix: str) -> dict[str, float]:
-    """The Trainer's evaluation of the averaged weights, metrics named `<prefix>_ema_*`."""
-    with weights_swapped_in(trainer.model, averaged):
-        return trainer.evaluate(dataset, metric_key_prefix=f"{prefix}_{EMA_PREFIX.rstrip('_')}")

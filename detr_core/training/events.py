@@ -1,28 +1,18 @@
 """One `EvaluationEvent` per evaluation of a run, for whoever listens (Tune, history files).
 
-The HF Trainer evaluates at every logging step, then decides whether the step is a new best,
-then saves the checkpoint. `EvaluationRelay` turns that into one event per evaluation: a new
-best is announced from `on_save` (its checkpoint is on disk by then), any other from
-`on_evaluate`. Further evaluations run right after the val split at every evaluation and
-their metrics ride along in the same event (`add_evaluation(prefix, evaluate)`): the test split
-as `test_*` (learning-curve benchmarks score any step a strategy might export), the averaged
-weights as `eval_ema_*` (`detr_core.training.ema`). Those named `eval_*` are added to the metrics
-the
-Trainer chooses its best step from, so `metric_for_best_model: eval_ema_map_50` works; a
-`test_*` metric never chooses.
-
-`eval_history.jsonl`: every evaluation of a run, one JSON object per line.
-
-Why a file of its own: checkpoints are pruned to the best step and TensorBoard files need a
-reader, but comparing two runs (a rerun of a search trial, two seeds) needs every evaluation
-as plain numbers. The writer is an evaluation listener (`detr_core.train`), flushes after
-each
-line, so the history survives a crash, and starts the file afresh for a new run (a resumed run
-appends). Non-finite values are written as null.
+The Trainer evaluates, then decides whether the step is a new best, then saves it: a new best
+is announced from `on_save` (its checkpoint on disk by then), any other from `on_evaluate`.
+Further evaluations (`add_evaluation`: the test split as `test_*`, for learning-curve
+benchmarks; averaged weights as `eval_ema_*`) run right after the val split's and ride along in
+the same event; the `eval_*` ones can choose the best step (`eval_ema_map_50`), `test_*` never.
+`eval_history.jsonl` keeps every evaluation as plain numbers, one JSON line each (non-finite:
+null; written line by line, so it survives a crash), which pruned checkpoints and TensorBoard
+files do not give for comparing runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -66,7 +56,7 @@ class EvaluationListener(Protocol):
 
 
 class EvaluationRelay(TrainerCallback):
-    """Turns Trainer callbacks into one `EvaluationEvent` per evaluation (see module doc)."""
+    """Turns Trainer callbacks into one `EvaluationEvent` per evaluation."""
 
     def __init__(self, listeners: Sequence[EvaluationListener], history: list[dict]) -> None:
         self.listeners = list(listeners)
@@ -91,7 +81,15 @@ class EvaluationRelay(TrainerCallback):
                     **kw: Any):
         if self._inside_evaluation:
             return  # one of the further evaluations this relay runs, below
-        further = self._further_evaluations()
+        further: dict[str, float] = {}
+        self._inside_evaluation = True
+        try:
+            for prefix, evaluate in self.evaluations:
+                further.update({k: float(v) for k, v in evaluate().items()
+                                if k.startswith(f"{prefix}_") and isinstance(v, int | float)
+                                and not k.endswith(TIMING_SUFFIXES)})
+        finally:
+            self._inside_evaluation = False
         if metrics is not None:
             metrics.update(further)  # the dict the Trainer picks its best step from
         metrics = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, int | float)}
@@ -106,18 +104,6 @@ class EvaluationRelay(TrainerCallback):
         """Run `evaluate` after every val evaluation; keep its numeric `<prefix>_*` metrics."""
         self.evaluations.append((prefix, evaluate))
 
-    def _further_evaluations(self) -> dict[str, float]:
-        found: dict[str, float] = {}
-        self._inside_evaluation = True
-        try:
-            for prefix, evaluate in self.evaluations:
-                found.update({k: float(v) for k, v in evaluate().items()
-                              if k.startswith(f"{prefix}_") and isinstance(v, int | float)
-                              and not k.endswith(TIMING_SUFFIXES)})
-        finally:
-            self._inside_evaluation = False
-        return found
-
     def on_save(self, args: Any, state: Any, control: Any, **kw: Any):
         if self._pending is not None:
             metrics, self._pending = self._pending, None
@@ -130,16 +116,9 @@ class EvaluationRelay(TrainerCallback):
             metrics=metrics, train_loss=self.train_loss, learning_rate=self.learning_rate,
             is_new_best=is_new_best, best_step=state.best_global_step,
             best_metric=state.best_metric, best_checkpoint=checkpoint,
-            first_step_time=self.first_step_time,
-        )
+            first_step_time=self.first_step_time)
         for listener in self.listeners:
             listener.on_evaluation(event)
-
-
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 class EvalHistoryWriter:
@@ -154,21 +133,18 @@ class EvalHistoryWriter:
         row = {"step": event.step, "epoch": event.epoch, "train_loss": event.train_loss,
                "learning_rate": event.learning_rate, **event.metrics}
         with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({k: _finite_or_none(v) for k, v in row.items()}) + "\n")
-            handle.flush()
+            handle.write(json.dumps({k: None if isinstance(v, float) and not math.isfinite(v)
+                                     else v for k, v in row.items()}) + "\n")
 
 
 def read_eval_history(path: str | Path) -> list[dict[str, Any]]:
     """The rows of an `eval_history.jsonl` (a folder is taken to hold one); torn lines skipped."""
     path = Path(path)
-    if path.is_dir():
-        path = path / EVAL_HISTORY_FILE
+    path = path / EVAL_HISTORY_FILE if path.is_dir() else path
     rows = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        try:
+        with contextlib.suppress(ValueError):
             row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
+            if isinstance(row, dict):
+                rows.append(row)
     return rows

@@ -1,11 +1,8 @@
-"""A run that stops before its end (Ctrl-C, SIGTERM, an image that became unreadable) keeps
-the best model it had, and says where it is.
-
-`BestSoFar` listens to every evaluation and remembers the last new best step whose checkpoint
-is on disk; `best_model_note` exports that checkpoint to `best_model/` exactly as a finished
-run does and returns the sentence that tells the user. `stop_signals_raise_interrupt` turns
-SIGTERM into the same `KeyboardInterrupt` as Ctrl-C for the length of a CLI run, remembering
-which signal came (exit code 128 + its number).
+"""A run that stops early (Ctrl-C, SIGTERM, an image that became unreadable) keeps the best
+model it had, and says where: `BestSoFar` remembers the last new best step whose checkpoint is
+on disk, `best_model_note` exports it to `best_model/` as a finished run does and returns the
+sentence for the user. `stop_signals_raise_interrupt` makes SIGTERM the same `KeyboardInterrupt`
+as Ctrl-C during a CLI run, remembering the signal (exit code 128 + its number).
 """
 
 from __future__ import annotations
@@ -62,7 +59,6 @@ class StopSignal:
     """Which signal stopped the run (None: none did)."""
 
     signum: int | None = None
-    count: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -77,7 +73,6 @@ def stop_signals_raise_interrupt() -> Iterator[StopSignal]:
 
     def handler(signum: int, frame: Any) -> None:
         stop.signum = stop.signum or signum
-        stop.count += 1
         raise KeyboardInterrupt  # a second one stops keeping the best model, too
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}

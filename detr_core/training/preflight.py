@@ -1,17 +1,12 @@
 """Everything a run depends on, checked before anything is written or started.
 
-`detr_core.config.run_config` checks what a run config *says* (keys, types, ranges). This
-module checks what it *points to*: the checkpoint (`detr_core.model.model_check`), the
-albumentations pipelines (built once, so a bad argument names its transform and field; then
-run once on each split's smallest images: `detr_core.data.dataset`), and
-the data (COCO JSON and every image file, `detr_core.data.coco`; a synthetic dataset is
-generated first). A bad input is one `UserInputError` line; no output folder exists yet when
-it is raised.
-
-`python -m detr_core.train` and `detr_core.evaluate` call it first thing; a search
-driver calls it once for the whole search (`search.space.preflight`), and a search trial calls
-`check_static_inputs` on the node that trains (and `check_run_inputs` where the driver could
-not see that node's data).
+`detr_core.config.run_config` checks what a run config *says*; this checks what it *points to*:
+the checkpoint, the augmentation pipelines (built, so a bad argument names its transform and
+field, then run on each split's smallest images) and the data (COCO JSON and every image; a
+synthetic dataset is generated first), each bad input one `UserInputError` line before any
+output folder exists. Called by the train / evaluate CLIs, once per search by its driver, and
+by a trial on its node (`check_static_inputs`; `check_run_inputs` where the driver could not
+see that node's data).
 """
 
 from __future__ import annotations
@@ -38,10 +33,8 @@ def check_static_inputs(config: RunConfig) -> None:
 
 
 def check_run_inputs(config: RunConfig, prepared: PreparedData | None = None) -> PreparedData:
-    """`check_static_inputs`, then the data validated (or generated) unless `prepared` is given.
-
-    Returns the prepared data the run trains on.
-    """
+    """`check_static_inputs`, then the data validated (or generated) unless `prepared` is
+    given; returns the prepared data the run trains on."""
     from detr_core.data.dataset import check_pipelines_fit
     from detr_core.data.prepare import prepare_data
 
