@@ -3,18 +3,12 @@
     python -m detr_core.pretrain --output-dir detr_core/builtin/tiny-shapes
     python -m detr_core.pretrain --output-dir DIR --config my_pretrain.yaml --report REPORT.md
 
-Why a pretraining step at all: the embedded default must walk the path users walk, fine-tuning
-a pretrained DETR on their own classes, and DETR trained from scratch converges far too slowly
-for a search of minutes on a CPU. So the tiny preset is trained once, from random weights, on a
-*different* synthetic task (`detr_core/defaults/pretrain.yaml`: stars, crosses, rings and
-pentagons on gradient and striped backgrounds; `detr_core.data.synthetic`), and its best step by
-val mAP@.5 is shipped as a `save_pretrained` folder. Fine-tuning it on rectangles, ellipses
-and triangles then needs a new classification head and adapted features.
-
-The run itself is an ordinary `detr_core.train` run (outputs in `--work-dir`). The output
-folder gets exactly `config.json`, `model.safetensors` and `preprocessor_config.json`, plus
-`pretraining.json`: the run config, steps, wall time and the model's test metrics on its own
-task. `--report` also writes them as a Markdown page (results/benchmarks/ keeps one).
+The embedded default must walk the users' path, fine-tuning a pretrained DETR on new classes,
+and DETR from scratch converges far too slowly for a search of minutes on a CPU. So the tiny
+preset is trained once (an ordinary `detr_core.train` run in `--work-dir`) on a *different*
+synthetic task (`detr_core/defaults/pretrain.yaml`) and its best step by val mAP@.5 is shipped:
+the three `save_pretrained` files plus `pretraining.json` (run config, steps, wall time, test
+metrics), which `--report` also writes as Markdown (results/benchmarks/ keeps one).
 """
 
 from __future__ import annotations
@@ -46,7 +40,6 @@ def pretrain(config_path: Path, output_dir: Path, work_dir: Path) -> dict[str, A
     import transformers
 
     from detr_core.train import train_run
-
     config = load_run_config(config_path)
     if config.model.preset is None:
         raise UserInputError("pretraining starts from `preset: tiny`, not from a checkpoint",
@@ -54,54 +47,41 @@ def pretrain(config_path: Path, output_dir: Path, work_dir: Path) -> dict[str, A
     started = time.perf_counter()
     result = train_run(config, work_dir)
     wall = time.perf_counter() - started
+    test = result.test_metrics or {}
     provenance = {
         "command": "python -m detr_core.pretrain " + " ".join(sys.argv[1:]),
-        "config_file": str(config_path),
-        "run_config": run_config_to_dict(config),
-        "best_step": result.best_step,
-        "max_steps": result.max_steps,
+        "config_file": str(config_path), "run_config": run_config_to_dict(config),
+        "best_step": result.best_step, "max_steps": result.max_steps,
         "selected_by": {"metric": result.metric_name, "value": result.best_metric},
-        "wall_time_s": round(wall, 1),
-        "steps_per_s": round(result.max_steps / wall, 2),
-        "test_metrics": {k: (result.test_metrics or {}).get(k) for k in REPORTED},
-        "per_class_ap": (result.test_metrics or {}).get("per_class_ap", {}),
-        "eval_history": result.history,
+        "wall_time_s": round(wall, 1), "steps_per_s": round(result.max_steps / wall, 2),
+        "test_metrics": {k: test.get(k) for k in REPORTED},
+        "per_class_ap": test.get("per_class_ap", {}), "eval_history": result.history,
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
                     "transformers": transformers.__version__,
                     "threads": torch.get_num_threads(), "platform": platform.platform()},
     }
-    write_checkpoint_folder(result.best_model_dir, output_dir, provenance)
-    return provenance
-
-
-def write_checkpoint_folder(model_dir: Path, output_dir: Path, provenance: dict[str, Any]
-                            ) -> Path:
-    """Copy the three `save_pretrained` files and the provenance into `output_dir`, atomically."""
-    staging = output_dir.with_name(output_dir.name + ".staging")
+    staging = output_dir.with_name(output_dir.name + ".staging")  # whole, then renamed
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for name in CHECKPOINT_FILES:
-        shutil.copy2(model_dir / name, staging / name)
+        shutil.copy2(result.best_model_dir / name, staging / name)
     (staging / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
     if output_dir.exists():
         shutil.rmtree(output_dir)
     staging.rename(output_dir)
-    return output_dir
+    return provenance
 
 
 def render_report(provenance: dict[str, Any], output_dir: Path) -> str:
     """How the checkpoint was made, as Markdown (results/benchmarks/pretrained_checkpoint.md)."""
-    cfg = provenance["run_config"]
-    syn = cfg["data"]["synthetic"]
-    args = cfg["training_args"]
+    cfg, test, machine = provenance["run_config"], provenance["test_metrics"], provenance["machine"]
+    syn, args = cfg["data"]["synthetic"], cfg["training_args"]
     size_kb = sum((output_dir / n).stat().st_size for n in CHECKPOINT_FILES) / 1024
-    test = provenance["test_metrics"]
     rows = "\n".join(f"| {k} | {_fmt(test.get(k))} |" for k in REPORTED)
     per_class = ", ".join(f"{k} {v:.3f}" for k, v in provenance["per_class_ap"].items())
     history = "\n".join(
         f"| {h['step']} | {_fmt(h.get('eval_map_50'))} | {_fmt(h.get('eval_recall'))} | "
         f"{_fmt(h.get('eval_loss_bbox'))} |" for h in provenance["eval_history"])
-    machine = provenance["machine"]
     family = FAMILIES[cfg["model"].get("family") or "detr"]
     preset = ", ".join(f"{k} {v}" for k, v in tiny_preset(family.model_type).items()
                        if k in ("d_model", "encoder_layers", "decoder_layers", "num_queries"))
@@ -144,25 +124,19 @@ Per-class AP: {per_class}.
 
 
 def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    return "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(
-        prog="python -m detr_core.pretrain",
-        description="Pretrain the tiny DETR on the synthetic pretraining task and write the "
-                    "checkpoint folder the embedded default fine-tunes (builtin:tiny-shapes).")
+    parser = ArgumentParser(prog="python -m detr_core.pretrain", description="Pretrain the tiny "
+                            "DETR and write the checkpoint the embedded default fine-tunes.")
     parser.add_argument("--output-dir", type=Path, required=True,
                         help="checkpoint folder to write (e.g. detr_core/builtin/tiny-shapes)")
     parser.add_argument("--config", type=Path, default=DEFAULT_PRETRAIN_CONFIG,
                         help="pretraining run YAML (default: detr_core/defaults/pretrain.yaml)")
     parser.add_argument("--work-dir", type=Path, default=Path("outputs/pretrain"),
-                        help="where the training run's checkpoints and TensorBoard go "
-                             "(default: outputs/pretrain)")
-    parser.add_argument("--report", type=Path,
-                        help="also write how the checkpoint was made as Markdown here")
+                        help="the training run's folder (default: outputs/pretrain)")
+    parser.add_argument("--report", type=Path, help="also write how it was made as Markdown here")
     return parser
 
 

@@ -3,30 +3,13 @@
     python -m detr_core.train                        # the embedded default (synthetic + tiny)
     python -m detr_core.train --config run.yaml --output-dir outputs/v21
 
-Evaluation runs at every logging step and reports DETR's loss terms (`eval_loss_bbox`,
-`eval_loss_iou`, `eval_loss_ce`, `eval_cardinality_error`), COCO mAP and the diary's
-localisation numbers. The best step by `metric_for_best_model` (default `eval_loss_bbox`,
-lower is better) is checkpointed as it happens and, at the end, reloaded with
-`from_pretrained` (transformers' own `load_best_model_at_end` does not restore DETR weights in
-5.x) and written to `<output-dir>/best_model`. With a test split the best model is then
-evaluated (`detr_core.evaluate`). TensorBoard events go to
-`<output-dir>/tensorboard`, every evaluation to `<output-dir>/eval_history.jsonl` (layout:
-`detr_core.files.file_io`).
-
-Reproducible: model init, data order, augmentation (every albumentations pipeline is seeded
-from `seed`, DataLoader workers re-seed theirs deterministically) and dropout all follow from
-the run's `seed`; on the same machine, device and `num_threads` two runs give the same curve,
-and evaluating more or less often (or the averaged weights, or the test split) does not change
-the weights trained (`DetrTrainer.evaluate`).
-
-Callers (the Ray Tune trainable) pass `listeners`: each gets an `EvaluationEvent` after every
-evaluation, once the best-so-far checkpoint is on disk
-(`detr_core.training.events`).
-
-Nothing is written before every input is checked (`detr_core.training.preflight`): a bad config,
-data set, image or checkpoint is one line and exit code 2, with no output folder. A run stopped
-early (Ctrl-C, SIGTERM, an image that became unreadable) keeps its best model so far in
-`best_model/` and says so (`detr_core.training.partial_run`); Ctrl-C exits 130, SIGTERM 143.
+Every logging step evaluates DETR's loss terms, COCO mAP and the diary's localisation numbers;
+listeners hear of each once the best-so-far checkpoint is on disk. The best step is reloaded at
+the end with `from_pretrained` into `best_model/` (transformers' `load_best_model_at_end` does
+not restore DETR weights in 5.x) and evaluated on the test split. Everything random follows
+from `seed`: on one machine, device and `num_threads` two runs give the same curve, however
+often and on whatever they evaluate. Every input is checked before anything is written; a run
+stopped early (Ctrl-C 130, SIGTERM 143, an unreadable image) keeps its best model so far.
 """
 
 from __future__ import annotations
@@ -41,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer, set_seed
+from transformers import set_seed
 from transformers.integrations import TensorBoardCallback
 
 from detr_core.config.run_config import RunConfig, load_default_run_config, load_run_config
@@ -49,18 +32,9 @@ from detr_core.config.training_args import build_training_args
 from detr_core.data.dataset import CocoDetectionDataset, DetrCollator, build_augmentation
 from detr_core.data.images import UnreadableImageError
 from detr_core.data.prepare import PreparedData, crowded_images_note
+from detr_core.evaluate import evaluate_prepared, print_report, write_report
+from detr_core.files import file_io
 from detr_core.files.errors import ArgumentParser, errors_from, exit_on_user_error
-from detr_core.files.file_io import (
-    BEST_MODEL_DIR,
-    BEST_STEP_FILE,
-    CATEGORIES_FILE,
-    CHECKPOINTS_DIR,
-    TENSORBOARD_DIR,
-    TEST_METRICS_FILE,
-    replace_folder,
-    staging_folder,
-    write_json_atomic,
-)
 from detr_core.model.build import (
     build_image_processor,
     build_model,
@@ -101,118 +75,103 @@ class RunResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def configure_threads(num_threads: int | None) -> int:
-    """Torch intra-op threads: the run's `num_threads`, or every core this process may use."""
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    threads = num_threads or available or os.cpu_count() or 1
-    torch.set_num_threads(threads)
-    return threads
-
-
 def build_datasets(config: RunConfig, data: PreparedData) -> dict[str, CocoDetectionDataset]:
-    """Train (augmented), val and test datasets; val/test only get clipping, no augmentation.
-
-    Both pipelines are seeded with the run's seed (albumentations ignores the global seeds).
-    """
+    """Train (augmented), val and test (only clipped) datasets; albumentations ignores the
+    global seeds, so both pipelines get the run's."""
     aug = config.augmentation
     train_tf = build_augmentation(aug.train, aug.min_area, aug.min_visibility,
                                   "augmentation.train", seed=config.seed)
     eval_tf = build_augmentation(aug.val, 0.0, 0.0, "augmentation.val", seed=config.seed)
-    datasets = {
-        "train": CocoDetectionDataset(data.train, data.label_map, train_tf),
-        "val": CocoDetectionDataset(data.val, data.label_map, eval_tf),
-    }
+    datasets = {"train": CocoDetectionDataset(data.train, data.label_map, train_tf),
+                "val": CocoDetectionDataset(data.val, data.label_map, eval_tf)}
     if data.test is not None:
         datasets["test"] = CocoDetectionDataset(data.test, data.label_map, eval_tf)
     return datasets
 
 
-class _MtimeFallbackNotice(logging.Filter):
-    """Drops transformers' "mtime may not be reliable on this filesystem" warning.
-
-    The Trainer orders checkpoints by mtime to rotate them and, when two were saved within a
-    second (a small model on a fast disk), says so and orders them by step number instead:
-    its own correct fallback, nothing a user can act on, and one more line on a console that
-    promises one clear line per problem.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "mtime may not be reliable" not in record.getMessage()
+# The Trainer rotates checkpoints by mtime and, when two were saved within a second, warns that
+# "mtime may not be reliable" and orders them by step instead: its own correct fallback, nothing
+# a user can act on, one more line on a console that promises one clear line per problem.
+logging.getLogger("transformers.trainer_utils").addFilter(
+    lambda record: "mtime may not be reliable" not in record.getMessage())
 
 
-logging.getLogger("transformers.trainer_utils").addFilter(_MtimeFallbackNotice())
-
-
-def train_run(
-    config: RunConfig,
-    output_dir: str | Path,
-    listeners: Sequence[EvaluationListener] = (),
-    resume_from_checkpoint: str | Path | None = None,
-    prepared_data: PreparedData | None = None,
-    evaluate_test: bool = True,
-    keep_partial: bool = True,
-) -> RunResult:
+def train_run(config: RunConfig, output_dir: str | Path,
+              listeners: Sequence[EvaluationListener] = (),
+              resume_from_checkpoint: str | Path | None = None,
+              prepared_data: PreparedData | None = None, evaluate_test: bool = True,
+              keep_partial: bool = True) -> RunResult:
     """Fine-tune, keep the best step as `best_model/`, evaluate it on the test split if any.
-
-    Every input is checked before `output_dir` is created. Stopped early by Ctrl-C / SIGTERM
-    (`KeyboardInterrupt`) or an unreadable image, the best model so far is kept in
-    `best_model/` (unless `keep_partial` is False: a search trial's checkpoints are Tune's)
-    and `RunInterrupted` / `UnreadableImageError` says where.
-    """
+    Stopped by Ctrl-C / SIGTERM (`KeyboardInterrupt`) or an unreadable image, the best model so
+    far is kept (after an unreadable image only with `keep_partial`: a search trial's
+    checkpoints are Tune's) and `RunInterrupted` / `UnreadableImageError` says where."""
     output_dir = Path(output_dir).resolve()
-    configure_threads(config.num_threads)
+    # the run's `num_threads`, or every core this process may use
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    torch.set_num_threads(config.num_threads or cores or os.cpu_count() or 1)
     set_seed(config.seed)
     data = check_run_inputs(config, prepared_data)
     datasets = build_datasets(config, data)
     processor = build_image_processor(config.model)
     model = build_model(config.model, data.label_map, config.iou_loss, config.freeze_backbone)
-    config = with_recipe(config)  # said once the model is built: no line before an error
-    crowded = crowded_images_note(data, model.config.num_queries)
-    if crowded:
+    # what the checkpoint's recipe fills, said once the model is built: no line before an error
+    filled, sources = apply_recipe(config)
+    taken = [key for key, source in sources.items() if source.startswith("recipe")]
+    if taken:
+        values = ", ".join(f"{key.removeprefix('training_args.')} {run_value(filled, key):g}"
+                           for key in taken)
+        print(f"{sources[taken[0]]}: {values} (unset in the run)", file=sys.stderr, flush=True)
+    config = filled
+    if crowded := crowded_images_note(data, model.config.num_queries):
         print(crowded, file=sys.stderr, flush=True)
-    args = build_training_args(config.training_args, output_dir / CHECKPOINTS_DIR, config.seed)
+    args = build_training_args(config.training_args, output_dir / file_io.CHECKPOINTS_DIR,
+                               config.seed)
     output_dir.mkdir(parents=True, exist_ok=True)
     best_so_far = BestSoFar()
     listeners = [EvalHistoryWriter(output_dir, resume=resume_from_checkpoint is not None),
                  best_so_far, *listeners]
 
     from torch.utils.tensorboard import SummaryWriter
-
     history: list[dict[str, float]] = []
-    writer = SummaryWriter(log_dir=str(output_dir / TENSORBOARD_DIR))
+    writer = SummaryWriter(log_dir=str(output_dir / file_io.TENSORBOARD_DIR))
     relay = EvaluationRelay(listeners, history)
     # the average is updated before the relay hears of a step, and saved before it reports
     ema = EmaCallback(config.ema, resume_from_checkpoint) if config.ema is not None else None
     trainer = DetrTrainer(
-        model=model,
-        args=args,
-        data_collator=DetrCollator(processor),
-        train_dataset=datasets["train"],
-        eval_dataset=datasets["val"],
-        processing_class=processor,
+        model=model, args=args, data_collator=DetrCollator(processor),
+        train_dataset=datasets["train"], eval_dataset=datasets["val"], processing_class=processor,
         backbone_lr_ratio=config.backbone_lr_ratio or 1.0,
-        compute_metrics=make_compute_metrics(data.label_map.names,
-                                             config.evaluation.score_threshold,
-                                             family_of_model(model)),
-        callbacks=[TensorBoardCallback(writer), *([ema] if ema else []), relay],
-    )
-    add_further_evaluations(relay, trainer, config, datasets, ema)
+        compute_metrics=make_compute_metrics(
+            data.label_map.names, config.evaluation.score_threshold, family_of_model(model)),
+        callbacks=[TensorBoardCallback(writer), *([ema] if ema else []), relay])
+    # beside val: the averaged weights on val (`eval_ema_*`) and, with
+    # `evaluation.test_during_training`, the test split (`test_*`, `test_ema_*`)
+    splits = [("eval", datasets["val"])]
+    if config.evaluation.test_during_training and "test" in datasets:
+        relay.add_evaluation(TEST_PREFIX.rstrip("_"), lambda: trainer.evaluate(
+            datasets["test"], metric_key_prefix="test"))
+        splits.append(("test", datasets["test"]))
+    if ema is not None:
+        for prefix, dataset in splits:
+            relay.add_evaluation(prefix, lambda d=dataset, p=prefix: evaluate_averaged(
+                trainer, ema.module, d, p))
     metric = args.metric_for_best_model
+    categories = [{"id": cid, "name": name} for cid, name in
+                  zip(data.label_map.category_ids, data.label_map.names, strict=True)]
 
     def keep(checkpoint: Path, step: int, value: float | None) -> Path:
-        return export_best_model(weights_folder(checkpoint, metric), output_dir / BEST_MODEL_DIR,
-                                 config.iou_loss, best_model_files(data, step, metric, value))
+        files = {file_io.CATEGORIES_FILE: categories,
+                 file_io.BEST_STEP_FILE: {"step": step, "metric": metric, "value": value}}
+        return export_best_model(weights_folder(checkpoint, metric),
+                                 output_dir / file_io.BEST_MODEL_DIR, config.iou_loss, files)
 
     try:
-        trainer.train(
-            resume_from_checkpoint=str(resume_from_checkpoint) if resume_from_checkpoint else None,
-        )
+        trainer.train(resume_from_checkpoint=str(resume_from_checkpoint)
+                      if resume_from_checkpoint else None)
     except KeyboardInterrupt:
-        writer.close()
         note = best_model_note(best_so_far, metric, keep)
         raise RunInterrupted(trainer.state.global_step, trainer.state.max_steps, note) from None
     except UnreadableImageError as exc:
-        writer.close()
         if not keep_partial:
             raise
         note = best_model_note(best_so_far, metric, keep)
@@ -221,86 +180,38 @@ def train_run(
     finally:
         writer.close()
     state = trainer.state
-    result = RunResult(
-        output_dir=output_dir, best_model_dir=output_dir / BEST_MODEL_DIR,
-        best_step=int(state.best_global_step), best_metric=float(state.best_metric),
-        metric_name=metric, max_steps=state.max_steps, history=history,
-    )
-    best_model_dir = keep(Path(state.best_model_checkpoint), result.best_step,
-                          result.best_metric)
+    step, value = int(state.best_global_step), float(state.best_metric)
+    best_model_dir = keep(Path(state.best_model_checkpoint), step, value)
+    result = RunResult(output_dir, best_model_dir, step, value, metric, state.max_steps,
+                       history=history)
     if evaluate_test and data.test is not None:
-        from detr_core.evaluate import evaluate_prepared, print_report, write_report
-
         result.test_metrics = evaluate_prepared(
             best_model_dir, config, data, "test", datasets["test"], processor)
-        write_report(result.test_metrics, best_model_dir / TEST_METRICS_FILE)
+        write_report(result.test_metrics, best_model_dir / file_io.TEST_METRICS_FILE)
         print_report(result.test_metrics, title=f"test metrics of {best_model_dir}")
     return result
 
 
-def with_recipe(config: RunConfig) -> RunConfig:
-    """`config` with the values its checkpoint's recipe fills (`detr_core.model.recipes`),
-    said in one line on stderr when any was filled."""
-    filled, sources = apply_recipe(config)
-    taken = [key for key, source in sources.items() if source.startswith("recipe")]
-    if taken:
-        values = ", ".join(f"{key.removeprefix('training_args.')} "
-                           f"{run_value(filled, key):g}" for key in taken)
-        print(f"{sources[taken[0]]}: {values} (unset in the run)", file=sys.stderr, flush=True)
-    return filled
-
-
-def add_further_evaluations(relay: EvaluationRelay, trainer: Trainer, config: RunConfig,
-                            datasets: dict[str, CocoDetectionDataset],
-                            ema: EmaCallback | None) -> None:
-    """Evaluations beside val at every evaluation: the averaged weights on val (`eval_ema_*`),
-    and with `evaluation.test_during_training` the test split (`test_*`, `test_ema_*`)."""
-    splits = [("eval", datasets["val"])]
-    if config.evaluation.test_during_training and "test" in datasets:
-        relay.add_evaluation(TEST_PREFIX.rstrip("_"), lambda: trainer.evaluate(
-            datasets["test"], metric_key_prefix="test"))
-        splits.append(("test", datasets["test"]))
-    if ema is None:
-        return
-    for prefix, dataset in splits:
-        relay.add_evaluation(prefix, lambda d=dataset, p=prefix: evaluate_averaged(
-            trainer, ema.module, d, p))
-
-
-def best_model_files(data: PreparedData, step: int, metric: str,
-                     value: float | None) -> dict[str, Any]:
-    """The JSON files beside the weights in `best_model/`: categories and the best step."""
-    categories = [{"id": cid, "name": name} for cid, name in
-                  zip(data.label_map.category_ids, data.label_map.names, strict=True)]
-    return {CATEGORIES_FILE: categories,
-            BEST_STEP_FILE: {"step": step, "metric": metric, "value": value}}
-
-
 def export_best_model(checkpoint: Path, target: Path, iou_loss: str,
                       files: dict[str, Any] | None = None) -> Path:
-    """Reload the best checkpoint with `from_pretrained` and write a clean model folder.
-
-    Built complete in a staging folder (weights, processor, `files` as JSON) and put in place
-    with `replace_folder`: a crash never leaves a half-written `best_model/`.
-    """
+    """Reload the best checkpoint with `from_pretrained` and write a clean model folder, built
+    whole in a staging folder (weights, processor, `files` as JSON) and then put in place."""
     model = load_trained_model(checkpoint, iou_loss)
-    staging = staging_folder(target)
+    staging = file_io.staging_folder(target)
     model.save_pretrained(staging)
     load_image_processor(checkpoint).save_pretrained(staging)
     for name, content in (files or {}).items():
-        write_json_atomic(staging / name, content)
-    return replace_folder(staging, target)
+        file_io.write_json_atomic(staging / name, content)
+    return file_io.replace_folder(staging, target)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="python -m detr_core.train", description=(
-        "Fine-tune DETR once (one diary 'version'); evaluates at every logging step, keeps "
-        "the best step, evaluates it on the test split."))
+    parser = ArgumentParser(prog="python -m detr_core.train", description="Fine-tune DETR once, "
+                            "keep the best step, evaluate it on the test split.")
     parser.add_argument("--config", type=Path,
                         help="run YAML (default: the embedded synthetic + tiny-DETR config)")
     parser.add_argument("--output-dir", type=Path, default=Path("outputs/run"),
-                        help="where checkpoints, best_model/ and tensorboard/ go "
-                        "(default: outputs/run)")
+                        help="checkpoints, best_model/, tensorboard/ (default: outputs/run)")
     return parser
 
 
@@ -312,11 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with stop_signals_raise_interrupt() as stop, errors_from(args.config):
         try:
             result = train_run(config, args.output_dir)
-        except RunInterrupted as exc:
-            print(str(exc), file=sys.stderr, flush=True)
-            return stop.exit_code
-        except KeyboardInterrupt:  # before training started, or again while keeping the model
-            print(f"interrupted; nothing was kept beyond {args.output_dir}", file=sys.stderr,
+        except KeyboardInterrupt as exc:  # a bare one: before training, or while keeping
+            print(exc if isinstance(exc, RunInterrupted) else
+                  f"interrupted; nothing was kept beyond {args.output_dir}", file=sys.stderr,
                   flush=True)
             return stop.exit_code
     print(f"best {result.metric_name} = {result.best_metric:.4f} at step {result.best_step} "

@@ -1,13 +1,8 @@
-"""Checkpoints that ship inside the package, named symbolically: `builtin:<name>`.
-
-A run config says `model.checkpoint: builtin:tiny-shapes`, never an absolute path, so the same
-YAML works from any working directory, from a non-editable install, in a search trial on
-another machine and in an exported `best_config.yaml`. The name is turned into the package's
-own folder only where the model is built (`resolve_checkpoint`), on the machine that trains.
-
-`tiny-shapes` is a ~0.46 M-parameter DETR pretrained by `python -m detr_core.pretrain` on the
-synthetic `pretrain` task (stars, crosses, rings, pentagons); the embedded default fine-tunes
-it on the `shapes` task (rectangles, ellipses, triangles). See results/benchmarks/.
+"""Checkpoints shipped inside the package, named `builtin:<name>` in a run config: never an
+absolute path, so the same YAML works from any working directory, a non-editable install, a
+trial on another machine and an exported `best_config.yaml`; the name becomes a folder only
+where the model is built. `tiny-shapes` is a ~0.46 M-parameter DETR pretrained by
+`python -m detr_core.pretrain` (results/benchmarks/) that the embedded default fine-tunes.
 """
 
 from __future__ import annotations

@@ -1,52 +1,20 @@
-"""Reading a user's text file (run YAML, search space, COCO JSON) with one-line errors.
+"""The files users give (text, YAML) and the files runs write (atomically, at fixed names).
 
-A file that is not UTF-8 text must not end in a `UnicodeDecodeError` traceback that does not
-even name the file. `read_user_text` says what the file is instead: a folder, gzip or zip
-data, UTF-16 text, a binary file, or Windows-1252 / Latin-1 text, with the line and column of
-the first byte that is not UTF-8. A UTF-8 byte-order mark (Windows editors write one) is
-accepted and dropped.
-
-YAML reading and writing shared by run configs and search spaces.
-
-PyYAML follows YAML 1.1, where `2e-4` (no dot) is a *string*; learning rates are written that
-way by everyone, so the loader here resolves every float spelling YAML 1.2 accepts. A key
-written twice in one mapping is an error (PyYAML would silently keep the last one, turning a
-searched range into a fixed value). Reading errors, encodings included
-(`detr_core.files.file_io`), come back as `UserInputError` naming the file. Writing is atomic.
-
-Writing output files and folders so that a crash never leaves a truncated one.
-
-Every writer of a file someone reads later (best_config.yaml, trials.csv, REPORT.md,
-test_metrics.json, best_step.json, best_model/) goes through here: the content is written to a
-hidden temporary sibling, flushed to disk, and renamed over the target in one step. A process
-killed at any moment leaves either the old complete file or the new complete one, at worst
-plus a stale `.<name>.tmp-<pid>` that the next write of the same file replaces
-(`remove_stale_temporaries` sweeps them).
-
-Folders cannot be swapped in one rename when the target exists: `replace_folder` moves the old
-one aside first, so a crash in between leaves no target at all (and the old copy beside it),
-never a half-copied one.
-
-What one `detr_core` run writes into its output folder, by name: defined once.
-
-    <output-dir>/
-      eval_history.jsonl      one JSON object per evaluation (step + every eval metric)
-      checkpoints/            the Trainer's best-step checkpoint (model + optimizer state)
-        checkpoint-N/ema/     the averaged weights at that step (a run with `ema:`)
-      tensorboard/            TensorBoard event files
-      best_model/             `save_pretrained` folder of the best step, reloaded and re-saved
-        best_step.json        which step, by which metric, with which value
-        test_metrics.json     test-split metrics of the best step (when there is a test split)
-        test_predictions.json its detections in COCO results format
-        test_detections.png   test images: ground truth beside confident detections
-        categories.json       COCO category ids and names, in the model's label order
-
-The search layer reads these names from here instead of spelling them again.
+A file that is not UTF-8 must not end in a `UnicodeDecodeError` traceback that does not name it:
+`read_user_text` says what it is instead. YAML is read as YAML 1.2 reads floats (under PyYAML's
+YAML 1.1, `2e-4` is a *string*, yet everyone writes learning rates that way), and a key given
+twice in one mapping is an error (PyYAML keeps the last, turning a searched range into a fixed
+value). Every file someone reads later goes to a hidden sibling, flushed and renamed over the
+target, so a killed process leaves the old or the new file, at worst plus a stale
+`.<name>.tmp-<pid>`; a folder is swapped by moving the old one aside first, so a crash leaves no
+target (the old copy beside it), never a half-copied one. Last, what one `detr_core` run writes
+into its output folder, named once for the search layer.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import os
 import re
@@ -59,8 +27,11 @@ import yaml
 
 from detr_core.files.errors import UserInputError
 
-#: Leading bytes of formats people hand over by mistake, and what to call them.
-_BINARY_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+#: Leading bytes of what people hand over by mistake, and what to call it. UTF-32 comes first:
+#: its little-endian mark starts with UTF-16's.
+_NOT_TEXT: tuple[tuple[bytes | tuple[bytes, ...], str], ...] = (
+    ((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE), "UTF-32 text; save it as UTF-8"),
+    ((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE), "UTF-16 text; save it as UTF-8"),
     (b"\x1f\x8b", "gzip-compressed data, not text (decompress it first)"),
     (b"PK\x03\x04", "a zip archive, not text (extract it first)"),
     (b"\x89PNG", "a PNG image, not text"),
@@ -68,45 +39,35 @@ _BINARY_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"BZh", "bzip2-compressed data, not text (decompress it first)"),
     (b"\xfd7zXZ\x00", "xz-compressed data, not text (decompress it first)"),
 )
-_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
-_UTF32_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
 
 
-def check_is_file(path: Path) -> None:
-    """`UserInputError` naming `path` when it is missing or a folder."""
+def read_user_text(path: str | Path) -> str:
+    """The file's text, decoded as UTF-8 (a byte-order mark dropped); anything else (a folder,
+    compressed, UTF-16 or binary data, Windows-1252 text) is a `UserInputError` naming it."""
+    path = Path(path)
     if path.is_dir():
         yaml_files = sorted(p.name for p in path.glob("*.yaml"))
         hint = f" (it holds {', '.join(yaml_files[:4])})" if yaml_files else ""
         raise UserInputError(f"is a folder, not a file{hint}", source=path)
     if not path.is_file():
         raise UserInputError("file not found", source=path)
-
-
-def read_user_text(path: str | Path) -> str:
-    """The file's text, decoded as UTF-8; anything else is a `UserInputError` naming it."""
-    path = Path(path)
-    check_is_file(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise UserInputError(f"cannot be read: {exc.strerror or exc}", source=path) from None
-    return decode_user_text(data, path)
-
-
-def decode_user_text(data: bytes, path: str | Path) -> str:
-    """`data` (the bytes of `path`) as text; see `read_user_text`."""
-    if data.startswith(_UTF32_BOMS):
-        raise UserInputError("is UTF-32 text; save it as UTF-8", source=path)
-    if data.startswith(_UTF16_BOMS):
-        raise UserInputError("is UTF-16 text; save it as UTF-8", source=path)
-    for signature, what in _BINARY_SIGNATURES:
+    for signature, what in _NOT_TEXT:
         if data.startswith(signature):
             raise UserInputError(f"is {what}", source=path)
     data = data.removeprefix(codecs.BOM_UTF8)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserInputError(_not_utf8(data, exc.start), source=path) from None
+        line, column = _position(data, exc.start)
+        problem = f"not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, column {column}"
+        with contextlib.suppress(UnicodeDecodeError):
+            data.decode("cp1252")
+            problem += " (it looks like Windows-1252 / Latin-1 text)"
+        raise UserInputError(problem + "; save the file as UTF-8", source=path) from None
     if "\x00" in text:
         line, column = _position(data, data.index(b"\x00"))
         raise UserInputError(f"is a binary file, not text (a NUL byte at line {line}, "
@@ -116,41 +77,17 @@ def decode_user_text(data: bytes, path: str | Path) -> str:
 
 def _position(data: bytes, offset: int) -> tuple[int, int]:
     """1-based line and column of byte `offset`."""
-    line_start = data.rfind(b"\n", 0, offset) + 1
-    return data.count(b"\n", 0, offset) + 1, offset - line_start + 1
-
-
-def _not_utf8(data: bytes, offset: int) -> str:
-    line, column = _position(data, offset)
-    problem = f"not UTF-8 text: byte 0x{data[offset]:02x} at line {line}, column {column}"
-    try:
-        data.decode("cp1252")
-        problem += " (it looks like Windows-1252 / Latin-1 text)"
-    except UnicodeDecodeError:
-        pass
-    return problem + "; save the file as UTF-8"
+    return data.count(b"\n", 0, offset) + 1, offset - data.rfind(b"\n", 0, offset)
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e-4`, `5E3` and `.5` as floats."""
+    """SafeLoader that reads `1e-4`, `5E3` and `.5` as floats and refuses a key given twice."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.VERBOSE,
-    ),
-    list("-+0123456789."),
-)
-
-
-class DuplicateKeyError(yaml.constructor.ConstructorError):
-    """A mapping names the same key twice."""
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
+    r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
+    r"|\.[0-9_]+(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
 
 
 def _construct_mapping_once(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -165,9 +102,8 @@ def _construct_mapping_once(loader: _Loader, node: yaml.MappingNode, deep: bool 
         except TypeError:  # an unhashable key: SafeLoader reports it itself
             continue
         if first is not None:
-            raise DuplicateKeyError(
-                None, None, f"duplicate key {key!r} (first given at line {first})",
-                key_node.start_mark)
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r} (first "
+                                                    f"given at line {first})", key_node.start_mark)
         seen[key] = key_node.start_mark.line + 1
     return loader.construct_mapping(node, deep=deep)
 
@@ -177,9 +113,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """Read a YAML file whose top level must be a mapping; errors name the file."""
-    path = Path(path)
-    text = read_user_text(path)
-    return parse_yaml_mapping(text, path)
+    return parse_yaml_mapping(read_user_text(path), Path(path))
 
 
 def parse_yaml_mapping(text: str, source: str | Path) -> dict[str, Any]:
@@ -192,7 +126,7 @@ def parse_yaml_mapping(text: str, source: str | Path) -> dict[str, Any]:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UserInputError(f"not valid YAML{where}: {problem}", source=source) from None
     if data is None:
-        data = {}
+        return {}
     if not isinstance(data, dict):
         raise UserInputError(f"top level must be a mapping, got {type(data).__name__}",
                              source=source)
@@ -205,18 +139,14 @@ def loads_yaml(text: str) -> Any:
 
 
 def dump_yaml(data: Any, path: str | Path, header: str = "") -> None:
-    """Write `data` as block-style YAML, keys in insertion order, with an optional # header.
-
-    Written atomically: a crash never leaves a truncated file."""
+    """Write `data` atomically as block-style YAML in insertion order, with a `# header`."""
     write_text_atomic(Path(path), dumps_yaml(data, header))
 
 
 def dumps_yaml(data: Any, header: str = "") -> str:
     """`data` as the text `dump_yaml` writes (for files written elsewhere than a local path)."""
     text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
-    if header:
-        text = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + text
-    return text
+    return "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + text
 
 
 TEMP_MARK = ".tmp-"
@@ -281,26 +211,26 @@ def remove_stale_temporaries(folder: Path, name: str = "") -> None:
             stale.unlink(missing_ok=True)
 
 
-EVAL_HISTORY_FILE = "eval_history.jsonl"
-CHECKPOINTS_DIR = "checkpoints"
-EMA_DIR = "ema"
+EVAL_HISTORY_FILE = "eval_history.jsonl"  # one JSON object per evaluation: step, eval metrics
+CHECKPOINTS_DIR = "checkpoints"  # the Trainer's best-step checkpoint (model + optimizer state)
+EMA_DIR = "ema"  # checkpoints/checkpoint-N/ema/: the averaged weights (a run with `ema:`)
 TENSORBOARD_DIR = "tensorboard"
-BEST_MODEL_DIR = "best_model"
-BEST_STEP_FILE = "best_step.json"
-TEST_METRICS_FILE = "test_metrics.json"
-CATEGORIES_FILE = "categories.json"
+BEST_MODEL_DIR = "best_model"  # `save_pretrained` folder of the best step, reloaded and re-saved
+BEST_STEP_FILE = "best_step.json"  # in best_model/: which step, by which metric, which value
+TEST_METRICS_FILE = "test_metrics.json"  # in best_model/ (with a test split), see below
+CATEGORIES_FILE = "categories.json"  # COCO category ids and names, in the model's label order
 
 
 def metrics_file(split: str) -> str:
-    """`test_metrics.json` and its siblings for other splits (`val_metrics.json`)."""
+    """Metrics of a split beside the model (`test_metrics.json`, `val_metrics.json`)."""
     return f"{split}_metrics.json"
 
 
 def predictions_file(split: str) -> str:
-    """Detections of a split in COCO results format (`test_predictions.json`)."""
+    """Detections of a split in COCO results format beside the model (`test_predictions.json`)."""
     return f"{split}_predictions.json"
 
 
 def detections_image(split: str) -> str:
-    """Ground truth beside detections for the first images of a split (`test_detections.png`)."""
+    """Ground truth beside confident detections for a split's first images."""
     return f"{split}_detections.png"
