@@ -212,13 +212,7 @@ def normalise_training_args(user_args: dict[str, Any], source: str) -> dict[str,
         if "warmup_steps" in args:
             raise UserInputError("give warmup_steps or warmup_ratio, not both", source=source,
                                  key="training_args")
-        if not isinstance(ratio, int | float) or not 0.0 <= ratio < 1.0:
-            raise UserInputError("must be in [0, 1)", source=source,
-                                 key="training_args.warmup_ratio")
-        args["warmup_steps"] = float(ratio)
-    warmup = args.get("warmup_steps")
-    if isinstance(warmup, int | float) and warmup < 0:
-        raise UserInputError("must be >= 0", source=source, key="training_args.warmup_steps")
+        args["warmup_steps"] = float(ratio)  # its type and range were checked above
     metric = args.get("metric_for_best_model")
     if isinstance(metric, str) and eval_name(metric) not in SELECTABLE_EVAL_METRICS:
         # else the Trainer fails with a KeyError at the first evaluation, mid-run
