@@ -1,8 +1,6 @@
-"""Afterwards: trials read back (`reading`), the winner, its test evaluation and best model
-(`winner`), the finalists stage (`finalists`), trials.csv (`trials_csv`), plots (`plots`),
-importances (`importance`), REPORT.md (`report`), the export that writes them all (`export`),
-TensorBoard HParams (`tensorboard_hparams`), warm-start trials (`warm_trials`) and COMPARE.md
-(`compare`).
+"""Afterwards: trials read back, the winner and its model, the finalists stage, trials.csv,
+plots, importances, REPORT.md, the export that writes them all, TensorBoard HParams,
+warm-start trials and COMPARE.md.
 
 Imports: `search.store`, `search.cluster`, `search.space`, `search.trial`; `detr_core`.
 """

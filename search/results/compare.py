@@ -1,16 +1,14 @@
-"""COMPARE.md: a sequence of searches as the diary's "versions", in one table and one chart.
+"""COMPARE.md: a sequence of searches (the diary's "versions") in one table and one chart.
 
     python search/export.py --compare results/iou results/iou-2 results/lr --out reports/
 
-Each experiment (local folder or storage URI, in the order given: the sequence) is read back
-from its folder alone, as the export reads it: per experiment its space (what it searched and
-what it fixed), its trials (trained by it, and warm-start ones taken from earlier searches),
-the compute it spent (the optimizer steps its own trials trained; warm-start trials cost
-nothing again), its best value, its winner and the winner's test metrics (`test_metrics.json`,
-and its fresh runs when the finalists stage ran). Then the best value so far against the
-cumulative compute across the sequence: each experiment's own trials in the order they ended,
-so a later search that was warm-started or narrowed shows what it added for what it cost.
-Experiments that optimised another metric than the first are tabled but kept off the curve.
+Each experiment (folder or storage URI, in the order given) is read back from its folder alone,
+as the export reads it: its space, its trials (its own and warm-start ones), the compute it
+spent (the optimizer steps its own trials trained: warm-start ones cost nothing again), its
+best value, winner and the winner's test metrics (over its fresh runs when the finalists stage
+ran). The chart is the best value so far against cumulative compute, each experiment's own
+trials in the order they ended, so a warm-started or narrowed search shows what it added for
+what it cost. Experiments that optimised another metric than the first stay off the curve.
 """
 
 from __future__ import annotations
@@ -40,7 +38,7 @@ from search.store.storage import (
 )
 from search.trial.status import ERRORED
 
-#: Test metrics shown per winner (the detection quality, then the diary's IoU).
+#: Test metrics shown per winner.
 TEST_SHOWN = ("map_50", "map", "recall", "precision")
 
 
@@ -66,13 +64,9 @@ class ComparedSearch:
 
     @property
     def best_own(self) -> float | None:
-        """The best value its own clean trials reached (warm-start ones were paid for
-        earlier; an errored trial's value does not count, as it cannot win)."""
-        best = None
-        for t in self.own:
-            if t.status != ERRORED and is_better(t.best_value, best, self.spec.mode):
-                best = t.best_value
-        return best
+        """The best value its own clean trials reached (an errored one cannot win)."""
+        best = pick_winner([t for t in self.own if t.status != ERRORED], self.spec.mode)
+        return best.best_value if best else None
 
 
 def read_search(where: str) -> ComparedSearch:
@@ -88,38 +82,26 @@ def read_search(where: str) -> ComparedSearch:
                           winner_seed_metrics(read_finalists(folder, spec)))
 
 
-def ended_order(trials: Sequence[TrialRecord]) -> list[TrialRecord]:
-    """Trials in the order they ended: by the time of their last report, else by id."""
-    def key(t: TrialRecord) -> tuple[float, str]:
-        last = t.last_result or {}
-        stamp = as_float(last.get("timestamp"))
+def best_so_far(searches: Sequence[ComparedSearch]) -> list[tuple[int, float | None, int]]:
+    """(cumulative steps, best value so far, index of the search) after each own trial ended
+    (by the time of its last report, else by id), over the searches sharing the first one's
+    metric and mode (an errored trial costs its steps but its value does not count)."""
+    def ended(t: TrialRecord) -> tuple[float, str]:
+        stamp = as_float((t.last_result or {}).get("timestamp"))
         return (stamp if stamp is not None else float("inf"), t.trial_id)
 
-    return sorted(trials, key=key)
-
-
-def best_so_far(searches: Sequence[ComparedSearch]) -> list[tuple[int, float | None, int]]:
-    """(cumulative steps, best value so far, index of the search) after each own trial ended,
-    over the searches that share the first one's metric and mode (an errored trial costs its
-    steps but its value does not count)."""
     first = searches[0].spec
     points: list[tuple[int, float | None, int]] = []
     spent, best = 0, None
     for index, search in enumerate(searches):
         if (search.spec.metric, search.spec.mode) != (first.metric, first.mode):
             continue
-        for trial in ended_order(search.own):
+        for trial in sorted(search.own, key=ended):
             spent += trial.last_step or 0
             if trial.status != ERRORED and is_better(trial.best_value, best, first.mode):
                 best = trial.best_value
             points.append((spent, best, index))
     return points
-
-
-def _space_text(spec: SearchSpec) -> str:
-    searched = [f"`{k}` {describe_distribution(spec.space[k])}" for k in spec.searched_keys()]
-    fixed = [f"`{k}` = {format_value(v)}" for k, v in spec.fixed_values().items()]
-    return "; ".join(searched + fixed) or "nothing"
 
 
 def _winner_text(search: ComparedSearch) -> str:
@@ -128,22 +110,21 @@ def _winner_text(search: ComparedSearch) -> str:
         return "none"
     values = ", ".join(f"{k.rsplit('.', 1)[-1]} {fmt(winner.params.get(k))}"
                        for k in search.spec.searched_keys() if k in winner.params)
-    origin = f" (warm-start from `{display_path(location(winner.origin))}`)" \
-        if winner.origin else ""
+    origin = (f" (warm-start from `{display_path(location(winner.origin))}`)"
+              if winner.origin else "")
     return f"`{winner.trial_id}`{origin}: {values}"
 
 
 def _test_cells(search: ComparedSearch) -> list[str]:
-    if search.seed_metrics:
-        cells = []
-        for key in TEST_SHOWN:
-            values = [v for v in (as_float(m.get(key)) for m in search.seed_metrics.values())
-                      if v is not None]
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.fmean(values):.3f} ± {std:.3f}" if values else "")
-        return cells
-    metrics = search.test_metrics or {}
-    return [fmt(as_float(metrics.get(key)), ".3f") for key in TEST_SHOWN]
+    if not search.seed_metrics:
+        return [fmt(as_float((search.test_metrics or {}).get(key)), ".3f") for key in TEST_SHOWN]
+    cells = []
+    for key in TEST_SHOWN:
+        values = [v for v in (as_float(m.get(key)) for m in search.seed_metrics.values())
+                  if v is not None]
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        cells.append(f"{statistics.fmean(values):.3f} ± {std:.3f}" if values else "")
+    return cells
 
 
 def render_compare(searches: Sequence[ComparedSearch], plot_rel: str | None,
@@ -151,24 +132,27 @@ def render_compare(searches: Sequence[ComparedSearch], plot_rel: str | None,
     """The Markdown of COMPARE.md (no I/O)."""
     first = searches[0].spec
     points = best_so_far(searches)
-    cumulative, so_far = {}, {}
-    for spent, best, index in points:
-        cumulative[index], so_far[index] = spent, best
-    for index in range(1, len(searches)):  # a search with no trial of its own adds nothing
-        cumulative.setdefault(index, cumulative.get(index - 1, 0))
-        so_far.setdefault(index, so_far.get(index - 1))
-    rows = []
+    rows, spaces, spent, best = [], [], 0, None
     for index, s in enumerate(searches, start=1):
-        own, warm = len(s.own), len(s.trials) - len(s.own)
+        warm = len(s.trials) - len(s.own)
         same = (s.spec.metric, s.spec.mode) == (first.metric, first.mode)
+        # where the curve stands after this search: one with no trial of its own adds nothing
+        spent, best = next(((x, y) for x, y, i in reversed(points) if i == index - 1),
+                           (spent, best))
         rows.append([
             str(index), f"`{display_path(s.where)}`", f"`{s.spec.metric}` ({s.spec.mode})",
-            f"{own}" + (f" + {warm} warm-start" if warm else ""), f"{s.compute:,}",
-            f"{cumulative.get(index - 1, 0):,}" if same else "off the curve",
-            fmt(s.best_own), fmt(so_far.get(index - 1)) if same else "",
-            _winner_text(s), *_test_cells(s),
+            f"{len(s.own)}" + (f" + {warm} warm-start" if warm else ""), f"{s.compute:,}",
+            f"{spent:,}" if same else "off the curve", fmt(s.best_own),
+            fmt(best) if same else "", _winner_text(s), *_test_cells(s),
         ])
-    lines = [
+        sched = s.spec.scheduler
+        space = [f"`{k}` {describe_distribution(s.spec.space[k])}"
+                 for k in s.spec.searched_keys()]
+        space += [f"`{k}` = {format_value(v)}" for k, v in s.spec.fixed_values().items()]
+        spaces.append([str(index), f"`{s.spec.name}`", f"{sched.grace_period} / "
+                       f"{fmt(sched.reduction_factor)} / {sched.max_t}",
+                       "; ".join(space) or "nothing"])
+    return "\n".join([
         "# Comparison of searches",
         "",
         f"Generated {generated:%Y-%m-%d %H:%M} UTC by `search/export.py --compare` over "
@@ -183,28 +167,19 @@ def render_compare(searches: Sequence[ComparedSearch], plot_rel: str | None,
         "",
         "## Spaces",
         "",
-        md_table(["#", "experiment", "ASHA (grace / factor / max_t)", "space"], [
-            [str(i), f"`{s.spec.name}`",
-             f"{s.spec.scheduler.grace_period} / {fmt(s.spec.scheduler.reduction_factor)} / "
-             f"{s.spec.scheduler.max_t}", _space_text(s.spec)]
-            for i, s in enumerate(searches, start=1)]),
+        md_table(["#", "experiment", "ASHA (grace / factor / max_t)", "space"], spaces),
         "",
         f"## Best `{first.metric}` so far against compute",
         "",
-    ]
-    if plot_rel is not None:
-        lines += [f"![best so far]({plot_rel})", ""]
-    else:
-        lines += ["No trial reported the metric: nothing to draw.", ""]
-    return "\n".join(lines)
+        *([f"![best so far]({plot_rel})", ""] if plot_rel is not None else
+          ["No trial reported the metric: nothing to draw.", ""]),
+    ])
 
 
 def compare_experiments(sources: Sequence[str], out_dir: str | ExperimentPath) -> ExperimentPath:
-    """Write `COMPARE.md` and its chart into `out_dir`; returns the report's path.
-
-    Every experiment is read before anything is written: one that is not an experiment folder
-    raises `UserInputError` naming it.
-    """
+    """Write `COMPARE.md` and its chart into `out_dir`; returns the report's path. Every
+    experiment is read before anything is written: one that is not an experiment folder
+    raises `UserInputError` naming it."""
     from search.results.plots import plot_best_so_far  # matplotlib: only here
 
     if not sources:
@@ -215,10 +190,9 @@ def compare_experiments(sources: Sequence[str], out_dir: str | ExperimentPath) -
     points = best_so_far(searches)
     plot_rel = None
     if any(best is not None for _, best, _ in points):
-        names = [s.spec.name for s in searches]
         (out / COMPARE_PLOTS_DIR).mkdir(parents=True, exist_ok=True)
-        plot = plot_best_so_far(out / COMPARE_PLOTS_DIR / "best_so_far.png", points, names,
-                                searches[0].spec.metric)
+        plot = plot_best_so_far(out / COMPARE_PLOTS_DIR / "best_so_far.png", points,
+                                [s.spec.name for s in searches], searches[0].spec.metric)
         plot_rel = f"{COMPARE_PLOTS_DIR}/{plot.name}"
     report = out / COMPARE_FILE
     write_text_atomic(report, render_compare(searches, plot_rel, datetime.now(timezone.utc)))

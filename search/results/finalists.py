@@ -1,28 +1,16 @@
-"""Finalists: the search's K best distinct configurations re-trained with S fresh seeds, and the
-winner chosen by the mean validation value of those runs.
-
-Why: one run's validation value is one draw from a spread. On the embedded default's grid
-(`results/benchmarks/search_efficiency.md`) one configuration's seed spread of test mAP@.5 is
-0.029 while the best configuration leads the next by 0.016: a search that sees one seed per
-configuration cannot tell the top ones apart, and the run it picks was picked *because* it
-scored high, so its value is biased upward (the winner's curse). The finalists stage re-trains
-the top K configurations (ranked by their best validation value, duplicates of one
-configuration counted once) with the same S fresh seeds each, seeds no search trial trained
-with (paired runs: every configuration meets the same seeds), each to the search's full budget
-(`max_t`). The winner is the configuration with the best mean validation value over its fresh
-runs; the search's own run is shown beside them, never averaged in. Each run is evaluated on
-the test split once, for the report: test numbers never choose.
-
-On disk, beside the search's own files:
-
-- `finalists.json`  the plan: the configurations (rank, source trial, the search's value, the
-  complete run config) and the seeds; written before the first run starts, so a resumed stage
-  runs exactly the same runs;
-- `finalists/`      the stage's own Ray Tune experiment: one trial per configuration x seed
-  (`params.json` holds `finalist` (the configuration's number) and `seed`), each with
-  `test_metrics.json` once evaluated.
-
+"""Finalists: the search's K best distinct configurations re-trained with the same S fresh
+seeds to the full budget, the winner being the best mean validation value over those runs.
 This module plans and reads; `search.running.finalists` runs the stage.
+
+Why: one run's value is one draw from a spread. On the embedded default's grid
+(`results/benchmarks/search_efficiency.md`) one configuration's seed spread of test mAP@.5 is
+0.029 while the best leads the next by 0.016, and the run a search picks was picked *because*
+it scored high (the winner's curse): the search's own run is shown, never averaged in. Each run
+is evaluated on the test split once, for the report: test numbers never choose.
+
+On disk: `finalists.json`, the plan, written before the first run (a resumed stage runs the
+same runs); `finalists/`, the stage's Ray Tune experiment, one trial per configuration x seed
+(`params.json`: `finalist`, `seed`), each with its `test_metrics.json` once evaluated.
 """
 
 from __future__ import annotations
@@ -36,26 +24,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detr_core.config.metric_names import is_better
-from detr_core.files.file_io import dumps_yaml
 from search.cluster.ray_internals import trial_states
 from search.results.reading import TrialRecord, find_trial_dirs, load_trial
-from search.results.winner import build_best_config, rank_trials, trial_thread_count
+from search.results.winner import (
+    build_best_config,
+    rank_trials,
+    trial_thread_count,
+    write_config_file,
+)
 from search.space.spec import SearchSpec
 from search.store.layout import (
-    BEST_CONFIG_FILE,
     FINALISTS_DIR,
     FINALISTS_PLAN_FILE,
     TEST_METRICS_FILE,
     as_float,
     as_int,
 )
-from search.store.storage import (
-    ExperimentPath,
-    display_path,
-    read_json,
-    write_json_atomic,
-    write_text_atomic,
-)
+from search.store.storage import ExperimentPath, read_json, write_json_atomic
 from search.trial.status import COMPLETED, ERRORED
 
 #: test metrics shown per configuration (mean ± std over its runs)
@@ -97,13 +82,10 @@ class FinalistPlan:
 
     def run_config(self, number: int, seed: int) -> dict[str, Any]:
         """The complete run config of one finalist run: its configuration, its seed."""
-        config = copy.deepcopy(self.configurations[number - 1].config)
-        config["seed"] = seed
-        return config
+        return copy.deepcopy(self.configurations[number - 1].config) | {"seed": seed}
 
     def to_json(self) -> dict[str, Any]:
-        return {"seeds": self.seeds,
-                "configurations": [vars(c) for c in self.configurations]}
+        return {"seeds": self.seeds, "configurations": [vars(c) for c in self.configurations]}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> FinalistPlan:
@@ -151,8 +133,8 @@ class ConfigurationOutcome:
         return statistics.stdev(self.values) if len(self.values) > 1 else None
 
     def test_values(self, key: str) -> list[float]:
-        return [v for v in (as_float((r.test_metrics or {}).get(key)) for r in self.runs
-                            if r.finished) if v is not None]
+        values = (as_float((r.test_metrics or {}).get(key)) for r in self.runs if r.finished)
+        return [v for v in values if v is not None]
 
 
 @dataclass
@@ -169,8 +151,7 @@ class FinalistsOutcome:
 
     @property
     def complete(self) -> bool:
-        ended = sum(1 for r in self.runs if r.ended)
-        return ended >= self.plan.runs
+        return sum(1 for r in self.runs if r.ended) >= self.plan.runs
 
     def ranked(self) -> list[ConfigurationOutcome]:
         """Configurations best mean first (those without a finished run last)."""
@@ -179,20 +160,15 @@ class FinalistsOutcome:
     @property
     def winner(self) -> ConfigurationOutcome | None:
         """The best mean validation value, once the stage is complete."""
-        if not self.complete:
-            return None
-        best = self.ranked()[0] if self.configurations else None
+        best = self.ranked()[0] if self.complete and self.configurations else None
         return best if best is not None and best.mean is not None else None
 
     @property
     def winner_run(self) -> FinalistRun | None:
         """The winner's run with the best validation value: `best_model/` and
         `best_config.yaml` come from it."""
-        winner = self.winner
-        if winner is None:
-            return None
         best = None
-        for run in winner.runs:
+        for run in self.winner.runs if self.winner is not None else ():
             if run.finished and is_better(run.trial.best_value,
                                           best.trial.best_value if best else None, self.mode):
                 best = run
@@ -202,20 +178,11 @@ class FinalistsOutcome:
 def rank_by_mean(configurations: Sequence[ConfigurationOutcome],
                  mode: str) -> list[ConfigurationOutcome]:
     """Best mean validation value first; ties keep the search's order (its better run)."""
-    def key(item: tuple[int, ConfigurationOutcome]) -> tuple[bool, float, int]:
-        index, outcome = item
+    def key(outcome: ConfigurationOutcome) -> tuple[bool, float]:
         mean = outcome.mean
-        if mean is None:
-            return (True, 0.0, index)
-        return (False, -mean if mode == "max" else mean, index)
+        return (True, 0.0) if mean is None else (False, -mean if mode == "max" else mean)
 
-    return [c for _, c in sorted(enumerate(configurations), key=key)]
-
-
-def _identity(config: Mapping[str, Any]) -> str:
-    """A configuration, whatever seed and thread count it ran with."""
-    return json.dumps({k: v for k, v in config.items() if k not in PER_RUN_KEYS},
-                      sort_keys=True, default=str)
+    return sorted(configurations, key=key)
 
 
 def plan_finalists(spec: SearchSpec, trials: Sequence[TrialRecord], top: int,
@@ -226,19 +193,20 @@ def plan_finalists(spec: SearchSpec, trials: Sequence[TrialRecord], top: int,
     configs = {t.trial_id: build_best_config(spec, t) for t in trials}
     chosen: list[FinalistConfiguration] = []
     seen: set[str] = set()
-    searched = spec.searched_keys()
     for rank, trial in enumerate(rank_trials(trials, spec.mode), start=1):
         if trial.best_value is None or trial.status == ERRORED:
             continue
-        identity = _identity(configs[trial.trial_id])
+        config = configs[trial.trial_id]
+        identity = json.dumps({k: v for k, v in config.items() if k not in PER_RUN_KEYS},
+                              sort_keys=True, default=str)  # whatever seed and thread count
         if identity in seen:
             continue
         seen.add(identity)
         chosen.append(FinalistConfiguration(
             number=len(chosen) + 1, rank=rank, source_trial=trial.trial_id,
             search_value=trial.best_value, search_step=trial.best_step,
-            values={k: trial.params[k] for k in searched if k in trial.params},
-            config=configs[trial.trial_id]))
+            values={k: trial.params[k] for k in spec.searched_keys() if k in trial.params},
+            config=config))
         if len(chosen) == top:
             break
     if not chosen:
@@ -266,34 +234,25 @@ def read_finalists(experiment_dir: ExperimentPath, spec: SearchSpec) -> Finalist
     folder = experiment_dir / FINALISTS_DIR
     if folder.is_dir():
         states = trial_states(folder)
+        # read as any trial, with no space: a run's params are its configuration's number and
+        # seed, not searched values
         runs_spec = dataclasses.replace(spec, space={}, recipe={})
         for trial_dir in find_trial_dirs(folder):
-            run = _read_run(trial_dir, runs_spec, states)
-            if run is not None and 1 <= run.number <= len(outcomes):
-                outcomes[run.number - 1].runs.append(run)
+            record = load_trial(trial_dir, runs_spec, states)
+            number, seed = as_int(record.params.get("finalist")), as_int(record.params.get("seed"))
+            if number is not None and seed is not None and 1 <= number <= len(outcomes):
+                metrics = read_json(trial_dir / TEST_METRICS_FILE)
+                outcomes[number - 1].runs.append(FinalistRun(
+                    number, seed, record, metrics if isinstance(metrics, dict) else None))
     for outcome in outcomes:
         outcome.runs.sort(key=lambda r: r.seed)
     return FinalistsOutcome(plan=plan, configurations=outcomes, mode=spec.mode)
 
 
-def _read_run(trial_dir: ExperimentPath, spec: SearchSpec,
-              states: Mapping[str, tuple[str, str]]) -> FinalistRun | None:
-    """One run's folder, read as any trial's (`load_trial`; `spec` holds no space of its own:
-    a run's params are its configuration's number and seed, not searched values)."""
-    record = load_trial(trial_dir, spec, states)
-    number, seed = as_int(record.params.get("finalist")), as_int(record.params.get("seed"))
-    if number is None or seed is None:
-        return None
-    metrics = read_json(trial_dir / TEST_METRICS_FILE)
-    return FinalistRun(number, seed, record, metrics if isinstance(metrics, dict) else None)
-
-
 def winner_seed_metrics(outcome: FinalistsOutcome | None) -> dict[str, dict[str, Any]]:
     """The winning configuration's fresh runs' test metrics, by seed ({} without a winner)."""
     winner = outcome.winner if outcome is not None else None
-    if winner is None:
-        return {}
-    return {str(r.seed): r.test_metrics for r in winner.runs
+    return {str(r.seed): r.test_metrics for r in (winner.runs if winner else ())
             if r.finished and r.test_metrics is not None}
 
 
@@ -302,19 +261,13 @@ def write_finalist_config(experiment_dir: ExperimentPath, spec: SearchSpec,
                           run: FinalistRun) -> tuple[dict[str, Any], ExperimentPath]:
     """`best_config.yaml` of the finalists' winner: its configuration with the seed (and thread
     count) of the run `best_model/` comes from, so it reproduces that model."""
-    winner = outcome.winner
+    winner, c = outcome.winner, outcome.winner.configuration
     config = outcome.plan.run_config(run.number, run.seed)
     config["num_threads"] = trial_thread_count(spec, run.trial)
-    c = winner.configuration
-    path = experiment_dir / BEST_CONFIG_FILE
-    header = (
-        f"Best run config of search `{spec.name}`, written by search/export.py.\n"
+    return write_config_file(
+        experiment_dir, spec, config, "run",
         f"Winner: configuration #{c.number} (trial {c.source_trial}, rank {c.rank} of the "
         f"search), chosen by its mean {spec.metric} = {winner.mean!r} over "
         f"{len(winner.values)} fresh seeds ({spec.mode}) in the finalists stage.\n"
         f"This is its run with seed {run.seed} (best {spec.metric} = {run.trial.best_value!r} "
-        f"at step {run.trial.best_step}), the one best_model/ comes from.\n"
-        f"Reproduce: python -m detr_core.train --config {display_path(path)}\n"
-        "num_threads is the run's thread count: keep it for a bit-exact rerun on this machine."
-    )
-    return config, write_text_atomic(path, dumps_yaml(config, header=header))
+        f"at step {run.trial.best_step}), the one best_model/ comes from.")

@@ -1,15 +1,11 @@
 """What mattered: how much of the metric's variation each searched hyperparameter explains.
 
-Optuna's importance evaluators only read COMPLETE trials, and in an ASHA search most trials
-are stopped early (PRUNED in the study), so importances of the study itself would rest on
-the few trials that ran their whole budget. Here every trial counts: each one's value of the
-metric at the FIRST rung (the first result at or past `grace_period` steps, the value ASHA
-itself judged the trial by), which every trial that was not cut before it reaches. Those
-values are put into an in-memory Optuna study (the sampled values with the space's
-distributions) and Optuna's fANOVA evaluator (`FanovaImportanceEvaluator`, random-forest
-fANOVA, seeded) apportions their variance among the parameters. Importances sum to 1.
-
-The numbers describe short-budget behaviour (the first rung); with few trials they are rough.
+Optuna's importance evaluators only read COMPLETE trials, and in an ASHA search most trials are
+stopped early (PRUNED), so the study's own importances would rest on the few that ran their
+whole budget. Here every trial counts with its value at the FIRST rung (the first result at or
+past `grace_period` steps, what ASHA judged it by), put into an in-memory Optuna study and
+apportioned by Optuna's seeded fANOVA evaluator. Importances sum to 1; they describe
+short-budget behaviour and with few trials they are rough.
 """
 
 from __future__ import annotations
@@ -67,11 +63,7 @@ def rung_points(spec: SearchSpec, trials: Sequence[TrialRecord]
 
 def optuna_distribution(dist: dict) -> Any:
     """One of our distributions as the Optuna distribution a sampled value belongs to."""
-    from optuna.distributions import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-    )
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     name, args = next(iter(dist.items()))
     if name == "choice":
@@ -106,8 +98,8 @@ def parameter_importances(spec: SearchSpec, trials: Sequence[TrialRecord]) -> Im
         if len({value for _, value in points}) < 2:
             result.reason = f"all {len(points)} trials had the same value at the first rung"
             return result
-        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-        found = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        found = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
     finally:
         optuna.logging.set_verbosity(verbosity)
     result.values = {k: float(v) for k, v in found.items()}

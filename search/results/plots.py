@@ -1,15 +1,7 @@
-"""The report's charts, as PNG files in `plots/`: curves, one chart per hyperparameter,
-importances.
-
-- `metric_curves.png` / `train_loss_curves.png`: the metric and the train loss vs step for
-  every trial, the winner drawn thicker;
-- `param_<key>.png`: each trial's sampled value vs the best metric it reached (categorical,
-  log or linear axis as the space draws it), marker shape by how the trial ended;
-- `importances.png`: `search.results.importance` as horizontal bars;
-- `compare_plots/best_so_far.png` (`search/export.py --compare`): the best value so far
-  against cumulative compute over a sequence of searches.
-
-The only module that imports matplotlib (headless `Agg` backend).
+"""The charts, as PNG files: in `plots/` the metric and train-loss curves of every trial (the
+winner thicker), one chart per hyperparameter (value vs best metric, marker by how the trial
+ended) and the importances; `compare_plots/best_so_far.png` for `--compare`. The only module
+that imports matplotlib (headless `Agg` backend).
 """
 
 from __future__ import annotations
@@ -17,7 +9,7 @@ from __future__ import annotations
 import io
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
@@ -38,23 +30,11 @@ IMPORTANCES_PNG = "importances.png"
 
 
 def _save(fig: Any, path: ExperimentPath) -> ExperimentPath:
-    """The chart as PNG bytes, written atomically (rendered in memory, then one rename locally
-    or one upload to a storage URI)."""
+    """The chart rendered in memory, written atomically (one rename, or one upload)."""
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return write_bytes_atomic(path, png.getvalue())
-
-
-def curve(results: Iterable[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
-    """(steps, values) of `key` over a trial's results, skipping rows without either."""
-    steps, values = [], []
-    for row in results:
-        step, value = as_int(row.get("step")), as_float(row.get(key))
-        if step is not None and value is not None:
-            steps.append(step)
-            values.append(value)
-    return steps, values
 
 
 def plot_curves(
@@ -65,13 +45,14 @@ def plot_curves(
     fig, ax = plt.subplots(figsize=(9, 5))
     drawn = 0
     for t in trials:
-        steps, values = curve(t.results, key)
-        if not steps:
+        points = [(s, v) for r in t.results if (s := as_int(r.get("step"))) is not None
+                  and (v := as_float(r.get(key))) is not None]
+        if not points:
             continue
         is_winner = t.trial_id == winner
-        name = f"{t.trial_id} (winner)" if is_winner else t.trial_id
-        ax.plot(steps, values, marker=".", linewidth=2.5 if is_winner else 1.0,
-                zorder=3 if is_winner else 2, label=name)
+        ax.plot(*zip(*points, strict=True), marker=".", linewidth=2.5 if is_winner else 1.0,
+                zorder=3 if is_winner else 2,
+                label=f"{t.trial_id} (winner)" if is_winner else t.trial_id)
         drawn += 1
     ax.set(xlabel="step", ylabel=key, title=title)
     ax.grid(True, alpha=0.3)
@@ -84,17 +65,13 @@ def plot_curves(
 
 
 def param_axis(spec: SearchSpec, key: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
-    """How to draw a hyperparameter: ("categorical", options) / ("log", []) / ("linear", []).
-
-    `choice` (or any non-numeric value) is categorical, in the order the space lists the
-    options; the space's log-scale distributions get a log axis.
-    """
+    """("categorical", options: a `choice`'s in space order, or any non-numeric values), else
+    ("log", []) for the space's log-scale distributions, else ("linear", [])."""
     entry = spec.space.get(key)
     choices = list(entry["choice"]) if is_distribution(entry) and "choice" in entry else None
     if choices is not None or not all(as_float(v) is not None for v in values):
         options = choices or []
-        options += [v for v in values if v not in options]
-        return "categorical", options
+        return "categorical", options + [v for v in values if v not in options]
     return ("log" if key in log_scale_keys_of(spec.space) else "linear"), []
 
 
@@ -114,11 +91,9 @@ def plot_param(
     path: ExperimentPath, spec: SearchSpec, trials: Sequence[TrialRecord], key: str,
     winner: str | None,
 ) -> ExperimentPath:
-    """Sampled value of `key` vs the best metric each trial reached; the winner as a star.
-
-    Marker shape tells full-budget scores from partial ones (ASHA-stopped, cut, interrupted)
-    and from errored trials, which are not comparable on equal terms.
-    """
+    """Sampled value of `key` vs the best metric each trial reached; the winner as a star. The
+    marker tells full-budget scores from partial (stopped, cut, interrupted) and errored ones,
+    which do not compare on equal terms."""
     points = [t for t in trials if key in t.params and t.best_value is not None]
     kind, options = param_axis(spec, key, [t.params[key] for t in points])
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -147,8 +122,30 @@ def plot_param(
     return _save(fig, path)
 
 
-def plot_importances(path: ExperimentPath, importances: Importances) -> ExperimentPath:
-    """Horizontal bars, most important parameter on top."""
+def write_plots(
+    plots_dir: ExperimentPath, spec: SearchSpec, trials: Sequence[TrialRecord],
+    keys: Sequence[str], winner: str | None,
+) -> list[ExperimentPath]:
+    """The curve and per-parameter charts of the report; returns their paths in report order."""
+    plots_dir.mkdir(exist_ok=True)
+    return [
+        plot_curves(plots_dir / "metric_curves.png", trials, spec.metric,
+                    f"{spec.metric} per trial ({spec.mode} is better)", winner),
+        plot_curves(plots_dir / "train_loss_curves.png", trials, "train_loss",
+                    "train_loss per trial", winner),
+        *(plot_param(plots_dir / f"param_{re.sub(r'[^A-Za-z0-9._-]', '_', key)}.png", spec,
+                     trials, key, winner) for key in keys),
+    ]
+
+
+def write_importances_plot(plots_dir: ExperimentPath,
+                           importances: Importances) -> ExperimentPath | None:
+    """`plots/importances.png`, most important on top; without importances any old one goes."""
+    path = plots_dir / IMPORTANCES_PNG
+    if not importances.values:
+        path.unlink(missing_ok=True)
+        return None
+    plots_dir.mkdir(exist_ok=True)
     names = list(importances.values)[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.6 * max(len(names), 1) + 1.5))
     ax.barh(names, [importances.values[n] for n in names], color="tab:blue")
@@ -160,52 +157,22 @@ def plot_importances(path: ExperimentPath, importances: Importances) -> Experime
     return _save(fig, path)
 
 
-def write_plots(
-    plots_dir: ExperimentPath, spec: SearchSpec, trials: Sequence[TrialRecord],
-    keys: Sequence[str], winner: str | None,
-) -> list[ExperimentPath]:
-    """The curve and per-parameter charts of the report; returns their paths in report order."""
-    plots_dir.mkdir(exist_ok=True)
-    written = [
-        plot_curves(plots_dir / "metric_curves.png", trials, spec.metric,
-                    f"{spec.metric} per trial ({spec.mode} is better)", winner),
-        plot_curves(plots_dir / "train_loss_curves.png", trials, "train_loss",
-                    "train_loss per trial", winner),
-    ]
-    for key in keys:
-        name = re.sub(r"[^A-Za-z0-9._-]", "_", key)
-        written.append(plot_param(plots_dir / f"param_{name}.png", spec, trials, key, winner))
-    return written
-
-
-def write_importances_plot(plots_dir: ExperimentPath,
-                           importances: Importances) -> ExperimentPath | None:
-    """`plots/importances.png` when there are importances; else any old one is removed."""
-    path = plots_dir / IMPORTANCES_PNG
-    if not importances.values:
-        path.unlink(missing_ok=True)
-        return None
-    plots_dir.mkdir(exist_ok=True)
-    return plot_importances(path, importances)
-
-
 def plot_best_so_far(path: ExperimentPath, points: Sequence[tuple[int, float | None, int]],
                      names: Sequence[str], metric: str) -> ExperimentPath:
     """Best `metric` so far (a step line) against cumulative optimizer steps, one colour per
     search of the sequence, a dashed line where each search starts."""
     fig, ax = plt.subplots(figsize=(9, 5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    previous_end = 0
+    start = 0
     for index, name in enumerate(names):
         mine = [(x, y) for x, y, i in points if i == index and y is not None]
         if not mine:
             continue
-        start = previous_end
         ax.axvline(start, color="grey", linestyle="--", linewidth=0.8)
         xs, ys = zip(*mine, strict=True)
         ax.step(xs, ys, where="post", marker="o", color=colours[index % len(colours)],
                 label=f"{index + 1}. {name}")
-        previous_end = xs[-1]
+        start = xs[-1]
     ax.set(xlabel="cumulative optimizer steps (trials trained by the searches)",
            ylabel=f"best {metric} so far", title="Searches in sequence")
     ax.grid(True, alpha=0.3)

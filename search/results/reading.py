@@ -1,11 +1,10 @@
 """Read a search back from its experiment folder: one `TrialRecord` per trial folder.
 
-Only plain files are read, so any experiment folder can be read again at any time, with or
-without the driver that made it: per trial folder `params.json`, `result.json`
-(`progress.csv` as fallback) and `error.txt` / `error.pkl`; Ray's `experiment_state-*.json`
-only as a fallback for trial ids and statuses (`search.cluster.ray_internals`); the driver's
-`time_budget.json` for the trials that `--time-budget` cut and its `interrupted.json` for those
-Ctrl-C / SIGTERM stopped.
+Only plain files are read, so a folder can be read again at any time, with or without the
+driver that made it: per trial `params.json`, `result.json` (`progress.csv` as fallback) and
+`error.txt` / `error.pkl`; Ray's `experiment_state-*.json` only as a fallback for trial ids and
+statuses; the driver's `time_budget.json` (trials `--time-budget` cut) and `interrupted.json`
+(trials Ctrl-C / SIGTERM stopped).
 """
 
 from __future__ import annotations
@@ -27,8 +26,7 @@ from search.store.storage import ExperimentPath, read_json
 from search.trial.status import trial_status
 from search.trial.trainable import trial_values
 
-#: Shown for every trial at its best step beside the objective (trials.csv, REPORT.md): the
-#: diary's metric and the detection quality, whichever of them the search ranks by.
+#: Shown for every trial at its best step beside the objective (trials.csv, REPORT.md).
 SHOWN_AT_BEST_STEP = ("eval_loss_bbox", "eval_map_50", "eval_recall", "eval_precision")
 
 
@@ -39,14 +37,9 @@ def shown_beside(metric: str) -> list[str]:
 
 @dataclass
 class TrialRecord:
-    """One trial as read back from its folder.
-
-    `params` are the values the trial trained with (`search.trial.trainable.trial_values`: the
-    space's fixed values and the sampled ones rounded to their q), not Optuna's raw draws.
-    A warm-start trial (`search.results.warm_trials`) was trained by an earlier search: `origin`
-    is that experiment, `params` its values of this search's keys and `source_params` the
-    values it trained with there.
-    """
+    """One trial as read back. `params`: the values it trained with (`trial_values`: fixed and
+    sampled ones, rounded to their q), not Optuna's raw draws. A warm-start trial was trained by
+    an earlier search: `origin` is that experiment, `source_params` its values there."""
 
     trial_id: str
     path: ExperimentPath
@@ -72,14 +65,12 @@ class TrialRecord:
 
     @property
     def last_step(self) -> int | None:
-        last = self.last_result
-        return as_int(last.get("step")) if last else None
+        return as_int(self.results[-1].get("step")) if self.results else None
 
     def cpu_seconds(self, cpus_per_trial: float) -> float | None:
-        """Its compute: wall time times the CPUs (torch threads) it trained with (reported as
-        `num_threads`; else the search's `cpus_per_trial`). Steps are ASHA's budget, but models
-        train at different steps/s (plain DETR ~5x D-FINE on a CPU): equal steps are not equal
-        compute."""
+        """Wall time times the CPUs (torch threads) it trained with (`num_threads`, else
+        `cpus_per_trial`). Equal steps are not equal compute: plain DETR trains ~5x slower
+        than D-FINE per step on a CPU."""
         wall = self.wall_time_s
         if wall is None:
             return None
@@ -89,9 +80,8 @@ class TrialRecord:
     @property
     def wall_time_s(self) -> float | None:
         """Last `time_total_s` (survives resumes), else the sum of `time_this_iter_s`."""
-        last = self.last_result
-        if last and as_float(last.get("time_total_s")) is not None:
-            return as_float(last["time_total_s"])
+        if self.results and as_float(self.results[-1].get("time_total_s")) is not None:
+            return as_float(self.results[-1]["time_total_s"])
         times = [as_float(r.get("time_this_iter_s")) for r in self.results]
         times = [t for t in times if t is not None]
         return sum(times) if times else None
@@ -100,17 +90,13 @@ class TrialRecord:
 def find_trial_dirs(experiment_dir: ExperimentPath) -> list[ExperimentPath]:
     """Sub-folders Ray Tune made for trials: those holding params.json / result.json."""
     markers = ("params.json", "result.json", "progress.csv")
-    return sorted(
-        p for p in experiment_dir.iterdir()
-        if p.is_dir() and any((p / m).is_file() for m in markers)
-    )
+    return sorted(p for p in experiment_dir.iterdir()
+                  if p.is_dir() and any((p / m).is_file() for m in markers))
 
 
 def read_results(trial_dir: ExperimentPath) -> list[dict[str, Any]]:
-    """Every reported result in order: `result.json` lines, else `progress.csv` rows.
-
-    A torn last line (the driver died mid-write) is skipped, not fatal.
-    """
+    """Every reported result in order: `result.json` lines, else `progress.csv` rows. A torn
+    last line (the driver died mid-write) is skipped, not fatal."""
     results: list[dict[str, Any]] = []
     path = trial_dir / "result.json"
     if path.is_file():
@@ -126,44 +112,6 @@ def read_results(trial_dir: ExperimentPath) -> list[dict[str, Any]]:
         rows = csv.DictReader(io.StringIO(text, newline=""))
         results = [{k: parse_scalar(v) for k, v in row.items()} for row in rows]
     return results
-
-
-def read_params(trial_dir: ExperimentPath) -> dict[str, Any]:
-    """The trial's sampled config (flat dotted keys) from `params.json`; {} if unreadable."""
-    params = read_json(trial_dir / "params.json")
-    return params if isinstance(params, dict) else {}
-
-
-def read_error(trial_dir: ExperimentPath) -> str | None:
-    """Last non-empty line of `error.txt` (the exception message); None if the trial is clean."""
-    path = trial_dir / "error.txt"
-    if path.is_file():
-        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-        return lines[-1] if lines else "error (empty error.txt)"
-    if (trial_dir / "error.pkl").is_file():
-        return "error (see error.pkl)"
-    return None
-
-
-#: Ray Tune trial states that mean a failure recorded in error.txt was retried past: the trial
-#: finished afterwards, or was still running (or waiting to) when the search stopped.
-RECOVERED_STATES = ("TERMINATED", "RUNNING", "PENDING", "PAUSED")
-
-
-def read_budget_cut(experiment_dir: ExperimentPath) -> set[str]:
-    """Ids of the trials that `--time-budget` stopped (from `time_budget.json`), if any."""
-    data = read_json(experiment_dir / TIME_BUDGET_FILE)
-    if not isinstance(data, dict) or not isinstance(data.get("cut_trials"), list):
-        return set()
-    return {str(t) for t in data["cut_trials"]}
-
-
-def read_interrupted(experiment_dir: ExperimentPath) -> set[str]:
-    """Ids of the trials running when Ctrl-C / SIGTERM stopped the search (`interrupted.json`)."""
-    data = read_json(experiment_dir / INTERRUPTED_FILE)
-    if not isinstance(data, dict) or not isinstance(data.get("running_trials"), dict):
-        return set()
-    return {str(t) for t in data["running_trials"]}
 
 
 def best_of(
@@ -189,19 +137,26 @@ def load_trial(
 ) -> TrialRecord:
     """Read one trial folder and decide its status and best metric."""
     results = read_results(trial_dir)
-    error = read_error(trial_dir)
     ray_id, ray_status = ray_states.get(trial_dir.name, ("", ""))
-    if error is None and ray_status == "ERROR":
+    error = None  # the exception message: the last non-empty line of error.txt
+    if (trial_dir / "error.txt").is_file():
+        text = (trial_dir / "error.txt").read_text(errors="replace")
+        error = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()),
+                     "error (empty error.txt)")
+    elif (trial_dir / "error.pkl").is_file():
+        error = "error (see error.pkl)"
+    elif ray_status == "ERROR":
         error = "error (Ray marked the trial ERROR)"
     trial_id = next((str(r["trial_id"]) for r in results if r.get("trial_id")), "") or ray_id
     if not trial_id:
         match = _TRIAL_ID_IN_DIRNAME.search(trial_dir.name)
         trial_id = match.group(1) if match else trial_dir.name
     done = bool(results and results[-1].get("done")) or ray_status == "TERMINATED"
-    # error.txt stays after a failure that a retry (max_failures) got past: a trial that ended,
-    # or was still running when the search stopped, is not errored; its error column still
-    # tells what happened on the way
-    recovered = ray_status != "ERROR" and (done or ray_status in RECOVERED_STATES)
+    # error.txt stays after a failure a retry (max_failures) got past: a trial that ended, or
+    # was still running (or waiting to) when the search stopped, is not errored; its error
+    # column still tells what happened on the way
+    recovered = ray_status != "ERROR" and (
+        done or ray_status in ("TERMINATED", "RUNNING", "PENDING", "PAUSED"))
     status = trial_status(
         results[-1] if results else None, errored=error is not None and not recovered,
         max_t=spec.scheduler.max_t, ended=done, cut_by_budget=trial_id in budget_cut,
@@ -209,26 +164,21 @@ def load_trial(
     )
     best_value, best_step = best_of(results, spec.metric, spec.mode)
     return TrialRecord(
-        trial_id=trial_id,
-        path=trial_dir,
-        params=trial_values(spec.space, read_params(trial_dir), spec.base, spec.recipe),
-        results=results,
-        status=status,
-        error=error,
-        best_value=best_value,
-        best_step=best_step,
+        trial_id=trial_id, path=trial_dir,
+        params=trial_values(spec.space, json_dict(trial_dir / "params.json"), spec.base,
+                            spec.recipe),
+        results=results, status=status, error=error, best_value=best_value, best_step=best_step,
     )
 
 
 def load_trials(experiment_dir: ExperimentPath, spec: SearchSpec,
                 allow_empty: bool = False) -> list[TrialRecord]:
-    """All trials of the experiment, sorted by trial id (the order Tune created them).
-
-    No trial folder is a `UserInputError` unless `allow_empty` (a warm-started search has
-    trials before it trains any)."""
+    """All trials of the experiment, sorted by trial id (the order Tune created them). No trial
+    folder is a `UserInputError` unless `allow_empty` (a warm-started search has some already)."""
     ray_states = trial_states(experiment_dir)
-    cut = read_budget_cut(experiment_dir)
-    interrupted = read_interrupted(experiment_dir)
+    budget = json_dict(experiment_dir / TIME_BUDGET_FILE).get("cut_trials")
+    cut = {str(t) for t in budget} if isinstance(budget, list) else set()
+    interrupted = set((read_interrupt_record(experiment_dir) or {}).get("running_trials", ()))
     trials = [load_trial(d, spec, ray_states, cut, interrupted)
               for d in find_trial_dirs(experiment_dir)]
     if not trials and not allow_empty:
@@ -237,10 +187,14 @@ def load_trials(experiment_dir: ExperimentPath, spec: SearchSpec,
     return sorted(trials, key=lambda t: t.trial_id)
 
 
+def json_dict(path: ExperimentPath) -> dict[str, Any]:
+    """A JSON file's object; {} when it is missing, unreadable or not an object."""
+    data = read_json(path)
+    return data if isinstance(data, dict) else {}
+
+
 def read_interrupt_record(experiment_dir: ExperimentPath) -> dict[str, Any] | None:
-    """The record `search.running.interrupt` wrote when Ctrl-C / SIGTERM stopped the search,
-    or None (not interrupted, or resumed since)."""
-    data = read_json(experiment_dir / INTERRUPTED_FILE)
-    if not isinstance(data, dict) or not isinstance(data.get("running_trials"), dict):
-        return None
-    return data
+    """What `search.running.interrupt` wrote when Ctrl-C / SIGTERM stopped the search, or None
+    (not interrupted, or resumed since)."""
+    data = json_dict(experiment_dir / INTERRUPTED_FILE)
+    return data if isinstance(data.get("running_trials"), dict) else None

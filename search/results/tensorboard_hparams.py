@@ -1,11 +1,10 @@
 """Each trial's TensorBoard event file carries its hyperparameters (the HParams tab).
 
-Ray Tune's `TBXLoggerCallback` writes the HParams summary only when a trial ends, with
-Optuna's raw draws, and never for a trial still running or cut by the time budget. This
-subclass writes it when the trial starts, into the same event file as the trial's scalars,
-with the values the trial trains with (`search.trial.trainable.trial_values`: searched and fixed
-keys, q-rounding applied), and declares the metrics the trial reports (`ray/tune/<metric>`),
-so `tensorboard --logdir <experiment>` can compare trials side by side in its HParams tab.
+Ray Tune's `TBXLoggerCallback` writes the HParams summary only when a trial ends, with Optuna's
+raw draws, and never for a trial still running or cut by the time budget. This subclass writes
+it when the trial starts, into the trial's event file, with the values it trains with
+(`trial_values`: fixed keys too, q-rounding applied), and declares the metrics it reports
+(`ray/tune/<metric>`), so `tensorboard --logdir <experiment>` compares trials side by side.
 """
 
 from __future__ import annotations
@@ -17,17 +16,12 @@ from ray.tune.logger import TBXLoggerCallback
 
 from search.trial.trainable import trial_values
 
-#: Tag prefix of the scalars Tune's TensorBoard logger writes.
-TUNE_SCALAR_PREFIX = "ray/tune/"
-
 
 def hparam_value(value: Any) -> str | bool | float:
     """A value as the HParams plugin stores it: string, bool or number (lists as text)."""
     if isinstance(value, bool | str):
         return value
-    if isinstance(value, int | float):
-        return float(value)
-    return str(value)
+    return float(value) if isinstance(value, int | float) else str(value)
 
 
 class HParamsLoggerCallback(TBXLoggerCallback):
@@ -37,9 +31,8 @@ class HParamsLoggerCallback(TBXLoggerCallback):
                  base: Mapping[str, Any] | None = None,
                  recipe: Mapping[str, Any] | None = None) -> None:
         super().__init__()
-        self._space = dict(space)
-        self._base, self._recipe = base, recipe
-        self._metrics = [TUNE_SCALAR_PREFIX + m for m in metrics]
+        self._space, self._base, self._recipe = dict(space), base, recipe
+        self._metrics = [f"ray/tune/{m}" for m in metrics]  # the tags of Tune's scalars
         self._session_end: dict[Any, Any] = {}
 
     def log_trial_start(self, trial: Any) -> None:
@@ -47,9 +40,9 @@ class HParamsLoggerCallback(TBXLoggerCallback):
         from tensorboardX.summary import hparams
 
         trained = trial_values(self._space, trial.config, self._base, self._recipe)
-        values = {k: hparam_value(v) for k, v in trained.items() if v is not None}
         experiment, session_start, session_end = hparams(
-            hparam_dict=values, metric_dict=dict.fromkeys(self._metrics, 0.0))
+            hparam_dict={k: hparam_value(v) for k, v in trained.items() if v is not None},
+            metric_dict=dict.fromkeys(self._metrics, 0.0))
         writer = self._trial_writer[trial].file_writer
         writer.add_summary(experiment)
         writer.add_summary(session_start)

@@ -1,17 +1,13 @@
-"""The earlier trials a search was warm-started with (`--warm-start`): `warm_start.json`.
+"""`warm_start.json`: the earlier trials a `--warm-start` search was seeded with.
 
 A warm-started search seeds its Optuna study with finished and ASHA-stopped trials of earlier
-experiments (`search.lineage`); they are not trained again. So that the export can rank them,
-draw them and pick one as the winner from the experiment folder alone, the driver records them
-here when the search starts: per source its location and what was taken or left out (and why),
-per trial the values it has in the new space, the values it trained with in its own search,
-its status, best value and step, and its reported results (the metrics and steps, nothing of
-Ray's bookkeeping). The trial's checkpoints stay in its own experiment (`trial_dir`): the
-winner's `best_model/` is copied from there.
-
-This module owns the file's format: `search.lineage` builds the record, the driver writes it
-with `write_warm_start_record`, the export reads it with `read_warm_start_record` /
-`warm_trial_records`.
+experiments (`search.lineage` builds the record); they are not trained again. So that the
+export can rank them, draw them and pick one as the winner from the experiment folder alone,
+the driver writes this record when the search starts: per source what was taken or left out
+(and why); per trial its values in the new space and in its own search, status, best value and
+step, and its reported results without Ray's bookkeeping. Its checkpoints stay in its own
+experiment (`trial_dir`), where a winner's `best_model/` is copied from. This module owns the
+file's format.
 """
 
 from __future__ import annotations
@@ -22,19 +18,22 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from detr_core.files.errors import UserInputError
-from search.results.reading import TrialRecord
-from search.space.spec import SearchSpec
+from search.results.reading import TrialRecord, load_trials
+from search.space.spec import SearchSpec, read_spec_file
 from search.store.layout import WARM_START_FILE
 from search.store.storage import ExperimentPath, location, read_json, write_json_atomic
 
-#: Marks a warm-start trial (trials.csv `origin`, REPORT.md).
+#: Marks a warm-start trial (trials.csv `origin`, REPORT.md); a trial trained here is `search`.
 WARM_START = "warm-start"
-#: Marks a trial trained by the search itself.
-TRAINED_HERE = "search"
 #: Ray's bookkeeping in a reported result: not kept in the record.
 _RAY_KEYS = ("config", "trial_id", "experiment_id", "date", "hostname", "node_ip", "pid",
              "experiment_tag", "training_iteration", "time_since_restore",
              "iterations_since_restore", "checkpoint_dir_name", "should_checkpoint")
+
+
+def _finite(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 @dataclass
@@ -79,19 +78,19 @@ class WarmTrial:
         values: dict[int, float] = {}
         for row in self.results:
             step, value = row.get("step"), row.get(metric)
-            if isinstance(step, int) and _finite(value) and step not in values:
-                values[step] = float(value)
+            if isinstance(step, int) and _finite(value):
+                values.setdefault(step, float(value))
         return values
 
     def optuna_trial(self, metric: str, searched: Sequence[str]) -> dict[str, Any]:
         """What the searcher adds to its study (`AshaAwareOptunaSearch(warm_start=...)`)."""
+        own = self.sampled or self.params
         return {
-            "params": {k: own[k] for k in searched if k in (own := self.sampled or self.params)},
+            "params": {k: own[k] for k in searched if k in own},
             "state": "PRUNED" if self.pruned else "COMPLETE",
             "value": None if self.pruned else self.best_value,
             "intermediate_values": self.intermediate_values(metric),
-            "user_attrs": {"warm_start_source": self.source,
-                           "warm_start_trial": self.trial_id},
+            "user_attrs": {"warm_start_source": self.source, "warm_start_trial": self.trial_id},
         }
 
 
@@ -107,8 +106,7 @@ class WarmStartRecord:
 
 
 def kept_result(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A reported result without Ray's bookkeeping: its numbers (step, metrics, train loss,
-    learning rate, threads, times) and `done`."""
+    """A reported result without Ray's bookkeeping: its numbers and `done`."""
     kept = {k: v for k, v in row.items() if k not in _RAY_KEYS and _finite(v)}
     if "done" in row:
         kept["done"] = bool(row["done"])
@@ -117,10 +115,7 @@ def kept_result(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def write_warm_start_record(experiment_dir: ExperimentPath, record: WarmStartRecord) -> None:
     """Write `warm_start.json` (atomically) into the new experiment."""
-    write_json_atomic(experiment_dir / WARM_START_FILE, {
-        "sources": [asdict(s) for s in record.sources],
-        "trials": [asdict(t) for t in record.trials],
-    })
+    write_json_atomic(experiment_dir / WARM_START_FILE, asdict(record))
 
 
 def read_warm_start_record(experiment_dir: ExperimentPath) -> WarmStartRecord | None:
@@ -130,54 +125,37 @@ def read_warm_start_record(experiment_dir: ExperimentPath) -> WarmStartRecord | 
         return None
     data = read_json(path)
     try:
-        return WarmStartRecord(
-            sources=[SourceSummary(**s) for s in data["sources"]],
-            trials=[WarmTrial(**t) for t in data["trials"]],
-        )
+        return WarmStartRecord(sources=[SourceSummary(**s) for s in data["sources"]],
+                               trials=[WarmTrial(**t) for t in data["trials"]])
     except (TypeError, KeyError) as exc:
         raise UserInputError(f"not a warm-start record ({exc}); was it edited?",
                              source=path) from None
 
 
-def warm_trial_records(record: WarmStartRecord | None) -> list[TrialRecord]:
-    """The warm-start trials as `TrialRecord`s (ranked, drawn and exported like the others)."""
-    if record is None:
-        return []
-    return [TrialRecord(
+def experiment_trials(experiment_dir: ExperimentPath, spec: SearchSpec
+                      ) -> tuple[list[TrialRecord], WarmStartRecord | None]:
+    """Every trial an experiment ranks: its own (trial folders) and its warm-start ones (as
+    `TrialRecord`s, ranked, drawn and exported like the others), with the warm-start record
+    (None when it was not warm-started)."""
+    record = read_warm_start_record(experiment_dir)
+    own = load_trials(experiment_dir, spec, allow_empty=record is not None)
+    return [*own, *(TrialRecord(
         trial_id=t.trial_id, path=location(t.trial_dir), params=dict(t.params),
         results=[dict(r) for r in t.results], status=t.status, best_value=t.best_value,
         best_step=t.best_step, origin=t.source, source_params=dict(t.source_params),
-    ) for t in record.trials]
-
-
-def experiment_trials(experiment_dir: ExperimentPath, spec: SearchSpec
-                      ) -> tuple[list[TrialRecord], WarmStartRecord | None]:
-    """Every trial an experiment ranks: its own (trial folders) and its warm-start ones, with
-    the warm-start record (None when it was not warm-started)."""
-    from search.results.reading import load_trials
-
-    record = read_warm_start_record(experiment_dir)
-    own = load_trials(experiment_dir, spec, allow_empty=record is not None)
-    return [*own, *warm_trial_records(record)], record
+    ) for t in (record.trials if record else ()))], record
 
 
 def origin_label(trial: TrialRecord) -> str:
     """`search` for a trial trained by this search, `warm-start` for one taken from another."""
-    return WARM_START if trial.origin else TRAINED_HERE
+    return WARM_START if trial.origin else "search"
 
 
 def source_spec(trial: TrialRecord) -> SearchSpec | None:
     """The spec of a warm-start trial's own experiment; None when it cannot be read now."""
-    from search.space.spec import read_spec_file
-
     if not trial.origin:
         return None
     try:
         return read_spec_file(location(trial.origin))
     except (UserInputError, OSError):
         return None
-
-
-def _finite(value: Any) -> bool:
-    return (isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value))

@@ -1,34 +1,17 @@
-"""Who won a search, and the winner's complete run config as `best_config.yaml`.
+"""Who won a search: its `best_config.yaml`, `best_model/` and test metrics.
 
-The winner is the trial with the best value of the metric ever reported (Tune's
-`scope="all"`), so a trial that ASHA stopped early competes with the score it actually
-reached. Its config is the base with the trial's values set by the same function the
-trainable trains with (`search.trial.trainable.trial_run_config`), rounding included.
-
-Test-split numbers of the winner: `test_metrics.json`.
-
-The winner's `best_model/` is evaluated on the test split of its run config with detr_core's
-own evaluation (mAP, recall, IoU and centre-error figures), once: a `test_metrics.json` not
-older than `best_model/` is reused. On a storage URI the model is evaluated from a local
-download and its evaluation log uploaded beside it. When the finalists stage chose the winner,
-its run's own evaluation is copied instead (`search.results.export`).
-
-The winner's model: the checkpoint of its best step, copied to `best_model/`.
-
-Each trial keeps the Trainer checkpoint of its best step (see `search.trial.trainable`), with a
-`checkpoint_meta.json` naming step, metric and value. The copy in `best_model/` carries
-`export_source.json` (which trial, which checkpoint), so a re-export of the same winner leaves
-it untouched and a stale copy of another trial is never left beside a new `best_config.yaml`.
-A checkpoint whose model files are incomplete (a trial killed while Tune copied it) is passed
-over (`detr_core.model.model_check`); the copy is built aside and swapped in
-(`detr_core.files.file_io`), so `best_model/` is never half-written. On an object store (no
-folder rename) the old copy is deleted, the new one uploaded and `export_source.json` written
-last, so an interrupted copy is redone by the next export.
+The winner has the best value of the metric ever reported (Tune's `scope="all"`): a trial ASHA
+stopped early competes with the score it reached. Its config is set by the trainable's own
+`trial_run_config`, rounding included. `best_model/` is its best step's checkpoint, with an
+`export_source.json` (trial, checkpoint): a re-export of the same winner leaves it untouched and
+no stale copy of another trial stays beside a new `best_config.yaml`. A checkpoint with
+incomplete model files (a trial killed while Tune copied it) is passed over; the copy is built
+aside and swapped in (on an object store: old copy deleted, new one uploaded,
+`export_source.json` last), so an interrupted copy is redone, never used half-written.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 import sys
@@ -70,24 +53,15 @@ from search.trial.trainable import trial_run_config, trial_threads
 
 
 def rank_trials(trials: Sequence[TrialRecord], mode: str) -> list[TrialRecord]:
-    """Trials best first by their best metric; errored trials after clean ones, no value last.
+    """Trials best first by their best metric; errored trials after clean ones (a config that
+    crashed may crash again when retrained, and rank 1 is the winner), no value last. Ties keep
+    trial-id order."""
+    def key(t: TrialRecord) -> tuple[bool, bool, float, str]:
+        value = t.best_value if t.best_value is not None else 0.0
+        return (t.best_value is None, t.status == ERRORED, value if mode == "min" else -value,
+                t.trial_id)
 
-    Errored trials rank behind the others because a config that crashed may crash again when
-    retrained: rank 1 is always the winner (see `pick_winner`). Ties keep trial-id order.
-    """
-
-    def compare(a: TrialRecord, b: TrialRecord) -> int:
-        group_a = (a.best_value is None, a.status == ERRORED)
-        group_b = (b.best_value is None, b.status == ERRORED)
-        if group_a != group_b:
-            return -1 if group_a < group_b else 1
-        if is_better(a.best_value, b.best_value, mode):
-            return -1
-        if is_better(b.best_value, a.best_value, mode):
-            return 1
-        return -1 if a.trial_id < b.trial_id else int(a.trial_id > b.trial_id)
-
-    return sorted(trials, key=functools.cmp_to_key(compare))
+    return sorted(trials, key=key)
 
 
 def pick_winner(trials: Sequence[TrialRecord], mode: str) -> TrialRecord | None:
@@ -98,41 +72,44 @@ def pick_winner(trials: Sequence[TrialRecord], mode: str) -> TrialRecord | None:
 
 def trial_thread_count(spec: SearchSpec, trial: TrialRecord) -> int:
     """The torch threads a trial trained with: as it reported them, else its CPU share."""
-    reported = [as_int(r.get("num_threads")) for r in trial.results]
-    reported = [n for n in reported if n is not None]
+    reported = [n for r in trial.results if (n := as_int(r.get("num_threads"))) is not None]
     return reported[-1] if reported else trial_threads(spec.resources.cpus_per_trial)
 
 
 def build_best_config(spec: SearchSpec, trial: TrialRecord) -> dict[str, Any]:
-    """A trial's complete run config: exactly what the trainable trained it with, thread
-    count included (the same config and thread count on the same machine give the same
-    curve). A warm-start trial's comes from its own experiment's spec when that can be read
-    (else from this search's, which trains the same run by the warm-start rules)."""
+    """A trial's complete run config, thread count included: exactly what it trained with (same
+    config and threads on the same machine, same curve). A warm-start trial's comes from its own
+    experiment's spec when readable (else from this one's, which trains the same run)."""
     own = source_spec(trial)
-    # a trial's params are the values it trained with (`trial_values`: rounded, and made
-    # absolute where the model is searched), so they are set as they are: no space
+    # params are the values it trained with (rounded, absolute where the model is searched),
+    # so they are set as they are: no space
     if own is not None and trial.source_params is not None:
-        return trial_run_config(own.base, {}, trial.source_params,
-                                threads=trial_thread_count(own, trial))
-    return trial_run_config(spec.base, {}, trial.params,
-                            threads=trial_thread_count(spec, trial))
+        spec, params = own, trial.source_params
+    else:
+        params = trial.params
+    return trial_run_config(spec.base, {}, params, threads=trial_thread_count(spec, trial))
 
 
 def write_best_config(
     experiment_dir: ExperimentPath, spec: SearchSpec, winner: TrialRecord
 ) -> tuple[dict[str, Any], ExperimentPath]:
     """Write `best_config.yaml` (atomically) with a header naming the trial and its best step."""
-    config = build_best_config(spec, winner)
-    path = experiment_dir / BEST_CONFIG_FILE
     origin = (f" (a warm-start trial of experiment {winner.origin}, not retrained here: "
               "this is its run config there)" if winner.origin else "")
-    header = (
-        f"Best run config of search `{spec.name}`, written by search/export.py.\n"
+    return write_config_file(
+        experiment_dir, spec, build_best_config(spec, winner), "trial",
         f"Winner: trial {winner.trial_id}{origin}, best {spec.metric} = {winner.best_value!r} "
-        f"({spec.mode}) at step {winner.best_step}.\n"
+        f"({spec.mode}) at step {winner.best_step}.")
+
+
+def write_config_file(experiment_dir: ExperimentPath, spec: SearchSpec, config: dict[str, Any],
+                      run: str, winner: str) -> tuple[dict[str, Any], ExperimentPath]:
+    """`best_config.yaml` under a header: the search, the `winner` lines, how to reproduce."""
+    path = experiment_dir / BEST_CONFIG_FILE
+    header = (
+        f"Best run config of search `{spec.name}`, written by search/export.py.\n{winner}\n"
         f"Reproduce: python -m detr_core.train --config {display_path(path)}\n"
-        f"num_threads is the trial's thread count: keep it for a bit-exact rerun on this "
-        "machine."
+        f"num_threads is the {run}'s thread count: keep it for a bit-exact rerun on this machine."
     )
     return config, write_text_atomic(path, dumps_yaml(config, header=header))
 
@@ -141,18 +118,16 @@ def winner_test_metrics(
     experiment_dir: ExperimentPath, best_config: Mapping[str, Any] | None,
     best_config_path: ExperimentPath | None, model_dir: ExperimentPath | None, evaluate: bool,
 ) -> tuple[dict[str, Any] | None, str | None]:
-    """(metrics, error): a current `test_metrics.json` is reused; else evaluate if asked.
-
-    `test_metrics.json` is current when it is not older than `best_model/` (its
-    `export_source.json`: it was computed on this very model; equal times count, file clocks
-    tick coarsely). Evaluation needs a test
-    split in the run config; its failure is returned, not raised, so the rest of the export
-    survives it.
-    """
+    """(metrics, error) of `best_model/` on the test split, evaluated once: a `test_metrics.json`
+    not older than its `export_source.json` is reused (folders on object stores have no time;
+    equal times count, file clocks tick coarsely); else evaluated if asked (from a local copy,
+    its log uploaded back). A failure is returned, not raised: the rest of the export survives."""
     path = experiment_dir / TEST_METRICS_FILE
     if model_dir is None or best_config is None or best_config_path is None:
         return None, None
-    if path.is_file() and path.stat().st_mtime_ns >= _model_time_ns(model_dir):
+    marker = model_dir / MODEL_SOURCE_FILE
+    if path.is_file() and (path.stat().st_mtime_ns
+                           >= (marker if marker.is_file() else model_dir).stat().st_mtime_ns):
         metrics = read_json(path)
         if isinstance(metrics, dict):
             return metrics, None
@@ -161,7 +136,7 @@ def winner_test_metrics(
     try:
         with local_copy(model_dir, upload_back=True) as local_model:
             metrics = evaluate_on_test(dict(best_config), best_config_path, local_model)
-    except Exception as exc:  # the export's other outputs must survive a failed evaluation
+    except Exception as exc:
         message = " ".join(f"{type(exc).__name__}: {exc}".split())
         print(f"warning: test evaluation of {model_dir} failed: {message}", file=sys.stderr)
         return None, message
@@ -171,23 +146,12 @@ def winner_test_metrics(
     return metrics, None
 
 
-def _model_time_ns(model_dir: ExperimentPath) -> int:
-    """When `best_model/` was copied: its `export_source.json` (folders on object stores have
-    no time), else the folder's own time."""
-    marker = model_dir / MODEL_SOURCE_FILE
-    return (marker if marker.is_file() else model_dir).stat().st_mtime_ns
-
-
 def evaluate_on_test(
     best_config: dict[str, Any], config_path: ExperimentPath, model_dir: Path
 ) -> dict[str, Any] | None:
-    """Run detr_core's test evaluation; None when the run config has no test split.
-
-    Imported here: detr_core.evaluate pulls in torch and transformers, which the rest
-    of the
-    export does not need. Their output (weight-loading bars, warnings) goes to
-    `best_model/test_evaluation.log`, not to the console.
-    """
+    """Run detr_core's test evaluation (imported here: torch and transformers, which the rest of
+    the export does not need; their output goes to `best_model/test_evaluation.log`); None when
+    the run config has no test split."""
     from detr_core.config.run_config import resolve_paths, run_config_from_dict
     from search.trial.trainable import output_to_file
 
@@ -202,8 +166,7 @@ def evaluate_on_test(
 
 
 def read_checkpoints(trial_dir: ExperimentPath) -> list[tuple[ExperimentPath, dict[str, Any]]]:
-    """`(checkpoint dir, checkpoint_meta.json)` for every whole checkpoint of a trial, oldest
-    first (one whose model files are incomplete is left out)."""
+    """`(checkpoint dir, checkpoint_meta.json)` of every whole checkpoint, oldest first."""
     found = []
     for ckpt in sorted(trial_dir.glob("checkpoint_*")):
         meta = read_json(ckpt / CHECKPOINT_META_FILE)
@@ -213,8 +176,8 @@ def read_checkpoints(trial_dir: ExperimentPath) -> list[tuple[ExperimentPath, di
 
 
 def _is_whole(folder: ExperimentPath) -> bool:
-    """False (with a warning) for a local model folder whose files are incomplete; a folder on
-    an object store was uploaded file by file, whole files only, and is taken as it is."""
+    """False (with a warning) for a local model folder whose files are incomplete; one on an
+    object store was uploaded whole file by whole file and is taken as it is."""
     if isinstance(folder, UriPath) or not (folder / "config.json").is_file():
         return True  # not a model folder at all: `copy_winner_model` warns about it
     try:
@@ -228,11 +191,8 @@ def _is_whole(folder: ExperimentPath) -> bool:
 def select_checkpoint(
     trial: TrialRecord, mode: str
 ) -> tuple[ExperimentPath, dict[str, Any]] | None:
-    """The checkpoint of the trial's best step; else the one whose meta value is best.
-
-    The fallback covers a `CheckpointConfig(num_to_keep=...)` that deleted the best-step
-    checkpoint. The newest checkpoint wins a tie (a resumed trial may report a step twice).
-    """
+    """The checkpoint of the trial's best step; else (`num_to_keep` deleted it) the one whose
+    meta value is best, the newest on a tie (a resumed trial may report a step twice)."""
     checkpoints = read_checkpoints(trial.path)
     at_best = [c for c in checkpoints if as_int(c[1].get("step")) == trial.best_step]
     if trial.best_step is not None and at_best:
@@ -250,40 +210,13 @@ def model_folder(checkpoint_dir: ExperimentPath, meta: Mapping[str, Any]) -> Exp
     return checkpoint_dir / str(meta.get("model_dir") or ".")
 
 
-def copy_best_model(experiment_dir: ExperimentPath, source: ExperimentPath,
-                    provenance: dict[str, Any]) -> ExperimentPath:
-    """Copy `source` to `best_model/`, replacing an older copy in (nearly) one step.
-
-    The copy goes to a temp folder first and is renamed into place, so a crash never leaves a
-    half-copied `best_model/`. An existing copy of the very same checkpoint is kept as it is:
-    its `export_source.json`'s timestamp tells `test_metrics.json` whether it is current.
-    """
-    dest = experiment_dir / BEST_MODEL_DIR
-    if read_json(dest / MODEL_SOURCE_FILE) == provenance:
-        return dest
-    if not (source / "config.json").is_file():
-        print(f"warning: {source} has no config.json; copying it anyway", file=sys.stderr)
-    if isinstance(dest, UriPath):
-        remove_tree(dest)
-        copy_tree(source, dest)
-        (dest / MODEL_SOURCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
-        return dest
-    tmp = staging_folder(dest)
-    shutil.copytree(source, tmp, dirs_exist_ok=True)
-    (tmp / MODEL_SOURCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
-    return replace_folder(tmp, dest)
-
-
 def copy_winner_model(
     experiment_dir: ExperimentPath, winner: TrialRecord, mode: str,
     root: ExperimentPath | None = None,
 ) -> tuple[ExperimentPath | None, int | None, str | None]:
-    """Find the winner's best-step checkpoint and copy its model; (dir, step, source) or Nones.
-    The source is named relative to `root` (default: the folder holding the trial's).
-
-    A stale `best_model/` of another trial is removed when the winner has no checkpoint, so
-    the folder never disagrees with `best_config.yaml`.
-    """
+    """Copy the model of the winner's best-step checkpoint to `best_model/`; (dir, step, source)
+    or Nones, the source relative to `root` (default: the folder holding the trial's). Without a
+    checkpoint, a stale `best_model/` of another trial is removed."""
     chosen = select_checkpoint(winner, mode)
     if chosen is None:
         stale = experiment_dir / BEST_MODEL_DIR
@@ -299,11 +232,23 @@ def copy_winner_model(
               f"not a folder; no {BEST_MODEL_DIR}/ written", file=sys.stderr)
         return None, None, None
     relative = relative_posix(source, root if root is not None else winner.path.parent)
-    provenance = {
-        "trial_id": winner.trial_id,
-        "checkpoint": relative,
-        "step": as_int(meta.get("step")),
-        "metric": meta.get("metric"),
-        "value": as_float(meta.get("value")),
-    }
-    return copy_best_model(experiment_dir, source, provenance), provenance["step"], relative
+    step = as_int(meta.get("step"))
+    provenance = {"trial_id": winner.trial_id, "checkpoint": relative, "step": step,
+                  "metric": meta.get("metric"), "value": as_float(meta.get("value"))}
+    dest = experiment_dir / BEST_MODEL_DIR
+    # the very same checkpoint is kept as it is: its `export_source.json`'s time tells
+    # `test_metrics.json` whether it is current
+    if read_json(dest / MODEL_SOURCE_FILE) == provenance:
+        return dest, step, relative
+    if not (source / "config.json").is_file():
+        print(f"warning: {source} has no config.json; copying it anyway", file=sys.stderr)
+    text = json.dumps(provenance, indent=2) + "\n"
+    if isinstance(dest, UriPath):
+        remove_tree(dest)
+        copy_tree(source, dest)
+        (dest / MODEL_SOURCE_FILE).write_text(text)
+        return dest, step, relative
+    tmp = staging_folder(dest)
+    shutil.copytree(source, tmp, dirs_exist_ok=True)
+    (tmp / MODEL_SOURCE_FILE).write_text(text)
+    return replace_folder(tmp, dest), step, relative
