@@ -92,6 +92,14 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # pickled as a plain dataclass (experiments from before the schema: Tune's tuner.pkl
+        # holds the console's copy of the search spec), read back field for field
+        if "__dict__" not in state:
+            state = {"__dict__": state, "__pydantic_fields_set__": set(state),
+                     "__pydantic_extra__": None, "__pydantic_private__": None}
+        super().__setstate__(state)
+
 
 class SplitPaths(Section):
     """A COCO split on disk."""

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from detr_core.config.run_config import DataConfig, run_config_from_dict, run_config_to_dict
-from detr_core.data.dataset import check_pipelines_fit
 from detr_core.data.prepare import (
     PreparedData,
     coco_paths,
@@ -28,7 +27,6 @@ from detr_core.data.prepare import (
 )
 from detr_core.data.synthetic import dataset_dir, ensure_synthetic_dataset
 from detr_core.files.errors import UserInputError, errors_from
-from detr_core.model.build import num_queries_of
 
 SYNTHETIC = "synthetic"
 COCO = "coco"
@@ -64,7 +62,11 @@ def data_record(base: dict[str, Any], source: str, on_cluster: bool) -> dict[str
         prepared = prepare_data(config.data)  # a missing or broken file: UserInputError
         record = {"kind": COCO, "data": section, "validated": True}
     with errors_from(source):  # the base run's pipelines on the smallest images, up front
+        from detr_core.data.dataset import check_pipelines_fit  # torch: only when checking
+
         check_pipelines_fit(config.augmentation, prepared.train, prepared.val)
+    from detr_core.model.build import num_queries_of  # transformers: only when checking
+
     if crowded := crowded_images_note(prepared, num_queries_of(config.model)):
         print(crowded, file=sys.stderr, flush=True)
     return {**record, "summary": split_summary(prepared)}

@@ -32,15 +32,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from detr_core.config.run_config import apply_overrides, run_config_from_dict
-from detr_core.train import EvaluationEvent, train_run
-from detr_core.training.ema import weights_folder
 from search.space.distributions import fixed_values_of, quantize_params
 from search.space.relative_ranges import absolute_values
 from search.store.layout import CHECKPOINT_META_FILE, TRIAL_LOG_FILE
 from search.trial.node_data import data_section, prepare_on_node
+
+if TYPE_CHECKING:
+    from detr_core.training.events import EvaluationEvent
 
 PREFIX = "detr-trial-"
 
@@ -162,6 +163,8 @@ class TuneReporter:
     def on_evaluation(self, event: EvaluationEvent) -> None:
         from ray.tune import Checkpoint, report
 
+        from detr_core.training.ema import weights_folder
+
         metrics: dict[str, Any] = {k: v for k, v in event.metrics.items()
                                    if k not in _SKIPPED_METRICS}
         metrics.update(
@@ -228,6 +231,8 @@ def _train(make_raw: Callable[[int], dict[str, Any]], data: dict[str, Any], metr
     # which only reaches storage when the trial runs on the driver's node.
     with output_to_file(Path.cwd() / TRIAL_LOG_FILE):
         from ray import tune
+
+        from detr_core.train import train_run
 
         context = tune.get_context()
         threads = trial_threads(context.get_trial_resources().required_resources.get("CPU", 1))

@@ -54,3 +54,31 @@ def test_a_bad_value_is_one_line_naming_the_key(tmp_path: Path, text: str, overr
     with pytest.raises(UserInputError) as info:
         _spec(tmp_path, text, overrides)
     assert says in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_spec_parts_pickled_before_the_schema_still_load() -> None:
+    """An experiment written before the spec's sections were pydantic models holds them in
+    Tune's tuner.pkl (the console's copy of the spec) pickled as plain dataclasses: a resume
+    reads them back field for field."""
+    import copyreg
+    import io
+    import pickle
+
+    from search.space.spec import FinalistsSpec, SchedulerSpec
+
+    old_states = {SchedulerSpec: {"grace_period": 5, "reduction_factor": 3.0, "max_t": 50},
+                  FinalistsSpec: {"top": 2, "seeds": 2}}
+
+    class DataclassPickler(pickle.Pickler):  # what the old dataclasses wrote
+        def reducer_override(self, obj: object) -> object:
+            if type(obj) in old_states:
+                return copyreg.__newobj__, (type(obj),), old_states[type(obj)]
+            return NotImplemented
+
+    buffer = io.BytesIO()
+    DataclassPickler(buffer, protocol=4).dump([SchedulerSpec(), FinalistsSpec()])
+    scheduler, finalists = pickle.loads(buffer.getvalue())
+    assert (scheduler.grace_period, scheduler.max_t, scheduler.rungs()) == (5, 50,
+                                                                            [5.0, 15.0, 45.0])
+    assert finalists.on and (finalists.top, finalists.seeds) == (2, 2)
+    assert pickle.loads(pickle.dumps(scheduler)) == scheduler
