@@ -5,7 +5,8 @@ with plain imports from the defining module (tests/test_layers.py holds the laye
 
     store/     where it all lives: local folder or pyarrow.fs URI, atomic files, file names,
                values read back, the Optuna journal
-    cluster/   the local Ray cluster, its process marks and the watchdog that ends them
+    cluster/   the local Ray cluster, its process marks and the watchdog that ends them,
+               and every private use of Ray (`ray_internals`)
     space/     the space file -> SearchSpec: sections, distributions, ASHA budget, Tune space,
                checks of what it points to
     trial/     one trial: trainable, its run config, output, scratch folder, status, its data
@@ -27,7 +28,7 @@ A search, as the data flows (`python search/run.py --space search_spaces/iou.yam
               store (experiment folder, search_spec.yaml, prepared_data.json),
               cluster.LocalCluster + Ray, Tuner(trial.train_detr, space.to_tune_param_space,
               OptunaSearch (trial.AshaAwareOptunaSearch) + ASHA, store.journal_storage)
-              -> each trial: trial.trial_run_config -> detr_core.training.train_run
+              -> each trial: trial.trial_run_config -> detr_core.train.train_run
                  -> tune.report at every evaluation (eval_* metrics, step, checkpoint)
            -> results.export_experiment: results.reading -> winner -> best_model/,
               best_config.yaml, trials.csv, plots/, REPORT.md (+ running.finalists),

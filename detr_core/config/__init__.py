@@ -1,7 +1,6 @@
-"""Config and YAML: one run as typed, validated dataclasses (`run_config`), the dotted
-keys a search may set and their types (`config_keys`), `TrainingArguments` from YAML
-with the ranges a run depends on (`training_args`), and every metric's one name and
-direction (`metric_names`).
+"""Config: the run config's schema, YAML in and out and its dotted keys (`run_config`),
+`TrainingArguments` from YAML with the ranges a run depends on (`training_args`), and every
+metric's one name and direction (`metric_names`).
 
 Imports: `detr_core.files`.
 """

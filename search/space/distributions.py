@@ -10,13 +10,13 @@ Pure functions: no Ray, no files.
 
 from __future__ import annotations
 
-import enum
+import functools
 import math
 import types
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from detr_core.config.run_config import strip_optional
 from detr_core.files.errors import UserInputError, describe_value
@@ -129,25 +129,26 @@ def check_number_type(value: Any, annotation: Any, key: str) -> None:
         raise UserInputError(f"expected an integer, got {describe_value(value)}", key=key)
 
 
+@functools.cache
+def _strict_adapter(tp: Any) -> TypeAdapter:
+    return TypeAdapter(tp, config=ConfigDict(strict=True, arbitrary_types_allowed=True))
+
+
 def numeric_kinds(tp: Any) -> set[str] | None:
-    """Which of {"int", "float"} a field accepts; None when its annotation does not say."""
+    """Which of {"int", "float"} a key's type (its schema annotation, or `TrainingArguments`')
+    takes, as pydantic judges it strictly; None when the annotation does not say."""
     if tp is Any or isinstance(tp, str | typing.TypeVar):
         return None
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        kinds = [numeric_kinds(member) for member in typing.get_args(tp)]
-        return None if None in kinds else set().union(*kinds)
-    if origin is Literal:
-        values = typing.get_args(tp)
-        return {"int"} if any(is_number(v) and isinstance(v, int) for v in values) else set()
-    if tp is int:
-        return {"int"}
-    if tp is float:
-        return {"int", "float"}
-    if tp in (bool, str, type(None), list, dict) or origin in (list, dict) or (
-            isinstance(tp, type) and issubclass(tp, BaseModel | enum.Enum)):
-        return set()
-    return None
+    kinds = set()
+    for kind, probe in (("int", 3), ("float", 0.5)):
+        try:
+            _strict_adapter(tp).validate_python(probe)
+        except ValidationError:
+            continue
+        except Exception:  # a type pydantic cannot build a validator for: no verdict
+            return None
+        kinds.add(kind)
+    return kinds
 
 
 def accepts_mapping(tp: Any) -> bool:
