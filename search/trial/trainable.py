@@ -135,16 +135,17 @@ _SKIPPED_METRICS = (  # Trainer bookkeeping not worth a Tune metric column
     "eval_runtime", "eval_samples_per_second", "eval_steps_per_second")
 
 
-#: A folder: while `<folder>/hold` exists, a trial waits after each report. For tests that
-#: must stop a search whose trials cannot have finished first, whatever the machine's speed
-#: (signals, `--time-budget`): they wait on reports, then on nothing but the file.
+#: A folder: while `<folder>/hold` (or `hold-<Tune experiment name>`: one experiment's trials,
+#: e.g. `hold-finalists`) exists, a trial waits after each report. For tests that must stop a
+#: search whose trials cannot have finished first, whatever the machine's speed (signals,
+#: `--time-budget`): they wait on reports, then on nothing but the file.
 TRIAL_GATE_ENV = "DETR_SEARCH_TRIAL_GATE"
 
 
-def wait_at_gate() -> None:
-    """Block while the gate of `TRIAL_GATE_ENV` is held (no gate: return at once)."""
+def wait_at_gate(experiment: str) -> None:
+    """Block while the gate of `TRIAL_GATE_ENV` is held for `experiment` (no gate: return)."""
     gate = os.environ.get(TRIAL_GATE_ENV)
-    while gate and (Path(gate) / "hold").exists():
+    while gate and any((Path(gate) / name).exists() for name in ("hold", f"hold-{experiment}")):
         time.sleep(0.05)
 
 
@@ -159,6 +160,7 @@ class TuneReporter:
         self.node_id = ray.get_runtime_context().get_node_id()
         # which accelerator the trial trains on: GPUs Ray assigned (shared ones included)
         self.device = ",".join(f"gpu{i}" for i in ray.get_gpu_ids()) or "cpu"
+        self.experiment = ray.tune.get_context().get_experiment_name()
 
     def on_evaluation(self, event: EvaluationEvent) -> None:
         from ray.tune import Checkpoint, report
@@ -185,7 +187,7 @@ class TuneReporter:
             (event.best_checkpoint / CHECKPOINT_META_FILE).write_text(json.dumps(meta))
             checkpoint = Checkpoint.from_directory(str(event.best_checkpoint))
         report(metrics, checkpoint=checkpoint)
-        wait_at_gate()
+        wait_at_gate(self.experiment)
 
 
 def _restore_checkpoint(work_dir: Path) -> Path | None:

@@ -8,7 +8,10 @@ is the resume command. That command (again a subprocess) trains only what the st
 lacks (no search trial is restored or added), and the export chooses the winner by the mean
 validation value of the fresh runs, which the test recomputes from the runs' own
 `result.json`. The choice's rules on hand-made numbers (the winner not the search's best run,
-test numbers never choosing) are in tests/tuning/results/test_finalists.py.
+test numbers never choosing) are in tests/tuning/results/test_finalists.py. The stage's runs
+wait behind a gate after each report (`search.trial.trainable.TRIAL_GATE_ENV`,
+`hold-finalists`), so the signal finds the stage unfinished whatever the machine's speed; the
+resume runs without the hold.
 """
 
 from __future__ import annotations
@@ -37,10 +40,12 @@ from search_helpers import (
     write_space,
 )
 
+from search.trial.trainable import TRIAL_GATE_ENV
+
 pytestmark = pytest.mark.slow
 
 NAME = "finals"
-STEPS = 48  # 32 images / batch 8 = 4 steps an epoch, 12 epochs; evaluated every 8 steps
+STEPS = 24  # 32 images / batch 8 = 4 steps an epoch, 6 epochs; evaluated every 8 steps
 SESSION_TIMEOUT_S = 400
 
 
@@ -48,7 +53,7 @@ def _space(root: Path) -> Path:
     path = write_space(root / "space.yaml", NAME,
                        {"training_args.learning_rate": {"choice": [3.0e-4, 1.0e-3, 3.0e-3]},
                         "iou_loss": {"choice": ["giou", "diou"]}},
-                       num_samples=3, grace_period=STEPS, max_t=STEPS, epochs=12,
+                       num_samples=3, grace_period=STEPS, max_t=STEPS, epochs=6,
                        logging_steps=8)
     doc = yaml.safe_load(path.read_text())
     doc["experiment"]["finalists"] = {"top": 2, "seeds": 2}
@@ -82,7 +87,10 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("finals")
     space, storage = _space(root), root / "results"
     exp = storage / NAME
-    with ray_scope(session_cache(tmp_path_factory)) as scope:
+    gate = root / "gate"
+    gate.mkdir()
+    (gate / "hold-finalists").touch()  # the stage's runs wait after each report
+    with ray_scope(session_cache(tmp_path_factory), **{TRIAL_GATE_ENV: str(gate)}) as scope:
         first_log = root / "first.log"
         proc = start_cli(RUN_SCRIPT, ["--space", space, "--storage", storage,
                                       "--no-dashboard"], scope.env, first_log,
@@ -96,6 +104,7 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> dict:
         command = [line for line in first.splitlines() if line.strip()][-1]
         search_trials = sorted(d.name for d in trial_dirs(exp))
         second_log = root / "second.log"
+        (gate / "hold-finalists").unlink()
         argv = shlex.split(command)
         assert argv[:2] == ["python", "search/run.py"], command
         proc = start_cli(RUN_SCRIPT, argv[2:], scope.env, second_log)
