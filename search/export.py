@@ -1,6 +1,5 @@
 """`python search/export.py EXPERIMENT`: rebuild everything a search leaves behind from its
-experiment folder alone (`search.results.export.export_experiment` says what it writes), or
-compare a sequence of searches (`--compare`, `search.results.compare`).
+folder alone (`search.results.export`), or compare searches (`--compare`).
 
     python search/export.py results/<name>            # re-export (also after a crash / resume)
     python search/export.py results/<name> --no-evaluate
@@ -24,11 +23,8 @@ from search.store.storage import location
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: export one experiment folder.
-
-    Exit 0 when done; 1 when no trial reported the metric or the test evaluation failed (the
-    other outputs are written anyway); 2 on a user error (not an experiment, no trials).
-    """
+    """Exit 0 when done; 1 when no trial reported the metric or the test evaluation failed
+    (the rest is written anyway); 2 on a user error."""
     parser = ArgumentParser(
         prog="search/export.py",
         description="Rebuild best_config.yaml, best_model/, trials.csv, plots/ and REPORT.md "

@@ -1,16 +1,9 @@
 """`python search/run.py --space search_spaces/iou.yaml`: run a DETR hyperparameter search.
 
-Parses the flags (`search.running.cli`), loads and validates the space file and what it points to
-before anything starts (a bad input: one line naming file and key, exit 2), picks the
-experiment folder (`iou`, else the next free `iou-2`, ...: `search.running.cli`), prints the
-resolved search (with the earlier trials `--warm-start` seeds it with: `search.lineage`),
-then runs it (`search.running.driver.run_search`): Ray Tune + Optuna TPE + ASHA,
-our progress on the console, results and REPORT.md in `results/<name>/`. See `--help` and
-README.md.
-
-Exit codes: 0 done, 2 bad input, 130 / 143 when Ctrl-C / SIGTERM stopped the search, 1 when
-the disk filled up; in the last three cases the last line is the command that continues the
-search (`search.running.interrupt`, `search.running.cli`).
+Checks every input before anything starts, picks the experiment folder (`iou`, else `iou-2`,
+...), prints the resolved search, then runs it (`search.running.driver.run_search`); see --help.
+Exit codes: 0 done, 2 bad input, 130 / 143 on Ctrl-C / SIGTERM, 1 when the disk filled up; in
+the last three cases the last line is the command that continues the search.
 """
 
 from __future__ import annotations
@@ -37,7 +30,7 @@ from search.running.interrupt import SearchInterrupted, SearchInterrupts
 from search.space.preflight import check_search_inputs
 from search.space.spec import load_search_spec
 
-#: Errors of a full disk (or quota): the search stops, resumable, instead of a traceback.
+#: A full disk (or quota): the search stops, resumable, instead of a traceback.
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -77,10 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = SearchOptions(
         storage=args.storage, address=args.address, resume=args.resume,
         dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port,
-        verbose=args.verbose, time_budget_s=args.time_budget,
-        interrupts=interrupts, resume_command=resume_command(args, spec.name),
-        report_dir=args.report_dir,
-    )
+        verbose=args.verbose, time_budget_s=args.time_budget, interrupts=interrupts,
+        resume_command=resume_command(args, spec.name), report_dir=args.report_dir)
     interrupts.install()
     try:
         experiment_dir = run_search(spec, options, warm_start)

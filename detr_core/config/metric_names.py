@@ -1,11 +1,6 @@
-"""Every metric a run reports, by one name each, and which direction is better.
-
-The same names are used everywhere a metric appears: the Trainer's evaluation (with the
-`eval_` prefix the HF Trainer adds), Tune results, `test_metrics.json` (without the prefix),
-trials.csv and REPORT.md. Detection quality is read from `map_50`, `recall` and `precision`
-(duplicates show there); `iou_mean` and the centre error are the diary's localisation numbers
-over the pairs that were found. A run with averaged weights (`ema:`) reports every metric a
-second time for them, as `ema_*` (`eval_ema_map_50`).
+"""Every metric a run reports, by one name each everywhere (with the Trainer's `eval_` prefix
+in evaluations and Tune results, without it in `test_metrics.json`), and which direction is
+better. A run with averaged weights (`ema:`) reports each a second time as `ema_*`.
 """
 
 from __future__ import annotations
@@ -26,23 +21,18 @@ DETECTION_METRICS = (
     "center_error_px_std", "missed", "num_gt",
 )
 
-#: Every metric an evaluation reports, without prefix.
 METRICS = ("loss", *LOSS_TERMS, *DETECTION_METRICS)
 
-#: The same metrics of the averaged weights (a run with `ema:`), evaluated beside the raw ones.
 EMA_PREFIX = "ema_"
 EMA_METRICS = tuple(EMA_PREFIX + name for name in METRICS)
 
-#: Every metric an evaluation reports, as the Trainer (and Tune) name it.
 EVAL_METRICS = tuple(EVAL_PREFIX + name for name in METRICS)
 EVAL_EMA_METRICS = tuple(EVAL_PREFIX + name for name in EMA_METRICS)
 
-#: Metrics a search may optimise (`experiment.metric`); `num_gt` is a count, not a score.
-#: The `eval_ema_*` ones need averaged weights in the run (`ema:`).
+#: Metrics a search may optimise (`num_gt` is a count); `eval_ema_*` ones need `ema:`.
 SELECTABLE_EVAL_METRICS = tuple(m for m in (*EVAL_METRICS, *EVAL_EMA_METRICS)
                                 if not m.endswith("num_gt"))
 
-#: Metrics where a larger value is better; every other metric is better when smaller.
 HIGHER_IS_BETTER = frozenset({"map", "map_50", "map_75", "recall", "precision", "iou_mean"})
 
 DEFAULT_METRIC = "eval_loss_bbox"
@@ -55,7 +45,7 @@ TEST_TABLE_METRICS = (
 
 
 def eval_name(metric: str) -> str:
-    """`loss_bbox` -> `eval_loss_bbox`; a name that has the prefix already is unchanged."""
+    """`loss_bbox` -> `eval_loss_bbox` (unchanged if prefixed already)."""
     return metric if metric.startswith(EVAL_PREFIX) else EVAL_PREFIX + metric
 
 
@@ -65,20 +55,18 @@ def bare_name(metric: str) -> str:
 
 
 def is_ema_metric(metric: str) -> bool:
-    """True for a metric of the averaged weights (`eval_ema_map_50`, `ema_map_50`)."""
+    """`eval_ema_map_50`, `ema_map_50`: a metric of the averaged weights."""
     return bare_name(metric).startswith(EMA_PREFIX)
 
 
 def natural_mode(metric: str) -> Mode:
-    """`max` for metrics where larger is better (mAP, recall, precision, IoU), else `min`."""
+    """`max` for metrics where larger is better, else `min`."""
     return "max" if bare_name(metric).removeprefix(EMA_PREFIX) in HIGHER_IS_BETTER else "min"
 
 
 def is_better(value: float | None, best: float | None, mode: str) -> bool:
-    """True when `value` beats `best` under `mode` ("min" or "max").
-
-    A missing or non-finite value never wins; anything finite beats a missing best.
-    """
+    """`value` beats `best` under `mode`; a missing or non-finite value never wins, anything
+    finite beats a missing best."""
     if value is None or not math.isfinite(value):
         return False
     if best is None or not math.isfinite(best):

@@ -1,17 +1,11 @@
 """One training run as a typed, validated config: the schema (pydantic), YAML in and out, the
 dotted keys a search may set, and the paths made absolute.
 
-Every key a user can write is a field here, with its type, range, default and the string below
-it that documents it; an unknown key, a wrong type or a value out of range is refused before
-anything starts, in one line naming the file and the dotted key
-(`run.yaml: model.image_size: expected an integer, got str 'big'`). `training_args` is the
-exception on purpose: any `transformers.TrainingArguments` field passes through, checked
-against that dataclass (`detr_core.config.training_args`) instead of a copy of it. A new
-searchable key is one field here.
-
-Tune trials run in their own working directory, and a run YAML names data and checkpoint
-folders relative to itself: every path is made absolute once, when the file is read
-(`load_run_config`) or when a search's values are merged into it.
+Every key a user can write is a field here, documented by the string below it; a bad key or
+value is refused before anything starts, in one line naming the file and the dotted key
+(`run.yaml: model.image_size: expected an integer, got str 'big'`). `training_args` passes any
+`TrainingArguments` field, checked against that dataclass (`detr_core.config.training_args`).
+Tune trials run in their own working directory: every path is made absolute once, on reading.
 """
 
 from __future__ import annotations
@@ -43,30 +37,20 @@ PATH_KEYS = (
 )
 
 
-def is_local_checkpoint(checkpoint: str, base: Path) -> bool:
-    """A `model.checkpoint` that names a folder (`./x`, `/x`, `~/x` or one that exists under
-    `base`) rather than a Hub name such as `facebook/detr-resnet-50`."""
-    return checkpoint.startswith((".", "/", "~")) or (base / checkpoint).exists()
-
-
 def resolve_path_value(key: str, value: Any, base: Path) -> Any:
-    """`value` of path key `key` made absolute against `base`; other values unchanged.
-
-    A checkpoint that is a Hub name stays as it is (see `is_local_checkpoint`).
-    """
+    """`value` of path key `key` made absolute against `base`; other values (and a checkpoint
+    that is a Hub name, not `./x`, `/x`, `~/x` or a folder under `base`) unchanged."""
     if key not in PATH_KEYS or not isinstance(value, str):
         return value
-    if key == "model.checkpoint" and not is_local_checkpoint(value, base):
+    if key == "model.checkpoint" and not (value.startswith((".", "/", "~"))
+                                          or (base / value).exists()):
         return value
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
 def resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
-    """Return a copy whose data paths (and a checkpoint that is a local folder) are absolute.
-
-    Tune trials run in their own working directory, so every user path is made absolute once.
-    """
+    """A copy whose paths (data, and a checkpoint that is a local folder) are absolute."""
     raw = cfg.model_dump()
     for key in PATH_KEYS:
         if get_dotted(raw, key) is not None:
@@ -75,26 +59,23 @@ def resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
 
 
 IouLoss = Literal["giou", "diou", "ciou"]
-#: `model_type` of every supported family (`detr_core.model.families.FAMILIES`, which a test
-#: keeps equal to this list: the config layer does not import the model layer).
+#: `model_type` of every family (a test keeps it equal to `detr_core.model.families.FAMILIES`).
 FamilyName = Literal["detr", "conditional_detr", "deformable_detr", "rt_detr", "rt_detr_v2",
                      "d_fine"]
 DEFAULT_CONFIG_PATH = Path(__file__).parents[1] / "defaults" / "run.yaml"
-#: The longest edge a run may resize images to: a square canvas of 8192 px holds 38x the pixels
-#: of DETR's 1333, enough for high-resolution imagery and far from an out-of-memory typo (seen:
-#: 100000 px tried to allocate 26 GB before the first step).
+#: The longest edge images may be resized to: 38x the pixels of DETR's 1333, far from an
+#: out-of-memory typo (100000 px tried to allocate 26 GB before the first step).
 MAX_IMAGE_SIZE = 8192
 
 
 class Section(BaseModel):
     """A run-config section: unknown keys refused, types strict (no `"3"` for 3, no `true` for
-    1; an integer is a float), every field documented by the string below it."""
+    1; an integer is a float)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # pickled as a plain dataclass (experiments from before the schema: Tune's tuner.pkl
-        # holds the console's copy of the search spec), read back field for field
+        # pickled as a plain dataclass before the schema (Tune's tuner.pkl holds a spec)
         if "__dict__" not in state:
             state = {"__dict__": state, "__pydantic_fields_set__": set(state),
                      "__pydantic_extra__": None, "__pydantic_private__": None}
@@ -114,8 +95,7 @@ class SyntheticConfig(Section):
     """An embedded synthetic dataset (`detr_core.data.synthetic`), generated once and cached."""
 
     task: Literal["shapes", "pretrain"] = "shapes"
-    """`shapes` (rectangles, ellipses, triangles: the fine-tuning default) or `pretrain` (stars,
-    crosses, rings, pentagons: what the shipped checkpoints were pretrained on)."""
+    """`shapes` (the fine-tuning default) or `pretrain` (what shipped checkpoints saw)."""
     num_train: int = Field(1000, ge=1)
     num_val: int = Field(64, ge=1)
     num_test: int = Field(128, ge=0)
@@ -138,7 +118,6 @@ class DataConfig(Section):
 
     @property
     def has_test_split(self) -> bool:
-        """True when the run has test data: COCO `test` paths, or synthetic `num_test > 0`."""
         if self.synthetic is not None:
             return self.synthetic.num_test > 0
         return self.test is not None
@@ -154,24 +133,18 @@ class ModelConfig(Section):
     checkpoint: str | None = None
     """A Hub name, a `save_pretrained` folder or `builtin:<name>` (shipped with the package)."""
     image_size: int = Field(96, ge=32, le=MAX_IMAGE_SIZE)
-    """The longest edge after resizing (DETR-style processors pad to a square canvas of that
-    size; RT-DETR-style ones resize to that square)."""
+    """The longest edge after resizing (RT-DETR-style processors resize to that square)."""
     config_overrides: dict[str, Any] = {}
     """Fields of the family's config class (`DetrConfig`, `RTDetrConfig`, ...)."""
-
-
-def _default_train_augmentation() -> list[Any]:
-    return [
-        {"HorizontalFlip": {"p": 0.5}},
-        {"ColorJitter": {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.02,
-                         "p": 0.5}},
-    ]
 
 
 class AugmentationConfig(Section):
     """albumentations transforms by class name, per split; boxes use COCO bbox params."""
 
-    train: list[Any] = Field(default_factory=_default_train_augmentation)
+    train: list[Any] = Field(default_factory=lambda: [
+        {"HorizontalFlip": {"p": 0.5}},
+        {"ColorJitter": {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.02,
+                         "p": 0.5}}])
     val: list[Any] = []
     min_area: float = Field(4.0, ge=0)
     """Boxes smaller than this (pixels) after a transform are dropped."""
@@ -185,14 +158,12 @@ class EvaluationConfig(Section):
     """Detections below it are not counted as found."""
     batch_size: int = Field(16, ge=1)
     test_during_training: bool = False
-    """Also evaluate the test split at every evaluation (`test_*` in `eval_history.jsonl`): for
-    learning-curve benchmarks, never for choosing."""
+    """Also evaluate the test split at every evaluation (learning curves, never choosing)."""
 
 
 class EmaConfig(Section):
-    """Averaged weights (`detr_core.training.ema`), evaluated as `eval_ema_*`: the decay at step
-    t is `min(decay, 1 - t ** -warmup_power)` (timm `ModelEmaV3`'s warm-up), so early
-    evaluations average few steps and late ones many."""
+    """Averaged weights (`detr_core.training.ema`), evaluated as `eval_ema_*`; the decay at step
+    t is `min(decay, 1 - t ** -warmup_power)` (timm `ModelEmaV3`'s warm-up)."""
 
     decay: float = Field(0.999, ge=0, lt=1)
     """At most about `1 / (1 - decay)` steps are averaged."""
@@ -208,9 +179,8 @@ class RunConfig(Section):
     """The IoU term of the matcher cost and the box loss (`detr_core.model.losses`)."""
     freeze_backbone: bool = False
     backbone_lr_ratio: float | None = Field(None, gt=0, le=100)
-    """The backbone's learning rate as a multiple of `training_args.learning_rate` (its own
-    optimizer group); unset: the checkpoint's recipe (`detr_core.model.recipes`), else 1. A
-    still backbone is `freeze_backbone: true`."""
+    """The backbone's learning rate over `training_args.learning_rate`; unset: the checkpoint's
+    recipe (`detr_core.model.recipes`), else 1."""
     training_args: dict[str, Any] = {}
     """Any `transformers.TrainingArguments` field (`detr_core.config.training_args`)."""
     augmentation: AugmentationConfig = AugmentationConfig()
@@ -220,9 +190,6 @@ class RunConfig(Section):
     num_threads: int | None = Field(None, ge=1)
     """Torch threads; null = all cores."""
 
-
-# ---------------------------------------------------------------------------------------------
-# validation errors as one line naming the file and the dotted key
 
 #: How a pydantic error type is said here (the others keep pydantic's own words).
 _TYPE_WORDS = {"int_type": "an integer", "int_from_float": "an integer",
@@ -234,7 +201,6 @@ _BOUND_WORDS = {"greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
 
 
 def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The keys of the section at `loc` (the one holding an unknown key)."""
     for part in loc[:-1]:
         field_info = model.model_fields.get(str(part))
         inner = strip_optional(field_info.annotation) if field_info else None
@@ -246,8 +212,7 @@ def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 
 def validated(model: type[ModelT], raw: Any, source: str | Path | None,
               key_prefix: str = "") -> ModelT:
-    """`raw` validated as `model`, or `UserInputError` naming `source` and the dotted key of
-    the first problem (under `key_prefix`: `experiment`)."""
+    """`raw` validated as `model`, or a one-line `UserInputError` on the first problem."""
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -280,7 +245,6 @@ def _fail(source: str, key: str, problem: str) -> typing.NoReturn:
 
 
 def _check_semantics(cfg: RunConfig, source: str) -> None:
-    """What no single field can check: keys that need or exclude each other."""
     data = cfg.data
     if data.synthetic is None and data.train is None:
         _fail(source, "data", "give either `synthetic:` or `train:` and `val:` COCO splits")
@@ -306,16 +270,12 @@ def _check_semantics(cfg: RunConfig, source: str) -> None:
     if cfg.ema is None and isinstance(best_by, str) and is_ema_metric(best_by):
         _fail(source, "training_args.metric_for_best_model",
               f"{best_by} is a metric of averaged weights: add `ema: {{}}` to the run config")
-    from detr_core.config.training_args import check_training_args  # heavy import, only when needed
+    from detr_core.config.training_args import check_training_args  # heavy import
 
     check_training_args(cfg.training_args, source)
 
 
-# ---------------------------------------------------------------------------------------------
-# dotted keys: which exist, and the type each one takes
-
-#: Pairs of run-config keys that exclude each other (`_check_semantics` and
-#: `normalise_training_args` refuse both): setting a key of one side drops the other side.
+#: Pairs of run-config keys that exclude each other: setting a key of one side drops the other.
 EXCLUSIVE_KEYS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("model.preset",), ("model.checkpoint",)),
     (("data.synthetic",), ("data.train", "data.val", "data.test")),
@@ -333,11 +293,7 @@ def strip_optional(tp: Any) -> Any:
 
 
 def key_type(dotted: str) -> Any:
-    """The annotation of the run-config key `dotted` (`training_args.<field>` answered by
-    `TrainingArguments`, `model.config_overrides.<field>` by the family configs).
-
-    Raises `UserInputError` with `key=dotted` when the key does not exist or may not be set.
-    """
+    """The annotation of the run-config key `dotted`; `UserInputError` when it cannot be set."""
     from detr_core.config.training_args import training_arg_type
 
     parts = dotted.split(".")
@@ -367,9 +323,8 @@ def key_type(dotted: str) -> Any:
 
 @functools.lru_cache(maxsize=1)
 def detr_config_fields() -> frozenset[str]:
-    """The config fields `model.config_overrides` may set: those of any supported family's
-    config class (which family a run has is known only once its checkpoint is read; the model
-    builder then checks the key against that family's class)."""
+    """Fields of any family's config class (a run's family is known only once its checkpoint
+    is read; the model builder then checks the key against that family's class)."""
     from transformers import AutoConfig
 
     fields: set[str] = {"num_labels"}
@@ -379,7 +334,6 @@ def detr_config_fields() -> frozenset[str]:
 
 
 def config_override_type(name: str) -> Any:
-    """`model.config_overrides.<name>` must be a field of a DETR-family config class."""
     if name not in detr_config_fields():
         raise UserInputError("not a config field of any supported DETR-family model",
                              key=f"model.config_overrides.{name}")
@@ -387,7 +341,7 @@ def config_override_type(name: str) -> Any:
 
 
 def is_section(dotted: str) -> bool:
-    """True when `dotted` names a nested section or a free mapping (`training_args`...)."""
+    """`dotted` names a nested section or a free mapping (`training_args`...)."""
     try:
         tp = strip_optional(key_type(dotted))
     except UserInputError:
@@ -397,17 +351,13 @@ def is_section(dotted: str) -> bool:
 
 
 def touches(keys: Iterable[str], prefixes: Iterable[str]) -> bool:
-    """True when a key in `keys` is one of `prefixes` or lies below one."""
+    """A key in `keys` is one of `prefixes` or lies below one."""
     prefixes = tuple(prefixes)
     return any(k == p or k.startswith(p + ".") for k in keys for p in prefixes)
 
 
-# ---------------------------------------------------------------------------------------------
-# YAML in and out
-
-
 def run_config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
-    """Validate a run-config mapping and return it typed; `source` names it in error messages."""
+    """A run-config mapping validated; `source` names it in errors."""
     if not isinstance(raw, dict):
         raise UserInputError("top level must be a mapping", source=source)
     cfg = validated(RunConfig, raw, source)
@@ -416,10 +366,9 @@ def run_config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunCo
 
 
 def load_run_config(path: str | Path) -> RunConfig:
-    """Read and validate one run YAML; relative data/model paths are resolved against its folder."""
+    """One run YAML, validated; relative paths resolved against its folder."""
     path = Path(path)
-    raw = load_yaml_mapping(path)
-    cfg = run_config_from_dict(raw, source=str(path))
+    cfg = run_config_from_dict(load_yaml_mapping(path), source=str(path))
     return resolve_paths(cfg, path.resolve().parent)
 
 
@@ -446,10 +395,7 @@ def save_run_config(cfg: RunConfig, path: str | Path, header: str = "") -> None:
     dump_yaml(run_config_to_dict(cfg), path, header=header)
 
 
-# ---------------------------------------------------------------------------------------------
 # dotted keys of a nested run-config dict (`training_args.learning_rate`): the one walker
-
-
 def get_dotted(raw: Any, dotted_key: str, default: Any = None) -> Any:
     """`a.b.c` of a nested dict; `default` when any part is absent."""
     node = raw
@@ -469,20 +415,18 @@ def pop_dotted(raw: dict[str, Any], dotted_key: str) -> None:
 
 
 def set_dotted(raw: dict[str, Any], dotted_key: str, value: Any) -> None:
-    """Set `a.b.c` in a nested dict, creating intermediate mappings (used for searched values)."""
-    parts = dotted_key.split(".")
+    """Set `a.b.c` in a nested dict, creating intermediate mappings."""
+    *parents, leaf = dotted_key.split(".")
     node = raw
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[leaf] = value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Deep copy of `raw` with each dotted key of `overrides` set (fixed + sampled values)."""
+    """Deep copy of `raw` with each dotted key of `overrides` set."""
     merged = copy.deepcopy(raw)
     for key, value in overrides.items():
         set_dotted(merged, key, value)

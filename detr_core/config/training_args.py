@@ -1,15 +1,9 @@
 """`training_args:` from YAML -> `transformers.TrainingArguments`, the way the diary meant them.
 
-Any `TrainingArguments` field may be set. A few are owned by detr_core because the run depends
-on them (evaluation at every logging step, the best-step checkpoint, DETR's list-of-dict
-labels); setting one of those is an error that says why. transformers 5 dropped
-`warmup_ratio`: a ratio is given as a float `warmup_steps` below 1, and an old-style
-`warmup_ratio` is converted to exactly that.
-
-`TrainingArguments` accepts values the run cannot train with (a learning rate of 0, a batch
-size of 0, zero epochs) and torch or the Trainer fail on them minutes later; `ValueRanges` are
-the ranges of the fields a run depends on, checked with the types (for a search space: every
-fixed value, every choice and both ends of every range, see `search.space.spec`).
+Any field may be set except the few detr_core owns (`OWNED_FIELDS`, refused with the reason).
+transformers 5 dropped `warmup_ratio`: a ratio is a float `warmup_steps` below 1, and an
+old-style `warmup_ratio` is converted to that. `TrainingArguments` accepts values a run cannot
+train with (a learning rate of 0, zero epochs) and fails minutes later: `ValueRanges` checks them.
 """
 
 from __future__ import annotations
@@ -32,26 +26,18 @@ from detr_core.config.metric_names import (
 from detr_core.config.run_config import validated
 from detr_core.files.errors import UserInputError
 
-# Values detr_core applies unless the run YAML says otherwise.
+#: detr_core's defaults: DETR's fine-tuning recipe (facebookresearch/detr: AdamW 1e-4, weight
+#: decay 1e-4, clipping at 0.1); `warmup_steps` a float (< 1 is a ratio); no dataloader worker
+#: (one oversubscribes 2 cores: 3x slower steps).
 DEFAULT_TRAINING_ARGS: dict[str, Any] = {
-    # DETR's fine-tuning recipe (facebookresearch/detr): AdamW 1e-4, weight decay 1e-4,
-    # gradient clipping at 0.1. The embedded tiny from-scratch run sets its own values.
-    "learning_rate": 1e-4,
-    "num_train_epochs": 10,
-    "per_device_train_batch_size": 8,
-    "per_device_eval_batch_size": 16,
-    "warmup_steps": 0.0,  # keep a float: a float < 1 is a ratio
-    "weight_decay": 1e-4,
-    "max_grad_norm": 0.1,
-    "logging_steps": 100,
-    "metric_for_best_model": DEFAULT_METRIC,
-    "greater_is_better": False,
-    "lr_scheduler_type": "linear",
-    "dataloader_num_workers": 0,  # a worker process oversubscribes 2 cores: 3x slower steps
+    "learning_rate": 1e-4, "num_train_epochs": 10, "per_device_train_batch_size": 8,
+    "per_device_eval_batch_size": 16, "warmup_steps": 0.0, "weight_decay": 1e-4,
+    "max_grad_norm": 0.1, "logging_steps": 100, "metric_for_best_model": DEFAULT_METRIC,
+    "greater_is_better": False, "lr_scheduler_type": "linear", "dataloader_num_workers": 0,
     "disable_tqdm": True,
 }
 
-# Fields detr_core sets itself, with the reason shown to a user who tries to set them.
+#: Fields detr_core sets itself, with the reason shown to a user who sets one.
 OWNED_FIELDS: dict[str, str] = {
     "output_dir": "use --output-dir",
     "eval_strategy": "evaluation runs at every logging step",
@@ -64,20 +50,13 @@ OWNED_FIELDS: dict[str, str] = {
     "seed": "use the top-level `seed:` key",
 }
 
-# Accepted for compatibility with the diary's TrainingArguments and handled by detr_core.
+#: Accepted for compatibility with the diary's TrainingArguments and handled by detr_core.
 COMPAT_FIELDS = ("warmup_ratio", "load_best_model_at_end")
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"must be a finite number, got {value!r}")
-    return value
-
-
 class ValueRanges(BaseModel):
-    """Ranges of the numeric `TrainingArguments` fields a run depends on (types are checked
-    against `TrainingArguments` itself; None passes where the field allows it).
-    `num_train_epochs` and `max_steps` depend on each other: `check_training_budget`."""
+    """Ranges of the numeric fields a run depends on (types: `TrainingArguments`'; epochs and
+    `max_steps` depend on each other: `check_training_budget`)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -105,11 +84,12 @@ def value_problem(key: str, value: Any) -> str | None:
     """Why `training_args.<key>: value` cannot train (range or non-finite), or None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None  # types are checked elsewhere
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
     try:
-        _finite(value)
         validated(ValueRanges, {key: value}, None)
-    except (ValueError, UserInputError) as exc:
-        return exc.problem if isinstance(exc, UserInputError) else str(exc)
+    except UserInputError as exc:
+        return exc.problem
     return None
 
 
@@ -138,7 +118,6 @@ def training_args_fields() -> dict[str, Any]:
 
 @functools.cache
 def training_args_types() -> dict[str, Any]:
-    """`TrainingArguments`' field annotations, resolved."""
     from transformers import TrainingArguments
 
     return typing.get_type_hints(TrainingArguments)
@@ -146,13 +125,11 @@ def training_args_types() -> dict[str, Any]:
 
 @functools.cache
 def _type_adapter(annotation: Any) -> TypeAdapter:
-    """`annotation` (a `TrainingArguments` field's) as a strict pydantic validator."""
     return TypeAdapter(annotation, config=ConfigDict(strict=True, arbitrary_types_allowed=True))
 
 
 def _value_matches(value: Any, annotation: Any) -> bool:
-    """A YAML value fits a `TrainingArguments` annotation (pydantic decides, strictly: no
-    `"3"` for 3, no `true` for 1)."""
+    """A YAML value fits a `TrainingArguments` annotation, strictly (no `"3"` for 3)."""
     if annotation is Any:
         return True
     try:
@@ -163,11 +140,8 @@ def _value_matches(value: Any, annotation: Any) -> bool:
 
 
 def training_arg_type(key: str) -> Any:
-    """The annotation a `training_args.<key>` value is checked against.
-
-    Raises `UserInputError` (key `training_args.<key>`) for a field detr_core sets itself or
-    one `TrainingArguments` does not have. The compatibility fields take their old types.
-    """
+    """The annotation a `training_args.<key>` value is checked against; `UserInputError` for
+    a field detr_core owns or `TrainingArguments` lacks."""
     dotted = f"training_args.{key}"
     if key in OWNED_FIELDS:
         raise UserInputError(f"set by detr_core ({OWNED_FIELDS[key]})", key=dotted)
@@ -189,7 +163,7 @@ def training_arg_default(key: str) -> Any:
 
 
 def normalise_training_args(user_args: dict[str, Any], source: str) -> dict[str, Any]:
-    """Check keys and value types, convert `warmup_ratio`; return the user's values only."""
+    """The user's values checked, `warmup_ratio` converted."""
     args = dict(user_args)
     for key, value in args.items():
         dotted = f"training_args.{key}"
@@ -226,16 +200,13 @@ def normalise_training_args(user_args: dict[str, Any], source: str) -> dict[str,
     return args
 
 
-#: `report_to` values that need nothing installed: TensorBoard is always written (the run's
-#: own `tensorboard/` folder), "none" and "all" are the Trainer's own words.
+#: `report_to` values that need nothing installed (TensorBoard is always written).
 BUILTIN_REPORTS = ("tensorboard", "none", "all")
 
 
 def check_report_to(value: Any, source: str) -> None:
-    """Each `report_to` integration must be one transformers knows, and installed.
-
-    Else the Trainer raises when it is built, after the run's folder was made.
-    """
+    """Each `report_to` integration must be known and installed (else the Trainer raises
+    after the run's folder was made)."""
     wanted = [value] if isinstance(value, str) else value
     if not isinstance(wanted, list) or any(not isinstance(w, str) for w in wanted):
         return  # a type problem: reported by the type check
@@ -259,7 +230,6 @@ def check_report_to(value: Any, source: str) -> None:
 
 
 def check_training_args(user_args: dict[str, Any], source: str) -> None:
-    """Validate `training_args` by building real `TrainingArguments` from them."""
     build_training_args(user_args, output_dir=Path("/nonexistent-detr-core-check"), seed=0,
                         source=source)
 
@@ -281,19 +251,11 @@ def build_training_args(
     report_to = merged.pop("report_to", "none")
     if isinstance(report_to, str):
         report_to = [report_to]
-    report_to = [r for r in report_to if r not in ("tensorboard", "none", "all")] or "none"
-    merged.update(
-        output_dir=str(output_dir),
-        eval_strategy="steps",
-        eval_steps=merged["logging_steps"],
-        save_strategy="best",
-        save_total_limit=1,
-        load_best_model_at_end=False,
-        remove_unused_columns=False,
-        eval_do_concat_batches=False,
-        report_to=report_to,
-        seed=seed,
-    )
+    report_to = [r for r in report_to if r not in BUILTIN_REPORTS] or "none"
+    merged.update(output_dir=str(output_dir), eval_strategy="steps",
+                  eval_steps=merged["logging_steps"], save_strategy="best", save_total_limit=1,
+                  load_best_model_at_end=False, remove_unused_columns=False,
+                  eval_do_concat_batches=False, report_to=report_to, seed=seed)
     try:
         return TrainingArguments(**merged)
     except (TypeError, ValueError) as exc:

@@ -1,8 +1,5 @@
-"""Search-space files: YAML -> validated `SearchSpec` (README "Search-space files"), the
-spec's own file `<experiment>/search_spec.yaml` (written when the search starts, read back by
-the export, so the report is rebuilt from the folder alone) and its Tune `param_space`.
-
-A search-space file says what to search, over which base run, and how:
+"""Search-space files -> validated `SearchSpec` (README "Search-space files"), its own file
+`<experiment>/search_spec.yaml` (read back by the export) and its Tune `param_space`:
 
 ```yaml
 experiment:                      # every key optional
@@ -14,8 +11,7 @@ experiment:                      # every key optional
   scheduler:                     # ASHA; every budget is in optimizer steps (time_attr = step)
     grace_period: 300            # first rung; default: the base's logging_steps (first eval)
     reduction_factor: 3          # keep the best 1/3 at each rung (default 3)
-    max_t: 1500                  # cap per trial; default: the longest trial's steps, estimated
-                                 # from the base (required when it trains on COCO files)
+    max_t: 1500                  # cap per trial; default: estimated (required for COCO files)
   searcher:                      # Optuna
     sampler: tpe                 # tpe (default) | gp | random | qmc | cmaes (search.space.samplers)
     sampler_options: {}          # the sampler's own options, e.g. {multivariate: true}
@@ -25,10 +21,8 @@ experiment:                      # every key optional
       - {iou_loss: ciou}         # keys left out are sampled
   resources: {cpus_per_trial: 1, gpus_per_trial: 0}   # gpus may be fractional: 0.5 = 2 per GPU
   max_failures: 0                # retries of an errored trial from its last checkpoint (-1: no cap)
-  finalists: {top: 3, seeds: 3}  # optional: the 3 best configurations, 3 fresh seeds each, after
-                                 # the search; winner by mean value (search.results.finalists)
-base: ../configs/run.yaml        # detr_core run config: a path (relative to THIS file) or an
-                                 # inline mapping; default: the embedded default run
+  finalists: {top: 3, seeds: 3}  # optional: the 3 best configurations re-run with 3 seeds each
+base: ../configs/run.yaml        # path (relative to THIS file) or mapping; default: embedded
 base_overrides:                  # optional, applied over `base`; dotted or nested keys
   training_args.num_train_epochs: 4
 space:                           # dotted keys of the run config
@@ -42,27 +36,16 @@ space:                           # dotted keys of the run config
   seed: 3                        # a plain value is fixed for every trial
 ```
 
-Distributions: `search.space.distributions`. The four values a checkpoint's recipe fills
-(`training_args.learning_rate`, `backbone_lr_ratio`, `training_args.weight_decay`,
-`training_args.max_grad_norm`) may be factors of the recipe's,
-`{loguniform: [0.25, 2.0], relative_to: recipe}`, resolved against the base run's model or,
-when a model key is searched, per trial (`search.space.relative_ranges`).
-
-Searchable keys: every field of the run config (`detr_core.config.run_config`, dotted:
-`model.image_size`, `model.config_overrides.<field of the family config>`) and any
-`TrainingArguments` field as `training_args.<field>`. Keys that exclude each other
-(`model.preset` / `model.checkpoint`, `data.synthetic` / `data.train|val|test`,
-`training_args.warmup_steps` / `warmup_ratio`): setting one drops the other from the base.
-Relative paths are resolved against the space file's folder.
-
-`points_to_evaluate` are enqueued in the Optuna study when it is first created (skipped when
-the study already holds them, so a resumed search does not repeat them); they count toward
-`num_samples` and TPE's startup trials. A `relative_to: recipe` key takes a factor there too.
-
-Everything is checked before Ray starts, one line naming the file and the dotted key: unknown
-keys, bad bounds, a distribution that cannot produce the key's type, and every choice value and
-both ends of every range built into a run config (`iou_loss: {choice: [giou, xiou]}` fails
-here, not in a trial). Tune domains keep the dotted names (Ray nests on "/" only).
+Distributions: `search.space.distributions`. The recipe's four values (learning rate,
+`backbone_lr_ratio`, weight decay, max_grad_norm) may be factors of the recipe's,
+`{loguniform: [0.25, 2.0], relative_to: recipe}` (`search.space.relative_ranges`). Searchable
+keys: every run-config field, dotted, and `training_args.<any TrainingArguments field>`; setting
+one of two exclusive keys (`EXCLUSIVE_KEYS`) drops the other from the base. Relative paths are
+resolved against the space file's folder. `points_to_evaluate` are enqueued once in the Optuna
+study (a resumed search does not repeat them) and count toward `num_samples` and the startup
+trials. Everything is checked before Ray starts, every choice and both ends of every range
+built into a run config, in one line naming the file and the dotted key. Tune domains keep the
+dotted names (Ray nests on "/" only).
 """
 
 from __future__ import annotations
@@ -124,17 +107,16 @@ from search.store.storage import ExperimentPath, write_text_atomic
 
 
 class SchedulerSpec(Section):
-    """`experiment.scheduler`: ASHA; every budget is in optimizer steps (`time_attr="step"`)."""
+    """`experiment.scheduler`: ASHA, budgets in optimizer steps."""
 
     grace_period: int | None = Field(None, ge=1)
     """The first rung; default: the base's first evaluation."""
     reduction_factor: float = Field(3.0, gt=1, allow_inf_nan=False)
-    """Keep the best 1/reduction_factor at each rung."""
     max_t: int | None = Field(None, ge=1)
     """The cap per trial; default: the longest trial's steps, estimated from the base."""
 
     def rungs(self) -> list[float]:
-        """Rung budgets `grace_period * reduction_factor**k` up to `max_t` (as in Ray's ASHA)."""
+        """`grace_period * reduction_factor**k` up to `max_t`, as Ray's ASHA."""
         return asha_rungs(self.grace_period, self.reduction_factor, self.max_t)
 
 
@@ -142,20 +124,18 @@ class SearcherSpec(Section):
     """`experiment.searcher`: Optuna."""
 
     seed: int | None = 0
-    """The sampler's seed; null: a different search each time."""
+    """null: a different search each time."""
     n_startup_trials: int | None = Field(None, ge=0)
-    """Random trials before the model takes over; default min(10, ceil(num_samples / 2))."""
+    """Random trials first; default min(10, ceil(num_samples / 2))."""
     points_to_evaluate: Any = None
-    """Configurations tried first, in the space's terms (checked by `check_points`)."""
+    """Configurations tried first (checked by `check_points`)."""
     sampler: str = DEFAULT_SAMPLER
-    """`search.space.samplers.SAMPLERS`."""
     sampler_options: Any = None
-    """The sampler's own options (checked by `check_sampler`)."""
+    """Checked by `check_sampler`."""
 
 
 class ResourceSpec(Section):
-    """`experiment.resources`: what one trial reserves; a fraction of a GPU packs several
-    trials on one card."""
+    """`experiment.resources`: what one trial reserves (a GPU fraction packs trials)."""
 
     cpus_per_trial: float = Field(1.0, gt=0, allow_inf_nan=False)
     gpus_per_trial: float = Field(0.0, ge=0, allow_inf_nan=False)
@@ -169,9 +149,7 @@ class ResourceSpec(Section):
 
 
 class FinalistsSpec(Section):
-    """`experiment.finalists`: the `top` best distinct configurations re-trained with `seeds`
-    fresh seeds each after the search, the winner by their mean validation value
-    (`search.results.finalists`). Off when `top` is 0 or the section is absent."""
+    """`experiment.finalists` (`search.results.finalists`); off when `top` is 0 or absent."""
 
     top: int = Field(3, ge=0)
     seeds: int = Field(3, ge=1)
@@ -181,7 +159,6 @@ class FinalistsSpec(Section):
         return self.top > 0 and self.seeds > 0
 
 
-#: The finalists stage turned off.
 NO_FINALISTS = FinalistsSpec.model_construct(top=0, seeds=0)
 
 
@@ -189,16 +166,15 @@ class ExperimentSection(Section):
     """The `experiment:` section of a search-space file; every key optional."""
 
     name: str | None = None
-    """The results folder under the storage; default: the file's stem."""
+    """The results folder; default: the file's stem."""
     metric: str = DEFAULT_METRIC
-    """What the search optimises: one of the metrics every trial reports."""
     mode: Literal["min", "max"] | None = None
     """Default: the metric's own direction."""
     num_samples: int = Field(8, ge=1)
     max_concurrent: int | None = Field(None, ge=1)
     """Trials at a time; default: as many as fit."""
     max_failures: int = Field(0, ge=-1)
-    """Retries of an errored trial from its last checkpoint (-1: no cap)."""
+    """Retries of an errored trial (-1: no cap)."""
     scheduler: SchedulerSpec = SchedulerSpec()
     searcher: SearcherSpec = SearcherSpec()
     resources: ResourceSpec = ResourceSpec()
@@ -228,7 +204,7 @@ class ExperimentSection(Section):
 
 @dataclass
 class SearchSpec:
-    """A validated search-space file: what the driver needs to build the Tuner."""
+    """A validated search-space file."""
 
     name: str
     metric: str
@@ -243,56 +219,43 @@ class SearchSpec:
     space: dict
     source: Path
     base_source: str = "embedded default"
-    #: where the recipe's four keys get their values, and the ranges resolved from factors of
-    #: the recipe's (`search.space.relative_ranges`)
+    #: the recipe's four keys: their sources and resolved ranges (`search.space.relative_ranges`)
     recipe: dict = field(default_factory=dict)
     finalists: FinalistsSpec = field(default_factory=lambda: NO_FINALISTS)
 
     def searched_keys(self) -> list[str]:
-        """Keys drawn from a distribution, in file order."""
         return searched_keys_of(self.space)
 
     def fixed_values(self) -> dict:
-        """Keys given a plain value: the same for every trial."""
         return fixed_values_of(self.space)
 
     def log_scale_keys(self) -> set[str]:
-        """Keys searched on a log scale (plots use a log axis for them)."""
         return log_scale_keys_of(self.space)
 
     def to_yaml_dict(self) -> dict:
-        """Plain dict written as `<experiment>/search_spec.yaml` (see `from_yaml_dict`)."""
+        """What `<experiment>/search_spec.yaml` holds (see `from_yaml_dict`)."""
+        sched, searcher, res = self.scheduler, self.searcher, self.resources
         return {
-            "name": self.name,
-            "source": str(self.source),
-            "base_source": self.base_source,
+            "name": self.name, "source": str(self.source), "base_source": self.base_source,
             "experiment": {
-                "metric": self.metric,
-                "mode": self.mode,
-                "num_samples": self.num_samples,
-                "max_concurrent": self.max_concurrent,
-                "max_t": self.scheduler.max_t,
-                "grace_period": self.scheduler.grace_period,
-                "reduction_factor": self.scheduler.reduction_factor,
-                "searcher_seed": self.searcher.seed,
-                "n_startup_trials": self.searcher.n_startup_trials,
-                "points_to_evaluate": copy.deepcopy(self.searcher.points_to_evaluate),
-                "sampler": self.searcher.sampler,
-                "sampler_options": copy.deepcopy(self.searcher.sampler_options),
-                "cpus_per_trial": self.resources.cpus_per_trial,
-                "gpus_per_trial": self.resources.gpus_per_trial,
-                "max_failures": self.max_failures,
-                "finalists_top": self.finalists.top,
+                "metric": self.metric, "mode": self.mode, "num_samples": self.num_samples,
+                "max_concurrent": self.max_concurrent, "max_t": sched.max_t,
+                "grace_period": sched.grace_period, "reduction_factor": sched.reduction_factor,
+                "searcher_seed": searcher.seed, "n_startup_trials": searcher.n_startup_trials,
+                "points_to_evaluate": copy.deepcopy(searcher.points_to_evaluate),
+                "sampler": searcher.sampler,
+                "sampler_options": copy.deepcopy(searcher.sampler_options),
+                "cpus_per_trial": res.cpus_per_trial, "gpus_per_trial": res.gpus_per_trial,
+                "max_failures": self.max_failures, "finalists_top": self.finalists.top,
                 "finalists_seeds": self.finalists.seeds,
             },
-            "base": copy.deepcopy(self.base),
-            "space": copy.deepcopy(self.space),
+            "base": copy.deepcopy(self.base), "space": copy.deepcopy(self.space),
             "recipe": copy.deepcopy(self.recipe),
         }
 
     @classmethod
     def from_yaml_dict(cls, raw: dict[str, Any], source: str | Path) -> SearchSpec:
-        """The spec `to_yaml_dict` wrote; `UserInputError` naming `source` if it is not one."""
+        """The spec `to_yaml_dict` wrote; `UserInputError` if it is not one."""
         exp = raw.get("experiment")
         base, space = raw.get("base"), raw.get("space")
         recipe = raw.get("recipe") or {}  # absent in folders written before recipes
@@ -328,14 +291,12 @@ class SearchSpec:
 
 
 def write_spec_file(spec: SearchSpec, experiment_dir: ExperimentPath) -> ExperimentPath:
-    """`<experiment>/search_spec.yaml`: the resolved search, read back by the export."""
     text = dumps_yaml(spec.to_yaml_dict(),
                       header="Written by search/run.py: the resolved search (read by export.py).")
     return write_text_atomic(experiment_dir / SPEC_FILE, text)
 
 
 def read_spec_file(experiment_dir: ExperimentPath) -> SearchSpec:
-    """The spec of an experiment folder; `UserInputError` when the folder is not one."""
     path = experiment_dir / SPEC_FILE
     if not path.is_file():
         raise UserInputError(f"not a search experiment folder (no {SPEC_FILE}; give the "
@@ -345,19 +306,16 @@ def read_spec_file(experiment_dir: ExperimentPath) -> SearchSpec:
                                      path)
 
 
-#: Metrics the trainable reports at every evaluation; `experiment.metric` must be one of them.
 REPORTED_METRICS = SELECTABLE_EVAL_METRICS
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
-#: `load_search_spec(overrides=...)` key -> (path in `experiment:`, CLI flag shown in errors).
+#: `load_search_spec(overrides=...)` key -> (path in `experiment:`, its CLI flag).
 OVERRIDE_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
-    "name": (("name",), "--name"),
-    "num_samples": (("num_samples",), "--num-samples"),
+    "name": (("name",), "--name"), "num_samples": (("num_samples",), "--num-samples"),
     "max_concurrent": (("max_concurrent",), "--max-concurrent"),
     "cpus_per_trial": (("resources", "cpus_per_trial"), "--cpus-per-trial"),
     "gpus_per_trial": (("resources", "gpus_per_trial"), "--gpus-per-trial"),
-    "seed": (("searcher", "seed"), "--seed"),
-    "sampler": (("searcher", "sampler"), "--sampler"),
+    "seed": (("searcher", "seed"), "--seed"), "sampler": (("searcher", "sampler"), "--sampler"),
     "max_failures": (("max_failures",), "--max-failures"),
     "finalists_top": (("finalists", "top"), "--finalists"),
     "finalists_seeds": (("finalists", "seeds"), "--finalist-seeds"),
@@ -365,7 +323,7 @@ OVERRIDE_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 def as_mapping(value: Any, src: str, key: str) -> dict:
-    """`value` as a dict; None (an empty YAML section) counts as {}."""
+    """`value` as a dict; None (an empty YAML section) is {}."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -374,26 +332,16 @@ def as_mapping(value: Any, src: str, key: str) -> dict:
     return value
 
 
-def default_startup_trials(num_samples: int) -> int:
-    """Random trials before TPE takes over: half the trials, at most 10."""
-    return min(10, max(1, math.ceil(num_samples / 2)))
-
-
 def read_experiment(raw: Any, overrides: dict | None, src: str) -> ExperimentSection:
-    """`experiment:` with the CLI's overrides merged in, validated; an error names the key,
-    and the flag when the value came from one (`experiment.num_samples (from --num-samples)`)."""
+    """`experiment:` with the CLI's overrides, validated; an error names the flag a value came
+    from (`experiment.num_samples (from --num-samples)`)."""
     experiment = copy.deepcopy(as_mapping(raw, src, "experiment"))
     origin: dict[str, str] = {}
     for key, value in (overrides or {}).items():
         if value is None:
             continue
         path, flag = OVERRIDE_KEYS[key]
-        node = experiment
-        for part in path[:-1]:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        node[path[-1]] = value
+        set_dotted(experiment, ".".join(path), value)
         origin[".".join(path)] = flag
     try:
         return validated(ExperimentSection, experiment, src, key_prefix="experiment")
@@ -412,42 +360,33 @@ def build_spec(experiment: ExperimentSection, base: dict[str, Any], space: dict[
     mode = experiment.mode or natural_mode(metric)
     searcher = experiment.searcher
     startup = searcher.n_startup_trials
-    if startup is None:
-        startup = default_startup_trials(experiment.num_samples)
+    if startup is None:  # half the trials, at most 10
+        startup = min(10, max(1, math.ceil(experiment.num_samples / 2)))
     sampler, options = check_sampler(searcher.sampler, searcher.sampler_options, searcher.seed,
                                      startup, src)
     searcher = searcher.model_copy(update={
         "n_startup_trials": startup, "sampler": sampler, "sampler_options": options,
         "points_to_evaluate": searcher.points_to_evaluate or []})  # check_points checks them
     finalists = experiment.finalists
-    if finalists is None or finalists.top == 0:
-        finalists = NO_FINALISTS
     return SearchSpec(
         name=experiment.name or path.stem, metric=metric, mode=mode,
         num_samples=experiment.num_samples, max_concurrent=experiment.max_concurrent,
         scheduler=_scheduler(experiment.scheduler, base, space, src), searcher=searcher,
         resources=experiment.resources, max_failures=experiment.max_failures,
         base=select_best_step_by(base, metric, mode), space=space, source=path,
-        base_source=base_source, finalists=finalists,
-    )
+        base_source=base_source,
+        finalists=finalists if finalists is not None and finalists.top else NO_FINALISTS)
 
 
 def select_best_step_by(base: dict[str, Any], metric: str, mode: str) -> dict[str, Any]:
-    """The base with the Trainer's best-step rule set to the search's metric and mode.
-
-    Each trial keeps the checkpoint of its best step, and the search ranks trials by the same
-    metric: both must agree, or the exported model would be the best step by another metric.
-    """
-    base = copy.deepcopy(base)
-    args = base.setdefault("training_args", {})
-    args["metric_for_best_model"] = metric
-    args["greater_is_better"] = mode == "max"
-    return base
+    """The base with the Trainer's best step chosen by the search's metric and mode (else the
+    exported checkpoint would be the best step by another metric)."""
+    return apply_overrides(base, {"training_args.metric_for_best_model": metric,
+                                  "training_args.greater_is_better": mode == "max"})
 
 
 def _scheduler(scheduler: SchedulerSpec, base: dict[str, Any], space: dict[str, Any],
                src: str) -> SchedulerSpec:
-    """ASHA settings; max_t and grace_period default to what the base run does."""
     max_t = scheduler.max_t
     if max_t is None:
         max_t = estimate_max_steps(base, space)
@@ -465,7 +404,7 @@ def _scheduler(scheduler: SchedulerSpec, base: dict[str, Any], space: dict[str, 
 
 
 def parse_space(space: Any, src: str, folder: Path) -> dict[str, Any]:
-    """Check every key and distribution of `space:`; return it with path values absolute."""
+    """`space:` checked, path values made absolute."""
     if space is None:
         raise UserInputError("missing: give at least one run-config key with a distribution",
                              source=src, key="space")
@@ -479,8 +418,17 @@ def parse_space(space: Any, src: str, folder: Path) -> dict[str, Any]:
             result[key] = _parse_entry(key, copy.deepcopy(value), folder)
         except UserInputError as exc:
             raise UserInputError(exc.problem, source=src, key=f"space.{key}") from None
-    _check_overlaps(list(result), src)
-    _check_exclusive_pairs(list(result), src)
+    for key in result:  # `model` with `model.image_size`: one would overwrite the other
+        for other in result:
+            if other.startswith(key + "."):
+                raise UserInputError(f"overlaps `space.{key}`: give one of them", source=src,
+                                     key=f"space.{other}")
+    for side_a, side_b in EXCLUSIVE_KEYS:
+        in_a = [k for k in result if touches([k], side_a)]
+        in_b = [k for k in result if touches([k], side_b)]
+        if in_a and in_b:
+            raise UserInputError(f"excludes `space.{in_a[0]}`: give one of them", source=src,
+                                 key=f"space.{in_b[0]}")
     if not searched_keys_of(result):
         raise UserInputError("no key has a distribution: nothing to search", source=src,
                              key="space")
@@ -488,10 +436,8 @@ def parse_space(space: Any, src: str, folder: Path) -> dict[str, Any]:
 
 
 def _parse_entry(key: str, value: Any, folder: Path) -> Any:
-    """One `key: value` of the space, checked; raises `UserInputError` (problem only used)."""
-    if touches([key], ("data",)):
-        # every trial trains on the data the driver prepared and checked once
-        # (`search.trial.node_data`): a data key here would be ignored by the trials
+    """One `key: value` of the space, checked (only the error's problem is used)."""
+    if touches([key], ("data",)):  # trials train on the data prepared once (search.trial.node_data)
         raise UserInputError("the data is prepared once for the whole search and every trial "
                              "trains on it: set it in base_overrides (one search per dataset)")
     annotation = key_type(key)
@@ -523,7 +469,7 @@ def _parse_entry(key: str, value: Any, folder: Path) -> Any:
 
 
 def resolve_paths_in(key: str, value: Any, folder: Path) -> Any:
-    """Path strings within a value set at `key` made absolute (detr_core's path keys)."""
+    """Path strings within a value set at `key` made absolute."""
     from detr_core.config.run_config import PATH_KEYS
 
     for path_key in PATH_KEYS:
@@ -536,33 +482,12 @@ def resolve_paths_in(key: str, value: Any, folder: Path) -> Any:
     return value
 
 
-def _check_overlaps(keys: list[str], src: str) -> None:
-    """Reject `model` together with `model.image_size`: one would silently overwrite the other."""
-    for key in keys:
-        for other in keys:
-            if other.startswith(key + "."):
-                raise UserInputError(f"overlaps `space.{key}`: give one of them", source=src,
-                                     key=f"space.{other}")
-
-
-def _check_exclusive_pairs(keys: list[str], src: str) -> None:
-    for side_a, side_b in EXCLUSIVE_KEYS:
-        in_a = [k for k in keys if touches([k], side_a)]
-        in_b = [k for k in keys if touches([k], side_b)]
-        if in_a and in_b:
-            raise UserInputError(f"excludes `space.{in_a[0]}`: give one of them", source=src,
-                                 key=f"space.{in_b[0]}")
-
-
 KEY = "experiment.searcher.points_to_evaluate"
 
 
 def check_points(points: Any, space: dict[str, Any], recipe: dict[str, Any], src: str,
                  folder: Path) -> list[dict[str, Any]]:
-    """The points as the searcher samples them (factors of recipe-relative keys resolved at
-    load made absolute; paths resolved against the space file's `folder`), each checked:
-    a mapping of searched keys to values the space draws. One line naming the point and key
-    for anything else."""
+    """The points in the searcher's terms (`_space_value`), each checked against the space."""
     if not isinstance(points, list):
         raise UserInputError(f"expected a list of mappings (key: value), got "
                              f"{describe_value(points)}", source=src, key=KEY)
@@ -593,10 +518,8 @@ def check_points(points: Any, space: dict[str, Any], recipe: dict[str, Any], src
 
 def _space_value(value: Any, entry: dict[str, Any], recipe_value: float | None,
                  folder: Path) -> Any:
-    """`value` in the terms of the space `entry`: scaled by a recipe value resolved at load,
-    or, for a path among the choices, resolved against the space file's folder."""
-    if recipe_value is not None and isinstance(value, int | float) \
-            and not isinstance(value, bool):
+    """`value` in the space's terms: a factor times the recipe value, or a path made absolute."""
+    if recipe_value is not None and isinstance(value, int | float) and not isinstance(value, bool):
         return float(f"{value * recipe_value:.12g}")
     if isinstance(value, str) and not fits(value, entry):
         candidate = (folder / value).expanduser().resolve()
@@ -606,8 +529,7 @@ def _space_value(value: Any, entry: dict[str, Any], recipe_value: float | None,
 
 
 def enqueue_points(study: Any, points: list[dict[str, Any]]) -> int:
-    """Enqueue `points` in an Optuna study, in order, skipping any it already holds; how many
-    were new."""
+    """Enqueue `points` in an Optuna study, skipping any it holds; how many were new."""
     before = len(study.get_trials(deepcopy=False))
     for point in points:
         study.enqueue_trial(point, skip_if_exists=True)
@@ -618,15 +540,10 @@ TOP_LEVEL_KEYS = ("experiment", "base", "base_overrides", "space")
 
 
 def load_search_spec(path: str | Path, overrides: dict | None = None) -> SearchSpec:
-    """Read, validate and resolve a search-space file; `overrides` come from the CLI.
-
-    `overrides` keys: name, num_samples, max_concurrent, cpus_per_trial, gpus_per_trial, seed
-    (the searcher's), max_failures; a None value means "not given". Raises `UserInputError`
-    (one line: `<file>: <key>: <problem>`) for anything wrong; starts nothing.
-    """
+    """Read, validate and resolve a search-space file; `overrides` (`OVERRIDE_KEYS`, None: not
+    given) come from the CLI. Raises `UserInputError` (`<file>: <key>: <problem>`)."""
     path = Path(path)
-    src = str(path)
-    raw = load_yaml_mapping(path)
+    src, raw = str(path), load_yaml_mapping(path)
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
             raise UserInputError(f"unknown top-level key (known: {', '.join(TOP_LEVEL_KEYS)})",
@@ -654,13 +571,12 @@ def load_search_spec(path: str | Path, overrides: dict | None = None) -> SearchS
 
 
 def _overridden(raw: dict[str, Any], src: str) -> set[str]:
-    """The dotted keys the file's `base_overrides` sets (already checked by `_load_base`)."""
+    """The dotted keys `base_overrides` sets (checked by `_load_base`)."""
     overrides = as_mapping(raw.get("base_overrides"), src, "base_overrides")
     return set(_flatten_overrides(overrides, src)) if overrides else set()
 
 
 def _validated(raw: dict[str, Any], src: str, key_prefix: str) -> None:
-    """Validate a run-config dict; an error names the space file and `<key_prefix>.<key>`."""
     try:
         run_config_from_dict(raw)
     except UserInputError as exc:
@@ -694,8 +610,7 @@ def _load_base(
         raw = drop_excluded(raw, flat.keys())
         raw = apply_overrides(raw, flat)
         _validated(raw, src, "base_overrides")
-    # A base file's paths are absolute already; inline and override paths are relative to
-    # the space file.
+    # a base file's paths are absolute already; inline and override ones relative to src
     cfg = resolve_paths(run_config_from_dict(raw, src), folder)
     return run_config_to_dict(cfg), base_source
 
@@ -712,13 +627,9 @@ def _sections_set(raw: dict[str, Any], prefix: str = "") -> set[str]:
 
 def _flatten_overrides(overrides: dict, src: str, prefix: str = "",
                        sections_set: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
-    """Nested and dotted override keys -> {dotted leaf key: value}.
-
-    Mappings are merged key by key where the run config has a section (a dataclass, or a free
-    mapping such as `training_args` and `model.config_overrides`); anything else is replaced.
-    An empty mapping turns on an optional section the base leaves unset (`ema: {}`: averaged
-    weights with their defaults) and changes nothing in one it has.
-    """
+    """Nested and dotted override keys -> {dotted leaf key: value}, merged key by key into the
+    run config's sections (and free mappings); an empty mapping turns on an optional section
+    the base leaves unset (`ema: {}`) and changes nothing in one it has."""
     flat: dict[str, Any] = {}
     for key, value in overrides.items():
         if not isinstance(key, str) or not key:
@@ -735,7 +646,7 @@ def _flatten_overrides(overrides: dict, src: str, prefix: str = "",
 
 
 def drop_excluded(raw: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
-    """Remove from `raw` the counterparts of keys being set (model.preset vs checkpoint...)."""
+    """A copy of `raw` without the exclusive counterparts of `keys`."""
     keys = list(keys)
     raw = copy.deepcopy(raw)
     for side_a, side_b in EXCLUSIVE_KEYS:
@@ -780,23 +691,17 @@ def _check_value(base: dict, params: dict, src: str, key: str, value: Any) -> No
 
 
 def to_tune_param_space(spec: SearchSpec) -> dict:
-    """Flat `{dotted_key: tune domain or fixed value}` for `Tuner(param_space=...)`.
-
-    Our integer bounds are inclusive; `tune.randint` / `tune.lograndint` exclude the upper
-    bound, so they get `high + 1` (Ray's Optuna converter subtracts it again). `qrandint` with
-    q = 1 becomes `randint`, since Ray treats its upper bound inconsistently for q = 1.
-    """
+    """Flat `{dotted_key: tune domain or fixed value}` for `Tuner(param_space=...)`."""
     from ray import tune
 
-    params: dict[str, Any] = {}
-    for key, value in spec.space.items():
-        params[key] = tune_domain(tune, value) if is_distribution(value) else copy.deepcopy(
-            value)
-    return params
+    return {key: tune_domain(tune, value) if is_distribution(value) else copy.deepcopy(value)
+            for key, value in spec.space.items()}
 
 
 def tune_domain(tune: Any, dist: dict) -> Any:
-    """One of our distributions as a `ray.tune` domain (`tune` is the imported module)."""
+    """Our (inclusive) integer bounds get `high + 1`: tune's randint excludes it, and Ray's
+    Optuna converter subtracts it again. `qrandint` with q = 1 is `randint` (Ray treats its
+    upper bound inconsistently)."""
     name, args = next(iter(dist.items()))
     if name == "choice":
         return tune.choice(copy.deepcopy(args))
