@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from detr_core.config.metric_names import is_ema_metric
 from detr_core.files.builtin_models import builtin_problem, is_builtin
@@ -53,8 +53,8 @@ def resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
     """A copy whose paths (data, and a checkpoint that is a local folder) are absolute."""
     raw = cfg.model_dump()
     for key in PATH_KEYS:
-        if get_dotted(raw, key) is not None:
-            set_dotted(raw, key, resolve_path_value(key, get_dotted(raw, key), base))
+        if (value := get_dotted(raw, key)) is not None:
+            set_dotted(raw, key, resolve_path_value(key, value, base))
     return RunConfig.model_validate(raw)
 
 
@@ -198,6 +198,13 @@ _TYPE_WORDS = {"int_type": "an integer", "int_from_float": "an integer",
                "model_attributes_type": "a mapping", "list_type": "a list"}
 _BOUND_WORDS = {"greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
                 "less_than_equal": ("le", "<="), "less_than": ("lt", "<")}
+
+
+@functools.cache
+def strict_adapter(annotation: Any) -> TypeAdapter:
+    """A strict pydantic validator of one annotation (a schema field's or `TrainingArguments`'),
+    built once per annotation."""
+    return TypeAdapter(annotation, config=ConfigDict(strict=True, arbitrary_types_allowed=True))
 
 
 def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

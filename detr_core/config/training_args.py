@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from detr_core.config.metric_names import (
     DEFAULT_METRIC,
@@ -23,7 +23,7 @@ from detr_core.config.metric_names import (
     eval_name,
     natural_mode,
 )
-from detr_core.config.run_config import validated
+from detr_core.config.run_config import strict_adapter, validated
 from detr_core.files.errors import UserInputError
 
 #: detr_core's defaults: DETR's fine-tuning recipe (facebookresearch/detr: AdamW 1e-4, weight
@@ -123,17 +123,12 @@ def training_args_types() -> dict[str, Any]:
     return typing.get_type_hints(TrainingArguments)
 
 
-@functools.cache
-def _type_adapter(annotation: Any) -> TypeAdapter:
-    return TypeAdapter(annotation, config=ConfigDict(strict=True, arbitrary_types_allowed=True))
-
-
 def _value_matches(value: Any, annotation: Any) -> bool:
     """A YAML value fits a `TrainingArguments` annotation, strictly (no `"3"` for 3)."""
     if annotation is Any:
         return True
     try:
-        _type_adapter(annotation).validate_python(value)
+        strict_adapter(annotation).validate_python(value)
     except ValidationError:
         return False
     return True

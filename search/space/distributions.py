@@ -10,15 +10,14 @@ Pure functions: no Ray, no files.
 
 from __future__ import annotations
 
-import functools
 import math
 import types
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from detr_core.config.run_config import strip_optional
+from detr_core.config.run_config import strict_adapter, strip_optional
 from detr_core.files.errors import UserInputError, describe_value
 
 FLOAT_DISTRIBUTIONS = ("uniform", "quniform", "loguniform", "qloguniform")
@@ -129,11 +128,6 @@ def check_number_type(value: Any, annotation: Any, key: str) -> None:
         raise UserInputError(f"expected an integer, got {describe_value(value)}", key=key)
 
 
-@functools.cache
-def _strict_adapter(tp: Any) -> TypeAdapter:
-    return TypeAdapter(tp, config=ConfigDict(strict=True, arbitrary_types_allowed=True))
-
-
 def numeric_kinds(tp: Any) -> set[str] | None:
     """Which of {"int", "float"} a key's type (its schema annotation, or `TrainingArguments`')
     takes, as pydantic judges it strictly; None when the annotation does not say."""
@@ -142,7 +136,7 @@ def numeric_kinds(tp: Any) -> set[str] | None:
     kinds = set()
     for kind, probe in (("int", 3), ("float", 0.5)):
         try:
-            _strict_adapter(tp).validate_python(probe)
+            strict_adapter(tp).validate_python(probe)
         except ValidationError:
             continue
         except Exception:  # a type pydantic cannot build a validator for: no verdict
