@@ -1,13 +1,5 @@
-"""The diary's test numbers for a trained model, computed instead of read off by eye.
-
-    python -m detr_core.evaluate --model outputs/run/best_model --config run.yaml --split test
-
-COCO mAP and per-class AP (pycocotools via torchmetrics), recall and precision at IoU 0.5
-(confident detections matched one-to-one to ground truth of their class), and over each ground
-truth paired with its best-matching detection the diary's "IOU mu/std" and "Detection
-Performance mu/std" (centre error in pixels), and the missed objects. Written beside the model
-as `<split>_metrics.json` and `<split>_predictions.json` (COCO results), printed as a table;
-`detr_core.train` runs it on the test split.
+"""The diary's test numbers for a trained model, computed instead of read off by eye: written
+beside the model as `<split>_metrics.json` and `<split>_predictions.json`, printed as a table.
 """
 
 from __future__ import annotations
@@ -71,8 +63,7 @@ def predict(model: Any, dataset: CocoDetectionDataset, processor: Any, batch_siz
 def evaluate_prepared(model_dir: Path, config: RunConfig, data: PreparedData, split: str,
                       dataset: CocoDetectionDataset | None = None, processor: Any = None,
                       thresholds: Sequence[float] = ()) -> dict[str, Any]:
-    """Metrics of `model_dir` on one split of prepared data, with a sweep of score `thresholds`
-    if any; also writes the predictions and the detections image beside the model."""
+    """Metrics of `model_dir` on one split; writes predictions and a detections image beside it."""
     folder = Path(model_dir)
     if processor is None:
         processor = (load_image_processor(model_dir)
@@ -115,13 +106,13 @@ def evaluate_model(model_dir: str | Path, config: RunConfig, split: str = "test"
 
 
 def write_report(metrics: dict[str, Any], path: Path) -> None:
-    """JSON beside the model (NaN written as null so any JSON reader takes it), atomically."""
+    """JSON beside the model (NaN written as null), atomically."""
     file_io.write_json_atomic(path, {k: None if isinstance(v, float) and math.isnan(v) else v
                                      for k, v in metrics.items()})
 
 
-def format_report(metrics: dict[str, Any], title: str = "") -> str:
-    """The metrics as a two-column text table (per-class AP and any threshold sweep below)."""
+def print_report(metrics: dict[str, Any], title: str = "") -> None:
+    """Print the metrics as a two-column text table (per-class AP and any threshold sweep below)."""
     lines = [title] if title else []
     width = max(len(label) for label, _ in REPORT_ROWS)
     for label, key in REPORT_ROWS:
@@ -136,24 +127,7 @@ def format_report(metrics: dict[str, Any], title: str = "") -> str:
         mark = "  <- best F1" if row["score_threshold"] == metrics.get("best_f1_threshold") else ""
         lines.append(f"  {row['score_threshold']:>15.2f}  {row['recall']:7.4f}  "
                      f"{row['precision']:9.4f}  {row['f1']:6.4f}  {row['detections']:>10}{mark}")
-    return "\n".join(lines)
-
-
-def print_report(metrics: dict[str, Any], title: str = "") -> None:
-    print(format_report(metrics, title))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="python -m detr_core.evaluate", description="Evaluate a "
-                            "trained DETR (a save_pretrained folder) on a split of a run's data.")
-    parser.add_argument("--model", type=Path, required=True, help="save_pretrained folder")
-    parser.add_argument("--config", type=Path,
-                        help="run YAML naming the data (default: the embedded default)")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
-    parser.add_argument("--thresholds", type=_thresholds, default=(),
-                        help="score thresholds to sweep, e.g. 0.3,0.4,0.5: recall, precision "
-                             "and F1 at each (choose on val, never on test)")
-    return parser
+    print("\n".join(lines))
 
 
 def _thresholds(text: str) -> tuple[float, ...]:
@@ -169,7 +143,16 @@ def _thresholds(text: str) -> tuple[float, ...]:
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = ArgumentParser(prog="python -m detr_core.evaluate", description="Evaluate a "
+                            "trained DETR (a save_pretrained folder) on a split of a run's data.")
+    parser.add_argument("--model", type=Path, required=True, help="save_pretrained folder")
+    parser.add_argument("--config", type=Path,
+                        help="run YAML naming the data (default: the embedded default)")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument("--thresholds", type=_thresholds, default=(),
+                        help="score thresholds to sweep, e.g. 0.3,0.4,0.5: recall, precision "
+                             "and F1 at each (choose on val, never on test)")
+    args = parser.parse_args(argv)
     config = load_run_config(args.config) if args.config else load_default_run_config()
     with errors_from(args.config):  # `data: no test split` is about that file
         metrics = evaluate_model(args.model, config, args.split, args.thresholds)

@@ -1,21 +1,10 @@
-"""Apply a trained DETR to a folder of images: COCO-format detections and drawn images.
-
-    python -m detr_core.predict --model results/iou/best_model --images photos/ --out preds/
-    detr-predict --model results/iou/best_model --images photos/ --out preds/ --threshold 0.3
-
-How a user applies a search's winner. `<out>/detections.json` is a COCO dataset file whose
-`annotations` carry a `score` (so that list is also COCO *results* format); `<out>/images/`
-holds each image with its detections drawn, as PNG at its input's relative path (`drawn_names`).
-Images are read, resized and decoded as in training and evaluation, so boxes are in the
-displayed images' pixels. The output is built in `<out>.partial` and renamed to `<out>` whole,
-so `<out>` must be new, empty or an earlier predict output, and not around the images; anything
-else is refused before any writing (`output_folder`): predict never deletes a file it did not
-write.
+"""Apply a trained DETR to a folder of images: `<out>/detections.json` (COCO, annotations with
+a `score`) and `<out>/images/` (detections drawn), built in `<out>.partial` and renamed whole;
+predict never deletes a file it did not write.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -35,9 +24,8 @@ PARTIAL_SUFFIX = ".partial"
 
 
 def drawn_names(relatives: Sequence[str]) -> list[str]:
-    """A unique PNG name per input, mirroring its relative path: `a.jpg` becomes `a.jpg.png`, so
-    it never overwrites `a.png`; names that still meet (also by case, for case-insensitive disks)
-    get `-2`, `-3`."""
+    """A unique PNG name per input, mirroring its relative path (`a.jpg` -> `a.jpg.png`); names
+    that still meet (also by case, for case-insensitive disks) get `-2`, `-3`."""
     names, taken = [], set()
     for relative in relatives:
         base = relative if relative.lower().endswith(".png") else f"{relative}.png"
@@ -59,10 +47,9 @@ def predict_images(model: Any, processor: Any, images: Sequence[Any], batch_size
 
 
 def check_replaceable(folder: Path, staging: bool) -> None:
-    """Refuse, deleting nothing, an output or staging `folder` holding what predict did not
-    write: it writes only `detections.json` (marked by the `info.score_threshold` it always
-    records; in a staging folder a crash may have cut it short, so any passes) and `images/` of
-    PNG files, never a symbolic link; `images/` without `detections.json` is not its own."""
+    """Refuse an output or staging `folder` holding what predict did not write: only
+    `detections.json` (with `info.score_threshold`, unless a crash cut a staging one short) and
+    `images/` of PNG files, never a symbolic link, are its own."""
 
     def marked(detections: Path) -> bool:
         try:
@@ -99,9 +86,8 @@ def check_replaceable(folder: Path, staging: bool) -> None:
 
 
 def output_folder(out_dir: Path, images_dir: Path) -> Path:
-    """`--out` resolved (so `.` and `..` are real folders with a name), checked before any
-    writing: it and its `.partial` staging sibling must be replaceable and not around the images
-    (replacing would delete the photos; inside them, drawn images would be read as photos)."""
+    """`--out` resolved, checked before any writing: it and its `.partial` staging sibling must
+    be replaceable and neither around nor inside the images."""
     out_dir, images_dir = out_dir.resolve(), images_dir.resolve()
     for staging in (False, True):
         folder = out_dir.with_name(out_dir.name + PARTIAL_SUFFIX) if staging else out_dir
@@ -127,9 +113,7 @@ def output_folder(out_dir: Path, images_dir: Path) -> Path:
 def write_output(out_dir: Path, coco: dict[str, Any], relatives: Sequence[str],
                  images: Sequence[Any], found: Sequence[Any], threshold: float) -> None:
     """Fill `coco`, write it and every drawn image into a fresh `<out>.partial` and put that in
-    place of `out_dir` in one rename: readers never see half an output, and a failed write
-    leaves no `.partial`. `out_dir` is checked once more first: the user may have put files
-    there while the model ran."""
+    place of `out_dir` (checked once more: files may have appeared while the model ran)."""
     from PIL import Image
 
     from detr_core.evaluation.visualize import DETECTION_COLOUR, draw_detections
@@ -170,8 +154,7 @@ def write_output(out_dir: Path, coco: dict[str, Any], relatives: Sequence[str],
 
 def predict_folder(model: str, images_dir: Path, out_dir: Path, threshold: float = 0.5,
                    batch_size: int = 16) -> dict[str, Any]:
-    """Detect objects in every image of `images_dir`; write the COCO file and drawn images.
-    Every check (flags, model, images, output folder) comes before the model runs."""
+    """Detect objects in every image of `images_dir`, every input checked before the model runs."""
     if not 0.0 <= threshold <= 1.0:
         raise UserInputError(f"must be within [0, 1], got {threshold}", key="--threshold")
     if batch_size < 1:
@@ -214,7 +197,8 @@ def predict_folder(model: str, images_dir: Path, out_dir: Path, threshold: float
     return coco
 
 
-def build_parser() -> argparse.ArgumentParser:
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m detr_core.predict", description="Detect objects in a "
                             "folder of images with a trained DETR: COCO detections, drawn images.")
     parser.add_argument("--model", required=True, help="save_pretrained folder or builtin:<name>")
@@ -224,12 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="keep detections with at least this score (default 0.5)")
     parser.add_argument("--batch-size", type=int, default=16)
-    return parser
-
-
-@exit_on_user_error
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     coco = predict_folder(args.model, args.images, args.out, args.threshold, args.batch_size)
     print(f"{len(coco['annotations'])} detections (score >= {args.threshold}) in "
           f"{len(coco['images'])} images: {args.out / DETECTIONS_FILE}, "

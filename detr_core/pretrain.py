@@ -1,19 +1,10 @@
-"""Make the checkpoint the embedded default fine-tunes: `builtin:tiny-shapes`.
-
-    python -m detr_core.pretrain --output-dir detr_core/builtin/tiny-shapes
-    python -m detr_core.pretrain --output-dir DIR --config my_pretrain.yaml --report REPORT.md
-
-The embedded default must walk the users' path, fine-tuning a pretrained DETR on new classes,
-and DETR from scratch converges far too slowly for a search of minutes on a CPU. So the tiny
-preset is trained once (an ordinary `detr_core.train` run in `--work-dir`) on a *different*
-synthetic task (`detr_core/defaults/pretrain.yaml`) and its best step by val mAP@.5 is shipped:
-the three `save_pretrained` files plus `pretraining.json` (run config, steps, wall time, test
-metrics), which `--report` also writes as Markdown (results/benchmarks/ keeps one).
+"""Make the checkpoint the embedded default fine-tunes (`builtin:tiny-shapes`): the tiny preset
+trained once on a *different* synthetic task, so that the default fine-tunes a pretrained DETR
+on new classes as users do (from scratch is far too slow for minutes on a CPU).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import shutil
@@ -127,7 +118,8 @@ def _fmt(value: Any) -> str:
     return "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def build_parser() -> argparse.ArgumentParser:
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m detr_core.pretrain", description="Pretrain the tiny "
                             "DETR and write the checkpoint the embedded default fine-tunes.")
     parser.add_argument("--output-dir", type=Path, required=True,
@@ -137,12 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work-dir", type=Path, default=Path("outputs/pretrain"),
                         help="the training run's folder (default: outputs/pretrain)")
     parser.add_argument("--report", type=Path, help="also write how it was made as Markdown here")
-    return parser
-
-
-@exit_on_user_error
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     provenance = pretrain(args.config, args.output_dir, args.work_dir)
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)

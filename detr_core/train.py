@@ -1,20 +1,10 @@
-"""One DETR fine-tuning run on the Hugging Face `Trainer`: what one diary "version" was.
-
-    python -m detr_core.train                        # the embedded default (synthetic + tiny)
-    python -m detr_core.train --config run.yaml --output-dir outputs/v21
-
-Every logging step evaluates DETR's loss terms, COCO mAP and the diary's localisation numbers;
-listeners hear of each once the best-so-far checkpoint is on disk. The best step is reloaded at
-the end with `from_pretrained` into `best_model/` (transformers' `load_best_model_at_end` does
-not restore DETR weights in 5.x) and evaluated on the test split. Everything random follows
-from `seed`: on one machine, device and `num_threads` two runs give the same curve, however
-often and on whatever they evaluate. Every input is checked before anything is written; a run
-stopped early (Ctrl-C 130, SIGTERM 143, an unreadable image) keeps its best model so far.
+"""One DETR fine-tuning run on the Hugging Face `Trainer`: what one diary "version" was. The
+best step is reloaded with `from_pretrained` into `best_model/` (transformers'
+`load_best_model_at_end` does not restore DETR weights in 5.x) and evaluated on the test split.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -76,8 +66,7 @@ class RunResult:
 
 
 def build_datasets(config: RunConfig, data: PreparedData) -> dict[str, CocoDetectionDataset]:
-    """Train (augmented), val and test (only clipped) datasets; albumentations ignores the
-    global seeds, so both pipelines get the run's."""
+    """Train, val and test datasets (albumentations ignores the global seeds: each gets one)."""
     aug = config.augmentation
     train_tf = build_augmentation(aug.train, aug.min_area, aug.min_visibility,
                                   "augmentation.train", seed=config.seed)
@@ -89,9 +78,7 @@ def build_datasets(config: RunConfig, data: PreparedData) -> dict[str, CocoDetec
     return datasets
 
 
-# The Trainer rotates checkpoints by mtime and, when two were saved within a second, warns that
-# "mtime may not be reliable" and orders them by step instead: its own correct fallback, nothing
-# a user can act on, one more line on a console that promises one clear line per problem.
+# "mtime may not be reliable": the Trainer's warning before its own correct fallback (by step)
 logging.getLogger("transformers.trainer_utils").addFilter(
     lambda record: "mtime may not be reliable" not in record.getMessage())
 
@@ -102,11 +89,9 @@ def train_run(config: RunConfig, output_dir: str | Path,
               prepared_data: PreparedData | None = None, evaluate_test: bool = True,
               keep_partial: bool = True) -> RunResult:
     """Fine-tune, keep the best step as `best_model/`, evaluate it on the test split if any.
-    Stopped by Ctrl-C / SIGTERM (`KeyboardInterrupt`) or an unreadable image, the best model so
-    far is kept (after an unreadable image only with `keep_partial`: a search trial's
-    checkpoints are Tune's) and `RunInterrupted` / `UnreadableImageError` says where."""
+    Stopped by a `KeyboardInterrupt` or an unreadable image (then only with `keep_partial`),
+    the best model so far is kept and `RunInterrupted` / `UnreadableImageError` says where."""
     output_dir = Path(output_dir).resolve()
-    # the run's `num_threads`, or every core this process may use
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     torch.set_num_threads(config.num_threads or cores or os.cpu_count() or 1)
     set_seed(config.seed)
@@ -144,8 +129,7 @@ def train_run(config: RunConfig, output_dir: str | Path,
         compute_metrics=make_compute_metrics(
             data.label_map.names, config.evaluation.score_threshold, family_of_model(model)),
         callbacks=[TensorBoardCallback(writer), *([ema] if ema else []), relay])
-    # beside val: the averaged weights on val (`eval_ema_*`) and, with
-    # `evaluation.test_during_training`, the test split (`test_*`, `test_ema_*`)
+    # beside val: the test split (`test_during_training`), averaged weights on each (`*_ema_*`)
     splits = [("eval", datasets["val"])]
     if config.evaluation.test_during_training and "test" in datasets:
         relay.add_evaluation(TEST_PREFIX.rstrip("_"), lambda: trainer.evaluate(
@@ -194,8 +178,7 @@ def train_run(config: RunConfig, output_dir: str | Path,
 
 def export_best_model(checkpoint: Path, target: Path, iou_loss: str,
                       files: dict[str, Any] | None = None) -> Path:
-    """Reload the best checkpoint with `from_pretrained` and write a clean model folder, built
-    whole in a staging folder (weights, processor, `files` as JSON) and then put in place."""
+    """Reload the best checkpoint with `from_pretrained` into a clean model folder, built whole."""
     model = load_trained_model(checkpoint, iou_loss)
     staging = file_io.staging_folder(target)
     model.save_pretrained(staging)
@@ -205,20 +188,16 @@ def export_best_model(checkpoint: Path, target: Path, iou_loss: str,
     return file_io.replace_folder(staging, target)
 
 
-def build_parser() -> argparse.ArgumentParser:
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit 0 when done, 2 on bad input, 130 / 143 when Ctrl-C / SIGTERM stopped the run."""
     parser = ArgumentParser(prog="python -m detr_core.train", description="Fine-tune DETR once, "
                             "keep the best step, evaluate it on the test split.")
     parser.add_argument("--config", type=Path,
                         help="run YAML (default: the embedded synthetic + tiny-DETR config)")
     parser.add_argument("--output-dir", type=Path, default=Path("outputs/run"),
                         help="checkpoints, best_model/, tensorboard/ (default: outputs/run)")
-    return parser
-
-
-@exit_on_user_error
-def main(argv: Sequence[str] | None = None) -> int:
-    """Exit 0 when done, 2 on bad input, 130 / 143 when Ctrl-C / SIGTERM stopped the run."""
-    args = build_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     config = load_run_config(args.config) if args.config else load_default_run_config()
     with stop_signals_raise_interrupt() as stop, errors_from(args.config):
         try:

@@ -1,23 +1,8 @@
 """search: Ray Tune + Optuna (TPE) + ASHA searches over DETR fine-tuning runs.
 
-The house, bottom layer first; a sub-package imports only the ones above it in this list,
-with plain imports from the defining module (tests/test_layers.py holds the layers):
-
-    store/     where it all lives: local folder or pyarrow.fs URI, atomic files, file names,
-               values read back, the Optuna journal
-    cluster/   the local Ray cluster, its process marks and the watchdog that ends them,
-               and every private use of Ray (`ray_internals`)
-    space/     the space file -> SearchSpec: sections, distributions, ASHA budget, Tune space,
-               checks of what it points to
-    trial/     one trial: trainable, its run config, output, scratch folder, status, its data
-               on the node, the ASHA-aware Optuna searcher
-    results/   afterwards: trials read back, winner, best model, final seeds, trials.csv,
-               plots, importances, REPORT.md, export, TensorBoard HParams
-    lineage/   searches that build on each other: --warm-start from earlier experiments, by
-               the rules of which earlier trial fits a new space
-    resume/    the saved Tune state repaired before a --resume
-    running/   the running search: CLI, driver, console, interrupts, time budget, names,
-               the command that continues a search
+Sub-packages, bottom layer first (each `__init__` says what it holds and may import;
+tests/test_layers.py holds the layers): store, cluster, space, trial, results, lineage, resume,
+running.
 
 A search, as the data flows (`python search/run.py --space search_spaces/iou.yaml`):
 
@@ -38,6 +23,5 @@ A search, as the data flows (`python search/run.py --space search_spaces/iou.yam
 Where to add: a new hyperparameter needs no code (a run-config key or TrainingArguments
 field); a new metric is named in `detr_core/config/metric_names.py` and computed in
 `detr_core/evaluation/metrics.py`; a new storage backend is whatever `pyarrow.fs` resolves
-(`store/storage.py`). `run.py` and `export.py` are the entry points. The replay of recorded
-learning curves is benchmark infrastructure: `benchmarks/replay.py`.
+(`store/storage.py`).
 """

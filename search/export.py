@@ -1,10 +1,5 @@
 """`python search/export.py EXPERIMENT`: rebuild everything a search leaves behind from its
-folder alone (`search.results.export`), or compare searches (`--compare`).
-
-    python search/export.py results/<name>            # re-export (also after a crash / resume)
-    python search/export.py results/<name> --no-evaluate
-    python search/export.py s3://bucket/results/<name> --report-dir reports/<name>
-    python search/export.py --compare results/iou results/iou-2 [--out DIR]   # COMPARE.md
+folder alone (also after a crash), or compare searches (`--compare A B ...`: COMPARE.md).
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """`python search/run.py --space search_spaces/iou.yaml`: run a DETR hyperparameter search.
 
-Checks every input before anything starts, picks the experiment folder (`iou`, else `iou-2`,
-...), prints the resolved search, then runs it (`search.running.driver.run_search`); see --help.
-Exit codes: 0 done, 2 bad input, 130 / 143 on Ctrl-C / SIGTERM, 1 when the disk filled up; in
-the last three cases the last line is the command that continues the search.
+Every input is checked before anything starts. Exit codes: 0 done, 2 bad input, 130 / 143 on
+Ctrl-C / SIGTERM, 1 when the disk filled up; in the last three cases the last line is the
+command that continues the search.
 """
 
 from __future__ import annotations

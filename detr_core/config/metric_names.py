@@ -1,6 +1,5 @@
-"""Every metric a run reports, by one name each everywhere (with the Trainer's `eval_` prefix
-in evaluations and Tune results, without it in `test_metrics.json`), and which direction is
-better. A run with averaged weights (`ema:`) reports each a second time as `ema_*`.
+"""Every metric a run reports, by one name each everywhere (`eval_`-prefixed in evaluations,
+bare in `test_metrics.json`; `ema_*` of averaged weights), and which direction is better.
 """
 
 from __future__ import annotations
@@ -22,16 +21,11 @@ DETECTION_METRICS = (
 )
 
 METRICS = ("loss", *LOSS_TERMS, *DETECTION_METRICS)
-
 EMA_PREFIX = "ema_"
-EMA_METRICS = tuple(EMA_PREFIX + name for name in METRICS)
-
-EVAL_METRICS = tuple(EVAL_PREFIX + name for name in METRICS)
-EVAL_EMA_METRICS = tuple(EVAL_PREFIX + name for name in EMA_METRICS)
 
 #: Metrics a search may optimise (`num_gt` is a count); `eval_ema_*` ones need `ema:`.
-SELECTABLE_EVAL_METRICS = tuple(m for m in (*EVAL_METRICS, *EVAL_EMA_METRICS)
-                                if not m.endswith("num_gt"))
+SELECTABLE_EVAL_METRICS = tuple(EVAL_PREFIX + prefix + name for prefix in ("", EMA_PREFIX)
+                                for name in METRICS if name != "num_gt")
 
 HIGHER_IS_BETTER = frozenset({"map", "map_50", "map_75", "recall", "precision", "iou_mean"})
 
@@ -65,8 +59,7 @@ def natural_mode(metric: str) -> Mode:
 
 
 def is_better(value: float | None, best: float | None, mode: str) -> bool:
-    """`value` beats `best` under `mode`; a missing or non-finite value never wins, anything
-    finite beats a missing best."""
+    """`value` beats `best` under `mode`; a missing or non-finite value never wins."""
     if value is None or not math.isfinite(value):
         return False
     if best is None or not math.isfinite(best):

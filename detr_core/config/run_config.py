@@ -1,11 +1,6 @@
-"""One training run as a typed, validated config: the schema (pydantic), YAML in and out, the
-dotted keys a search may set, and the paths made absolute.
-
-Every key a user can write is a field here, documented by the string below it; a bad key or
-value is refused before anything starts, in one line naming the file and the dotted key
-(`run.yaml: model.image_size: expected an integer, got str 'big'`). `training_args` passes any
-`TrainingArguments` field, checked against that dataclass (`detr_core.config.training_args`).
-Tune trials run in their own working directory: every path is made absolute once, on reading.
+"""One training run as a typed, validated config: the pydantic schema, YAML in and out, the
+dotted keys a search may set, and every path made absolute on reading (Tune trials run in their
+own working directory). A bad key or value is refused in one line naming the file and the key.
 """
 
 from __future__ import annotations
@@ -38,8 +33,8 @@ PATH_KEYS = (
 
 
 def resolve_path_value(key: str, value: Any, base: Path) -> Any:
-    """`value` of path key `key` made absolute against `base`; other values (and a checkpoint
-    that is a Hub name, not `./x`, `/x`, `~/x` or a folder under `base`) unchanged."""
+    """`value` of path key `key` made absolute against `base`; a checkpoint only when it is
+    `./x`, `/x`, `~/x` or a folder under `base` (else a Hub name)."""
     if key not in PATH_KEYS or not isinstance(value, str):
         return value
     if key == "model.checkpoint" and not (value.startswith((".", "/", "~"))
@@ -63,14 +58,12 @@ IouLoss = Literal["giou", "diou", "ciou"]
 FamilyName = Literal["detr", "conditional_detr", "deformable_detr", "rt_detr", "rt_detr_v2",
                      "d_fine"]
 DEFAULT_CONFIG_PATH = Path(__file__).parents[1] / "defaults" / "run.yaml"
-#: The longest edge images may be resized to: 38x the pixels of DETR's 1333, far from an
-#: out-of-memory typo (100000 px tried to allocate 26 GB before the first step).
+#: The longest edge allowed: an out-of-memory typo (100000 px tried to allocate 26 GB) is refused.
 MAX_IMAGE_SIZE = 8192
 
 
 class Section(BaseModel):
-    """A run-config section: unknown keys refused, types strict (no `"3"` for 3, no `true` for
-    1; an integer is a float)."""
+    """A run-config section: unknown keys refused, types strict (no `"3"` for 3)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
 
@@ -118,22 +111,20 @@ class DataConfig(Section):
 
     @property
     def has_test_split(self) -> bool:
-        if self.synthetic is not None:
-            return self.synthetic.num_test > 0
-        return self.test is not None
+        return self.test is not None if self.synthetic is None else self.synthetic.num_test > 0
 
 
 class ModelConfig(Section):
     """Where the weights come from and the input resolution."""
 
     preset: Literal["tiny"] | None = None
-    """`tiny`: a small model of `family` from random weights, offline."""
+    """A small model of `family` from random weights, offline."""
     family: FamilyName | None = None
     """The family of a preset (default `detr`); a checkpoint's is read from its config.json."""
     checkpoint: str | None = None
     """A Hub name, a `save_pretrained` folder or `builtin:<name>` (shipped with the package)."""
     image_size: int = Field(96, ge=32, le=MAX_IMAGE_SIZE)
-    """The longest edge after resizing (RT-DETR-style processors resize to that square)."""
+    """The longest edge after resizing."""
     config_overrides: dict[str, Any] = {}
     """Fields of the family's config class (`DetrConfig`, `RTDetrConfig`, ...)."""
 
@@ -158,12 +149,11 @@ class EvaluationConfig(Section):
     """Detections below it are not counted as found."""
     batch_size: int = Field(16, ge=1)
     test_during_training: bool = False
-    """Also evaluate the test split at every evaluation (learning curves, never choosing)."""
+    """Also evaluate the test split at every evaluation (learning curves only)."""
 
 
 class EmaConfig(Section):
-    """Averaged weights (`detr_core.training.ema`), evaluated as `eval_ema_*`; the decay at step
-    t is `min(decay, 1 - t ** -warmup_power)` (timm `ModelEmaV3`'s warm-up)."""
+    """Averaged weights (`detr_core.training.ema`), evaluated as `eval_ema_*`."""
 
     decay: float = Field(0.999, ge=0, lt=1)
     """At most about `1 / (1 - decay)` steps are averaged."""
@@ -179,10 +169,9 @@ class RunConfig(Section):
     """The IoU term of the matcher cost and the box loss (`detr_core.model.losses`)."""
     freeze_backbone: bool = False
     backbone_lr_ratio: float | None = Field(None, gt=0, le=100)
-    """The backbone's learning rate over `training_args.learning_rate`; unset: the checkpoint's
-    recipe (`detr_core.model.recipes`), else 1."""
+    """The backbone's learning rate over the main one; unset: the checkpoint's recipe, else 1."""
     training_args: dict[str, Any] = {}
-    """Any `transformers.TrainingArguments` field (`detr_core.config.training_args`)."""
+    """Any `transformers.TrainingArguments` field."""
     augmentation: AugmentationConfig = AugmentationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     ema: EmaConfig | None = None
@@ -202,8 +191,7 @@ _BOUND_WORDS = {"greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
 
 @functools.cache
 def strict_adapter(annotation: Any) -> TypeAdapter:
-    """A strict pydantic validator of one annotation (a schema field's or `TrainingArguments`'),
-    built once per annotation."""
+    """A strict pydantic validator of one annotation, built once."""
     return TypeAdapter(annotation, config=ConfigDict(strict=True, arbitrary_types_allowed=True))
 
 
@@ -226,6 +214,7 @@ def validated(model: type[ModelT], raw: Any, source: str | Path | None,
         error = exc.errors(include_url=False)[0]
         loc = tuple(error["loc"])
         kind, value = error["type"], error.get("input")
+        dotted = ".".join(str(p) for p in (key_prefix, *loc) if p != "")
         if kind == "extra_forbidden":
             problem = f"unknown key (known keys here: {', '.join(_known_keys(model, loc))})"
         elif kind == "missing":
@@ -238,48 +227,14 @@ def validated(model: type[ModelT], raw: Any, source: str | Path | None,
             name, sign = _BOUND_WORDS[kind]
             problem = f"must be {sign} {error['ctx'][name]:g}, got {value!r}"
         elif kind == "value_error" and isinstance(error["ctx"]["error"], UserInputError):
-            inner = error["ctx"]["error"]
-            raise inner.relocated(source, ".".join([key_prefix, *map(str, loc)]).strip(
-                ".")) from None
+            raise error["ctx"]["error"].relocated(source, dotted) from None
         else:
             problem = error["msg"]
-        dotted = ".".join(str(p) for p in (key_prefix, *loc) if p != "")
         raise UserInputError(problem, source=source, key=dotted or None) from None
 
 
 def _fail(source: str, key: str, problem: str) -> typing.NoReturn:
     raise UserInputError(problem, source=source, key=key)
-
-
-def _check_semantics(cfg: RunConfig, source: str) -> None:
-    data = cfg.data
-    if data.synthetic is None and data.train is None:
-        _fail(source, "data", "give either `synthetic:` or `train:` and `val:` COCO splits")
-    if data.synthetic is not None and (data.train or data.val or data.test):
-        _fail(source, "data",
-              "`synthetic` and COCO paths (`train`/`val`/`test`) exclude each other")
-    if data.train is not None and data.val is None:
-        _fail(source, "data.val", "required when `data.train` is given")
-    syn = data.synthetic
-    if syn is not None and syn.max_objects < syn.min_objects:
-        _fail(source, "data.synthetic.max_objects", "must be >= data.synthetic.min_objects")
-    model = cfg.model
-    if (model.preset is None) == (model.checkpoint is None):
-        _fail(source, "model", "give exactly one of `preset: tiny` or `checkpoint: NAME_OR_DIR`")
-    if model.family is not None and model.preset is None:
-        _fail(source, "model.family", "only with `preset: tiny` (a checkpoint's family is read "
-              "from its config.json)")
-    if is_builtin(model.checkpoint):
-        problem = builtin_problem(str(model.checkpoint))
-        if problem:
-            _fail(source, "model.checkpoint", problem)
-    best_by = cfg.training_args.get("metric_for_best_model")
-    if cfg.ema is None and isinstance(best_by, str) and is_ema_metric(best_by):
-        _fail(source, "training_args.metric_for_best_model",
-              f"{best_by} is a metric of averaged weights: add `ema: {{}}` to the run config")
-    from detr_core.config.training_args import check_training_args  # heavy import
-
-    check_training_args(cfg.training_args, source)
 
 
 #: Pairs of run-config keys that exclude each other: setting a key of one side drops the other.
@@ -312,8 +267,12 @@ def key_type(dotted: str) -> Any:
         if prefix in ("training_args", "model.config_overrides"):
             if rest:
                 raise UserInputError(f"`{prefix}.{part}` has no sub-keys to set", key=dotted)
-            return training_arg_type(part) if prefix == "training_args" \
-                else config_override_type(part)
+            if prefix == "training_args":
+                return training_arg_type(part)
+            if part not in detr_config_fields():
+                raise UserInputError("not a config field of any supported DETR-family model",
+                                     key=dotted)
+            return Any
         tp = strip_optional(tp)
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             if part not in tp.model_fields:
@@ -330,21 +289,13 @@ def key_type(dotted: str) -> Any:
 
 @functools.lru_cache(maxsize=1)
 def detr_config_fields() -> frozenset[str]:
-    """Fields of any family's config class (a run's family is known only once its checkpoint
-    is read; the model builder then checks the key against that family's class)."""
+    """Fields of any family's config class (the model builder checks the run's own family)."""
     from transformers import AutoConfig
 
     fields: set[str] = {"num_labels"}
     for model_type in typing.get_args(FamilyName):
         fields.update(f.name for f in dataclasses.fields(type(AutoConfig.for_model(model_type))))
     return frozenset(fields)
-
-
-def config_override_type(name: str) -> Any:
-    if name not in detr_config_fields():
-        raise UserInputError("not a config field of any supported DETR-family model",
-                             key=f"model.config_overrides.{name}")
-    return Any
 
 
 def is_section(dotted: str) -> bool:
@@ -368,7 +319,34 @@ def run_config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunCo
     if not isinstance(raw, dict):
         raise UserInputError("top level must be a mapping", source=source)
     cfg = validated(RunConfig, raw, source)
-    _check_semantics(cfg, source)
+    data = cfg.data
+    if data.synthetic is None and data.train is None:
+        _fail(source, "data", "give either `synthetic:` or `train:` and `val:` COCO splits")
+    if data.synthetic is not None and (data.train or data.val or data.test):
+        _fail(source, "data",
+              "`synthetic` and COCO paths (`train`/`val`/`test`) exclude each other")
+    if data.train is not None and data.val is None:
+        _fail(source, "data.val", "required when `data.train` is given")
+    syn = data.synthetic
+    if syn is not None and syn.max_objects < syn.min_objects:
+        _fail(source, "data.synthetic.max_objects", "must be >= data.synthetic.min_objects")
+    model = cfg.model
+    if (model.preset is None) == (model.checkpoint is None):
+        _fail(source, "model", "give exactly one of `preset: tiny` or `checkpoint: NAME_OR_DIR`")
+    if model.family is not None and model.preset is None:
+        _fail(source, "model.family", "only with `preset: tiny` (a checkpoint's family is read "
+              "from its config.json)")
+    if is_builtin(model.checkpoint):
+        problem = builtin_problem(str(model.checkpoint))
+        if problem:
+            _fail(source, "model.checkpoint", problem)
+    best_by = cfg.training_args.get("metric_for_best_model")
+    if cfg.ema is None and isinstance(best_by, str) and is_ema_metric(best_by):
+        _fail(source, "training_args.metric_for_best_model",
+              f"{best_by} is a metric of averaged weights: add `ema: {{}}` to the run config")
+    from detr_core.config.training_args import check_training_args  # heavy import
+
+    check_training_args(cfg.training_args, source)
     return cfg
 
 
@@ -402,7 +380,6 @@ def save_run_config(cfg: RunConfig, path: str | Path, header: str = "") -> None:
     dump_yaml(run_config_to_dict(cfg), path, header=header)
 
 
-# dotted keys of a nested run-config dict (`training_args.learning_rate`): the one walker
 def get_dotted(raw: Any, dotted_key: str, default: Any = None) -> Any:
     """`a.b.c` of a nested dict; `default` when any part is absent."""
     node = raw

@@ -1,9 +1,6 @@
-"""`training_args:` from YAML -> `transformers.TrainingArguments`, the way the diary meant them.
-
-Any field may be set except the few detr_core owns (`OWNED_FIELDS`, refused with the reason).
-transformers 5 dropped `warmup_ratio`: a ratio is a float `warmup_steps` below 1, and an
-old-style `warmup_ratio` is converted to that. `TrainingArguments` accepts values a run cannot
-train with (a learning rate of 0, zero epochs) and fails minutes later: `ValueRanges` checks them.
+"""`training_args:` from YAML -> `transformers.TrainingArguments`: any field but the few detr_core
+owns, `warmup_ratio` converted to a float `warmup_steps` below 1 (transformers 5 dropped it),
+and values `TrainingArguments` accepts but a run cannot train with refused (`ValueRanges`).
 """
 
 from __future__ import annotations
@@ -50,13 +47,9 @@ OWNED_FIELDS: dict[str, str] = {
     "seed": "use the top-level `seed:` key",
 }
 
-#: Accepted for compatibility with the diary's TrainingArguments and handled by detr_core.
-COMPAT_FIELDS = ("warmup_ratio", "load_best_model_at_end")
-
 
 class ValueRanges(BaseModel):
-    """Ranges of the numeric fields a run depends on (types: `TrainingArguments`'; epochs and
-    `max_steps` depend on each other: `check_training_budget`)."""
+    """Ranges of the numeric fields a run depends on (types: `TrainingArguments`')."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -78,19 +71,6 @@ class ValueRanges(BaseModel):
     dataloader_prefetch_factor: int | None = Field(None, ge=1)
     eval_delay: float | None = Field(None, ge=0)
     warmup_ratio: float | None = Field(None, ge=0, lt=1)
-
-
-def value_problem(key: str, value: Any) -> str | None:
-    """Why `training_args.<key>: value` cannot train (range or non-finite), or None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None  # types are checked elsewhere
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"must be a finite number, got {value!r}"
-    try:
-        validated(ValueRanges, {key: value}, None)
-    except UserInputError as exc:
-        return exc.problem
-    return None
 
 
 def check_training_budget(args: dict[str, Any], source: str) -> None:
@@ -123,20 +103,8 @@ def training_args_types() -> dict[str, Any]:
     return typing.get_type_hints(TrainingArguments)
 
 
-def _value_matches(value: Any, annotation: Any) -> bool:
-    """A YAML value fits a `TrainingArguments` annotation, strictly (no `"3"` for 3)."""
-    if annotation is Any:
-        return True
-    try:
-        strict_adapter(annotation).validate_python(value)
-    except ValidationError:
-        return False
-    return True
-
-
 def training_arg_type(key: str) -> Any:
-    """The annotation a `training_args.<key>` value is checked against; `UserInputError` for
-    a field detr_core owns or `TrainingArguments` lacks."""
+    """The annotation of `training_args.<key>`; `UserInputError` for a key that cannot be set."""
     dotted = f"training_args.{key}"
     if key in OWNED_FIELDS:
         raise UserInputError(f"set by detr_core ({OWNED_FIELDS[key]})", key=dotted)
@@ -144,8 +112,7 @@ def training_arg_type(key: str) -> Any:
         return float
     if key == "load_best_model_at_end":
         return bool
-    fields = training_args_fields()
-    if key not in fields:
+    if key not in training_args_fields():
         raise UserInputError("not a transformers.TrainingArguments field", key=dotted)
     return training_args_types()[key]
 
@@ -166,15 +133,21 @@ def normalise_training_args(user_args: dict[str, Any], source: str) -> dict[str,
             annotation = training_arg_type(key)
         except UserInputError as exc:
             raise exc.relocated(source) from None
-        if key in COMPAT_FIELDS and key != "warmup_ratio":
+        if key == "load_best_model_at_end":
             continue
-        if not _value_matches(value, annotation):
+        try:
+            if annotation is not Any:
+                strict_adapter(annotation).validate_python(value)
+        except ValidationError:
             raise UserInputError(
                 f"expected {getattr(annotation, '__name__', annotation)}, "
-                f"got {type(value).__name__} {value!r}", source=source, key=dotted)
-        problem = value_problem(key, value)
-        if problem:
-            raise UserInputError(problem, source=source, key=dotted)
+                f"got {type(value).__name__} {value!r}", source=source, key=dotted) from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserInputError(f"must be a finite number, got {value!r}", source=source,
+                                 key=dotted)
+        validated(ValueRanges, {key: value}, source, key_prefix="training_args")
     check_training_budget(args, source)
     ratio = args.pop("warmup_ratio", None)
     if ratio is not None:
@@ -200,8 +173,7 @@ BUILTIN_REPORTS = ("tensorboard", "none", "all")
 
 
 def check_report_to(value: Any, source: str) -> None:
-    """Each `report_to` integration must be known and installed (else the Trainer raises
-    after the run's folder was made)."""
+    """Each `report_to` integration must be known and installed (else the Trainer raises late)."""
     wanted = [value] if isinstance(value, str) else value
     if not isinstance(wanted, list) or any(not isinstance(w, str) for w in wanted):
         return  # a type problem: reported by the type check
@@ -239,8 +211,7 @@ def build_training_args(
     user = normalise_training_args(user_args, source)
     merged = {**DEFAULT_TRAINING_ARGS, **user}
     if "metric_for_best_model" in user and "greater_is_better" not in user:
-        # transformers guesses "greater is better unless the name ends in loss", which is
-        # wrong for eval_loss_bbox; the metric's own direction is known here
+        # transformers' guess ("greater unless it ends in loss") is wrong for eval_loss_bbox
         merged["greater_is_better"] = natural_mode(str(user["metric_for_best_model"])) == "max"
     merged.setdefault("dataloader_pin_memory", torch.cuda.is_available())
     report_to = merged.pop("report_to", "none")

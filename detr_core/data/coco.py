@@ -1,14 +1,10 @@
 """Read and validate a COCO-format split before any training starts.
 
-Each problem of a user's export is one line naming the file and the image or annotation id: a
-missing file, not UTF-8 JSON, not COCO, no images, an annotation pointing to a missing image or
-an unknown category, a box that is not four finite numbers, a bad image file (`images`).
-Repaired and counted for one warning per split (`prepare`), as torchvision's detection
-references and HF's DETR processor do: boxes sticking out of their image are clipped; boxes
-with no area left (zero width or height, as CVAT and Label Studio export, or wholly outside the
-image) are dropped. `iscrowd: 1` annotations stay in the index: training leaves them out,
-evaluation treats them as ignore regions, as COCOeval does. Images without annotations stay
-(they teach "no object").
+Each problem is one line naming the file and the image or annotation id. As torchvision's
+detection references and HF's DETR processor do, boxes sticking out of their image are clipped
+and boxes with no area left are dropped (counted for one warning per split, `prepare`).
+`iscrowd: 1` annotations stay: training leaves them out, evaluation treats them as ignore
+regions, as COCOeval does. Images without annotations stay (they teach "no object").
 """
 
 from __future__ import annotations
@@ -187,9 +183,8 @@ def _check_annotations(
 
 
 def load_coco_split(paths: SplitPaths, validate: bool = True) -> CocoSplit:
-    """Validate one split (annotation JSON + image folder) and index it with pycocotools.
-    `validate=False` skips the image files' check (a trial's data, checked by the driver); the
-    records are still read the same way, so the trial trains on what the driver checked."""
+    """Validate one split (annotation JSON + image folder) and index it with pycocotools;
+    `validate=False` (a trial's data, checked by the driver) skips the image files' check."""
     path, images_dir = Path(paths.annotations), Path(paths.images)
     data = _read_json(path)
     if validate:
@@ -197,9 +192,17 @@ def load_coco_split(paths: SplitPaths, validate: bool = True) -> CocoSplit:
     category_ids = _check_categories(data, path)
     images = _check_images(data, path)
     clipped, dropped = _check_annotations(data, path, images, category_ids)
-    seen = check_split_images(images, images_dir, path) if validate else None
-    if not validate:
-        use_names_on_disk(images, images_dir)
+    files = [images_dir / r["file_name"] for r in images.values()]
+    seen = None
+    if validate:
+        seen, checks = check_images([ImageRecord(i, file, r["width"], r["height"]) for (i, r), file
+                                     in zip(images.items(), files, strict=True)], path)
+        found = [check.found_as for check in checks]
+    else:
+        found = [None if os.path.lexists(file) else unicode_variant(file) for file in files]
+    for record, on_disk in zip(images.values(), found, strict=True):
+        if on_disk is not None:  # found only under a normalised name: the record takes it
+            record["file_name"] = on_disk.relative_to(images_dir).as_posix()
     from pycocotools.coco import COCO
 
     coco = COCO()
@@ -208,27 +211,6 @@ def load_coco_split(paths: SplitPaths, validate: bool = True) -> CocoSplit:
         coco.createIndex()
     return CocoSplit(coco, images_dir, path, sorted(i["id"] for i in data["images"]), clipped,
                      list(data["categories"]), dropped, seen)
-
-
-def use_names_on_disk(images: dict[Any, dict], images_dir: Path) -> None:
-    """Records whose file exists only under its Unicode-normalised name get that name."""
-    for record in images.values():
-        path = images_dir / record["file_name"]
-        if not os.path.lexists(path) and (found := unicode_variant(path)) is not None:
-            record["file_name"] = found.relative_to(images_dir).as_posix()
-
-
-def check_split_images(images: dict[Any, dict], images_dir: Path, annotation_file: Path,
-                       threads: int | None = None) -> ImageSummary:
-    """Check the files of a split's records (`images`: id -> record), each found under a
-    normalised name taking it as `file_name`."""
-    summary, checks = check_images(
-        [ImageRecord(i, images_dir / r["file_name"], r["width"], r["height"])
-         for i, r in images.items()], annotation_file, threads)
-    for record, check in zip(images.values(), checks, strict=True):
-        if check.found_as is not None:
-            record["file_name"] = check.found_as.relative_to(images_dir).as_posix()
-    return summary
 
 
 def check_same_categories(reference: CocoSplit, other: CocoSplit) -> None:

@@ -1,25 +1,13 @@
 """Augmentation, a validated COCO split as a torch `Dataset`, and the collate that feeds DETR.
 
 Pipelines come from YAML (`[{HorizontalFlip: {p: 0.5}}, ...]`); boxes travel in COCO pixels,
-clipped, and those left under `min_area` / `min_visibility` are dropped with their labels. Each
-pipeline is seeded (albumentations 2.x keeps its own random state, else drawn from the OS), and
-a DataLoader worker, which inherits the parent's state and would replay its stream, re-seeds its
-copy once from `get_worker_info().seed` (distinct per worker and epoch, the same on a rerun).
+clipped, those under `min_area` / `min_visibility` dropped. Each pipeline is seeded, and a
+DataLoader worker (which inherits the parent's random state) re-seeds its copy once from
+`get_worker_info().seed`: distinct per worker and epoch, the same on a rerun. Crowd regions ride
+along as `crowd_boxes` / `crowd_labels` (xyxy pixels) for evaluation to ignore, not as targets.
 
-Crowd regions (`iscrowd: 1`) are no training targets: they ride along, augmented, as
-`crowd_boxes` / `crowd_labels` (xyxy pixels of the processor's input) so evaluation can ignore
-detections on them as COCOeval does. `resized_size` is the image's extent in the padded canvas,
-to map predictions back exactly (`detr_core.model.losses.to_original_pixels`).
-
-A split that decodes to at most `$DETR_SEARCH_IMAGE_CACHE_MB` stays in memory when loaded in
-the training process: on one CPU core each file is then decoded once, not once an epoch (PNG
-decoding was ~7% of a step); a file damaged after caching goes unnoticed. Workers never cache
-(each would hold a copy, and they decode in parallel anyway).
-
-A pipeline can build and still fail on some images: a 200 x 200 `RandomCrop` on smaller photos
-(`CropSizeError`) ended the first epoch in a traceback. What a size-bound transform needs holds
-for all images when it holds for the narrowest and the shortest, so those two sizes (blank, no
-boxes) go through the pipeline before training, every transform forced to apply.
+A split that decodes to at most `$DETR_SEARCH_IMAGE_CACHE_MB` stays in memory in the training
+process (PNG decoding was ~7% of a step on one CPU core); workers never cache.
 """
 
 from __future__ import annotations
@@ -70,10 +58,8 @@ def build_augmentation(
                 transforms.append(cls(**kwargs))
         except (TypeError, ValueError, UserWarning) as exc:
             raise UserInputError(f"{name}: {argument_problem(exc)}", key=key) from None
-    # albumentations filters boxes after every transform and at the end. When no transform
-    # after the first moves boxes, the end's filter alone gives the same output in two thirds of
-    # the default pipeline's time; with a later box mover the filters stay, to drop boxes below
-    # `min_area` before a later scale-up could rescue them.
+    # unless a later transform moves boxes (and could scale up one under `min_area`), the final
+    # box filter alone gives the same output in 2/3 of the default pipeline's time
     later_moves_boxes = any(not isinstance(t, A.ImageOnlyTransform) for t in transforms[1:])
     with warnings.catch_warnings():  # an empty list is valid: boxes are still clipped
         warnings.filterwarnings("ignore", message="Got processor for bboxes")
@@ -88,8 +74,7 @@ _PYDANTIC_DETAIL = re.compile(r"^\s+(?P<msg>.*?)(?: \[type=[^,\]]+(?:, input_val
 
 
 def argument_problem(exc: BaseException) -> str:
-    """A transform's refusal of its arguments on one line: pydantic's block ("2 validation
-    errors for InitSchema / brightness.tuple[float, float] / Input should be ...") becomes
+    """A transform's refusal of its arguments on one line, pydantic's block as e.g.
     `brightness: Input should be a valid tuple or a valid number (got 'x')`."""
     lines = [ln for ln in str(exc).splitlines() if ln.strip()]
     if not lines:
@@ -207,46 +192,36 @@ class DetrCollator:
         for label, size, (_, item) in zip(encoded["labels"], sizes.unbind(0), batch, strict=True):
             label["resized_size"] = size.clone()
             crowd = item.get("crowd", [])
-            label["crowd_boxes"] = torch.tensor(
-                [[x, y, x + w, y + h] for (x, y, w, h), _ in crowd],
-                dtype=torch.float32).reshape(-1, 4) if crowd else torch.zeros((0, 4))
+            label["crowd_boxes"] = torch.tensor([[x, y, x + w, y + h] for (x, y, w, h), _ in crowd],
+                                                dtype=torch.float32).reshape(-1, 4)
             label["crowd_labels"] = torch.tensor([c for _, c in crowd], dtype=torch.int64)
         return {"pixel_values": pixels, "pixel_mask": mask, "labels": encoded["labels"]}
 
 
-def smallest_images(split: CocoSplit) -> list[dict[str, Any]]:
-    """The narrowest and the shortest image record of `split` (one record when they agree)."""
-    records = [split.coco.imgs[i] for i in split.image_ids]
-    if not records:
-        return []
-    narrowest = min(records, key=lambda r: (r["width"], r["height"]))
-    shortest = min(records, key=lambda r: (r["height"], r["width"]))
-    return [narrowest] if narrowest is shortest else [narrowest, shortest]
-
-
-def check_pipeline_fits(steps: list[Any], augmentation: Any, where: str,
-                        split: CocoSplit) -> None:
-    """Run `steps` (the pipeline at `where`; box filters from the `augmentation` section) on
-    `split`'s smallest images; a failure is `UserInputError` naming the key and the image."""
-    if not steps:
-        return
-    compose = build_augmentation(steps, augmentation.min_area, augmentation.min_visibility,
-                                 where)
-    for transform in compose.transforms:
-        transform.p = 1.0  # a transform applied with p < 1 fails on some epochs, not on none
-    for record in smallest_images(split):
-        height, width = round(record["height"]), round(record["width"])
-        try:
-            compose(image=np.zeros((height, width, 3), dtype=np.uint8),
-                    bboxes=np.zeros((0, 4), dtype=np.float32), category_ids=[])
-        except Exception as exc:  # whatever the user's pipeline raises on a real size
-            raise UserInputError(
-                f"fails on image id {record['id']} of {split.annotation_file} "
-                f"({record['file_name']}, {width}x{height} px, the split's smallest): "
-                f"{type(exc).__name__}: {one_line(exc)}", key=where) from None
-
-
 def check_pipelines_fit(augmentation: Any, train: CocoSplit, val: CocoSplit) -> None:
-    """The train pipeline on the train split's smallest images, the val one on val's."""
-    check_pipeline_fits(augmentation.train, augmentation, "augmentation.train", train)
-    check_pipeline_fits(augmentation.val, augmentation, "augmentation.val", val)
+    """Run each pipeline, every transform forced on, on its split's narrowest and shortest
+    image (blank): a size-bound transform that fits those fits all (a `RandomCrop` larger than
+    some photos once ended the first epoch in a traceback). A failure names the key and image."""
+    for where, steps, split in (("augmentation.train", augmentation.train, train),
+                                ("augmentation.val", augmentation.val, val)):
+        if not steps:
+            continue
+        compose = build_augmentation(steps, augmentation.min_area, augmentation.min_visibility,
+                                     where)
+        for transform in compose.transforms:
+            transform.p = 1.0  # a transform applied with p < 1 fails on some epochs, not on none
+        records = [split.coco.imgs[i] for i in split.image_ids]
+        if not records:
+            continue
+        narrowest = min(records, key=lambda r: (r["width"], r["height"]))
+        shortest = min(records, key=lambda r: (r["height"], r["width"]))
+        for record in [narrowest] if narrowest is shortest else [narrowest, shortest]:
+            height, width = round(record["height"]), round(record["width"])
+            try:
+                compose(image=np.zeros((height, width, 3), dtype=np.uint8),
+                        bboxes=np.zeros((0, 4), dtype=np.float32), category_ids=[])
+            except Exception as exc:  # whatever the user's pipeline raises on a real size
+                raise UserInputError(
+                    f"fails on image id {record['id']} of {split.annotation_file} "
+                    f"({record['file_name']}, {width}x{height} px, the split's smallest): "
+                    f"{type(exc).__name__}: {one_line(exc)}", key=where) from None

@@ -1,20 +1,13 @@
 r"""The one image loader, and the check that each image file of a COCO split is a complete
 image of the size its record says.
 
-`load_rgb` (training, evaluation, prediction, drawing: all see the same pixels) reads a file as
-detectron2, mmcv and Ultralytics do: EXIF orientation applied (labelling tools show a photo
-stored sideways turned, so its boxes and record size are in that frame); every mode as 8-bit
-RGB with its contrast kept: 16/32-bit integer and float images (thermal, medical, industrial
-cameras) are scaled from their own range, where `convert("RGB")` would clip all above 255 to
-white; transparency lies on black.
-
-The check runs before training, so a broken file is one line naming it and its image id, not a
-DataLoader traceback minutes into a run. It reads headers, not pixels: the file exists, is not
-empty nor a Git LFS pointer, PIL knows it, its displayed size is the record's, and it ends with
-its end marker (JPEG FF D9, PNG IEND); only a file without one (truncated, or bytes appended)
-or of another format is decoded in full. Threads do it (disk waits release the GIL; measured
-in `benchmarks/image_check.py`). A file found only with its name Unicode-normalised (macOS zips
-store NFD), case-folded or with `/` for `\` is used, and its record takes the name on disk.
+`load_rgb` (training, evaluation, prediction and drawing see the same pixels) reads a file as
+detectron2, mmcv and Ultralytics do: EXIF orientation applied (labelling tools show the photo
+turned); every mode as 8-bit RGB, wide ones scaled from their own range (`convert("RGB")` would
+clip all above 255 to white); transparency on black. The check runs before training and reads
+headers, not pixels, where a file ends with its end marker, in threads (disk waits release the
+GIL: `benchmarks/image_check.py`). A file found only with its name Unicode-normalised (macOS
+zips store NFD), case-folded or with `/` for `\` is used, and its record takes the name on disk.
 """
 
 from __future__ import annotations
@@ -24,16 +17,15 @@ import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from detr_core.files.errors import UserInputError
 
-EXIF_ORIENTATION_TAG = 0x0112
 SIDEWAYS_ORIENTATIONS = (5, 6, 7, 8)  # transpose, 90 degrees, transverse, 270 degrees
 WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # > 8 bits, scaled from own range
 ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")  # laid on black
@@ -44,32 +36,13 @@ TAIL_BYTES = 32  # the end of a file searched for its end marker (some writers p
 DEFAULT_THREADS = 16
 
 
-@dataclass(frozen=True)
-class ImageFacts:
-    """What the header says: stored size, EXIF orientation tag, mode."""
-
-    stored_size: tuple[int, int]
-    orientation: int
-    mode: str
-
-    @property
-    def displayed_size(self) -> tuple[int, int]:
-        width, height = self.stored_size
-        return (height, width) if self.orientation in SIDEWAYS_ORIENTATIONS else (width, height)
-
-
 def orientation_of(image: Image.Image) -> int:
     """The EXIF orientation tag (1..8), 1 when absent or unreadable."""
     try:
-        value = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+        value = image.getexif().get(ExifTags.Base.Orientation, 1)
     except Exception:  # a broken EXIF block: read the pixels as stored, as exif_transpose does
         return 1
     return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
-
-
-def image_facts(image: Image.Image) -> ImageFacts:
-    """Facts of an opened (not decoded) image."""
-    return ImageFacts(tuple(image.size), orientation_of(image), image.mode)
 
 
 def to_rgb8(image: Image.Image) -> Image.Image:
@@ -129,10 +102,12 @@ class ImageProblem:
 
 @dataclass(frozen=True)
 class FileCheck:
-    """One file's check: the problem (None: fine), header facts, name found by normalising."""
+    """One file's check: problem (None: fine), EXIF orientation, mode, name found on disk (of a
+    readable file)."""
 
     problem: str | None
-    facts: ImageFacts | None = None
+    orientation: int = 1
+    mode: str = "RGB"
     found_as: Path | None = None
 
 
@@ -140,19 +115,10 @@ class FileCheck:
 class ImageSummary:
     """What a split's check saw in files that passed (for one line per split)."""
 
-    images: int = 0
-    rotated: int = 0
-    converted: Counter = field(default_factory=Counter)  # mode -> count
-    renamed: list[tuple[Any, str, str]] = field(default_factory=list)  # (id, record, disk)
-
-    def add(self, record: ImageRecord, check: FileCheck) -> None:
-        self.images += 1
-        if check.facts is not None:
-            self.rotated += check.facts.orientation not in (0, 1)  # turned or mirrored
-            if check.facts.mode != "RGB":  # decoded through `to_rgb8`
-                self.converted[check.facts.mode] += 1
-        if check.found_as is not None:
-            self.renamed.append((record.image_id, record.path.name, check.found_as.name))
+    images: int
+    rotated: int  # turned or mirrored by their EXIF orientation
+    converted: Counter  # mode -> files decoded through `to_rgb8`
+    renamed: list[tuple[Any, str, str]]  # (id, record, disk)
 
 
 def one_line(exc: BaseException) -> str:
@@ -161,13 +127,10 @@ def one_line(exc: BaseException) -> str:
 
 
 def inspect_image_file(record: ImageRecord) -> FileCheck:
-    """Why `record`'s file is not a complete image of the recorded size (None when it is),
-    completing "image file <path> ...": `is empty (0 bytes)`, `not found`..."""
-    variant = None if os.path.lexists(record.path) else unicode_variant(record.path)
-    return replace(_inspect(variant or record.path, record), found_as=variant)
-
-
-def _inspect(path: Path, record: ImageRecord) -> FileCheck:
+    """Why `record`'s file is not a complete image of the recorded size, completing
+    "image file <path> ..." (`is empty (0 bytes)`, `not found`...)."""
+    found_as = None if os.path.lexists(record.path) else unicode_variant(record.path)
+    path = found_as or record.path
     try:
         size = path.stat().st_size
         if path.is_dir():
@@ -192,9 +155,10 @@ def _inspect(path: Path, record: ImageRecord) -> FileCheck:
                     raise
                 return FileCheck(f"is a corrupt image: {one_line(exc)}")
             with image:
-                facts = image_facts(image)
-                return FileCheck(_size_problem(facts, record)
-                                 or _completeness_problem(image, handle, size), facts)
+                orientation = orientation_of(image)
+                return FileCheck(_size_problem(tuple(image.size), orientation, record)
+                                 or _completeness_problem(image, handle, size),
+                                 orientation, image.mode, found_as)
     except FileNotFoundError:
         return FileCheck("not found")
     except OSError as exc:
@@ -202,9 +166,8 @@ def _inspect(path: Path, record: ImageRecord) -> FileCheck:
 
 
 def unicode_variant(path: Path) -> Path | None:
-    """The one existing file `path` means when it differs from the disk only by Unicode form,
-    letter case (a case-only match must be the only one in its folder) or `\\` separators, in
-    any component (sub-folders too); else None."""
+    """The one existing file `path` means when any component differs from the disk only by
+    Unicode form, letter case (the only such match in its folder) or `\\` separators."""
     if "\\" in str(path):
         path = Path(str(path).replace("\\", "/"))
         if os.path.lexists(path):
@@ -227,8 +190,8 @@ def unicode_variant(path: Path) -> Path | None:
     return base
 
 
-def _size_problem(facts: ImageFacts, record: ImageRecord) -> str | None:
-    shown, stored = facts.displayed_size, facts.stored_size
+def _size_problem(stored: tuple[int, int], orientation: int, record: ImageRecord) -> str | None:
+    shown = stored[::-1] if orientation in SIDEWAYS_ORIENTATIONS else stored
     recorded_size = (int(record.width), int(record.height))
     if shown == recorded_size:
         return None
@@ -237,7 +200,7 @@ def _size_problem(facts: ImageFacts, record: ImageRecord) -> str | None:
     if stored == shown:
         return f"is {shown[0]}x{shown[1]} pixels but its COCO record says {recorded}"
     problem = (f"is {shown[0]}x{shown[1]} pixels as displayed (EXIF orientation "
-               f"{facts.orientation}; stored {stored[0]}x{stored[1]}) "
+               f"{orientation}; stored {stored[0]}x{stored[1]}) "
                f"but its COCO record says {recorded}")
     if stored == recorded_size:
         problem += (": the record has the stored size, so its boxes may be in the stored "
@@ -282,18 +245,19 @@ def find_image_problems(records: Sequence[ImageRecord],
 def check_images(records: Sequence[ImageRecord], annotation_file: str | Path,
                  threads: int | None = None) -> tuple[ImageSummary, list[FileCheck]]:
     """What was seen and each file's check, or `UserInputError` for the first bad image, with
-    how many others fail, so a user fixing an export learns the extent at once."""
+    how many others fail (a user fixing an export learns the extent at once)."""
     checks = inspect_images(records, threads)
     problems = [(r, c.problem) for r, c in zip(records, checks, strict=True) if c.problem]
-    if not problems:
-        summary = ImageSummary()
-        for record, check in zip(records, checks, strict=True):
-            summary.add(record, check)
-        return summary, checks
-    (record, problem), more = problems[0], len(problems) - 1
-    if more:
-        problem += f" ({more} more image{'s' if more > 1 else ''} of this split fail too)"
-    raise image_error(record, problem, annotation_file)
+    if problems:
+        (record, problem), more = problems[0], len(problems) - 1
+        if more:
+            problem += f" ({more} more image{'s' if more > 1 else ''} of this split fail too)"
+        raise image_error(record, problem, annotation_file)
+    return ImageSummary(
+        len(records), sum(c.orientation not in (0, 1) for c in checks),
+        Counter(c.mode for c in checks if c.mode != "RGB"),
+        [(r.image_id, r.path.name, c.found_as.name)
+         for r, c in zip(records, checks, strict=True) if c.found_as is not None]), checks
 
 
 def image_error(record: ImageRecord, problem: str, annotation_file: str | Path,

@@ -1,13 +1,8 @@
 """Turn a run's `data:` section into validated splits on disk.
 
-`synthetic` data is generated (or found in the cache, keyed by its parameters) on every machine
-that trains; COCO paths are validated, split by split. A search validates a COCO dataset once
-on the driver and lets each trial only index it (`validate=False`).
-
-What was repaired or is worth knowing is one line each (`data_notes`, on stderr unless
-`quiet`): clipped boxes and dropped boxes with no area, per split; images turned by their EXIF
-orientation or converted to 8-bit RGB; file names matched only after normalisation; Roboflow's
-placeholder category (left out of the classes); categories that val or test use but train not.
+`synthetic` data is generated (or found in the cache) on every machine that trains; COCO paths
+are validated split by split, once on a search's driver (its trials only index them). What was
+repaired or is worth knowing is one line each on stderr (`data_notes`).
 """
 
 from __future__ import annotations
@@ -65,8 +60,7 @@ def coco_paths(data: DataConfig) -> dict[str, SplitPaths]:
 
 
 def prepare_data(data: DataConfig, validate: bool = True, quiet: bool = False) -> PreparedData:
-    """Generate or validate every split (`validate=False`: only index data a search driver
-    prepared already); print what was repaired (`data_notes`) unless quiet."""
+    """Generate or validate every split (`validate=False`: only index); print `data_notes`."""
     splits = {name: load_coco_split(paths, validate) for name, paths in coco_paths(data).items()}
     for name in ("val", "test"):
         if name in splits:
@@ -83,9 +77,8 @@ def prepare_data(data: DataConfig, validate: bool = True, quiet: bool = False) -
 
 
 def check_splits_have_boxes(splits: dict[str, CocoSplit]) -> None:
-    """Every split needs a box (crowd regions and boxes with no area not counted): a val split
-    without one ranks every step by an empty evaluation (mAP -1, a box loss of 0), so the best
-    checkpoint would be chosen on nothing."""
+    """Every split needs a box: a val split without one would choose the best checkpoint on an
+    empty evaluation (mAP -1, a box loss of 0)."""
     for name, split in splits.items():
         if sum(split.objects_per_image()) == 0:
             dropped = (f", {_count(len(split.dropped_boxes), 'box')} dropped for having no "
@@ -104,14 +97,13 @@ def placeholder_category(splits: dict[str, CocoSplit]) -> dict[str, Any] | None:
     categories = splits["train"].categories
     in_use = [c for c in categories if c["id"] in used]
     supercategories = {str(c.get("supercategory")) for c in in_use}
-    for category in categories:
-        if category["id"] not in used and in_use and supercategories == {str(category["name"])}:
-            return category
-    return None
+    return next((c for c in categories if c["id"] not in used and in_use
+                 and supercategories == {str(c["name"])}), None)
 
 
 def data_notes(splits: dict[str, CocoSplit], placeholder: dict[str, Any] | None) -> list[str]:
-    """One line per thing worth knowing about the prepared splits (see the module docstring)."""
+    """One line each: clipped and dropped boxes, images turned or converted, file names matched
+    after normalising, Roboflow's placeholder category, classes val or test use but train not."""
     lines = []
     for name, split in splits.items():
         where = f"{name} ({split.annotation_file})"
@@ -155,8 +147,7 @@ def data_notes(splits: dict[str, CocoSplit], placeholder: dict[str, Any] | None)
 
 
 def crowded_images_note(data: PreparedData, num_queries: int | None) -> str | None:
-    """A warning when images hold more objects than the model has queries (it can never find
-    them all); None when none does or the query count is unknown."""
+    """A warning when images hold more objects than the model has queries, else None."""
     if num_queries is None:
         return None
     over = {name: beyond for name, split in _present(data)

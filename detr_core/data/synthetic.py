@@ -1,15 +1,11 @@
 """The embedded datasets: synthetic scenes written to disk as real COCO datasets.
 
-`shapes` (the embedded default's fine-tuning task): filled rectangles, ellipses and triangles
-on a dark noisy background. `pretrain` (the shipped checkpoint's, `detr_core.pretrain`): rotated
-stars, crosses, rings and pentagons on gradient and striped backgrounds. A model pretrained on
-one has never seen a class of the other, as a COCO-pretrained DETR has not seen a user's own
-classes. Category ids are 1-based, so the label mapping is always exercised.
-
-On disk, so a run takes exactly the path a user's COCO export takes (pycocotools, PIL). Images
-come from a seeded numpy Generator only and the folder name is a hash of the parameters: made
-once, reused by every run and trial, and a machine that lacks it makes the very same files. It
-is written to a temporary folder and renamed into place, so no maker sees half a dataset.
+`shapes` (the embedded default's task): rectangles, ellipses and triangles on dark noise.
+`pretrain` (the shipped checkpoints'): rotated stars, crosses, rings and pentagons on gradients
+and stripes, so the fine-tuned classes are new to the model, as a user's are to a COCO-pretrained
+DETR. Category ids are 1-based, so the label mapping is always exercised. On disk, a run takes
+the path a user's export takes; images come from a seeded numpy Generator only and the folder is
+named by a hash of the parameters, so any machine makes the very same files, once.
 """
 
 from __future__ import annotations
@@ -41,10 +37,9 @@ _DONE_MARKER = "COMPLETE"
 
 @dataclass(frozen=True)
 class Scene:
-    """One synthetic task: its classes (COCO ids), how an image is drawn, and the version of
-    that drawing (part of the dataset cache key: a changed drawing must not reuse old files)."""
+    """One synthetic task: its classes (COCO ids), how an image is drawn, and the drawing's
+    version (in the cache key: a changed drawing must not reuse old files)."""
 
-    name: str
     category_ids: dict[str, int]
     draw: Callable[[np.random.Generator, int, int, int], tuple[Image.Image, list[DrawnObject]]]
     version: int = 1
@@ -167,8 +162,8 @@ def draw_pretrain_image(rng: np.random.Generator, size: int, min_objects: int,
 
 
 SCENES = {
-    "shapes": Scene("shapes", SHAPES_CATEGORY_IDS, draw_shapes_image),
-    "pretrain": Scene("pretrain", PRETRAIN_CATEGORY_IDS, draw_pretrain_image, version=2),
+    "shapes": Scene(SHAPES_CATEGORY_IDS, draw_shapes_image),
+    "pretrain": Scene(PRETRAIN_CATEGORY_IDS, draw_pretrain_image, version=2),
 }
 
 
@@ -195,7 +190,8 @@ def split_paths(root: Path, split: str) -> SplitPaths:
 
 
 def ensure_synthetic_dataset(cfg: SyntheticConfig) -> Path:
-    """Return the dataset folder for `cfg`, generating it first if it is not cached yet."""
+    """The dataset folder for `cfg`, generated first if not cached (in a temporary folder
+    renamed into place, so no other maker sees half a dataset)."""
     target = dataset_dir(cfg)
     if (target / _DONE_MARKER).is_file():
         return target
@@ -237,5 +233,5 @@ def _write_dataset(cfg: SyntheticConfig, root: Path) -> None:
         categories = [{"id": cid, "name": name, "supercategory": "shape"}
                       for name, cid in scene.category_ids.items()]
         (root / f"{split}.json").write_text(json.dumps({
-            "info": {"description": f"detr-search synthetic {scene.name}"}, "images": images,
+            "info": {"description": f"detr-search synthetic {cfg.task}"}, "images": images,
             "annotations": annotations, "categories": categories}))

@@ -1,19 +1,11 @@
 """Detector outputs and targets -> per-image boxes in original pixels, and detection metrics.
 
-Decoding is shared by training's evaluations, the test report and `predict`, and scores as the
-family's `post_process_object_detection` does (tested against it): DETR (`softmax`) one
-detection a query, its most likely real class; the `sigmoid` families every (query, class) pair,
-an image's top-k kept (`Family.top_k`). A `score_threshold` of 0.5 thus keeps a DETR detection
-more likely than all other classes and no object together, a sigmoid one whose class is more
-likely present than not.
-
-`coco_map` is COCOeval (torchmetrics on pycocotools). Confident detections (score >= threshold)
-are matched one-to-one within a class, greedily by score, at IoU >= 0.5: `recall` is the share
-of ground truth found, `precision` the share of detections matched (duplicates, false alarms).
-`localisation` pairs each ground truth with its best-overlapping confident detection: IoU and
-centre distance (pixels) mean/std, the diary's numbers, over the pairs found (`missed`: none
-overlaps). Crowd regions (`iscrowd`) are never objects to find, and a detection matching nothing
-but covering one of its class (COCOeval's crowd IoU >= 0.5) is ignored, as COCOeval does.
+Decoding (training's evaluations, the test report, `predict`) scores as the family's
+`post_process_object_detection` does (tested against it): DETR (`softmax`) one detection a
+query, its most likely real class; the `sigmoid` families every (query, class) pair, the top-k
+kept. `coco_map` is COCOeval (torchmetrics on pycocotools); recall, precision and localisation
+count confident detections. Crowd regions are never objects to find, and a detection matching
+nothing but covering one of its class is ignored, as COCOeval does.
 """
 
 from __future__ import annotations
@@ -33,8 +25,7 @@ from detr_core.model.losses import box_centres, to_original_pixels
 
 @dataclass
 class ImageBoxes:
-    """Boxes of one image: xyxy original pixels, contiguous labels, scores (None for targets)
-    and, for ground truth, crowd regions."""
+    """One image's xyxy boxes in original pixels, labels, scores (None: targets), crowd regions."""
 
     image_id: int
     boxes: torch.Tensor
@@ -56,8 +47,7 @@ def _placed(boxes: torch.Tensor, label: dict[str, Any]) -> dict[str, Any]:
 
 
 def decode_targets(label_dicts: list[dict[str, Any]]) -> list[ImageBoxes]:
-    """Collated `labels` (tensors or numpy) -> ground-truth boxes in original pixels (crowd
-    regions are in those pixels already, see `detr_core.data.dataset`)."""
+    """Collated `labels` (tensors or numpy) -> ground-truth boxes in original pixels."""
     decoded = []
     for label in label_dicts:
         crowd = label.get("crowd_boxes")
@@ -95,8 +85,8 @@ def decode_predictions(logits: Any, pred_boxes: Any, label_dicts: list[dict[str,
 
 def coco_map(predictions: Sequence[ImageBoxes], targets: Sequence[ImageBoxes],
              class_names: Sequence[str], per_class: bool = True) -> dict[str, object]:
-    """COCO box mAP family and, if `per_class`, per-class AP (classes never seen omitted;
-    torchmetrics evaluates once more per class, more than doubling an evaluation's time)."""
+    """COCO box mAP family and, if `per_class`, per-class AP of the classes seen (it more than
+    doubles an evaluation's time: torchmetrics evaluates once more per class)."""
     from torchmetrics.detection import MeanAveragePrecision
 
     metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=per_class,
@@ -128,16 +118,14 @@ def _with_crowd(target: ImageBoxes) -> dict[str, torch.Tensor]:
 
 def on_crowd(boxes: torch.Tensor, labels: torch.Tensor, target: ImageBoxes,
              iou_threshold: float = 0.5) -> torch.Tensor:
-    """Which detections cover a crowd region of their class (COCOeval's crowd IoU: the
-    intersection over the detection's own area)."""
+    """Which detections cover a crowd region of their class (COCOeval's crowd IoU)."""
     if target.crowd_boxes is None or len(target.crowd_boxes) == 0 or len(boxes) == 0:
         return torch.zeros(len(boxes), dtype=torch.bool)
     from pycocotools import mask as mask_utils
 
     crowd = target.crowd_boxes
     xywh = [box_convert(b.double(), "xyxy", "xywh").tolist() for b in (boxes, crowd)]
-    overlap = torch.as_tensor(mask_utils.iou(*xywh, [1] * len(crowd)))
-    overlap = overlap.reshape(len(boxes), len(crowd))
+    overlap = torch.as_tensor(mask_utils.iou(*xywh, [1] * len(crowd))).reshape(len(boxes), -1)
     overlap[labels[:, None] != target.crowd_labels[None, :]] = -1.0
     return (overlap >= iou_threshold).any(dim=1)
 
@@ -145,10 +133,9 @@ def on_crowd(boxes: torch.Tensor, labels: torch.Tensor, target: ImageBoxes,
 def match_image(pred: ImageBoxes, target: ImageBoxes, score_threshold: float,
                 iou_threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                                      torch.Tensor]:
-    """One image's confident detections by descending score and COCO's greedy matching at one
-    threshold: (boxes, labels, hit, ignored). Each detection claims the free ground truth of its
-    class with the highest IoU >= `iou_threshold` (`hit`); one that claims nothing but lies on a
-    crowd region of its class is `ignored`."""
+    """One image's confident detections by descending score, each claiming the free ground truth
+    of its class with the highest IoU >= `iou_threshold` (COCO's greedy matching): (boxes,
+    labels, hit, ignored: claims nothing but lies on a crowd region of its class)."""
     scores = pred.scores if pred.scores is not None else torch.ones(len(pred.boxes))
     keep = scores >= score_threshold
     order = torch.argsort(scores[keep], descending=True, stable=True)
@@ -200,8 +187,8 @@ def precision(predictions: Sequence[ImageBoxes], targets: Sequence[ImageBoxes],
 
 def threshold_sweep(predictions: Sequence[ImageBoxes], targets: Sequence[ImageBoxes],
                     thresholds: Sequence[float]) -> list[dict[str, float]]:
-    """Recall, precision and F1 at each score threshold: a detector's operating point, chosen on
-    validation data (the threshold does not change mAP; it decides which boxes a user sees)."""
+    """Recall, precision and F1 at each score threshold, to choose the operating point (which
+    boxes a user sees; mAP does not change) on validation data."""
     rows = []
     for threshold in thresholds:
         matched, num_gt, num_detections = match_counts(predictions, targets, threshold)
@@ -214,8 +201,8 @@ def threshold_sweep(predictions: Sequence[ImageBoxes], targets: Sequence[ImageBo
 
 
 def best_f1_threshold(rows: Sequence[dict[str, float]]) -> float | None:
-    """The threshold of the highest F1 in a `threshold_sweep` (a tie: the higher threshold,
-    fewer boxes shown); None when no row has an F1."""
+    """The threshold of the highest F1 in a `threshold_sweep` (a tie: the higher, fewer boxes
+    shown); None when no row has an F1."""
     best = max((r for r in rows if r["f1"] == r["f1"]),
                key=lambda r: (r["f1"], r["score_threshold"]), default=None)
     return None if best is None else best["score_threshold"]
@@ -225,18 +212,16 @@ def detection_metrics(predictions: Sequence[ImageBoxes], targets: Sequence[Image
                       class_names: Sequence[str], score_threshold: float,
                       per_class: bool = True) -> dict[str, object]:
     """mAP family, per-class AP (if `per_class`), recall, precision and localisation."""
-    metrics = coco_map(predictions, targets, class_names, per_class=per_class)
     matched, num_gt, num_detections = match_counts(predictions, targets, score_threshold)
-    metrics["recall"] = _ratio(matched, num_gt)
-    metrics["precision"] = _ratio(matched, num_detections)
-    metrics.update(localisation(predictions, targets, score_threshold))
-    return metrics
+    return {**coco_map(predictions, targets, class_names, per_class=per_class),
+            "recall": _ratio(matched, num_gt), "precision": _ratio(matched, num_detections),
+            **localisation(predictions, targets, score_threshold)}
 
 
 def localisation(predictions: Sequence[ImageBoxes], targets: Sequence[ImageBoxes],
                  score_threshold: float) -> dict[str, float]:
-    """IoU and centre error of each ground truth with its best-matching confident detection
-    (detections ignored on crowd regions left out)."""
+    """IoU and centre error (pixels) mean/std of each ground truth with its best-overlapping
+    confident detection (`missed`: none overlaps)."""
     ious: list[torch.Tensor] = []
     errors: list[torch.Tensor] = []
     num_gt = 0

@@ -1,10 +1,8 @@
 """Detections drawn on their images: what "it finds the objects" looks like.
 
-`draw_detections` draws one image's boxes in its own pixels (predict's copies);
-`detection_grid` puts images with their ground truth beside them with a model's detections into
-one PNG (`test_detections.png`, in REPORT.md), every image `PANEL_HEIGHT` tall and labels sized
-in display pixels: real datasets mix ~200 and ~2000 px images, and a shared canvas made most
-panels thumbnails in black padding, with labels unreadable once shrunk.
+`detection_grid` draws every image `PANEL_HEIGHT` tall with labels sized in display pixels:
+real datasets mix ~200 and ~2000 px images, and a shared canvas made most panels thumbnails in
+black padding, with labels unreadable once shrunk.
 """
 
 from __future__ import annotations
@@ -57,8 +55,8 @@ def detection_grid(images: Sequence[np.ndarray],
                    ground_truth: Sequence[Sequence[tuple[Sequence[float], str]]],
                    detections: Sequence[Sequence[tuple[Sequence[float], str, float]]],
                    path: Path, pairs_per_row: int = 4) -> Path:
-    """A PNG of (ground truth | detections) pairs, boxes xyxy in the images' own pixels;
-    `pairs_per_row` pairs a row, as wide as its images make it (white beyond, never black)."""
+    """A PNG of (ground truth | detections) pairs (boxes xyxy in the images' own pixels),
+    `pairs_per_row` a row, as wide as its images make it (white beyond, never black)."""
     from matplotlib.figure import Figure
 
     if not images:
@@ -72,8 +70,7 @@ def detection_grid(images: Sequence[np.ndarray],
     for row_index, row in enumerate(rows):
         top, left = GAP + row_index * (PANEL_HEIGHT + GAP), GAP
         for image, truth, found in row:
-            # resized to its panel's pixels, shown 1:1 by matplotlib: big photos shrink with
-            # Lanczos, small images grow sharp (nearest)
+            # resized to its panel's pixels, shown 1:1: big photos shrink with Lanczos
             panel = panel_width(image)
             rgb = np.stack([image] * 3, axis=-1) if image.ndim == 2 else image[..., :3]
             picture = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
@@ -97,8 +94,7 @@ def detection_grid(images: Sequence[np.ndarray],
 def _draw_panel(axes: Any, shown: np.ndarray, size: tuple[int, int],
                 boxes: Sequence[Sequence[float]], captions: Sequence[str],
                 colour: tuple[int, int, int]) -> None:
-    """One panel in the image's own pixel coordinates (`size`: its original height, width), so
-    boxes need no scaling; lines and fonts in points, at `DPI` 72 display pixels."""
+    """One panel in the image's own pixel coordinates (`size`: height, width)."""
     from matplotlib.patches import Rectangle
 
     image_height, image_width = size
@@ -121,8 +117,7 @@ def _draw_panel(axes: Any, shown: np.ndarray, size: tuple[int, int],
 def split_detection_grid(split: Any, names: Sequence[str], category_of_label: Any,
                          results: Sequence[dict[str, Any]], score_threshold: float, path: Path,
                          count: int = 8) -> Path:
-    """Grid for the first `count` images of a `CocoSplit` and COCO-results detections on it
-    (its category ids)."""
+    """Grid for the first `count` images of a `CocoSplit` and COCO-results detections on it."""
     from detr_core.data.images import load_rgb
 
     name_of = {category_of_label(label): name for label, name in enumerate(names)}

@@ -1,8 +1,7 @@
 """Checkpoints shipped inside the package, named `builtin:<name>` in a run config: never an
-absolute path, so the same YAML works from any working directory, a non-editable install, a
-trial on another machine and an exported `best_config.yaml`; the name becomes a folder only
-where the model is built. `tiny-shapes` is a ~0.46 M-parameter DETR pretrained by
-`python -m detr_core.pretrain` (results/benchmarks/) that the embedded default fine-tunes.
+absolute path, so the same YAML works from any working directory, install or machine; the name
+becomes a folder only where the model is built. `tiny-shapes` (~0.46 M parameters, pretrained by
+`python -m detr_core.pretrain`) is what the embedded default fine-tunes.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from pathlib import Path
 from detr_core.files.errors import UserInputError
 
 PREFIX = "builtin:"
-#: The files a shipped checkpoint folder holds (what `save_pretrained` writes, no more).
+#: What `save_pretrained` writes, all a shipped checkpoint folder holds.
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
 
 
@@ -47,7 +46,6 @@ def resolve_checkpoint(checkpoint: str) -> str:
     """`builtin:<name>` -> the shipped folder on this machine; anything else unchanged."""
     if not is_builtin(checkpoint):
         return checkpoint
-    problem = builtin_problem(checkpoint)
-    if problem:
+    if problem := builtin_problem(checkpoint):
         raise UserInputError(problem, key="model.checkpoint")
     return str(_root() / checkpoint.removeprefix(PREFIX))

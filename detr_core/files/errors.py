@@ -1,9 +1,7 @@
 """User-input errors: one line on stderr and exit code 2, never a traceback.
 
-`UserInputError` carries the file (`source`), the dotted key or record (`key`) and what is wrong
-(`problem`) as attributes, so a caller validating on someone else's behalf (a search space
-checking a run config) re-raises from its own file (`relocated`) instead of parsing text.
-`ArgumentParser` reports a bad flag the same way instead of argparse's usage block.
+`UserInputError` keeps its file, key and problem apart, so a caller validating on someone else's
+behalf (a search space checking a run config) re-raises it from its own file (`relocated`).
 """
 
 from __future__ import annotations
@@ -22,8 +20,8 @@ F = TypeVar("F", bound=Callable[..., object])
 
 
 class UserInputError(ValueError):
-    """`source: key: problem` as one line; `source` is a file or another origin (`trial 3`),
-    `key` a dotted config key or a record (`image id 7`); either may be None."""
+    """`source: key: problem` as one line; `source` a file or another origin (`trial 3`), `key` a
+    dotted config key or a record (`image id 7`); either may be None."""
 
     def __init__(self, problem: str, *, source: str | Path | None = None,
                  key: str | None = None) -> None:
@@ -51,8 +49,7 @@ def describe_value(value: object) -> str:
 
 @contextmanager
 def errors_from(source: str | Path | None) -> Iterator[None]:
-    """Report a `UserInputError` raised inside without a file of its own from `source` (the CLI
-    knows the file it read, checks past the config's own only the key)."""
+    """Report a `UserInputError` raised inside without a file of its own from `source`."""
     try:
         yield
     except UserInputError as exc:

@@ -1,14 +1,11 @@
 """The files users give (text, YAML) and the files runs write (atomically, at fixed names).
 
-A file that is not UTF-8 must not end in a `UnicodeDecodeError` traceback that does not name it:
-`read_user_text` says what it is instead. YAML is read as YAML 1.2 reads floats (under PyYAML's
-YAML 1.1, `2e-4` is a *string*, yet everyone writes learning rates that way), and a key given
-twice in one mapping is an error (PyYAML keeps the last, turning a searched range into a fixed
-value). Every file someone reads later goes to a hidden sibling, flushed and renamed over the
-target, so a killed process leaves the old or the new file, at worst plus a stale
-`.<name>.tmp-<pid>`; a folder is swapped by moving the old one aside first, so a crash leaves no
-target (the old copy beside it), never a half-copied one. Last, what one `detr_core` run writes
-into its output folder, named once for the search layer.
+`read_user_text` names a file that is not UTF-8 instead of a `UnicodeDecodeError` traceback.
+YAML floats are read as YAML 1.2 reads them (PyYAML's 1.1 reads `2e-4` as a string) and a key
+given twice is an error (PyYAML keeps the last, turning a searched range into a fixed value).
+A file is written to a hidden sibling and renamed over its target, so a killed process leaves
+the old or the new file (at worst plus a stale `.<name>.tmp-<pid>`); a folder is swapped by
+moving the old one aside first, so a crash never leaves a half-copied one.
 """
 
 from __future__ import annotations
@@ -27,8 +24,7 @@ import yaml
 
 from detr_core.files.errors import UserInputError
 
-#: Leading bytes of what people hand over by mistake, and what to call it. UTF-32 comes first:
-#: its little-endian mark starts with UTF-16's.
+#: Leading bytes of what people hand over by mistake (UTF-32's mark starts with UTF-16's).
 _NOT_TEXT: tuple[tuple[bytes | tuple[bytes, ...], str], ...] = (
     ((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE), "UTF-32 text; save it as UTF-8"),
     ((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE), "UTF-16 text; save it as UTF-8"),
@@ -42,8 +38,8 @@ _NOT_TEXT: tuple[tuple[bytes | tuple[bytes, ...], str], ...] = (
 
 
 def read_user_text(path: str | Path) -> str:
-    """The file's text, decoded as UTF-8 (a byte-order mark dropped); anything else (a folder,
-    compressed, UTF-16 or binary data, Windows-1252 text) is a `UserInputError` naming it."""
+    """The file's text as UTF-8 (a byte-order mark dropped), else a `UserInputError` naming
+    what it is (a folder, compressed, UTF-16 or binary data, Windows-1252 text)."""
     path = Path(path)
     if path.is_dir():
         yaml_files = sorted(p.name for p in path.glob("*.yaml"))
@@ -91,7 +87,7 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
 
 
 def _construct_mapping_once(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    """SafeLoader's mapping constructor, refusing a key given twice (merge keys `<<` aside)."""
+    """SafeLoader's mapping constructor, refusing a key given twice (merge keys aside)."""
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":

@@ -1,14 +1,6 @@
-"""Build the detector and image processor of a run, for any supported DETR-family member.
-
-From a checkpoint (Hub name, `save_pretrained` folder or `builtin:<name>`) with the dataset's
-label set (label-shaped parameters re-initialised when its classes differ, query embeddings when
-`num_queries` is overridden, each said in one line), or from a family's `tiny` preset (random
-weights, offline, well under a second; for tests and pretraining). The family picks the loss
-(with the run's IoU variant), the image processor and the post-processing. `freeze_backbone`
-(diary 12_5..12_7) and the backbone learning rate act on `model.model.backbone` (every family
-has it); a frozen backbone also gets its live batch norms frozen (DETR, Conditional and
-Deformable DETR freeze them when built anyway, RT-DETR / D-FINE unless the tiny presets' random
-backbone turns `freeze_backbone_batch_norms` off), so nothing in it moves.
+"""Build the detector and image processor of a run, for any supported DETR-family member:
+from a checkpoint with the dataset's label set (label- and query-shaped parameters reset when
+they differ), or from a family's random `tiny` preset.
 """
 
 from __future__ import annotations
@@ -44,8 +36,7 @@ from detr_core.model.losses import iou_loss_function
 hf_logging.disable_progress_bar()
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
-#: The largest square `check_model_runs` tries (the run's own size below it): a 640 px image
-#: has more encoder positions than any `num_queries` selects, and stays cheap on a CPU.
+#: The largest square `check_model_runs` tries: more encoder positions than any `num_queries`.
 CHECK_SIZE_CAP = 640
 
 
@@ -54,18 +45,15 @@ def backbone_parameters(model: Any) -> list[torch.nn.Parameter]:
     return list(model.model.backbone.parameters())
 
 
-def freeze_batch_norms(module: torch.nn.Module) -> int:
-    """Replace every `BatchNorm2d` below `module` by a `FrozenBatchNorm2d`; returns how many."""
-    replaced = 0
+def freeze_batch_norms(module: torch.nn.Module) -> None:
+    """Replace every `BatchNorm2d` below `module` by a `FrozenBatchNorm2d`."""
     for name, child in list(module.named_children()):
         if isinstance(child, torch.nn.BatchNorm2d):
             frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
             frozen.load_state_dict(child.state_dict())  # drops `num_batches_tracked`
             setattr(module, name, frozen.to(child.weight.device))
-            replaced += 1
         else:
-            replaced += freeze_batch_norms(child)
-    return replaced
+            freeze_batch_norms(child)
 
 
 def model_family(model_cfg: ModelConfig) -> Family:
@@ -90,9 +78,8 @@ def build_image_processor(model_cfg: ModelConfig) -> Any:
         import transformers
 
         processor = getattr(transformers, model_family(model_cfg).processor_class)()
-    # the processor's own rule: a fixed height x width (RT-DETR, D-FINE stretch every image to
-    # the square, as they were trained) stays a square; a shortest / longest edge rule (DETR,
-    # Conditional and Deformable DETR) keeps the aspect ratio, padded to a square canvas
+    # a fixed height x width (RT-DETR, D-FINE) stays a square; a shortest / longest edge rule
+    # (DETR, Conditional and Deformable DETR) keeps the aspect ratio, padded to a square
     size, current = model_cfg.image_size, processor.size  # a SizeDict, or a dict (older)
     fixed = (current.get("height"), current.get("width")) if isinstance(current, dict) else (
         getattr(current, "height", None), getattr(current, "width", None))
@@ -113,8 +100,7 @@ def load_image_processor(folder: str | Path) -> Any:
 
 
 def num_queries_of(model_cfg: ModelConfig) -> int | None:
-    """The model's `num_queries` without building it: the override, the preset's, or the
-    checkpoint's `config.json` (None when the checkpoint is not on this machine)."""
+    """The model's `num_queries` without building it (None: the checkpoint is not here)."""
     if "num_queries" in model_cfg.config_overrides:
         return int(model_cfg.config_overrides["num_queries"])
     if model_cfg.preset == "tiny":
@@ -163,24 +149,19 @@ def build_model(model_cfg: ModelConfig, label_map: LabelMap, iou_loss: str,
 
 
 def use_iou_loss(model: Any, iou_loss: str) -> None:
-    """Install the `iou_loss` variant's loss and record it in `config.json` (`"iou_loss"`), so
-    every checkpoint says which loss it trained with (read back by `load_trained_model`)."""
+    """Install the `iou_loss` variant's loss and record it in `config.json` (`"iou_loss"`)."""
     model.config.iou_loss = iou_loss
     model.loss_function = iou_loss_function(family_of_model(model).model_type, iou_loss)
 
 
 def init_queries(model: Any) -> None:
-    """DETR's queries N(0, 1) as in the original DETR, not transformers' N(0, init_std): distinct
-    from the first step, they specialise instead of collapsing onto one box."""
+    """DETR's queries N(0, 1) as in the original DETR: they specialise instead of collapsing."""
     if model.config.model_type == "detr":
         torch.nn.init.normal_(model.model.query_position_embeddings.weight)
 
 
 def check_model_runs(model: Any, size: int = 64) -> None:
-    """Refuse overrides that build but cannot run (`d_model: 65`: the position embedding makes
-    64 channels, the projection 65), before the first training step fails with the run's folder
-    written: one forward pass on a blank image of the run's size (RT-DETR / D-FINE select
-    `num_queries` encoder positions), in eval mode: no dropout, no random numbers drawn."""
+    """Refuse overrides that build but cannot run (`d_model: 65`): one forward pass, eval mode."""
     was_training = model.training
     model.eval()
     try:
@@ -195,8 +176,7 @@ def check_model_runs(model: Any, size: int = 64) -> None:
 
 
 def _from_checkpoint(checkpoint: str, labels: dict[str, Any], overrides: dict[str, Any]) -> Any:
-    """`from_pretrained` with the run's label set; label-shaped parameters start afresh when
-    the checkpoint's classes are not the dataset's."""
+    """`from_pretrained` with the run's label set, label- and query-shaped parameters reset."""
     from transformers import AutoConfig, AutoModelForObjectDetection
 
     source = resolve_checkpoint(checkpoint)
@@ -254,8 +234,7 @@ def _from_checkpoint(checkpoint: str, labels: dict[str, Any], overrides: dict[st
 
 @contextlib.contextmanager
 def _quiet_load_report() -> Iterator[None]:
-    """transformers 5 logs a many-line LOAD REPORT for any re-initialised weight; the head is
-    re-initialised on purpose here, and anything else is said in one line instead."""
+    """Silence transformers 5's many-line LOAD REPORT (what matters is said in one line)."""
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
@@ -265,16 +244,13 @@ def _quiet_load_report() -> Iterator[None]:
 
 
 def label_shaped_parameters(model: Any) -> set[str]:
-    """Every tensor shaped by the number of labels (DETR's `class_labels_classifier`, RT-DETR's
-    per-layer `class_embed`, `enc_score_head`, `denoising_class_embed`...)."""
+    """Every tensor shaped by the number of labels."""
     return parameters_shaped_by(model, "num_labels")
 
 
 def parameters_shaped_by(model: Any, field: str) -> set[str]:
-    """State-dict names of every tensor whose shape depends on the config's integer `field`
-    (`num_queries`: DETR's, Conditional and Deformable DETR's `query_position_embeddings`, none
-    for RT-DETR / D-FINE, whose queries are selected). Found by building the architecture twice
-    on the `meta` device (no memory, no random numbers), with `field` and `field + 1`."""
+    """State-dict names of every tensor whose shape depends on the config's integer `field`:
+    the architecture built twice on the `meta` device (no memory, no random numbers)."""
     from transformers import AutoModelForObjectDetection
 
     shapes = []
@@ -290,10 +266,9 @@ def parameters_shaped_by(model: Any, field: str) -> set[str]:
 
 
 def reset_parameters(model: Any, names: set[str]) -> None:
-    """Re-initialise the tensors `names` as a new model of the same config does (each family's
-    own init), the rest kept. `ignore_mismatched_sizes` alone misses a checkpoint with as many
-    classes as the dataset but other ones. Drawn on a forked random stream: the run's later
-    random numbers are the same whether or not a head was reset."""
+    """Re-initialise the tensors `names` as a new model of the same config does (in a checkpoint
+    with as many classes as the dataset but other ones, `ignore_mismatched_sizes` misses them),
+    on a forked random stream, so the run's later random numbers do not depend on it."""
     from transformers import AutoModelForObjectDetection
 
     with torch.random.fork_rng(devices=[]), _quiet_load_report():
@@ -313,9 +288,7 @@ def _one_line(exc: Exception) -> str:
 
 def load_trained_model(model_dir: str | Path, iou_loss: str | None = None,
                        with_loss: bool = True) -> Any:
-    """Reload a `save_pretrained` folder of a run with the IoU loss it trained with (recorded by
-    `use_iou_loss`), or `iou_loss` when given. A folder that records none is refused unless
-    `with_loss=False` (prediction: no loss installed)."""
+    """Reload a run's model folder with the IoU loss it recorded (or `iou_loss`, or none)."""
     from transformers import AutoModelForObjectDetection
 
     model = AutoModelForObjectDetection.from_pretrained(str(model_dir))

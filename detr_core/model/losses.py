@@ -1,15 +1,6 @@
-"""Box geometry helpers, and each family's loss with a chosen IoU variant (GIoU, DIoU, CIoU).
-
-DETR predicts normalised (cx, cy, w, h) on the padded canvas the image processor made; the
-diary's numbers (IoU, centre error in pixels) and COCO mAP need xyxy in *original* pixels.
-
-A DIoU/CIoU run must change the IoU term in both places a DETR-family loss has it: the
-Hungarian matcher's cost (pairwise `torchvision.ops.*_box_iou`) and the matched pairs' box loss
-(elementwise `*_box_iou_loss`). Plain IoU elsewhere (RT-DETR's varifocal target, D-FINE's
-FGL/DDF weights) is not a GIoU term and stays as upstream has it. Each family's loss function
-(`transformers.loss`: DETR's `loss_for_object_detection`, Conditional / Deformable / DAB-DETR's
-`loss_deformable_detr`, RT-DETR's `loss_rt_detr`, D-FINE's `loss_d_fine`) is run as a copy
-whose matcher / criterion classes are ours (`with_globals`).
+"""Box geometry helpers, and each family's loss with a chosen IoU variant (GIoU, DIoU, CIoU) in
+both places it has the GIoU term: the Hungarian matcher's cost and the matched pairs' box loss
+(plain IoU elsewhere stays). Upstream's loss functions run with our classes (`with_globals`).
 """
 
 from __future__ import annotations
@@ -49,8 +40,7 @@ def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
 
 def to_original_pixels(normalised_cxcywh: torch.Tensor, canvas_size: torch.Tensor,
                        resized_size: torch.Tensor, original_size: torch.Tensor) -> torch.Tensor:
-    """Normalised canvas boxes -> xyxy pixels of the original image. Sizes are (h, w): the
-    padded canvas, the image inside it, the file on disk."""
+    """Normalised canvas boxes -> xyxy pixels of the original image; sizes are (h, w)."""
     canvas_h, canvas_w = (float(v) for v in canvas_size)
     scale_y = float(original_size[0]) / float(resized_size[0])
     scale_x = float(original_size[1]) / float(resized_size[1])
@@ -71,13 +61,9 @@ IOU_LOSSES: dict[str, tuple[Callable[..., torch.Tensor], Callable[..., torch.Ten
     "ciou": (ops.complete_box_iou, ops.complete_box_iou_loss),
 }
 
-#: Upstream's name of the IoU term (in each criterion and every weight dict): kept inside the
-#: loss computation so that upstream's weights apply, renamed on the way out.
+#: Upstream's name of the IoU term: kept inside the loss (its weights apply), renamed after.
 UPSTREAM_TERM = "loss_giou"
 TERM = "loss_iou"
-#: Conditional / Deformable DETR's focal class cost (fixed upstream)
-FOCAL_ALPHA = 0.25
-FOCAL_GAMMA = 2.0
 
 
 class DivergedTrainingError(FloatingPointError):
@@ -92,9 +78,8 @@ def _focal_cost(prob: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
 
 
 class IouCostMixin:
-    """A Hungarian matcher (mixed in before an upstream one) whose IoU cost is the variant's
-    pairwise IoU, weighted by upstream's `giou_cost`; each family's `class_cost_of` gives its
-    class cost of the flattened logits (batch * queries, classes) for the target classes."""
+    """A Hungarian matcher (mixed in before an upstream one) whose IoU cost is the variant's,
+    weighted by upstream's `giou_cost`; `class_cost_of` is each family's class cost."""
 
     def __init__(self, iou_loss: str, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -104,8 +89,7 @@ class IouCostMixin:
     @torch.no_grad()
     def forward(self, outputs: dict[str, torch.Tensor],
                 targets: list[dict]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Upstream's assignment: L1 + IoU + class cost, non-finite costs made the largest, then
-        `linear_sum_assignment` per image."""
+        """Upstream's assignment: L1 + IoU + class cost (non-finite: the largest), per image."""
         from scipy.optimize import linear_sum_assignment
 
         target_ids = torch.cat([t["class_labels"] for t in targets])
@@ -126,9 +110,8 @@ class IouCostMixin:
 
 
 class IouBoxLossMixin:
-    """A criterion (mixed in before an upstream one: their `loss_boxes` are all L1 + GIoU) whose
-    `loss_boxes` is L1 + the variant's IoU loss, returned as upstream's `loss_giou` so that
-    upstream's weight dicts apply; `IouLoss` renames it afterwards."""
+    """A criterion (mixed in before an upstream one) whose `loss_boxes` is L1 + the variant's IoU
+    loss, returned as upstream's `loss_giou`."""
 
     def __init__(self, iou_loss: str, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -149,10 +132,8 @@ class IouBoxLossMixin:
 
 
 def with_globals(function: Callable, replacements: dict[str, Any]) -> Callable:
-    """A copy of the upstream loss `function` whose globals `replacements` (the classes it
-    instantiates) are ours: upstream's packing of the outputs is reused, and transformers stays
-    untouched (Ray workers run trials of other variants in one process). A name it no longer
-    uses is refused rather than silently computing GIoU (checked against transformers 5.25)."""
+    """A copy of the upstream loss `function` with the classes it instantiates replaced (a name
+    it no longer uses is refused rather than silently computing GIoU); transformers untouched."""
     code = function.__code__
     unused = [name for name in replacements
               if name not in code.co_names or name not in function.__globals__]
@@ -180,11 +161,10 @@ class IouImageLoss(IouBoxLossMixin, ImageLoss):
 
 
 class IouDeformableDetrHungarianMatcher(IouCostMixin, DeformableDetrHungarianMatcher):
-    """Deformable DETR's matcher (focal class cost): `(iou_loss, class_cost, bbox_cost,
-    giou_cost)`."""
+    """Deformable DETR's matcher (focal class cost): `(iou_loss, class_cost, ...)`."""
 
     def class_cost_of(self, logits: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
-        return _focal_cost(logits.sigmoid()[:, target_ids], FOCAL_ALPHA, FOCAL_GAMMA)
+        return _focal_cost(logits.sigmoid()[:, target_ids], 0.25, 2.0)  # fixed upstream
 
 
 class IouDeformableDetrImageLoss(IouBoxLossMixin, DeformableDetrImageLoss):
@@ -192,8 +172,7 @@ class IouDeformableDetrImageLoss(IouBoxLossMixin, DeformableDetrImageLoss):
 
 
 class IouRTDetrHungarianMatcher(IouCostMixin, RTDetrHungarianMatcher):
-    """RT-DETR's (and D-FINE's) matcher: `(iou_loss, config)`; `config.matcher_giou_cost`
-    weights the IoU cost."""
+    """RT-DETR's (and D-FINE's) matcher: `(iou_loss, config)`."""
 
     def class_cost_of(self, logits: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
         if self.use_focal_loss:
@@ -222,8 +201,7 @@ _DEFORMABLE = (DeformableDetrForObjectDetectionLoss,
                 "DeformableDetrImageLoss": IouDeformableDetrImageLoss})
 _RT_DETR = (RTDetrForObjectDetectionLoss, {"RTDetrLoss": IouRTDetrLoss})
 
-#: `config.model_type` -> (transformers' loss function for it, as `LOSS_MAPPING` assigns it;
-#: {name of a class that function instantiates: our subclass, which takes the variant first}).
+#: `config.model_type` -> (transformers' loss function, {class name it instantiates: ours}).
 FAMILY_LOSSES: dict[str, tuple[Callable[..., Any], dict[str, type]]] = {
     "detr": (ForObjectDetectionLoss,
              {"HungarianMatcher": IouHungarianMatcher, "ImageLoss": IouImageLoss}),
@@ -240,19 +218,16 @@ LossOutput = tuple[torch.Tensor, dict[str, torch.Tensor], Any]
 
 @functools.cache
 def _variant_function(model_type: str, iou_loss: str) -> Callable[..., LossOutput]:
-    """Upstream's function building our classes for `iou_loss` (one copy per pair, made on
-    first use; module-level so that `IouLoss` stays picklable)."""
+    """Upstream's function building our classes for `iou_loss` (module-level: `IouLoss` pickles)."""
     upstream, classes = FAMILY_LOSSES[model_type]
     return with_globals(upstream, {name: functools.partial(cls, iou_loss)
                                    for name, cls in classes.items()})
 
 
 class IouLoss:
-    """A `loss_function` for a model of `model_type` with a selectable IoU variant: called as
-    transformers' function for the family, it refuses non-finite boxes (the matcher's max-cost
-    fallback would hide them and training go on producing NaN), runs that function with our
-    classes and renames `loss_giou*` terms `loss_iou*`. With `giou` it equals transformers' loss.
-    State is the two names only: it pickles and deep-copies with the model."""
+    """A model's `loss_function` with a selectable IoU variant (with `giou`, transformers' own):
+    refuses non-finite boxes (the matcher's max-cost fallback would hide a diverged run) and
+    renames `loss_giou*` terms `loss_iou*`. State is the two names: it pickles with the model."""
 
     def __init__(self, model_type: str, iou_loss: str) -> None:
         if model_type not in FAMILY_LOSSES:
@@ -291,6 +266,5 @@ class DetrIouLoss(IouLoss):
 
 
 def iou_loss_function(model_type: str, iou_loss: str) -> IouLoss:
-    """The `loss_function` to set on a model of `model_type` for `iou_loss` (one of
-    `IOU_LOSSES`); ValueError for an unsupported `model_type` or variant."""
+    """The `loss_function` for a model of `model_type` and `iou_loss`; ValueError if unsupported."""
     return DetrIouLoss(iou_loss) if model_type == "detr" else IouLoss(model_type, iou_loss)

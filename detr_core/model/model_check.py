@@ -1,12 +1,5 @@
-"""Can a checkpoint be loaded? Checked before a run trains or a model is evaluated.
-
-`from_pretrained` on a broken folder fails deep inside transformers (a `SafetensorError` for a
-truncated file, "Repo id must be in the form ..." for a missing folder); here each problem is
-one line naming the file and the key. A checkpoint is a local folder (`./x`, `/x`, `~/x`, an
-existing path, or anything that cannot be a Hub name), a `builtin:` or a Hub name (its cached
-copy is checked; offline and not cached is an error). A folder needs a supported `config.json`
-and whole weights: safetensors headers read (the length checked against them), a sharded
-index's files present, a `.bin` a complete zip. Milliseconds: no tensor is read.
+"""Can a checkpoint be loaded? Each problem in one line naming the file and the key, where
+`from_pretrained` fails deep inside transformers; milliseconds (no tensor is read).
 """
 
 from __future__ import annotations
@@ -27,26 +20,20 @@ PYTORCH_FILE = "pytorch_model.bin"
 PREPROCESSOR_FILE = "preprocessor_config.json"
 
 
-def is_hub_name(checkpoint: str) -> bool:
-    """True when `checkpoint` can only be a Hub repo id (`facebook/detr-resnet-50`)."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if checkpoint.startswith((".", "/", "~")) or Path(checkpoint).expanduser().exists():
-        return False
-    try:
-        validate_repo_id(checkpoint)
-    except HFValidationError:
-        return False
-    return True
-
-
 def check_checkpoint(checkpoint: str, key: str = "model.checkpoint") -> None:
     """`UserInputError` naming the file and `key` when `checkpoint` cannot be loaded."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
     if is_builtin(checkpoint):
         check_model_folder(Path(resolve_checkpoint(checkpoint)), key)
         return
-    if not is_hub_name(checkpoint):
-        folder = Path(checkpoint).expanduser()
+    folder = Path(checkpoint).expanduser()
+    try:  # a Hub repo id (`facebook/detr-resnet-50`) unless it can be a local folder
+        validate_repo_id(checkpoint)
+        hub_name = not (checkpoint.startswith((".", "/", "~")) or folder.exists())
+    except HFValidationError:
+        hub_name = False
+    if not hub_name:
         if not folder.exists():
             raise UserInputError("local model folder not found", source=folder.absolute(),
                                  key=key)
@@ -66,8 +53,7 @@ def check_checkpoint(checkpoint: str, key: str = "model.checkpoint") -> None:
 
 
 def check_model_folder(folder: Path, key: str | None = None) -> None:
-    """A `save_pretrained` folder of a supported DETR-family model whose config and weight
-    files are whole."""
+    """A `save_pretrained` folder of a supported DETR-family model, its files whole."""
     folder = Path(folder)
     if not folder.exists():
         raise UserInputError("model folder not found", source=folder, key=key)

@@ -1,12 +1,6 @@
-"""Fine-tuning recipes: each family's published optimizer settings, and a checkpoint's own.
-
-A learning rate that suits one checkpoint is 5-40x off for another (our tiny DETR trains best
-at 2e-3 with schedule-free AdamW; DETR-R50 is fine-tuned at 1e-4 or below), so a run or space
-that leaves these values unset, or states them relative to "the recipe", gets its checkpoint's:
-the folder's own `recipe.json` (every shipped `builtin:` has one, measured on the embedded
-default), else the family's published one (`PUBLISHED`). Only the `RECIPE_KEYS` the run leaves
-unset are filled, never EMA, warm-up, epochs or image size (they depend on the run's length and
-data; listed for information). The backbone keeps the Trainer's decay / no-decay split.
+"""Fine-tuning recipes: a checkpoint's own `recipe.json`, else its family's published settings,
+fill the `RECIPE_KEYS` a run leaves unset: a learning rate that suits one checkpoint is 5-40x
+off for another (our tiny DETR: 2e-3 with schedule-free AdamW; DETR-R50: 1e-4 or below).
 """
 
 from __future__ import annotations
@@ -110,8 +104,7 @@ def checkpoint_recipe(checkpoint: str) -> Recipe | None:
 
 
 def recipe_for(model_cfg: ModelConfig) -> Recipe | None:
-    """The checkpoint's own recipe, else its family's published one. None for a `preset` (a
-    fine-tuning recipe, with its slow backbone, is not one for training from scratch)."""
+    """The checkpoint's own recipe, else its family's published one; None for a `preset`."""
     from detr_core.model.build import model_family
 
     if model_cfg.checkpoint is None:
@@ -128,8 +121,7 @@ def run_value(config: RunConfig, key: str) -> Any:
 
 
 def apply_recipe(config: RunConfig) -> tuple[RunConfig, dict[str, str]]:
-    """`config` with the recipe values it leaves unset filled in, and where each came from
-    (without a recipe: the Trainer's defaults, the backbone at the main learning rate)."""
+    """`config` with the recipe values it leaves unset filled in, and where each came from."""
     recipe = recipe_for(config.model)
     filled: dict[str, Any] = {}
     sources: dict[str, str] = {}

@@ -1,13 +1,6 @@
-"""One `EvaluationEvent` per evaluation of a run, for whoever listens (Tune, history files).
-
-The Trainer evaluates, then decides whether the step is a new best, then saves it: a new best
-is announced from `on_save` (its checkpoint on disk by then), any other from `on_evaluate`.
-Further evaluations (`add_evaluation`: the test split as `test_*`, for learning-curve
-benchmarks; averaged weights as `eval_ema_*`) run right after the val split's and ride along in
-the same event; the `eval_*` ones can choose the best step (`eval_ema_map_50`), `test_*` never.
-`eval_history.jsonl` keeps every evaluation as plain numbers, one JSON line each (non-finite:
-null; written line by line, so it survives a crash), which pruned checkpoints and TensorBoard
-files do not give for comparing runs.
+"""One `EvaluationEvent` per evaluation of a run, for whoever listens (Tune, history files): a
+new best step once its checkpoint is on disk (`on_save`), with further evaluations (`test_*`,
+`eval_ema_*`) riding along; `eval_history.jsonl` keeps every one as a JSON line.
 """
 
 from __future__ import annotations

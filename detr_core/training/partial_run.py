@@ -1,8 +1,5 @@
-"""A run that stops early (Ctrl-C, SIGTERM, an image that became unreadable) keeps the best
-model it had, and says where: `BestSoFar` remembers the last new best step whose checkpoint is
-on disk, `best_model_note` exports it to `best_model/` as a finished run does and returns the
-sentence for the user. `stop_signals_raise_interrupt` makes SIGTERM the same `KeyboardInterrupt`
-as Ctrl-C during a CLI run, remembering the signal (exit code 128 + its number).
+"""A run that stops early (Ctrl-C, SIGTERM, an unreadable image) keeps the best model it had
+and says where; during a CLI run SIGTERM is the same `KeyboardInterrupt` as Ctrl-C.
 """
 
 from __future__ import annotations
@@ -41,8 +38,7 @@ class BestSoFar:
 
 def best_model_note(best: BestSoFar, metric: str,
                     export: Callable[[Path, int, float | None], Path]) -> str:
-    """Export the best checkpoint so far with `export(checkpoint, step, value)`; the sentence
-    saying where it is (or that no evaluation had finished yet)."""
+    """Export the best checkpoint so far with `export`; the sentence saying where it is."""
     if best.checkpoint is None or best.step is None:
         return "no evaluation had finished, so no model was kept"
     try:

@@ -1,12 +1,5 @@
-"""Everything a run depends on, checked before anything is written or started.
-
-`detr_core.config.run_config` checks what a run config *says*; this checks what it *points to*:
-the checkpoint, the augmentation pipelines (built, so a bad argument names its transform and
-field, then run on each split's smallest images) and the data (COCO JSON and every image; a
-synthetic dataset is generated first), each bad input one `UserInputError` line before any
-output folder exists. Called by the train / evaluate CLIs, once per search by its driver, and
-by a trial on its node (`check_static_inputs`; `check_run_inputs` where the driver could not
-see that node's data).
+"""What a run config *points to* (the checkpoint, the augmentation pipelines, the data),
+checked before anything is written or started.
 """
 
 from __future__ import annotations
@@ -33,8 +26,7 @@ def check_static_inputs(config: RunConfig) -> None:
 
 
 def check_run_inputs(config: RunConfig, prepared: PreparedData | None = None) -> PreparedData:
-    """`check_static_inputs`, then the data validated (or generated) unless `prepared` is
-    given; returns the prepared data the run trains on."""
+    """`check_static_inputs`, then the data validated (or generated) unless `prepared`."""
     from detr_core.data.dataset import check_pipelines_fit
     from detr_core.data.prepare import prepare_data
 

@@ -1,15 +1,11 @@
-"""The driver's handle on a local Ray cluster it starts itself, and whether a trial fits on a
-node, checked before Tune starts.
+"""The driver's handle on a local Ray cluster it starts itself (never one it joined), and
+whether a trial fits on a node: Tune waits silently for resources that never come
+(`gpus_per_trial: 1` without a GPU hung a search).
 
     cluster = LocalCluster(experiment)   # marks this process's environment (`orphans`)
     ray.init(...)                        # every Ray process inherits the mark
     cluster.started(interrupts)          # owner record + watchdog; a 2nd Ctrl-C ends them
     ray.shutdown(); cluster.stop()       # record removed, the watchdog sweeps once and exits
-
-Only a cluster whose head processes this driver runs is touched (not one joined through
-`RAY_ADDRESS` or `--address`). Tune waits silently for resources that never come
-(`gpus_per_trial: 1` without a GPU hung a search): on our own cluster that is an error; on a
-joined one an autoscaler may still add a node (a warning).
 """
 
 from __future__ import annotations
@@ -32,8 +28,8 @@ from search.cluster.watchdog import Watchdog, start_watchdog
 
 
 def check_trials_fit(spec: Any, joined: bool) -> None:
-    """A trial's CPUs and GPUs (`spec.resources`) must fit on one alive node; `joined`: a
-    cluster this driver did not start (a warning, not an error)."""
+    """A trial's CPUs and GPUs must fit on one alive node; on a `joined` cluster an autoscaler
+    may still add one (a warning, not an error)."""
     import ray
 
     nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
@@ -45,8 +41,7 @@ def check_trials_fit(spec: Any, joined: bool) -> None:
         problem = (f"a trial asks for {amount:g} {resource}, but no node of the Ray cluster "
                    f"has more than {most:g}")
         if joined:
-            print(f"warning: {problem}; the search waits for the cluster to add one",
-                  flush=True)
+            print(f"warning: {problem}; the search waits for the cluster to add one", flush=True)
             continue
         raise UserInputError(f"{problem} (lower it, here or with --{key.replace('_', '-')}, "
                              "or join a cluster that has them with --address)",
@@ -78,9 +73,8 @@ class LocalCluster:
         interrupts.quit_now = self.end_now
 
     def end_now(self) -> None:
-        """A second Ctrl-C, just before this driver exits: its watchdog ends the cluster's
-        processes when the exit closes its pipe. Ending them here instead lets Ray's core
-        worker see its raylet die and end this process first, with exit code 1 (seen in CI)."""
+        """A second Ctrl-C: the watchdog ends the processes once this driver has exited; ended
+        here, Ray's worker would see its raylet die and exit 1 first (seen in CI)."""
         if self.watchdog is None:
             end_own_processes(self.owner, grace_s=1.0, sweeps=2)
 

@@ -1,11 +1,9 @@
 """The Ray processes a search driver started itself: marked, recorded, and ended if orphaned.
 
-A driver killed with SIGKILL cannot shut Ray down: its head processes die with it, but the
-busy workers are re-parented and keep running. So a local cluster's driver sets a unique
-`DETR_SEARCH_RAY_OWNER` before `ray.init`, which every process of that cluster (and nobody
-else's) inherits. The watchdog ends them when the driver is gone; the `OwnerRecord`
-(`<cache>/drivers/<experiment hash>.json`) lets the next `run.py` of the experiment end what is
-left if the watchdog was killed too, and refuses a second driver while the first is alive.
+A driver killed with SIGKILL leaves its busy workers running, re-parented. So it sets a unique
+`DETR_SEARCH_RAY_OWNER` before `ray.init`, which every process of its cluster inherits; the
+watchdog ends them when the driver is gone, and the `OwnerRecord` lets the next `run.py` of the
+experiment end what is left (and refuse a second driver while the first is alive).
 """
 
 from __future__ import annotations
@@ -35,8 +33,7 @@ _HEAD_PROCESS_NAMES = ("raylet", "gcs_server")
 
 
 def mark_own_processes() -> str:
-    """Set a fresh `DETR_SEARCH_RAY_OWNER` (host, pid, a random part) in this process's
-    environment (before `ray.init`)."""
+    """Set a fresh `DETR_SEARCH_RAY_OWNER` (host, pid, a random part) before `ray.init`."""
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
     os.environ[OWNER_ENV] = owner
     return owner
@@ -45,8 +42,7 @@ def mark_own_processes() -> str:
 def started_local_cluster() -> bool:
     """True when this process itself runs Ray's head processes (a local `ray.init()`)."""
     try:
-        return any(child.name() in _HEAD_PROCESS_NAMES
-                   for child in psutil.Process().children())
+        return any(child.name() in _HEAD_PROCESS_NAMES for child in psutil.Process().children())
     except psutil.Error:
         return False
 
@@ -62,21 +58,6 @@ def own_processes(owner: str, exclude: Iterable[int] = ()) -> list[psutil.Proces
             if proc.environ().get(OWNER_ENV) == owner and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
     return found
-
-
-def end_processes(procs: list[psutil.Process], grace_s: float = 5.0) -> list[str]:
-    """SIGTERM, then SIGKILL what is left after `grace_s`; the names of the processes ended."""
-    names = []
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            names.append(proc.name())
-            proc.send_signal(signal.SIGTERM)
-    alive = _wait_gone(procs, grace_s)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(signal.SIGKILL)
-    _wait_gone(alive, grace_s)
-    return names
 
 
 def _running(proc: psutil.Process) -> bool:
@@ -99,13 +80,22 @@ def _wait_gone(procs: list[psutil.Process], timeout_s: float) -> list[psutil.Pro
 
 def end_own_processes(owner: str, exclude: Iterable[int] = (), grace_s: float = 5.0,
                       sweeps: int = 3) -> list[str]:
-    """End every process marked `owner` (a dying raylet may still start one: a few sweeps)."""
+    """End every process marked `owner`: SIGTERM, then SIGKILL what is left after `grace_s`,
+    a few sweeps (a dying raylet may still start one); the names of those ended."""
     ended: list[str] = []
     for _ in range(sweeps):
         procs = own_processes(owner, exclude)
         if not procs:
             break
-        ended += end_processes(procs, grace_s)
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                ended.append(proc.name())
+                proc.send_signal(signal.SIGTERM)
+        alive = _wait_gone(procs, grace_s)
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signal.SIGKILL)
+        _wait_gone(alive, grace_s)
     return ended
 
 
@@ -127,7 +117,7 @@ class OwnerRecord:
 
 
 def record_path(experiment: str) -> Path:
-    """Where the owner record of `experiment` (a path or URI) lives on this machine."""
+    """`<cache>/drivers/<hash>.json`: the owner record of `experiment` (a path or URI)."""
     digest = hashlib.sha1(experiment.encode()).hexdigest()[:16]
     return default_cache_root() / "drivers" / f"{digest}.json"
 

@@ -1,20 +1,11 @@
 """Every use of Ray's private insides, in one place, checked against Ray 2.59-2.6x.
 
-Ray's public API covers a search but not four things this project needs:
-
-- an `OptunaSearch` that tells Optuna what ASHA did (`search.trial.searcher`) reads and tells
-  the study and the live trials the stock searcher keeps (`optuna_study`, `optuna_trials`,
-  `completed_trials`, `searcher_space`);
-- a restored `Tuner` keeps the first session's callbacks and stopper, pickled in `tuner.pkl`;
-  `Tuner.restore` takes no new ones, so this session's console and time budget are set on
-  its run config (`restored_run_config`);
-- a trial whose newest checkpoint Tune deleted before a killed session saved the next is
-  re-pointed at the newest one left (`search.resume.state`), through the trial metadata and
-  checkpoint manager Tune writes into `experiment_state-*.json` (`trial_entries`,
-  `repoint_checkpoint`);
-- trial statuses of every Tune session of an experiment (a search continued with more trials
-  has one state file per session; `ExperimentAnalysis` reads only the newest): the plain JSON
-  fields `trial_id`, `status` and `relative_logdir` of each state file (`trial_states`).
+Ray's public API does not reach: the study and live trials of an `OptunaSearch`, which the
+ASHA-aware searcher tells what ASHA did (`search.trial.searcher`); a restored `Tuner`'s run
+config, where this session's callbacks and stopper replace those pickled in `tuner.pkl`; the
+checkpoint a trial resumes from, re-pointed when Tune deleted it before a killed session saved
+the next (`search.resume.state`); the trial statuses of every session of an experiment
+(`ExperimentAnalysis` reads only the newest state file).
 
 `missing_private_apis()` lists what an installed Ray no longer has; a test fails with that
 list, so an upgrade that removes one says where instead of breaking a resume silently.
@@ -96,8 +87,7 @@ def restored_run_config(tuner: Any) -> Any:
 
 def trial_entries(state: dict[str, Any]) -> Iterator[tuple[list[Any], dict[str, Any], Any]]:
     """(entry, trial fields, `_TrainingRunMetadata`) of each trial of a decoded
-    `experiment_state-*.json`; an entry in a layout this Ray does not write is skipped (left to
-    Tune to judge)."""
+    `experiment_state-*.json`; one in a layout this Ray does not write is left to Tune."""
     from ray.tune.trainable.metadata import _TrainingRunMetadata
 
     for entry in state.get("trial_data", []):
@@ -130,9 +120,8 @@ def repoint_checkpoint(entry: list[Any], metadata: Any, kept: list[Any],
 
 
 def trial_states(experiment_dir: ExperimentPath) -> dict[str, tuple[str, str]]:
-    """Trial folder name -> (trial id, status), from every session's `experiment_state-*.json`,
-    oldest first (by the session start in the name), newer entries winning. Any surprise in
-    the format means nothing from that file."""
+    """Trial folder name -> (trial id, status) from every session's `experiment_state-*.json`,
+    newer sessions winning; any surprise in a file's format means nothing from it."""
     states: dict[str, tuple[str, str]] = {}
     for path in sorted(experiment_dir.glob("experiment_state-*.json"), key=lambda p: p.name):
         found = {}

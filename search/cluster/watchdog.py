@@ -2,9 +2,7 @@
 
 The driver holds the write end of its stdin: however the driver ends (SIGKILL and the OOM
 killer included) the pipe closes, and the watchdog ends every process marked with the driver's
-owner id (`search.cluster.orphans`). It runs in its own session (out of the terminal's reach),
-is not marked itself and logs to `log_file`. Run as `python -m search.cluster.watchdog OWNER
-LOG_FILE`.
+owner id. It runs in its own session, unmarked: `python -m search.cluster.watchdog OWNER LOG`.
 """
 
 from __future__ import annotations

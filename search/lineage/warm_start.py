@@ -1,16 +1,9 @@
 """`--warm-start EXPERIMENT`: seed a new search's Optuna study with the trials of earlier ones.
 
-    plan = plan_warm_start(spec, ["results/iou", "s3://bucket/results/lr_warmup"])
-    run_search(spec, SearchOptions(...), warm_start=plan)   # plan.lines(): taken / left out
-
 A source needs the new search's metric, mode and `max_t`, and its base run wherever neither
-space sets a key (but `NEUTRAL_KEYS`), else it is refused in one line naming the key (exit 2).
-Its finished and ASHA-stopped trials are taken when the new search could have trained exactly
-that run: each new key's value (trained, or fixed by its base run) can be drawn there (the fixed
-value, a choice, inside a range, an integer / a multiple of q where asked), and a key only the
-old search had has the new base run's value; the others are counted by reason. A taken trial
-enters the study COMPLETE or, stopped by ASHA, PRUNED with its values by step: TPE models it
-and it counts toward the startup trials, but it is not trained again nor in `num_samples`.
+space sets a key (but `NEUTRAL_KEYS`), else it is refused (exit 2). Its finished and
+ASHA-stopped trials are taken when the new search could have trained exactly that run; the
+others are counted by reason. Taken trials are not trained again nor in `num_samples`.
 """
 
 from __future__ import annotations
@@ -19,7 +12,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from detr_core.config.run_config import get_dotted
+from detr_core.config.run_config import get_dotted, touches
 from detr_core.files.errors import UserInputError
 from search.results.reading import TrialRecord, load_trials
 from search.results.warm_trials import (
@@ -115,24 +108,14 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _covered(key: str, keys: Sequence[str]) -> bool:
-    """True when `key` is one of `keys` or lies under (or above) one of them."""
-    return any(key == k or key.startswith(f"{k}.") or k.startswith(f"{key}.") for k in keys)
-
-
 def _first_difference(old: SearchSpec, new: SearchSpec, skip: Sequence[str]) -> str | None:
-    """The first base-run key (none under `skip`) whose value differs, in words."""
+    """The first base-run key (none under or above one of `skip`) whose value differs, in words."""
     old_flat, new_flat = flatten(old.base), flatten(new.base)
     for key in sorted(set(old_flat) | set(new_flat)):
         there, here = old_flat.get(key, "unset"), new_flat.get(key, "unset")
-        if not _covered(key, skip) and not same_value(there, here):
+        if not (touches([key], skip) or touches(skip, [key])) and not same_value(there, here):
             return f"`{key}` is {format_value(there)} there and {format_value(here)} here"
     return None
-
-
-def base_difference(old: SearchSpec, new: SearchSpec) -> str | None:
-    """The first base-run key, set by neither space, whose value differs (None: comparable)."""
-    return _first_difference(old, new, [*old.space, *new.space, *NEUTRAL_KEYS])
 
 
 def search_difference(old: SearchSpec, new: SearchSpec) -> str | None:
@@ -154,30 +137,26 @@ def _entry_text(entry: Any) -> str:
     return describe_distribution(entry) if is_distribution(entry) else format_value(entry)
 
 
-def check_source(source: SearchSpec, new: SearchSpec, where: str) -> None:
-    """Refuse a source whose values the new search cannot compare with its own."""
-    if (source.metric, source.mode) != (new.metric, new.mode):
-        raise UserInputError(
-            f"that search optimised {source.metric} ({source.mode}), this one "
-            f"{new.metric} ({new.mode}): its values cannot seed this study", source=where)
-    if source.scheduler.max_t != new.scheduler.max_t:
-        raise UserInputError(
-            f"its budget differs: experiment max_t {source.scheduler.max_t} there, "
-            f"{new.scheduler.max_t} here", source=where)
-    difference = base_difference(source, new)
-    if difference:
-        raise UserInputError(f"its base run differs: {difference}; its trials are not "
-                             "comparable with this search's", source=where)
-
-
 def open_source(where: str, new: SearchSpec) -> tuple[ExperimentPath, SearchSpec,
                                                        list[TrialRecord]]:
-    """(folder, spec, trials) of an accepted source; `UserInputError` for a refused one."""
+    """(folder, spec, trials) of a source whose values the new search can compare with its
+    own; `UserInputError` for a refused one."""
     folder = location(where)
     if not folder.is_dir():
         raise UserInputError("no such experiment folder", source=where)
     spec = read_spec_file(folder)
-    check_source(spec, new, where)
+    if (spec.metric, spec.mode) != (new.metric, new.mode):
+        raise UserInputError(
+            f"that search optimised {spec.metric} ({spec.mode}), this one "
+            f"{new.metric} ({new.mode}): its values cannot seed this study", source=where)
+    if spec.scheduler.max_t != new.scheduler.max_t:
+        raise UserInputError(
+            f"its budget differs: experiment max_t {spec.scheduler.max_t} there, "
+            f"{new.scheduler.max_t} here", source=where)
+    difference = _first_difference(spec, new, [*spec.space, *new.space, *NEUTRAL_KEYS])
+    if difference:
+        raise UserInputError(f"its base run differs: {difference}; its trials are not "
+                             "comparable with this search's", source=where)
     return folder, spec, load_trials(folder, spec, allow_empty=True)
 
 
@@ -198,18 +177,16 @@ def take_trials(folder: ExperimentPath, spec: SearchSpec, trials: Sequence[Trial
     seen: dict[str, list[str]] = {}
     for trial in trials:
         reason = _reason_of_status(trial)
-        values = None
         if reason is None:
-            # keys the new search resolves per trial are compared as factors of the recipe
-            # of the trial's own model (what the new space samples)
+            # per-trial keys compared as factors of its own model's recipe, as the space samples
             trained = factor_values(trial.params, spec.base, per_trial_keys(new.recipe))
             values, misfit = fit_trial(trained, spec.base, spec.space, new.base, new.space)
             if misfit is not None:
                 reason, value = misfit
                 if value is not None:
                     seen.setdefault(reason, []).append(format_value(value))
-        if reason is not None or values is None:
-            reasons[reason or "does not fit"] += 1
+        if reason is not None:  # else fit_trial gave its values
+            reasons[reason] += 1
             continue
         taken.append(WarmTrial(
             source=str(folder), trial_id=trial.trial_id, trial_dir=str(trial.path),

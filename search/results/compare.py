@@ -1,14 +1,9 @@
 """COMPARE.md: a sequence of searches (the diary's "versions") in one table and one chart.
 
-    python search/export.py --compare results/iou results/iou-2 results/lr --out reports/
-
-Each experiment (folder or storage URI, in the order given) is read back from its folder alone,
-as the export reads it: its space, its trials (its own and warm-start ones), the compute it
-spent (the optimizer steps its own trials trained: warm-start ones cost nothing again), its
-best value, winner and the winner's test metrics (over its fresh runs when the finalists stage
-ran). The chart is the best value so far against cumulative compute, each experiment's own
-trials in the order they ended, so a warm-started or narrowed search shows what it added for
-what it cost. Experiments that optimised another metric than the first stay off the curve.
+Each experiment is read back from its folder alone, as the export reads it. The chart is the
+best value so far against cumulative compute (the optimizer steps each search's own trials
+trained, in the order they ended), so a warm-started or narrowed search shows what it added for
+what it cost; experiments that optimised another metric than the first stay off the curve.
 """
 
 from __future__ import annotations
@@ -23,7 +18,7 @@ from detr_core.config.metric_names import is_better
 from detr_core.files.errors import UserInputError
 from search.results.finalists import read_finalists, winner_seed_metrics
 from search.results.reading import TrialRecord
-from search.results.report import fmt, md_table
+from search.results.report import blocks, fmt, md_table
 from search.results.warm_trials import experiment_trials
 from search.results.winner import pick_winner
 from search.space.distributions import describe_distribution, format_value
@@ -38,7 +33,6 @@ from search.store.storage import (
 )
 from search.trial.status import ERRORED
 
-#: Test metrics shown per winner.
 TEST_SHOWN = ("map_50", "map", "recall", "precision")
 
 
@@ -83,9 +77,8 @@ def read_search(where: str) -> ComparedSearch:
 
 
 def best_so_far(searches: Sequence[ComparedSearch]) -> list[tuple[int, float | None, int]]:
-    """(cumulative steps, best value so far, index of the search) after each own trial ended
-    (by the time of its last report, else by id), over the searches sharing the first one's
-    metric and mode (an errored trial costs its steps but its value does not count)."""
+    """(cumulative steps, best value so far, search index) after each own trial ended, over the
+    searches sharing the first one's metric and mode (an errored trial's value does not count)."""
     def ended(t: TrialRecord) -> tuple[float, str]:
         stamp = as_float((t.last_result or {}).get("timestamp"))
         return (stamp if stamp is not None else float("inf"), t.trial_id)
@@ -152,34 +145,26 @@ def render_compare(searches: Sequence[ComparedSearch], plot_rel: str | None,
         spaces.append([str(index), f"`{s.spec.name}`", f"{sched.grace_period} / "
                        f"{fmt(sched.reduction_factor)} / {sched.max_t}",
                        "; ".join(space) or "nothing"])
-    return "\n".join([
+    return "\n".join(blocks(
         "# Comparison of searches",
-        "",
         f"Generated {generated:%Y-%m-%d %H:%M} UTC by `search/export.py --compare` over "
         f"{len(searches)} experiment(s), in the order given. Compute is the optimizer steps "
         "each search's own trials trained (warm-start trials were paid for by the search "
         "that trained them); best values are each search's own trials' best; test metrics "
         "are the winner's (mean ± std over its fresh runs when the finalists stage ran).",
-        "",
         md_table(["#", "experiment", "metric", "trials", "compute (steps)",
                   "cumulative steps", "best (own trials)", "best so far", "winner",
                   *(f"test {k}" for k in TEST_SHOWN)], rows),
-        "",
         "## Spaces",
-        "",
         md_table(["#", "experiment", "ASHA (grace / factor / max_t)", "space"], spaces),
-        "",
         f"## Best `{first.metric}` so far against compute",
-        "",
-        *([f"![best so far]({plot_rel})", ""] if plot_rel is not None else
-          ["No trial reported the metric: nothing to draw.", ""]),
-    ])
+        f"![best so far]({plot_rel})" if plot_rel is not None
+        else "No trial reported the metric: nothing to draw."))
 
 
 def compare_experiments(sources: Sequence[str], out_dir: str | ExperimentPath) -> ExperimentPath:
-    """Write `COMPARE.md` and its chart into `out_dir`; returns the report's path. Every
-    experiment is read before anything is written: one that is not an experiment folder
-    raises `UserInputError` naming it."""
+    """Write `COMPARE.md` and its chart into `out_dir`, every experiment read (or refused with
+    a `UserInputError`) before anything is written; returns the report's path."""
     from search.results.plots import plot_best_so_far  # matplotlib: only here
 
     if not sources:

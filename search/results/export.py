@@ -1,17 +1,14 @@
 """Rebuild everything a search leaves behind from its experiment folder alone (a local path or
-any storage URI `pyarrow.fs` resolves): `best_config.yaml`, `best_model/` (the winner's best
-step, not its last) and `test_metrics.json` (`winner`), `trials.csv`, `plots/` and `REPORT.md`
-(which trials were running and how to resume, when Ctrl-C / SIGTERM stopped the search). A
-finalists stage chooses the winner (`finalists`); warm-start trials are ranked, drawn and may
-win like the others, with their config and model from their own experiment (`warm_trials`).
-
-Every file is written atomically (one rename, or one upload) and `best_model/` is swapped in
-whole: an export killed at any moment leaves complete files, old or new, and the next export
-clears its leftovers.
+a storage URI): `best_config.yaml`, `best_model/`, `test_metrics.json`, `trials.csv`, `plots/`
+and `REPORT.md`. Every file is written atomically and `best_model/` swapped in whole: an export
+killed at any moment leaves complete files, and the next export clears its leftovers.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,17 +16,17 @@ from detr_core.files.errors import UserInputError
 from detr_core.files.file_io import remove_stale_temporaries
 from search.results.finalists import read_finalists, write_finalist_config
 from search.results.importance import parameter_importances
-from search.results.reading import read_interrupt_record
+from search.results.reading import TrialRecord, read_interrupt_record, shown_beside
 from search.results.report import ExportSummary, render_report, status_counts
-from search.results.trials_csv import param_keys, write_trials_csv
-from search.results.warm_trials import experiment_trials
+from search.results.warm_trials import WARM_START, experiment_trials
 from search.results.winner import (
     copy_winner_model,
     pick_winner,
+    rank_trials,
     winner_test_metrics,
     write_best_config,
 )
-from search.space.spec import read_spec_file
+from search.space.spec import SearchSpec, read_spec_file
 from search.store.layout import (
     BEST_CONFIG_FILE,
     BEST_MODEL_DIR,
@@ -47,10 +44,34 @@ from search.store.storage import (
 )
 
 
+def param_keys(spec: SearchSpec, trials: Sequence[TrialRecord]) -> list[str]:
+    """Columns for sampled values: the spec's searched keys, then any other key a trial has."""
+    keys, fixed = spec.searched_keys(), spec.fixed_values()
+    return keys + sorted({k for t in trials for k in t.params if k not in keys and k not in fixed})
+
+
+def write_trials_csv(
+    path: ExperimentPath, spec: SearchSpec, trials: Sequence[TrialRecord], keys: Sequence[str]
+) -> ExperimentPath:
+    """`trials.csv`: one row per trial, best first, with the values it trained with (columns:
+    results/README.md)."""
+    beside = shown_beside(spec.metric)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\r\n")
+    writer.writerow(["trial_id", "status", *keys, f"best_{spec.metric}", "best_step", *beside,
+                     "last_step", "wall_time_s", "cpu_s", "error", "origin", "source_experiment"])
+    for t in rank_trials(trials, spec.mode):
+        writer.writerow(["" if v is None else v for v in (
+            t.trial_id, t.status, *(t.params.get(k) for k in keys), t.best_value, t.best_step,
+            *(t.value_at_best_step(m) for m in beside), t.last_step, t.wall_time_s,
+            t.cpu_seconds(spec.resources.cpus_per_trial), t.error,
+            WARM_START if t.origin else "search", t.origin)])
+    return write_text_atomic(path, text.getvalue())
+
+
 def export_experiment(experiment_dir: str | Path | ExperimentPath,
                       evaluate_winner: bool = True) -> ExportSummary:
-    """Rebuild every output of a search from its experiment folder; `UserInputError` when the
-    folder is not an experiment or holds no trials."""
+    """Rebuild every output of a search; `UserInputError` for a folder with no experiment."""
     from search.results.plots import write_importances_plot, write_plots  # matplotlib: only here
 
     folder = location(experiment_dir)

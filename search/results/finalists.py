@@ -1,16 +1,10 @@
 """Finalists: the search's K best distinct configurations re-trained with the same S fresh
-seeds to the full budget, the winner being the best mean validation value over those runs.
-This module plans and reads; `search.running.finalists` runs the stage.
+seeds to the full budget; the winner has the best mean validation value over those runs (test
+numbers only report). This module plans and reads; `search.running.finalists` runs the stage.
 
-Why: one run's value is one draw from a spread. On the embedded default's grid
-(`results/benchmarks/search_efficiency.md`) one configuration's seed spread of test mAP@.5 is
-0.029 while the best leads the next by 0.016, and the run a search picks was picked *because*
-it scored high (the winner's curse): the search's own run is shown, never averaged in. Each run
-is evaluated on the test split once, for the report: test numbers never choose.
-
-On disk: `finalists.json`, the plan, written before the first run (a resumed stage runs the
-same runs); `finalists/`, the stage's Ray Tune experiment, one trial per configuration x seed
-(`params.json`: `finalist`, `seed`), each with its `test_metrics.json` once evaluated.
+Why: on the embedded default's grid one configuration's seed spread of test mAP@.5 is 0.029
+while the best leads the next by 0.016 (`results/benchmarks/search_efficiency.md`), and the
+search's own run was picked because it scored high: it is shown, never averaged in.
 """
 
 from __future__ import annotations
@@ -19,13 +13,12 @@ import copy
 import dataclasses
 import json
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from detr_core.config.metric_names import is_better
 from search.cluster.ray_internals import trial_states
-from search.results.reading import TrialRecord, find_trial_dirs, load_trial
+from search.results.reading import TrialRecord, find_trial_dirs, load_trial, signed
 from search.results.winner import (
     build_best_config,
     rank_trials,
@@ -43,7 +36,6 @@ from search.store.layout import (
 from search.store.storage import ExperimentPath, read_json, write_json_atomic
 from search.trial.status import COMPLETED, ERRORED
 
-#: test metrics shown per configuration (mean ± std over its runs)
 TEST_COLUMNS = (("map_50", "test mAP@.5"), ("recall", "test recall"),
                 ("precision", "test precision"))
 
@@ -84,14 +76,6 @@ class FinalistPlan:
         """The complete run config of one finalist run: its configuration, its seed."""
         return copy.deepcopy(self.configurations[number - 1].config) | {"seed": seed}
 
-    def to_json(self) -> dict[str, Any]:
-        return {"seeds": self.seeds, "configurations": [vars(c) for c in self.configurations]}
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> FinalistPlan:
-        return cls(seeds=[int(s) for s in raw["seeds"]],
-                   configurations=[FinalistConfiguration(**c) for c in raw["configurations"]])
-
 
 @dataclass
 class FinalistRun:
@@ -113,8 +97,7 @@ class FinalistRun:
 
 @dataclass
 class ConfigurationOutcome:
-    """A configuration's fresh runs: the validation values that choose, the test numbers that
-    only report."""
+    """A configuration's fresh runs: validation values choose, test numbers only report."""
 
     configuration: FinalistConfiguration
     runs: list[FinalistRun] = field(default_factory=list)
@@ -154,8 +137,9 @@ class FinalistsOutcome:
         return sum(1 for r in self.runs if r.ended) >= self.plan.runs
 
     def ranked(self) -> list[ConfigurationOutcome]:
-        """Configurations best mean first (those without a finished run last)."""
-        return rank_by_mean(self.configurations, self.mode)
+        """Best mean first, those without a finished run last; ties keep the search's order."""
+        return sorted(self.configurations,
+                      key=lambda c: (c.mean is None, signed(c.mean, self.mode)))
 
     @property
     def winner(self) -> ConfigurationOutcome | None:
@@ -165,31 +149,17 @@ class FinalistsOutcome:
 
     @property
     def winner_run(self) -> FinalistRun | None:
-        """The winner's run with the best validation value: `best_model/` and
-        `best_config.yaml` come from it."""
-        best = None
-        for run in self.winner.runs if self.winner is not None else ():
-            if run.finished and is_better(run.trial.best_value,
-                                          best.trial.best_value if best else None, self.mode):
-                best = run
-        return best
-
-
-def rank_by_mean(configurations: Sequence[ConfigurationOutcome],
-                 mode: str) -> list[ConfigurationOutcome]:
-    """Best mean validation value first; ties keep the search's order (its better run)."""
-    def key(outcome: ConfigurationOutcome) -> tuple[bool, float]:
-        mean = outcome.mean
-        return (True, 0.0) if mean is None else (False, -mean if mode == "max" else mean)
-
-    return sorted(configurations, key=key)
+        """The winner's run with the best validation value (the first on a tie): `best_model/`
+        and `best_config.yaml` come from it."""
+        runs = [r for r in (self.winner.runs if self.winner is not None else ())
+                if r.finished and r.trial.best_value is not None]
+        return min(runs, key=lambda r: signed(r.trial.best_value, self.mode), default=None)
 
 
 def plan_finalists(spec: SearchSpec, trials: Sequence[TrialRecord], top: int,
                    seeds: int) -> FinalistPlan | None:
-    """The `top` best distinct configurations of the search (errored trials and those without
-    a value left out) and `seeds` fresh seeds: the first ones above every seed a trial of the
-    search trained with. None when no trial has a value."""
+    """The `top` best distinct clean configurations of the search and `seeds` fresh seeds (above
+    every seed its trials trained with); None when no trial has a value."""
     configs = {t.trial_id: build_best_config(spec, t) for t in trials}
     chosen: list[FinalistConfiguration] = []
     seen: set[str] = set()
@@ -217,12 +187,15 @@ def plan_finalists(spec: SearchSpec, trials: Sequence[TrialRecord], top: int,
 
 
 def write_plan(experiment_dir: ExperimentPath, plan: FinalistPlan) -> ExperimentPath:
-    return write_json_atomic(experiment_dir / FINALISTS_PLAN_FILE, plan.to_json())
+    return write_json_atomic(experiment_dir / FINALISTS_PLAN_FILE, dataclasses.asdict(plan))
 
 
 def read_plan(experiment_dir: ExperimentPath) -> FinalistPlan | None:
     raw = read_json(experiment_dir / FINALISTS_PLAN_FILE)
-    return FinalistPlan.from_json(raw) if isinstance(raw, dict) else None
+    if not isinstance(raw, dict):
+        return None
+    return FinalistPlan(seeds=[int(s) for s in raw["seeds"]],
+                        configurations=[FinalistConfiguration(**c) for c in raw["configurations"]])
 
 
 def read_finalists(experiment_dir: ExperimentPath, spec: SearchSpec) -> FinalistsOutcome | None:

@@ -1,11 +1,8 @@
 """What mattered: how much of the metric's variation each searched hyperparameter explains.
 
-Optuna's importance evaluators only read COMPLETE trials, and in an ASHA search most trials are
-stopped early (PRUNED), so the study's own importances would rest on the few that ran their
-whole budget. Here every trial counts with its value at the FIRST rung (the first result at or
-past `grace_period` steps, what ASHA judged it by), put into an in-memory Optuna study and
-apportioned by Optuna's seeded fANOVA evaluator. Importances sum to 1; they describe
-short-budget behaviour and with few trials they are rough.
+Optuna's importance evaluators only read COMPLETE trials, the few an ASHA search runs to the
+end, so every trial counts here with its value at the FIRST rung (what ASHA judged it by), in an
+in-memory Optuna study apportioned by Optuna's seeded fANOVA evaluator.
 """
 
 from __future__ import annotations
@@ -40,11 +37,8 @@ class Importances:
 
 def value_at_step(results: Sequence[dict[str, Any]], metric: str, step: int) -> float | None:
     """`metric` of the first result at or past `step` (what ASHA records for a rung)."""
-    for row in results:
-        row_step = as_int(row.get("step"))
-        if row_step is not None and row_step >= step:
-            return as_float(row.get(metric))
-    return None
+    return next((as_float(r.get(metric)) for r in results
+                 if (s := as_int(r.get("step"))) is not None and s >= step), None)
 
 
 def rung_points(spec: SearchSpec, trials: Sequence[TrialRecord]
@@ -77,7 +71,7 @@ def optuna_distribution(dist: dict) -> Any:
 
 
 def parameter_importances(spec: SearchSpec, trials: Sequence[TrialRecord]) -> Importances:
-    """fANOVA importances of the searched keys on the first-rung values (see module doc)."""
+    """fANOVA importances of the searched keys on the first-rung values."""
     import optuna
 
     rung = spec.scheduler.grace_period

@@ -1,8 +1,5 @@
-"""The charts, as PNG files: in `plots/` the metric and train-loss curves of every trial (the
-winner thicker), one chart per hyperparameter (value vs best metric, marker by how the trial
-ended) and the importances; `compare_plots/best_so_far.png` for `--compare`. The only module
-that imports matplotlib (headless `Agg` backend).
-"""
+"""The charts, as PNG files, for REPORT.md and COMPARE.md. The only module that imports
+matplotlib (headless `Agg` backend)."""
 
 from __future__ import annotations
 
@@ -26,8 +23,6 @@ from search.store.layout import as_float, as_int
 from search.store.storage import ExperimentPath, write_bytes_atomic
 from search.trial.status import status_category
 
-IMPORTANCES_PNG = "importances.png"
-
 
 def _save(fig: Any, path: ExperimentPath) -> ExperimentPath:
     """The chart rendered in memory, written atomically (one rename, or one upload)."""
@@ -38,8 +33,7 @@ def _save(fig: Any, path: ExperimentPath) -> ExperimentPath:
 
 
 def plot_curves(
-    path: ExperimentPath, trials: Sequence[TrialRecord], key: str, title: str,
-    winner: str | None,
+    path: ExperimentPath, trials: Sequence[TrialRecord], key: str, title: str, winner: str | None
 ) -> ExperimentPath:
     """`key` vs step for every trial on one chart; the winner drawn thicker."""
     fig, ax = plt.subplots(figsize=(9, 5))
@@ -91,9 +85,8 @@ def plot_param(
     path: ExperimentPath, spec: SearchSpec, trials: Sequence[TrialRecord], key: str,
     winner: str | None,
 ) -> ExperimentPath:
-    """Sampled value of `key` vs the best metric each trial reached; the winner as a star. The
-    marker tells full-budget scores from partial (stopped, cut, interrupted) and errored ones,
-    which do not compare on equal terms."""
+    """Sampled value of `key` vs the best metric each trial reached, the marker by how it ended
+    (partial budgets do not compare on equal terms); the winner as a star."""
     points = [t for t in trials if key in t.params and t.best_value is not None]
     kind, options = param_axis(spec, key, [t.params[key] for t in points])
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -141,7 +134,7 @@ def write_plots(
 def write_importances_plot(plots_dir: ExperimentPath,
                            importances: Importances) -> ExperimentPath | None:
     """`plots/importances.png`, most important on top; without importances any old one goes."""
-    path = plots_dir / IMPORTANCES_PNG
+    path = plots_dir / "importances.png"
     if not importances.values:
         path.unlink(missing_ok=True)
         return None

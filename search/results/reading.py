@@ -1,10 +1,7 @@
 """Read a search back from its experiment folder: one `TrialRecord` per trial folder.
 
-Only plain files are read, so a folder can be read again at any time, with or without the
-driver that made it: per trial `params.json`, `result.json` (`progress.csv` as fallback) and
-`error.txt` / `error.pkl`; Ray's `experiment_state-*.json` only as a fallback for trial ids and
-statuses; the driver's `time_budget.json` (trials `--time-budget` cut) and `interrupted.json`
-(trials Ctrl-C / SIGTERM stopped).
+Only plain files are read (Ray's `experiment_state-*.json` as a fallback for trial ids and
+statuses), so a folder can be read again at any time, with or without the driver that made it.
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from detr_core.config.metric_names import is_better
 from detr_core.files.errors import UserInputError
 from search.cluster.ray_internals import trial_states
 from search.space.spec import SearchSpec
@@ -68,9 +64,8 @@ class TrialRecord:
         return as_int(self.results[-1].get("step")) if self.results else None
 
     def cpu_seconds(self, cpus_per_trial: float) -> float | None:
-        """Wall time times the CPUs (torch threads) it trained with (`num_threads`, else
-        `cpus_per_trial`). Equal steps are not equal compute: plain DETR trains ~5x slower
-        than D-FINE per step on a CPU."""
+        """Wall time times the torch threads it trained with (else `cpus_per_trial`): plain DETR
+        trains ~5x slower than D-FINE per step on a CPU, so equal steps are not equal compute."""
         wall = self.wall_time_s
         if wall is None:
             return None
@@ -80,10 +75,10 @@ class TrialRecord:
     @property
     def wall_time_s(self) -> float | None:
         """Last `time_total_s` (survives resumes), else the sum of `time_this_iter_s`."""
-        if self.results and as_float(self.results[-1].get("time_total_s")) is not None:
-            return as_float(self.results[-1]["time_total_s"])
-        times = [as_float(r.get("time_this_iter_s")) for r in self.results]
-        times = [t for t in times if t is not None]
+        total = as_float((self.last_result or {}).get("time_total_s"))
+        if total is not None:
+            return total
+        times = [t for r in self.results if (t := as_float(r.get("time_this_iter_s"))) is not None]
         return sum(times) if times else None
 
 
@@ -114,17 +109,18 @@ def read_results(trial_dir: ExperimentPath) -> list[dict[str, Any]]:
     return results
 
 
+def signed(value: float | None, mode: str) -> float:
+    """`value` as a sort key that puts the best first under `mode` (None: 0.0)."""
+    return 0.0 if value is None else value if mode == "min" else -value
+
+
 def best_of(
     results: Iterable[Mapping[str, Any]], metric: str, mode: str
 ) -> tuple[float | None, int | None]:
     """Best finite value of `metric` ever reported and its step (first one on ties)."""
-    best_value: float | None = None
-    best_step: int | None = None
-    for row in results:
-        value = as_float(row.get(metric))
-        if is_better(value, best_value, mode):
-            best_value, best_step = value, as_int(row.get("step"))
-    return best_value, best_step
+    rows = [r for r in results if as_float(r.get(metric)) is not None]
+    best = min(rows, key=lambda r: signed(as_float(r.get(metric)), mode), default=None)
+    return (None, None) if best is None else (as_float(best[metric]), as_int(best.get("step")))
 
 
 _TRIAL_ID_IN_DIRNAME = re.compile(r"(?:^|_)([0-9a-f]{5}_\d{5}|[0-9a-f]{8})(?=_|$)")
@@ -132,8 +128,7 @@ _TRIAL_ID_IN_DIRNAME = re.compile(r"(?:^|_)([0-9a-f]{5}_\d{5}|[0-9a-f]{8})(?=_|$
 
 def load_trial(
     trial_dir: ExperimentPath, spec: SearchSpec, ray_states: Mapping[str, tuple[str, str]],
-    budget_cut: Collection[str] = (),
-    interrupted: Collection[str] = (),
+    budget_cut: Collection[str] = (), interrupted: Collection[str] = (),
 ) -> TrialRecord:
     """Read one trial folder and decide its status and best metric."""
     results = read_results(trial_dir)
@@ -152,9 +147,8 @@ def load_trial(
         match = _TRIAL_ID_IN_DIRNAME.search(trial_dir.name)
         trial_id = match.group(1) if match else trial_dir.name
     done = bool(results and results[-1].get("done")) or ray_status == "TERMINATED"
-    # error.txt stays after a failure a retry (max_failures) got past: a trial that ended, or
-    # was still running (or waiting to) when the search stopped, is not errored; its error
-    # column still tells what happened on the way
+    # error.txt stays after a failure a retry (max_failures) got past: a trial that ended or was
+    # still running (or waiting to) is not errored; its error column tells what happened
     recovered = ray_status != "ERROR" and (
         done or ray_status in ("TERMINATED", "RUNNING", "PENDING", "PAUSED"))
     status = trial_status(
@@ -194,7 +188,6 @@ def json_dict(path: ExperimentPath) -> dict[str, Any]:
 
 
 def read_interrupt_record(experiment_dir: ExperimentPath) -> dict[str, Any] | None:
-    """What `search.running.interrupt` wrote when Ctrl-C / SIGTERM stopped the search, or None
-    (not interrupted, or resumed since)."""
+    """What `search.running.interrupt` wrote when Ctrl-C / SIGTERM stopped the search, or None."""
     data = json_dict(experiment_dir / INTERRUPTED_FILE)
     return data if isinstance(data.get("running_trials"), dict) else None

@@ -1,10 +1,5 @@
 """REPORT.md, the search diary, rendered from an `ExportSummary` (what one export found and
-wrote; the driver and `search/export.py` print its `describe()`), and how values look there.
-
-Sections: settings, the trials table (best first), curves and per-parameter charts, "What
-mattered" (importances, and the Optuna study in optuna-dashboard), the finalists, the winner,
-its test metrics and the commands to reproduce. Markdown only, no I/O.
-"""
+wrote), and how values look there. Markdown only, no I/O."""
 
 from __future__ import annotations
 
@@ -174,11 +169,10 @@ def by_model_table(spec: SearchSpec, trials: Sequence[TrialRecord]) -> str:
 
 def test_metrics_table(metrics: Mapping[str, Any]) -> str:
     """One test evaluation (the diary's mAP, IoU and centre-error figures), per-class AP."""
-    def cell(key: str) -> str:
-        return fmt(metrics.get(key), missing="n/a")
-
-    rows = [[key, cell(key)] for key in TEST_TABLE_METRICS]
-    rows.append(["missed / num_gt", f"{cell('missed')} / {cell('num_gt')}"])
+    cell = {key: fmt(metrics.get(key), missing="n/a")
+            for key in (*TEST_TABLE_METRICS, "missed", "num_gt")}
+    rows = [[key, cell[key]] for key in TEST_TABLE_METRICS]
+    rows.append(["missed / num_gt", f"{cell['missed']} / {cell['num_gt']}"])
     table = md_table(["metric", "value"], rows)
     per_class = metrics.get("per_class_ap")
     if isinstance(per_class, Mapping) and per_class:
@@ -194,8 +188,7 @@ def _mean_std(values: Sequence[float]) -> str:
 
 
 def finalists_table(outcome: FinalistsOutcome, spec: SearchSpec) -> str:
-    """One row per configuration, best mean first: the search's own run beside the fresh runs'
-    validation mean ± std (what chose) and their test numbers (what only reports)."""
+    """One row per configuration, best mean first: its search run, then its fresh runs."""
     headers = ["configuration", "values", f"search's run ({spec.metric})", "fresh runs",
                f"{spec.metric} mean ± std", *(label for _, label in TEST_COLUMNS)]
     rows = []
@@ -215,8 +208,7 @@ def finalists_table(outcome: FinalistsOutcome, spec: SearchSpec) -> str:
 
 
 def lead_sentence(outcome: FinalistsOutcome, spec: SearchSpec) -> str:
-    """Whether the winner's lead over the runner-up is larger than the spread: the standard
-    error of the difference of the two means (Welch)."""
+    """Whether the winner's lead beats the standard error of the difference of means (Welch)."""
     winner = outcome.winner
     if winner is None:
         return ""
@@ -242,7 +234,7 @@ def lead_sentence(outcome: FinalistsOutcome, spec: SearchSpec) -> str:
             f"{verdict}.")
 
 
-def _blocks(*parts: str | None) -> list[str]:
+def blocks(*parts: str | None) -> list[str]:
     """Markdown blocks, each followed by a blank line (None: left out)."""
     return [line for part in parts if part is not None for line in (part, "")]
 
@@ -256,7 +248,7 @@ def render_report(
 ) -> str:
     """The diary page: what was searched, how each trial ended, who won and how well."""
     sched, where = spec.scheduler, display_path(summary.experiment_dir)
-    lines = _blocks(
+    lines = blocks(
         f"# Search report: {spec.name}",
         f"Generated {generated:%Y-%m-%d %H:%M} UTC by `search/export.py` from `{where}`.",
         f"- Metric: `{spec.metric}` ({spec.mode}; best value ever reported per trial)\n"
@@ -271,14 +263,14 @@ def render_report(
         "equal compute.",
         trials_table(spec, summary.trials, keys))
     if searched_model_keys(spec.space):  # the importance of the choice is in "What mattered"
-        lines += _blocks("## By model", "Each searched model's trials: how good the best got "
+        lines += blocks("## By model", "Each searched model's trials: how good the best got "
                          "and what they cost. Recipe-relative values were resolved per trial "
                          "against that model's recipe.", by_model_table(spec, summary.trials))
-    lines += _blocks("## Curves", *(f"![{p.stem}]({_rel(summary, p)})" for p in summary.plots))
+    lines += blocks("## Curves", *(f"![{p.stem}]({_rel(summary, p)})" for p in summary.plots))
     return "\n".join([
         *lines, *_what_mattered(summary, spec), *_finalists_section(summary.finalists, spec),
         *_winner_section(summary, spec, keys), *_test_sections(summary),
-        *_blocks("## How to reproduce", _code(
+        *blocks("## How to reproduce", _code(
             f"python -m detr_core.train --config "
             f"{display_path(summary.experiment_dir / BEST_CONFIG_FILE)}",
             f"tensorboard --logdir {where}",
@@ -291,7 +283,6 @@ def _rel(summary: ExportSummary, path: ExperimentPath) -> str:
 
 
 def _interruption(record: dict[str, Any] | None) -> list[str]:
-    """The note at the top of an interrupted search: when, which trials ran, how to resume."""
     if not record:
         return []
     running = record.get("running_trials") or {}
@@ -305,7 +296,6 @@ def _interruption(record: dict[str, Any] | None) -> list[str]:
 
 
 def _warm_start(record: WarmStartRecord | None) -> list[str]:
-    """Where the warm-start trials came from, how many were taken and why others were not."""
     if record is None:
         return []
     return ["## Warm start",
@@ -337,7 +327,7 @@ def _what_mattered(summary: ExportSummary, spec: SearchSpec) -> list[str]:
     if isinstance(folder, UriPath) and not folder.is_local_fs:
         fetch = [f"# copy {study} here first (e.g. `aws s3 cp` / `gcloud storage cp`)"]
         study = STUDY_FILE
-    return _blocks(
+    return blocks(
         "## What mattered", *found,
         f"The Optuna study (`{spec.name}`, every trial with its intermediate values; "
         "ASHA-stopped trials are PRUNED) opens in optuna-dashboard from its journal file:",
@@ -347,7 +337,7 @@ def _what_mattered(summary: ExportSummary, spec: SearchSpec) -> list[str]:
 def _winner_section(summary: ExportSummary, spec: SearchSpec, keys: Sequence[str]) -> list[str]:
     winner = summary.winner
     if winner is None:
-        return _blocks("## Winner", f"No trial reported `{spec.metric}` yet.")
+        return blocks("## Winner", f"No trial reported `{spec.metric}` yet.")
     origin = (f", a warm-start trial of `{winner.origin}`: not trained by this search; "
               f"`{BEST_CONFIG_FILE}` is its run config there and the model its checkpoint "
               "from there" if winner.origin else "")
@@ -374,19 +364,19 @@ def _winner_section(summary: ExportSummary, spec: SearchSpec, keys: Sequence[str
                      f"step {summary.model_step}{note}")
     rows = [[f"`{k}`", fmt(winner.params[k])] for k in keys if k in winner.params]
     sampled = ["Sampled values:", md_table(["parameter", "value"], rows)] if rows else []
-    return _blocks("## Winner", "\n".join(lines), *sampled)
+    return blocks("## Winner", "\n".join(lines), *sampled)
 
 
 def _test_sections(summary: ExportSummary) -> list[str]:
     if summary.test_metrics is None:
-        return _blocks("## Test metrics of the winner",
+        return blocks("## Test metrics of the winner",
                        f"Evaluation failed: {summary.test_error}") if summary.test_error else []
     grid = (summary.best_model_dir / detections_image("test")
             if summary.best_model_dir is not None else None)
     image = (["The winner on the first test images: ground truth (green) beside its confident "
               "detections (red, with scores).", f"![test detections]({_rel(summary, grid)})"]
              if grid is not None and grid.is_file() else [])
-    return _blocks(
+    return blocks(
         "## Test metrics of the winner",
         "Detection quality is read from mAP@.5, recall and precision (confident detections, "
         "score >= the run's `evaluation.score_threshold`, matched one-to-one to ground truth of "
@@ -396,12 +386,11 @@ def _test_sections(summary: ExportSummary) -> list[str]:
 
 
 def _finalists_section(outcome: FinalistsOutcome | None, spec: SearchSpec) -> list[str]:
-    """The finalists' table and whether the lead beats the spread, or how far the stage got."""
     if outcome is None:
         return []
     seeds = ", ".join(map(str, outcome.plan.seeds))
     ended = sum(1 for r in outcome.runs if r.ended)
-    return _blocks(
+    return blocks(
         "## Finalists",
         f"The search's {len(outcome.plan.configurations)} best distinct configurations, "
         f"re-trained to the full budget with the same fresh seeds ({seeds}; `{FINALISTS_DIR}/`"

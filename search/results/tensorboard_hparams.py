@@ -1,10 +1,7 @@
 """Each trial's TensorBoard event file carries its hyperparameters (the HParams tab).
 
-Ray Tune's `TBXLoggerCallback` writes the HParams summary only when a trial ends, with Optuna's
-raw draws, and never for a trial still running or cut by the time budget. This subclass writes
-it when the trial starts, into the trial's event file, with the values it trains with
-(`trial_values`: fixed keys too, q-rounding applied), and declares the metrics it reports
-(`ray/tune/<metric>`), so `tensorboard --logdir <experiment>` compares trials side by side.
+Ray Tune's `TBXLoggerCallback` writes them only when a trial ends, with Optuna's raw draws;
+this subclass writes them as the trial starts, with the values it trains with.
 """
 
 from __future__ import annotations

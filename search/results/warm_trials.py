@@ -1,13 +1,6 @@
-"""`warm_start.json`: the earlier trials a `--warm-start` search was seeded with.
-
-A warm-started search seeds its Optuna study with finished and ASHA-stopped trials of earlier
-experiments (`search.lineage` builds the record); they are not trained again. So that the
-export can rank them, draw them and pick one as the winner from the experiment folder alone,
-the driver writes this record when the search starts: per source what was taken or left out
-(and why); per trial its values in the new space and in its own search, status, best value and
-step, and its reported results without Ray's bookkeeping. Its checkpoints stay in its own
-experiment (`trial_dir`), where a winner's `best_model/` is copied from. This module owns the
-file's format.
+"""`warm_start.json`: the earlier trials a `--warm-start` search was seeded with (`search.lineage`
+builds the record), written when the search starts so that the export can rank, draw and pick
+them from the experiment folder alone. This module owns the file's format.
 """
 
 from __future__ import annotations
@@ -48,7 +41,7 @@ class SourceSummary:
     notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        """The source in words: one line for what was taken, one per reason for leaving out."""
+        """One line for what was taken, one per reason for leaving out, one per note."""
         head = (f"{self.source} ({self.name}): {self.taken} of {self.trials} trial(s) taken"
                 + (f", {sum(self.left_out.values())} left out" if self.left_out else ""))
         return [head, *(f"  left out {n}: {reason}" for reason, n in self.left_out.items()),
@@ -134,9 +127,8 @@ def read_warm_start_record(experiment_dir: ExperimentPath) -> WarmStartRecord | 
 
 def experiment_trials(experiment_dir: ExperimentPath, spec: SearchSpec
                       ) -> tuple[list[TrialRecord], WarmStartRecord | None]:
-    """Every trial an experiment ranks: its own (trial folders) and its warm-start ones (as
-    `TrialRecord`s, ranked, drawn and exported like the others), with the warm-start record
-    (None when it was not warm-started)."""
+    """Every trial an experiment ranks, its own and its warm-start ones (ranked, drawn and
+    exported like the others), with the warm-start record (None when it was not warm-started)."""
     record = read_warm_start_record(experiment_dir)
     own = load_trials(experiment_dir, spec, allow_empty=record is not None)
     return [*own, *(TrialRecord(
@@ -144,11 +136,6 @@ def experiment_trials(experiment_dir: ExperimentPath, spec: SearchSpec
         results=[dict(r) for r in t.results], status=t.status, best_value=t.best_value,
         best_step=t.best_step, origin=t.source, source_params=dict(t.source_params),
     ) for t in (record.trials if record else ()))], record
-
-
-def origin_label(trial: TrialRecord) -> str:
-    """`search` for a trial trained by this search, `warm-start` for one taken from another."""
-    return WARM_START if trial.origin else "search"
 
 
 def source_spec(trial: TrialRecord) -> SearchSpec | None:

@@ -1,12 +1,9 @@
 """Who won a search: its `best_config.yaml`, `best_model/` and test metrics.
 
-The winner has the best value of the metric ever reported (Tune's `scope="all"`): a trial ASHA
-stopped early competes with the score it reached. Its config is set by the trainable's own
-`trial_run_config`, rounding included. `best_model/` is its best step's checkpoint, with an
-`export_source.json` (trial, checkpoint): a re-export of the same winner leaves it untouched and
-no stale copy of another trial stays beside a new `best_config.yaml`. A checkpoint with
-incomplete model files (a trial killed while Tune copied it) is passed over; the copy is built
-aside and swapped in (on an object store: old copy deleted, new one uploaded,
+The winner has the best value ever reported (Tune's `scope="all"`: a trial ASHA stopped early
+competes with what it reached). `best_model/` is its best step's checkpoint with an
+`export_source.json` (trial, checkpoint), so a re-export of the same winner leaves it untouched;
+it is built aside and swapped in whole (on an object store: old copy deleted, new one uploaded,
 `export_source.json` last), so an interrupted copy is redone, never used half-written.
 """
 
@@ -19,11 +16,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from detr_core.config.metric_names import is_better
 from detr_core.files.errors import UserInputError
 from detr_core.files.file_io import dumps_yaml, replace_folder, staging_folder
 from detr_core.model.model_check import check_model_folder
-from search.results.reading import TrialRecord
+from search.results.reading import TrialRecord, signed
 from search.results.warm_trials import source_spec
 from search.space.spec import SearchSpec
 from search.store.layout import (
@@ -53,15 +49,10 @@ from search.trial.trainable import trial_run_config, trial_threads
 
 
 def rank_trials(trials: Sequence[TrialRecord], mode: str) -> list[TrialRecord]:
-    """Trials best first by their best metric; errored trials after clean ones (a config that
-    crashed may crash again when retrained, and rank 1 is the winner), no value last. Ties keep
-    trial-id order."""
-    def key(t: TrialRecord) -> tuple[bool, bool, float, str]:
-        value = t.best_value if t.best_value is not None else 0.0
-        return (t.best_value is None, t.status == ERRORED, value if mode == "min" else -value,
-                t.trial_id)
-
-    return sorted(trials, key=key)
+    """Trials best first; errored ones after clean ones (a config that crashed may crash again,
+    and rank 1 is the winner), no value last; ties in trial-id order."""
+    return sorted(trials, key=lambda t: (t.best_value is None, t.status == ERRORED,
+                                         signed(t.best_value, mode), t.trial_id))
 
 
 def pick_winner(trials: Sequence[TrialRecord], mode: str) -> TrialRecord | None:
@@ -77,12 +68,10 @@ def trial_thread_count(spec: SearchSpec, trial: TrialRecord) -> int:
 
 
 def build_best_config(spec: SearchSpec, trial: TrialRecord) -> dict[str, Any]:
-    """A trial's complete run config, thread count included: exactly what it trained with (same
-    config and threads on the same machine, same curve). A warm-start trial's comes from its own
-    experiment's spec when readable (else from this one's, which trains the same run)."""
+    """A trial's complete run config, thread count included: exactly what it trained with. A
+    warm-start trial's comes from its own experiment's spec when readable."""
     own = source_spec(trial)
-    # params are the values it trained with (rounded, absolute where the model is searched),
-    # so they are set as they are: no space
+    # params are the values it trained with (rounded, absolute): set as they are, no space
     if own is not None and trial.source_params is not None:
         spec, params = own, trial.source_params
     else:
@@ -119,13 +108,12 @@ def winner_test_metrics(
     best_config_path: ExperimentPath | None, model_dir: ExperimentPath | None, evaluate: bool,
 ) -> tuple[dict[str, Any] | None, str | None]:
     """(metrics, error) of `best_model/` on the test split, evaluated once: a `test_metrics.json`
-    not older than its `export_source.json` is reused (folders on object stores have no time;
-    equal times count, file clocks tick coarsely); else evaluated if asked (from a local copy,
-    its log uploaded back). A failure is returned, not raised: the rest of the export survives."""
+    not older than its `export_source.json` is reused, else evaluated if asked. A failure is
+    returned, not raised: the rest of the export survives."""
     path = experiment_dir / TEST_METRICS_FILE
     if model_dir is None or best_config is None or best_config_path is None:
         return None, None
-    marker = model_dir / MODEL_SOURCE_FILE
+    marker = model_dir / MODEL_SOURCE_FILE  # equal times count: file clocks tick coarsely
     if path.is_file() and (path.stat().st_mtime_ns
                            >= (marker if marker.is_file() else model_dir).stat().st_mtime_ns):
         metrics = read_json(path)
@@ -149,9 +137,8 @@ def winner_test_metrics(
 def evaluate_on_test(
     best_config: dict[str, Any], config_path: ExperimentPath, model_dir: Path
 ) -> dict[str, Any] | None:
-    """Run detr_core's test evaluation (imported here: torch and transformers, which the rest of
-    the export does not need; their output goes to `best_model/test_evaluation.log`); None when
-    the run config has no test split."""
+    """detr_core's test evaluation (imported here: torch and transformers), its output in
+    `best_model/test_evaluation.log`; None when the run config has no test split."""
     from detr_core.config.run_config import resolve_paths, run_config_from_dict
     from search.trial.trainable import output_to_file
 
@@ -166,43 +153,35 @@ def evaluate_on_test(
 
 
 def read_checkpoints(trial_dir: ExperimentPath) -> list[tuple[ExperimentPath, dict[str, Any]]]:
-    """`(checkpoint dir, checkpoint_meta.json)` of every whole checkpoint, oldest first."""
+    """`(checkpoint dir, checkpoint_meta.json)` of every whole checkpoint, oldest first (a local
+    model folder with incomplete files is skipped with a warning)."""
     found = []
     for ckpt in sorted(trial_dir.glob("checkpoint_*")):
         meta = read_json(ckpt / CHECKPOINT_META_FILE)
-        if isinstance(meta, dict) and _is_whole(model_folder(ckpt, meta)):
-            found.append((ckpt, meta))
+        if not isinstance(meta, dict):
+            continue
+        folder = model_folder(ckpt, meta)
+        # without config.json it is no model folder at all: `copy_winner_model` warns about it
+        if not isinstance(folder, UriPath) and (folder / "config.json").is_file():
+            try:
+                check_model_folder(folder)
+            except UserInputError as exc:
+                print(f"warning: skipping checkpoint {folder}: {exc.problem}", file=sys.stderr)
+                continue
+        found.append((ckpt, meta))
     return found
 
 
-def _is_whole(folder: ExperimentPath) -> bool:
-    """False (with a warning) for a local model folder whose files are incomplete; one on an
-    object store was uploaded whole file by whole file and is taken as it is."""
-    if isinstance(folder, UriPath) or not (folder / "config.json").is_file():
-        return True  # not a model folder at all: `copy_winner_model` warns about it
-    try:
-        check_model_folder(folder)
-    except UserInputError as exc:
-        print(f"warning: skipping checkpoint {folder}: {exc.problem}", file=sys.stderr)
-        return False
-    return True
-
-
-def select_checkpoint(
-    trial: TrialRecord, mode: str
-) -> tuple[ExperimentPath, dict[str, Any]] | None:
+def select_checkpoint(trial: TrialRecord,
+                      mode: str) -> tuple[ExperimentPath, dict[str, Any]] | None:
     """The checkpoint of the trial's best step; else (`num_to_keep` deleted it) the one whose
     meta value is best, the newest on a tie (a resumed trial may report a step twice)."""
     checkpoints = read_checkpoints(trial.path)
     at_best = [c for c in checkpoints if as_int(c[1].get("step")) == trial.best_step]
     if trial.best_step is not None and at_best:
         return at_best[-1]
-    chosen = None
-    for ckpt in reversed(checkpoints):
-        value = as_float(ckpt[1].get("value"))
-        if is_better(value, as_float(chosen[1].get("value")) if chosen else None, mode):
-            chosen = ckpt
-    return chosen
+    valued = [c for c in reversed(checkpoints) if as_float(c[1].get("value")) is not None]
+    return min(valued, key=lambda c: signed(as_float(c[1].get("value")), mode), default=None)
 
 
 def model_folder(checkpoint_dir: ExperimentPath, meta: Mapping[str, Any]) -> ExperimentPath:
@@ -214,14 +193,13 @@ def copy_winner_model(
     experiment_dir: ExperimentPath, winner: TrialRecord, mode: str,
     root: ExperimentPath | None = None,
 ) -> tuple[ExperimentPath | None, int | None, str | None]:
-    """Copy the model of the winner's best-step checkpoint to `best_model/`; (dir, step, source)
-    or Nones, the source relative to `root` (default: the folder holding the trial's). Without a
-    checkpoint, a stale `best_model/` of another trial is removed."""
+    """Copy the winner's best-step model to `best_model/`: (dir, step, source relative to `root`,
+    default the trial's parent) or Nones, a stale `best_model/` then removed."""
     chosen = select_checkpoint(winner, mode)
+    dest = experiment_dir / BEST_MODEL_DIR
     if chosen is None:
-        stale = experiment_dir / BEST_MODEL_DIR
-        if (stale / MODEL_SOURCE_FILE).is_file():
-            remove_tree(stale)
+        if (dest / MODEL_SOURCE_FILE).is_file():
+            remove_tree(dest)
         print(f"warning: trial {winner.trial_id} has no checkpoint with {CHECKPOINT_META_FILE}; "
               f"no {BEST_MODEL_DIR}/ written", file=sys.stderr)
         return None, None, None
@@ -235,7 +213,6 @@ def copy_winner_model(
     step = as_int(meta.get("step"))
     provenance = {"trial_id": winner.trial_id, "checkpoint": relative, "step": step,
                   "metric": meta.get("metric"), "value": as_float(meta.get("value"))}
-    dest = experiment_dir / BEST_MODEL_DIR
     # the very same checkpoint is kept as it is: its `export_source.json`'s time tells
     # `test_metrics.json` whether it is current
     if read_json(dest / MODEL_SOURCE_FILE) == provenance:

@@ -1,15 +1,12 @@
 """The saved Tune state of an interrupted search, repaired before `Tuner.restore`.
 
-A driver killed (SIGKILL, the OOM killer, a lost head node) while Tune's background thread
-copies its state files into the experiment folder leaves the newest one cut short, and
-`Tuner.restore` then starts a new run that ends at once, exit code 0 (measured with Ray 2.6x).
-So the newest file of each family must be whole (JSON parses; a pickle, told by its first byte
-whatever its name, reaches STOP in `pickletools`, nothing executed), else it is set aside as
-`damaged-<name>` and Tune restores the session before it (the Optuna journal loses nothing).
-Tune also deletes a checkpoint that falls out of `num_to_keep` before the state naming the next
-one lands (Ray 2.6x `checkpoint_manager.py::register_checkpoint`): such a trial would end
-errored, "does not exist on storage anymore" (tests/scenarios/test_search_interrupts.py), so it
-is pointed at its newest checkpoint left, or none, through Ray's own trial metadata.
+A driver killed while Tune's background thread copies its state files leaves the newest one cut
+short, and `Tuner.restore` then starts a new run that ends at once, exit code 0 (measured with
+Ray 2.6x). So the newest file of each family must be whole (JSON parses; a pickle reaches STOP
+in `pickletools`, nothing executed), else it is set aside as `damaged-<name>` and Tune restores
+the session before it (the Optuna journal loses nothing). Tune also deletes a checkpoint that
+falls out of `num_to_keep` before the state naming the next one lands: such a trial would end
+errored, so it is pointed at its newest checkpoint left, or none.
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ from __future__ import annotations
 import json
 import pickletools
 from pathlib import PurePosixPath
-from typing import Any
 
 from detr_core.files.errors import UserInputError
 from search.cluster.ray_internals import checkpoint_results, repoint_checkpoint, trial_entries
@@ -30,21 +26,6 @@ EXPERIMENT_STATE = "experiment_state-*.json"
 SEARCH_GENERATOR_STATE = "search_gen_state-*.json"
 SEARCHER_STATE = "searcher-state-*.pkl"
 BASIC_VARIANT_STATE = "basic-variant-state-*.json"
-
-
-def _replacement(trial_dir: ExperimentPath, manager: Any, latest: Any
-                 ) -> tuple[Any, dict[str, Any], str]:
-    """(the checkpoint to resume from, or None; its metrics; its folder name for the note)."""
-    from ray.train import Checkpoint
-
-    found = read_checkpoints(trial_dir)
-    if not found:
-        return None, {}, "no checkpoint: it starts over"
-    folder = found[-1][0]
-    path = str(PurePosixPath(latest.checkpoint.path).parent / folder.name)
-    kept = [r for r in checkpoint_results(manager) if r.checkpoint.path == path]
-    checkpoint = Checkpoint(path, filesystem=latest.checkpoint.filesystem)
-    return checkpoint, (kept[0].metrics if kept else {}), folder.name
 
 
 def repoint_deleted_checkpoints(experiment_dir: ExperimentPath, state_file: ExperimentPath
@@ -64,7 +45,16 @@ def repoint_deleted_checkpoints(experiment_dir: ExperimentPath, state_file: Expe
         trial_dir = experiment_dir / gone.parent.name
         if (trial_dir / gone.name).exists():
             continue
-        checkpoint, metrics, name = _replacement(trial_dir, manager, latest)
+        checkpoint, metrics, name = None, {}, "no checkpoint: it starts over"
+        found = read_checkpoints(trial_dir)
+        if found:  # the newest left, with the metrics Tune kept for it
+            from ray.train import Checkpoint
+
+            name = found[-1][0].name
+            path = str(gone.parent / name)
+            same = [r.metrics for r in checkpoint_results(manager) if r.checkpoint.path == path]
+            checkpoint = Checkpoint(path, filesystem=latest.checkpoint.filesystem)
+            metrics = same[0] if same else {}
         kept = [r for r in checkpoint_results(manager)
                 if (trial_dir / PurePosixPath(r.checkpoint.path).name).exists()]
         repoint_checkpoint(entry, metadata, kept, checkpoint, metrics)
@@ -112,8 +102,7 @@ def _newest_whole(experiment_dir: ExperimentPath, pattern: str, notes: list[str]
 
 
 def repair_saved_state(experiment_dir: ExperimentPath) -> list[str]:
-    """Make the newest state file of each family whole before `Tuner.restore`; one line per
-    file set aside. Raises UserInputError when no whole experiment state is left."""
+    """Make the newest state file of each family whole before `Tuner.restore`; the notes."""
     notes: list[str] = []
     if not _newest_whole(experiment_dir, EXPERIMENT_STATE, notes):
         raise UserInputError("cannot resume: no whole experiment state is left (each "
@@ -126,9 +115,8 @@ def repair_saved_state(experiment_dir: ExperimentPath) -> list[str]:
     searcher_left = _newest_whole(experiment_dir, SEARCHER_STATE, notes)
     generator_left = _newest_whole(experiment_dir, SEARCH_GENERATOR_STATE, notes)
     if generator_left and searcher_left is False:  # searcher files there, none whole
-        # Tune restores the generator only together with a searcher state: without one it
-        # raises, so the generator's state goes too and the searcher starts from tuner.pkl
-        # (its study, in the journal, still holds every trial told so far)
+        # Tune restores the generator only with a searcher state (else it raises): it goes too,
+        # and the searcher starts from tuner.pkl (its study, in the journal, holds every trial)
         for path in experiment_dir.glob(SEARCH_GENERATOR_STATE):
             _set_aside(path, path.read_bytes())
             notes.append(f"{path.name}: set aside with the damaged searcher state")

@@ -1,12 +1,9 @@
-"""The command line of `python search/run.py`: flags, the summary a search prints first, the
+"""The command line of `python search/run.py`: flags, the plan a search prints first, the
 experiment it uses and the command that continues it. Nothing here imports Ray.
 
-Without `--name`, an existing `STORAGE/<stem>` (local or URI) gives the next free `<stem>-N`,
-one past the highest (as Ultralytics' `runs/.../tune2`), with a warning when the newest is
-unfinished; `--resume` continues the newest. An existing explicit `--name` needs `--resume`.
-The continue command keeps every flag that changes the rest of the search but `--time-budget`
-(the budget was the first session's; the rest is the user's call); when nothing can be resumed
-yet, it is the first command without `--resume`, with its `--warm-start` sources.
+Without `--name`, an existing `STORAGE/<stem>` gives the next free `<stem>-N` (as Ultralytics'
+`runs/.../tune2`), `--resume` the newest; an existing explicit `--name` needs `--resume`. The
+continue command keeps every flag that changes the rest of the search but `--time-budget`.
 """
 
 from __future__ import annotations
@@ -177,8 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse `argv` (default: sys.argv[1:]); bad flags exit 2 with argparse's usage line.
-    `--final-seeds S` is read as `--finalists 1 --finalist-seeds S`."""
+    """Parse `argv`; bad flags exit 2. `--final-seeds S` is `--finalists 1 --finalist-seeds S`."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.final_seeds:
@@ -208,8 +204,7 @@ def experiment_path(storage: str, name: str) -> str:
 
 def describe(spec: SearchSpec, args: argparse.Namespace | None = None,
              warm_start: WarmStartRecord | None = None) -> str:
-    """The resolved search in words: what `--dry-run` prints and a real run prints first,
-    with the warm-start trials taken and left out per source."""
+    """The resolved search in words, warm-start trials included: what `--dry-run` prints."""
     from search.lineage.warm_start import startup_note
 
     args = args or argparse.Namespace()
@@ -315,9 +310,8 @@ def existing_suffixes(storage: str, stem: str) -> dict[int, str]:
 
 
 def unfinished_reason(experiment: ExperimentPath) -> str | None:
-    """Why an experiment looks unfinished (`3 of 8 trials ended`), or None: read from Ray's
-    newest `experiment_state-*.json` and `search_spec.yaml`. One its `--time-budget` ended is
-    finished on purpose."""
+    """Why an experiment looks unfinished (`3 of 8 trials ended`), or None (a `--time-budget`
+    ended it on purpose)."""
     from search.cluster.ray_internals import trial_states
     from search.space.spec import read_spec_file
 
@@ -363,20 +357,14 @@ def choose_experiment(storage: str, stem: str, *, explicit: bool,
     return ExperimentChoice(name, notes)
 
 
-#: argparse destination -> flag, for the flags carried over as they were given (`--finalists`
-#: and `--finalist-seeds` carry `--final-seeds S` too).
-_CARRIED = (
-    ("num_samples", "--num-samples"), ("max_concurrent", "--max-concurrent"),
-    ("cpus_per_trial", "--cpus-per-trial"), ("gpus_per_trial", "--gpus-per-trial"),
-    ("seed", "--seed"), ("max_failures", "--max-failures"), ("address", "--address"),
-    ("report_dir", "--report-dir"), ("finalists", "--finalists"),
-    ("finalist_seeds", "--finalist-seeds"),
-)
+#: Flags carried over as given (`--finalists`, `--finalist-seeds` carry `--final-seeds S` too).
+_CARRIED = ("num_samples", "max_concurrent", "cpus_per_trial", "gpus_per_trial", "seed",
+            "max_failures", "address", "report_dir", "finalists", "finalist_seeds")
 
 
-def resume_argv(args: argparse.Namespace, name: str, resume: bool = True) -> list[str]:
-    """The arguments of `search/run.py` that continue the search `args` started."""
-    argv = ["--space", str(args.space), "--name", name]
+def resume_command(args: argparse.Namespace, name: str, resume: bool = True) -> str:
+    """`python search/run.py ...` (shell-quoted) that continues the search `args` started."""
+    argv = ["python", "search/run.py", "--space", str(args.space), "--name", name]
     if resume:
         argv.append("--resume")
     else:  # started anew: with the earlier experiments it was warm-started from
@@ -384,22 +372,17 @@ def resume_argv(args: argparse.Namespace, name: str, resume: bool = True) -> lis
             argv += ["--warm-start", str(source)]
     if args.storage and args.storage != DEFAULT_STORAGE:
         argv += ["--storage", str(args.storage)]
-    for dest, flag in _CARRIED:
+    for dest in _CARRIED:
         value = getattr(args, dest, None)
-        if value is not None:  # 2.0 as 2
-            argv += [flag, str(int(value) if isinstance(value, float) and value.is_integer()
-                               else value)]
+        if value is not None:
+            whole = isinstance(value, float) and value.is_integer()  # 2.0 as 2
+            argv += ["--" + dest.replace("_", "-"), str(int(value) if whole else value)]
     if getattr(args, "no_dashboard", False):
         argv.append("--no-dashboard")
     elif getattr(args, "dashboard_port", DEFAULT_DASHBOARD_PORT) != DEFAULT_DASHBOARD_PORT:
         argv += ["--dashboard-port", str(args.dashboard_port)]
     argv += ["-v"] * int(getattr(args, "verbose", 0) or 0)
-    return argv
-
-
-def resume_command(args: argparse.Namespace, name: str, resume: bool = True) -> str:
-    """`python search/run.py ...` (shell-quoted) that continues the search."""
-    return shlex.join(["python", "search/run.py", *resume_argv(args, name, resume)])
+    return shlex.join(argv)
 
 
 def can_resume(args: argparse.Namespace, name: str) -> bool:

@@ -1,11 +1,7 @@
-"""What a running search prints: our own progress, from a Ray Tune `Callback` (Tune's own output
-only with `-v`, see `search.running.driver`).
-
-On a terminal: one table redrawn in place (at most once a second), a row per trial (status,
-sampled values, step / planned steps, best metric so far) under an overall line (steps done /
-planned, elapsed, ETA). Planned steps shrink as ASHA stops trials: a trial not started counts
-`max_t`, a running one its own budget, an ended one what it ran. Elsewhere (a log file, CI):
-one line per trial event, so the log reads as a story.
+"""What a running search prints, from a Ray Tune `Callback` (Tune's own output only with `-v`):
+on a terminal one table redrawn in place (at most once a second), elsewhere (a log file, CI) one
+line per trial event. Planned steps shrink as ASHA stops trials: a trial not started counts
+`max_t`, a running one its own budget, an ended one what it ran.
 """
 
 from __future__ import annotations
@@ -244,8 +240,7 @@ class SearchProgress(Callback):
 
 
 def _error_location(trial: Any, experiment: ExperimentPath | None) -> str | None:
-    """The trial's error file in its folder of the experiment (a URI on remote storage), not
-    in Ray's staging folder under /tmp that `Trial.error_file` names."""
+    """The trial's error file in the experiment (maybe a URI), not Ray's staging copy in /tmp."""
     name = getattr(getattr(trial, "run_metadata", None), "error_filename", None)
     folder = getattr(getattr(trial, "storage", None), "trial_dir_name", None)
     if experiment is None or not (name and folder):
@@ -254,7 +249,7 @@ def _error_location(trial: Any, experiment: ExperimentPath | None) -> str | None
 
 
 def _error_line(trial: Any) -> str:
-    """The last line of the trial's error file (the exception message), if there is one."""
+    """The last line of the trial's error file: the exception message."""
     try:
         with open(getattr(trial, "error_file", None) or "", encoding="utf-8",
                   errors="replace") as f:

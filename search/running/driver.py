@@ -1,12 +1,7 @@
 """Wire one search: prepare the data, start (or join) Ray, fit the `Tuner`, export.
 
-    run_search(load_search_spec("search_spaces/iou.yaml"), SearchOptions(storage="results"))
-
-The `Tuner` runs `train_detr` over the spec's flat dotted space, searched by
-`AshaAwareOptunaSearch` (TPE) behind a `ConcurrencyLimiter`, scheduled by ASHA on `step`.
 STORAGE/NAME (a path or a URI) is the Ray experiment folder itself: trial folders, the Optuna
-journal, `search_spec.yaml`, the data record each trial prepares its dataset from on its node
-(`search.trial.node_data`), then the export.
+journal, `search_spec.yaml`, the data record each trial prepares its dataset from, the export.
 """
 
 from __future__ import annotations
@@ -18,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from detr_core.config.metric_names import SELECTABLE_EVAL_METRICS
 from detr_core.files.errors import UserInputError
@@ -71,11 +66,9 @@ def quiet_libraries(verbose: int) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if verbose:
         return
-    # Tune's "new output" prints an experiment box and a TensorBoard hint for a folder under
-    # /tmp/ray whatever the verbosity; the classic reporter at verbose=0 prints nothing.
+    # Tune's new output prints an experiment box at any verbosity; the classic one at 0 nothing
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # a failed trial is one line of ours; its traceback is in its error.txt, not ~60 lines of
-    # Tune's log on the console
+    # a failed trial is one line of ours (traceback in its error.txt), not ~60 lines of Tune's
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     import optuna
 
@@ -85,8 +78,7 @@ def quiet_libraries(verbose: int) -> None:
 
 
 def start_ray(options: SearchOptions, cluster: LocalCluster | None = None) -> None:
-    """Join `options.address` or start a local Ray (marked and watched by `cluster`), its
-    dashboard on 127.0.0.1; without `verbose` the trials' output stays in their `trial.log`."""
+    """Join `options.address` or start a local Ray (watched by `cluster`) and its dashboard."""
     import ray
 
     quiet = {"log_to_driver": bool(options.verbose),
@@ -147,8 +139,7 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
     if options.resume:
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
-        # its RunConfig holds the first session's callbacks and stopper (pickled in
-        # tuner.pkl); this session's console and time budget replace them
+        # the first session's callbacks and stopper were pickled with it: this session's instead
         run_config = restored_run_config(tuner)
         run_config.callbacks, run_config.stop = callbacks, stop
         run_config.verbose = options.verbose
@@ -157,10 +148,9 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
     max_concurrent = spec.max_concurrent or default_max_concurrent(
         spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, spec.num_samples,
         resources.get("CPU", 1), resources.get("GPU", 0))
-    scheduler = ASHAScheduler(
-        time_attr="step", max_t=spec.scheduler.max_t, grace_period=spec.scheduler.grace_period,
-        reduction_factor=spec.scheduler.reduction_factor,
-    )
+    scheduler = ASHAScheduler(time_attr="step", max_t=spec.scheduler.max_t,
+                              grace_period=spec.scheduler.grace_period,
+                              reduction_factor=spec.scheduler.reduction_factor)
     search_alg, optuna_search = build_searcher(spec, location(path), max_concurrent, warm_start)
     tuner = tune.Tuner(
         trainable,
@@ -187,8 +177,8 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
 
 
 def _record_budget_cut(experiment_dir: ExperimentPath, options: SearchOptions, tuner: Any,
-                       optuna_search: Any, progress: Any) -> list[str]:
-    """After a search the time budget ended: which trials it cut, on disk and in the study."""
+                       optuna_search: Any, progress: Any) -> None:
+    """The trials the time budget cut: recorded on disk and in the study, and said."""
     from search.running.time_budget import write_budget_record
 
     results = {r.metrics.get("trial_id"): r for r in tuner.get_results() if r.metrics}
@@ -203,31 +193,24 @@ def _record_budget_cut(experiment_dir: ExperimentPath, options: SearchOptions, t
         for trial_id in cut:  # Tune does not tell the searcher about trials it stops this way
             last = results[trial_id].metrics if trial_id in results else None
             optuna_search.on_trial_complete(trial_id, result=last)
-    return cut
+    print(f"time budget of {options.time_budget_s:g} s reached: {len(cut)} "
+          "running trial(s) cut, exporting what finished", flush=True)
 
 
-class Continuation(NamedTuple):
-    """What `--resume` finds: trials there, whether Tune has unfinished ones to restore."""
-
-    existing: int
-    unfinished: bool
-
-
-def read_continuation(experiment_dir: ExperimentPath) -> Continuation:
-    """How a `--resume` goes on (read before this session writes anything)."""
+def read_continuation(experiment_dir: ExperimentPath) -> tuple[int, bool]:
+    """(trials there, whether Tune has unfinished ones to restore), read before writing anything."""
     from search.results.reading import find_trial_dirs
     from search.running.cli import unfinished_reason
 
     record = read_json(experiment_dir / INTERRUPTED_FILE)
     # stopped in the finalists stage: the search itself had ended (the stage goes on)
     interrupted = isinstance(record, dict) and record.get("stage", "search") == "search"
-    return Continuation(existing=len(find_trial_dirs(experiment_dir)),
-                        unfinished=interrupted or unfinished_reason(experiment_dir) is not None)
+    return (len(find_trial_dirs(experiment_dir)),
+            interrupted or unfinished_reason(experiment_dir) is not None)
 
 
 def check_same_search(experiment_dir: ExperimentPath, spec: SearchSpec, where: str) -> None:
-    """Refuse a `--resume` whose space file no longer describes the search it continues: its
-    trials would be relabelled, and new ones drawn from another space than the study's."""
+    """Refuse a `--resume` whose space file no longer describes the search it continues."""
     from search.lineage.warm_start import search_difference
     from search.space.spec import read_spec_file
 
@@ -241,19 +224,17 @@ def check_same_search(experiment_dir: ExperimentPath, spec: SearchSpec, where: s
 
 
 def continue_finished(spec: SearchSpec, existing: int) -> SearchSpec:
-    """The spec of a session that adds trials to a finished search: `num_samples` the number
-    to add, the sampler seed moved on by the trials there (not the first session's draws)."""
+    """The spec of a session adding trials to a finished search: `num_samples` those to add,
+    the sampler seed moved on by the trials there (not the first session's draws)."""
     seed = spec.searcher.seed
-    searcher = spec.searcher.model_copy(
-        update={"seed": None if seed is None else seed + existing})
+    searcher = spec.searcher.model_copy(update={"seed": None if seed is None else seed + existing})
     return dataclasses.replace(spec, num_samples=spec.num_samples - existing, searcher=searcher)
 
 
 def run_search(spec: SearchSpec, options: SearchOptions,
                warm_start: WarmStartRecord | None = None) -> ExperimentPath:
-    """Run the search (`warm_start`: earlier trials seeding a new one's study) and export it;
-    the experiment folder. `options.resume` restores an interrupted search first; then, when
-    `spec.num_samples` asks for more trials than there are, a further session adds them."""
+    """Run and export the search; the experiment folder. `options.resume` restores an
+    interrupted search first, then a further session adds trials `spec.num_samples` lacks."""
     started = time.time()
     quiet_libraries(options.verbose)
     import ray
@@ -269,7 +250,7 @@ def run_search(spec: SearchSpec, options: SearchOptions,
     if options.resume and warm_start is not None:
         raise UserInputError("--warm-start seeds a new search; a resumed one keeps its study",
                              source=path)
-    continuation = read_continuation(experiment_dir) if options.resume else None
+    existing, unfinished = read_continuation(experiment_dir) if options.resume else (0, False)
     if options.resume:
         check_same_search(experiment_dir, spec, path)
     LocalCluster.end_orphans_of(path)
@@ -293,13 +274,10 @@ def run_search(spec: SearchSpec, options: SearchOptions,
     except OSError as exc:  # no such bucket, no credentials, a read-only folder
         raise UserInputError(f"cannot write there: {' '.join(str(exc).split())}",
                              source=path) from None
-    sessions = ["new"] if continuation is None else (
-        ["restore", "more"] if continuation.unfinished else ["more"])
-    if continuation is not None and not continuation.unfinished \
-            and spec.num_samples <= continuation.existing:
-        print(f"{spec.name} holds {continuation.existing} trial(s) and asks for "
-              f"{spec.num_samples}: nothing to run (--num-samples N above "
-              f"{continuation.existing} adds trials); "
+    sessions = ["new"] if not options.resume else ["restore", "more"] if unfinished else ["more"]
+    if options.resume and not unfinished and spec.num_samples <= existing:
+        print(f"{spec.name} holds {existing} trial(s) and asks for {spec.num_samples}: nothing "
+              f"to run (--num-samples N above {existing} adds trials); "
               + ("on to the finalists" if spec.finalists.on else "exporting again"), flush=True)
         sessions = []
     interrupts = options.interrupts
@@ -320,8 +298,7 @@ def run_search(spec: SearchSpec, options: SearchOptions,
         from search.running.console import SearchProgress
         from search.running.time_budget import TimeBudget
 
-        budget = TimeBudget(options.time_budget_s, start=started) if options.time_budget_s \
-            else None
+        budget = TimeBudget(options.time_budget_s, start=started) if options.time_budget_s else None
         for session in sessions:
             session_spec, session_options = spec, options
             if session == "more":
@@ -342,13 +319,9 @@ def run_search(spec: SearchSpec, options: SearchOptions,
             with interrupts.tune_loop():
                 tuner.fit()
             if interrupts.interrupted:
-                record_interruption(experiment_dir, interrupts, progress,
-                                    options.resume_command)
+                record_interruption(experiment_dir, interrupts, progress, options.resume_command)
             if budget is not None and budget.reached:
-                cut = _record_budget_cut(experiment_dir, options, tuner, optuna_search,
-                                         progress)
-                print(f"time budget of {options.time_budget_s:g} s reached: {len(cut)} "
-                      "running trial(s) cut, exporting what finished", flush=True)
+                _record_budget_cut(experiment_dir, options, tuner, optuna_search, progress)
             if interrupts.interrupted or (budget is not None and budget.reached):
                 break
         from search.results.export import copy_report, export_experiment
@@ -368,8 +341,7 @@ def run_search(spec: SearchSpec, options: SearchOptions,
 
             run_finalists(spec, path, experiment_dir, summary.trials, data, interrupts,
                           options.verbose, options.resume_command)
-            summary = export_experiment(experiment_dir,
-                                        evaluate_winner=not interrupts.interrupted)
+            summary = export_experiment(experiment_dir, evaluate_winner=not interrupts.interrupted)
         print(summary.describe(), flush=True)
         if options.report_dir is not None:
             print(f"report copy: {copy_report(summary, options.report_dir)}", flush=True)

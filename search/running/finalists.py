@@ -1,9 +1,7 @@
-"""The finalists stage after a search (`--finalists K --finalist-seeds S`; what and why:
-`search.results.finalists`): its own Tune experiment in `<experiment>/finalists/`, a FIFO grid
-of configuration x seed trials run to the search's `max_t`, with its resources, retries and
-checkpointing. The plan (`finalists.json`) is written before the first run, so `--resume`
-finishes exactly the planned runs. Each finished run's best checkpoint is then evaluated once
-on the test split in parallel Ray tasks (`test_metrics.json` in the run's folder).
+"""The finalists stage after a search (what and why: `search.results.finalists`): its own Tune
+experiment in `<experiment>/finalists/`, a grid of configuration x seed trials run to the
+search's `max_t`. The plan (`finalists.json`) is written before the first run, so `--resume`
+finishes exactly the planned runs; each finished run is then evaluated once on the test split.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ from typing import Any
 from search.cluster.ray_internals import restored_run_config
 from search.results.finalists import (
     FinalistPlan,
-    FinalistRun,
     plan_finalists,
     read_finalists,
     read_plan,
@@ -22,7 +19,7 @@ from search.results.finalists import (
 )
 from search.results.reading import TrialRecord
 from search.results.winner import model_folder, select_checkpoint
-from search.running.interrupt import SearchInterrupts, running_trials, write_interrupt_record
+from search.running.interrupt import SearchInterrupts, record_interruption
 from search.space.spec import SearchSpec
 from search.store.layout import EVALUATION_LOG_FILE, FINALISTS_DIR, TEST_METRICS_FILE
 from search.store.storage import (
@@ -33,9 +30,6 @@ from search.store.storage import (
     remove_tree,
     write_json_atomic,
 )
-
-#: `interrupted.json`'s `stage` when the finalists stage was stopped
-STAGE = "finalists"
 
 
 def the_plan(experiment_dir: ExperimentPath, spec: SearchSpec,
@@ -80,16 +74,18 @@ def run_finalists(spec: SearchSpec, path: str, experiment_dir: ExperimentPath,
     with interrupts.tune_loop():
         tuner.fit()
     if interrupts.interrupted:
-        running = running_trials(experiment_dir / FINALISTS_DIR)
-        write_interrupt_record(experiment_dir, interrupts.signal_name, running, resume_command,
-                               stage=STAGE)
-        if progress is not None:
-            progress.mark_interrupted(running)
+        record_interruption(experiment_dir, interrupts, progress, resume_command, "finalists")
         return False
-    outcome = read_finalists(experiment_dir, spec)
-    pending = [r for r in outcome.runs if r.finished and r.test_metrics is None]
-    if pending:
-        evaluate_runs(pending, plan, spec, data)
+    pending = [r for r in read_finalists(experiment_dir, spec).runs
+               if r.finished and r.test_metrics is None]
+    if pending:  # one Ray task per run, with a trial's resources
+        import ray
+
+        remote = ray.remote(num_cpus=spec.resources.cpus_per_trial,
+                            num_gpus=spec.resources.gpus_per_trial)(evaluate_run)
+        print(f"finalists: evaluating {len(pending)} run(s) on the test split", flush=True)
+        ray.get([remote.remote(run.trial, plan.run_config(run.number, run.seed), data,
+                               spec.mode) for run in pending])
     return True
 
 
@@ -106,8 +102,7 @@ def _tuner(spec: SearchSpec, path: str, experiment_dir: ExperimentPath, plan: Fi
         spec, name=FINALISTS_DIR, num_samples=plan.runs, recipe={},
         space={"finalist": {"choice": [c.number for c in plan.configurations]},
                "seed": {"choice": list(plan.seeds)}})
-    progress = None if verbose else SearchProgress(shown, experiment=experiment_dir /
-                                                   FINALISTS_DIR)
+    progress = None if verbose else SearchProgress(shown, experiment=experiment_dir / FINALISTS_DIR)
     callbacks = [progress] if progress else []
     trainable = tune.with_resources(
         tune.with_parameters(train_finalist, runs={c.number: c.config
@@ -115,8 +110,7 @@ def _tuner(spec: SearchSpec, path: str, experiment_dir: ExperimentPath, plan: Fi
                              data=data, metric=spec.metric),
         {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
     )
-    where = join_uri(path, FINALISTS_DIR) if is_uri(path) \
-        else f"{path.rstrip('/')}/{FINALISTS_DIR}"
+    where = join_uri(path, FINALISTS_DIR) if is_uri(path) else f"{path.rstrip('/')}/{FINALISTS_DIR}"
     if tune.Tuner.can_restore(where):
         tuner = tune.Tuner.restore(where, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
@@ -144,23 +138,9 @@ def _tuner(spec: SearchSpec, path: str, experiment_dir: ExperimentPath, plan: Fi
     return tuner, progress
 
 
-def evaluate_runs(runs: list[FinalistRun], plan: FinalistPlan, spec: SearchSpec,
-                  data: dict[str, Any]) -> list[dict[str, Any] | None]:
-    """Each run's best checkpoint on the test split, one Ray task per run (the trial's
-    resources each)."""
-    import ray
-
-    remote = ray.remote(num_cpus=spec.resources.cpus_per_trial,
-                        num_gpus=spec.resources.gpus_per_trial)(evaluate_run)
-    print(f"finalists: evaluating {len(runs)} run(s) on the test split", flush=True)
-    return ray.get([remote.remote(run.trial, plan.run_config(run.number, run.seed), data,
-                                  spec.mode) for run in runs])
-
-
 def evaluate_run(trial: TrialRecord, raw: dict[str, Any], data: dict[str, Any],
                  mode: str) -> dict[str, Any] | None:
-    """One finished run's best checkpoint on the test split (a Ray task), written to its
-    `test_metrics.json`; None without a test split or a checkpoint."""
+    """One finished run's best checkpoint on the test split (a Ray task): `test_metrics.json`."""
     from detr_core.config.run_config import run_config_from_dict
     from detr_core.evaluate import evaluate_model
     from search.trial.node_data import data_section, prepare_on_node

@@ -1,15 +1,11 @@
 """Ctrl-C (SIGINT) and SIGTERM on a running search: stop, keep everything, say how to resume.
 
-Tune handles SIGINT itself (ends its loop, saves the state with the running trials still
-RUNNING, so `Tuner.restore` continues them) but not SIGTERM (`ray.init` makes it a bare
-`sys.exit`). `SearchInterrupts` takes both for the whole driver (Tune's own SIGINT handler off
-with `TUNE_DISABLE_SIGINT_HANDLER`). A first signal inside `Tuner.fit()` goes to the handler
-Tune installs for SIGUSR1, so Tune stops as for Ctrl-C; the driver then records the running
-trials (`interrupted.json`), exports and prints the resume command last. Outside the loop it
-raises `SearchInterrupted`. A second signal quits at once: Tune's state copy in flight gets a
-moment to land (it copies in a background thread; cut, it leaves a torn
-`experiment_state-*.json`), the resume command is printed, the search's own Ray processes are
-ended and the exit code is 130 / 143.
+Tune handles SIGINT itself (it saves the running trials as RUNNING, so `Tuner.restore` continues
+them) but not SIGTERM (`ray.init` makes it a bare `sys.exit`), so `SearchInterrupts` takes both
+for the whole driver, Tune's own handler off. A first signal inside `Tuner.fit()` goes to Tune's
+SIGUSR1 handler, which stops as for Ctrl-C; outside the loop it raises `SearchInterrupted`. A
+second signal quits at once, once Tune's state copy in flight (a background thread; cut, it
+leaves a torn `experiment_state-*.json`) has had a moment to land.
 """
 
 from __future__ import annotations
@@ -26,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from search.store.layout import INTERRUPTED_FILE, as_int
+from search.store.layout import FINALISTS_DIR, INTERRUPTED_FILE, as_int
 from search.store.storage import ExperimentPath, write_json_atomic
 
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
@@ -83,8 +79,7 @@ class SearchInterrupts:
         """Around `Tuner.fit()`: a first signal goes to Tune instead of raising here, and
         Tune's "Trials did not complete" error (true by design then) is not logged."""
         def noise(record: logging.LogRecord) -> bool:
-            return not (self.interrupted
-                        and str(record.msg).startswith("Trials did not complete"))
+            return not (self.interrupted and str(record.msg).startswith("Trials did not complete"))
 
         tune_logger = logging.getLogger("ray.tune.tune")
         tune_logger.addFilter(noise)
@@ -149,14 +144,14 @@ def running_trials(experiment_dir: ExperimentPath) -> dict[str, int | None]:
 
 
 def record_interruption(experiment_dir: ExperimentPath, interrupts: SearchInterrupts,
-                        progress: Any, resume_command: str) -> dict[str, int | None]:
-    """After `Tuner.fit()` returned because of a signal: `interrupted.json`, and one console
-    line per trial that was running."""
-    running = running_trials(experiment_dir)
-    write_interrupt_record(experiment_dir, interrupts.signal_name, running, resume_command)
+                        progress: Any, resume_command: str, stage: str = "search") -> None:
+    """After `Tuner.fit()` stopped for a signal: `interrupted.json`, a line per running trial."""
+    trials_dir = experiment_dir / FINALISTS_DIR if stage == "finalists" else experiment_dir
+    running = running_trials(trials_dir)
+    write_interrupt_record(experiment_dir, interrupts.signal_name, running, resume_command,
+                           stage=stage)
     if progress is not None:
         progress.mark_interrupted(running)
-    return running
 
 
 def write_interrupt_record(experiment_dir: ExperimentPath, signal_name: str,

@@ -1,6 +1,5 @@
 """`--time-budget`: a Tune `Stopper` whose `stop_all()` turns true at the deadline, so Tune
-stops every trial, `Tuner.fit()` returns normally and what finished is exported. The trials it
-cut go to `time_budget.json` and are told to the Optuna study as pruned at their last step.
+stops every trial, `Tuner.fit()` returns normally and what finished is exported.
 """
 
 from __future__ import annotations
@@ -32,8 +31,7 @@ class TimeBudget(Stopper):
 
 def write_budget_record(experiment_dir: ExperimentPath, budget_s: float,
                         cut: Sequence[str]) -> ExperimentPath:
-    """`time_budget.json`: the budget and the trials it cut, those an earlier session's budget
-    cut included (a finished search given more trials may be cut again)."""
+    """`time_budget.json`: the budget and the trials it cut, an earlier session's included."""
     earlier = read_json(experiment_dir / TIME_BUDGET_FILE)
     before = earlier.get("cut_trials") if isinstance(earlier, dict) else None
     trials = [str(t) for t in before] if isinstance(before, list) else []

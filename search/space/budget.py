@@ -1,8 +1,7 @@
 """How long trials run, in optimizer steps: ASHA's rungs and the defaults that depend on the base.
 
-ASHA's budget (`max_t`) defaults to the steps of the longest trial the space can produce, its
-first rung (`grace_period`) to the first evaluation (`logging_steps`): read from the base run
-config and the searched values, else detr_core's defaults. Pure functions: no Ray, no files.
+`max_t` defaults to the steps of the longest trial the space can produce, `grace_period` to the
+first evaluation (`logging_steps`). Pure functions: no Ray, no files.
 """
 
 from __future__ import annotations
@@ -28,10 +27,6 @@ def default_max_concurrent(cpus_per_trial: float, gpus_per_trial: float, num_sam
     return max(1, min(fits, num_samples))
 
 
-def _numbers(values: list[Any]) -> list[float]:
-    return [v for v in values if is_number(v)]
-
-
 def training_arg_values(base: dict[str, Any], space: dict[str, Any], key: str) -> list[float]:
     """Numbers `training_args.<key>` can take: searched candidates, else the fixed or base value,
     else detr_core's default for the field."""
@@ -40,29 +35,27 @@ def training_arg_values(base: dict[str, Any], space: dict[str, Any], key: str) -
     dotted = f"training_args.{key}"
     if dotted in space:
         value = space[dotted]
-        return _numbers(candidate_values(value) if is_distribution(value) else [value])
-    args = base.get("training_args", {})
-    return _numbers([args[key] if key in args else training_arg_default(key)])
+        values = candidate_values(value) if is_distribution(value) else [value]
+    else:
+        args = base.get("training_args", {})
+        values = [args[key] if key in args else training_arg_default(key)]
+    return [v for v in values if is_number(v)]
 
 
 def estimate_max_steps(base: dict[str, Any], space: dict[str, Any]) -> int | None:
     """Optimizer steps of the longest trial: `max_steps`, else (synthetic data) epochs x
-    ceil(images / batch) / accumulation at the longest end of each range; None for COCO data,
-    whose files (possibly large) are not read here."""
+    ceil(images / batch) / accumulation at the longest end of each range; None for COCO data."""
     max_steps = training_arg_values(base, space, "max_steps")
     if max_steps and max(max_steps) > 0:
         return int(max(max_steps))
-    if "data.synthetic.num_train" in space:
-        images = _numbers(candidate_values(space["data.synthetic.num_train"]))
-    elif base.get("data", {}).get("synthetic") is not None:
-        images = [base["data"]["synthetic"]["num_train"]]
-    else:
+    synthetic = base.get("data", {}).get("synthetic")
+    if synthetic is None:  # `data.*` is never searched (search.space.spec)
         return None
     batch = min(training_arg_values(base, space, "per_device_train_batch_size"))
     epochs = max(training_arg_values(base, space, "num_train_epochs"))
     accumulation = min(training_arg_values(base, space, "gradient_accumulation_steps"))
-    per_epoch = max(1, math.ceil(max(images) / max(1, batch)) // max(1, int(accumulation)))
-    return max(1, math.ceil(epochs * per_epoch))
+    per_epoch = math.ceil(synthetic["num_train"] / max(1, batch)) // max(1, int(accumulation))
+    return max(1, math.ceil(epochs * max(1, per_epoch)))
 
 
 def first_eval_step(base: dict[str, Any], space: dict[str, Any], max_t: int) -> int:

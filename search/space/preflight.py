@@ -1,11 +1,9 @@
 """What a search points to, checked on the driver before anything is written or started.
 
-`search.space.spec` checks what the space file *says* (keys, types, ranges); here what it
-*points to*, with detr_core's preflight (`detr_core.training.preflight`): the checkpoint and
-augmentation pipelines of the base run and of every candidate value of a searched `model.*` /
-`augmentation.*` key (`check_search_inputs`, also run by `--dry-run`). The data is checked where
-it is prepared (`search.trial.node_data.data_record`). A problem is one `UserInputError` line
-naming the file and key; a candidate from the space names `space.<key>`.
+`search.space.spec` checks what the space file *says*; here, with detr_core's preflight, what it
+*points to*: the checkpoint and augmentation pipelines of the base run and of every candidate
+value of a searched `model.*` / `augmentation.*` key, in one `UserInputError` line naming the
+file and key (`space.<key>` for a candidate). The data is checked where it is prepared.
 """
 
 from __future__ import annotations
@@ -23,7 +21,8 @@ STATIC_INPUT_KEYS = ("model", "augmentation")
 
 
 def check_search_inputs(spec: SearchSpec) -> None:
-    """Checkpoints and augmentation pipelines of the base run and of every searched value."""
+    """Checkpoints and augmentation pipelines of the base run and of every searched value
+    (also run by `--dry-run`)."""
     src = str(spec.source)
     searched = searched_keys_of(spec.space)
     first = {**fixed_values_of(spec.space),

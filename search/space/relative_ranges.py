@@ -1,16 +1,11 @@
 """Ranges relative to the checkpoint's recipe: `{loguniform: [0.25, 2.0], relative_to: recipe}`.
 
-A learning rate that suits one checkpoint is 5-40x off for another, so a space may give the
-`RECIPE_KEYS` (learning rate, backbone lr ratio, weight decay, gradient clipping) as multiples of
-the recipe's own: the bounds and q of a range, or a `choice`'s values, times the recipe's value.
-With one model for the whole search this is done when the space loads, against the base run, so
-Optuna, the trials and every result hold absolute values. When a model key is searched
-(`MODEL_KEYS`), the candidates' recipes are 2-40x apart, so the space keeps the *factors* (1.0 =
-the drawn model's recipe, whichever it is, which TPE can model) and `absolute_values` resolves
-them per trial (`search.trial.trainable.trial_values`); `factor_values` is the way back, for warm
-start and the importances. Every candidate model is checked when the space loads.
-`SearchSpec.recipe` records what was resolved and where each recipe key's value comes from;
-`recipe_lines` puts it in words for `--dry-run`.
+A learning rate that suits one checkpoint is 5-40x off for another, so the `RECIPE_KEYS` may be
+given as factors of the recipe's own value. With one model they are resolved when the space
+loads, so Optuna, the trials and every result hold absolute values. With a searched model
+(`MODEL_KEYS`) the space keeps the factors (1.0 = the drawn model's recipe, which TPE can
+model): `absolute_values` resolves them per trial, `factor_values` is the way back.
+`SearchSpec.recipe` records what was resolved; `recipe_lines` puts it in words for `--dry-run`.
 """
 
 from __future__ import annotations
@@ -38,11 +33,9 @@ from search.space.distributions import (
 #: Searched keys that change the model, hence its recipe, from trial to trial.
 MODEL_KEYS = ("model", "model.checkpoint", "model.preset", "model.family")
 RELATIVE_KEY = "relative_to"
-RELATIVE_TARGETS = ("recipe",)
-#: Resolved bounds are rounded to this many significant digits (0.25 * 0.002 stays 5e-4).
+#: Significant digits of resolved values (0.25 * 0.002 stays 5e-4), and of factors recovered
+#: from them (fewer: the absolute value was rounded already).
 SIGNIFICANT_DIGITS = 12
-#: A factor recovered from an absolute value is rounded to this many significant digits (the
-#: absolute value was rounded to 12 when it was made from the factor).
 FACTOR_DIGITS = 10
 
 _recipe_cache: dict[str, Any] = {}
@@ -78,7 +71,7 @@ def split_relative(space: Any, src: str) -> tuple[Any, list[str]]:
             result[key] = value
             continue
         target = value[RELATIVE_KEY]
-        if target not in RELATIVE_TARGETS:
+        if target != "recipe":
             raise _refused(src, key, f"relative_to takes recipe (the checkpoint's fine-tuning "
                                      f"recipe), got {target!r}")
         if key not in RECIPE_KEYS:
@@ -95,14 +88,9 @@ def split_relative(space: Any, src: str) -> tuple[Any, list[str]]:
 def resolve_relative(space: dict[str, Any], relative: list[str], base: dict[str, Any],
                      overridden: set[str], src: str
                      ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
-    """(the space as trials sample it, the `SearchSpec.recipe` record, the spaces to check).
-
-    `space` is parsed (`relative` entries hold factors), `base` the complete base run,
-    `overridden` the keys `base_overrides` sets. With a searched model the space keeps the
-    factors, and the spaces to check are one absolute space per candidate model (combination of
-    the model keys' choices). Refused, naming the key: a model without a recipe, a recipe value
-    of 0, an integer distribution or a choice that is not all numbers.
-    """
+    """(the space as trials sample it, the `SearchSpec.recipe` record, the absolute spaces to
+    check: one per candidate model). `relative` entries of the parsed `space` hold factors;
+    `overridden`: the keys `base_overrides` sets."""
     record: dict[str, Any] = {"keys": recipe_key_origins(space, base, overridden)}
     if not relative:
         return space, record, []
@@ -139,8 +127,8 @@ def resolve_relative(space: dict[str, Any], relative: list[str], base: dict[str,
 
 def recipe_key_origins(space: dict[str, Any], base: dict[str, Any],
                        overridden: set[str]) -> dict[str, str]:
-    """Where each of `RECIPE_KEYS` gets its value: the space, base_overrides, the base run,
-    or (`recipe`) left to the recipe of the trial's model (its defaults when it has none)."""
+    """Where each of `RECIPE_KEYS` gets its value: the space, base_overrides, the base run or
+    (`recipe`) the trial's model's recipe."""
     searched, fixed = set(searched_keys_of(space)), fixed_values_of(space)
     origins: dict[str, str] = {}
     for key in RECIPE_KEYS:
@@ -183,7 +171,7 @@ def model_words(model: Any) -> str:
 
 
 def _scaled(dist: dict, value: float, name: str, src: str, key: str) -> dict:
-    """`dist` (factors) times `value`, rounded to `SIGNIFICANT_DIGITS`, checked again."""
+    """`dist` (factors) times `value`, rounded, checked again."""
     def fail(problem: str) -> UserInputError:
         return _refused(src, key, f"relative_to: recipe: {problem}")
 
@@ -204,8 +192,8 @@ def _scaled(dist: dict, value: float, name: str, src: str, key: str) -> dict:
 
 
 def trial_recipe(base: Mapping[str, Any], values: Mapping[str, Any], keys: list[str]) -> Any:
-    """The recipe of the model a trial with `values` trains (its factors left out), cached per
-    model section: every console line and report row asks for it."""
+    """The recipe of the model a trial with `values` trains, cached per model section: every
+    console line and report row asks for it."""
     raw = apply_overrides(dict(base), {k: v for k, v in values.items() if k not in keys})
     cache_key = json.dumps(raw.get("model"), sort_keys=True, default=str)
     if cache_key not in _recipe_cache:
@@ -231,8 +219,8 @@ def absolute_values(values: Mapping[str, Any], base: Mapping[str, Any] | None,
 
 def factor_values(values: Mapping[str, Any], base: Mapping[str, Any],
                   keys: list[str]) -> dict[str, Any]:
-    """`values` (absolute) with `keys` as factors of the trial's own model's recipe: the
-    inverse of `absolute_values`."""
+    """`values` with `keys` as factors of the trial's model's recipe (`absolute_values`'s
+    inverse)."""
     keys = [k for k in keys if k in values and isinstance(values[k], int | float)]
     if not keys:
         return dict(values)
@@ -293,8 +281,7 @@ def recipe_lines(base: dict[str, Any], space: dict[str, Any], recipe: dict[str, 
 
 
 def _recipe_values(base: dict[str, Any], space: dict[str, Any]) -> tuple[str, dict[str, float]]:
-    """(the head line, the recipe's value of each key) of the base run's model; never raises:
-    a recipe that cannot be read here is said so (each trial reads it again)."""
+    """(the head line, the recipe's value of each key) of the base run's model; never raises."""
     try:
         model = run_config_from_dict(apply_overrides(base, fixed_values_of(space))).model
         recipe = recipe_for(model)

@@ -1,17 +1,10 @@
 """Which Optuna sampler proposes the trials: `experiment.searcher.sampler` and its options.
 
-    experiment:
-      searcher:
-        sampler: tpe                 # tpe (default) | gp | random | qmc | cmaes
-        sampler_options: {multivariate: true, constant_liar: true}
-
-Each name is one of Optuna's samplers, built with any keyword argument of its constructor except
-`seed` and `n_startup_trials` (keys of `experiment.searcher`, so `--seed` works for every
-sampler) and those taking a callable or sampler, which YAML cannot express. It is built once when
-the space file loads, so a wrong option is one line naming the key before Ray starts. The default
-is measured (`results/benchmarks/search_efficiency.md`). An ASHA-stopped trial is told PRUNED
-(`search.trial.searcher`): TPE models its intermediate values; GP, QMC, CMA-ES and random learn
-from COMPLETE trials only (CMA-ES may be told `consider_pruned_trials: true`).
+Each name is one of Optuna's samplers, built with any keyword argument of its constructor that
+YAML can express, except `seed` and `n_startup_trials` (keys of `experiment.searcher`, so
+`--seed` works for every sampler). It is built once when the space file loads, so a wrong option
+is one line naming the key before Ray starts. The default (TPE) is measured
+(`results/benchmarks/search_efficiency.md`).
 """
 
 from __future__ import annotations
@@ -57,8 +50,7 @@ def sampler_options(name: str) -> list[str]:
 
 def build_sampler(name: str, options: Mapping[str, Any], seed: int | None,
                   n_startup_trials: int) -> Any:
-    """The Optuna sampler: its options, the searcher's seed, and `n_startup_trials` where the
-    sampler has random startup trials (TPE, GP, CMA-ES)."""
+    """The Optuna sampler, with `n_startup_trials` where it has random startup trials."""
     import optuna
 
     cls = sampler_class(name)
@@ -94,8 +86,7 @@ def check_sampler(name: Any, options: Any, seed: int | None, n_startup_trials: i
         if option not in known:
             raise error(f"not an option of {name} ({SAMPLERS[name]} takes: "
                         f"{', '.join(known) or 'none'})", key)
-        problem = _type_problem(sampler_class(name), option, options[option])
-        if problem:
+        if problem := _type_problem(sampler_class(name), option, options[option]):
             raise error(problem, key)
     try:
         build_sampler(name, options, seed, n_startup_trials)
@@ -106,9 +97,8 @@ def check_sampler(name: Any, options: Any, seed: int | None, n_startup_trials: i
 
 
 def _type_problem(cls: type, option: str, value: Any) -> str | None:
-    """What is wrong with `value` given the option's annotation (Optuna checks few types
-    itself: `multivariate: "yes"` would pass as true). Options typed otherwise than as plain
-    scalars (mappings, sequences, callables) are left to the constructor."""
+    """What is wrong with `value` for a plain scalar option (Optuna checks few types itself:
+    `multivariate: "yes"` would pass as true); other options are left to the constructor."""
     annotation = inspect.signature(cls).parameters[option].annotation
     names = {"bool": bool, "int": int, "float": float, "str": str, "None": type(None)}
     if isinstance(annotation, str):  # Optuna's modules use postponed annotations

@@ -36,26 +36,18 @@ space:                           # dotted keys of the run config
   seed: 3                        # a plain value is fixed for every trial
 ```
 
-Distributions: `search.space.distributions`. The recipe's four values (learning rate,
-`backbone_lr_ratio`, weight decay, max_grad_norm) may be factors of the recipe's,
-`{loguniform: [0.25, 2.0], relative_to: recipe}` (`search.space.relative_ranges`). Searchable
-keys: every run-config field, dotted, and `training_args.<any TrainingArguments field>`; setting
-one of two exclusive keys (`EXCLUSIVE_KEYS`) drops the other from the base. Relative paths are
-resolved against the space file's folder. `points_to_evaluate` are enqueued once in the Optuna
-study (a resumed search does not repeat them) and count toward `num_samples` and the startup
-trials. Everything is checked before Ray starts, every choice and both ends of every range
-built into a run config, in one line naming the file and the dotted key. Tune domains keep the
-dotted names (Ray nests on "/" only).
+Distributions: `search.space.distributions`; ranges relative to the recipe:
+`search.space.relative_ranges`. Everything is checked before Ray starts (every choice and both
+ends of every range built into a run config), in one line naming the file and the dotted key.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,6 +57,7 @@ from detr_core.config.metric_names import DEFAULT_METRIC, SELECTABLE_EVAL_METRIC
 from detr_core.config.run_config import (
     DEFAULT_CONFIG_PATH,
     EXCLUSIVE_KEYS,
+    PATH_KEYS,
     Section,
     apply_overrides,
     get_dotted,
@@ -110,13 +103,10 @@ class SchedulerSpec(Section):
     """`experiment.scheduler`: ASHA, budgets in optimizer steps."""
 
     grace_period: int | None = Field(None, ge=1)
-    """The first rung; default: the base's first evaluation."""
     reduction_factor: float = Field(3.0, gt=1, allow_inf_nan=False)
     max_t: int | None = Field(None, ge=1)
-    """The cap per trial; default: the longest trial's steps, estimated from the base."""
 
     def rungs(self) -> list[float]:
-        """`grace_period * reduction_factor**k` up to `max_t`, as Ray's ASHA."""
         return asha_rungs(self.grace_period, self.reduction_factor, self.max_t)
 
 
@@ -124,14 +114,10 @@ class SearcherSpec(Section):
     """`experiment.searcher`: Optuna."""
 
     seed: int | None = 0
-    """null: a different search each time."""
     n_startup_trials: int | None = Field(None, ge=0)
-    """Random trials first; default min(10, ceil(num_samples / 2))."""
     points_to_evaluate: Any = None
-    """Configurations tried first (checked by `check_points`)."""
     sampler: str = DEFAULT_SAMPLER
     sampler_options: Any = None
-    """Checked by `check_sampler`."""
 
 
 class ResourceSpec(Section):
@@ -166,15 +152,11 @@ class ExperimentSection(Section):
     """The `experiment:` section of a search-space file; every key optional."""
 
     name: str | None = None
-    """The results folder; default: the file's stem."""
     metric: str = DEFAULT_METRIC
     mode: Literal["min", "max"] | None = None
-    """Default: the metric's own direction."""
     num_samples: int = Field(8, ge=1)
     max_concurrent: int | None = Field(None, ge=1)
-    """Trials at a time; default: as many as fit."""
     max_failures: int = Field(0, ge=-1)
-    """Retries of an errored trial (-1: no cap)."""
     scheduler: SchedulerSpec = SchedulerSpec()
     searcher: SearcherSpec = SearcherSpec()
     resources: ResourceSpec = ResourceSpec()
@@ -309,16 +291,16 @@ def read_spec_file(experiment_dir: ExperimentPath) -> SearchSpec:
 REPORTED_METRICS = SELECTABLE_EVAL_METRICS
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
-#: `load_search_spec(overrides=...)` key -> (path in `experiment:`, its CLI flag).
-OVERRIDE_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
-    "name": (("name",), "--name"), "num_samples": (("num_samples",), "--num-samples"),
-    "max_concurrent": (("max_concurrent",), "--max-concurrent"),
-    "cpus_per_trial": (("resources", "cpus_per_trial"), "--cpus-per-trial"),
-    "gpus_per_trial": (("resources", "gpus_per_trial"), "--gpus-per-trial"),
-    "seed": (("searcher", "seed"), "--seed"), "sampler": (("searcher", "sampler"), "--sampler"),
-    "max_failures": (("max_failures",), "--max-failures"),
-    "finalists_top": (("finalists", "top"), "--finalists"),
-    "finalists_seeds": (("finalists", "seeds"), "--finalist-seeds"),
+#: `load_search_spec(overrides=...)` key -> (dotted key in `experiment:`, its CLI flag).
+OVERRIDE_KEYS: dict[str, tuple[str, str]] = {
+    "name": ("name", "--name"), "num_samples": ("num_samples", "--num-samples"),
+    "max_concurrent": ("max_concurrent", "--max-concurrent"),
+    "cpus_per_trial": ("resources.cpus_per_trial", "--cpus-per-trial"),
+    "gpus_per_trial": ("resources.gpus_per_trial", "--gpus-per-trial"),
+    "seed": ("searcher.seed", "--seed"), "sampler": ("searcher.sampler", "--sampler"),
+    "max_failures": ("max_failures", "--max-failures"),
+    "finalists_top": ("finalists.top", "--finalists"),
+    "finalists_seeds": ("finalists.seeds", "--finalist-seeds"),
 }
 
 
@@ -340,9 +322,9 @@ def read_experiment(raw: Any, overrides: dict | None, src: str) -> ExperimentSec
     for key, value in (overrides or {}).items():
         if value is None:
             continue
-        path, flag = OVERRIDE_KEYS[key]
-        set_dotted(experiment, ".".join(path), value)
-        origin[".".join(path)] = flag
+        dotted, flag = OVERRIDE_KEYS[key]
+        set_dotted(experiment, dotted, value)
+        origin[dotted] = flag
     try:
         return validated(ExperimentSection, experiment, src, key_prefix="experiment")
     except UserInputError as exc:
@@ -355,10 +337,8 @@ def read_experiment(raw: Any, overrides: dict | None, src: str) -> ExperimentSec
 def build_spec(experiment: ExperimentSection, base: dict[str, Any], space: dict[str, Any],
                path: Path, base_source: str) -> SearchSpec:
     """The `SearchSpec`, with the defaults that depend on the base and the space filled in."""
-    src = str(path)
-    metric = experiment.metric
-    mode = experiment.mode or natural_mode(metric)
-    searcher = experiment.searcher
+    src, searcher = str(path), experiment.searcher
+    mode = experiment.mode or natural_mode(experiment.metric)
     startup = searcher.n_startup_trials
     if startup is None:  # half the trials, at most 10
         startup = min(10, max(1, math.ceil(experiment.num_samples / 2)))
@@ -367,22 +347,17 @@ def build_spec(experiment: ExperimentSection, base: dict[str, Any], space: dict[
     searcher = searcher.model_copy(update={
         "n_startup_trials": startup, "sampler": sampler, "sampler_options": options,
         "points_to_evaluate": searcher.points_to_evaluate or []})  # check_points checks them
+    # the Trainer's best step chosen by the search's metric, the one the export keeps
+    base = apply_overrides(base, {"training_args.metric_for_best_model": experiment.metric,
+                                  "training_args.greater_is_better": mode == "max"})
     finalists = experiment.finalists
     return SearchSpec(
-        name=experiment.name or path.stem, metric=metric, mode=mode,
+        name=experiment.name or path.stem, metric=experiment.metric, mode=mode,
         num_samples=experiment.num_samples, max_concurrent=experiment.max_concurrent,
         scheduler=_scheduler(experiment.scheduler, base, space, src), searcher=searcher,
-        resources=experiment.resources, max_failures=experiment.max_failures,
-        base=select_best_step_by(base, metric, mode), space=space, source=path,
-        base_source=base_source,
+        resources=experiment.resources, max_failures=experiment.max_failures, base=base,
+        space=space, source=path, base_source=base_source,
         finalists=finalists if finalists is not None and finalists.top else NO_FINALISTS)
-
-
-def select_best_step_by(base: dict[str, Any], metric: str, mode: str) -> dict[str, Any]:
-    """The base with the Trainer's best step chosen by the search's metric and mode (else the
-    exported checkpoint would be the best step by another metric)."""
-    return apply_overrides(base, {"training_args.metric_for_best_model": metric,
-                                  "training_args.greater_is_better": mode == "max"})
 
 
 def _scheduler(scheduler: SchedulerSpec, base: dict[str, Any], space: dict[str, Any],
@@ -470,8 +445,6 @@ def _parse_entry(key: str, value: Any, folder: Path) -> Any:
 
 def resolve_paths_in(key: str, value: Any, folder: Path) -> Any:
     """Path strings within a value set at `key` made absolute."""
-    from detr_core.config.run_config import PATH_KEYS
-
     for path_key in PATH_KEYS:
         if path_key == key:
             return resolve_path_value(path_key, value, folder)
@@ -555,8 +528,9 @@ def load_search_spec(path: str | Path, overrides: dict | None = None) -> SearchS
     base = drop_excluded(base, space.keys())
     # the rest first: the recipe is read from the base with the space's fixed values
     _validate_space_values(base, {k: v for k, v in space.items() if k not in relative}, src)
-    space, recipe, resolved = resolve_relative(space, relative, base, _overridden(raw, src),
-                                               src)
+    overridden = _flatten_overrides(as_mapping(raw.get("base_overrides"), src, "base_overrides"),
+                                    src)
+    space, recipe, resolved = resolve_relative(space, relative, base, set(overridden), src)
     for absolute in resolved:  # the resolved ranges, as absolute values (one per model)
         _validate_space_values(base, absolute, src)
     experiment = read_experiment(raw.get("experiment"), overrides, src)
@@ -567,13 +541,7 @@ def load_search_spec(path: str | Path, overrides: dict | None = None) -> SearchS
                              f"{spec.num_samples} trials (num_samples)", source=src,
                              key="experiment.searcher.points_to_evaluate")
     searcher = spec.searcher.model_copy(update={"points_to_evaluate": points})
-    return dataclasses.replace(spec, recipe=recipe, searcher=searcher)
-
-
-def _overridden(raw: dict[str, Any], src: str) -> set[str]:
-    """The dotted keys `base_overrides` sets (checked by `_load_base`)."""
-    overrides = as_mapping(raw.get("base_overrides"), src, "base_overrides")
-    return set(_flatten_overrides(overrides, src)) if overrides else set()
+    return replace(spec, recipe=recipe, searcher=searcher)
 
 
 def _validated(raw: dict[str, Any], src: str, key_prefix: str) -> None:
@@ -583,9 +551,7 @@ def _validated(raw: dict[str, Any], src: str, key_prefix: str) -> None:
         raise exc.relocated(src, key_prefix) from None
 
 
-def _load_base(
-    base: Any, overrides: Any, src: str, folder: Path
-) -> tuple[dict[str, Any], str]:
+def _load_base(base: Any, overrides: Any, src: str, folder: Path) -> tuple[dict[str, Any], str]:
     """The complete base run config as a dict: loaded, overridden, validated, paths absolute."""
     if base is None:
         raw = run_config_to_dict(load_run_config(DEFAULT_CONFIG_PATH))
@@ -606,7 +572,7 @@ def _load_base(
                              source=src, key="base")
     overrides = as_mapping(overrides, src, "base_overrides")
     if overrides:
-        flat = _flatten_overrides(overrides, src, sections_set=_sections_set(raw))
+        flat = _flatten_overrides(overrides, src, base=raw)
         raw = drop_excluded(raw, flat.keys())
         raw = apply_overrides(raw, flat)
         _validated(raw, src, "base_overrides")
@@ -615,21 +581,11 @@ def _load_base(
     return run_config_to_dict(cfg), base_source
 
 
-def _sections_set(raw: dict[str, Any], prefix: str = "") -> set[str]:
-    """Dotted keys of the mappings `raw` has (`training_args`, `data.synthetic`, ...)."""
-    found: set[str] = set()
-    for key, value in raw.items():
-        if isinstance(value, dict):
-            found.add(prefix + key)
-            found |= _sections_set(value, f"{prefix}{key}.")
-    return found
-
-
 def _flatten_overrides(overrides: dict, src: str, prefix: str = "",
-                       sections_set: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+                       base: dict[str, Any] | None = None) -> dict[str, Any]:
     """Nested and dotted override keys -> {dotted leaf key: value}, merged key by key into the
-    run config's sections (and free mappings); an empty mapping turns on an optional section
-    the base leaves unset (`ema: {}`) and changes nothing in one it has."""
+    run config's sections and free mappings; an empty mapping turns on an optional section
+    `base` leaves unset (`ema: {}`) and changes nothing in one it has."""
     flat: dict[str, Any] = {}
     for key, value in overrides.items():
         if not isinstance(key, str) or not key:
@@ -637,9 +593,9 @@ def _flatten_overrides(overrides: dict, src: str, prefix: str = "",
                                  key=f"base_overrides.{prefix}{key}")
         dotted = f"{prefix}{key}"
         if isinstance(value, dict) and is_section(dotted):
-            if not value and dotted not in sections_set:
+            if not value and not isinstance(get_dotted(base, dotted), dict):
                 flat[dotted] = {}
-            flat.update(_flatten_overrides(value, src, dotted + ".", sections_set))
+            flat.update(_flatten_overrides(value, src, dotted + ".", base))
         else:
             flat[dotted] = value
     return flat

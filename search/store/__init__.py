@@ -1,6 +1,5 @@
-"""Where it all lives: experiment locations on a local folder or any `pyarrow.fs` URI, atomic
-writes and JSON reads there (`storage`), the names of every file an experiment holds and the
-values read back from them (`layout`) and the Optuna study journal (`study_journal`).
+"""Where it all lives: a local folder or any `pyarrow.fs` URI, atomic writes there, the names
+of every file an experiment holds and the values read back, the Optuna study journal.
 
 Imports: nothing of search; `detr_core`.
 """

@@ -1,10 +1,6 @@
 """The names of the files and folders of one experiment folder (`<storage>/<name>`), defined
-here only, and the numbers read back from plain files.
-
-`best_model/` and `test_metrics.json` take the names a detr_core run gives them; Ray Tune's own
-per-trial files (`params.json`, `result.json`, `progress.csv`, `error.txt`, `checkpoint_*`)
-keep Ray's names. What Tune writes is JSON or CSV text, where a metric may be missing, NaN, a
-string or a bool: `as_float` / `as_int` turn any of that into a finite number or None.
+here only (Ray Tune's own per-trial files keep Ray's names, a detr_core run's its own), and the
+numbers read back from Tune's JSON or CSV text, where a metric may be missing, NaN or a string.
 """
 
 from __future__ import annotations
@@ -13,15 +9,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from detr_core.files.file_io import BEST_MODEL_DIR, TEST_METRICS_FILE
-
-__all__ = [
-    "BEST_CONFIG_FILE", "BEST_MODEL_DIR", "CHECKPOINT_META_FILE", "COMPARE_FILE",
-    "COMPARE_PLOTS_DIR", "EVALUATION_LOG_FILE", "FINALISTS_DIR", "FINALISTS_PLAN_FILE",
-    "INTERRUPTED_FILE", "MODEL_SOURCE_FILE", "PLOTS_DIR", "PREPARED_DATA_FILE", "REPORT_FILE",
-    "SPEC_FILE", "STUDY_FILE", "TEST_METRICS_FILE", "TIME_BUDGET_FILE", "TRIALS_CSV_FILE",
-    "TRIAL_LOG_FILE", "WARM_START_FILE",
-]
+# the names a detr_core run gives them, re-exported
+from detr_core.files.file_io import BEST_MODEL_DIR as BEST_MODEL_DIR
+from detr_core.files.file_io import TEST_METRICS_FILE as TEST_METRICS_FILE
 
 # written by the driver when a search starts
 SPEC_FILE = "search_spec.yaml"          # the resolved search (read back by the export)
@@ -64,7 +54,7 @@ def as_float(value: Any) -> float | None:
 
 
 def as_int(value: Any) -> int | None:
-    """`as_float` truncated to an int (steps are written as floats by some writers)."""
+    """`as_float` truncated to an int (some writers write steps as floats)."""
     number = as_float(value)
     return int(number) if number is not None else None
 

@@ -3,15 +3,11 @@
     location("results/iou")              # -> pathlib.Path (absolute)
     location("s3://bucket/results/iou")  # -> UriPath over pyarrow's S3FileSystem
 
-Ray Tune writes trials to a `--storage` URI through `pyarrow.fs`; everything this project
-reads or writes itself goes through `UriPath`, the part of `pathlib.Path`'s API the search
-uses, so code takes a `Path` or a `UriPath` alike (`ExperimentPath`). A filesystem is found
-from the URI as the AWS tools would (credentials and `AWS_ENDPOINT_URL` from the environment,
-`?endpoint_override=...` in the URI). Object stores have no folders and no rename: a folder
-exists when objects lie under its prefix, and a file write is one upload (atomic, but a folder
-copy is not: `copy_tree` callers write their completion marker last). Local files are written
-to a temporary file and renamed into place (`detr_core.files.file_io`), so a crash never
-leaves a truncated REPORT.md, trials.csv or best_config.yaml.
+Ray Tune writes trials to a `--storage` URI through `pyarrow.fs`; what this project reads or
+writes itself goes through `UriPath`, the part of `pathlib.Path`'s API the search uses, so code
+takes either (`ExperimentPath`). Object stores have no folders and no rename: a folder exists
+when objects lie under its prefix, a file write is one upload (a folder copy is not atomic:
+`copy_tree` callers write their completion marker last).
 """
 
 from __future__ import annotations
@@ -72,8 +68,8 @@ class FileStat:
 
 
 class UriPath:
-    """A file or folder on a `pyarrow.fs` filesystem, with a subset of `pathlib.Path`'s API;
-    `str()` is its URI, by which it compares and sorts. `_type`: the entry type a listing gave."""
+    """A file or folder on a `pyarrow.fs` filesystem; `str()` is its URI, by which it compares
+    and sorts. `_type`: the entry type a listing gave."""
 
     def __init__(self, fs: pafs.FileSystem, path: str, prefix: str,
                  _type: pafs.FileType | None = None) -> None:
@@ -273,8 +269,8 @@ def folder_has_entries(where: ExperimentPath) -> bool:
 
 @contextmanager
 def local_copy(where: ExperimentPath, upload_back: bool = False) -> Iterator[Path]:
-    """A local folder holding `where`: itself when local, else a temporary download whose
-    new or changed files go back to `where` (`upload_back`) when the block ends without error."""
+    """A local folder holding `where`: itself when local, else a temporary download whose new or
+    changed files go back to `where` (`upload_back`) when the block ends without error."""
     if isinstance(where, Path) or where.is_local_fs:
         yield where if isinstance(where, Path) else Path(where.path)
         return
@@ -333,8 +329,7 @@ def write_json_atomic(path: ExperimentPath, data: Any) -> ExperimentPath:
 
 
 def display_path(path: ExperimentPath) -> str:
-    """`path` relative to the working directory when inside it (results/iou/...), else absolute;
-    a storage URI as it is."""
+    """`path` relative to the working directory when inside it, else absolute (a URI as it is)."""
     if isinstance(path, UriPath):
         return str(path)
     resolved = Path(path).resolve()

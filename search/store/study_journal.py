@@ -1,9 +1,8 @@
 """The Optuna study of a search: a journal file in the experiment folder, on any storage.
 
-Optuna's `JournalFileBackend` appends to a local file: `<experiment>/optuna_study.log` itself
-when local; on an object store a local copy, uploaded whole after every write (a few KB per
-trial). The backend pickles as its remote file alone, so the searcher state Tune saves (and
-restores, maybe on another machine) never holds a local path.
+Optuna's `JournalFileBackend` appends to a local file: on an object store a local copy, uploaded
+whole after every write (a few KB per trial), which pickles as its remote file alone, so the
+searcher state Tune saves (and may restore on another machine) never holds a local path.
 """
 
 from __future__ import annotations

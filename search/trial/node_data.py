@@ -1,12 +1,9 @@
 """A search's dataset on every node that trains: generated there, or checked there.
 
-On a cluster each machine has its own disk, so the driver records what the trials train on
-(`<experiment>/prepared_data.json`, `data_record`) and each trial prepares it on its own node
-(`prepare_on_node`). `synthetic`: the generation parameters; each node makes the dataset in its
-own cache (`$DETR_SEARCH_CACHE` or ~/.cache/detr-search), keyed by them, so every node trains on
-the same files (written to a staging folder and renamed: concurrent trials are safe). `coco`: the
-absolute path of every split, not copied: every node must see it at the same path (shared
-storage); a trial checks the paths first and fails with one line naming the node and the path.
+The driver records what the trials train on (`<experiment>/prepared_data.json`, `data_record`)
+and each trial prepares it on its own node (`prepare_on_node`). `synthetic`: each node makes the
+dataset in its own cache, keyed by its parameters (staged and renamed: concurrent trials are
+safe). `coco`: absolute paths, not copied: every node must see them (shared storage).
 """
 
 from __future__ import annotations
@@ -44,8 +41,7 @@ def _missing_path(data: DataConfig) -> tuple[str, str] | None:
 
 def data_record(base: dict[str, Any], source: str, on_cluster: bool) -> dict[str, Any]:
     """What the trials train on, prepared where the driver runs, with each split's `summary`
-    for `--dry-run`. COCO data the driver cannot see is an error, or a warning on a cluster
-    (`on_cluster`: each trial checks it on its node); crowded images are warned about once."""
+    for `--dry-run`. COCO data the driver cannot see is an error, a warning `on_cluster`."""
     config = run_config_from_dict(base, source=source)
     section = run_config_to_dict(config)["data"]
     if config.data.synthetic is not None:
@@ -74,8 +70,7 @@ def data_record(base: dict[str, Any], source: str, on_cluster: bool) -> dict[str
 
 def revalidate_record(record: dict[str, Any], base: dict[str, Any], source: str,
                       on_cluster: bool) -> dict[str, Any]:
-    """`data_record` again on `--resume` (`base`: the search's base run config): COCO files may
-    have changed since, a synthetic dataset's cache may have been cleared."""
+    """`data_record` again on `--resume`: COCO files may have changed, a cache been cleared."""
     return data_record({**base, "data": _normalised(record)["data"]}, source, on_cluster)
 
 

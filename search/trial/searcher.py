@@ -1,16 +1,11 @@
-"""The Optuna searcher (TPE or any `experiment.searcher.sampler`) that learns from ASHA's early
-stops the right way.
+"""The Optuna searcher that learns from ASHA's early stops the right way.
 
-Stock `OptunaSearch` reports intermediate values by `training_iteration` and tells Optuna
-COMPLETE with the *last* value of a trial ASHA stopped at an early rung, so TPE treats a
-partial-budget score as final. Here intermediate values are keyed by the optimizer `step`, a
-trial stopped before its budget (`search.trial.status.is_early_stopped`) is told PRUNED (Optuna
-keeps its intermediate values), and a finished trial its *best* value, the step whose checkpoint
-is kept. The study is an Optuna journal in the experiment folder (`search.store.study_journal`):
-it survives the driver, and `optuna.load_study` reads it. It is seeded once, not again when
-resumed (Ray's own `points_to_evaluate` would enqueue them in every session), with `warm_start`
-trials of earlier searches (`search.lineage`, marked by the user attribute `warm_start_source`)
-and `first_points` (the space file's `points_to_evaluate`).
+Stock `OptunaSearch` keys intermediate values by `training_iteration` and tells Optuna COMPLETE
+with the *last* value of a trial ASHA stopped early, so TPE treats a partial-budget score as
+final. Here values are keyed by the optimizer `step`, a trial stopped before its budget
+(`search.trial.status.is_early_stopped`) is told PRUNED, and a finished trial its *best* value.
+The study is an Optuna journal in the experiment folder, seeded once (not again when resumed)
+with `warm_start` trials of earlier searches and `first_points` (`points_to_evaluate`).
 """
 
 from __future__ import annotations
@@ -61,7 +56,6 @@ class AshaAwareOptunaSearch(OptunaSearch):
         return True
 
     def _seed_study(self) -> None:
-        """Add the warm-start trials, unless the study holds them, and the first points."""
         space = searcher_space(self)
         if self._warm_start and not callable(space) and not any(
                 "warm_start_source" in t.user_attrs for t in self.study.get_trials(deepcopy=False)):

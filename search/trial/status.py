@@ -1,10 +1,8 @@
 """What became of a trial: completed, stopped early by ASHA, cut by the time budget, errored...
 
-Ray Tune only knows TERMINATED and ERROR: a trial that ASHA cut at a low rung and one that
-trained its whole budget are both TERMINATED. The difference is the budget: a trial is done when
-its last reported `step` reached `min(total_steps, max_t)` (its planned optimizer steps, capped
-by ASHA's maximum budget). The Optuna searcher uses the same rule (`is_early_stopped`), so report
-and searcher never disagree. Pure functions on plain dicts: no Ray, no files.
+Tune calls a trial ASHA cut at a low rung and one that trained its whole budget both TERMINATED:
+a trial is done when its last reported `step` reached `min(total_steps, max_t)`. The searcher
+uses the same rule (`is_early_stopped`), so report and searcher never disagree.
 """
 
 from __future__ import annotations
@@ -26,8 +24,7 @@ CATEGORIES = (COMPLETED, STOPPED_PREFIX, BUDGET_CUT_PREFIX, ERRORED, INTERRUPTED
 
 
 def planned_budget(last_result: Mapping[str, Any], max_t: int | None) -> int | None:
-    """`min(total_steps, max_t)`: the trial's own plan and ASHA's cap, either may be missing;
-    None when neither is known."""
+    """`min(total_steps, max_t)` of those known (None: neither)."""
     limits = [int(v) for v in (last_result.get("total_steps"), max_t) if v is not None]
     return min(limits) if limits else None
 
@@ -42,16 +39,10 @@ def is_early_stopped(last_result: Mapping[str, Any], max_t: int | None) -> bool:
 def trial_status(last_result: Mapping[str, Any] | None, *, errored: bool, max_t: int | None,
                  ended: bool | None = None, cut_by_budget: bool = False,
                  interrupted: bool = False) -> str:
-    """Status of one trial, as trials.csv and REPORT.md show it.
-
-    `errored` if it raised; `not started` without a result with a `step`; `completed` at its
-    planned budget. Below budget: `cut by time budget at step N` if `--time-budget` ended the
-    search while it ran (`cut_by_budget`), `interrupted at step N` if it was running when
-    Ctrl-C / SIGTERM stopped the search (`interrupted`) or the driver died (not `ended`), else
-    `stopped by ASHA at step N`. Cut or interrupted before reporting anything: `... before its
-    first evaluation`. `ended` defaults to the last result's `done`: Tune sets it on the result
-    whose scheduler decision was STOP, the one `result.json` logs last.
-    """
+    """Status of one trial, as trials.csv and REPORT.md show it. Below its budget: cut by
+    `--time-budget` (`cut_by_budget`), interrupted by Ctrl-C / SIGTERM (`interrupted`) or by the
+    driver's death (not `ended`, by default the last result's `done`, which Tune sets on the
+    result whose scheduler decision was STOP), else stopped by ASHA."""
     if errored:
         return ERRORED
     if not last_result or last_result.get("step") is None:
@@ -60,8 +51,7 @@ def trial_status(last_result: Mapping[str, Any] | None, *, errored: bool, max_t:
     step = int(last_result["step"])
     if not is_early_stopped(last_result, max_t):
         return COMPLETED
-    if ended is None:
-        ended = bool(last_result.get("done", False))
+    ended = bool(last_result.get("done", False)) if ended is None else ended
     prefix = (BUDGET_CUT_PREFIX if cut_by_budget else INTERRUPTED_PREFIX
               if interrupted or not ended else STOPPED_PREFIX)
     return f"{prefix} at step {step}"

@@ -1,19 +1,12 @@
 """The Ray Tune function trainable: one sampled config -> one `detr_core` run.
 
-`trial_values` is what a trial trains with: its flat dotted config (Ray nests keys on "/" only,
-so the dots survive `OptunaSearch`) over the space's fixed values, rounded to each q (Optuna
-cannot quantize a log-scale float, and its float steps drift: `0.30000000000000004`), with
-recipe-relative factors made absolute (`search.space.relative_ranges`). `trial_run_config` adds
-the thread count: float results depend on how many threads reduce a sum. `best_config.yaml`,
-`trials.csv` and the report go through the same functions, so they agree field for field.
-
+`trial_values` is what a trial trains with: its flat dotted config (Ray nests keys on "/" only)
+over the space's fixed values, rounded to each q, with recipe factors made absolute.
+`best_config.yaml`, `trials.csv` and the report go through the same functions, so they agree.
 Each evaluation is a `ray.tune.report` (`step`: ASHA's time attribute; `total_steps`: the
-planned budget, to tell "finished" from "stopped early"), with the Trainer checkpoint of each
-new best step, which a retried trial resumes from. Fds 1 and 2 (C extensions and child processes
-included) go to `trial.log` in the trial's working folder, which Tune syncs to storage, instead
-of the driver's terminal, and are put back for a reused actor's next trial. Scratch folders are
-named `detr-trial-<host>-<pid>-*`, so a killed trial's (SIGKILL, OOM killer) is removed by the
-next trial on that host once its process is gone.
+planned budget) with the Trainer checkpoint of each new best step, which a retried trial resumes
+from. Fds 1 and 2 go to `trial.log` in the trial's working folder. Scratch folders are named
+`detr-trial-<host>-<pid>-*`, so a killed trial's is removed by the next trial on that host.
 """
 
 from __future__ import annotations
@@ -124,7 +117,8 @@ def trial_threads(cpus_per_trial: float) -> int:
 def trial_run_config(base: Mapping[str, Any], space: Mapping[str, Any],
                      params: Mapping[str, Any], threads: int | None = None,
                      recipe: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """`base` with `trial_values` set, and `num_threads` when `threads` is given."""
+    """`base` with `trial_values` set, and `num_threads` (float results depend on how many
+    threads reduce a sum) when `threads` is given."""
     config = apply_overrides(dict(base), trial_values(space, params, base, recipe))
     if threads is not None:
         config["num_threads"] = threads
@@ -135,10 +129,8 @@ _SKIPPED_METRICS = (  # Trainer bookkeeping not worth a Tune metric column
     "eval_runtime", "eval_samples_per_second", "eval_steps_per_second")
 
 
-#: A folder: while `<folder>/hold` (or `hold-<Tune experiment name>`: one experiment's trials,
-#: e.g. `hold-finalists`) exists, a trial waits after each report. For tests that must stop a
-#: search whose trials cannot have finished first, whatever the machine's speed (signals,
-#: `--time-budget`): they wait on reports, then on nothing but the file.
+#: A folder: while `<folder>/hold` (or `hold-<Tune experiment name>`) exists, a trial waits
+#: after each report; for tests that stop a search whose trials must not finish first.
 TRIAL_GATE_ENV = "DETR_SEARCH_TRIAL_GATE"
 
 
@@ -214,23 +206,17 @@ def train_detr(config: dict[str, Any], *, base: dict[str, Any], space: dict[str,
 
 def train_finalist(config: dict[str, Any], *, runs: dict[int, dict[str, Any]],
                    data: dict[str, Any], metric: str) -> None:
-    """Tune entry point of the finalists stage (`search.results.finalists`): `config` is
-    `{"finalist": N, "seed": S}`, `runs` maps N to the configuration's complete run config
-    (via `with_parameters`); trained and reported exactly as a search trial, with seed S."""
-    def raw(threads: int) -> dict[str, Any]:
-        run = copy.deepcopy(runs[int(config["finalist"])])
-        run.update(seed=int(config["seed"]), num_threads=threads)
-        return run
-
-    _train(raw, data, metric)
+    """Tune entry point of the finalists stage: `config` is `{"finalist": N, "seed": S}`, `runs`
+    maps N to its complete run config; trained as a search trial, with seed S."""
+    _train(lambda threads: {**copy.deepcopy(runs[int(config["finalist"])]),
+                            "seed": int(config["seed"]), "num_threads": threads}, data, metric)
 
 
 def _train(make_raw: Callable[[int], dict[str, Any]], data: dict[str, Any], metric: str) -> None:
     """One trial's run (`make_raw(threads)`: its run config), output into its `trial.log`, its
     data prepared on this node, every evaluation reported to Tune."""
-    # Tune runs the trial in its working folder and uploads it from whichever node it is on;
-    # `get_trial_dir()` names the driver's staging folder for an actor's first trial instead,
-    # which only reaches storage when the trial runs on the driver's node.
+    # the working folder, not `get_trial_dir()`: that names the driver's staging folder for an
+    # actor's first trial, which only reaches storage when the trial runs on the driver's node
     with output_to_file(Path.cwd() / TRIAL_LOG_FILE):
         from ray import tune
 
