@@ -1,21 +1,18 @@
-"""The distributions a search-space file may draw a key from, their rules and their rounding.
-
-A searched key is `{name: args}` (one key; anything else is a value fixed for every trial):
-`choice: [v1, v2, ...]`; a float from `uniform` or `loguniform` (log scale, low > 0)
-`[low, high]`; an integer from `randint` or `lograndint` (low >= 1) `[low, high]`; a multiple of
-q from `quniform`, `qloguniform` (loguniform rounded) or `qrandint` `[low, high, q]`, whose
-bounds must be multiples of q. Every upper bound is INCLUSIVE, integers included.
-Pure functions: no Ray, no files.
+"""The distributions a space key may be drawn from (`{name: args}`, one key; anything else is a
+fixed value), their rules and their rounding. `choice: [v1, ...]`; `uniform`, `loguniform`,
+`randint`, `lograndint`: `[low, high]`; `quniform`, `qloguniform`, `qrandint`: `[low, high, q]`
+with bounds that are multiples of q. Every upper bound is INCLUSIVE. No Ray, no files.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 import typing
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from detr_core.config.run_config import strict_adapter, strip_optional
 from detr_core.files.errors import UserInputError, describe_value
@@ -64,42 +61,53 @@ def quantize_params(space: dict, params: dict) -> dict:
     result = dict(params)
     for key, value in params.items():
         dist = space.get(key)
-        if not (is_distribution(dist) and is_number(value)):
+        if not (is_distribution(dist) and next(iter(dist)) in QUANTIZED_DISTRIBUTIONS
+                and is_number(value)):
             continue
-        name, args = next(iter(dist.items()))
-        if name not in QUANTIZED_DISTRIBUTIONS:
-            continue
-        low, high, q = args
+        name, (low, high, q) = next(iter(dist.items()))
         snapped = min(max(round(value / q) * q, low), high)
         result[key] = int(snapped) if name == "qrandint" else round(float(snapped), 12)
     return result
 
 
+@functools.cache
+def args_type(name: str) -> TypeAdapter:
+    """The args' grammar of distribution `name`, strict: `choice` a non-empty list; the others
+    `[low, high]` or, quantized, `[low, high, q]` of finite numbers (integers for the int ones)."""
+    if name == "choice":
+        shape: Any = Annotated[list[Any], Field(min_length=1)]
+    else:
+        length = 3 if name in QUANTIZED_DISTRIBUTIONS else 2
+        item = int if name in INT_DISTRIBUTIONS else Annotated[float, Field(allow_inf_nan=False)]
+        shape = Annotated[list[item], Field(min_length=length, max_length=length)]
+    return TypeAdapter(shape, config=ConfigDict(strict=True))
+
+
 def check_distribution(name: str, args: Any, annotation: Any, key: str) -> list:
-    """Validate `{name: args}` for a key of type `annotation` (`UserInputError(key=key)`
-    naming what is wrong); return args (floats as floats)."""
+    """`{name: args}` checked for a key of type `annotation`; its args (floats as floats)."""
     def fail(problem: str) -> typing.NoReturn:
         raise UserInputError(problem, key=key)
 
-    if name == "choice":
-        if not isinstance(args, list) or not args:
+    quantized, is_int = name in QUANTIZED_DISTRIBUTIONS, name in INT_DISTRIBUTIONS
+    shape = "[low, high, q]" if quantized else "[low, high]"
+    try:
+        values = args_type(name).validate_python(args)
+    except ValidationError as exc:
+        errors = exc.errors()
+        error = next((e for e in errors if not e["loc"]), errors[0])  # the shape's first
+        if name == "choice":
             fail("choice needs a non-empty list of values, e.g. {choice: [a, b]}")
-        for i, value in enumerate(args):
-            if any(type(v) is type(value) and v == value for v in args[:i]):
+        if not error["loc"]:  # the list itself
+            fail(f"{name} takes {shape}, got {describe_value(args)}")
+        fail(f"{name} takes {'integers' if is_int else 'numbers'} {shape}, got "
+             f"{describe_value(error['input'])}")
+    if name == "choice":
+        for i, value in enumerate(values):
+            if any(type(v) is type(value) and v == value for v in values[:i]):
                 fail(f"choice value {value!r} is listed twice")
             check_number_type(value, annotation, key)
-        return list(args)
-    quantized = name in QUANTIZED_DISTRIBUTIONS
-    shape = "[low, high, q]" if quantized else "[low, high]"
-    if not isinstance(args, list) or len(args) != (3 if quantized else 2):
-        fail(f"{name} takes {shape}, got {describe_value(args)}")
-    is_int = name in INT_DISTRIBUTIONS
-    for arg in args:
-        if not is_number(arg) or not math.isfinite(arg):
-            fail(f"{name} takes numbers {shape}, got {describe_value(arg)}")
-        if is_int and not isinstance(arg, int):
-            fail(f"{name} takes integers {shape}, got {describe_value(arg)}")
-    low, high = args[0], args[1]
+        return values
+    low, high = args[0], args[1]  # as written, for the messages
     if low >= high:
         fail(f"{name}: low ({low}) must be below high ({high})")
     if name in LOG_DISTRIBUTIONS and low <= 0:
@@ -112,14 +120,13 @@ def check_distribution(name: str, args: Any, annotation: Any, key: str) -> list:
             if not _is_multiple(bound, q):
                 fail(f"{name}: bound {bound} is not a multiple of q={q}")
     kinds = numeric_kinds(strip_optional(annotation))
-    draws = "int" if is_int else "float"
-    if kinds is not None and draws not in kinds:
+    if kinds is not None and ("int" if is_int else "float") not in kinds:
         if not kinds:
             fail(f"{name} draws numbers, but this key takes {_type_words(annotation)}; "
                  "use choice")
         fail(f"{name} draws floats, but this key takes integers: use randint, qrandint or "
              "lograndint")
-    return [float(a) for a in args] if not is_int else list(args)
+    return values
 
 
 def check_number_type(value: Any, annotation: Any, key: str) -> None:
@@ -129,8 +136,8 @@ def check_number_type(value: Any, annotation: Any, key: str) -> None:
 
 
 def numeric_kinds(tp: Any) -> set[str] | None:
-    """Which of {"int", "float"} a key's type (its schema annotation, or `TrainingArguments`')
-    takes, as pydantic judges it strictly; None when the annotation does not say."""
+    """Which of {"int", "float"} a key's type takes, judged strictly by pydantic; None when
+    the annotation does not say."""
     if tp is Any or isinstance(tp, str | typing.TypeVar):
         return None
     kinds = set()
