@@ -20,6 +20,7 @@ from detr_core.files.errors import UserInputError, exit_on_user_error
 from search.running.cli import (
     can_resume,
     choose_experiment,
+    cluster_address,
     describe,
     parse_args,
     resume_command,
@@ -54,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:  # the data checked exactly as the driver checks it, nothing written
         from search.trial.node_data import data_record
 
-        record = data_record(spec.base, str(spec.source), on_cluster=bool(args.address))
+        record = data_record(spec.base, str(spec.source), on_cluster=bool(cluster_address(args)))
         print(describe(spec, args, warm_start), flush=True)
         print("Data:", *(record["summary"] or ["  not on this machine: each trial checks it"]),
               sep="\n", flush=True)
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     interrupts = SearchInterrupts(final_line=next_command)
     options = SearchOptions(
-        storage=args.storage, address=args.address, resume=args.resume,
+        storage=args.storage, address=cluster_address(args), resume=args.resume,
         dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port,
         verbose=args.verbose, time_budget_s=args.time_budget, interrupts=interrupts,
         resume_command=resume_command(args, spec.name), report_dir=args.report_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import shlex
 from collections.abc import Sequence
@@ -202,6 +203,12 @@ def experiment_path(storage: str, name: str) -> str:
     return join_uri(root, name) if "://" in root else str(Path(root) / name)
 
 
+def cluster_address(args: argparse.Namespace) -> str | None:
+    """The Ray cluster to join: `--address`, else `RAY_ADDRESS`, which `ray job submit` sets
+    for its entrypoint (and `ray.init` reads); None: start a local one."""
+    return getattr(args, "address", None) or os.environ.get("RAY_ADDRESS") or None
+
+
 def describe(spec: SearchSpec, args: argparse.Namespace | None = None,
              warm_start: WarmStartRecord | None = None) -> str:
     """The resolved search in words, warm-start trials included: what `--dry-run` prints."""
@@ -237,6 +244,8 @@ def describe(spec: SearchSpec, args: argparse.Namespace | None = None,
         f"  results     {experiment_path(storage, spec.name)}",
         "  cluster     " + (
             f"existing Ray cluster at {args.address}" if getattr(args, "address", None)
+            else f"existing Ray cluster at {address} (RAY_ADDRESS)"
+            if (address := cluster_address(args))
             else "local Ray, no dashboard" if getattr(args, "no_dashboard", False)
             else "local Ray, dashboard on http://127.0.0.1:"
             f"{getattr(args, 'dashboard_port', DEFAULT_DASHBOARD_PORT)}"),

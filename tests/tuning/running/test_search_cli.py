@@ -8,11 +8,13 @@ import pytest
 
 from search.running.cli import (
     build_parser,
+    cluster_address,
     describe,
     experiment_path,
     format_seconds,
     parse_args,
     parse_duration,
+    resume_command,
     spec_overrides,
     storage_root,
 )
@@ -186,6 +188,23 @@ def test_dry_run_text(tmp_path: Path) -> None:
     ]:
         assert any(line.split() and line.split()[0] == key and line.endswith(words)
                    for line in lines), (key, words)
+
+
+def test_ray_address_of_the_environment_is_the_cluster_joined(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "iou.yaml"
+    path.write_text(SPACE, encoding="utf-8")
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.2:6379")  # as `ray job submit` sets it
+    args = parse_args(["--space", str(path)])
+    assert cluster_address(args) == "10.0.0.2:6379"
+    text = describe(load_search_spec(path, spec_overrides(args)), args)
+    assert "cluster     existing Ray cluster at 10.0.0.2:6379 (RAY_ADDRESS)" in text
+    # --address wins, and the resume command carries only what the user typed
+    args = parse_args(["--space", str(path), "--address", "auto"])
+    assert cluster_address(args) == "auto"
+    assert "--address" not in resume_command(parse_args(["--space", str(path)]), "iou")
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert cluster_address(parse_args(["--space", str(path)])) is None
 
 
 def test_describe_existing_cluster_and_defaults(tmp_path: Path) -> None:
