@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
-# GPU paths, checked on a lent GPU machine (not part of CI): detr_core on CUDA in fp32 and
-# fp16 (steps/s and test metrics of the embedded default), then a search that packs two
-# trials on one GPU (--gpus-per-trial 0.5). Usage: bash benchmarks/gpu_check.sh train|search OUT
+# GPU paths, checked on a lent GPU machine (not part of CI). Usage:
+#   bash benchmarks/gpu_check.sh throughput OUT   # ~3 min: DETR-R50 layout (800 px) and the tiny
+#       default, fp32 / bf16 steps/s and peak memory, 2 and 4 processes sharing the GPU
+#       (benchmarks/gpu_check.py; OUT/gpu_check.md)
+#   bash benchmarks/gpu_check.sh train OUT        # the embedded default's run in fp32 and fp16
+#   bash benchmarks/gpu_check.sh search OUT       # a search packing two trials on one GPU
+# The project's wheels are carried in .whl/ (and Ray's in .raypart/): the machine is offline.
 set -euo pipefail
 what=$1; out=$2
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 DETR_SEARCH_CACHE=/tmp/cache
-if [ "$what" = train ]; then
+if [ "$what" != search ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl
+fi
+if [ "$what" = throughput ]; then
+  nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/gpu.txt"
+  python3 benchmarks/gpu_check.py all "$out"
+elif [ "$what" = train ]; then
   nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/gpu.txt"
   for cfg in detr_core/defaults/run.yaml benchmarks/gpu_fp16.yaml; do
     name=$(basename "$cfg" .yaml)
