@@ -29,6 +29,7 @@ from search.running.cli import (
 from search.running.interrupt import SearchInterrupted, SearchInterrupts
 from search.space.preflight import check_search_inputs
 from search.space.spec import load_search_spec
+from search.store.storage import StorageUnavailable
 
 #: A full disk (or quota): the search stops, resumable, instead of a traceback.
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -79,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"interrupted by {interrupts.signal_name}; continue with:", flush=True)
         print(next_command(), flush=True)
         return interrupts.exit_code
+    except StorageUnavailable as exc:
+        print(f"error: {exc}; once it answers, continue with:", file=sys.stderr, flush=True)
+        print(next_command(), flush=True)
+        return 1
     except OSError as exc:
         if exc.errno not in DISK_FULL:
             raise

@@ -12,13 +12,15 @@ read the bucket back with boto3, independently of the code under test.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,3 +105,74 @@ def apply_env(server: S3Server, monkeypatch: Any) -> None:
     for key, value in server.env.items():
         monkeypatch.setenv(key, value)
     assert os.environ["AWS_ENDPOINT_URL"] == server.endpoint
+
+
+class OutageProxy:
+    """A TCP proxy to `port` on 127.0.0.1 that can refuse service for a while: `go_down()`
+    cuts every open connection and resets each new one until `come_back()`, as a storage
+    endpoint that is unreachable does. `refused` counts the connections turned away."""
+
+    def __init__(self, port: int) -> None:
+        self.target = ("127.0.0.1", port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.down = threading.Event()
+        self.refused = 0
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            if self.down.is_set():
+                self.refused += 1
+                # linger 0: closing sends a reset, as a refused connection does
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                  (1).to_bytes(4, "little") + bytes(4))
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open |= {client, upstream}
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            with self._lock:
+                self._open -= {source, sink}
+
+    def go_down(self) -> None:
+        self.down.set()
+        with self._lock:
+            connections = list(self._open)
+        for sock in connections:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def come_back(self) -> None:
+        self.down.clear()
+
+    def close(self) -> None:
+        self.listener.close()

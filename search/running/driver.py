@@ -75,6 +75,19 @@ def quiet_libraries(verbose: int) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in Journal..."
     for name in ("ray", "ray.tune", "ray.train"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # a storage that does not answer for a while: Tune logs each failed sync of its state
+    # with a traceback and tries again at the next one; one line each is enough
+    for name in ("ray.tune.execution.experiment_state", "ray.train._internal.storage"):
+        logging.getLogger(name).addFilter(_without_traceback)
+
+
+def _without_traceback(record: logging.LogRecord) -> bool:
+    """A log record's exception as the end of its one line, not as a traceback."""
+    if record.exc_info and record.exc_info[1] is not None:
+        text = " ".join(str(record.exc_info[1]).split())[:160]
+        record.msg, record.args = f"{record.getMessage().strip()} {text}", ()
+        record.exc_info, record.exc_text = None, None
+    return True
 
 
 def start_ray(options: SearchOptions, cluster: LocalCluster | None = None) -> None:

@@ -13,16 +13,19 @@ when objects lie under its prefix, a file write is one upload (a folder copy is 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import os
 import posixpath
 import shutil
+import sys
 import tempfile
-from collections.abc import Collection, Iterator
+import time
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow.fs as pafs
 
@@ -53,6 +56,67 @@ def split_uri(uri: str) -> tuple[str, str]:
     base, query = split_query(uri)
     parent, _, name = base.rpartition("/")
     return parent + query, name
+
+
+#: Seconds a search waits out a storage URI that does not answer before it stops, resumable.
+STORAGE_WAIT_ENV = "DETR_SEARCH_STORAGE_WAIT_S"
+DEFAULT_STORAGE_WAIT_S = 300.0
+#: What pyarrow's S3 / GCS clients say when the service, not the request, is at fault.
+_UNANSWERED = ("NETWORK_CONNECTION", "curlCode", "SERVICE_UNAVAILABLE", "SLOW_DOWN",
+               "INTERNAL_FAILURE", "REQUEST_TIMEOUT", "Connection reset", "Could not connect",
+               "timed out", "Timeout was reached")
+T = TypeVar("T")
+
+
+class StorageUnavailable(OSError):
+    """A storage URI did not answer for the whole wait: the search stops, resumable."""
+
+
+def unanswered(exc: BaseException) -> bool:
+    """True for a storage error of the network or the service (retried), not of the request
+    (a missing file, denied access: raised at once)."""
+    return (isinstance(exc, OSError) and not isinstance(
+        exc, FileNotFoundError | PermissionError | FileExistsError | StorageUnavailable)
+        and any(mark in str(exc) for mark in _UNANSWERED))
+
+
+def patiently(action: Callable[[], T], where: str) -> T:
+    """`action()`, retried while the storage does not answer (1 s, 2 s ... 10 s apart) for up
+    to `$DETR_SEARCH_STORAGE_WAIT_S` seconds, then `StorageUnavailable`; one line when it
+    starts waiting and one when the storage answers again."""
+    wait_s = float(os.environ.get(STORAGE_WAIT_ENV) or DEFAULT_STORAGE_WAIT_S)
+    deadline, delay, waiting = time.monotonic() + wait_s, 1.0, False
+    while True:
+        try:
+            result = action()
+        except OSError as exc:
+            if not unanswered(exc):
+                raise
+            said = " ".join(str(exc).split())[:160]
+            if time.monotonic() + delay > deadline:
+                raise StorageUnavailable(f"storage {where} did not answer for {wait_s:g} s "
+                                         f"({said})") from exc
+            if not waiting:
+                print(f"warning: storage {where} does not answer ({said}); retrying for up to "
+                      f"{wait_s:g} s", file=sys.stderr, flush=True)
+                waiting = True
+            time.sleep(delay)
+            delay = min(2 * delay, 10.0)
+            continue
+        if waiting:
+            print(f"storage {where} answers again", file=sys.stderr, flush=True)
+        return result
+
+
+def _patient(method: Callable[..., T]) -> Callable[..., T]:
+    """A `UriPath` method that waits out an unanswering remote storage (`patiently`)."""
+    @functools.wraps(method)
+    def wrapper(self: UriPath, *args: Any, **kwargs: Any) -> T:
+        if self.is_local_fs:
+            return method(self, *args, **kwargs)
+        return patiently(lambda: method(self, *args, **kwargs), str(self))
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -135,6 +199,7 @@ class UriPath:
         """True on pyarrow's LocalFileSystem (`file://`): folders are real, renames atomic."""
         return self.fs.type_name == "local"
 
+    @_patient
     def _file_type(self) -> pafs.FileType:
         return self.fs.get_file_info(self.path).type if self._type is None else self._type
 
@@ -147,6 +212,7 @@ class UriPath:
     def is_dir(self) -> bool:
         return self._file_type() == pafs.FileType.Directory
 
+    @_patient
     def stat(self) -> FileStat:
         info = self.fs.get_file_info(self.path)
         if info.type == pafs.FileType.NotFound:
@@ -155,9 +221,13 @@ class UriPath:
 
     def iterdir(self) -> Iterator[UriPath]:
         """The entries directly inside this folder (none when it does not exist)."""
-        selector = pafs.FileSelector(self.path, allow_not_found=True, recursive=False)
-        for info in sorted(self.fs.get_file_info(selector), key=lambda i: i.path):
+        for info in sorted(self._listing(), key=lambda i: i.path):
             yield UriPath(self.fs, info.path, self.prefix, _type=info.type)
+
+    @_patient
+    def _listing(self) -> list[pafs.FileInfo]:
+        return self.fs.get_file_info(
+            pafs.FileSelector(self.path, allow_not_found=True, recursive=False))
 
     def glob(self, pattern: str) -> Iterator[UriPath]:
         """`fnmatch` patterns per path part (`checkpoint_*`, `seed_*/test_metrics.json`)."""
@@ -169,6 +239,7 @@ class UriPath:
                      if fnmatch.fnmatchcase(child.name, part) and (last or child.is_dir())]
         yield from level
 
+    @_patient
     def read_bytes(self) -> bytes:
         try:
             with self.fs.open_input_stream(self.path) as stream:
@@ -181,6 +252,7 @@ class UriPath:
     def read_text(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         return self.read_bytes().decode(encoding, errors)
 
+    @_patient
     def write_bytes(self, data: bytes) -> int:
         """One upload (object stores) or one file write; the folder is made where needed."""
         if self.is_local_fs:
@@ -193,6 +265,7 @@ class UriPath:
     def write_text(self, text: str, encoding: str = "utf-8") -> int:
         return self.write_bytes(text.encode(encoding))
 
+    @_patient
     def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
         """A real folder on a local filesystem; nothing on an object store (no folders)."""
         if self.is_local_fs:
@@ -200,6 +273,7 @@ class UriPath:
                 raise FileExistsError(str(self))
             self.fs.create_dir(self.path, recursive=parents)
 
+    @_patient
     def unlink(self, missing_ok: bool = False) -> None:
         if self.is_file():
             self.fs.delete_file(self.path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from search.store.layout import STUDY_FILE
-from search.store.storage import ExperimentPath, UriPath
+from search.store.storage import ExperimentPath, StorageUnavailable, UriPath
 
 
 class SyncedJournalFileBackend(JournalFileBackend):
@@ -33,7 +34,11 @@ class SyncedJournalFileBackend(JournalFileBackend):
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         super().append_logs(logs)
-        self.remote.write_bytes(Path(self._file_path).read_bytes())
+        try:
+            self.remote.write_bytes(Path(self._file_path).read_bytes())
+        except StorageUnavailable as exc:  # the local file keeps every record: the next
+            print(f"warning: {exc}; the study is kept locally until then",  # append uploads
+                  file=sys.stderr, flush=True)  # it whole; raising here would end the search
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as its remote file (filesystem + path): unpickling downloads it again."""

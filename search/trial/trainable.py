@@ -31,6 +31,7 @@ from detr_core.config.run_config import apply_overrides, run_config_from_dict
 from search.space.distributions import fixed_values_of, quantize_params
 from search.space.relative_ranges import absolute_values
 from search.store.layout import CHECKPOINT_META_FILE, TRIAL_LOG_FILE
+from search.store.storage import patiently
 from search.trial.node_data import data_section, prepare_on_node
 
 if TYPE_CHECKING:
@@ -178,7 +179,8 @@ class TuneReporter:
                     "model_dir": weights.relative_to(event.best_checkpoint).as_posix()}
             (event.best_checkpoint / CHECKPOINT_META_FILE).write_text(json.dumps(meta))
             checkpoint = Checkpoint.from_directory(str(event.best_checkpoint))
-        report(metrics, checkpoint=checkpoint)
+        # a storage that does not answer is waited out here, not failed (and retried) at once
+        patiently(lambda: report(metrics, checkpoint=checkpoint), "of this trial's results")
         wait_at_gate(self.experiment)
 
 

@@ -166,6 +166,29 @@ def test_a_full_disk_stops_the_search_with_one_line_and_the_resume_command(
         f"python search/run.py --space {space} --name space --storage {tmp_path / 'out'}")
 
 
+def test_a_storage_that_stays_away_stops_the_search_with_one_line_and_the_resume_command(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import search.running.driver
+    from search.run import main
+    from search.store.storage import StorageUnavailable
+
+    space = tmp_path / "space.yaml"
+    space.write_text(json.dumps({"space": {"training_args.learning_rate":
+                                           {"loguniform": [1e-4, 1e-3]}}}))
+
+    def away(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise StorageUnavailable("storage s3://b/out/s/REPORT.md did not answer for 300 s (x)")
+
+    monkeypatch.setattr(search.running.driver, "run_search", away)
+    assert main(["--space", str(space), "--storage", str(tmp_path / "out")]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip() == ("error: storage s3://b/out/s/REPORT.md did not answer for "
+                                    "300 s (x); once it answers, continue with:")
+    assert captured.out.strip().splitlines()[-1] == (
+        f"python search/run.py --space {space} --name space --storage {tmp_path / 'out'}")
+
+
 def test_a_write_the_kernel_refuses_keeps_the_old_file_whole(tmp_path: Path) -> None:
     """A file-size limit makes the kernel refuse the write (EFBIG) as a full disk would
     (ENOSPC): the old file stays, no temporary is left, the error reaches the caller."""

@@ -286,3 +286,39 @@ def test_storage_that_cannot_be_written_is_one_line_before_ray_starts(
     assert message.startswith("s3://no-such-bucket/results/iou: cannot write there: ")
     assert "\n" not in message
     assert not ray.is_initialized()
+
+
+def test_a_storage_that_does_not_answer_is_waited_out_then_given_up_on(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`patiently`: network and service errors are retried (1 s, 2 s ... apart) for up to
+    `$DETR_SEARCH_STORAGE_WAIT_S`, with one line when the wait starts and one when it ends;
+    errors of the request itself are raised at once."""
+    from search.store import storage
+
+    slept: list[float] = []
+    monkeypatch.setattr(storage.time, "sleep", slept.append)
+    monkeypatch.setenv(storage.STORAGE_WAIT_ENV, "1000")
+    down = OSError("When reading 'b/k': AWS Error NETWORK_CONNECTION during GetObject")
+    answers = iter([down, down, down, b"data"])
+
+    def action() -> bytes:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert storage.patiently(action, "s3://b/k") == b"data"
+    assert slept == [1.0, 2.0, 4.0]
+    err = capsys.readouterr().err
+    assert "warning: storage s3://b/k does not answer (When reading" in err
+    assert err.count("does not answer") == 1 and "storage s3://b/k answers again" in err
+    # a request's own error (missing file, denied access) is not waited on
+    for error in (FileNotFoundError("b/k"), PermissionError("AWS Error ACCESS_DENIED")):
+        slept.clear()
+        with pytest.raises(type(error)):
+            storage.patiently(lambda error=error: (_ for _ in ()).throw(error), "s3://b/k")
+        assert slept == []
+    # away for longer than the wait: one StorageUnavailable naming the storage
+    monkeypatch.setenv(storage.STORAGE_WAIT_ENV, "0")
+    with pytest.raises(storage.StorageUnavailable, match="storage s3://b/k did not answer"):
+        storage.patiently(lambda: (_ for _ in ()).throw(down), "s3://b/k")
