@@ -135,15 +135,12 @@ def report(rows: list[dict[str, Any]], packs: dict[tuple[str, int], list[dict[st
     lines += ["", "## Processes sharing one device (trials packed by Ray)", "",
               "| model | dtype | processes | steps/s each | steps/s together | x one alone | "
               "peak GiB each |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    alone = {model: [r for r in rows if r["model"] == model and r["dtype"] == "bf16"]
-             for model in MODELS}
-    for model, runs in alone.items():
-        packs = {(model, 1): runs, **packs} if runs else packs
-    for (model, count), runs in sorted(packs.items()):
+    alone = {(r["model"], 1): [r] for r in rows if r["dtype"] == "bf16"}  # the bf16 row
+    for (model, count), runs in sorted({**alone, **packs}.items()):
         total = sum(r["steps_per_s"] for r in runs)
         each = ", ".join(f"{r['steps_per_s']:.2f}" for r in runs)
         lines.append(f"| {model} | {runs[0]['dtype']} | {count} | {each} | {total:.2f} | "
-                     f"{total / alone[model][0]['steps_per_s']:.2f} | "
+                     f"{total / alone[model, 1][0]['steps_per_s']:.2f} | "
                      f"{max(r['peak_gib'] for r in runs):.2f} |")
     return "\n".join(lines) + "\n"
 

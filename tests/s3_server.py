@@ -58,20 +58,22 @@ class S3Server:
         return self.client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
 
-def _wait_until_up(endpoint: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+def wait_until_answers(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Until an HTTP server started as `proc` answers `url` (any status: an error status is an
+    answer too, e.g. 401 from an authenticating server); RuntimeError if `proc` ends first."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"moto server exited with {proc.returncode}")
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
         try:
-            with opener.open(f"{endpoint}/moto-api/", timeout=2):
+            with opener.open(url, timeout=2):
                 return
         except urllib.error.HTTPError:
             return  # it answers
         except (urllib.error.URLError, OSError):
             time.sleep(0.2)
-    raise RuntimeError(f"moto server not up at {endpoint} after {timeout} s")
+    raise RuntimeError(f"nothing answers {url} after {timeout} s")
 
 
 @contextmanager
@@ -83,7 +85,7 @@ def s3_server(bucket: str = BUCKET) -> Iterator[S3Server]:
                              "-p", str(port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        _wait_until_up(endpoint, proc, timeout=60)
+        wait_until_answers(f"{endpoint}/moto-api/", proc, timeout=60)
         env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
                "AWS_EC2_METADATA_DISABLED": "true", "NO_PROXY": "127.0.0.1,localhost",

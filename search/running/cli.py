@@ -243,8 +243,8 @@ def describe(spec: SearchSpec, args: argparse.Namespace | None = None,
             else f"an errored trial is retried up to {failures}x from its last checkpoint"),
         f"  results     {experiment_path(storage, spec.name)}",
         "  cluster     " + (
-            f"existing Ray cluster at {args.address}" if getattr(args, "address", None)
-            else f"existing Ray cluster at {address} (RAY_ADDRESS)"
+            f"existing Ray cluster at {address}"
+            + ("" if getattr(args, "address", None) else " (RAY_ADDRESS)")
             if (address := cluster_address(args))
             else "local Ray, no dashboard" if getattr(args, "no_dashboard", False)
             else "local Ray, dashboard on http://127.0.0.1:"

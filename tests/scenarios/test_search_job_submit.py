@@ -23,13 +23,11 @@ import shlex
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-from s3_server import s3_server
+from s3_server import s3_server, wait_until_answers
 from search_helpers import (
     CLI_TIMEOUT_S,
     REPO_ROOT,
@@ -45,22 +43,6 @@ NAME = "submitted"
 NUM_SAMPLES = 2
 DEPLOY = REPO_ROOT / "deploy"
 IMAGE_HOME = "/home/ray/detr-search/"  # where deploy/Dockerfile puts the repository
-
-
-def _wait_for_dashboard(url: str, head: subprocess.Popen[bytes], log: Path) -> None:
-    """Until the head's job server answers (`ray start` forks it and returns before)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    deadline = time.monotonic() + CLI_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert head.poll() is None, "ray start ended:\n" + output_tail(log.read_text())
-        try:
-            with opener.open(f"{url}/api/version", timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return  # it answers (401: token authentication; the CLI sends the token)
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.2)
-    raise AssertionError("the head's job server never answered:\n" + output_tail(log.read_text()))
 
 
 @pytest.mark.slow
@@ -87,7 +69,10 @@ def test_a_search_submitted_as_a_ray_job_writes_its_report_to_its_storage(
                  "--temp-dir", str(scope.tmpdir / "h"), "--disable-usage-stats"],
                 cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            _wait_for_dashboard(url, head, head_log)
+            try:  # the job server (`ray start` forks it and returns before it listens)
+                wait_until_answers(f"{url}/api/version", head, CLI_TIMEOUT_S)
+            except RuntimeError as exc:
+                raise AssertionError(f"{exc}:\n{output_tail(head_log.read_text())}") from None
             runtime_env = {"env_vars": {**s3.env, "HF_HUB_OFFLINE": "1",
                                         "TRANSFORMERS_OFFLINE": "1",
                                         "DETR_SEARCH_CACHE": scope.env["DETR_SEARCH_CACHE"]}}
