@@ -33,6 +33,7 @@ from detr_core.model.build import (
 )
 from detr_core.model.families import family_of_model
 from detr_core.model.recipes import apply_recipe, run_value
+from detr_core.training.distributed import settle_batch_norm, world
 from detr_core.training.ema import EmaCallback, evaluate_averaged, weights_folder
 from detr_core.training.events import (  # EvaluationEvent: re-exported for callers
     TEST_PREFIX,
@@ -56,7 +57,7 @@ class RunResult:
     """Where a finished run put things and how good its best step was."""
 
     output_dir: Path
-    best_model_dir: Path
+    best_model_dir: Path | None  # None on the other ranks than 0 of a data-parallel job
     best_step: int
     best_metric: float
     metric_name: str
@@ -65,11 +66,13 @@ class RunResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def build_datasets(config: RunConfig, data: PreparedData) -> dict[str, CocoDetectionDataset]:
-    """Train, val and test datasets (albumentations ignores the global seeds: each gets one)."""
+def build_datasets(config: RunConfig, data: PreparedData,
+                   rank: int = 0) -> dict[str, CocoDetectionDataset]:
+    """Train, val and test datasets (albumentations ignores the global seeds: each gets one, and
+    each rank of a data-parallel job its own augmentation stream)."""
     aug = config.augmentation
     train_tf = build_augmentation(aug.train, aug.min_area, aug.min_visibility,
-                                  "augmentation.train", seed=config.seed)
+                                  "augmentation.train", seed=config.seed + rank)
     eval_tf = build_augmentation(aug.val, 0.0, 0.0, "augmentation.val", seed=config.seed)
     datasets = {"train": CocoDetectionDataset(data.train, data.label_map, train_tf),
                 "val": CocoDetectionDataset(data.val, data.label_map, eval_tf)}
@@ -96,9 +99,12 @@ def train_run(config: RunConfig, output_dir: str | Path,
     torch.set_num_threads(config.num_threads or cores or os.cpu_count() or 1)
     set_seed(config.seed)
     data = check_run_inputs(config, prepared_data)
-    datasets = build_datasets(config, data)
+    rank, _ = world()
+    datasets = build_datasets(config, data, rank)
     processor = build_image_processor(config.model)
     model = build_model(config.model, data.label_map, config.iou_loss, config.freeze_backbone)
+    if batch_norm := settle_batch_norm(model, on_gpu=torch.cuda.is_available()):
+        print(f"data-parallel: {batch_norm}", file=sys.stderr, flush=True)
     # what the checkpoint's recipe fills, said once the model is built: no line before an error
     filled, sources = apply_recipe(config)
     taken = [key for key, source in sources.items() if source.startswith("recipe")]
@@ -165,10 +171,12 @@ def train_run(config: RunConfig, output_dir: str | Path,
         writer.close()
     state = trainer.state
     step, value = int(state.best_global_step), float(state.best_metric)
-    best_model_dir = keep(Path(state.best_model_checkpoint), step, value)
+    # only rank 0 of a data-parallel job saves weights into its checkpoints
+    best_model_dir = (keep(Path(state.best_model_checkpoint), step, value)
+                      if trainer.is_world_process_zero() else None)
     result = RunResult(output_dir, best_model_dir, step, value, metric, state.max_steps,
                        history=history)
-    if evaluate_test and data.test is not None:
+    if evaluate_test and data.test is not None and best_model_dir is not None:
         result.test_metrics = evaluate_prepared(
             best_model_dir, config, data, "test", datasets["test"], processor)
         write_report(result.test_metrics, best_model_dir / file_io.TEST_METRICS_FILE)

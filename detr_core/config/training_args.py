@@ -214,6 +214,11 @@ def build_training_args(
         # transformers' guess ("greater unless it ends in loss") is wrong for eval_loss_bbox
         merged["greater_is_better"] = natural_mode(str(user["metric_for_best_model"])) == "max"
     merged.setdefault("dataloader_pin_memory", torch.cuda.is_available())
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if distributed and torch.distributed.get_world_size() > 1 and not torch.cuda.is_available():
+        # a rank of a CPU job: without it accelerate ignores the process group (each rank
+        # trains alone, with one warning)
+        merged["use_cpu"] = True
     report_to = merged.pop("report_to", "none")
     if isinstance(report_to, str):
         report_to = [report_to]

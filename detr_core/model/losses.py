@@ -109,14 +109,44 @@ class IouCostMixin:
                 for i, j in indices]
 
 
+def box_counts(targets: list[dict], device: torch.device) -> tuple[float, float] | None:
+    """(this rank's box count, the mean count over the ranks of a data-parallel job), each at
+    least 1; None outside a process group. Every loss term divides by the mean: the gradients DDP
+    averages then weigh each box of the global batch alike. Upstream gets it wrong both ways:
+    RT-DETR's and D-FINE's losses divide by the rank's own count, DETR's (and the deformable
+    family's) by the mean divided by the number of ranks again (accelerate's `reduce` averages)."""
+    rank_count = float(sum(len(t["class_labels"]) for t in targets))
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return None
+    total = torch.tensor([rank_count], dtype=torch.float, device=device)
+    torch.distributed.all_reduce(total)
+    return max(rank_count, 1.0), max(float(total) / torch.distributed.get_world_size(), 1.0)
+
+
 class IouBoxLossMixin:
     """A criterion (mixed in before an upstream one) whose `loss_boxes` is L1 + the variant's IoU
-    loss, returned as upstream's `loss_giou`."""
+    loss, returned as upstream's `loss_giou`, and whose box count is shared across ranks."""
 
     def __init__(self, iou_loss: str, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.iou_loss = iou_loss
         self.box_iou_loss = IOU_LOSSES[iou_loss][1]
+        self.box_counts: tuple[float, float] | None = None
+
+    def forward(self, outputs: dict, targets: list[dict]) -> dict[str, torch.Tensor]:
+        self.box_counts = box_counts(targets, outputs["logits"].device)
+        return super().forward(outputs, targets)
+
+    def get_loss(self, loss: str, outputs: dict, targets: list[dict], indices: list,
+                 num_boxes: float, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """Upstream's, divided by the ranks' box count in a data-parallel job (`box_counts`)."""
+        if self.box_counts is not None:
+            num_boxes = self.shared_num_boxes(num_boxes, self.box_counts)
+        return super().get_loss(loss, outputs, targets, indices, num_boxes, **kwargs)
+
+    def shared_num_boxes(self, num_boxes: float, counts: tuple[float, float]) -> float:
+        """DETR's (`ImageLoss`) count, upstream's mean / ranks: the mean, as meant."""
+        return counts[1]
 
     def loss_boxes(self, outputs: dict, targets: list[dict], indices: list,
                    num_boxes: float) -> dict[str, torch.Tensor]:
@@ -186,6 +216,10 @@ class _IouRTDetrCriterion(IouBoxLossMixin):
     def __init__(self, iou_loss: str, config: Any) -> None:
         super().__init__(iou_loss, config)
         self.matcher = IouRTDetrHungarianMatcher(iou_loss, config)
+
+    def shared_num_boxes(self, num_boxes: float, counts: tuple[float, float]) -> float:
+        """Upstream's count is this rank's (times the denoising groups): scaled to the ranks'."""
+        return num_boxes * counts[1] / counts[0]
 
 
 class IouRTDetrLoss(_IouRTDetrCriterion, RTDetrLoss):

@@ -4,7 +4,7 @@ schedule-free mode switches), and the metrics of its evaluations.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -87,6 +87,21 @@ class DetrTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.backbone_lr_ratio = backbone_lr_ratio
 
+    def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
+        """As the Trainer's; each rank's share of a data-parallel evaluation is gathered whole
+        (the loop resets `gather_function` after each evaluation)."""
+        self.gather_function = self._gather_for_metrics
+        return super().evaluation_loop(*args, **kwargs)
+
+    def _gather_for_metrics(self, data: Any) -> Any:
+        """The ranks' batches as one, each padding duplicate dropped once. Per-image label dicts
+        go as objects: the tensor path would cut each image's own tensors to the last batch's
+        remainder (its boxes, its size: a run whose validation split is not a multiple of the
+        batch lost boxes, or crashed). Tensors (`compute_loss` makes the loss terms per image)
+        go as tensors."""
+        labels = isinstance(data, list) and all(isinstance(item, Mapping) for item in data)
+        return self.accelerator.gather_for_metrics(data, use_gather_object=labels)
+
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):
@@ -111,7 +126,11 @@ class DetrTrainer(Trainer):
         if not return_outputs:
             return result
         loss, outputs = result
-        return loss, {"loss": loss, "loss_dict": outputs.loss_dict, "logits": outputs.logits,
+        # each batch term repeated per image: gathered across ranks like the boxes
+        images = outputs.logits.shape[0]
+        terms = {k: torch.as_tensor(v, device=outputs.logits.device).detach().reshape(1)
+                 .expand(images) for k, v in outputs.loss_dict.items()}
+        return loss, {"loss": loss, "loss_dict": terms, "logits": outputs.logits,
                       "pred_boxes": outputs.pred_boxes}
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
@@ -169,11 +188,13 @@ def loss_terms(loss_dict: dict[str, Any], logits: Any, labels: Sequence[dict[str
     """The final decoder layer's loss terms under the names every family reports (`LOSS_TERMS`):
     `loss_ce` any classification term (RT-DETR / D-FINE's `loss_vfl`), `cardinality_error`
     upstream's, else counted with a query's best class score >= 0.5 as "predicted"."""
-    terms = {"loss_ce": float(loss_dict["loss_ce"] if "loss_ce" in loss_dict
-                              else loss_dict["loss_vfl"]),
-             "loss_bbox": float(loss_dict["loss_bbox"]), "loss_iou": float(loss_dict["loss_iou"])}
+    def mean(term: str) -> float:  # a batch term, or one repeated per image (`compute_loss`)
+        return float(torch.as_tensor(loss_dict[term]).double().mean())
+
+    terms = {"loss_ce": mean("loss_ce" if "loss_ce" in loss_dict else "loss_vfl"),
+             "loss_bbox": mean("loss_bbox"), "loss_iou": mean("loss_iou")}
     if "cardinality_error" in loss_dict:
-        terms["cardinality_error"] = float(loss_dict["cardinality_error"])
+        terms["cardinality_error"] = mean("cardinality_error")
     else:
         scores = torch.as_tensor(logits).float().sigmoid().amax(-1)
         predicted = (scores >= 0.5).sum(-1).float()

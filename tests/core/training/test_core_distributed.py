@@ -1,0 +1,92 @@
+"""A run as one rank of a data-parallel job: two gloo processes against one without a process
+group (`ddp_rank.py`), on the same fixed inputs.
+
+- RT-DETR's loss divides by the box count of all ranks: the ranks' mean term equals the one
+  process's on the whole batch (ranks hold 2 and 7 boxes: divided by their own count, the mean
+  would be off by far more than the tolerance).
+- An evaluation covers the whole validation split (7 images on 2 ranks: one padding duplicate
+  dropped) and every rank computes the same metrics as the one process.
+- Trainable batch norm keeps its running statistics on CPU ranks, and only rank 0 keeps a model.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+RANK_SCRIPT = Path(__file__).with_name("ddp_rank.py")
+# float32 sums in a different order (gathered batches, a reduced count): a few ulps
+TOLERANCE = 1e-5
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory: pytest.TempPathFactory,
+            tiny_run_template: dict[str, Any]) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("ddp")
+    run = copy.deepcopy(tiny_run_template)
+    run["data"]["synthetic"].update(num_train=8, num_val=7)
+    run["training_args"].update(max_steps=2, logging_steps=2, learning_rate=1e-12,
+                                per_device_train_batch_size=2, per_device_eval_batch_size=2)
+    run["num_threads"] = 1
+    (folder / "run.json").write_text(json.dumps(run))
+    port = _free_port()
+    jobs = {"single": [0, 1], "rank0": [0, 2], "rank1": [1, 2]}
+    processes = {name: subprocess.Popen(
+        [sys.executable, str(RANK_SCRIPT), str(rank), str(world), str(port),
+         str(folder / "run.json"), str(folder / f"{name}.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for name, (rank, world) in jobs.items()}
+    for name, process in processes.items():
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, f"{name}:\n{output[-3000:]}"
+    return {name: json.loads((folder / f"{name}.json").read_text()) for name in jobs}
+
+
+def test_rt_detr_loss_divides_by_the_box_count_of_all_ranks(reports: dict[str, Any]) -> None:
+    single = reports["single"]["loss"]
+    ranks = [reports["rank0"]["loss"], reports["rank1"]["loss"]]
+    assert [r["boxes"] for r in ranks] == [2, 7] and single["boxes"] == 9
+    for term in ("loss_bbox", "loss_iou", "loss_vfl"):
+        mean = sum(r["terms"][term] for r in ranks) / 2
+        assert mean == pytest.approx(single["terms"][term], rel=TOLERANCE), term
+
+
+def test_every_rank_evaluates_the_whole_validation_split(reports: dict[str, Any]) -> None:
+    """Per-image metrics match exactly. Loss terms are batch means: the last global batch holds
+    one padding duplicate whose boxes count in its rank's normalisation, hence 10 % (the box
+    counts of DETR's upstream loss under DDP, the mean / ranks, gave 1.7x)."""
+    single = reports["single"]["evaluation"]["metrics"]
+    for rank in ("rank0", "rank1"):
+        metrics = reports[rank]["evaluation"]["metrics"]
+        for key in ("eval_map", "eval_map_50", "eval_map_75", "eval_recall", "eval_iou_mean"):
+            assert metrics[key] == pytest.approx(single[key], rel=TOLERANCE, abs=1e-7), (rank, key)
+        for key in ("eval_loss", "eval_loss_bbox", "eval_loss_iou", "eval_loss_ce"):
+            assert metrics[key] == pytest.approx(single[key], rel=0.1), (rank, key)
+
+
+def test_only_rank_0_keeps_the_best_model(reports: dict[str, Any]) -> None:
+    assert reports["single"]["evaluation"]["best_model"]
+    assert reports["rank0"]["evaluation"]["best_model"]
+    assert not reports["rank1"]["evaluation"]["best_model"]
+
+
+def test_batch_norm_statistics_are_frozen_on_cpu_ranks(reports: dict[str, Any]) -> None:
+    assert reports["single"]["batch_norm"] == {"said": None, "moved": True}
+    for rank in ("rank0", "rank1"):
+        said = reports[rank]["batch_norm"]
+        assert not said["moved"] and "running statistics frozen" in said["said"]
