@@ -19,6 +19,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from detr_core.files.errors import UserInputError, exit_on_user_error
 from search.running.cli import (
     can_resume,
+    check_dashboard,
     choose_experiment,
     cluster_address,
     describe,
@@ -40,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     spec = load_search_spec(args.space, spec_overrides(args))
     check_search_inputs(spec)
+    check_dashboard(spec, args)
     choice = choose_experiment(args.storage, spec.name, explicit=args.name is not None,
                                resume=args.resume)
     for note in choice.notes:

@@ -221,7 +221,6 @@ def describe(spec: SearchSpec, args: argparse.Namespace | None = None,
     concurrent = (f"at most {spec.max_concurrent} at a time" if spec.max_concurrent
                   else "as many at a time as the resources allow")
     seed = "random" if spec.searcher.seed is None else str(spec.searcher.seed)
-    cpus, gpus = spec.resources.cpus_per_trial, spec.resources.gpus_per_trial
     failures, budget = spec.max_failures, getattr(args, "time_budget", None)
     lines = [
         f"Search {spec.name!r} from {spec.source}",
@@ -235,8 +234,7 @@ def describe(spec: SearchSpec, args: argparse.Namespace | None = None,
         f"  ASHA        in optimizer steps: grace_period {sched.grace_period}, "
         f"reduction_factor {format_number(sched.reduction_factor)}, max_t {sched.max_t}",
         f"              rungs at steps {rungs}; every trial stops by step {sched.max_t}",
-        f"  resources   {format_number(cpus)} CPU, {format_number(gpus)} GPU per trial"
-        + (f" ({math.floor(1 / gpus + 1e-9)} trials share one GPU)" if 0 < gpus < 1 else ""),
+        *_resource_lines(spec),
         "  retries     " + (
             "an errored trial is retried without limit from its last checkpoint" if failures < 0
             else "none (an errored trial stays errored)" if failures == 0
@@ -271,6 +269,40 @@ def describe(spec: SearchSpec, args: argparse.Namespace | None = None,
         lines.append(f"Fixed ({len(fixed)}):")
         lines += [f"  {k:<{width}}  = {format_value(v)}" for k, v in fixed.items()]
     return "\n".join(lines + recipe_lines(spec.base, spec.space, spec.recipe))
+
+
+def _resource_lines(spec: SearchSpec) -> list[str]:
+    """What a trial reserves: one process, or a data-parallel job placed as Ray Train does."""
+    res = spec.resources
+    workers = res.workers_per_trial
+    if workers == 1:
+        cpus, gpus = res.cpus_per_trial, res.gpus_per_trial
+        return [f"  resources   {format_number(cpus)} CPU, {format_number(gpus)} GPU per trial"
+                + (f" ({math.floor(1 / gpus + 1e-9)} trials share one GPU)"
+                   if 0 < gpus < 1 else "")]
+    backend = "nccl" if res.gpus_per_worker > 0 else "gloo"
+    return [
+        f"  resources   a data-parallel job a trial: 1 driver (no CPU) + {workers} workers x "
+        f"{format_number(res.cpus_per_worker)} CPU, {format_number(res.gpus_per_worker)} GPU "
+        f"({backend}); global batch = per_device_train_batch_size x {workers} x "
+        "gradient_accumulation_steps, learning rate not scaled",
+        "              workers: rank 0 reports metrics and checkpoints; the whole validation "
+        "split is evaluated; retries restart all workers from the last checkpoint "
+        "(experiment.max_failures)",
+    ]
+
+
+def check_dashboard(spec: SearchSpec, args: argparse.Namespace) -> None:
+    """`--no-dashboard` refused for data-parallel trials on a local cluster: Ray Train frees a
+    stopped trial's worker placement group through the State API, which the dashboard serves;
+    without it the next trial waits forever. A joined cluster's dashboard is its own."""
+    workers = spec.resources.workers_per_trial
+    if workers > 1 and getattr(args, "no_dashboard", False) and not cluster_address(args):
+        raise UserInputError(
+            f"{spec.source} runs data-parallel trials (experiment.resources.workers_per_trial "
+            f"{workers}), which need the local Ray cluster's dashboard: Ray Train frees a "
+            "stopped trial's worker placement group through the State API it serves, without "
+            "it the next trial waits forever (leave out --no-dashboard)", key="--no-dashboard")
 
 
 def _finalists(spec: SearchSpec) -> str:

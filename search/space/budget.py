@@ -42,9 +42,12 @@ def training_arg_values(base: dict[str, Any], space: dict[str, Any], key: str) -
     return [v for v in values if is_number(v)]
 
 
-def estimate_max_steps(base: dict[str, Any], space: dict[str, Any]) -> int | None:
+def estimate_max_steps(base: dict[str, Any], space: dict[str, Any],
+                       workers: int = 1) -> int | None:
     """Optimizer steps of the longest trial: `max_steps`, else (synthetic data) epochs x
-    ceil(images / batch) / accumulation at the longest end of each range; None for COCO data."""
+    ceil(images / (batch x workers)) / accumulation at the longest end of each range; None for
+    COCO data. `per_device_train_batch_size` is per worker (the HF Trainer's meaning): a step of
+    a data-parallel trial takes batch x workers x accumulation images."""
     max_steps = training_arg_values(base, space, "max_steps")
     if max_steps and max(max_steps) > 0:
         return int(max(max_steps))
@@ -54,7 +57,8 @@ def estimate_max_steps(base: dict[str, Any], space: dict[str, Any]) -> int | Non
     batch = min(training_arg_values(base, space, "per_device_train_batch_size"))
     epochs = max(training_arg_values(base, space, "num_train_epochs"))
     accumulation = min(training_arg_values(base, space, "gradient_accumulation_steps"))
-    per_epoch = math.ceil(synthetic["num_train"] / max(1, batch)) // max(1, int(accumulation))
+    per_epoch = (math.ceil(synthetic["num_train"] / (max(1, batch) * max(1, workers)))
+                 // max(1, int(accumulation)))
     return max(1, math.ceil(epochs * max(1, per_epoch)))
 
 

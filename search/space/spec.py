@@ -20,6 +20,8 @@ experiment:                      # every key optional
     points_to_evaluate:          # tried first, in order (search.space.spec)
       - {iou_loss: ciou}         # keys left out are sampled
   resources: {cpus_per_trial: 1, gpus_per_trial: 0}   # gpus may be fractional: 0.5 = 2 per GPU
+  # or a data-parallel trial (Ray Train, one batch per worker a step; not with the two above):
+  # resources: {workers_per_trial: 2, cpus_per_worker: 1, gpus_per_worker: 0}
   max_failures: 0                # retries of an errored trial from its last checkpoint (-1: no cap)
   finalists: {top: 3, seeds: 3}  # optional: the 3 best configurations re-run with 3 seeds each
 base: ../configs/run.yaml        # path (relative to THIS file) or mapping; default: embedded
@@ -51,7 +53,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from detr_core.config.metric_names import DEFAULT_METRIC, SELECTABLE_EVAL_METRICS, natural_mode
 from detr_core.config.run_config import (
@@ -120,18 +122,63 @@ class SearcherSpec(Section):
     sampler_options: Any = None
 
 
+#: `experiment.resources` keys of a one-process trial, and of a data-parallel one.
+TRIAL_RESOURCE_KEYS = ("cpus_per_trial", "gpus_per_trial")
+WORKER_RESOURCE_KEYS = ("workers_per_trial", "cpus_per_worker", "gpus_per_worker")
+
+
 class ResourceSpec(Section):
-    """`experiment.resources`: what one trial reserves (a GPU fraction packs trials)."""
+    """`experiment.resources`: what one trial reserves (a GPU fraction packs trials). Either
+    one process (`cpus_per_trial`, `gpus_per_trial`) or a Ray Train data-parallel job of
+    `workers_per_trial` workers of `cpus_per_worker` / `gpus_per_worker` each; once validated,
+    both forms hold both: the `*_per_trial` values are always the totals a trial reserves
+    (workers x per worker), a one-process trial is one worker."""
 
     cpus_per_trial: float = Field(1.0, gt=0, allow_inf_nan=False)
     gpus_per_trial: float = Field(0.0, ge=0, allow_inf_nan=False)
+    workers_per_trial: int = Field(1, ge=1)
+    cpus_per_worker: float = Field(1.0, gt=0, allow_inf_nan=False)
+    gpus_per_worker: float = Field(0.0, ge=0, allow_inf_nan=False)
 
-    @field_validator("cpus_per_trial", "gpus_per_trial")
+    @field_validator("cpus_per_trial", "gpus_per_trial", "cpus_per_worker", "gpus_per_worker")
     @classmethod
     def _whole_above_one(cls, value: float) -> float:
         if value > 1 and not value.is_integer():
             raise UserInputError(f"above 1 it must be a whole number (Ray's rule), got {value:g}")
         return value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ResourceSpec:
+        given = self.model_fields_set
+        old = [key for key in TRIAL_RESOURCE_KEYS if key in given]
+        if old and given.intersection(WORKER_RESOURCE_KEYS):
+            # the key is the old one, so a CLI override's error names its flag (read_experiment)
+            raise UserInputError(
+                "give either cpus_per_trial / gpus_per_trial (one process a trial) or "
+                "workers_per_trial / cpus_per_worker / gpus_per_worker (a data-parallel "
+                "trial), not both", key=old[0])
+        workers = self.workers_per_trial
+        if workers > 1 and 0 < self.gpus_per_worker < 1:
+            raise UserInputError(
+                f"with {workers} workers a trial each worker needs whole GPUs (NCCL cannot put "
+                f"two ranks of one job on one GPU), got {self.gpus_per_worker:g}",
+                key="gpus_per_worker")
+        if old or not given.intersection(WORKER_RESOURCE_KEYS):  # one process: one worker
+            totals = {"cpus_per_worker": self.cpus_per_trial,
+                      "gpus_per_worker": self.gpus_per_trial}
+        else:
+            totals = {"cpus_per_trial": workers * self.cpus_per_worker,
+                      "gpus_per_trial": workers * self.gpus_per_worker}
+        for key, value in totals.items():  # not counted as given (model_fields_set)
+            self.__dict__[key] = value
+        return self
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        values = self.__dict__  # pickled before workers (an older tuner.pkl): one worker
+        values.setdefault("workers_per_trial", 1)
+        values.setdefault("cpus_per_worker", values["cpus_per_trial"])
+        values.setdefault("gpus_per_worker", values["gpus_per_trial"])
 
 
 class FinalistsSpec(Section):
@@ -228,6 +275,8 @@ class SearchSpec:
                 "sampler": searcher.sampler,
                 "sampler_options": copy.deepcopy(searcher.sampler_options),
                 "cpus_per_trial": res.cpus_per_trial, "gpus_per_trial": res.gpus_per_trial,
+                "workers_per_trial": res.workers_per_trial,
+                "cpus_per_worker": res.cpus_per_worker, "gpus_per_worker": res.gpus_per_worker,
                 "max_failures": self.max_failures, "finalists_top": self.finalists.top,
                 "finalists_seeds": self.finalists.seeds,
             },
@@ -256,9 +305,7 @@ class SearchSpec:
                     points_to_evaluate=list(exp.get("points_to_evaluate") or []),
                     sampler=str(exp.get("sampler", "tpe")),  # older folders: TPE
                     sampler_options=dict(exp.get("sampler_options") or {})),
-                resources=ResourceSpec.model_construct(
-                    cpus_per_trial=float(exp["cpus_per_trial"]),
-                    gpus_per_trial=float(exp["gpus_per_trial"])),
+                resources=_resources_of(exp),
                 max_failures=int(exp.get("max_failures", 0)), base=base, space=space,
                 source=Path(str(raw.get("source", source))),
                 base_source=str(raw.get("base_source", "embedded default")), recipe=recipe,
@@ -270,6 +317,17 @@ class SearchSpec:
                                  source=source, key=f"experiment.{exc.args[0]}") from None
         except (TypeError, ValueError) as exc:
             raise UserInputError(f"not a search spec: {exc}", source=source) from None
+
+
+def _resources_of(exp: dict[str, Any]) -> ResourceSpec:
+    """`experiment.resources` as `to_yaml_dict` wrote it; older folders have no worker keys
+    (one process a trial: one worker holding all of it)."""
+    cpus, gpus = float(exp["cpus_per_trial"]), float(exp["gpus_per_trial"])
+    return ResourceSpec.model_construct(
+        cpus_per_trial=cpus, gpus_per_trial=gpus,
+        workers_per_trial=int(exp.get("workers_per_trial", 1)),
+        cpus_per_worker=float(exp.get("cpus_per_worker", cpus)),
+        gpus_per_worker=float(exp.get("gpus_per_worker", gpus)))
 
 
 def write_spec_file(spec: SearchSpec, experiment_dir: ExperimentPath) -> ExperimentPath:
@@ -354,17 +412,18 @@ def build_spec(experiment: ExperimentSection, base: dict[str, Any], space: dict[
     return SearchSpec(
         name=experiment.name or path.stem, metric=experiment.metric, mode=mode,
         num_samples=experiment.num_samples, max_concurrent=experiment.max_concurrent,
-        scheduler=_scheduler(experiment.scheduler, base, space, src), searcher=searcher,
+        scheduler=_scheduler(experiment.scheduler, base, space, src,
+                             experiment.resources.workers_per_trial), searcher=searcher,
         resources=experiment.resources, max_failures=experiment.max_failures, base=base,
         space=space, source=path, base_source=base_source,
         finalists=finalists if finalists is not None and finalists.top else NO_FINALISTS)
 
 
 def _scheduler(scheduler: SchedulerSpec, base: dict[str, Any], space: dict[str, Any],
-               src: str) -> SchedulerSpec:
+               src: str, workers: int = 1) -> SchedulerSpec:
     max_t = scheduler.max_t
     if max_t is None:
-        max_t = estimate_max_steps(base, space)
+        max_t = estimate_max_steps(base, space, workers)
         if max_t is None:
             raise UserInputError("required here: give the optimizer steps of the longest trial "
                                  "(the base trains on COCO files, not read here)", source=src,

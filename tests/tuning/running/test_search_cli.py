@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
+from search_helpers import run_cli
 
+from detr_core.files.errors import UserInputError
 from search.running.cli import (
     build_parser,
+    check_dashboard,
     cluster_address,
     describe,
     experiment_path,
@@ -219,3 +224,93 @@ def test_describe_existing_cluster_and_defaults(tmp_path: Path) -> None:
     args = parse_args(["--space", str(path), "--time-budget", "90m"])
     assert "time budget 1h30m: trials still running then are cut" in describe(
         load_search_spec(path), args)
+
+
+# ---------------------------------------------------------------------------------------------
+# data-parallel trials: the plan and the refusals before anything starts
+
+DATA_PARALLEL = "  resources: {workers_per_trial: 2, cpus_per_worker: 1}\n"
+
+
+def _data_parallel_space(tmp_path: Path, resources: str = DATA_PARALLEL) -> Path:
+    path = tmp_path / "iou.yaml"
+    path.write_text(SPACE.replace("  searcher:", resources + "  searcher:"), encoding="utf-8")
+    return path
+
+
+def test_describe_places_a_data_parallel_trial(tmp_path: Path) -> None:
+    path = _data_parallel_space(tmp_path)
+    args = parse_args(["--space", str(path)])
+    lines = describe(load_search_spec(path, spec_overrides(args)), args).splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  resources"))
+    assert lines[at:at + 3] == [
+        "  resources   a data-parallel job a trial: 1 driver (no CPU) + 2 workers x 1 CPU, "
+        "0 GPU (gloo); global batch = per_device_train_batch_size x 2 x "
+        "gradient_accumulation_steps, learning rate not scaled",
+        "              workers: rank 0 reports metrics and checkpoints; the whole validation "
+        "split is evaluated; retries restart all workers from the last checkpoint "
+        "(experiment.max_failures)",
+        "  retries     none (an errored trial stays errored)",
+    ]
+    assert "  trials      6, at most 2 at a time" in lines
+    gpus = _data_parallel_space(tmp_path, "  resources: {workers_per_trial: 4, "
+                                          "cpus_per_worker: 8, gpus_per_worker: 1}\n")
+    text = describe(load_search_spec(gpus), args)
+    assert "+ 4 workers x 8 CPU, 1 GPU (nccl); global batch = per_device_train_batch_size " \
+           "x 4 x" in text
+    one = _data_parallel_space(tmp_path, "  resources: {workers_per_trial: 1, "
+                                         "gpus_per_worker: 0.5}\n")  # one worker: one process
+    text = describe(load_search_spec(one), args)
+    assert "  resources   1 CPU, 0.5 GPU per trial (2 trials share one GPU)\n  retries" in text
+
+
+def _run_dry(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return run_cli("search/run.py", [*argv, "--dry-run"], env)
+
+
+@pytest.mark.parametrize("case", ["both forms", "flag with workers", "no dashboard"])
+def test_data_parallel_refusals_are_one_line_exit_2(tmp_path: Path, case: str) -> None:
+    storage = tmp_path / "results"
+    if case == "both forms":
+        path = _data_parallel_space(tmp_path, "  resources: {cpus_per_trial: 2, "
+                                              "workers_per_trial: 2}\n")
+        proc = _run_dry(["--space", str(path), "--storage", str(storage)])
+        expected = (f"error: {path}: experiment.resources.cpus_per_trial: give either "
+                    "cpus_per_trial / gpus_per_trial (one process a trial) or workers_per_trial "
+                    "/ cpus_per_worker / gpus_per_worker (a data-parallel trial), not both")
+    elif case == "flag with workers":
+        path = _data_parallel_space(tmp_path)
+        proc = _run_dry(["--space", str(path), "--storage", str(storage),
+                         "--gpus-per-trial", "1"])
+        expected = (f"error: {path}: experiment.resources.gpus_per_trial (from "
+                    "--gpus-per-trial): give either cpus_per_trial / gpus_per_trial (one "
+                    "process a trial) or workers_per_trial / cpus_per_worker / gpus_per_worker "
+                    "(a data-parallel trial), not both")
+    else:
+        path = _data_parallel_space(tmp_path)
+        proc = _run_dry(["--space", str(path), "--storage", str(storage), "--no-dashboard"])
+        expected = (f"error: --no-dashboard: {path} runs data-parallel trials "
+                    "(experiment.resources.workers_per_trial 2), which need the local Ray "
+                    "cluster's dashboard: Ray Train frees a stopped trial's worker placement "
+                    "group through the State API it serves, without it the next trial waits "
+                    "forever (leave out --no-dashboard)")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.splitlines() == [expected]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not storage.exists()
+
+
+def test_no_dashboard_is_refused_only_for_workers_on_a_local_cluster(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    workers = load_search_spec(_data_parallel_space(tmp_path))
+    check_dashboard(workers, parse_args(["--space", "s.yaml"]))  # the dashboard starts
+    check_dashboard(workers, parse_args(["--space", "s.yaml", "--no-dashboard", "--address",
+                                         "auto"]))  # a joined cluster's dashboard is its own
+    one = load_search_spec(_data_parallel_space(tmp_path, ""))
+    check_dashboard(one, parse_args(["--space", "s.yaml", "--no-dashboard"]))
+    with pytest.raises(UserInputError, match=r"^--no-dashboard: "):
+        check_dashboard(workers, parse_args(["--space", "s.yaml", "--no-dashboard"]))
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.2:6379")
+    check_dashboard(workers, parse_args(["--space", "s.yaml", "--no-dashboard"]))

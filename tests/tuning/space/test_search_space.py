@@ -8,17 +8,28 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
-from detr_core.config.run_config import load_default_run_config, run_config_from_dict
+from detr_core.config.run_config import (
+    load_default_run_config,
+    run_config_from_dict,
+    validated,
+)
 from detr_core.files.errors import UserInputError
-from search.space.budget import asha_rungs, default_max_concurrent
+from search.space.budget import asha_rungs, default_max_concurrent, estimate_max_steps
 from search.space.distributions import quantize_params
-from search.space.spec import REPORTED_METRICS, SearchSpec, load_search_spec, to_tune_param_space
+from search.space.spec import (
+    REPORTED_METRICS,
+    ResourceSpec,
+    SearchSpec,
+    load_search_spec,
+    to_tune_param_space,
+)
 from search.trial.trainable import trial_run_config
 
 REPO = Path(__file__).resolve().parents[3]
@@ -129,8 +140,9 @@ def test_to_yaml_dict_has_the_flat_experiment(full_spec: SearchSpec) -> None:
         "metric": "eval_loss_bbox", "mode": "min", "num_samples": 8, "max_concurrent": 2,
         "max_t": 1500, "grace_period": 300, "reduction_factor": 3.0, "searcher_seed": 0,
         "n_startup_trials": 4, "points_to_evaluate": [], "sampler": "tpe", "sampler_options": {},
-        "cpus_per_trial": 1.0,
-        "gpus_per_trial": 0.5, "max_failures": 1, "finalists_top": 0, "finalists_seeds": 0,
+        "cpus_per_trial": 1.0, "gpus_per_trial": 0.5, "workers_per_trial": 1,
+        "cpus_per_worker": 1.0, "gpus_per_worker": 0.5,
+        "max_failures": 1, "finalists_top": 0, "finalists_seeds": 0,
     }
     assert doc["space"] == full_spec.space and doc["base"] == full_spec.base
     assert yaml.safe_load(yaml.safe_dump(doc)) == doc  # plain YAML types only
@@ -366,6 +378,103 @@ def test_default_max_concurrent(full_spec: SearchSpec) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# resources: one process a trial, or a data-parallel job of workers
+
+
+def _resources(**given: object) -> ResourceSpec:
+    return validated(ResourceSpec, given, "space.yaml", key_prefix="experiment.resources")
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ({}, (1, 1.0, 0.0, 1.0, 0.0)),                                     # nothing: one process
+    ({"cpus_per_trial": 4, "gpus_per_trial": 0.5}, (1, 4.0, 0.5, 4.0, 0.5)),   # the old form
+    ({"workers_per_trial": 2}, (2, 1.0, 0.0, 2.0, 0.0)),              # per worker: defaults
+    ({"workers_per_trial": 4, "cpus_per_worker": 2, "gpus_per_worker": 1},
+     (4, 2.0, 1.0, 8.0, 4.0)),
+    ({"cpus_per_worker": 3, "gpus_per_worker": 0.25}, (1, 3.0, 0.25, 3.0, 0.25)),
+])
+def test_resources_per_trial_are_the_totals_of_its_workers(given: dict,
+                                                          expected: tuple) -> None:
+    res = _resources(**given)
+    assert (res.workers_per_trial, res.cpus_per_worker, res.gpus_per_worker,
+            res.cpus_per_trial, res.gpus_per_trial) == expected
+    assert res.cpus_per_trial == res.workers_per_trial * res.cpus_per_worker
+    assert res.gpus_per_trial == res.workers_per_trial * res.gpus_per_worker
+    assert res.model_fields_set == set(given)  # the totals filled in are not "given"
+
+
+def test_data_parallel_resources_reach_the_spec_and_its_file(tmp_path: Path) -> None:
+    doc = minimal(experiment={"resources": {"workers_per_trial": 2, "cpus_per_worker": 2}})
+    spec = load_search_spec(write(tmp_path, doc))
+    res = spec.resources
+    assert (res.workers_per_trial, res.cpus_per_worker, res.gpus_per_worker) == (2, 2.0, 0.0)
+    assert (res.cpus_per_trial, res.gpus_per_trial) == (4.0, 0.0)
+    written = spec.to_yaml_dict()
+    assert {k: written["experiment"][k] for k in (
+        "cpus_per_trial", "gpus_per_trial", "workers_per_trial", "cpus_per_worker",
+        "gpus_per_worker")} == {"cpus_per_trial": 4.0, "gpus_per_trial": 0.0,
+                                "workers_per_trial": 2, "cpus_per_worker": 2.0,
+                                "gpus_per_worker": 0.0}
+    back = SearchSpec.from_yaml_dict(yaml.safe_load(yaml.safe_dump(written)), "spec.yaml")
+    assert back.resources == res
+    # a folder written before data-parallel trials: one worker holding the trial's resources
+    for key in ("workers_per_trial", "cpus_per_worker", "gpus_per_worker"):
+        del written["experiment"][key]
+    written["experiment"].update(cpus_per_trial=3.0, gpus_per_trial=0.5)
+    old = SearchSpec.from_yaml_dict(written, "spec.yaml").resources
+    assert (old.workers_per_trial, old.cpus_per_worker, old.gpus_per_worker,
+            old.cpus_per_trial, old.gpus_per_trial) == (1, 3.0, 0.5, 3.0, 0.5)
+
+
+@pytest.mark.parametrize("pydantic_state", [True, False])
+def test_resources_pickled_before_workers_are_one_worker(pydantic_state: bool) -> None:
+    """An older experiment's tuner.pkl holds a spec whose resources have no worker keys."""
+    old = {"cpus_per_trial": 2.0, "gpus_per_trial": 0.5}
+    state = ({"__dict__": old, "__pydantic_fields_set__": set(old),
+              "__pydantic_extra__": None, "__pydantic_private__": None}
+             if pydantic_state else dict(old))  # a plain dataclass before the schema
+    res = ResourceSpec.__new__(ResourceSpec)
+    res.__setstate__(state)
+    assert (res.workers_per_trial, res.cpus_per_worker, res.gpus_per_worker,
+            res.cpus_per_trial, res.gpus_per_trial) == (1, 2.0, 0.5, 2.0, 0.5)
+    assert pickle.loads(pickle.dumps(res)) == res
+
+
+def test_a_cpus_per_trial_flag_with_a_data_parallel_file_names_the_flag(tmp_path: Path) -> None:
+    path = write(tmp_path, minimal(experiment={"resources": {"workers_per_trial": 2}}))
+    for override, flag in (("cpus_per_trial", "--cpus-per-trial"),
+                           ("gpus_per_trial", "--gpus-per-trial")):
+        with pytest.raises(UserInputError) as err:
+            load_search_spec(path, {override: 1.0})
+        assert str(err.value) == (
+            f"{path}: experiment.resources.{override} (from {flag}): give either "
+            "cpus_per_trial / gpus_per_trial (one process a trial) or workers_per_trial / "
+            "cpus_per_worker / gpus_per_worker (a data-parallel trial), not both")
+
+
+def test_max_steps_count_the_batches_of_every_worker() -> None:
+    base = {"data": {"synthetic": {"num_train": 100}},
+            "training_args": {"per_device_train_batch_size": 8, "num_train_epochs": 3,
+                              "gradient_accumulation_steps": 1}}
+    # ceil(100 / (8 x workers)) steps an epoch: 13, 7, 4
+    assert [estimate_max_steps(base, {}, workers) for workers in (1, 2, 3)] == [39, 21, 15]
+    assert estimate_max_steps(base, {}) == 39  # one worker by default
+    base["training_args"]["gradient_accumulation_steps"] = 2
+    assert estimate_max_steps(base, {}, 2) == 3 * (7 // 2)  # HF: batches // accumulation
+    base["training_args"]["max_steps"] = 50
+    assert estimate_max_steps(base, {}, 4) == 50  # max_steps is the global step count
+
+
+def test_max_t_estimate_follows_the_workers(tmp_path: Path) -> None:
+    doc = {"space": {"training_args.num_train_epochs": {"randint": [1, 4]},
+                     "training_args.per_device_train_batch_size": {"choice": [16, 4]}},
+           "base_overrides": {"data.synthetic.num_train": 100},
+           "experiment": {"resources": {"workers_per_trial": 2}}}
+    spec = load_search_spec(write(tmp_path, doc))
+    assert spec.scheduler.max_t == 4 * math.ceil(100 / (4 * 2))
+
+
+# ---------------------------------------------------------------------------------------------
 # errors: one line naming the file and the key
 
 
@@ -483,6 +592,22 @@ ERROR_CASES = {
                            "experiment.resources.gpus_per_trial", ">= 0"),
     "gpus_per_trial 1.5": (minimal(experiment={"resources": {"gpus_per_trial": 1.5}}),
                            "experiment.resources.gpus_per_trial", "whole number"),
+    "workers_per_trial 0": (minimal(experiment={"resources": {"workers_per_trial": 0}}),
+                            "experiment.resources.workers_per_trial", ">= 1"),
+    "workers_per_trial 1.5": (minimal(experiment={"resources": {"workers_per_trial": 1.5}}),
+                              "experiment.resources.workers_per_trial", "integer"),
+    "cpus_per_worker 0": (minimal(experiment={"resources": {"cpus_per_worker": 0}}),
+                          "experiment.resources.cpus_per_worker", "> 0"),
+    "gpus_per_worker 1.5": (minimal(experiment={"resources": {"gpus_per_worker": 1.5}}),
+                            "experiment.resources.gpus_per_worker", "whole number"),
+    "both resource forms": (minimal(experiment={"resources": {"gpus_per_trial": 1,
+                                                              "gpus_per_worker": 1}}),
+                            "experiment.resources.gpus_per_trial",
+                            "give either cpus_per_trial / gpus_per_trial (one process a trial) "
+                            "or workers_per_trial / cpus_per_worker / gpus_per_worker"),
+    "a GPU shared by two workers": (minimal(experiment={"resources": {
+        "workers_per_trial": 2, "gpus_per_worker": 0.5}}),
+        "experiment.resources.gpus_per_worker", "NCCL cannot put two ranks of one job on one"),
     "bad name": (minimal(experiment={"name": "a/b"}), "experiment.name", "folder name"),
     "scheduler not a mapping": (minimal(experiment={"scheduler": 3}),
                                 "experiment.scheduler", "mapping"),
