@@ -64,13 +64,16 @@ class TrialRecord:
         return as_int(self.results[-1].get("step")) if self.results else None
 
     def cpu_seconds(self, cpus_per_trial: float) -> float | None:
-        """Wall time times the torch threads it trained with (else `cpus_per_trial`): plain DETR
-        trains ~5x slower than D-FINE per step on a CPU, so equal steps are not equal compute."""
+        """Wall time times the torch threads it trained with, times its workers in a
+        data-parallel trial (else `cpus_per_trial`): plain DETR trains ~5x slower than D-FINE
+        per step on a CPU, so equal steps are not equal compute."""
         wall = self.wall_time_s
         if wall is None:
             return None
-        threads = as_float((self.last_result or {}).get("num_threads"))
-        return wall * (threads or cpus_per_trial)
+        last = self.last_result or {}
+        threads = as_float(last.get("num_threads"))
+        return wall * (threads * (as_float(last.get("workers")) or 1) if threads
+                       else cpus_per_trial)
 
     @property
     def wall_time_s(self) -> float | None:

@@ -132,6 +132,16 @@ def build_searcher(spec: SearchSpec, experiment_dir: ExperimentPath, max_concurr
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent), searcher
 
 
+def trial_resources(spec: SearchSpec) -> Any:
+    """What Tune books for one trial: its process's CPUs / GPUs, or for a data-parallel trial
+    only its driver (`search.trial.data_parallel.driver_resources`; the workers are Train's)."""
+    if spec.resources.workers_per_trial > 1:
+        from search.trial.data_parallel import driver_resources
+
+        return driver_resources()
+    return {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
+
+
 def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
                 callbacks: list[Any] | None = None, stop: Any = None,
                 warm_start: WarmStartRecord | None = None) -> tuple[Any, Any]:
@@ -141,14 +151,14 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from search.trial.trainable import train_detr
+    from search.trial.trainable import data_parallel_workers, train_detr
 
     path = experiment_path(options.storage, spec.name)
+    workers = data_parallel_workers(spec.resources, path)
     trainable = tune.with_resources(
         tune.with_parameters(train_detr, base=spec.base, space=spec.space, data=data,
-                             metric=spec.metric, recipe=spec.recipe),
-        {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
-    )
+                             metric=spec.metric, recipe=spec.recipe, workers=workers),
+        trial_resources(spec))
     if options.resume:
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
@@ -171,8 +181,9 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
         tune_config=tune.TuneConfig(
             metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
             search_alg=search_alg, scheduler=scheduler,
-            # a trial worker imports torch + transformers once (~10 s on 2 cores), not per trial
-            reuse_actors=True,
+            # a trial worker imports torch + transformers once (~10 s on 2 cores), not per trial;
+            # a data-parallel trial's actor must end with it: its Train job goes with it
+            reuse_actors=workers is None,
         ),
         run_config=tune.RunConfig(
             name=spec.name,
@@ -331,6 +342,10 @@ def run_search(spec: SearchSpec, options: SearchOptions,
                                                stop=budget, warm_start=warm_start)
             with interrupts.tune_loop():
                 tuner.fit()
+            if spec.resources.workers_per_trial > 1:
+                from search.trial.data_parallel import remove_train_runs
+
+                remove_train_runs(experiment_dir)
             if interrupts.interrupted:
                 record_interruption(experiment_dir, interrupts, progress, options.resume_command)
             if budget is not None and budget.reached:

@@ -73,6 +73,10 @@ def run_finalists(spec: SearchSpec, path: str, experiment_dir: ExperimentPath,
     tuner, progress = _tuner(spec, path, experiment_dir, plan, data, verbose)
     with interrupts.tune_loop():
         tuner.fit()
+    if spec.resources.workers_per_trial > 1:
+        from search.trial.data_parallel import remove_train_runs
+
+        remove_train_runs(experiment_dir / FINALISTS_DIR)
     if interrupts.interrupted:
         record_interruption(experiment_dir, interrupts, progress, resume_command, "finalists")
         return False
@@ -95,7 +99,8 @@ def _tuner(spec: SearchSpec, path: str, experiment_dir: ExperimentPath, plan: Fi
     from ray import tune
 
     from search.running.console import SearchProgress
-    from search.trial.trainable import train_finalist
+    from search.running.driver import trial_resources
+    from search.trial.trainable import data_parallel_workers, train_finalist
 
     # the console shows a trial's configuration number and seed as its values
     shown = dataclasses.replace(
@@ -104,13 +109,13 @@ def _tuner(spec: SearchSpec, path: str, experiment_dir: ExperimentPath, plan: Fi
                "seed": {"choice": list(plan.seeds)}})
     progress = None if verbose else SearchProgress(shown, experiment=experiment_dir / FINALISTS_DIR)
     callbacks = [progress] if progress else []
+    where = join_uri(path, FINALISTS_DIR) if is_uri(path) else f"{path.rstrip('/')}/{FINALISTS_DIR}"
     trainable = tune.with_resources(
         tune.with_parameters(train_finalist, runs={c.number: c.config
                                                    for c in plan.configurations},
-                             data=data, metric=spec.metric),
-        {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
-    )
-    where = join_uri(path, FINALISTS_DIR) if is_uri(path) else f"{path.rstrip('/')}/{FINALISTS_DIR}"
+                             data=data, metric=spec.metric,
+                             workers=data_parallel_workers(spec.resources, where)),
+        trial_resources(spec))
     if tune.Tuner.can_restore(where):
         tuner = tune.Tuner.restore(where, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
@@ -122,7 +127,8 @@ def _tuner(spec: SearchSpec, path: str, experiment_dir: ExperimentPath, plan: Fi
         trainable,
         param_space={"finalist": tune.grid_search([c.number for c in plan.configurations]),
                      "seed": tune.grid_search(list(plan.seeds))},
-        tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, reuse_actors=True,
+        tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode,
+                                    reuse_actors=spec.resources.workers_per_trial == 1,
                                     max_concurrent_trials=spec.max_concurrent),
         run_config=tune.RunConfig(
             name=FINALISTS_DIR, storage_path=path,

@@ -143,9 +143,12 @@ def wait_at_gate(experiment: str) -> None:
 
 
 class TuneReporter:
-    """`detr_core` evaluation listener that forwards every evaluation to Tune."""
+    """`detr_core` evaluation listener that forwards every evaluation to Tune; in a rank of a
+    data-parallel trial (`data_parallel`), to Ray Train: every rank reports (a barrier), rank 0
+    with the checkpoint (`search.trial.data_parallel`)."""
 
-    def __init__(self, metric: str, threads: int) -> None:
+    def __init__(self, metric: str, threads: int, experiment: str | None = None,
+                 data_parallel: bool = False) -> None:
         import ray  # here, not at the top: the export and --dry-run read this module's rules
 
         self.metric = metric
@@ -153,7 +156,10 @@ class TuneReporter:
         self.node_id = ray.get_runtime_context().get_node_id()
         # which accelerator the trial trains on: GPUs Ray assigned (shared ones included)
         self.device = ",".join(f"gpu{i}" for i in ray.get_gpu_ids()) or "cpu"
-        self.experiment = ray.tune.get_context().get_experiment_name()
+        self.experiment = experiment or ray.tune.get_context().get_experiment_name()
+        self.data_parallel = data_parallel
+        self.keeps_checkpoints = (not data_parallel
+                                  or ray.train.get_context().get_world_rank() == 0)
 
     def on_evaluation(self, event: EvaluationEvent) -> None:
         from ray.tune import Checkpoint, report
@@ -171,24 +177,28 @@ class TuneReporter:
             num_threads=self.threads,  # what best_config.yaml records for a bit-exact rerun
             first_step_time=event.first_step_time or math.nan,  # start-up latency, measurable
         )
+        if self.data_parallel:
+            import ray.train
+
+            metrics["workers"] = ray.train.get_context().get_world_size()
         checkpoint = None
-        if event.is_new_best and event.best_checkpoint is not None:
+        if event.is_new_best and event.best_checkpoint is not None and self.keeps_checkpoints:
             weights = weights_folder(event.best_checkpoint, self.metric)
             meta = {"step": event.step, "metric": self.metric,
                     "value": event.metrics.get(self.metric),
                     "model_dir": weights.relative_to(event.best_checkpoint).as_posix()}
             (event.best_checkpoint / CHECKPOINT_META_FILE).write_text(json.dumps(meta))
             checkpoint = Checkpoint.from_directory(str(event.best_checkpoint))
-        # a storage that does not answer is waited out here, not failed (and retried) at once
-        patiently(lambda: report(metrics, checkpoint=checkpoint), "of this trial's results")
+        if self.data_parallel:  # not retried: a rank reporting twice would break the barrier
+            ray.train.report(metrics, checkpoint=checkpoint,
+                             checkpoint_dir_name=f"checkpoint_{event.step:06d}")
+        else:  # a storage that does not answer is waited out, not failed (and retried) at once
+            patiently(lambda: report(metrics, checkpoint=checkpoint), "of this trial's results")
         wait_at_gate(self.experiment)
 
 
-def _restore_checkpoint(work_dir: Path) -> Path | None:
-    """Copy the trial's last reported checkpoint (after a retry) to a local folder."""
-    from ray import tune
-
-    checkpoint = tune.get_checkpoint()
+def restore_checkpoint(checkpoint: Any, work_dir: Path) -> Path | None:
+    """Copy the trial's last reported checkpoint (after a retry; None: none) to a local folder."""
     if checkpoint is None:
         return None
     target = work_dir / "resume_checkpoint"
@@ -199,24 +209,41 @@ def _restore_checkpoint(work_dir: Path) -> Path | None:
 
 
 def train_detr(config: dict[str, Any], *, base: dict[str, Any], space: dict[str, Any],
-               data: dict[str, Any], metric: str, recipe: dict[str, Any] | None = None) -> None:
+               data: dict[str, Any], metric: str, recipe: dict[str, Any] | None = None,
+               workers: dict[str, Any] | None = None) -> None:
     """Tune entry point; `base`, `space`, `data` (the driver's dataset record,
-    `search.trial.node_data.data_record`) and the spec's `recipe` come via `with_parameters`."""
+    `search.trial.node_data.data_record`), the spec's `recipe` and, for a data-parallel trial,
+    `workers` (`data_parallel_workers`) come via `with_parameters`."""
     _train(lambda threads: trial_run_config(base, space, config, threads=threads, recipe=recipe),
-           data, metric)
+           data, metric, workers)
 
 
 def train_finalist(config: dict[str, Any], *, runs: dict[int, dict[str, Any]],
-                   data: dict[str, Any], metric: str) -> None:
+                   data: dict[str, Any], metric: str,
+                   workers: dict[str, Any] | None = None) -> None:
     """Tune entry point of the finalists stage: `config` is `{"finalist": N, "seed": S}`, `runs`
     maps N to its complete run config; trained as a search trial, with seed S."""
     _train(lambda threads: {**copy.deepcopy(runs[int(config["finalist"])]),
-                            "seed": int(config["seed"]), "num_threads": threads}, data, metric)
+                            "seed": int(config["seed"]), "num_threads": threads}, data, metric,
+           workers)
 
 
-def _train(make_raw: Callable[[int], dict[str, Any]], data: dict[str, Any], metric: str) -> None:
+def data_parallel_workers(resources: Any, storage: str) -> dict[str, Any] | None:
+    """What a trial needs to run as a data-parallel job (`resources`: the spec's
+    `ResourceSpec`; `storage`: the experiment's folder, where its Train runs go); None: one
+    process a trial."""
+    if resources.workers_per_trial == 1:
+        return None
+    return {"workers_per_trial": resources.workers_per_trial, "storage": storage,
+            "cpus_per_worker": resources.cpus_per_worker,
+            "gpus_per_worker": resources.gpus_per_worker}
+
+
+def _train(make_raw: Callable[[int], dict[str, Any]], data: dict[str, Any], metric: str,
+           workers: dict[str, Any] | None = None) -> None:
     """One trial's run (`make_raw(threads)`: its run config), output into its `trial.log`, its
-    data prepared on this node, every evaluation reported to Tune."""
+    data prepared on this node, every evaluation reported to Tune; with `workers`, a
+    data-parallel job (`search.trial.data_parallel`)."""
     # the working folder, not `get_trial_dir()`: that names the driver's staging folder for an
     # actor's first trial, which only reaches storage when the trial runs on the driver's node
     with output_to_file(Path.cwd() / TRIAL_LOG_FILE):
@@ -225,14 +252,21 @@ def _train(make_raw: Callable[[int], dict[str, Any]], data: dict[str, Any], metr
         from detr_core.train import train_run
 
         context = tune.get_context()
-        threads = trial_threads(context.get_trial_resources().required_resources.get("CPU", 1))
+        cpus = (workers["cpus_per_worker"] if workers else
+                context.get_trial_resources().required_resources.get("CPU", 1))
+        threads = trial_threads(cpus)
         raw = make_raw(threads)
         raw["data"] = data_section(data)
         run_config = run_config_from_dict(raw, source=f"trial {context.get_trial_id()}")
+        if workers:
+            from search.trial.data_parallel import run_data_parallel
+
+            run_data_parallel(raw, data, metric, workers, workers["storage"])
+            return
         with trial_work_dir() as work_dir:
             prepared = prepare_on_node(data, run_config.data)
             train_run(run_config, output_dir=work_dir / "run",
                       listeners=[TuneReporter(metric, threads)],
-                      resume_from_checkpoint=_restore_checkpoint(work_dir),
+                      resume_from_checkpoint=restore_checkpoint(tune.get_checkpoint(), work_dir),
                       prepared_data=prepared, evaluate_test=False,
                       keep_partial=False)  # Tune keeps the trial's best checkpoint

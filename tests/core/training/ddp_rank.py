@@ -1,9 +1,10 @@
 """One rank of a data-parallel job on gloo, for `test_core_distributed.py` (a script: each rank
 is its own process, as under Ray Train or torchrun).
 
-    python ddp_rank.py RANK WORLD PORT RUN_JSON OUT_JSON
+    python ddp_rank.py MODE RANK WORLD PORT RUN_JSON OUT_JSON
 
-WORLD 1 runs without a process group: the single-process reference. Writes to OUT_JSON:
+WORLD 1 runs without a process group: the single-process reference. MODE `curve`: OUT_JSON gets
+`train_run`'s evaluation history on RUN_JSON. MODE `checks`: OUT_JSON gets
 - `loss`: a tiny RT-DETR's loss terms (eval mode: no denoising noise) on this rank's share of
   one fixed batch of 4 images with 1, 1, 3 and 4 boxes, and the rank's box count;
 - `batch_norm`: what `settle_batch_norm` said, and whether a training forward moved the encoder's
@@ -79,16 +80,28 @@ def evaluation(run: dict, folder: Path, world: int) -> dict:
     return {"metrics": events[0], "best_model": result.best_model_dir is not None}
 
 
+def curve(run: dict, folder: Path) -> list[dict]:
+    from detr_core.config.run_config import run_config_from_dict
+    from detr_core.train import train_run
+
+    return train_run(run_config_from_dict(run), folder, evaluate_test=False).history
+
+
 def main() -> None:
-    rank, world, port = (int(v) for v in sys.argv[1:4])
-    run, out = json.loads(Path(sys.argv[4]).read_text()), Path(sys.argv[5])
+    mode = sys.argv[1]
+    rank, world, port = (int(v) for v in sys.argv[2:5])
+    run, out = json.loads(Path(sys.argv[5]).read_text()), Path(sys.argv[6])
     if world > 1:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                           WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
         torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     torch.set_num_threads(1)
-    report = {"loss": loss_terms(rank, world), "batch_norm": batch_norm(),
-              "evaluation": evaluation(run, out.parent / f"run-{world}-{rank}", world)}
+    folder = out.parent / f"{out.stem}-run"
+    if mode == "curve":
+        report = {"history": curve(run, folder)}
+    else:
+        report = {"loss": loss_terms(rank, world), "batch_norm": batch_norm(),
+                  "evaluation": evaluation(run, folder, world)}
     out.write_text(json.dumps(report))
     if world > 1:
         torch.distributed.destroy_process_group()

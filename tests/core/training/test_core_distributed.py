@@ -34,27 +34,33 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _run_ranks(folder: Path, mode: str, jobs: dict[str, tuple[int, int, dict]]) -> dict:
+    """Start every job (name -> rank, world, run config) at once; their OUT_JSON reports. The
+    ranks of one world meet on one port."""
+    ports = {world: _free_port() for _, world, _ in jobs.values()}
+    processes = {}
+    for name, (rank, world, run) in jobs.items():
+        (folder / f"{name}.run.json").write_text(json.dumps(run))
+        processes[name] = subprocess.Popen(
+            [sys.executable, str(RANK_SCRIPT), mode, str(rank), str(world), str(ports[world]),
+             str(folder / f"{name}.run.json"), str(folder / f"{name}.json")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for name, process in processes.items():
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, f"{name}:\n{output[-3000:]}"
+    return {name: json.loads((folder / f"{name}.json").read_text()) for name in jobs}
+
+
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory: pytest.TempPathFactory,
             tiny_run_template: dict[str, Any]) -> dict[str, Any]:
-    folder = tmp_path_factory.mktemp("ddp")
     run = copy.deepcopy(tiny_run_template)
     run["data"]["synthetic"].update(num_train=8, num_val=7)
     run["training_args"].update(max_steps=2, logging_steps=2, learning_rate=1e-12,
                                 per_device_train_batch_size=2, per_device_eval_batch_size=2)
     run["num_threads"] = 1
-    (folder / "run.json").write_text(json.dumps(run))
-    port = _free_port()
-    jobs = {"single": [0, 1], "rank0": [0, 2], "rank1": [1, 2]}
-    processes = {name: subprocess.Popen(
-        [sys.executable, str(RANK_SCRIPT), str(rank), str(world), str(port),
-         str(folder / "run.json"), str(folder / f"{name}.json")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for name, (rank, world) in jobs.items()}
-    for name, process in processes.items():
-        output, _ = process.communicate(timeout=600)
-        assert process.returncode == 0, f"{name}:\n{output[-3000:]}"
-    return {name: json.loads((folder / f"{name}.json").read_text()) for name in jobs}
+    return _run_ranks(tmp_path_factory.mktemp("ddp"), "checks",
+                      {"single": (0, 1, run), "rank0": (0, 2, run), "rank1": (1, 2, run)})
 
 
 def test_rt_detr_loss_divides_by_the_box_count_of_all_ranks(reports: dict[str, Any]) -> None:
@@ -90,3 +96,40 @@ def test_batch_norm_statistics_are_frozen_on_cpu_ranks(reports: dict[str, Any]) 
     for rank in ("rank0", "rank1"):
         said = reports[rank]["batch_norm"]
         assert not said["moved"] and "running statistics frozen" in said["said"]
+
+
+#: 2 workers of batch 4 against 1 process of batch 8 (the same seed: the same initial weights;
+#: each rank its own augmentations, another image order): the mean distance of their validation
+#: loss curves must stay within 1.5 x the seed spread, the mean distance between the curves of
+#: 1 process with seeds 42, 43 and 44. Set after a pilot in which one pair of seeds (42, 43)
+#: understated the spread: 0.020 there, 0.072 and 0.085 for the pairs with seed 44.
+CURVE_TOLERANCE = 1.5
+CURVE_KEYS = ("eval_loss", "eval_loss_bbox")
+SEEDS = (42, 43, 44)
+
+
+def _distance(a: list[dict], b: list[dict], key: str) -> float:
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    return sum(abs(x[key] - y[key]) for x, y in zip(a, b, strict=True)) / len(a)
+
+
+def test_two_workers_follow_the_loss_curve_of_one_process(
+        tmp_path_factory: pytest.TempPathFactory, tiny_run_template: dict[str, Any]) -> None:
+    run = copy.deepcopy(tiny_run_template)
+    run["training_args"].update(max_steps=24, logging_steps=4, per_device_train_batch_size=8)
+    run.update(num_threads=1, seed=SEEDS[0])
+    halved = copy.deepcopy(run)
+    halved["training_args"]["per_device_train_batch_size"] = 4  # x 2 workers: the same batch
+    jobs = {f"one{seed}": (0, 1, {**copy.deepcopy(run), "seed": seed}) for seed in SEEDS}
+    jobs.update(two_rank0=(0, 2, halved), two_rank1=(1, 2, halved))
+    curves = {name: report["history"] for name, report in
+              _run_ranks(tmp_path_factory.mktemp("curves"), "curve", jobs).items()}
+    for row0, row1 in zip(curves["two_rank0"], curves["two_rank1"], strict=True):
+        assert [row0[k] for k in CURVE_KEYS] == [row1[k] for k in CURVE_KEYS]  # the same metrics
+    pairs = [(a, b) for i, a in enumerate(SEEDS) for b in SEEDS[i + 1:]]
+    for key in CURVE_KEYS:
+        spread = sum(_distance(curves[f"one{a}"], curves[f"one{b}"], key)
+                     for a, b in pairs) / len(pairs)
+        distance = _distance(curves[f"one{SEEDS[0]}"], curves["two_rank0"], key)
+        print(f"{key}: 2 workers vs 1 process {distance:.4f}, seed spread {spread:.4f}")
+        assert distance <= CURVE_TOLERANCE * spread, (key, distance, spread)

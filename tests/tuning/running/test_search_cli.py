@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from search_helpers import run_cli
+from search_helpers import run_main_in_process
 
 from detr_core.files.errors import UserInputError
 from search.running.cli import (
@@ -265,8 +265,12 @@ def test_describe_places_a_data_parallel_trial(tmp_path: Path) -> None:
 
 
 def _run_dry(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """`search/run.py ... --dry-run` (its `main`, in this process: the refusals come before Ray
+    starts, and the one-line error path is the CLI's own)."""
+    from search.run import main
+
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    return run_cli("search/run.py", [*argv, "--dry-run"], env)
+    return run_main_in_process(main, [*argv, "--dry-run"], env)
 
 
 @pytest.mark.parametrize("case", ["both forms", "flag with workers", "no dashboard"])

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from search_helpers import REPO_ROOT
@@ -68,3 +69,40 @@ def test_a_killed_trials_folder_is_swept_by_the_next_trial_a_live_ones_kept(
         live.wait(timeout=10)
     assert sweep_orphaned_work_dirs(tmp_path) == [kept]
     assert other.is_dir() and elsewhere.is_dir()
+
+
+def test_train_runs_of_data_parallel_trials_are_swept_and_nothing_else(tmp_path: Path) -> None:
+    """After `Tuner.fit` the driver removes each trial's Train run folders (their checkpoints
+    were copied into Tune's); the trial's own checkpoint, files and other folders stay."""
+    from search.trial.data_parallel import TRAIN_RUN_PREFIX, remove_train_runs
+
+    trial = tmp_path / "train_detr_abc_1"
+    kept = [trial / "checkpoint_000002" / "model.safetensors", trial / "result.json",
+            trial / "notes" / f"{TRAIN_RUN_PREFIX}x.txt"]
+    swept = [trial / f"{TRAIN_RUN_PREFIX}1234abcd" / "checkpoint_000002" / "model.safetensors"]
+    for path in kept + swept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    (tmp_path / "trials.csv").write_text("x")  # a file beside the trial folders
+    remove_train_runs(tmp_path)
+    assert all(path.is_file() for path in kept)
+    assert not (trial / f"{TRAIN_RUN_PREFIX}1234abcd").exists()
+    remove_train_runs(tmp_path / "missing")  # nothing there: nothing to do
+
+
+def test_a_data_parallel_trial_books_only_its_driver_with_tune() -> None:
+    """Tune books the trial's driver alone (no CPU: its workers' placement group is Train's);
+    a one-process trial books its CPUs and GPUs as before."""
+    from search.running.driver import trial_resources
+    from search.space.spec import ResourceSpec
+    from search.trial.trainable import data_parallel_workers
+
+    one = SimpleNamespace(resources=ResourceSpec(cpus_per_trial=2, gpus_per_trial=0.5))
+    assert trial_resources(one) == {"cpu": 2.0, "gpu": 0.5}
+    assert data_parallel_workers(one.resources, "/r/x") is None
+    job = SimpleNamespace(resources=ResourceSpec(workers_per_trial=2, cpus_per_worker=1))
+    (bundle,) = trial_resources(job).bundles
+    assert bundle.get("CPU", 0) == 0 and bundle["memory"] > 0
+    assert data_parallel_workers(job.resources, "s3://b/x") == {
+        "workers_per_trial": 2, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0,
+        "storage": "s3://b/x"}
