@@ -28,12 +28,14 @@ from search.space.spec import SearchSpec, to_tune_param_space, write_spec_file
 from search.store.layout import INTERRUPTED_FILE, PREPARED_DATA_FILE, SPEC_FILE
 from search.store.storage import (
     ExperimentPath,
+    StorageUnavailable,
     folder_has_entries,
     is_uri,
     location,
     read_json,
     remove_tree,
     split_uri,
+    unanswered,
     write_text_atomic,
 )
 from search.trial.node_data import data_record, revalidate_record
@@ -130,6 +132,20 @@ def build_searcher(spec: SearchSpec, experiment_dir: ExperimentPath, max_concurr
                     for t in (warm_start.trials if warm_start else [])],
     )
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent), searcher
+
+
+def fit(tuner: Any, where: str) -> None:
+    """`tuner.fit()`. Tune reads the experiment back from storage as it ends: a storage that
+    does not answer then stops the search resumable (`StorageUnavailable`: one line and the
+    resume command), not with pyarrow's traceback."""
+    try:
+        tuner.fit()
+    except OSError as exc:
+        if not unanswered(exc):
+            raise
+        said = " ".join(str(exc).split())[:160]
+        raise StorageUnavailable(f"storage {where} did not answer as the trials ended "
+                                 f"({said})") from None
 
 
 def trial_resources(spec: SearchSpec) -> Any:
@@ -341,7 +357,7 @@ def run_search(spec: SearchSpec, options: SearchOptions,
             tuner, optuna_search = build_tuner(session_spec, session_options, data, callbacks,
                                                stop=budget, warm_start=warm_start)
             with interrupts.tune_loop():
-                tuner.fit()
+                fit(tuner, path)
             if spec.resources.workers_per_trial > 1:
                 from search.trial.data_parallel import remove_train_runs
 

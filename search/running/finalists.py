@@ -70,9 +70,11 @@ def run_finalists(spec: SearchSpec, path: str, experiment_dir: ExperimentPath,
     print(f"finalists: {len(plan.configurations)} configuration(s) ({numbers}) x seeds "
           f"{', '.join(map(str, plan.seeds))}: {plan.runs} run(s) of up to "
           f"{spec.scheduler.max_t} steps", flush=True)
+    from search.running.driver import fit
+
     tuner, progress = _tuner(spec, path, experiment_dir, plan, data, verbose)
     with interrupts.tune_loop():
-        tuner.fit()
+        fit(tuner, path)
     if spec.resources.workers_per_trial > 1:
         from search.trial.data_parallel import remove_train_runs
 
