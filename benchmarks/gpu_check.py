@@ -12,7 +12,10 @@ Each is trained with AdamW on images with two boxes each, through the project's 
 - fp32 and bf16 (autocast): optimizer steps/s and peak memory (`torch.cuda.max_memory_allocated`);
 - 2 and 4 processes on the same device at once (bf16), as Ray packs trials with
   `gpus_per_trial: 0.5 / 0.25`: steps/s of each and all together against one alone, and the
-  peak of each. About 3 minutes in all on an H100-class GPU.
+  peak of each;
+- with two devices or more, one 2-worker DDP job (bf16, NCCL; `workers_per_trial: 2`): each
+  rank the recipe's batch on its own device, images/s of the job against one device alone.
+About 3 minutes in all on an H100-class GPU (3.5 with the DDP rows).
 
 A step here is the model's forward, loss, backward and update: the data pipeline and
 evaluation are not in it (`gpu_check.sh train` times whole runs of the embedded default).
@@ -53,14 +56,30 @@ def build(model: str) -> Any:
 
 
 def measure(model: str, dtype: str, device: str, seconds: float, warmup: int,
-            size: int | None = None) -> dict[str, Any]:
-    """Train `model` for `seconds` after `warmup` steps; steps/s and peak memory."""
+            size: int | None = None, rank: int = 0, world: int = 1,
+            port: int = 0) -> dict[str, Any]:
+    """Train `model` for `seconds` after `warmup` steps; steps/s and peak memory. With `world`
+    > 1, as rank `rank` of a DDP job (NCCL on `cuda:<rank>`, gloo on a CPU)."""
+    import os
+
     import torch
 
     torch.manual_seed(0)
     image_size, batch = MODELS[model]
     image_size = size or image_size
+    if world > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        cuda_job = device.startswith("cuda")
+        torch.distributed.init_process_group("nccl" if cuda_job else "gloo", rank=rank,
+                                             world_size=world)
+        device = f"cuda:{rank}" if cuda_job else device
+        if cuda_job:
+            torch.cuda.set_device(rank)
     detector = build(model).to(device).train()
+    if world > 1:  # the Trainer's DDP wrapping (unused parameters looked for, as it does)
+        detector = torch.nn.parallel.DistributedDataParallel(
+            detector, device_ids=[rank] if device.startswith("cuda") else None,
+            find_unused_parameters=True)
     optimizer = torch.optim.AdamW(detector.parameters(), lr=1e-4)
     pixels = torch.randn(batch, 3, image_size, image_size, device=device)
     labels = [{"class_labels": torch.tensor([1, 2], device=device),
@@ -92,20 +111,31 @@ def measure(model: str, dtype: str, device: str, seconds: float, warmup: int,
     sync()
     elapsed = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+    if world > 1:
+        torch.distributed.destroy_process_group()
     return {"model": model, "dtype": dtype, "device": device, "image_size": image_size,
             "batch": batch, "steps": steps, "seconds": round(elapsed, 3),
-            "steps_per_s": steps / elapsed, "peak_gib": peak}
+            "steps_per_s": steps / elapsed, "peak_gib": peak, "workers": world}
 
 
 def packed(model: str, dtype: str, device: str, processes: int, seconds: float, warmup: int,
-           size: int | None) -> list[dict[str, Any]]:
-    """`processes` measurements at once on one device, each in its own interpreter."""
+           size: int | None, ddp: bool = False) -> list[dict[str, Any]]:
+    """`processes` measurements at once, each in its own interpreter: on one device, or (`ddp`)
+    the ranks of one DDP job."""
     argv = [sys.executable, __file__, "one", model, dtype, "--device", device,
             "--seconds", str(seconds), "--warmup", str(warmup)]
     if size:
         argv += ["--size", str(size)]
-    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-             for _ in range(processes)]
+    if ddp:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        argv += ["--world", str(processes), "--port", str(port)]
+    procs = [subprocess.Popen([*argv, *(["--rank", str(rank)] if ddp else [])],
+                              stdout=subprocess.PIPE, text=True)
+             for rank in range(processes)]
     results = []
     for proc in procs:
         out, _ = proc.communicate()
@@ -116,7 +146,8 @@ def packed(model: str, dtype: str, device: str, processes: int, seconds: float, 
 
 
 def report(rows: list[dict[str, Any]], packs: dict[tuple[str, int], list[dict[str, Any]]],
-           device_name: str) -> str:
+           device_name: str, jobs: dict[str, list[dict[str, Any]]] | None = None,
+           devices: int = 1) -> str:
     """The Markdown of one `all` run."""
     lines = [f"# Training throughput on {device_name}", "",
              "`python benchmarks/gpu_check.py all OUT` (random weights, fixed images, the "
@@ -142,6 +173,19 @@ def report(rows: list[dict[str, Any]], packs: dict[tuple[str, int], list[dict[st
         lines.append(f"| {model} | {runs[0]['dtype']} | {count} | {each} | {total:.2f} | "
                      f"{total / alone[model, 1][0]['steps_per_s']:.2f} | "
                      f"{max(r['peak_gib'] for r in runs):.2f} |")
+    lines += ["", "## One trial on 2 devices (a 2-worker DDP job, `workers_per_trial: 2`)", ""]
+    if not jobs:
+        lines.append(f"Not measured: {devices} device(s) here; the job needs two.")
+        return "\n".join(lines) + "\n"
+    lines += ["| model | dtype | batch a rank | steps/s | images/s | x one device alone | "
+              "peak GiB a rank |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for model, ranks in jobs.items():
+        steps = min(r["steps_per_s"] for r in ranks)  # a step waits for the slowest rank
+        images = steps * ranks[0]["batch"] * len(ranks)
+        one = alone[model, 1][0]
+        lines.append(f"| {model} | {ranks[0]['dtype']} | {ranks[0]['batch']} | {steps:.2f} | "
+                     f"{images:.1f} | {images / (one['steps_per_s'] * one['batch']):.2f} | "
+                     f"{max(r['peak_gib'] for r in ranks):.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -153,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--size", type=int, help="image size for every model (smoke runs)")
+    parser.add_argument("--rank", type=int, default=0, help="one: this rank of a DDP job")
+    parser.add_argument("--world", type=int, default=1, help="one: the job's ranks")
+    parser.add_argument("--port", type=int, default=0, help="one: the job's rendezvous port")
     parser.add_argument("--smoke", action="store_true",
                         help="1 s a measurement, 64 px, 2 processes: checks the code")
     args = parser.parse_args(argv)
@@ -160,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "one":
         model, dtype = args.args
         print(json.dumps(measure(model, dtype, args.device, args.seconds, args.warmup,
-                                 args.size)), flush=True)
+                                 args.size, args.rank, args.world, args.port)), flush=True)
         return 0
     (out,) = args.args
     import torch
@@ -174,10 +221,15 @@ def main(argv: list[str] | None = None) -> int:
             for model in MODELS for dtype in ("fp32", "bf16")]
     packs = {(model, n): packed(model, "bf16", args.device, n, seconds, warmup, size)
              for model in MODELS for n in counts}
+    cuda = args.device.startswith("cuda")
+    devices = torch.cuda.device_count() if cuda else 2  # a CPU smoke runs the job on gloo
+    jobs = {model: packed(model, "bf16", args.device, 2, seconds, warmup, size, ddp=True)
+            for model in MODELS} if devices >= 2 else {}
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "gpu_throughput.json").write_text(json.dumps(
-        {"rows": rows, "packed": {f"{m} x{n}": r for (m, n), r in packs.items()}}, indent=1))
-    text = report(rows, packs, device_name)
+        {"rows": rows, "packed": {f"{m} x{n}": r for (m, n), r in packs.items()},
+         "data_parallel": jobs}, indent=1))
+    text = report(rows, packs, device_name, jobs, devices)
     (Path(out) / "gpu_check.md").write_text(text)
     print(text, flush=True)
     return 0

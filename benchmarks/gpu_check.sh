@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # GPU paths, checked on a lent GPU machine (not part of CI). Usage:
 #   bash benchmarks/gpu_check.sh throughput OUT   # ~3 min: DETR-R50 layout (800 px) and the tiny
-#       default, fp32 / bf16 steps/s and peak memory, 2 and 4 processes sharing the GPU
-#       (benchmarks/gpu_check.py; OUT/gpu_check.md)
+#       default, fp32 / bf16 steps/s and peak memory, 2 and 4 processes sharing the GPU, and
+#       with two GPUs a 2-worker DDP job (benchmarks/gpu_check.py; OUT/gpu_check.md)
 #   bash benchmarks/gpu_check.sh train OUT        # the embedded default's run in fp32 and fp16
 #   bash benchmarks/gpu_check.sh search OUT       # a search packing two trials on one GPU
+#   bash benchmarks/gpu_check.sh search-ddp OUT   # two GPUs: a search of 2-worker DDP trials
 # The project's wheels are carried in .whl/ (and Ray's in .raypart/): the machine is offline.
 set -euo pipefail
 what=$1; out=$2
@@ -29,6 +30,14 @@ else
   cat .raypart/ray.part.* > /tmp/ray-2.60.0-cp312-cp312-manylinux2014_x86_64.whl
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site /tmp/ray-2.60.0-cp312-cp312-manylinux2014_x86_64.whl
+  if [ "$what" = search-ddp ]; then  # the dashboard stays on: Train frees stopped trials' GPUs
+    nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/gpu.txt"
+    /usr/bin/time -f "wall %e s" python3 search/run.py --space benchmarks/gpu_ddp_space.yaml \
+      --storage /tmp/results > "$out/search.log" 2>&1 || true
+    tail -8 "$out/search.log"
+    cp /tmp/results/gpu_ddp/REPORT.md /tmp/results/gpu_ddp/trials.csv "$out/" 2>/dev/null || true
+    exit 0
+  fi
   /usr/bin/time -f "wall %e s" python3 search/run.py --space benchmarks/gpu_space.yaml \
     --storage /tmp/results --no-dashboard > "$out/search.log" 2>&1 || true
   tail -5 "$out/search.log"

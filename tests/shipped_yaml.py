@@ -21,7 +21,8 @@ SNAPSHOT = ROOT / "tests" / "snapshots" / "shipped_yaml.json"
 RUN_CONFIGS = [*sorted((ROOT / "detr_core" / "defaults").glob("*.yaml")),
                ROOT / "benchmarks" / "gpu_fp16.yaml"]
 SPACES = [*sorted((ROOT / "search_spaces").glob("*.yaml")),
-          ROOT / "benchmarks" / "detr_grid_space.yaml", ROOT / "benchmarks" / "gpu_space.yaml"]
+          ROOT / "benchmarks" / "detr_grid_space.yaml", ROOT / "benchmarks" / "gpu_space.yaml",
+          ROOT / "benchmarks" / "gpu_ddp_space.yaml"]
 GRIDS = sorted((ROOT / "benchmarks").glob("learning_curves*.yaml"))
 SETTINGS = [ROOT / "benchmarks" / "search_efficiency.yaml"]
 CANDIDATES = ROOT / "benchmarks" / "search_defaults.yaml"

@@ -28,3 +28,8 @@ def test_the_gpu_check_measures_every_model_dtype_and_packing(tmp_path: Path) ->
     report = (tmp_path / "gpu_check.md").read_text()
     assert report.count("| detr-r50 | 64 | 2 |") == 2 and "bf16 / fp32 steps/s" in report
     assert "| tiny | bf16 | 2 |" in report
+    # the 2-worker DDP job (gloo here, NCCL on two GPUs): both ranks ran, the table has its rows
+    assert sorted(data["data_parallel"]) == ["detr-r50", "tiny"]
+    assert all([r["workers"] for r in ranks] == [2, 2] and all(r["steps"] >= 1 for r in ranks)
+               for ranks in data["data_parallel"].values())
+    assert "## One trial on 2 devices" in report and "| tiny | bf16 | 8 |" in report

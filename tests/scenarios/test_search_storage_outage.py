@@ -118,8 +118,8 @@ def test_an_outage_longer_than_the_wait_stops_with_the_resume_command(
     each trial once in trials.csv and the study, the report whole."""
     space = write_space(tmp_path / "space.yaml", NAME,
                         {"training_args.learning_rate": {"loguniform": [1.0e-4, 3.0e-3]}},
-                        num_samples=2, max_concurrent=2, epochs=STEPS // 4, logging_steps=2,
-                        grace_period=STEPS, max_t=STEPS, max_failures=0)
+                        num_samples=2, max_concurrent=2, epochs=2, logging_steps=2,
+                        grace_period=8, max_t=8, max_failures=0)
     log = tmp_path / "search.log"
     gate = tmp_path / "gate"
     gate.mkdir()
