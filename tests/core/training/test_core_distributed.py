@@ -7,6 +7,8 @@ group (`ddp_rank.py`), on the same fixed inputs.
 - An evaluation covers the whole validation split (7 images on 2 ranks: one padding duplicate
   dropped) and every rank computes the same metrics as the one process.
 - Trainable batch norm keeps its running statistics on CPU ranks, and only rank 0 keeps a model.
+- 2 workers of batch 4 follow the validation loss curve of 1 process of batch 8 (within the
+  seed spread, `CURVE_TOLERANCE`), and the job run again gives the very same curve.
 """
 
 from __future__ import annotations
@@ -126,6 +128,11 @@ def test_two_workers_follow_the_loss_curve_of_one_process(
               _run_ranks(tmp_path_factory.mktemp("curves"), "curve", jobs).items()}
     for row0, row1 in zip(curves["two_rank0"], curves["two_rank1"], strict=True):
         assert [row0[k] for k in CURVE_KEYS] == [row1[k] for k in CURVE_KEYS]  # the same metrics
+    # every rank seeded: the job again gives the very same curve
+    again = _run_ranks(tmp_path_factory.mktemp("again"), "curve",
+                       {"rank0": (0, 2, halved), "rank1": (1, 2, halved)})["rank0"]["history"]
+    assert [[r[k] for k in CURVE_KEYS] for r in again] == \
+        [[r[k] for k in CURVE_KEYS] for r in curves["two_rank0"]]
     pairs = [(a, b) for i, a in enumerate(SEEDS) for b in SEEDS[i + 1:]]
     for key in CURVE_KEYS:
         spread = sum(_distance(curves[f"one{a}"], curves[f"one{b}"], key)
