@@ -6,7 +6,8 @@
   evaluation by rank 0; ASHA stops the second, whose workers are freed for the third (2 cores
   hold one job); the exported model is the winner's best checkpoint, weight for weight.
 - A worker killed mid-trial: the job fails, Tune retries the trial (`max_failures: 1`) with new
-  workers from its last checkpoint, and the trial finishes without reporting a step twice.
+  workers from its last checkpoint; then Ctrl-C and `--resume`: the trial finishes from its
+  checkpoint without reporting a step twice.
 """
 
 from __future__ import annotations
@@ -145,8 +146,17 @@ def _train_workers(scope) -> list[psutil.Process]:
     return found
 
 
-def test_a_killed_worker_makes_the_trial_retry_from_its_checkpoint(
+def _steps(exp: Path) -> list[int]:
+    trials = trial_dirs(exp) if exp.is_dir() else []
+    return [r["step"] for r in read_results(trials[0])] if trials else []
+
+
+def test_a_killed_worker_retries_and_an_interrupted_search_resumes(
         tmp_path_factory: pytest.TempPathFactory, cache: Path) -> None:
+    """A worker SIGKILLed after the first report (step 2, its checkpoint on disk) fails the
+    job; Tune retries the trial with new workers from that checkpoint. Its next report (step
+    4) waits at the gate; Ctrl-C then stops the search (exit 130) and `--resume` finishes the
+    trial from step 4: steps 2, 4, 6, 8, none twice."""
     root = tmp_path_factory.mktemp("worker_kill")
     space = _space(root, "kill", [{"training_args.learning_rate": 3.0e-3}], max_failures=1)
     gate = root / "gate"
@@ -154,9 +164,9 @@ def test_a_killed_worker_makes_the_trial_retry_from_its_checkpoint(
     (gate / "hold").touch()  # the trial waits after each report until released
     log = root / "search.log"
     exp = root / "results" / "kill"
+    args = ["--space", space, "--storage", root / "results"]
     with ray_scope(cache, DETR_SEARCH_TRIAL_GATE=str(gate)) as scope:
-        proc = start_cli(RUN_SCRIPT, ["--space", space, "--storage", root / "results"],
-                         scope.env, log)
+        proc = start_cli(RUN_SCRIPT, args, scope.env, log, new_session=True)
         deadline = time.monotonic() + 420
         while time.monotonic() < deadline and proc.poll() is None:
             trials = trial_dirs(exp) if exp.is_dir() else []
@@ -166,14 +176,20 @@ def test_a_killed_worker_makes_the_trial_retry_from_its_checkpoint(
         workers = _train_workers(scope)
         assert len(workers) == 2, output_tail(log.read_text(errors="replace"))
         os.kill(workers[1].pid, signal.SIGKILL)
+        while time.monotonic() < deadline and proc.poll() is None and 4 not in _steps(exp):
+            time.sleep(0.2)  # the retried job reported step 4 and waits at the gate
+        os.killpg(proc.pid, signal.SIGINT)
+        interrupted = _wait(proc, deadline)
+        first = log.read_text(errors="replace")
         (gate / "hold").unlink()
-        returncode = _wait(proc, deadline)
+        resumed = start_cli(RUN_SCRIPT, [*args, "--resume"], scope.env, root / "resume.log")
+        returncode = _wait(resumed, deadline)
         leftovers = scope.kill_all() if scope.wait_gone(30) else []
-    output = log.read_text(errors="replace")
+    output = (root / "resume.log").read_text(errors="replace")
+    assert interrupted == 130, output_tail(first)
+    assert "restarted from step 2" in first, output_tail(first)
     assert returncode == 0, output_tail(output)
     assert leftovers == []
-    assert "restarted" in output, output_tail(output)
     (row,) = read_trials_csv(exp)
     assert row["status"] == "completed", row
-    steps = [r["step"] for r in read_results(trial_dirs(exp)[0])]
-    assert steps == [2, 4, 6, 8], steps  # resumed at step 2, not started over
+    assert _steps(exp) == [2, 4, 6, 8]  # retried from step 2, resumed from step 4
