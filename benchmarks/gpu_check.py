@@ -103,7 +103,16 @@ def measure(model: str, dtype: str, device: str, seconds: float, warmup: int,
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds or steps == 0:
+
+    def timed_out() -> bool:  # the ranks of a job stop together: each step is a collective
+        over = steps > 0 and time.perf_counter() - start >= seconds
+        if world == 1:
+            return over
+        flag = torch.tensor([float(over)], device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
+
+    while not timed_out():
         step()
         steps += 1
         if steps % 5 == 0:

@@ -99,12 +99,13 @@ def train_run(config: RunConfig, output_dir: str | Path,
     torch.set_num_threads(config.num_threads or cores or os.cpu_count() or 1)
     set_seed(config.seed)
     data = check_run_inputs(config, prepared_data)
-    rank, _ = world()
+    rank, ranks = world()
+    if evaluate_test and ranks > 1:  # only rank 0 keeps the model: the others would not join
+        raise ValueError("evaluate_test needs one process: a data-parallel run evaluates its "
+                         "best model on the test split afterwards, in one")
     datasets = build_datasets(config, data, rank)
     processor = build_image_processor(config.model)
     model = build_model(config.model, data.label_map, config.iou_loss, config.freeze_backbone)
-    if batch_norm := settle_batch_norm(model, on_gpu=torch.cuda.is_available()):
-        print(f"data-parallel: {batch_norm}", file=sys.stderr, flush=True)
     # what the checkpoint's recipe fills, said once the model is built: no line before an error
     filled, sources = apply_recipe(config)
     taken = [key for key, source in sources.items() if source.startswith("recipe")]
@@ -117,6 +118,8 @@ def train_run(config: RunConfig, output_dir: str | Path,
         print(crowded, file=sys.stderr, flush=True)
     args = build_training_args(config.training_args, output_dir / file_io.CHECKPOINTS_DIR,
                                config.seed)
+    if batch_norm := settle_batch_norm(model, on_gpu=args.device.type == "cuda"):
+        print(f"data-parallel: {batch_norm}", file=sys.stderr, flush=True)
     output_dir.mkdir(parents=True, exist_ok=True)
     best_so_far = BestSoFar()
     listeners = [EvalHistoryWriter(output_dir, resume=resume_from_checkpoint is not None),

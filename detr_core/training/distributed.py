@@ -1,6 +1,6 @@
 """What a run changes when it is one rank of a data-parallel job (a `torch.distributed` process
 group set up before it, e.g. by Ray Train): its rank and batch norm that cannot be left per
-rank (the box count the losses share: `detr_core.model.losses.shared_box_scale`).
+rank (the box count the losses share: `detr_core.model.losses.box_counts`).
 
 A single process (no process group) is left exactly as it was.
 """

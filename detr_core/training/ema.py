@@ -80,7 +80,9 @@ class EmaCallback(TrainerCallback):
         # the Trainer saves at new best steps only (save_strategy "best") and names the folder
         checkpoint = Path(state.best_model_checkpoint or
                           Path(args.output_dir) / f"checkpoint-{state.global_step}")
-        if checkpoint.is_dir() and checkpoint.name.endswith(f"-{state.global_step}"):
+        # rank 0 of a data-parallel job only: the others' checkpoints hold no model
+        if state.is_world_process_zero and checkpoint.is_dir() and \
+                checkpoint.name.endswith(f"-{state.global_step}"):
             target = checkpoint / EMA_DIR  # with the checkpoint's processor
             self.ema.module.save_pretrained(target)
             if (checkpoint / PROCESSOR_FILE).is_file():

@@ -97,9 +97,12 @@ class DetrTrainer(Trainer):
         """The ranks' batches as one, each padding duplicate dropped once. Per-image label dicts
         go as objects: the tensor path would cut each image's own tensors to the last batch's
         remainder (its boxes, its size: a run whose validation split is not a multiple of the
-        batch lost boxes, or crashed). Tensors (`compute_loss` makes the loss terms per image)
-        go as tensors."""
+        batch lost boxes, or crashed), from the CPU. Tensors (`compute_loss` makes the loss terms
+        per image) go as tensors."""
         labels = isinstance(data, list) and all(isinstance(item, Mapping) for item in data)
+        if labels and self.accelerator.num_processes > 1:  # unpickled on the sender's GPU else
+            data = [{k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in item.items()}
+                    for item in data]
         return self.accelerator.gather_for_metrics(data, use_gather_object=labels)
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:

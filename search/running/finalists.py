@@ -95,6 +95,21 @@ def run_finalists(spec: SearchSpec, path: str, experiment_dir: ExperimentPath,
     return True
 
 
+def _at_once(spec: SearchSpec, runs: int) -> int | None:
+    """Runs at a time: the spec's cap; for data-parallel trials, whose drivers book no CPU,
+    what the cluster holds (else every job would start and wait for its workers, the wait
+    counted in its time)."""
+    if spec.max_concurrent or spec.resources.workers_per_trial == 1:
+        return spec.max_concurrent
+    import ray
+
+    from search.space.budget import default_max_concurrent
+
+    resources = ray.cluster_resources()
+    return default_max_concurrent(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial,
+                                  runs, resources.get("CPU", 1), resources.get("GPU", 0))
+
+
 def _tuner(spec: SearchSpec, path: str, experiment_dir: ExperimentPath, plan: FinalistPlan,
            data: dict[str, Any], verbose: int) -> tuple[Any, Any]:
     """(the stage's `Tuner`, new or restored; its console callback or None with -v)."""
@@ -131,7 +146,7 @@ def _tuner(spec: SearchSpec, path: str, experiment_dir: ExperimentPath, plan: Fi
                      "seed": tune.grid_search(list(plan.seeds))},
         tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode,
                                     reuse_actors=spec.resources.workers_per_trial == 1,
-                                    max_concurrent_trials=spec.max_concurrent),
+                                    max_concurrent_trials=_at_once(spec, plan.runs)),
         run_config=tune.RunConfig(
             name=FINALISTS_DIR, storage_path=path,
             checkpoint_config=tune.CheckpointConfig(

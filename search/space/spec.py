@@ -158,11 +158,11 @@ class ResourceSpec(Section):
                 "workers_per_trial / cpus_per_worker / gpus_per_worker (a data-parallel "
                 "trial), not both", key=old[0])
         workers = self.workers_per_trial
-        if workers > 1 and 0 < self.gpus_per_worker < 1:
+        if workers > 1 and self.gpus_per_worker not in (0, 1):
             raise UserInputError(
-                f"with {workers} workers a trial each worker needs whole GPUs (NCCL cannot put "
-                f"two ranks of one job on one GPU), got {self.gpus_per_worker:g}",
-                key="gpus_per_worker")
+                f"with {workers} workers a trial each worker has 0 or 1 GPU (a rank trains on "
+                f"one device; NCCL cannot put two ranks of one job on one), got "
+                f"{self.gpus_per_worker:g}", key="gpus_per_worker")
         if old or not given.intersection(WORKER_RESOURCE_KEYS):  # one process: one worker
             totals = {"cpus_per_worker": self.cpus_per_trial,
                       "gpus_per_worker": self.gpus_per_trial}

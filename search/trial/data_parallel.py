@@ -21,6 +21,7 @@ workers (DDP: gloo on CPUs, NCCL on GPUs), each rank running `detr_core`'s `trai
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from pathlib import Path
@@ -78,7 +79,7 @@ def run_data_parallel(raw: dict[str, Any], data: dict[str, Any], metric: str,
     trainer_name = f"{TRAIN_RUN_PREFIX}{uuid.uuid4().hex[:8]}"
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={"raw": raw, "data": data, "metric": metric,
+        train_loop_config={"raw": raw, "data": data, "metric": metric, "gpus": gpus,
                            "experiment": context.get_experiment_name(),
                            "source": f"trial {context.get_trial_id()}",
                            "resume": tune.get_checkpoint()},
@@ -88,8 +89,11 @@ def run_data_parallel(raw: dict[str, Any], data: dict[str, Any], metric: str,
         run_config=ray.train.RunConfig(
             name=trainer_name, storage_path=trial_folder,
             callbacks=[_forward_to_trial_class()(reports)],
-            failure_config=ray.train.FailureConfig(max_failures=0),  # Tune's retries only
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
+            # Tune's retries only (a preempted node too: Train would retry it without limit)
+            failure_config=ray.train.FailureConfig(max_failures=0, max_preemption_failures=0),
+            # Train deletes none: the trial removes each once Tune holds a copy (below), as
+            # Train's own num_to_keep could delete one before the trial had copied it
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=None)),
     )
     print(f"data-parallel job {trainer_name}: {resources['workers_per_trial']} workers; their "
           "output is in Ray's worker logs (the dashboard's Train and Jobs views)", flush=True)
@@ -105,11 +109,16 @@ def run_data_parallel(raw: dict[str, Any], data: dict[str, Any], metric: str,
 
     thread = threading.Thread(target=fit, name="data-parallel-job", daemon=True)
     thread.start()
+    forwarded = None
     while (item := reports.get()) is not None:
         metrics, checkpoint = item
         kept = tune.Checkpoint(checkpoint.path, checkpoint.filesystem) if checkpoint else None
         patiently(lambda m=metrics, c=kept: tune.report(m, checkpoint=c),
                   "of this trial's results")
+        if checkpoint is not None:  # Tune has its copy: the one before goes
+            if forwarded is not None:
+                forwarded.filesystem.delete_dir(forwarded.path)
+            forwarded = checkpoint
     thread.join()
     if failure:
         raise failure[0]
@@ -129,6 +138,8 @@ def train_worker(config: dict[str, Any]) -> None:
     reporting every evaluation (`search.trial.trainable.TuneReporter` in its Train form)."""
     import ray.train
 
+    if not config["gpus"]:  # CPU workers: not the GPUs of their node, which Ray leaves visible
+        os.environ.update(CUDA_VISIBLE_DEVICES="", ACCELERATE_USE_CPU="true")
     from detr_core.train import train_run
     from search.trial.trainable import TuneReporter, restore_checkpoint, trial_work_dir
 
@@ -140,5 +151,6 @@ def train_worker(config: dict[str, Any]) -> None:
         reporter = TuneReporter(config["metric"], int(config["raw"]["num_threads"]),
                                 experiment=config["experiment"], data_parallel=True)
         train_run(run_config, output_dir=work_dir / "run", listeners=[reporter],
+                  # the trial's checkpoint; never Train's own (its retries are off)
                   resume_from_checkpoint=restore_checkpoint(config["resume"], work_dir),
                   prepared_data=prepared, evaluate_test=False, keep_partial=False)

@@ -162,6 +162,8 @@ class TuneReporter:
                                   or ray.train.get_context().get_world_rank() == 0)
 
     def on_evaluation(self, event: EvaluationEvent) -> None:
+        from ray.train import get_context as train_context
+        from ray.train import report as train_report
         from ray.tune import Checkpoint, report
 
         from detr_core.training.ema import weights_folder
@@ -178,9 +180,7 @@ class TuneReporter:
             first_step_time=event.first_step_time or math.nan,  # start-up latency, measurable
         )
         if self.data_parallel:
-            import ray.train
-
-            metrics["workers"] = ray.train.get_context().get_world_size()
+            metrics["workers"] = train_context().get_world_size()
         checkpoint = None
         if event.is_new_best and event.best_checkpoint is not None and self.keeps_checkpoints:
             weights = weights_folder(event.best_checkpoint, self.metric)
@@ -190,8 +190,8 @@ class TuneReporter:
             (event.best_checkpoint / CHECKPOINT_META_FILE).write_text(json.dumps(meta))
             checkpoint = Checkpoint.from_directory(str(event.best_checkpoint))
         if self.data_parallel:  # not retried: a rank reporting twice would break the barrier
-            ray.train.report(metrics, checkpoint=checkpoint,
-                             checkpoint_dir_name=f"checkpoint_{event.step:06d}")
+            train_report(metrics, checkpoint=checkpoint,
+                         checkpoint_dir_name=f"checkpoint_{event.step:06d}")
         else:  # a storage that does not answer is waited out, not failed (and retried) at once
             patiently(lambda: report(metrics, checkpoint=checkpoint), "of this trial's results")
         wait_at_gate(self.experiment)

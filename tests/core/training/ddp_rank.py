@@ -1,9 +1,10 @@
 """One rank of a data-parallel job on gloo, for `test_core_distributed.py` (a script: each rank
 is its own process, as under Ray Train or torchrun).
 
-    python ddp_rank.py MODE RANK WORLD PORT RUN_JSON OUT_JSON
+    python ddp_rank.py MODE RANK WORLD RENDEZVOUS RUN_JSON OUT_JSON
 
-WORLD 1 runs without a process group: the single-process reference. MODE `curve`: OUT_JSON gets
+WORLD 1 runs without a process group: the single-process reference; the ranks of a job meet at
+the file RENDEZVOUS (no port to race for). MODE `curve`: OUT_JSON gets
 `train_run`'s evaluation history on RUN_JSON. MODE `checks`: OUT_JSON gets
 - `loss`: a tiny RT-DETR's loss terms (eval mode: no denoising noise) on this rank's share of
   one fixed batch of 4 images with 1, 1, 3 and 4 boxes, and the rank's box count;
@@ -89,12 +90,14 @@ def curve(run: dict, folder: Path) -> list[dict]:
 
 def main() -> None:
     mode = sys.argv[1]
-    rank, world, port = (int(v) for v in sys.argv[2:5])
+    rank, world, rendezvous = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     run, out = json.loads(Path(sys.argv[5]).read_text()), Path(sys.argv[6])
     if world > 1:
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                          WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-        torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+        # accelerate reads these though the group exists (it then joins it, not a new one)
+        os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                          MASTER_ADDR="127.0.0.1", MASTER_PORT="1")
+        torch.distributed.init_process_group("gloo", init_method=f"file://{rendezvous}",
+                                             rank=rank, world_size=world)
     torch.set_num_threads(1)
     folder = out.parent / f"{out.stem}-run"
     if mode == "curve":

@@ -74,9 +74,9 @@ def test_a_worker_s_cpus_and_gpus_are_on_one_node(cluster: list) -> None:
     assert "4 workers x 2 CPU, 1 GPU need 8 CPUs + 4 GPUs, but the Ray cluster's nodes hold " \
            "only 2 such workers" in _refusal(_spec(workers_per_trial=4, cpus_per_worker=2,
                                                    gpus_per_worker=1))
-    assert _refusal(_spec(workers_per_trial=2, gpus_per_worker=4)).startswith(
-        "space.yaml: experiment.resources.gpus_per_worker: a trial's worker asks for 4 GPU, "
-        "but no node of the Ray cluster has more than 2 ")
+    assert _refusal(_spec(workers_per_trial=2, cpus_per_worker=32)).startswith(
+        "space.yaml: experiment.resources.cpus_per_worker: a trial's worker asks for 32 CPU, "
+        "but no node of the Ray cluster has more than 16 ")
     check_trials_fit(_spec(workers_per_trial=4, cpus_per_worker=4), joined=False)  # CPU only
 
 

@@ -608,6 +608,9 @@ ERROR_CASES = {
     "a GPU shared by two workers": (minimal(experiment={"resources": {
         "workers_per_trial": 2, "gpus_per_worker": 0.5}}),
         "experiment.resources.gpus_per_worker", "NCCL cannot put two ranks of one job on one"),
+    "two GPUs a worker": (minimal(experiment={"resources": {
+        "workers_per_trial": 2, "gpus_per_worker": 2}}),
+        "experiment.resources.gpus_per_worker", "each worker has 0 or 1 GPU"),
     "bad name": (minimal(experiment={"name": "a/b"}), "experiment.name", "folder name"),
     "scheduler not a mapping": (minimal(experiment={"scheduler": 3}),
                                 "experiment.scheduler", "mapping"),
