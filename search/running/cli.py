@@ -24,7 +24,7 @@ from search.space.distributions import describe_distribution, format_number, for
 from search.space.relative_ranges import recipe_lines, relative_note
 from search.space.samplers import SAMPLERS, describe_sampler
 from search.store.layout import SPEC_FILE, TIME_BUDGET_FILE
-from search.store.storage import ExperimentPath, folder_has_entries, is_uri, join_uri, location
+from search.store.storage import ExperimentPath, folder_has_entries, join_uri, location
 
 if TYPE_CHECKING:
     from search.results.warm_trials import WarmStartRecord
@@ -200,7 +200,7 @@ def storage_root(storage: str) -> str:
 def experiment_path(storage: str, name: str) -> str:
     """STORAGE/NAME: a URI (its query kept last) or an absolute path."""
     root = storage_root(storage)
-    return join_uri(root, name) if "://" in root else str(Path(root) / name)
+    return join_uri(root, name)
 
 
 def cluster_address(args: argparse.Namespace) -> str | None:
@@ -327,7 +327,7 @@ class ExperimentChoice:
 
 def experiment_location(storage: str, name: str) -> ExperimentPath:
     """STORAGE/NAME as a `Path` or a `UriPath`."""
-    return location(join_uri(storage, name) if is_uri(storage) else f"{storage}/{name}")
+    return location(join_uri(storage, name))
 
 
 def existing_suffixes(storage: str, stem: str) -> dict[int, str]:

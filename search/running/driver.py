@@ -134,10 +134,11 @@ def build_searcher(spec: SearchSpec, experiment_dir: ExperimentPath, max_concurr
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent), searcher
 
 
-def fit(tuner: Any, where: str) -> None:
-    """`tuner.fit()`. Tune reads the experiment back from storage as it ends: a storage that
-    does not answer then stops the search resumable (`StorageUnavailable`: one line and the
-    resume command), not with pyarrow's traceback."""
+def fit(tuner: Any, spec: SearchSpec, where: str, folder: ExperimentPath) -> None:
+    """`tuner.fit()` of the experiment at `where` (`folder`), then data-parallel trials' Train
+    run folders swept (`remove_train_runs`). Tune reads the experiment back from storage as it
+    ends: a storage that does not answer then stops the search resumable
+    (`StorageUnavailable`: one line and the resume command), not with pyarrow's traceback."""
     try:
         tuner.fit()
     except OSError as exc:
@@ -146,6 +147,21 @@ def fit(tuner: Any, where: str) -> None:
         said = " ".join(str(exc).split())[:160]
         raise StorageUnavailable(f"storage {where} did not answer as the trials ended "
                                  f"({said})") from None
+    if spec.resources.workers_per_trial > 1:
+        from search.trial.data_parallel import remove_train_runs
+
+        remove_train_runs(folder)
+
+
+def trials_at_once(spec: SearchSpec, runs: int) -> int:
+    """`max_concurrent`, else as many of `runs` as the cluster's CPUs and GPUs hold (the only
+    cap for data-parallel trials, whose drivers book no CPU)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    return spec.max_concurrent or default_max_concurrent(
+        spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, runs,
+        resources.get("CPU", 1), resources.get("GPU", 0))
 
 
 def trial_resources(spec: SearchSpec) -> Any:
@@ -163,7 +179,6 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
                 warm_start: WarmStartRecord | None = None) -> tuple[Any, Any]:
     """(the `Tuner`, new or restored with `options.resume`; its Optuna searcher, None after a
     restore). A new one in a finished search's folder reopens its journal: TPE sees every trial."""
-    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -183,10 +198,7 @@ def build_tuner(spec: SearchSpec, options: SearchOptions, data: dict[str, Any],
         run_config.callbacks, run_config.stop = callbacks, stop
         run_config.verbose = options.verbose
         return tuner, None
-    resources = ray.cluster_resources()
-    max_concurrent = spec.max_concurrent or default_max_concurrent(
-        spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, spec.num_samples,
-        resources.get("CPU", 1), resources.get("GPU", 0))
+    max_concurrent = trials_at_once(spec, spec.num_samples)
     scheduler = ASHAScheduler(time_attr="step", max_t=spec.scheduler.max_t,
                               grace_period=spec.scheduler.grace_period,
                               reduction_factor=spec.scheduler.reduction_factor)
@@ -357,11 +369,7 @@ def run_search(spec: SearchSpec, options: SearchOptions,
             tuner, optuna_search = build_tuner(session_spec, session_options, data, callbacks,
                                                stop=budget, warm_start=warm_start)
             with interrupts.tune_loop():
-                fit(tuner, path)
-            if spec.resources.workers_per_trial > 1:
-                from search.trial.data_parallel import remove_train_runs
-
-                remove_train_runs(experiment_dir)
+                fit(tuner, spec, path, experiment_dir)
             if interrupts.interrupted:
                 record_interruption(experiment_dir, interrupts, progress, options.resume_command)
             if budget is not None and budget.reached:

@@ -24,7 +24,6 @@ from search.space.spec import SearchSpec
 from search.store.layout import EVALUATION_LOG_FILE, FINALISTS_DIR, TEST_METRICS_FILE
 from search.store.storage import (
     ExperimentPath,
-    is_uri,
     join_uri,
     local_copy,
     remove_tree,
@@ -74,11 +73,7 @@ def run_finalists(spec: SearchSpec, path: str, experiment_dir: ExperimentPath,
 
     tuner, progress = _tuner(spec, path, experiment_dir, plan, data, verbose)
     with interrupts.tune_loop():
-        fit(tuner, path)
-    if spec.resources.workers_per_trial > 1:
-        from search.trial.data_parallel import remove_train_runs
-
-        remove_train_runs(experiment_dir / FINALISTS_DIR)
+        fit(tuner, spec, path, experiment_dir / FINALISTS_DIR)
     if interrupts.interrupted:
         record_interruption(experiment_dir, interrupts, progress, resume_command, "finalists")
         return False
@@ -95,28 +90,13 @@ def run_finalists(spec: SearchSpec, path: str, experiment_dir: ExperimentPath,
     return True
 
 
-def _at_once(spec: SearchSpec, runs: int) -> int | None:
-    """Runs at a time: the spec's cap; for data-parallel trials, whose drivers book no CPU,
-    what the cluster holds (else every job would start and wait for its workers, the wait
-    counted in its time)."""
-    if spec.max_concurrent or spec.resources.workers_per_trial == 1:
-        return spec.max_concurrent
-    import ray
-
-    from search.space.budget import default_max_concurrent
-
-    resources = ray.cluster_resources()
-    return default_max_concurrent(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial,
-                                  runs, resources.get("CPU", 1), resources.get("GPU", 0))
-
-
 def _tuner(spec: SearchSpec, path: str, experiment_dir: ExperimentPath, plan: FinalistPlan,
            data: dict[str, Any], verbose: int) -> tuple[Any, Any]:
     """(the stage's `Tuner`, new or restored; its console callback or None with -v)."""
     from ray import tune
 
     from search.running.console import SearchProgress
-    from search.running.driver import trial_resources
+    from search.running.driver import trial_resources, trials_at_once
     from search.trial.trainable import data_parallel_workers, train_finalist
 
     # the console shows a trial's configuration number and seed as its values
@@ -126,7 +106,7 @@ def _tuner(spec: SearchSpec, path: str, experiment_dir: ExperimentPath, plan: Fi
                "seed": {"choice": list(plan.seeds)}})
     progress = None if verbose else SearchProgress(shown, experiment=experiment_dir / FINALISTS_DIR)
     callbacks = [progress] if progress else []
-    where = join_uri(path, FINALISTS_DIR) if is_uri(path) else f"{path.rstrip('/')}/{FINALISTS_DIR}"
+    where = join_uri(path, FINALISTS_DIR)
     trainable = tune.with_resources(
         tune.with_parameters(train_finalist, runs={c.number: c.config
                                                    for c in plan.configurations},
@@ -146,7 +126,7 @@ def _tuner(spec: SearchSpec, path: str, experiment_dir: ExperimentPath, plan: Fi
                      "seed": tune.grid_search(list(plan.seeds))},
         tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode,
                                     reuse_actors=spec.resources.workers_per_trial == 1,
-                                    max_concurrent_trials=_at_once(spec, plan.runs)),
+                                    max_concurrent_trials=trials_at_once(spec, plan.runs)),
         run_config=tune.RunConfig(
             name=FINALISTS_DIR, storage_path=path,
             checkpoint_config=tune.CheckpointConfig(

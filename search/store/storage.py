@@ -46,7 +46,10 @@ def split_query(uri: str) -> tuple[str, str]:
 
 
 def join_uri(uri: str, name: str) -> str:
-    """`uri/name`, the query string (filesystem options) kept at the end."""
+    """`uri/name`, the query string (filesystem options) kept at the end; a local path is
+    joined as a path (a `?` in it is a character)."""
+    if not is_uri(uri):
+        return f"{uri.rstrip('/')}/{name}"
     base, query = split_query(uri)
     return f"{base}/{name}{query}"
 

@@ -27,8 +27,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ray.train import UserCallback
+
 from detr_core.config.run_config import run_config_from_dict
-from search.store.storage import ExperimentPath, is_uri, join_uri, patiently, remove_tree
+from search.store.storage import ExperimentPath, join_uri, patiently, remove_tree
 from search.trial.node_data import prepare_on_node
 
 #: what the trial (the job's driver) books: no CPU, so all of a node's go to workers; Ray needs
@@ -45,20 +47,15 @@ def driver_resources() -> Any:
     return PlacementGroupFactory([{"CPU": 0, "memory": DRIVER_MEMORY_BYTES}])
 
 
-def _forward_to_trial_class() -> type:
-    from ray.train import UserCallback
+class ForwardToTrial(UserCallback):
+    """Train callback (in the controller): rank 0's report and the checkpoint, to the trial."""
 
-    class ForwardToTrial(UserCallback):
-        """Train callback (in the controller): rank 0's report and the checkpoint, to the trial."""
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
 
-        def __init__(self, queue: Any) -> None:
-            self.queue = queue
-
-        def after_report(self, run_context: Any, metrics: list[dict[str, Any]],
-                         checkpoint: Any) -> None:
-            self.queue.put((metrics[0], checkpoint))
-
-    return ForwardToTrial
+    def after_report(self, run_context: Any, metrics: list[dict[str, Any]],
+                     checkpoint: Any) -> None:
+        self.queue.put((metrics[0], checkpoint))
 
 
 def run_data_parallel(raw: dict[str, Any], data: dict[str, Any], metric: str,
@@ -72,8 +69,7 @@ def run_data_parallel(raw: dict[str, Any], data: dict[str, Any], metric: str,
     from ray.util.queue import Queue
 
     context = tune.get_context()
-    name = Path(context.get_trial_dir()).name
-    trial_folder = join_uri(storage, name) if is_uri(storage) else f"{storage.rstrip('/')}/{name}"
+    trial_folder = join_uri(storage, Path(context.get_trial_dir()).name)
     reports = Queue(actor_options={"num_cpus": 0})
     gpus = float(resources["gpus_per_worker"])
     trainer_name = f"{TRAIN_RUN_PREFIX}{uuid.uuid4().hex[:8]}"
@@ -88,7 +84,7 @@ def run_data_parallel(raw: dict[str, Any], data: dict[str, Any], metric: str,
             resources_per_worker={"CPU": float(resources["cpus_per_worker"]), "GPU": gpus}),
         run_config=ray.train.RunConfig(
             name=trainer_name, storage_path=trial_folder,
-            callbacks=[_forward_to_trial_class()(reports)],
+            callbacks=[ForwardToTrial(reports)],
             # Tune's retries only (a preempted node too: Train would retry it without limit)
             failure_config=ray.train.FailureConfig(max_failures=0, max_preemption_failures=0),
             # Train deletes none: the trial removes each once Tune holds a copy (below), as
